@@ -1,0 +1,156 @@
+"""Command-line interface: ``advdyn run``, ``advdyn default-config``.
+
+User errors (bad config, missing file, invalid option) exit with code 2 and one line on
+standard error naming the field; a diverging run exits with code 3 and names the time and
+the learning rate. No traceback is shown for either.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    help="Exact high-dimensional dynamics of l2-adversarial training under streaming SGD.",
+)
+_err = Console(stderr=True)
+_out = Console()
+
+EXIT_USER_ERROR = 2
+EXIT_DIVERGED = 3
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    _err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _version(value: bool):
+    if value:
+        from ._version import __version__
+
+        _out.print(f"advdyn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+):
+    """advdyn: ODE, SGD and theory for adversarial training of linear models."""
+
+
+@app.command("run")
+def run_command(
+    config: Annotated[
+        Path | None, typer.Argument(help="TOML config; the embedded default when omitted.")
+    ] = None,
+    method: Annotated[
+        list[str] | None,
+        typer.Option("--method", "-m", help="ode and/or sgd (repeat or comma-separate)."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Result folder.")] = Path(
+        "advdyn-out"
+    ),
+    replicates: Annotated[int | None, typer.Option(help="SGD replicates.")] = None,
+    d: Annotated[int | None, typer.Option("--d", help="Override the dimension.")] = None,
+    t_max: Annotated[float | None, typer.Option(help="Override the time horizon.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="SGD precision: float32 or float64.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
+):
+    """Run the ODE and/or SGD on a problem; write NetCDF results, summary.json and risk.png."""
+    from .config import default_config, load_config
+    from .errors import ConfigError, DivergenceError
+
+    try:
+        cfg = load_config(config) if config is not None else default_config()
+        overrides = {
+            "run.methods": _split_methods(method),
+            "run.replicates": replicates,
+            "problem.d": d,
+            "run.t_max": t_max,
+            "problem.seed": seed,
+            "run.dtype": dtype,
+        }
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if overrides:
+            cfg = cfg.with_overrides(**overrides)
+        from .pipeline import run
+
+        if not quiet:
+            _err.print(
+                f"advdyn run: d = {cfg.problem.d}, loss = {cfg.problem.loss}, "
+                f"eps = {cfg.problem.epsilon}, methods = {', '.join(cfg.run.methods)}",
+                highlight=False,
+            )
+        result = run(cfg, out, progress=not quiet)
+    except ConfigError as err:
+        raise _fail(str(err), EXIT_USER_ERROR) from None
+    except DivergenceError as err:
+        raise _fail(str(err), EXIT_DIVERGED) from None
+    except OSError as err:
+        raise _fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
+
+    if not quiet:
+        _print_summary(result.summary)
+    _out.print(f"results written to {out}/: " + ", ".join(p.name for p in result.files.values()))
+
+
+@app.command("default-config")
+def default_config_command():
+    """Print the embedded default config (a starting point for your own TOML file)."""
+    sys.stdout.write(resources.files("advdyn").joinpath("defaults/default.toml").read_text())
+
+
+def _split_methods(method: list[str] | None) -> list[str] | None:
+    if not method:
+        return None
+    return [m.strip() for item in method for m in item.split(",") if m.strip()]
+
+
+def _print_summary(summary: dict) -> None:
+    final = summary["final"]
+    methods = list(final)
+    table = Table(title="final values (SGD: replicate mean)")
+    table.add_column("quantity")
+    for m in methods:
+        table.add_column(m, justify="right")
+    gaps = summary.get("gap_vs_ode", {})
+    for m in gaps:
+        table.add_column(f"max rel. gap {m} vs ode", justify="right")
+    for name in final[methods[0]]:
+        row = [name] + [f"{final[m].get(name, float('nan')):.5g}" for m in methods]
+        row += [f"{gaps[m][name]['max_relative_gap']:.2%}" if name in gaps[m] else "" for m in gaps]
+        table.add_row(*row)
+    _out.print(table)
+    times = ", ".join(f"{m} {t:.2f} s" for m, t in summary["wall_time_s"].items())
+    _out.print(f"wall time: {times}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors and aborts
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(EXIT_USER_ERROR)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise

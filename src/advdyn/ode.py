@@ -1,0 +1,144 @@
+"""The deterministic-equivalent ODE (THEORY section 5), solved with diffrax in float64.
+
+In the error variables of :mod:`advdyn.statistics` (``e = theta - theta*``) and with the
+drift coefficients ``D, H, N, f`` of :mod:`advdyn.drift`, the per-direction system is
+
+    d err2_i/dt        = -2 gamma ( D_i err2_i + (D_i+H_i) err_teacher_i + sum_c pi_c e_c err_mean_ci )
+                         + gamma^2 N_i / d
+    d err_teacher_i/dt =   -gamma ( D_i err_teacher_i + (D_i+H_i) theta*_i^2 + theta*_i f_i )
+    d err_mean_ci/dt   =   -gamma ( D_i err_mean_ci + (D_i+H_i) theta*_i mu_ci + mu_ci f_i )
+
+which is THEORY's ``(P, Q, M)`` system after the substitution ``theta = e + theta*``.
+"""
+
+from __future__ import annotations
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from .drift import drift_terms
+from .errors import DivergenceError
+from .problem import ProblemInstance
+from .results import make_dataset
+from .schedules import LearningRate
+from .statistics import DirectionState, observables, statistics
+
+Array = jax.Array
+
+
+def initial_state(instance: ProblemInstance) -> DirectionState:
+    """State of the initial iterate ``theta_0`` (float64)."""
+    return DirectionState.from_iterate(instance.theta0, instance)
+
+
+def vector_field(t, state: DirectionState, args) -> DirectionState:
+    """Right-hand side of the deterministic-equivalent ODE.
+
+    Parameters
+    ----------
+    t : scalar
+        Time.
+    state : DirectionState
+    args : tuple
+        ``(instance, lr)``.
+    """
+    instance, lr = args
+    terms = drift_terms(statistics(state, instance), instance)
+    gamma = lr(t, state, instance)
+    D, DH = terms.D, terms.D + terms.H
+    ts, mu = instance.theta_star, instance.means
+    pe = instance.weights * terms.expectations.e
+    d = instance.d
+    return DirectionState(
+        err2=-2 * gamma * (D * state.err2 + DH * state.err_teacher + pe @ state.err_mean)
+        + gamma**2 * terms.N / d,
+        err_teacher=-gamma * (D * state.err_teacher + DH * ts**2 + ts * terms.f),
+        err_mean=-gamma * (D * state.err_mean + DH * ts * mu + mu * terms.f),
+    )
+
+
+@eqx.filter_jit
+def _solve(instance, lr, times, rtol, atol, max_steps, blowup):
+    y0 = initial_state(instance)
+    bound = blowup * (jnp.sum(y0.err2) + jnp.sum(instance.theta_star**2) + 1.0)
+    event = diffrax.Event(lambda t, y, args, **kw: jnp.sum(y.err2) > bound)
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(vector_field),
+        diffrax.Tsit5(),
+        t0=times[0],
+        t1=times[-1],
+        dt0=None,
+        y0=y0,
+        args=(instance, lr),
+        saveat=diffrax.SaveAt(ts=times),
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        max_steps=max_steps,
+        event=event,
+        throw=False,
+    )
+    states = sol.ys
+
+    def record(t, s):
+        out = observables(statistics(s, instance), instance)
+        out["lr"] = lr(t, s, instance)
+        return out
+
+    return jax.vmap(record)(sol.ts, states), sol.result == diffrax.RESULTS.successful
+
+
+def solve_ode(
+    instance: ProblemInstance,
+    lr: LearningRate,
+    times,
+    *,
+    rtol: float = 1e-8,
+    atol: float = 1e-14,
+    max_steps: int = 1_000_000,
+    divergence_factor: float = 1e6,
+    attrs: dict | None = None,
+) -> xr.Dataset:
+    """Integrate the deterministic-equivalent ODE and record THEORY section 11 quantities.
+
+    Parameters
+    ----------
+    instance : ProblemInstance
+    lr : LearningRate
+    times : array_like, shape (T,)
+        Increasing recording times starting at 0.
+    rtol, atol : float
+        Tolerances of the adaptive Tsit5 solver (``atol`` tiny, so that exponentially
+        decaying quantities keep their relative accuracy; THEORY 10).
+    max_steps : int
+        Step budget of the solver.
+    divergence_factor : float
+        The solve stops when ``|theta - theta*|^2`` exceeds this factor times its scale.
+    attrs : dict, optional
+        Extra dataset attributes.
+
+    Returns
+    -------
+    xarray.Dataset
+        Variables on the ``time`` dimension.
+
+    Raises
+    ------
+    DivergenceError
+        If the trajectory blows up or the solver fails.
+    """
+    times = jnp.asarray(np.asarray(times, dtype=np.float64))
+    out, ok = _solve(instance, lr, times, rtol, atol, max_steps, divergence_factor)
+    out = {k: np.asarray(v) for k, v in out.items()}
+    finite = np.isfinite(out["adv_risk"])
+    if not bool(ok) or not finite.all():
+        i = int(np.argmin(finite)) if not finite.all() else len(finite) - 1
+        lr_at = float(lr(float(times[i])))  # state-free rules; state rules report the last lr
+        if lr.needs_state:
+            lr_at = float(out["lr"][max(i - 1, 0)])
+        raise DivergenceError(
+            "ode", float(times[i]), lr_at, "|theta|^2 grew without bound or the solver failed"
+        )
+    return make_dataset(np.asarray(times), out, "ode", attrs=attrs)

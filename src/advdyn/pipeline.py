@@ -1,0 +1,112 @@
+"""From a :class:`~advdyn.config.Config` to a result folder.
+
+:func:`run` draws the instance, builds the shared time grid, runs each requested method,
+and writes ``ode.nc`` / ``sgd.nc`` (NetCDF), ``summary.json`` and ``risk.png``, every file
+atomically. It is what ``advdyn run`` calls.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import xarray as xr
+
+from ._version import __version__
+from .config import Config
+from .ode import solve_ode
+from .plotting import plot_quantities, save_figure
+from .problem import instantiate, stream_key
+from .results import compare, write_json, write_netcdf
+from .schedules import make_learning_rate
+from .sgd import simulate_sgd, time_grid
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` produced.
+
+    Attributes
+    ----------
+    datasets : dict of method name to Dataset
+    summary : dict
+        Contents of ``summary.json``.
+    files : dict of label to Path
+    """
+
+    datasets: dict[str, xr.Dataset]
+    summary: dict
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def run(config: Config, out_dir: str | Path | None = None, progress: bool = False) -> RunResult:
+    """Run every method of ``config.run.methods`` on the same instance and time grid.
+
+    Parameters
+    ----------
+    config : Config
+    out_dir : path, optional
+        Where to write result files; nothing is written when omitted.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    RunResult
+    """
+    rc = config.run
+    instance = instantiate(config.problem)
+    lr = make_learning_rate(config.lr)
+    grid = time_grid(instance.d, rc.t_max, rc.n_times, rc.block_size)
+    attrs = {"config": config.to_json(), "advdyn_version": __version__, "seed": config.problem.seed}
+
+    datasets: dict[str, xr.Dataset] = {}
+    timings: dict[str, float] = {}
+    for method in rc.methods:
+        start = time.perf_counter()
+        if method == "ode":
+            ds = solve_ode(
+                instance, lr, grid.times, rtol=rc.rtol, atol=rc.atol,
+                divergence_factor=rc.divergence_factor, attrs=attrs,
+            )
+        else:
+            ds = simulate_sgd(
+                instance, lr, stream_key(config.problem.seed), t_max=rc.t_max,
+                n_times=rc.n_times, replicates=rc.replicates, dtype=rc.dtype,
+                block_size=rc.block_size, divergence_factor=rc.divergence_factor,
+                progress=progress, attrs=attrs,
+            )
+        timings[method] = time.perf_counter() - start
+        datasets[method] = ds
+
+    summary = {
+        "advdyn_version": __version__,
+        "d": instance.d,
+        "methods": list(datasets),
+        "wall_time_s": timings,
+        "final": {
+            m: {k: float(ds[k].mean("replicate")[-1] if "replicate" in ds.dims else ds[k][-1])
+                for k in ds.data_vars}
+            for m, ds in datasets.items()
+        },
+    }
+    if "ode" in datasets:
+        summary["gap_vs_ode"] = {
+            m: compare(datasets["ode"], ds) for m, ds in datasets.items() if m != "ode"
+        }
+    summary["config"] = config.model_dump(mode="json")
+
+    result = RunResult(datasets, summary)
+    if out_dir is not None:
+        out = Path(out_dir)
+        for method, ds in datasets.items():
+            result.files[method] = write_netcdf(ds, out / f"{method}.nc")
+        result.files["summary"] = write_json(summary, out / "summary.json")
+        fig = plot_quantities(
+            datasets, ("adv_risk", "clean_risk"),
+            title=f"d = {instance.d}, eps = {config.problem.epsilon}, loss = "
+            f"{summary['config']['problem']['loss']}",
+        )
+        result.files["plot"] = save_figure(fig, out / "risk.png")
+    return result

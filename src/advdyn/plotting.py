@@ -1,0 +1,90 @@
+"""Figures (matplotlib, Agg backend): risk curves of the ODE and the simulators."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import xarray as xr  # noqa: E402
+
+_STYLE = {
+    "ode": {"color": "black", "lw": 1.8, "ls": "-", "label": "ODE (d -> inf)"},
+    "sgd": {"color": "tab:blue", "lw": 1.2, "ls": "--", "label": "SGD mean"},
+}
+
+
+def plot_quantities(
+    results: Mapping[str, xr.Dataset],
+    names: tuple[str, ...] = ("adv_risk", "clean_risk"),
+    logy: bool = True,
+    title: str | None = None,
+):
+    """Plot quantities of several methods side by side.
+
+    Deterministic results are drawn as lines; results with a ``replicate`` dimension as
+    their mean with a band from the smallest to the largest replicate.
+
+    Parameters
+    ----------
+    results : mapping of method name to Dataset
+    names : tuple of str
+        Quantities, one panel each (those missing from every dataset are skipped).
+    logy : bool
+        Logarithmic y axis.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    names = tuple(n for n in names if any(n in ds for ds in results.values()))
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        for method, ds in results.items():
+            if name not in ds:
+                continue
+            style = dict(_STYLE.get(method, {"label": method}))
+            da = ds[name]
+            if "replicate" in da.dims:
+                mean = da.mean("replicate")
+                ax.fill_between(
+                    ds.time, da.min("replicate"), da.max("replicate"),
+                    color=style.get("color"), alpha=0.25, lw=0,
+                    label=f"{method} range over {da.sizes['replicate']} replicates",
+                )
+                ax.plot(ds.time, mean, **style)
+            else:
+                ax.plot(ds.time, da, **style)
+        ax.set_xlabel("time t = k/d")
+        ax.set_ylabel(name)
+        if logy:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Save a figure atomically (PNG by the file's suffix) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+    return path

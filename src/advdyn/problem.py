@@ -1,0 +1,157 @@
+"""A drawn problem instance, in the eigenbasis of the covariances (THEORY section 1).
+
+:func:`instantiate` turns a validated :class:`~advdyn.config.ProblemConfig` into a
+:class:`ProblemInstance`: eigenvalues, teacher, component means and weights, labels and the
+initial iterate, all as coordinates in the common eigenbasis. The instance is drawn from
+the first of two independent seeds spawned from ``config.seed``; the second seeds the SGD
+sample stream (:func:`stream_key`), so the two never share random numbers (THEORY 10).
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import config as C
+from .errors import ConfigError
+from .losses import Loss, make_loss
+from .spectra import eigen_decomposition
+
+Array = jax.Array
+
+
+class ProblemInstance(eqx.Module):
+    """All arrays that define one learning problem, in the eigenbasis.
+
+    Attributes
+    ----------
+    eigenvalues : Array, shape (C, d)
+        ``lambda_{c,i}``: eigenvalues of each component's covariance.
+    theta_star : Array, shape (d,)
+        Teacher ``theta*``.
+    means : Array, shape (C, d)
+        Component means ``mu_c``.
+    weights : Array, shape (C,)
+        Mixture weights ``pi_c``.
+    labels : Array, shape (C,)
+        ``+/-1`` for classification, zeros for regression.
+    theta0 : Array, shape (d,)
+        Initial iterate.
+    noise, epsilon, ridge : float
+        Label noise ``sigma``, attack radius ``eps`` and explicit ridge ``delta``.
+    loss : Loss
+    task : str
+        ``"regression"`` or ``"classification"``.
+    """
+
+    eigenvalues: Array
+    theta_star: Array
+    means: Array
+    weights: Array
+    labels: Array
+    theta0: Array
+    noise: Array
+    epsilon: Array
+    ridge: Array
+    loss: Loss
+    task: str = eqx.field(static=True)
+
+    @property
+    def d(self) -> int:
+        """Dimension."""
+        return self.theta_star.shape[-1]
+
+    @property
+    def n_components(self) -> int:
+        """Number of mixture components ``C``."""
+        return self.weights.shape[0]
+
+
+def _seed_sequences(seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
+    instance_seq, stream_seq = np.random.SeedSequence(seed).spawn(2)
+    return instance_seq, stream_seq
+
+
+def stream_key(seed: int) -> Array:
+    """JAX key of the SGD sample stream, independent of the instance draw."""
+    _, stream_seq = _seed_sequences(seed)
+    return jax.random.key(int(stream_seq.generate_state(1, dtype=np.uint32)[0]))
+
+
+def _unit(rng: np.random.Generator, d: int) -> np.ndarray:
+    v = rng.standard_normal(d)
+    return v / np.linalg.norm(v)
+
+
+def instantiate(config: C.ProblemConfig, loss: Loss | None = None) -> ProblemInstance:
+    """Draw the problem instance described by ``config``.
+
+    Parameters
+    ----------
+    config : ProblemConfig
+        Validated problem definition.
+    loss : Loss, optional
+        Overrides ``config.loss`` (e.g. a :class:`~advdyn.losses.Loss` with custom
+        quadrature settings).
+
+    Returns
+    -------
+    ProblemInstance
+        float64 arrays in the eigenbasis of the covariance.
+
+    Raises
+    ------
+    ConfigError
+        If a file has the wrong shape or a covariance is not PSD.
+    """
+    d = config.d
+    rng = np.random.default_rng(_seed_sequences(config.seed)[0])
+    lam, basis = eigen_decomposition(config.spectrum, d)
+
+    # Isotropic draws are isotropic in any orthonormal basis: draw directly in the eigenbasis.
+    theta_star = config.task.teacher_norm * _unit(rng, d)
+    comps = config.resolved_components()
+    common = _unit(rng, d)
+    eigenvalues, means = [], []
+    for i, comp in enumerate(comps):
+        if comp.spectrum is None:
+            eigenvalues.append(lam)
+        else:
+            eigenvalues.append(
+                eigen_decomposition(comp.spectrum, d, f"problem.components[{i}].spectrum")[0]
+            )
+        direction = {
+            "teacher": theta_star / np.linalg.norm(theta_star),
+            "common": common,
+            "random": _unit(rng, d) if comp.mean_direction == "random" else None,
+        }[comp.mean_direction]
+        means.append(comp.mean_sign * comp.mean_norm * direction)
+
+    if isinstance(config.init, C.GaussianInit):
+        theta0 = config.init.scale * rng.standard_normal(d) / np.sqrt(d)
+    else:
+        theta0 = np.load(config.init.path, allow_pickle=False).astype(float)
+        if theta0.shape != (d,):
+            raise ConfigError("problem.init.path", f"expected shape ({d},), got {theta0.shape}")
+        if not np.all(np.isfinite(theta0)):
+            raise ConfigError("problem.init.path", "initial iterate must be finite")
+        if basis is not None:
+            theta0 = basis.T @ theta0
+
+    f64 = lambda x: jnp.asarray(x, dtype=jnp.float64)  # noqa: E731
+    labels = [0.0 if c.label is None else float(c.label) for c in comps]
+    return ProblemInstance(
+        eigenvalues=f64(np.stack(eigenvalues)),
+        theta_star=f64(theta_star),
+        means=f64(np.stack(means)),
+        weights=f64([c.weight for c in comps]),
+        labels=f64(labels),
+        theta0=f64(theta0),
+        noise=f64(getattr(config.task, "noise", 0.0)),
+        epsilon=f64(config.epsilon),
+        ridge=f64(config.ridge),
+        loss=loss if loss is not None else make_loss(config.loss),
+        task=config.task.kind,
+    )

@@ -1,0 +1,247 @@
+"""Streaming adversarial SGD in the eigenbasis (THEORY sections 2 and 3).
+
+One fresh sample per step, ``theta <- theta - (gamma_t / d) grad``, with the exact
+per-sample l2-adversarial gradient
+
+    grad = L_r x + eps L_a theta/|theta| + delta theta
+
+(``L_r``, ``L_a`` from the endpoint rule: closed forms for the built-in losses, autodiff
+for custom ones). Replicates run batched under ``vmap``; steps run under ``lax.scan``.
+
+Randomness: replicate ``r`` uses key ``fold_in(stream_key, r)`` and draws its samples in
+blocks of ``block`` steps, block ``b`` from ``fold_in(replicate_key, b)``. Results are
+therefore reproducible for a given ``(seed, block)``, and adding replicates leaves the
+existing ones unchanged. Population quantities of the iterate are recorded every
+``stride`` steps (a multiple of ``block``), never the loss on the last sample.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from ._progress import progress_bar
+from .errors import DivergenceError
+from .problem import ProblemInstance
+from .results import make_dataset
+from .schedules import LearningRate
+from .statistics import DirectionState, observables, statistics
+
+Array = jax.Array
+
+
+class TimeGrid(NamedTuple):
+    """Recording grid shared by SGD and the ODE.
+
+    Attributes
+    ----------
+    times : ndarray
+        Recording times ``k * stride / d``, ``k = 0..n_records``.
+    stride : int
+        SGD steps between records (a multiple of ``block``).
+    block : int
+        Steps whose samples are drawn at once.
+    """
+
+    times: np.ndarray
+    stride: int
+    block: int
+
+
+def time_grid(d: int, t_max: float, n_times: int, block_size: int = 256) -> TimeGrid:
+    """Recording grid of ``n_times`` points on ``[0, ~t_max]`` aligned to SGD steps.
+
+    The stride is rounded to a multiple of the sampling block, so the last time can differ
+    from ``t_max`` by at most half a block per record; the returned times are exact.
+    """
+    total = max(1, round(t_max * d))
+    target = max(1, round(total / (n_times - 1)))
+    block = min(block_size, target)
+    stride = block * max(1, round(target / block))
+    return TimeGrid(np.arange(n_times) * stride / d, stride, block)
+
+
+def _draw_block(instance: ProblemInstance, key, b, block: int, dtype):
+    """Samples ``(x, y)`` of block ``b`` for one replicate: shapes ``(block, d)``, ``(block,)``."""
+    d, n_comp = instance.d, instance.n_components
+    kb = jax.random.fold_in(key, b)
+    kz, kc, kxi = jax.random.split(kb, 3)
+    z = jax.random.normal(kz, (block, d), dtype)
+    sqrt_lam = jnp.sqrt(instance.eigenvalues).astype(dtype)
+    means = instance.means.astype(dtype)
+    if n_comp == 1:
+        x = means[0] + sqrt_lam[0] * z
+        cls = jnp.zeros((block,), jnp.int32)
+    else:
+        cls = jax.random.choice(kc, n_comp, (block,), p=instance.weights)
+        x = means[cls] + sqrt_lam[cls] * z
+    if instance.task == "regression":
+        xi = jax.random.normal(kxi, (block,), dtype)
+        y = x @ instance.theta_star.astype(dtype) + instance.noise.astype(dtype) * xi
+    else:
+        y = instance.labels.astype(dtype)[cls]
+    return x, y
+
+
+def sgd_step(theta, x, y, gamma, instance: ProblemInstance):
+    """One streaming SGD step on the l2-adversarial loss of one sample.
+
+    Parameters
+    ----------
+    theta : Array, shape (d,)
+    x : Array, shape (d,)
+    y : scalar
+    gamma : scalar
+        Learning rate ``gamma_t`` (the step is ``gamma / d``).
+    instance : ProblemInstance
+
+    Returns
+    -------
+    Array
+        The next iterate, in ``theta``'s dtype.
+    """
+    dtype = theta.dtype
+    eps, ridge = instance.epsilon.astype(dtype), instance.ridge.astype(dtype)
+    r = x @ theta
+    n = jnp.sqrt(theta @ theta)
+    _, L_r, L_a = instance.loss.adversarial(r, eps * n, y)
+    # eps L_a theta/|theta| + delta theta, with the theta/|theta| term set to 0 at theta = 0
+    shrink = jnp.where(n > 0, eps * L_a / jnp.where(n > 0, n, 1), 0) + ridge
+    step = (gamma / instance.d).astype(dtype)
+    return theta - step * (L_r * x + shrink * theta)
+
+
+@eqx.filter_jit
+def _advance(thetas, keys, first_block, instance, lr, n_blocks: int, block: int):
+    dtype = thetas.dtype
+    d = instance.d
+
+    def replicate(theta, key):
+        def block_body(theta, b):
+            x, y = _draw_block(instance, key, b, block, dtype)
+            steps = b * block + jnp.arange(block)
+
+            def step(theta, inputs):
+                x_k, y_k, k = inputs
+                state = DirectionState.from_iterate(theta, instance) if lr.needs_state else None
+                gamma = lr(k / d, state, instance)
+                return sgd_step(theta, x_k, y_k, gamma, instance), None
+
+            theta, _ = jax.lax.scan(step, theta, (x, y, steps))
+            return theta, None
+
+        theta, _ = jax.lax.scan(block_body, theta, first_block + jnp.arange(n_blocks))
+        return theta
+
+    return jax.vmap(replicate)(thetas, keys)
+
+
+@eqx.filter_jit
+def _record(thetas, t, instance, lr):
+    def one(theta):
+        state = DirectionState.from_iterate(theta, instance)
+        out = observables(statistics(state, instance), instance)
+        out["lr"] = lr(t, state, instance)
+        return out
+
+    return jax.vmap(one)(thetas)
+
+
+def simulate_sgd(
+    instance: ProblemInstance,
+    lr: LearningRate,
+    key: Array,
+    *,
+    t_max: float,
+    n_times: int = 51,
+    replicates: int = 4,
+    dtype: str = "float32",
+    block_size: int = 256,
+    divergence_factor: float = 1e6,
+    progress: bool = False,
+    attrs: dict | None = None,
+) -> xr.Dataset:
+    """Run streaming adversarial SGD and record population quantities on a time grid.
+
+    Parameters
+    ----------
+    instance : ProblemInstance
+        All replicates start from ``instance.theta0`` on the same instance.
+    lr : LearningRate
+    key : jax.random key
+        Stream key (see :func:`advdyn.problem.stream_key`).
+    t_max : float
+        Horizon in units of ``t = k / d``.
+    n_times : int
+        Number of recording times (including ``t = 0``); see :func:`time_grid`.
+    replicates : int
+        Independent sample streams.
+    dtype : {"float32", "float64"}
+        Precision of the iterate and samples (statistics are always reduced to float64).
+    block_size : int
+        Maximum number of steps whose samples are drawn at once. Part of the random-stream
+        definition: change it and the draws change.
+    divergence_factor : float
+        Stop when the adversarial risk exceeds this factor times ``max(initial risk, 1)``.
+    progress : bool
+        Show a progress bar (rich) on standard error.
+    attrs : dict, optional
+        Extra dataset attributes.
+
+    Returns
+    -------
+    xarray.Dataset
+        Variables on ``(replicate, time)``.
+
+    Raises
+    ------
+    DivergenceError
+        If the risk becomes non-finite or exceeds the divergence threshold.
+    """
+    grid = time_grid(instance.d, t_max, n_times, block_size)
+    jdtype = jnp.dtype(dtype)
+    n_blocks = grid.stride // grid.block
+    keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(replicates))
+    thetas = jnp.broadcast_to(instance.theta0.astype(jdtype), (replicates, instance.d))
+
+    records = [_record(thetas, jnp.asarray(grid.times[0]), instance, lr)]
+    threshold = divergence_factor * max(float(np.max(records[0]["adv_risk"])), 1.0)
+    with progress_bar("SGD", total=(n_times - 1) * grid.stride, enabled=progress) as advance:
+        for j in range(1, n_times):
+            first = jnp.asarray((j - 1) * n_blocks)
+            thetas = _advance(thetas, keys, first, instance, lr, n_blocks, grid.block)
+            rec = _record(thetas, jnp.asarray(grid.times[j]), instance, lr)
+            risk = np.asarray(rec["adv_risk"])
+            if not np.all(np.isfinite(risk)) or risk.max() > threshold:
+                lr_now = float(np.asarray(records[-1]["lr"]).max())
+                raise DivergenceError(
+                    "sgd",
+                    float(grid.times[j]),
+                    lr_now,
+                    f"adversarial risk reached {risk.max():.3g} (started at "
+                    f"{float(np.max(records[0]['adv_risk'])):.3g})",
+                )
+            records.append(rec)
+            advance(grid.stride)
+
+    stacked = {k: np.stack([np.asarray(r[k]) for r in records], axis=1) for k in records[0]}
+    info = {
+        "replicates": replicates,
+        "dtype": dtype,
+        "block": grid.block,
+        "stride": grid.stride,
+        "d": instance.d,
+        "steps": int((n_times - 1) * grid.stride),
+    }
+    return make_dataset(grid.times, stacked, "sgd", replicates=True, attrs={**info, **(attrs or {})})
+
+
+def expected_fluctuation(d: int) -> float:
+    """The ``d^{-1/2}`` scale of finite-``d`` fluctuations of SGD statistics."""
+    return 1.0 / math.sqrt(d)

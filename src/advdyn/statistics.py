@@ -1,0 +1,150 @@
+"""Per-direction state, its low-dimensional statistics, and the recorded quantities.
+
+THEORY sections 4, 5 and 11. Every population quantity of an iterate ``theta`` is a function
+of a handful of statistics. They are sums over directions of the per-direction state. We
+carry the state of the error ``e = theta - theta*`` rather than of ``theta``:
+
+    err2_i        = e_i^2           (= P_i - 2 Q_i + theta*_i^2)
+    err_teacher_i = e_i theta*_i    (= Q_i - theta*_i^2)
+    err_mean_ci   = e_i mu_{c,i}    (= M_{c,i} - theta*_i mu_{c,i})
+
+a linear change of variables from THEORY's ``(P, Q, M)`` that keeps the residual variance
+``<e, K e>`` free of cancellation, so exponentially decaying risks stay accurate in float64.
+The same functions serve the ODE (state integrated) and SGD (state built from the iterate).
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.scipy.stats import norm
+
+from .losses import ClassMoments, Expectations
+from .problem import ProblemInstance
+
+Array = jax.Array
+
+
+class DirectionState(eqx.Module):
+    """Per-direction second moments of the error ``e = theta - theta*``.
+
+    Attributes
+    ----------
+    err2 : Array, shape (d,)
+    err_teacher : Array, shape (d,)
+    err_mean : Array, shape (C, d)
+    """
+
+    err2: Array
+    err_teacher: Array
+    err_mean: Array
+
+    @classmethod
+    def from_iterate(cls, theta: Array, instance: ProblemInstance) -> DirectionState:
+        """State of a single iterate ``theta`` (products of its coordinates)."""
+        e = theta - instance.theta_star.astype(theta.dtype)
+        return cls(
+            e * e, e * instance.theta_star.astype(theta.dtype), e * instance.means.astype(theta.dtype)
+        )
+
+
+class Statistics(eqx.Module):
+    """Low-dimensional statistics of the iterate (float64 scalars or ``(C,)`` arrays).
+
+    Attributes
+    ----------
+    qe : <e, K_c e>
+    ge : <e, K_c theta*>
+    w : <theta*, K_c theta*>
+    me : <e, mu_c>
+    mstar : <theta*, mu_c>
+    norm2 : |theta|^2
+    overlap : <theta, theta*>
+    """
+
+    qe: Array
+    ge: Array
+    w: Array
+    me: Array
+    mstar: Array
+    norm2: Array
+    overlap: Array
+
+
+def statistics(state: DirectionState, instance: ProblemInstance) -> Statistics:
+    """Reduce a :class:`DirectionState` to :class:`Statistics` (``O(C d)`` work).
+
+    Sums are taken in the state's dtype and returned in float64.
+    """
+    f64 = lambda x: jnp.asarray(x, jnp.float64)  # noqa: E731
+    dt = state.err2.dtype
+    lam = instance.eigenvalues.astype(dt)
+    qe = lam @ state.err2
+    ge = lam @ state.err_teacher
+    me = jnp.sum(state.err_mean, axis=-1)
+    sum_e2, sum_et = jnp.sum(state.err2), jnp.sum(state.err_teacher)
+    ts2 = jnp.sum(instance.theta_star**2)
+    return Statistics(
+        qe=f64(qe),
+        ge=f64(ge),
+        w=instance.eigenvalues @ instance.theta_star**2,
+        me=f64(me),
+        mstar=instance.means @ instance.theta_star,
+        norm2=f64(sum_e2) + 2 * f64(sum_et) + ts2,
+        overlap=f64(sum_et) + ts2,
+    )
+
+
+def class_moments(stats: Statistics, instance: ProblemInstance) -> ClassMoments:
+    """Gaussian moments of ``(r, r*)`` in each class, from the statistics (THEORY 4)."""
+    return ClassMoments(
+        m=stats.me + stats.mstar,
+        q=stats.qe + 2 * stats.ge + stats.w,
+        mstar=stats.mstar,
+        w=stats.w,
+        g=stats.ge + stats.w,
+        me=stats.me,
+        qe=stats.qe,
+        label=instance.labels,
+        noise=instance.noise,
+    )
+
+
+def attack_size(stats: Statistics, instance: ProblemInstance) -> Array:
+    """``a = eps * |theta|``."""
+    return instance.epsilon * jnp.sqrt(stats.norm2)
+
+
+def expectations(stats: Statistics, instance: ProblemInstance) -> Expectations:
+    """Per-class expectations of THEORY section 4 at these statistics."""
+    return instance.loss.expectations(
+        class_moments(stats, instance), attack_size(stats, instance), instance.task
+    )
+
+
+def observables(stats: Statistics, instance: ProblemInstance) -> dict[str, Array]:
+    """Population quantities of THEORY section 11 that this issue records.
+
+    Returns
+    -------
+    dict
+        ``adv_risk`` (ridge excluded), ``clean_risk``, ``norm``, ``overlap`` and, for
+        classification, ``clean_error`` and ``robust_error``.
+    """
+    ex = expectations(stats, instance)
+    pi = instance.weights
+    norm_ = jnp.sqrt(stats.norm2)
+    out = {
+        "adv_risk": pi @ ex.adv_risk,
+        "clean_risk": pi @ ex.clean_risk,
+        "norm": norm_,
+        "overlap": stats.overlap,
+    }
+    if instance.task == "classification":
+        mom = class_moments(stats, instance)
+        sd = jnp.sqrt(jnp.maximum(mom.q, 1e-300))
+        ym = instance.labels * mom.m
+        out["clean_error"] = pi @ norm.cdf(-ym / sd)
+        out["robust_error"] = pi @ norm.cdf((instance.epsilon * norm_ - ym) / sd)
+    return out
