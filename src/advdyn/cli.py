@@ -142,15 +142,21 @@ def _print_summary(summary: dict) -> None:
 def main() -> None:
     """Console-script entry point."""
     try:
-        app(standalone_mode=False)
+        # with standalone_mode=False, typer/click *return* the code of a typer.Exit raised
+        # inside a command instead of raising it: propagate it as the process exit status.
+        rv = app(standalone_mode=False)
+        sys.exit(rv if isinstance(rv, int) else 0)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # click usage errors and aborts
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+        # recent typer versions vendor click (typer._click) instead of depending on it: look the
+        # base class up through typer rather than importing click.
+        click_exception = next(
+            c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+        )
+        if isinstance(exc, click_exception):
             exc.show()
             sys.exit(EXIT_USER_ERROR)
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, typer.Abort):
             sys.exit(130)
         raise

@@ -299,7 +299,7 @@ class RunConfig(_Model):
     dtype: Literal["float32", "float64"] = "float32"
     block_size: int = Field(default=256, ge=1)
     rtol: float = Field(default=1e-8, gt=0, lt=1)
-    atol: float = Field(default=1e-14, gt=0)
+    atol: float = Field(default=1e-20, gt=0)
     divergence_factor: float = Field(default=1e6, gt=1)
 
     @field_validator("methods")
@@ -337,7 +337,13 @@ class Config(_Model):
             node = data
             *parents, leaf = key.split(".")
             for p in parents:
+                if not isinstance(node, dict):
+                    break
+                if node.get(p) is None:
+                    node[p] = {}  # unknown or unset section: validation names the key
                 node = node[p]
+            if not isinstance(node, dict):
+                raise ConfigError(key, "not a config section, cannot set a field inside it")
             node[leaf] = value
         if not isinstance(self.problem.loss, str):
             data["problem"]["loss"] = self.problem.loss

@@ -89,6 +89,13 @@ class Loss(eqx.Module):
 
     quadrature_nodes: int = eqx.field(default=96, static=True, kw_only=True)
 
+    def __check_init__(self):
+        if not 2 <= self.quadrature_nodes <= 300:
+            raise ValueError(
+                f"quadrature_nodes must be in [2, 300] (numpy's Gauss-Hermite weights lose "
+                f"accuracy beyond), got {self.quadrature_nodes}"
+            )
+
     def __call__(self, r, y):
         """Clean pointwise loss ``l(r, y)``."""
         raise NotImplementedError
@@ -114,7 +121,10 @@ class Loss(eqx.Module):
         lp, dp = _value_and_dr(self, r + a, y)
         lm, dm = _value_and_dr(self, r - a, y)
         plus = lp >= lm
-        return jnp.where(plus, lp, lm), jnp.where(plus, dp, dm), jnp.where(plus, dp, -dm)
+        d_win = jnp.where(plus, dp, dm)
+        # d l_eps/da is +l'(r+a) or -l'(r-a); convexity makes it >= 0, and at a = 0 the
+        # one-sided derivative is |l'(r)|, so |l'(winner)| covers every case.
+        return jnp.where(plus, lp, lm), d_win, jnp.abs(d_win)
 
     def expectations(self, mom: ClassMoments, a, task: str) -> Expectations:
         """Per-class expectations by Gauss-Hermite quadrature (see module docstring).
@@ -135,26 +145,32 @@ class Loss(eqx.Module):
             y = mom.label[:, None]
             val, lr, la = self.adversarial(r, a, y)
             E = lambda f: f @ wq  # noqa: E731
+            h1 = self._stein_or_derivative(E(lr * z), s[:, 0], r, a, y, E)
             return Expectations(
                 adv_risk=E(val),
                 clean_risk=E(self(r, y)),
                 e=E(lr),
-                h1=E(lr * z) / s[:, 0],
+                h1=h1,
                 h2=jnp.zeros_like(mom.m),
                 a=E(la),
                 I=E(lr**2),
             )
         # regression: (y, r) = mean + L (z1, z2), L lower triangular; y = r* + noise * xi
-        ly = _safe_sqrt(mom.w + mom.noise**2)[:, None, None]
+        var_y = mom.w + mom.noise**2
+        ly = _safe_sqrt(var_y)[:, None, None]
         c = mom.g[:, None, None] / ly
-        sr = _safe_sqrt(mom.q[:, None, None] - c**2)
+        # conditional variance of r given y, written without cancellation:
+        # q - g^2/var_y = [qe var_y - ge^2 + noise^2 (2 ge + w)] / var_y,  ge = g - w
+        ge = mom.g - mom.w
+        cond = (mom.qe * var_y - ge**2 + mom.noise**2 * (2 * ge + mom.w)) / var_y
+        sr = _safe_sqrt(cond)[:, None, None]
         z1, z2 = z[:, None], z[None, :]
         y = mom.mstar[:, None, None] + ly * z1
         r = mom.m[:, None, None] + c * z1 + sr * z2
         w2 = wq[:, None] * wq[None, :]
         E = lambda f: jnp.sum(f * w2, axis=(-2, -1))  # noqa: E731
         val, lr, la = self.adversarial(r, a, y)
-        h1 = E(lr * z2) / sr[:, 0, 0]
+        h1 = self._stein_or_derivative(E(lr * z2), sr[:, 0, 0], r, a, y, E)
         h2 = (E(lr * z1) - c[:, 0, 0] * h1) / ly[:, 0, 0]
         return Expectations(
             adv_risk=E(val),
@@ -165,6 +181,18 @@ class Loss(eqx.Module):
             a=E(la),
             I=E(lr**2),
         )
+
+
+    def _stein_or_derivative(self, stein_sum, s, r, a, y, E):
+        """``h1 = E[L_r z] / s`` (Stein), or ``E[dL_r/dr]`` where ``s`` is degenerate.
+
+        The two agree for losses differentiable in ``r``; the Stein form also captures the
+        jumps of kinked losses but divides rounding noise by ``s`` when ``s -> 0``
+        (e.g. ``theta = 0``), where the autodiff form is used instead.
+        """
+        dlr = jnp.vectorize(jax.grad(lambda rr, yy: self.adversarial(rr, a, yy)[1]))(r, y)
+        degenerate = s < 1e-7
+        return jnp.where(degenerate, E(dlr), stein_sum / jnp.where(degenerate, 1.0, s))
 
 
 def _value_and_dr(loss: Loss, r, y):

@@ -96,7 +96,7 @@ def solve_ode(
     times,
     *,
     rtol: float = 1e-8,
-    atol: float = 1e-14,
+    atol: float = 1e-20,
     max_steps: int = 1_000_000,
     divergence_factor: float = 1e6,
     attrs: dict | None = None,
@@ -108,7 +108,9 @@ def solve_ode(
     instance : ProblemInstance
     lr : LearningRate
     times : array_like, shape (T,)
-        Increasing recording times starting at 0.
+        Increasing recording times starting at 0. To compare with
+        :func:`~advdyn.sgd.simulate_sgd`, pass ``time_grid(d, t_max, n_times).times``: the
+        SGD grid is aligned to whole steps and can end slightly past ``t_max``.
     rtol, atol : float
         Tolerances of the adaptive Tsit5 solver (``atol`` tiny, so that exponentially
         decaying quantities keep their relative accuracy; THEORY 10).
@@ -135,9 +137,8 @@ def solve_ode(
     finite = np.isfinite(out["adv_risk"])
     if not bool(ok) or not finite.all():
         i = int(np.argmin(finite)) if not finite.all() else len(finite) - 1
-        lr_at = float(lr(float(times[i])))  # state-free rules; state rules report the last lr
-        if lr.needs_state:
-            lr_at = float(out["lr"][max(i - 1, 0)])
+        # the rate at the last finite record (state-dependent rules need a finite state)
+        lr_at = float(out["lr"][max(i - 1, 0)]) if lr.needs_state else float(lr(times[i]))
         raise DivergenceError(
             "ode", float(times[i]), lr_at, "|theta|^2 grew without bound or the solver failed"
         )

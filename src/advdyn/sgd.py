@@ -113,7 +113,7 @@ def sgd_step(theta, x, y, gamma, instance: ProblemInstance):
     _, L_r, L_a = instance.loss.adversarial(r, eps * n, y)
     # eps L_a theta/|theta| + delta theta, with the theta/|theta| term set to 0 at theta = 0
     shrink = jnp.where(n > 0, eps * L_a / jnp.where(n > 0, n, 1), 0) + ridge
-    step = (gamma / instance.d).astype(dtype)
+    step = jnp.asarray(gamma / instance.d, dtype)
     return theta - step * (L_r * x + shrink * theta)
 
 
