@@ -14,6 +14,8 @@ Three independent computations of the same numbers:
 
 from __future__ import annotations
 
+import itertools
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -40,7 +42,7 @@ def quad(f, kinks=()):
     pts = sorted(kinks)
     edges = [-np.inf, *pts, np.inf]
     total = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         val, _ = integrate.quad(lambda z: f(z) * norm.pdf(z), lo, hi, epsabs=0, epsrel=1e-12,
                                 limit=200)
         total += val

@@ -105,7 +105,7 @@ def test_time_grid_is_aligned_to_blocks():
     g = time_grid(d=1000, t_max=3.0, n_times=7, block_size=256)
     assert g.stride % g.block == 0
     np.testing.assert_allclose(g.times, np.arange(7) * g.stride / 1000)
-    assert abs(g.times[-1] - 3.0) <= 6 * g.block / 2 / 1000
+    assert abs(g.times[-1] - 3.0) <= 6 * (g.stride // g.block) / 2 / 1000
 
 
 def test_sgd_divergence_names_time_and_learning_rate():

@@ -20,12 +20,11 @@ from .config import (  # noqa: E402
 from .errors import ConfigError, DivergenceError  # noqa: E402
 from .losses import CustomLoss, LeastSquares, Logistic, Loss, SquaredHinge, make_loss  # noqa: E402
 from .ode import solve_ode  # noqa: E402
-from .problem import ProblemInstance, instantiate, stream_key  # noqa: E402
-from .sgd import simulate_sgd, time_grid  # noqa: E402
 from .pipeline import RunResult, run  # noqa: E402
+from .problem import ProblemInstance, instantiate, stream_key  # noqa: E402
 from .results import compare, read_netcdf, write_netcdf  # noqa: E402
 from .schedules import Constant, Decay, LearningRate, make_learning_rate  # noqa: E402
-
+from .sgd import simulate_sgd, time_grid  # noqa: E402
 
 __all__ = [
     "Config",

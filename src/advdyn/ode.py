@@ -3,8 +3,8 @@
 In the error variables of :mod:`advdyn.statistics` (``e = theta - theta*``) and with the
 drift coefficients ``D, H, N, f`` of :mod:`advdyn.drift`, the per-direction system is
 
-    d err2_i/dt        = -2 gamma ( D_i err2_i + (D_i+H_i) err_teacher_i + sum_c pi_c e_c err_mean_ci )
-                         + gamma^2 N_i / d
+    d err2_i/dt        = -2 gamma ( D_i err2_i + (D_i+H_i) err_teacher_i
+                                    + sum_c pi_c e_c err_mean_ci ) + gamma^2 N_i / d
     d err_teacher_i/dt =   -gamma ( D_i err_teacher_i + (D_i+H_i) theta*_i^2 + theta*_i f_i )
     d err_mean_ci/dt   =   -gamma ( D_i err_mean_ci + (D_i+H_i) theta*_i mu_ci + mu_ci f_i )
 

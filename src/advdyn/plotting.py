@@ -10,8 +10,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import xarray as xr  # noqa: E402
+import matplotlib.pyplot as plt
+import xarray as xr
 
 _STYLE = {
     "ode": {"color": "black", "lw": 1.8, "ls": "-", "label": "ODE (d -> inf)"},

@@ -17,7 +17,7 @@ import numpy as np
 from . import config as C
 from .errors import ConfigError
 from .losses import Loss, make_loss
-from .spectra import eigen_decomposition
+from .spectra import eigen_decomposition, load_npy
 
 Array = jax.Array
 
@@ -132,11 +132,9 @@ def instantiate(config: C.ProblemConfig, loss: Loss | None = None) -> ProblemIns
     if isinstance(config.init, C.GaussianInit):
         theta0 = config.init.scale * rng.standard_normal(d) / np.sqrt(d)
     else:
-        theta0 = np.load(config.init.path, allow_pickle=False).astype(float)
+        theta0 = load_npy(config.init.path, "problem.init.path")
         if theta0.shape != (d,):
             raise ConfigError("problem.init.path", f"expected shape ({d},), got {theta0.shape}")
-        if not np.all(np.isfinite(theta0)):
-            raise ConfigError("problem.init.path", "initial iterate must be finite")
         if basis is not None:
             theta0 = basis.T @ theta0
 

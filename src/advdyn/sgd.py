@@ -17,7 +17,6 @@ existing ones unchanged. Population quantities of the iterate are recorded every
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import equinox as eqx
@@ -57,13 +56,15 @@ class TimeGrid(NamedTuple):
 def time_grid(d: int, t_max: float, n_times: int, block_size: int = 256) -> TimeGrid:
     """Recording grid of ``n_times`` points on ``[0, ~t_max]`` aligned to SGD steps.
 
-    The stride is rounded to a multiple of the sampling block, so the last time can differ
-    from ``t_max`` by at most half a block per record; the returned times are exact.
+    The stride (steps between records) is split into equal sampling blocks of at most
+    ``block_size`` steps, so it can differ from ``t_max * d / (n_times - 1)`` by at most half
+    a step per block; the returned times are exact.
     """
     total = max(1, round(t_max * d))
     target = max(1, round(total / (n_times - 1)))
-    block = min(block_size, target)
-    stride = block * max(1, round(target / block))
+    n_blocks = -(-target // block_size)  # ceil
+    block = max(1, round(target / n_blocks))
+    stride = n_blocks * block
     return TimeGrid(np.arange(n_times) * stride / d, stride, block)
 
 
@@ -239,9 +240,6 @@ def simulate_sgd(
         "d": instance.d,
         "steps": int((n_times - 1) * grid.stride),
     }
-    return make_dataset(grid.times, stacked, "sgd", replicates=True, attrs={**info, **(attrs or {})})
+    attrs = {**info, **(attrs or {})}
+    return make_dataset(grid.times, stacked, "sgd", replicates=True, attrs=attrs)
 
-
-def expected_fluctuation(d: int) -> float:
-    """The ``d^{-1/2}`` scale of finite-``d`` fluctuations of SGD statistics."""
-    return 1.0 / math.sqrt(d)

@@ -24,7 +24,7 @@ def identity(d: int) -> np.ndarray:
 
 def two_level(d: int, first: float, second: float, fraction: float) -> np.ndarray:
     """``round(fraction * d)`` eigenvalues ``first``, the others ``second``."""
-    k = int(round(fraction * d))
+    k = round(fraction * d)
     return np.concatenate([np.full(k, float(first)), np.full(d - k, float(second))])
 
 
@@ -68,10 +68,11 @@ def marchenko_pastur(d: int, aspect_ratio: float) -> np.ndarray:
     return marchenko_pastur_quantiles(_midpoints(d), aspect_ratio)
 
 
-def _load_npy(path, field: str) -> np.ndarray:
+def load_npy(path, field: str) -> np.ndarray:
+    """Load a finite numeric ``.npy`` array as float64, or raise ConfigError naming ``field``."""
     try:
         arr = np.load(path, allow_pickle=False)
-    except Exception as err:  # noqa: BLE001 - any read failure is a config error here
+    except Exception as err:
         raise ConfigError(field, f"cannot read {path}: {err}") from None
     if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
         raise ConfigError(field, f"{path} must hold finite numbers")
@@ -113,13 +114,13 @@ def eigen_decomposition(spec, d: int, field: str = "problem.spectrum"):
     elif isinstance(spec, C.MarchenkoPasturSpectrum):
         lam = marchenko_pastur(d, spec.aspect_ratio)
     elif isinstance(spec, C.EigenvaluesFile):
-        lam = _load_npy(spec.path, f"{field}.path")
+        lam = load_npy(spec.path, f"{field}.path")
         if lam.shape != (d,):
             raise ConfigError(f"{field}.path", f"expected shape ({d},), got {lam.shape}")
         if lam.min() < 0:
             raise ConfigError(f"{field}.path", f"eigenvalues must be >= 0, found {lam.min():.3g}")
     elif isinstance(spec, C.CovarianceFile):
-        cov = _load_npy(spec.path, f"{field}.path")
+        cov = load_npy(spec.path, f"{field}.path")
         if cov.shape != (d, d):
             raise ConfigError(f"{field}.path", f"expected shape ({d}, {d}), got {cov.shape}")
         scale = max(np.abs(cov).max(), 1e-300)

@@ -44,9 +44,8 @@ class DirectionState(eqx.Module):
     def from_iterate(cls, theta: Array, instance: ProblemInstance) -> DirectionState:
         """State of a single iterate ``theta`` (products of its coordinates)."""
         e = theta - instance.theta_star.astype(theta.dtype)
-        return cls(
-            e * e, e * instance.theta_star.astype(theta.dtype), e * instance.means.astype(theta.dtype)
-        )
+        ts = instance.theta_star.astype(theta.dtype)
+        return cls(e * e, e * ts, e * instance.means.astype(theta.dtype))
 
 
 class Statistics(eqx.Module):
