@@ -8,10 +8,10 @@ scale, not tuned to one lucky draw. At ``d = 2000`` one replicate's adversarial 
 deviates from the ODE by about ``1.5 d^{-1/2}``, i.e. ~3.5% (measured: the replicate
 standard error of the 8-replicate mean is ~1%); the 3% bound on the 8-replicate mean is
 therefore about three standard errors plus the O(1/d) bias. Over instance seeds 0-3 the
-largest gaps measured were 0.4-2.1%, so the bound holds with margin for any of them. The
+largest gaps measured were 0.3-2.1%, so the bound holds with margin for any of them. The
 shrinkage test averages the RMS gap over four instances so that one unlucky stream cannot
 invert it; the expected ratio between d = 250 and d = 2000 is sqrt(8) ~ 2.8 and the
-smallest measured over the three cases was ~1.9, against the asserted 1.4.
+smallest measured over the three cases was 1.85, against the asserted 1.4.
 """
 
 from __future__ import annotations

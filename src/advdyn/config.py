@@ -297,7 +297,7 @@ class RunConfig(_Model):
     methods: list[Literal["ode", "sgd"]] = Field(default_factory=lambda: ["ode", "sgd"])
     replicates: int = Field(default=4, ge=1)
     dtype: Literal["float32", "float64"] = "float32"
-    block_size: int = Field(default=256, ge=1)
+    block_size: int = Field(default=64, ge=1)
     rtol: float = Field(default=1e-8, gt=0, lt=1)
     atol: float = Field(default=1e-20, gt=0)
     divergence_factor: float = Field(default=1e6, gt=1)

@@ -53,7 +53,7 @@ class TimeGrid(NamedTuple):
     block: int
 
 
-def time_grid(d: int, t_max: float, n_times: int, block_size: int = 256) -> TimeGrid:
+def time_grid(d: int, t_max: float, n_times: int, block_size: int = 64) -> TimeGrid:
     """Recording grid of ``n_times`` points on ``[0, ~t_max]`` aligned to SGD steps.
 
     The stride (steps between records) is split into equal sampling blocks of at most
@@ -163,7 +163,7 @@ def simulate_sgd(
     n_times: int = 51,
     replicates: int = 4,
     dtype: str = "float32",
-    block_size: int = 256,
+    block_size: int = 64,
     divergence_factor: float = 1e6,
     progress: bool = False,
     attrs: dict | None = None,
