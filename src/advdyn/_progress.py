@@ -19,7 +19,22 @@ from rich.progress import (
 
 @contextmanager
 def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Callable]:
-    """Yield ``advance(n)``; draws a bar of ``total`` units while the block runs."""
+    """Yield ``advance(n)``; draws a bar of ``total`` units while the block runs.
+
+    Parameters
+    ----------
+    description : str
+        Label shown before the bar.
+    total : int
+        Number of units for a full bar.
+    enabled : bool
+        If false, nothing is drawn and ``advance`` does nothing.
+
+    Yields
+    ------
+    callable
+        ``advance(n)``: move the bar forward by ``n`` units.
+    """
     if not enabled:
         yield lambda n: None
         return

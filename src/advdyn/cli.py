@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -30,7 +31,7 @@ EXIT_DIVERGED = 3
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    _err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    _err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -91,8 +92,10 @@ def run_command(
 
         if not quiet:
             _err.print(
-                f"advdyn run: d = {cfg.problem.d}, loss = {cfg.problem.loss}, "
-                f"eps = {cfg.problem.epsilon}, methods = {', '.join(cfg.run.methods)}",
+                escape(
+                    f"advdyn run: d = {cfg.problem.d}, loss = {cfg.problem.loss}, "
+                    f"eps = {cfg.problem.epsilon}, methods = {', '.join(cfg.run.methods)}"
+                ),
                 highlight=False,
             )
         result = run(cfg, out, progress=not quiet)
@@ -105,7 +108,8 @@ def run_command(
 
     if not quiet:
         _print_summary(result.summary)
-    _out.print(f"results written to {out}/: " + ", ".join(p.name for p in result.files.values()))
+    files = ", ".join(p.name for p in result.files.values())
+    _out.print(escape(f"results written to {out}/: {files}"), highlight=False)
 
 
 @app.command("default-config")

@@ -229,7 +229,7 @@ class ProblemConfig(_Model):
     epsilon: float = Field(default=0.0, ge=0)
     ridge: float = Field(default=0.0, ge=0)
     init: Init = GaussianInit()
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
 
     @field_serializer("loss")
     def _loss_name(self, loss):
@@ -345,8 +345,9 @@ class Config(_Model):
             if not isinstance(node, dict):
                 raise ConfigError(key, "not a config section, cannot set a field inside it")
             node[leaf] = value
-        if not isinstance(self.problem.loss, str):
-            data["problem"]["loss"] = self.problem.loss
+        loss_overridden = any(k in ("problem", "problem.loss") for k in dotted)
+        if not isinstance(self.problem.loss, str) and not loss_overridden:
+            data["problem"]["loss"] = self.problem.loss  # model_dump cannot copy a callable
         return validate_config(data)
 
 
@@ -405,6 +406,15 @@ def validate_config(data: dict, base_dir: Path | None = None) -> Config:
 
 def load_config(path: str | Path) -> Config:
     """Read and validate a TOML config file.
+
+    Parameters
+    ----------
+    path : str or Path
+        TOML file; relative paths inside it are resolved against its folder.
+
+    Returns
+    -------
+    Config
 
     Raises
     ------

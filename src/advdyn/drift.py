@@ -31,8 +31,9 @@ class DriftTerms(eqx.Module):
     Attributes
     ----------
     D, H, N, f : Array, shape (d,)
-        See the module docstring.
-    rho : Array
+        ``D_i``, ``H_i``, the noise weight ``N_i`` and the mean term ``f_i``; see the
+        module docstring.
+    rho : Array, scalar
         ``eps * abar / |theta| + delta``.
     expectations : Expectations
         The per-class expectations they were built from.
@@ -50,7 +51,19 @@ def drift_terms(stats: Statistics, instance: ProblemInstance) -> DriftTerms:
     """Evaluate the drift coefficients at ``stats``.
 
     At ``theta = 0`` the attack term ``theta/|theta|`` is taken as 0 (the subgradient
-    choice of THEORY section 2).
+    choice of THEORY section 2), so ``rho = delta`` there.
+
+    Parameters
+    ----------
+    stats : Statistics
+        Statistics of the current iterate (or ODE state).
+    instance : ProblemInstance
+        Supplies ``pi_c``, ``lambda_{c,i}``, ``mu_c``, ``eps`` and ``delta``.
+
+    Returns
+    -------
+    DriftTerms
+        ``D``, ``H``, ``N``, ``f``, ``rho`` and the expectations they were built from.
     """
     ex = expectations(stats, instance)
     pi = instance.weights

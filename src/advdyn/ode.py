@@ -31,20 +31,38 @@ Array = jax.Array
 
 
 def initial_state(instance: ProblemInstance) -> DirectionState:
-    """State of the initial iterate ``theta_0`` (float64)."""
+    """State of the initial iterate ``theta_0`` (float64).
+
+    Parameters
+    ----------
+    instance : ProblemInstance
+        Supplies ``theta_0``, ``theta*`` and ``mu_c``.
+
+    Returns
+    -------
+    DirectionState
+        Products of the coordinates of ``e_0 = theta_0 - theta*``.
+    """
     return DirectionState.from_iterate(instance.theta0, instance)
 
 
 def vector_field(t, state: DirectionState, args) -> DirectionState:
-    """Right-hand side of the deterministic-equivalent ODE.
+    """Right-hand side of the deterministic-equivalent ODE (the system in the module docstring).
 
     Parameters
     ----------
     t : scalar
-        Time.
+        Time ``t = k/d``.
     state : DirectionState
+        Current ``(err2, err_teacher, err_mean)``.
     args : tuple
-        ``(instance, lr)``.
+        ``(instance, lr)``: the :class:`ProblemInstance` and the
+        :class:`~advdyn.schedules.LearningRate` giving ``gamma(t)``.
+
+    Returns
+    -------
+    DirectionState
+        The time derivatives of the three state fields.
     """
     instance, lr = args
     terms = drift_terms(statistics(state, instance), instance)
@@ -107,8 +125,13 @@ def solve_ode(
     ----------
     instance : ProblemInstance
     lr : LearningRate
+    instance : ProblemInstance
+        The problem; the initial state is built from ``instance.theta0``.
+    lr : LearningRate
+        Learning-rate rule ``gamma_t``.
     times : array_like, shape (T,)
-        Increasing recording times starting at 0. To compare with
+        Increasing recording times starting at 0 (the initial state is placed at
+        ``times[0]``). To compare with
         :func:`~advdyn.sgd.simulate_sgd`, pass ``time_grid(d, t_max, n_times).times``: the
         SGD grid is aligned to whole steps and can end slightly past ``t_max``.
     rtol, atol : float
@@ -117,19 +140,23 @@ def solve_ode(
     max_steps : int
         Step budget of the solver.
     divergence_factor : float
-        The solve stops when ``|theta - theta*|^2`` exceeds this factor times its scale.
+        The solve stops when ``|theta - theta*|^2`` exceeds this factor times
+        ``|theta_0 - theta*|^2 + |theta*|^2 + 1``.
     attrs : dict, optional
         Extra dataset attributes.
 
     Returns
     -------
     xarray.Dataset
-        Variables on the ``time`` dimension.
+        Variables on the ``time`` dimension: those of
+        :func:`~advdyn.statistics.observables` plus ``lr``; attribute ``method = "ode"``.
 
     Raises
     ------
     DivergenceError
-        If the trajectory blows up or the solver fails.
+        If the trajectory blows up (``adv_risk`` not finite or the bound above is
+        crossed) or the solver fails (e.g. runs out of ``max_steps``); it names the time
+        and the learning rate.
     """
     times = jnp.asarray(np.asarray(times, dtype=np.float64))
     out, ok = _solve(instance, lr, times, rtol, atol, max_steps, divergence_factor)

@@ -30,9 +30,15 @@ class RunResult:
     Attributes
     ----------
     datasets : dict of method name to Dataset
+        ``"ode"`` and/or ``"sgd"``, in the order of ``config.run.methods``.
     summary : dict
-        Contents of ``summary.json``.
+        Contents of ``summary.json``: ``advdyn_version``, ``d``, ``methods``,
+        ``wall_time_s``, ``final`` (last recorded values, replicate means for SGD),
+        ``gap_vs_ode`` (when the ODE ran; see :func:`~advdyn.results.compare`) and
+        ``config``.
     files : dict of label to Path
+        Written files: one per method, ``"summary"`` and ``"plot"``; empty when no
+        output folder was given.
     """
 
     datasets: dict[str, xr.Dataset]
@@ -43,17 +49,30 @@ class RunResult:
 def run(config: Config, out_dir: str | Path | None = None, progress: bool = False) -> RunResult:
     """Run every method of ``config.run.methods`` on the same instance and time grid.
 
+    The SGD sample stream uses :func:`~advdyn.problem.stream_key`, independent of the
+    instance draw; the ODE is recorded on the SGD's step-aligned time grid.
+
     Parameters
     ----------
     config : Config
+        A validated full configuration.
     out_dir : path, optional
-        Where to write result files; nothing is written when omitted.
+        Where to write ``<method>.nc``, ``summary.json`` and ``risk.png``; nothing is
+        written when omitted.
     progress : bool
         Show progress bars.
 
     Returns
     -------
     RunResult
+        The datasets, the summary and the written files.
+
+    Raises
+    ------
+    ConfigError
+        If the instance cannot be drawn (e.g. a bad spectrum or init file).
+    DivergenceError
+        If a method's trajectory blows up.
     """
     rc = config.run
     instance = instantiate(config.problem)

@@ -33,15 +33,18 @@ def plot_quantities(
     Parameters
     ----------
     results : mapping of method name to Dataset
+        E.g. ``{"ode": ..., "sgd": ...}``; ``"ode"`` and ``"sgd"`` get fixed styles.
     names : tuple of str
         Quantities, one panel each (those missing from every dataset are skipped).
     logy : bool
         Logarithmic y axis.
     title : str, optional
+        Figure title.
 
     Returns
     -------
     matplotlib.figure.Figure
+        One row of panels against ``time t = k/d``.
     """
     names = tuple(n for n in names if any(n in ds for ds in results.values()))
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), squeeze=False)
@@ -74,7 +77,23 @@ def plot_quantities(
 
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
-    """Save a figure atomically (PNG by the file's suffix) and close it."""
+    """Save a figure atomically and close it.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure; closed afterwards, also on failure.
+    path : str or Path
+        Destination; its suffix picks the format (e.g. ``.png``). Missing parent folders
+        are created.
+    dpi : int
+        Resolution.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)

@@ -38,10 +38,12 @@ class ProblemInstance(eqx.Module):
     labels : Array, shape (C,)
         ``+/-1`` for classification, zeros for regression.
     theta0 : Array, shape (d,)
-        Initial iterate.
-    noise, epsilon, ridge : float
-        Label noise ``sigma``, attack radius ``eps`` and explicit ridge ``delta``.
+        Initial iterate ``theta_0``.
+    noise, epsilon, ridge : Array, scalar
+        Label noise ``sigma`` (0 for classification), attack radius ``eps`` and explicit
+        ridge ``delta``.
     loss : Loss
+        The loss ``l(r, y)``.
     task : str
         ``"regression"`` or ``"classification"``.
     """
@@ -60,7 +62,7 @@ class ProblemInstance(eqx.Module):
 
     @property
     def d(self) -> int:
-        """Dimension."""
+        """Dimension ``d``."""
         return self.theta_star.shape[-1]
 
     @property
@@ -75,7 +77,18 @@ def _seed_sequences(seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSe
 
 
 def stream_key(seed: int) -> Array:
-    """JAX key of the SGD sample stream, independent of the instance draw."""
+    """JAX key of the SGD sample stream, independent of the instance draw.
+
+    Parameters
+    ----------
+    seed : int
+        ``config.seed``; the key comes from the second of the two seeds spawned from it.
+
+    Returns
+    -------
+    jax.Array
+        A typed PRNG key (``jax.random.key``).
+    """
     _, stream_seq = _seed_sequences(seed)
     return jax.random.key(int(stream_seq.generate_state(1, dtype=np.uint32)[0]))
 
@@ -87,6 +100,26 @@ def _unit(rng: np.random.Generator, d: int) -> np.ndarray:
 
 def instantiate(config: C.ProblemConfig, loss: Loss | None = None) -> ProblemInstance:
     """Draw the problem instance described by ``config``.
+
+    All vectors are drawn isotropically, directly as coordinates in the eigenbasis.
+    ``theta* = teacher_norm * u`` with ``u`` uniform on the sphere; the mean of component
+    ``c`` is ``mu_c = mean_sign * mean_norm * v_c`` with ``v_c`` the unit teacher direction,
+    the shared "common" direction or a fresh direction (``mean_direction``). A
+    ``theta_0`` read from a file is given in the original basis and rotated into the
+    eigenbasis.
+
+    Order of random draws from the instance generator (``d`` standard normals each):
+
+    1. the teacher direction;
+    2. the shared "common" mean direction (always drawn, even if no component uses it);
+    3. one fresh direction per component whose ``mean_direction`` is ``"random"``, in
+       component order (the default regression mixture is one such component, of norm 0);
+    4. the Gaussian initial iterate ``theta_0 ~ N(0, scale^2 / d I)`` (nothing for a file
+       init).
+
+    So for the same seed, adding a ``"random"`` component (or switching one to or from
+    ``"random"``) changes ``theta_0``, while ``theta*`` and the common direction stay
+    the same. The SGD sample stream (:func:`stream_key`) is unaffected.
 
     Parameters
     ----------
@@ -104,7 +137,9 @@ def instantiate(config: C.ProblemConfig, loss: Loss | None = None) -> ProblemIns
     Raises
     ------
     ConfigError
-        If a file has the wrong shape or a covariance is not PSD.
+        If a spectrum, covariance or init file is unreadable, non-finite or of the wrong
+        shape, or a spectrum is invalid (see
+        :func:`~advdyn.spectra.eigen_decomposition`).
     """
     d = config.d
     rng = np.random.default_rng(_seed_sequences(config.seed)[0])

@@ -39,14 +39,21 @@ def make_dataset(
     Parameters
     ----------
     times : array, shape (T,)
+        Recording times ``t = k/d``; the ``time`` coordinate.
     quantities : mapping of name to array
-        Shape ``(T,)``, or ``(R, T)`` when ``replicates``.
+        Shape ``(T,)``, or ``(R, T)`` when ``replicates``; THEORY section 11 names.
     method : str
         Stored as the ``method`` attribute.
     replicates : bool
         Whether arrays carry a leading replicate axis.
     attrs : mapping, optional
         Extra attributes (strings or numbers).
+
+    Returns
+    -------
+    xarray.Dataset
+        float64 variables on ``("time",)`` or ``("replicate", "time")``, each with a
+        ``long_name`` attribute from :data:`UNITS` (the name itself if not listed).
     """
     dims = ("replicate", "time") if replicates else ("time",)
     data_vars = {}
@@ -66,7 +73,19 @@ def write_netcdf(ds: xr.Dataset, path: str | Path) -> Path:
     """Write ``ds`` to ``path`` atomically (temporary file in the same folder, then rename).
 
     A reader never sees a half-written file, and an interrupted write leaves any previous
-    file in place.
+    file in place. Missing parent folders are created.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The dataset to write (NetCDF4 engine).
+    path : str or Path
+        Destination file.
+
+    Returns
+    -------
+    Path
+        ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +101,20 @@ def write_netcdf(ds: xr.Dataset, path: str | Path) -> Path:
 
 
 def write_json(data: object, path: str | Path) -> Path:
-    """Write JSON atomically (same rule as :func:`write_netcdf`)."""
+    """Write JSON atomically (same rule as :func:`write_netcdf`).
+
+    Parameters
+    ----------
+    data : object
+        JSON-serialisable data, written indented with sorted keys.
+    path : str or Path
+        Destination file.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -98,7 +130,18 @@ def write_json(data: object, path: str | Path) -> Path:
 
 
 def read_netcdf(path: str | Path) -> xr.Dataset:
-    """Load a result file fully into memory (the file is closed on return)."""
+    """Load a result file fully into memory (the file is closed on return).
+
+    Parameters
+    ----------
+    path : str or Path
+        A NetCDF file written by :func:`write_netcdf`.
+
+    Returns
+    -------
+    xarray.Dataset
+        The loaded dataset.
+    """
     with xr.open_dataset(path, engine="netcdf4") as ds:
         return ds.load()
 
@@ -109,6 +152,20 @@ def relative_gap(reference: xr.DataArray, estimate: xr.DataArray, floor: float =
     The floor keeps quantities that pass through zero (e.g. ``overlap`` at a random start)
     from producing meaningless ratios; for strictly positive curves such as ``adv_risk``
     it is inactive unless the curve spans more than two decades.
+
+    Parameters
+    ----------
+    reference : xarray.DataArray
+        Reference curve (e.g. the ODE).
+    estimate : xarray.DataArray
+        Curve to compare, on the same coordinates.
+    floor : float
+        Fraction of ``max|reference|`` below which the denominator is not allowed to go.
+
+    Returns
+    -------
+    xarray.DataArray
+        The relative gap at each point.
     """
     scale = np.maximum(np.abs(reference), floor * float(np.abs(reference).max()))
     return np.abs(estimate - reference) / scale
@@ -127,8 +184,9 @@ def compare(reference: xr.Dataset, other: xr.Dataset) -> dict[str, dict[str, flo
     Returns
     -------
     dict
-        For each quantity recorded by both: ``max_relative_gap``, the time where it occurs,
-        and ``max_abs_gap``.
+        For each quantity recorded by both except ``lr``: ``max_relative_gap`` (see
+        :func:`relative_gap`), ``at_time`` where it occurs, and ``max_abs_gap``. ``other``
+        is interpolated linearly onto the reference times.
     """
     mean = other.mean("replicate") if "replicate" in other.dims else other
     out = {}

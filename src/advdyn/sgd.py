@@ -54,18 +54,35 @@ class TimeGrid(NamedTuple):
 
 
 def time_grid(d: int, t_max: float, n_times: int, block_size: int = 64) -> TimeGrid:
-    """Recording grid of ``n_times`` points on ``[0, ~t_max]`` aligned to SGD steps.
+    """Recording grid on ``[0, ~t_max]`` aligned to whole SGD steps.
 
-    The stride (steps between records) is split into equal sampling blocks of at most
-    ``block_size`` steps, so it can differ from ``t_max * d / (n_times - 1)`` by at most half
-    a step per block; the returned times are exact.
+    Parameters
+    ----------
+    d : int
+        Dimension (``t = k / d``).
+    t_max : float
+        Horizon.
+    n_times : int
+        Requested number of recording times, including ``t = 0``. When ``t_max * d`` is
+        smaller than ``n_times - 1`` there is one record per step instead, so the grid never
+        runs past the horizon.
+    block_size : int
+        Largest number of steps whose samples are drawn at once.
+
+    Returns
+    -------
+    TimeGrid
+        ``stride`` (steps between records) is split into equal sampling blocks of at most
+        ``block_size`` steps, so it differs from ``t_max * d / (n_times - 1)`` by at most half
+        a step per block; the returned ``times`` are exact.
     """
     total = max(1, round(t_max * d))
-    target = max(1, round(total / (n_times - 1)))
+    n_records = min(n_times - 1, total)
+    target = max(1, round(total / n_records))
     n_blocks = -(-target // block_size)  # ceil
     block = max(1, round(target / n_blocks))
     stride = n_blocks * block
-    return TimeGrid(np.arange(n_times) * stride / d, stride, block)
+    return TimeGrid(np.arange(n_records + 1) * stride / d, stride, block)
 
 
 def _draw_block(instance: ProblemInstance, key, b, block: int, dtype):
@@ -180,7 +197,7 @@ def simulate_sgd(
     t_max : float
         Horizon in units of ``t = k / d``.
     n_times : int
-        Number of recording times (including ``t = 0``); see :func:`time_grid`.
+        Requested number of recording times (including ``t = 0``); see :func:`time_grid`.
     replicates : int
         Independent sample streams.
     dtype : {"float32", "float64"}
@@ -213,14 +230,18 @@ def simulate_sgd(
 
     records = [_record(thetas, jnp.asarray(grid.times[0]), instance, lr)]
     threshold = divergence_factor * max(float(np.max(records[0]["adv_risk"])), 1.0)
-    with progress_bar("SGD", total=(n_times - 1) * grid.stride, enabled=progress) as advance:
-        for j in range(1, n_times):
+    n_records = len(grid.times) - 1
+    with progress_bar("SGD", total=n_records * grid.stride, enabled=progress) as advance:
+        for j in range(1, n_records + 1):
             first = jnp.asarray((j - 1) * n_blocks)
             thetas = _advance(thetas, keys, first, instance, lr, n_blocks, grid.block)
             rec = _record(thetas, jnp.asarray(grid.times[j]), instance, lr)
             risk = np.asarray(rec["adv_risk"])
             if not np.all(np.isfinite(risk)) or risk.max() > threshold:
-                lr_now = float(np.asarray(records[-1]["lr"]).max())
+                # a state-free rule is evaluated at the divergence time; a state-dependent
+                # one reports its last finite value
+                lr_now = (float(np.asarray(records[-1]["lr"]).max()) if lr.needs_state
+                          else float(lr(grid.times[j])))
                 raise DivergenceError(
                     "sgd",
                     float(grid.times[j]),
@@ -238,7 +259,7 @@ def simulate_sgd(
         "block": grid.block,
         "stride": grid.stride,
         "d": instance.d,
-        "steps": int((n_times - 1) * grid.stride),
+        "steps": int(n_records * grid.stride),
     }
     attrs = {**info, **(attrs or {})}
     return make_dataset(grid.times, stacked, "sgd", replicates=True, attrs=attrs)

@@ -29,11 +29,17 @@ Array = jax.Array
 class DirectionState(eqx.Module):
     """Per-direction second moments of the error ``e = theta - theta*``.
 
+    For SGD these are products of one iterate's coordinates; for the ODE they are the
+    integrated deterministic equivalents.
+
     Attributes
     ----------
     err2 : Array, shape (d,)
+        ``e_i^2`` (``= P_i - 2 Q_i + theta*_i^2``).
     err_teacher : Array, shape (d,)
+        ``e_i theta*_i`` (``= Q_i - theta*_i^2``).
     err_mean : Array, shape (C, d)
+        ``e_i mu_{c,i}`` (``= M_{c,i} - theta*_i mu_{c,i}``).
     """
 
     err2: Array
@@ -42,7 +48,20 @@ class DirectionState(eqx.Module):
 
     @classmethod
     def from_iterate(cls, theta: Array, instance: ProblemInstance) -> DirectionState:
-        """State of a single iterate ``theta`` (products of its coordinates)."""
+        """State of a single iterate ``theta`` (products of its coordinates).
+
+        Parameters
+        ----------
+        theta : Array, shape (d,)
+            Iterate in the eigenbasis; its dtype is kept.
+        instance : ProblemInstance
+            Supplies ``theta*`` and the means ``mu_c``.
+
+        Returns
+        -------
+        DirectionState
+            ``(e_i^2, e_i theta*_i, e_i mu_{c,i})`` with ``e = theta - theta*``.
+        """
         e = theta - instance.theta_star.astype(theta.dtype)
         ts = instance.theta_star.astype(theta.dtype)
         return cls(e * e, e * ts, e * instance.means.astype(theta.dtype))
@@ -51,15 +70,24 @@ class DirectionState(eqx.Module):
 class Statistics(eqx.Module):
     """Low-dimensional statistics of the iterate (float64 scalars or ``(C,)`` arrays).
 
+    Here ``e = theta - theta*``; per-class quantities have shape ``(C,)``.
+
     Attributes
     ----------
-    qe : <e, K_c e>
-    ge : <e, K_c theta*>
-    w : <theta*, K_c theta*>
-    me : <e, mu_c>
-    mstar : <theta*, mu_c>
-    norm2 : |theta|^2
-    overlap : <theta, theta*>
+    qe : Array, shape (C,)
+        ``<e, K_c e>``.
+    ge : Array, shape (C,)
+        ``<e, K_c theta*>``.
+    w : Array, shape (C,)
+        ``<theta*, K_c theta*>`` (a constant of the instance).
+    me : Array, shape (C,)
+        ``<e, mu_c>``.
+    mstar : Array, shape (C,)
+        ``<theta*, mu_c>`` (a constant of the instance).
+    norm2 : Array, scalar
+        ``n^2 = |theta|^2``.
+    overlap : Array, scalar
+        ``<theta, theta*>``.
     """
 
     qe: Array
@@ -75,6 +103,18 @@ def statistics(state: DirectionState, instance: ProblemInstance) -> Statistics:
     """Reduce a :class:`DirectionState` to :class:`Statistics` (``O(C d)`` work).
 
     Sums are taken in the state's dtype and returned in float64.
+
+    Parameters
+    ----------
+    state : DirectionState
+        Per-direction error moments.
+    instance : ProblemInstance
+        Supplies ``lambda_{c,i}``, ``theta*`` and ``mu_c``.
+
+    Returns
+    -------
+    Statistics
+        The sums over directions, e.g. ``qe = sum_i lambda_{c,i} e_i^2``.
     """
     f64 = lambda x: jnp.asarray(x, jnp.float64)  # noqa: E731
     dt = state.err2.dtype
@@ -96,7 +136,21 @@ def statistics(state: DirectionState, instance: ProblemInstance) -> Statistics:
 
 
 def class_moments(stats: Statistics, instance: ProblemInstance) -> ClassMoments:
-    """Gaussian moments of ``(r, r*)`` in each class, from the statistics (THEORY 4)."""
+    """Gaussian moments of ``(r, r*)`` in each class, from the statistics (THEORY 4).
+
+    Parameters
+    ----------
+    stats : Statistics
+        Statistics of the iterate.
+    instance : ProblemInstance
+        Supplies the labels and the label noise ``sigma``.
+
+    Returns
+    -------
+    ClassMoments
+        Means ``m_c = <mu_c, theta>``, ``m*_c``, the entries of ``B_c`` and the residual
+        moments ``me = <e, mu_c>``, ``qe = <e, K_c e>``, each of shape ``(C,)``.
+    """
     return ClassMoments(
         m=stats.me + stats.mstar,
         q=stats.qe + 2 * stats.ge + stats.w,
@@ -111,25 +165,64 @@ def class_moments(stats: Statistics, instance: ProblemInstance) -> ClassMoments:
 
 
 def attack_size(stats: Statistics, instance: ProblemInstance) -> Array:
-    """``a = eps * |theta|``."""
+    """Attack size ``a = eps * |theta|``.
+
+    Parameters
+    ----------
+    stats : Statistics
+        Statistics of the iterate (uses ``norm2``).
+    instance : ProblemInstance
+        Supplies the radius ``eps``.
+
+    Returns
+    -------
+    Array, scalar
+        ``eps * n``.
+    """
     return instance.epsilon * jnp.sqrt(stats.norm2)
 
 
 def expectations(stats: Statistics, instance: ProblemInstance) -> Expectations:
-    """Per-class expectations of THEORY section 4 at these statistics."""
+    """Per-class expectations of THEORY section 4 at these statistics.
+
+    Parameters
+    ----------
+    stats : Statistics
+        Statistics of the iterate.
+    instance : ProblemInstance
+        Supplies the loss, the task and ``eps``.
+
+    Returns
+    -------
+    Expectations
+        ``R_eps``, ``R_0``, ``e_c``, ``h_c1``, ``h_c2``, ``a_c`` and ``I_c`` per class,
+        each of shape ``(C,)``.
+    """
     return instance.loss.expectations(
         class_moments(stats, instance), attack_size(stats, instance), instance.task
     )
 
 
 def observables(stats: Statistics, instance: ProblemInstance) -> dict[str, Array]:
-    """Population quantities of THEORY section 11 that this issue records.
+    """Population quantities of THEORY section 11 that depend on the statistics alone.
+
+    The risks are mixtures ``sum_c pi_c (.)`` of the per-class expectations; the learning
+    rate ``lr`` is added by the callers.
+
+    Parameters
+    ----------
+    stats : Statistics
+        Statistics of the iterate.
+    instance : ProblemInstance
+        The problem.
 
     Returns
     -------
-    dict
-        ``adv_risk`` (ridge excluded), ``clean_risk``, ``norm``, ``overlap`` and, for
-        classification, ``clean_error`` and ``robust_error``.
+    dict of str to Array
+        ``adv_risk`` (``R_eps``, ridge excluded), ``clean_risk`` (``R_0``), ``norm``
+        (``|theta|``), ``overlap`` (``<theta, theta*>``) and, for classification,
+        ``clean_error`` ``sum_c pi_c Phi(-y_c m_c / sqrt(q_c))`` and ``robust_error``
+        ``sum_c pi_c Phi((eps n - y_c m_c) / sqrt(q_c))``.
     """
     ex = expectations(stats, instance)
     pi = instance.weights
