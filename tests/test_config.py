@@ -399,3 +399,11 @@ def test_file_content_errors_name_the_field(tmp_path, write_toml):
             eigen_decomposition(cfg.problem.spectrum, 3)
         assert info.value.field == "problem.spectrum.path", name
         assert what in str(info.value), name
+
+
+def test_kind_may_be_omitted_where_a_default_is_obvious():
+    cfg = validate_config({"problem": {"d": 10, "task": {"noise": 0.1}}, "lr": {"gamma": 0.3}})
+    assert (cfg.lr.kind, cfg.problem.task.kind, cfg.problem.init.kind) == (
+        "constant", "regression", "gaussian")
+    with pytest.raises(ConfigError, match=r"lr: .*'bogus'"):
+        validate_config({"problem": {"d": 10}, "lr": {"kind": "bogus", "gamma": 0.3}})

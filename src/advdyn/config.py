@@ -33,7 +33,9 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_serializer,
@@ -160,7 +162,22 @@ class ClassificationTask(_Model):
     mean_norm: float = Field(default=1.0, ge=0)
 
 
-Task = Annotated[RegressionTask | ClassificationTask, Field(discriminator="kind")]
+def _kind_or(default: str):
+    """Discriminator that reads ``kind`` and falls back to ``default`` when it is omitted."""
+
+    def tag(value):
+        if isinstance(value, dict):
+            return value.get("kind", default)
+        return getattr(value, "kind", default)
+
+    return tag
+
+
+Task = Annotated[
+    Annotated[RegressionTask, Tag("regression")]
+    | Annotated[ClassificationTask, Tag("classification")],
+    Discriminator(_kind_or("regression")),
+]
 
 
 class Component(_Model):
@@ -204,7 +221,10 @@ class FileInit(_Model):
     _check_path = field_validator("path")(_resolve_path)
 
 
-Init = Annotated[GaussianInit | FileInit, Field(discriminator="kind")]
+Init = Annotated[
+    Annotated[GaussianInit, Tag("gaussian")] | Annotated[FileInit, Tag("file")],
+    Discriminator(_kind_or("gaussian")),
+]
 
 
 # ----------------------------------------------------------------------------- problem
@@ -285,7 +305,10 @@ class DecayLR(_Model):
     beta: float = Field(default=1.0, ge=0)
 
 
-LearningRateConfig = Annotated[ConstantLR | DecayLR, Field(discriminator="kind")]
+LearningRateConfig = Annotated[
+    Annotated[ConstantLR, Tag("constant")] | Annotated[DecayLR, Tag("decay")],
+    Discriminator(_kind_or("constant")),
+]
 
 
 # ----------------------------------------------------------------------------- run

@@ -123,7 +123,7 @@ def run(config: Config, out_dir: str | Path | None = None, progress: bool = Fals
             result.files[method] = write_netcdf(ds, out / f"{method}.nc")
         result.files["summary"] = write_json(summary, out / "summary.json")
         fig = plot_quantities(
-            datasets, ("adv_risk", "clean_risk"),
+            datasets, ("adv_risk", "clean_risk", "clean_error", "robust_error"),
             title=f"d = {instance.d}, eps = {config.problem.epsilon}, loss = "
             f"{summary['config']['problem']['loss']}",
         )

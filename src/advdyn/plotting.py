@@ -47,8 +47,12 @@ def plot_quantities(
         One row of panels against ``time t = k/d``.
     """
     names = tuple(n for n in names if any(n in ds for ds in results.values()))
-    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), squeeze=False)
-    for ax, name in zip(axes[0], names, strict=True):
+    ncols = min(len(names), 2)
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 3.8 * nrows), squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, names, strict=False):
         for method, ds in results.items():
             if name not in ds:
                 continue
