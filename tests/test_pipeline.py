@@ -74,3 +74,17 @@ def test_overrides_keep_or_replace_a_custom_loss():
     cfg = ad.Config(problem=ProblemConfig(d=10, loss=fn))
     assert cfg.with_overrides(**{"problem.d": 20}).problem.loss is fn
     assert cfg.with_overrides(**{"problem.loss": "least_squares"}).problem.loss == "least_squares"
+
+
+def test_failed_write_keeps_previous_file_and_leaves_no_temporary(tmp_path):
+    from advdyn.results import atomic_path, write_json
+
+    target = write_json({"v": 1}, tmp_path / "summary.json")
+    try:
+        with atomic_path(target) as tmp:
+            tmp.write_text("half written")
+            raise KeyboardInterrupt  # an interruption in the middle of a write
+    except KeyboardInterrupt:
+        pass
+    assert __import__("json").loads(target.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]

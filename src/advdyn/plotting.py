@@ -1,17 +1,18 @@
-"""Figures (matplotlib, Agg backend): risk curves of the ODE and the simulators."""
+"""Figures (matplotlib): risk curves of the ODE and the simulators.
+
+Figures are built as :class:`matplotlib.figure.Figure` objects without pyplot, so importing
+advdyn never changes the user's matplotlib backend and works on machines without a display.
+"""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import xarray as xr
+from matplotlib.figure import Figure
+
+from .results import atomic_path
 
 _STYLE = {
     "ode": {"color": "black", "lw": 1.8, "ls": "-", "label": "ODE (d -> inf)"},
@@ -49,7 +50,8 @@ def plot_quantities(
     names = tuple(n for n in names if any(n in ds for ds in results.values()))
     ncols = min(len(names), 2)
     nrows = -(-len(names) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 3.8 * nrows), squeeze=False)
+    fig = Figure(figsize=(5.5 * ncols, 3.8 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.flat[len(names):]:
         ax.set_visible(False)
     for ax, name in zip(axes.flat, names, strict=False):
@@ -81,12 +83,12 @@ def plot_quantities(
 
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
-    """Save a figure atomically and close it.
+    """Save a figure atomically.
 
     Parameters
     ----------
     fig : matplotlib.figure.Figure
-        The figure; closed afterwards, also on failure.
+        The figure.
     path : str or Path
         Destination; its suffix picks the format (e.g. ``.png``). Missing parent folders
         are created.
@@ -99,15 +101,6 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
         ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=path.suffix) as tmp:
         fig.savefig(tmp, dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        plt.close(fig)
     return path
