@@ -384,25 +384,15 @@ def _format_validation_error(err: ValidationError) -> str:
 
 
 def _is_union_tag(x: Any) -> bool:
-    # pydantic inserts the discriminator value / function name into locations of unions
+    # pydantic inserts the discriminator value / function name into locations of unions;
+    # the tags are the ``kind`` defaults of the tagged models
+    tags = {
+        cls.model_fields["kind"].default
+        for cls in _Model.__subclasses__()
+        if "kind" in cls.model_fields
+    }
     return isinstance(x, str) and (
-        x
-        in {
-            "identity",
-            "two_level",
-            "uniform",
-            "power_law",
-            "marchenko_pastur",
-            "eigenvalues_file",
-            "covariance_file",
-            "regression",
-            "classification",
-            "gaussian",
-            "file",
-            "constant",
-            "decay",
-        }
-        or x.startswith(("literal[", "callable", "function-"))
+        x in tags or x.startswith(("literal[", "callable", "function-"))
     )
 
 

@@ -257,7 +257,6 @@ class Loss(eqx.Module):
             I=E(lr**2),
         )
 
-
     def _stein_or_derivative(self, stein_sum, s, r, a, y, E):
         """``h1 = E[L_r z] / s`` (Stein), or ``E[dL_r/dr]`` where ``s`` is degenerate.
 
@@ -265,9 +264,15 @@ class Loss(eqx.Module):
         jumps of kinked losses but divides rounding noise by ``s`` when ``s -> 0``
         (e.g. ``theta = 0``), where the autodiff form is used instead.
         """
-        dlr = jnp.vectorize(jax.grad(lambda rr, yy: self.adversarial(rr, a, yy)[1]))(r, y)
         degenerate = s < 1e-7
-        return jnp.where(degenerate, E(dlr), stein_sum / jnp.where(degenerate, 1.0, s))
+
+        def derivative_form():
+            dlr = jnp.vectorize(jax.grad(lambda rr, yy: self.adversarial(rr, a, yy)[1]))
+            return E(dlr(r, y))
+
+        # autodiff over every node only when some class needs it (a real branch in the ODE)
+        fallback = jax.lax.cond(jnp.any(degenerate), derivative_form, lambda: stein_sum)
+        return jnp.where(degenerate, fallback, stein_sum / jnp.where(degenerate, 1.0, s))
 
 
 def _value_and_dr(loss: Loss, r, y):

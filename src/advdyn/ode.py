@@ -124,8 +124,6 @@ def solve_ode(
     Parameters
     ----------
     instance : ProblemInstance
-    lr : LearningRate
-    instance : ProblemInstance
         The problem; the initial state is built from ``instance.theta0``.
     lr : LearningRate
         Learning-rate rule ``gamma_t``.
@@ -133,7 +131,7 @@ def solve_ode(
         Increasing recording times starting at 0 (the initial state is placed at
         ``times[0]``). To compare with
         :func:`~advdyn.sgd.simulate_sgd`, pass ``time_grid(d, t_max, n_times).times``: the
-        SGD grid is aligned to whole steps and can end slightly past ``t_max``.
+        SGD grid is aligned to whole steps and can end slightly off ``t_max``.
     rtol, atol : float
         Tolerances of the adaptive Tsit5 solver (``atol`` tiny, so that exponentially
         decaying quantities keep their relative accuracy; THEORY 10).

@@ -238,10 +238,11 @@ def simulate_sgd(
             rec = _record(thetas, jnp.asarray(grid.times[j]), instance, lr)
             risk = np.asarray(rec["adv_risk"])
             if not np.all(np.isfinite(risk)) or risk.max() > threshold:
-                # a state-free rule is evaluated at the divergence time; a state-dependent
-                # one reports its last finite value
-                lr_now = (float(np.asarray(records[-1]["lr"]).max()) if lr.needs_state
-                          else float(lr(grid.times[j])))
+                # the rate recorded at the divergence time, or the last finite one (a
+                # state-dependent rule has none at a non-finite state)
+                lr_now = float(np.asarray(rec["lr"]).max())
+                if not np.isfinite(lr_now):
+                    lr_now = float(np.asarray(records[-1]["lr"]).max())
                 raise DivergenceError(
                     "sgd",
                     float(grid.times[j]),
