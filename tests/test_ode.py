@@ -149,7 +149,7 @@ def test_drift_is_the_expected_per_sample_gradient(cfg):
     grads = theta - jax.vmap(lambda xi, yi: sgd_step(theta, xi, yi, inst.d, inst))(x, y)
     mean, se = np.asarray(grads.mean(0)), np.asarray(grads.std(0) / np.sqrt(n))
     terms = drift_terms(statistics(DirectionState.from_iterate(theta, inst), inst), inst)
-    drift = np.asarray(terms.D * theta + terms.H * inst.theta_star + terms.f)
+    drift = np.asarray(terms.D * theta + terms.H * inst.theta_star + terms.mean_term(inst.means))
     assert np.all(np.abs(drift - mean) <= 4 * se), np.abs(drift - mean) / se
 
 

@@ -305,8 +305,28 @@ class DecayLR(_Model):
     beta: float = Field(default=1.0, ge=0)
 
 
+class PolyakLR(_Model):
+    """Idealised Polyak rate ``(R_eps - R_eps^*) / ((tr K / 2d) I)``, capped at ``gamma_max``.
+
+    ``R_eps^*`` is the minimum adversarial risk (computed, THEORY sections 6-7).
+    """
+
+    kind: Literal["polyak"] = "polyak"
+    gamma_max: float = Field(default=10.0, gt=0)
+
+
+class LineSearchLR(_Model):
+    """Idealised exact line search ``-A / (2C)`` along the ODE, capped at ``gamma_max``."""
+
+    kind: Literal["line_search"] = "line_search"
+    gamma_max: float = Field(default=10.0, gt=0)
+
+
 LearningRateConfig = Annotated[
-    Annotated[ConstantLR, Tag("constant")] | Annotated[DecayLR, Tag("decay")],
+    Annotated[ConstantLR, Tag("constant")]
+    | Annotated[DecayLR, Tag("decay")]
+    | Annotated[PolyakLR, Tag("polyak")]
+    | Annotated[LineSearchLR, Tag("line_search")],
     Discriminator(_kind_or("constant")),
 ]
 
@@ -317,7 +337,7 @@ class RunConfig(_Model):
 
     t_max: float = Field(default=5.0, gt=0)
     n_times: int = Field(default=51, ge=2, le=100_000)
-    methods: list[Literal["ode", "sgd"]] = Field(default_factory=lambda: ["ode", "sgd"])
+    methods: list[Literal["ode", "sgd", "hsgd"]] = Field(default_factory=lambda: ["ode", "sgd"])
     replicates: int = Field(default=4, ge=1)
     dtype: Literal["float32", "float64"] = "float32"
     block_size: int = Field(default=64, ge=1)

@@ -30,9 +30,11 @@ class DriftTerms(eqx.Module):
 
     Attributes
     ----------
-    D, H, N, f : Array, shape (d,)
-        ``D_i``, ``H_i``, the noise weight ``N_i`` and the mean term ``f_i``; see the
-        module docstring.
+    D, H, N : Array, shape (d,)
+        ``D_i``, ``H_i`` and the noise weight ``N_i``; see the module docstring.
+    pe : Array, shape (C,)
+        ``pi_c e_c``, so that the mean term is ``f = pe @ means``
+        (:meth:`mean_term`).
     rho : Array, scalar
         ``eps * abar / |theta| + delta``.
     expectations : Expectations
@@ -42,9 +44,13 @@ class DriftTerms(eqx.Module):
     D: Array
     H: Array
     N: Array
-    f: Array
+    pe: Array
     rho: Array
     expectations: Expectations
+
+    def mean_term(self, means: Array) -> Array:
+        """``f_i = sum_c pi_c e_c mu_{c,i}`` for the given means, shape ``(d,)``."""
+        return self.pe @ means
 
 
 def drift_terms(stats: Statistics, instance: ProblemInstance) -> DriftTerms:
@@ -63,7 +69,7 @@ def drift_terms(stats: Statistics, instance: ProblemInstance) -> DriftTerms:
     Returns
     -------
     DriftTerms
-        ``D``, ``H``, ``N``, ``f``, ``rho`` and the expectations they were built from.
+        ``D``, ``H``, ``N``, ``pe``, ``rho`` and the expectations they were built from.
     """
     ex = expectations(stats, instance)
     pi = instance.weights
@@ -75,7 +81,7 @@ def drift_terms(stats: Statistics, instance: ProblemInstance) -> DriftTerms:
         D=(pi * ex.h1) @ lam + rho,
         H=(pi * ex.h2) @ lam,
         N=(pi * ex.I) @ lam,
-        f=(pi * ex.e) @ instance.means,
+        pe=pi * ex.e,
         rho=rho,
         expectations=ex,
     )

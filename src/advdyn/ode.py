@@ -43,7 +43,7 @@ def initial_state(instance: ProblemInstance) -> DirectionState:
     DirectionState
         Products of the coordinates of ``e_0 = theta_0 - theta*``.
     """
-    return DirectionState.from_iterate(instance.theta0, instance)
+    return instance.initial_state()
 
 
 def vector_field(t, state: DirectionState, args) -> DirectionState:
@@ -67,23 +67,36 @@ def vector_field(t, state: DirectionState, args) -> DirectionState:
     instance, lr = args
     terms = drift_terms(statistics(state, instance), instance)
     gamma = lr(t, state, instance)
-    D, DH = terms.D, terms.D + terms.H
-    ts, mu = instance.theta_star, instance.means
-    pe = instance.weights * terms.expectations.e
-    d = instance.d
+    D, DH, pe = terms.D, terms.D + terms.H, terms.pe
+    # theta*_i f_i and mu_{c,i} f_i in terms of the constant products (THEORY 5)
+    ts_f = pe @ instance.teacher_mean
+    mu_f = jnp.einsum("k,ckd->cd", pe, instance.mean_mean)
     return DirectionState(
         err2=-2 * gamma * (D * state.err2 + DH * state.err_teacher + pe @ state.err_mean)
-        + gamma**2 * terms.N / d,
-        err_teacher=-gamma * (D * state.err_teacher + DH * ts**2 + ts * terms.f),
-        err_mean=-gamma * (D * state.err_mean + DH * ts * mu + mu * terms.f),
+        + gamma**2 * terms.N / instance.d,
+        err_teacher=-gamma * (D * state.err_teacher + DH * instance.teacher2 + ts_f),
+        err_mean=-gamma * (D * state.err_mean + DH * instance.teacher_mean + mu_f),
     )
+
+
+def _teacher_norm2(instance) -> Array:
+    mult = instance.multiplicity
+    t2 = instance.teacher2
+    return jnp.sum(t2) if mult is None else t2 @ mult
 
 
 @eqx.filter_jit
 def _solve(instance, lr, times, rtol, atol, max_steps, blowup):
     y0 = initial_state(instance)
-    bound = blowup * (jnp.sum(y0.err2) + jnp.sum(instance.theta_star**2) + 1.0)
-    event = diffrax.Event(lambda t, y, args, **kw: jnp.sum(y.err2) > bound)
+    y0s = statistics(y0, instance)
+    e2_0 = y0s.norm2 - 2 * y0s.overlap + _teacher_norm2(instance)
+    bound = blowup * (e2_0 + _teacher_norm2(instance) + 1.0)
+
+    def blown_up(t, y, args, **kw):
+        s = statistics(y, instance)
+        return s.norm2 - 2 * s.overlap + _teacher_norm2(instance) > bound
+
+    event = diffrax.Event(blown_up)
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(vector_field),
         diffrax.Tsit5(),

@@ -70,6 +70,41 @@ class ProblemInstance(eqx.Module):
         """Number of mixture components ``C``."""
         return self.weights.shape[0]
 
+    # The ODE, the statistics and the fixed points only need the per-direction products of
+    # the constant vectors (THEORY 5): a binned instance (advdyn.spectral) supplies the same
+    # names as bin averages, with ``multiplicity`` the number of directions per bin.
+    @property
+    def multiplicity(self) -> None:
+        """Directions represented by each entry: ``None`` means one each (per-direction)."""
+        return None
+
+    @property
+    def teacher2(self) -> Array:
+        """``theta*_i^2``, shape ``(d,)``."""
+        return self.theta_star**2
+
+    @property
+    def teacher_mean(self) -> Array:
+        """``theta*_i mu_{c,i}``, shape ``(C, d)``."""
+        return self.theta_star * self.means
+
+    @property
+    def mean_mean(self) -> Array:
+        """``mu_{c,i} mu_{c',i}``, shape ``(C, C, d)``."""
+        return self.means[:, None, :] * self.means[None, :, :]
+
+    def initial_state(self):
+        """Per-direction state of ``theta_0`` (products of the coordinates of ``theta_0 - theta*``).
+
+        Returns
+        -------
+        DirectionState
+            float64 state at ``t = 0``.
+        """
+        from .statistics import DirectionState
+
+        return DirectionState.from_iterate(self.theta0, self)
+
 
 def _seed_sequences(seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
     instance_seq, stream_seq = np.random.SeedSequence(seed).spawn(2)

@@ -118,20 +118,27 @@ def statistics(state: DirectionState, instance: ProblemInstance) -> Statistics:
     """
     f64 = lambda x: jnp.asarray(x, jnp.float64)  # noqa: E731
     dt = state.err2.dtype
+    mult = instance.multiplicity
+    if mult is None:  # one direction per entry
+
+        def wsum(x, dtype=dt):
+            return jnp.sum(x, axis=-1)
+
+    else:  # binned: entry i stands for mult_i directions with the same state
+
+        def wsum(x, dtype=dt):
+            return x @ mult.astype(dtype)
+
     lam = instance.eigenvalues.astype(dt)
-    qe = lam @ state.err2
-    ge = lam @ state.err_teacher
-    me = jnp.sum(state.err_mean, axis=-1)
-    sum_e2, sum_et = jnp.sum(state.err2), jnp.sum(state.err_teacher)
-    ts2 = jnp.sum(instance.theta_star**2)
+    ts2 = wsum(instance.teacher2, jnp.float64)
     return Statistics(
-        qe=f64(qe),
-        ge=f64(ge),
-        w=instance.eigenvalues @ instance.theta_star**2,
-        me=f64(me),
-        mstar=instance.means @ instance.theta_star,
-        norm2=f64(sum_e2) + 2 * f64(sum_et) + ts2,
-        overlap=f64(sum_et) + ts2,
+        qe=f64(wsum(lam * state.err2)),
+        ge=f64(wsum(lam * state.err_teacher)),
+        w=wsum(instance.eigenvalues * instance.teacher2, jnp.float64),
+        me=f64(wsum(state.err_mean)),
+        mstar=wsum(instance.teacher_mean, jnp.float64),
+        norm2=f64(wsum(state.err2)) + 2 * f64(wsum(state.err_teacher)) + ts2,
+        overlap=f64(wsum(state.err_teacher)) + ts2,
     )
 
 

@@ -1,9 +1,4 @@
-"""Command-line interface: ``advdyn run``, ``advdyn default-config``.
-
-User errors (bad config, missing file, invalid option) exit with code 2 and one line on
-standard error naming the field; a diverging run exits with code 3 and names the time and
-the learning rate. No traceback is shown for either.
-"""
+"""``advdyn run`` and ``advdyn default-config``: the main job on a config file."""
 
 from __future__ import annotations
 
@@ -13,43 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
-    help="Exact high-dimensional dynamics of l2-adversarial training under streaming SGD.",
-)
-_err = Console(stderr=True)
-_out = Console()
-
-EXIT_USER_ERROR = 2
-EXIT_DIVERGED = 3
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    _err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _version(value: bool):
-    if value:
-        from ._version import __version__
-
-        _out.print(f"advdyn {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
-    ] = False,
-):
-    """advdyn: ODE, SGD and theory for adversarial training of linear models."""
+from ._app import EXIT_DIVERGED, EXIT_USER_ERROR, app, err_console, fail, out_console
 
 
 @app.command("run")
@@ -59,7 +21,7 @@ def run_command(
     ] = None,
     method: Annotated[
         list[str] | None,
-        typer.Option("--method", "-m", help="ode and/or sgd (repeat or comma-separate)."),
+        typer.Option("--method", "-m", help="ode, sgd and/or hsgd (repeat or comma-separate)."),
     ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Result folder.")] = Path(
         "advdyn-out"
@@ -72,8 +34,8 @@ def run_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
 ):
     """Run the ODE and/or SGD on a problem; write NetCDF results, summary.json and risk.png."""
-    from .config import default_config, load_config
-    from .errors import ConfigError, DivergenceError
+    from ..config import default_config, load_config
+    from ..errors import ConfigError, DivergenceError
 
     try:
         cfg = load_config(config) if config is not None else default_config()
@@ -88,10 +50,10 @@ def run_command(
         overrides = {k: v for k, v in overrides.items() if v is not None}
         if overrides:
             cfg = cfg.with_overrides(**overrides)
-        from .pipeline import run
+        from ..pipeline import run
 
         if not quiet:
-            _err.print(
+            err_console.print(
                 escape(
                     f"advdyn run: d = {cfg.problem.d}, loss = {cfg.problem.loss}, "
                     f"eps = {cfg.problem.epsilon}, methods = {', '.join(cfg.run.methods)}"
@@ -100,16 +62,16 @@ def run_command(
             )
         result = run(cfg, out, progress=not quiet)
     except ConfigError as err:
-        raise _fail(str(err), EXIT_USER_ERROR) from None
+        raise fail(str(err), EXIT_USER_ERROR) from None
     except DivergenceError as err:
-        raise _fail(str(err), EXIT_DIVERGED) from None
+        raise fail(str(err), EXIT_DIVERGED) from None
     except OSError as err:
-        raise _fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
+        raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
 
     if not quiet:
         _print_summary(result.summary)
     files = ", ".join(p.name for p in result.files.values())
-    _out.print(escape(f"results written to {out}/: {files}"), highlight=False)
+    out_console.print(escape(f"results written to {out}/: {files}"), highlight=False)
 
 
 @app.command("default-config")
@@ -138,29 +100,8 @@ def _print_summary(summary: dict) -> None:
         row = [name] + [f"{final[m].get(name, float('nan')):.5g}" for m in methods]
         row += [f"{gaps[m][name]['max_relative_gap']:.2%}" if name in gaps[m] else "" for m in gaps]
         table.add_row(*row)
-    _out.print(table)
+    out_console.print(table)
     times = ", ".join(f"{m} {t:.2f} s" for m, t in summary["wall_time_s"].items())
-    _out.print(f"wall time: {times}")
+    out_console.print(f"wall time: {times}")
 
 
-def main() -> None:
-    """Console-script entry point."""
-    try:
-        # with standalone_mode=False, typer/click *return* the code of a typer.Exit raised
-        # inside a command instead of raising it: propagate it as the process exit status.
-        rv = app(standalone_mode=False)
-        sys.exit(rv if isinstance(rv, int) else 0)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors and aborts
-        # recent typer versions vendor click (typer._click) instead of depending on it: look the
-        # base class up through typer rather than importing click.
-        click_exception = next(
-            c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
-        )
-        if isinstance(exc, click_exception):
-            exc.show()
-            sys.exit(EXIT_USER_ERROR)
-        if isinstance(exc, typer.Abort):
-            sys.exit(130)
-        raise

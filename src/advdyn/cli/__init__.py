@@ -1,0 +1,41 @@
+"""Command-line interface ``advdyn``.
+
+User errors (bad config, missing file, invalid option) exit with code 2 and one line on
+standard error naming the field; a diverging run exits with code 3 and names the time and
+the learning rate. No traceback is shown for either. Each subcommand lives in one module of
+this package (``run``: ``advdyn run`` and ``advdyn default-config``).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from . import run as _run  # noqa: F401  (registers its commands)
+from ._app import EXIT_DIVERGED, EXIT_USER_ERROR, app, fail
+
+__all__ = ["EXIT_DIVERGED", "EXIT_USER_ERROR", "app", "fail", "main"]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        # with standalone_mode=False, typer/click *return* the code of a typer.Exit raised
+        # inside a command instead of raising it: propagate it as the process exit status.
+        rv = app(standalone_mode=False)
+        sys.exit(rv if isinstance(rv, int) else 0)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors and aborts
+        # recent typer versions vendor click (typer._click) instead of depending on it: look the
+        # base class up through typer rather than importing click.
+        click_exception = next(
+            c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+        )
+        if isinstance(exc, click_exception):
+            exc.show()
+            sys.exit(EXIT_USER_ERROR)
+        if isinstance(exc, typer.Abort):
+            sys.exit(130)
+        raise

@@ -1,0 +1,61 @@
+"""Shared pieces of the command-line interface: the typer app, consoles, exit codes.
+
+Every ``advdyn`` subcommand lives in one module of this package and registers itself on
+:data:`app` when imported; :mod:`advdyn.cli` imports them all.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    help="Exact high-dimensional dynamics of l2-adversarial training under streaming SGD.",
+)
+err_console = Console(stderr=True)
+out_console = Console()
+
+EXIT_USER_ERROR = 2
+EXIT_DIVERGED = 3
+
+
+def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:
+    """Print ``error: message`` on standard error and return the ``typer.Exit`` to raise.
+
+    Parameters
+    ----------
+    message : str
+        One line naming what is wrong (rich markup is escaped).
+    code : int
+        Process exit status (2 for user errors, 3 for divergence).
+
+    Returns
+    -------
+    typer.Exit
+        Raise it (``raise fail(...) from None``) so that no traceback is shown.
+    """
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _version(value: bool):
+    if value:
+        from .._version import __version__
+
+        out_console.print(f"advdyn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+):
+    """advdyn: ODE, SGD and theory for adversarial training of linear models."""
