@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from .losses import Expectations
 from .problem import ProblemInstance
-from .statistics import Statistics, expectations
+from .statistics import DirectionState, Statistics, expectations, statistics
 
 Array = jax.Array
 
@@ -85,3 +85,47 @@ def drift_terms(stats: Statistics, instance: ProblemInstance) -> DriftTerms:
         rho=rho,
         expectations=ex,
     )
+
+
+def flow(state: DirectionState, instance: ProblemInstance) -> tuple[DirectionState, DirectionState]:
+    """The two parts of the ODE's velocity: ``d state/dt = gamma * drift + gamma^2 * noise``.
+
+    In the error variables of :mod:`advdyn.statistics` (``e = theta - theta*``),
+
+        drift.err2_i        = -2 ( D_i err2_i + (D_i+H_i) err_teacher_i + sum_c pe_c err_mean_ci )
+        drift.err_teacher_i =   -( D_i err_teacher_i + (D_i+H_i) theta*_i^2 + theta*_i f_i )
+        drift.err_mean_ci   =   -( D_i err_mean_ci + (D_i+H_i) theta*_i mu_ci + mu_ci f_i )
+        noise.err2_i        =   N_i / d,   noise.err_teacher = noise.err_mean = 0,
+
+    which is THEORY's ``(P, Q, M)`` system after the substitution ``theta = e + theta*``,
+    written with the constant products ``theta*_i^2``, ``theta*_i mu_ci``, ``mu_ci mu_c'i``
+    so that a binned instance (:mod:`advdyn.spectral`) evaluates it unchanged.
+
+    Parameters
+    ----------
+    state : DirectionState
+        Current per-direction state.
+    instance : ProblemInstance or a binned instance
+        Supplies the eigenvalues and the constant products.
+
+    Returns
+    -------
+    drift, noise : DirectionState
+        Velocity per unit ``gamma`` and per unit ``gamma^2``.
+    """
+    terms = drift_terms(statistics(state, instance), instance)
+    D, DH, pe = terms.D, terms.D + terms.H, terms.pe
+    ts_f = pe @ instance.teacher_mean  # theta*_i f_i
+    mu_f = jnp.einsum("k,ckd->cd", pe, instance.mean_mean)  # mu_ci f_i
+    drift = DirectionState(
+        err2=-2 * (D * state.err2 + DH * state.err_teacher + pe @ state.err_mean),
+        err_teacher=-(D * state.err_teacher + DH * instance.teacher2 + ts_f),
+        err_mean=-(D * state.err_mean + DH * instance.teacher_mean + mu_f),
+    )
+    zeros = jnp.zeros_like
+    noise = DirectionState(
+        err2=terms.N / instance.d,
+        err_teacher=zeros(state.err_teacher),
+        err_mean=zeros(state.err_mean),
+    )
+    return drift, noise

@@ -20,12 +20,14 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from .drift import drift_terms
+from .drift import flow
 from .errors import DivergenceError
 from .problem import ProblemInstance
+from .recording import make_recorder
 from .results import make_dataset
 from .schedules import LearningRate
-from .statistics import DirectionState, observables, statistics
+from .stationary import StationaryPoint
+from .statistics import DirectionState, statistics
 
 Array = jax.Array
 
@@ -65,18 +67,9 @@ def vector_field(t, state: DirectionState, args) -> DirectionState:
         The time derivatives of the three state fields.
     """
     instance, lr = args
-    terms = drift_terms(statistics(state, instance), instance)
+    drift, noise = flow(state, instance)
     gamma = lr(t, state, instance)
-    D, DH, pe = terms.D, terms.D + terms.H, terms.pe
-    # theta*_i f_i and mu_{c,i} f_i in terms of the constant products (THEORY 5)
-    ts_f = pe @ instance.teacher_mean
-    mu_f = jnp.einsum("k,ckd->cd", pe, instance.mean_mean)
-    return DirectionState(
-        err2=-2 * gamma * (D * state.err2 + DH * state.err_teacher + pe @ state.err_mean)
-        + gamma**2 * terms.N / instance.d,
-        err_teacher=-gamma * (D * state.err_teacher + DH * instance.teacher2 + ts_f),
-        err_mean=-gamma * (D * state.err_mean + DH * instance.teacher_mean + mu_f),
-    )
+    return jax.tree.map(lambda u, v: gamma * u + gamma**2 * v, drift, noise)
 
 
 def _teacher_norm2(instance) -> Array:
@@ -86,7 +79,7 @@ def _teacher_norm2(instance) -> Array:
 
 
 @eqx.filter_jit
-def _solve(instance, lr, times, rtol, atol, max_steps, blowup):
+def _solve(instance, lr, recorder, times, rtol, atol, max_steps, blowup):
     y0 = initial_state(instance)
     y0s = statistics(y0, instance)
     e2_0 = y0s.norm2 - 2 * y0s.overlap + _teacher_norm2(instance)
@@ -114,9 +107,7 @@ def _solve(instance, lr, times, rtol, atol, max_steps, blowup):
     states = sol.ys
 
     def record(t, s):
-        out = observables(statistics(s, instance), instance)
-        out["lr"] = lr(t, s, instance)
-        return out
+        return recorder(t, s, instance, lr)
 
     return jax.vmap(record)(sol.ts, states), sol.result == diffrax.RESULTS.successful
 
@@ -130,6 +121,7 @@ def solve_ode(
     atol: float = 1e-20,
     max_steps: int = 1_000_000,
     divergence_factor: float = 1e6,
+    optimum: StationaryPoint | None = None,
     attrs: dict | None = None,
 ) -> xr.Dataset:
     """Integrate the deterministic-equivalent ODE and record THEORY section 11 quantities.
@@ -153,14 +145,17 @@ def solve_ode(
     divergence_factor : float
         The solve stops when ``|theta - theta*|^2`` exceeds this factor times
         ``|theta_0 - theta*|^2 + |theta*|^2 + 1``.
+    optimum : StationaryPoint, optional
+        The adversarial optimum for ``dist_to_opt`` (computed when omitted).
     attrs : dict, optional
         Extra dataset attributes.
 
     Returns
     -------
     xarray.Dataset
-        Variables on the ``time`` dimension: those of
-        :func:`~advdyn.statistics.observables` plus ``lr``; attribute ``method = "ode"``.
+        Variables on the ``time`` dimension: those of :class:`~advdyn.recording.Recorder`
+        (observables, ``lr``, ``dist_to_opt``, and the least-squares equivalence
+        quantities where they apply); attribute ``method = "ode"``.
 
     Raises
     ------
@@ -170,7 +165,8 @@ def solve_ode(
         and the learning rate.
     """
     times = jnp.asarray(np.asarray(times, dtype=np.float64))
-    out, ok = _solve(instance, lr, times, rtol, atol, max_steps, divergence_factor)
+    recorder = make_recorder(instance, optimum)
+    out, ok = _solve(instance, lr, recorder, times, rtol, atol, max_steps, divergence_factor)
     out = {k: np.asarray(v) for k, v in out.items()}
     finite = np.isfinite(out["adv_risk"])
     if not bool(ok) or not finite.all():

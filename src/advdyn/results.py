@@ -25,6 +25,10 @@ UNITS = {
     "lr": "learning rate gamma_t",
     "clean_error": "clean classification error",
     "robust_error": "robust classification error under radius eps",
+    "dist_to_opt": "|theta_t - theta_eps^*|^2",
+    "eff_lr": "effective learning rate gamma h_1 (least-squares equivalence)",
+    "eff_ridge": "effective ridge rho / h_1 (least-squares equivalence)",
+    "noise_factor": "noise factor I / (h_1^2 s^2) (least-squares equivalence)",
 }
 
 

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 
 from . import config as C
+from .drift import flow
+from .statistics import DirectionState, expectations, statistics
 
 Array = jax.Array
 
@@ -116,26 +118,170 @@ class Decay(LearningRate):
         return self.gamma0 * (1.0 + t / self.tau) ** (-self.beta)
 
 
-def make_learning_rate(config: C.LearningRateConfig) -> LearningRate:
+def objective(state: DirectionState, instance) -> Array:
+    """Training objective ``R_eps + delta/2 |theta|^2`` at a per-direction state.
+
+    Parameters
+    ----------
+    state : DirectionState
+        ODE state or the state of an iterate.
+    instance : ProblemInstance or binned instance
+
+    Returns
+    -------
+    Array, scalar
+        The regularised adversarial risk (float64).
+    """
+    stats = statistics(state, instance)
+    ex = expectations(stats, instance)
+    return instance.weights @ ex.adv_risk + 0.5 * instance.ridge * stats.norm2
+
+
+def _f64(state: DirectionState) -> DirectionState:
+    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), state)
+
+
+def mean_eigenvalue(instance) -> Array:
+    """``tr K / d`` with ``K = sum_c pi_c K_c`` (the Polyak normalisation of THEORY 6).
+
+    Parameters
+    ----------
+    instance : ProblemInstance or binned instance
+
+    Returns
+    -------
+    Array, scalar
+    """
+    lam = instance.weights @ instance.eigenvalues
+    mult = instance.multiplicity
+    return (jnp.sum(lam) if mult is None else lam @ mult) / instance.d
+
+
+class Polyak(LearningRate):
+    """Idealised Polyak rate (THEORY 6), capped at ``gamma_max``:
+
+        gamma_t = (Rtilde(t) - Rtilde^*) / ( (tr K / (2d)) * I(t) ),   I = sum_c pi_c I_c,
+
+    with ``Rtilde = R_eps + delta/2 |theta|^2`` the training objective and ``Rtilde^*`` its
+    minimum (:func:`advdyn.stationary.adversarial_optimum`); without ridge this is THEORY's
+    ``R_eps - R_eps^*``. With ``eps = 0``, noiseless least squares and ``K = lambda I`` it
+    equals ``1 / lambda = d / tr K``. Negative values (a state below the optimum, possible
+    for SGD by fluctuation) are clipped to 0.
+
+    Parameters
+    ----------
+    min_objective : float
+        ``Rtilde^*``.
+    gamma_max : float
+        Cap.
+    """
+
+    min_objective: Array
+    gamma_max: float = 10.0
+    needs_state: ClassVar[bool] = True
+
+    def __call__(self, t, state=None, instance=None):
+        """Polyak rate at ``state``.
+
+        Parameters
+        ----------
+        t : scalar
+            Time (unused).
+        state : DirectionState
+            Current state (ODE) or the iterate's state (SGD/SDE).
+        instance : ProblemInstance or binned instance
+
+        Returns
+        -------
+        Array
+            ``gamma_t`` in ``[0, gamma_max]`` (float64).
+        """
+        state = _f64(state)
+        stats = statistics(state, instance)
+        ex = expectations(stats, instance)
+        obj = instance.weights @ ex.adv_risk + 0.5 * instance.ridge * stats.norm2
+        noise = instance.weights @ ex.I
+        gamma = (obj - self.min_objective) / (0.5 * mean_eigenvalue(instance) * noise)
+        return jnp.clip(gamma, 0.0, self.gamma_max)
+
+
+class LineSearch(LearningRate):
+    """Idealised exact line search along the ODE (THEORY 6), capped at ``gamma_max``.
+
+    Along the ODE ``dRtilde/dt = gamma A + gamma^2 C`` with ``A`` the derivative of the
+    objective along the drift part of the velocity and ``C`` along the noise part
+    (:func:`advdyn.drift.flow`), both by forward-mode autodiff. The rate minimising this
+    instantaneous change is ``-A / (2C)``, clipped to ``[0, gamma_max]``. For SGD and the
+    SDE it is evaluated at the iterate's own state, ``O(d)`` per step.
+
+    Parameters
+    ----------
+    gamma_max : float
+        Cap (also used when ``C <= 0``).
+    """
+
+    gamma_max: float = 10.0
+    needs_state: ClassVar[bool] = True
+
+    def __call__(self, t, state=None, instance=None):
+        """Line-search rate at ``state``.
+
+        Parameters
+        ----------
+        t : scalar
+            Time (unused).
+        state : DirectionState
+            Current state (ODE) or the iterate's state (SGD/SDE).
+        instance : ProblemInstance or binned instance
+
+        Returns
+        -------
+        Array
+            ``gamma_t`` in ``[0, gamma_max]`` (float64).
+        """
+        state = _f64(state)
+        drift, noise = flow(state, instance)
+        f = lambda s: objective(s, instance)  # noqa: E731
+        _, A = jax.jvp(f, (state,), (drift,))
+        _, Cn = jax.jvp(f, (state,), (noise,))
+        safe = jnp.where(Cn > 0, Cn, 1.0)
+        gamma = jnp.where(Cn > 0, -A / (2 * safe), self.gamma_max)
+        return jnp.clip(gamma, 0.0, self.gamma_max)
+
+
+def make_learning_rate(config: C.LearningRateConfig, instance=None, optimum=None) -> LearningRate:
     """Build the rule described by a validated learning-rate config.
 
     Parameters
     ----------
     config : advdyn.config.LearningRateConfig
-        A validated learning-rate model (``constant`` or ``decay``).
+        A validated learning-rate model (``constant``, ``decay``, ``polyak``, ``line_search``).
+    instance : ProblemInstance, optional
+        Needed for ``polyak`` (to compute the minimum objective) unless ``optimum`` is given.
+    optimum : advdyn.stationary.StationaryPoint, optional
+        A precomputed adversarial optimum (``polyak``).
 
     Returns
     -------
     LearningRate
-        :class:`Constant` or :class:`Decay`.
 
     Raises
     ------
-    TypeError
-        For a config kind without a rule.
+    ValueError
+        For ``polyak`` without ``instance`` or ``optimum``.
     """
     if isinstance(config, C.ConstantLR):
         return Constant(config.gamma)
     if isinstance(config, C.DecayLR):
         return Decay(config.gamma0, config.tau, config.beta)
+    if isinstance(config, C.PolyakLR):
+        if optimum is None:
+            if instance is None:
+                raise ValueError("the polyak rule needs the instance (its minimum risk)")
+            from .stationary import adversarial_optimum
+
+            optimum = adversarial_optimum(instance)
+        return Polyak(jnp.asarray(optimum.objective, jnp.float64), config.gamma_max)
+    if isinstance(config, C.LineSearchLR):
+        return LineSearch(config.gamma_max)
     raise TypeError(f"unknown learning-rate config {config!r}")  # pragma: no cover

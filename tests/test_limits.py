@@ -1,0 +1,94 @@
+"""Limit report, monotone scan and their CLI commands (`advdyn limit`, `advdyn monotone`)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+import advdyn
+from advdyn.cli import EXIT_USER_ERROR, app
+from advdyn.limits import default_inits, limit_report, monotone_scan
+from advdyn.stationary import adversarial_optimum, constant_rate_limit
+
+runner = CliRunner()
+
+
+def _instance(d=300, **over):
+    cfg = advdyn.default_config().with_overrides(**{"problem.d": d, **over})
+    return advdyn.instantiate(cfg.problem)
+
+
+def test_limit_report_converges_only_for_small_rates():
+    inst = _instance()
+    small = limit_report(inst, 0.8)
+    assert small["converges"] and small["fixed_point_converged"]
+    assert small["ode_relative_gap"] < 1e-4  # the ODE reached the fixed point
+    # least squares: lambda_eff > lambda_opt (the noise inflates the norm term) and the
+    # limiting risk exceeds the minimum
+    assert small["lambda_eff"] > small["lambda_opt"] > 0
+    assert small["adv_risk_limit"] > small["adv_risk_opt"]
+    big = limit_report(inst, 3.0)
+    assert not big["converges"] and big["adv_risk_limit"] is None
+    assert "ode_diverged" in big  # the ODE check confirms it: the risk blows up
+
+
+def test_limit_report_classification_has_no_ridge():
+    cfg = advdyn.load_config("examples/logistic_binary_mixture.toml")
+    inst = advdyn.instantiate(cfg.with_overrides(**{"problem.d": 300}).problem)
+    report = limit_report(inst, 1.0)
+    assert report["converges"]
+    assert report["lambda_opt"] is None and report["lambda_eff"] is None
+
+
+def test_near_optimum_start_is_never_monotone():
+    inst = _instance(d=200)
+    opt = adversarial_optimum(inst)
+    inits = default_inits(inst, opt, n_random=1, seed=0)
+    rates = [0.05, 0.5, 1.0]
+    scan = monotone_scan(inst, rates, inits, t_max=15.0, n_times=151, optimum=opt)
+    near = scan.sel(init="near_optimum")
+    start_dist = float(scan.dist_to_opt.sel(init="near_optimum").isel(time=0, lr=0))
+    for g in rates:
+        # independent reason: the limit sits at squared distance gamma-dependent > 0 from the
+        # optimum, farther than this start, so the distance must increase somewhere
+        lim_dist = float(opt.distance2(constant_rate_limit(inst, g, start=opt).state, inst))
+        assert lim_dist > start_dist
+        assert not bool(near.monotone_dist.sel(lr=g))
+    # the criterion is not vacuous: from the config's start, a small rate descends monotonically
+    assert bool(scan.monotone_risk.sel(lr=0.05, init="config"))
+    assert bool(scan.monotone_dist.sel(lr=0.05, init="config"))
+
+
+def test_limit_cli_writes_json(tmp_path):
+    res = runner.invoke(app, ["limit", "--d", "200", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "limit.json").read_text())
+    for key in ("adv_risk_opt", "adv_risk_limit", "lambda_opt", "lambda_eff", "converges"):
+        assert key in report
+    assert report["converges"] is True
+    assert "adv_risk_opt" in res.output
+
+
+def test_limit_cli_needs_a_constant_rate(write_toml, tmp_path):
+    path = write_toml('[problem]\nd = 50\n[lr]\nkind = "polyak"\n')
+    res = runner.invoke(app, ["limit", str(path), "--out", str(tmp_path)])
+    assert res.exit_code == EXIT_USER_ERROR
+    assert "lr" in res.output and "--gamma" in res.output
+    res = runner.invoke(app, ["limit", str(path), "--gamma", "0.5", "--out", str(tmp_path),
+                              "--no-ode-check"])
+    assert res.exit_code == 0, res.output
+
+
+def test_monotone_cli(tmp_path):
+    res = runner.invoke(app, ["monotone", "--d", "100", "--lr", "0.2,1", "--random-inits", "1",
+                              "--n-times", "101", "--t-max", "10", "-q", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    scan = advdyn.read_netcdf(tmp_path / "monotone.nc")
+    assert list(scan.lr.values) == [0.2, 1.0]
+    assert (tmp_path / "monotone.png").stat().st_size > 1000
+    assert "no constant rate gives monotone descent" in res.output
+    bad = runner.invoke(app, ["monotone", "--lr", "0.1,-2", "--out", str(tmp_path)])
+    assert bad.exit_code == EXIT_USER_ERROR and "--lr" in bad.output
+    np.testing.assert_array_equal(scan.monotone_risk.shape, (2, scan.sizes["init"]))
