@@ -5,6 +5,8 @@ Prints, from one run on the current machine:
 * SGD throughput (steps per second, all replicates) for d in {500, 4000}, and the ratio of
   the simulator's time to the time jax.random takes to draw the same number of Gaussian
   samples in the same block layout (target: <= 1.5 at d = 4000);
+* homogenized SGD (the SDE) throughput at d = 4000 and its time relative to SGD on the
+  same problem, grid and replicates;
 * ODE solve time for d in {1000, 10000} directions, t up to 10, rtol = 1e-6, after
   compilation (target: < 1 s at d = 10000).
 
@@ -80,6 +82,19 @@ def bench_sgd(d: int, replicates: int, t_max: float, repeats: int) -> dict:
             "steps_per_s": steps / sim, "ratio": sim / ref}
 
 
+def bench_hsgd(d: int, replicates: int, t_max: float, repeats: int) -> dict:
+    """Homogenized SGD against SGD on the same problem, grid and replicates (one run)."""
+    inst = _problem(d)
+    lr = ad.Constant(0.8)
+    key = ad.stream_key(0)
+    kw = {"t_max": t_max, "n_times": 11, "replicates": replicates, "dtype": "float32"}
+    sim_sgd = _median_time(lambda: ad.simulate_sgd(inst, lr, key, **kw), repeats)
+    sim_hsgd = _median_time(lambda: ad.simulate_hsgd(inst, lr, key, **kw), repeats)
+    steps = ad.simulate_hsgd(inst, lr, key, **kw).attrs["steps"]
+    return {"d": d, "steps": steps, "sgd_s": sim_sgd, "hsgd_s": sim_hsgd,
+            "steps_per_s": steps / sim_hsgd, "ratio": sim_hsgd / sim_sgd}
+
+
 def bench_ode(d: int, repeats: int) -> dict:
     inst = _problem(d)
     times = np.linspace(0, 10, 101)
@@ -102,6 +117,11 @@ def main() -> None:
         r = bench_sgd(d, 4, t_max, args.repeats)
         print(f"{r['d']:>6} {r['steps']:>7} {r['sim_s']:>8.3f} {r['draw_s']:>8.3f} "
               f"{r['steps_per_s']:>9.0f} {r['ratio']:>9.2f}")
+    print("\nHomogenized SGD (Euler-Maruyama, dt = 1/d, float32, 4 replicates) vs SGD")
+    print(f"{'d':>6} {'steps':>7} {'hsgd s':>8} {'sgd s':>8} {'steps/s':>9} {'hsgd/sgd':>9}")
+    r = bench_hsgd(4000, 4, 3.0, args.repeats)
+    print(f"{r['d']:>6} {r['steps']:>7} {r['hsgd_s']:>8.3f} {r['sgd_s']:>8.3f} "
+          f"{r['steps_per_s']:>9.0f} {r['ratio']:>9.2f}")
     print("\nODE (float64, Tsit5, rtol 1e-6, t in [0, 10], 101 saved times)")
     print(f"{'d':>6} {'first call s':>13} {'solve s':>9}")
     for d in (1000, 10000):

@@ -92,3 +92,20 @@ def test_monotone_cli(tmp_path):
     bad = runner.invoke(app, ["monotone", "--lr", "0.1,-2", "--out", str(tmp_path)])
     assert bad.exit_code == EXIT_USER_ERROR and "--lr" in bad.output
     np.testing.assert_array_equal(scan.monotone_risk.shape, (2, scan.sizes["init"]))
+
+
+def test_limit_figure_numbers_cross_check():
+    from advdyn.figures import figure_limit
+
+    fig, info = figure_limit(d=150, rates=[0.2, 1.0])
+    assert len(info["rows"]) == 2 and len(fig.axes) == 3
+    # ODE after its slowest mode decayed by e^-25 vs the fixed point (ODE rtol 1e-10)
+    assert info["max_gap_ode_vs_fixed_point"] < 1e-6
+    # the limit's overlap is that of the ridge solution (K + lambda_eff I)^{-1} K theta*,
+    # computed in closed form from the spectrum: equal up to the fixed point's residual
+    assert info["max_gap_ridge_overlap_vs_fixed_point"] < 1e-9
+
+
+def test_figure_cli_rejects_unknown_name(tmp_path):
+    res = runner.invoke(app, ["figure", "nonsense", "--out", str(tmp_path)])
+    assert res.exit_code == EXIT_USER_ERROR and "NAME" in res.output

@@ -60,9 +60,13 @@ def pqm_reference(inst, gamma, times):
             norm2=jnp.asarray(P.sum()), overlap=jnp.asarray(Q.sum()),
         )
 
+    # only the per-class expectations come from advdyn (jitted: the logistic quadrature is
+    # slow when run eagerly at every right-hand-side call)
+    ex_of = jax.jit(lambda st: expectations(st, inst))
+
     def rhs(t, y):
         P, Q, M = split(y)
-        ex = expectations(stats_of(P, Q, M), inst)
+        ex = ex_of(stats_of(P, Q, M))
         e, h1, h2, a, I = (np.asarray(v) for v in (ex.e, ex.h1, ex.h2, ex.a, ex.I))
         n = np.sqrt(P.sum())
         rho = eps * (pi @ a) / n + delta
@@ -81,7 +85,7 @@ def pqm_reference(inst, gamma, times):
     risks = []
     for y in sol.y.T:
         st = stats_of(*split(y))
-        risks.append(float(inst.weights @ expectations(st, inst).adv_risk))
+        risks.append(float(inst.weights @ ex_of(st).adv_risk))
     return np.array(risks)
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import tomllib
+import typing
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -344,6 +345,12 @@ class RunConfig(_Model):
     rtol: float = Field(default=1e-8, gt=0, lt=1)
     atol: float = Field(default=1e-20, gt=0)
     divergence_factor: float = Field(default=1e6, gt=1)
+    # ODE by spectral quadrature with this many bins (advdyn.spectral); None: per direction
+    bins: int | None = Field(default=None, ge=1, le=1_000_000)
+    # with bins: also solve with twice the bins and report the change (bins_rel_change)
+    bins_check: bool = True
+    # memory available to the run in GB (advdyn.memory); None: measured on the machine
+    memory_limit_gb: float | None = Field(default=None, gt=0)
 
     @field_validator("methods")
     @classmethod
@@ -394,7 +401,18 @@ class Config(_Model):
         return validate_config(data)
 
 
-def _format_validation_error(err: ValidationError) -> str:
+def format_validation_error(err: ValidationError) -> str:
+    """One line naming every offending field of a pydantic error (union tags left out).
+
+    Parameters
+    ----------
+    err : pydantic.ValidationError
+
+    Returns
+    -------
+    str
+        ``"loc: message; loc: message"``.
+    """
     parts = []
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"] if not _is_union_tag(x))
@@ -403,17 +421,27 @@ def _format_validation_error(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _union_members(tp: Any) -> list[type[BaseModel]]:
+    """The pydantic models inside a (possibly annotated, possibly nested) union type."""
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [tp]
+    return [m for arg in typing.get_args(tp) for m in _union_members(arg)]
+
+
 def _is_union_tag(x: Any) -> bool:
     # pydantic inserts the discriminator value / function name into locations of unions;
-    # the tags are the ``kind`` defaults of the tagged models
-    tags = {
-        cls.model_fields["kind"].default
-        for cls in _Model.__subclasses__()
-        if "kind" in cls.model_fields
-    }
+    # the tags are the ``kind`` defaults of the members of the config's tagged unions (and
+    # only those: a field name elsewhere never gets dropped from a location)
     return isinstance(x, str) and (
-        x in tags or x.startswith(("literal[", "callable", "function-"))
+        x in _UNION_TAGS or x.startswith(("literal[", "callable", "function-"))
     )
+
+
+_UNION_TAGS = frozenset(
+    cls.model_fields["kind"].default
+    for union in (Spectrum, Task, Init, LearningRateConfig)
+    for cls in _union_members(union)
+)
 
 
 def validate_config(data: dict, base_dir: Path | None = None) -> Config:
@@ -434,7 +462,35 @@ def validate_config(data: dict, base_dir: Path | None = None) -> Config:
     try:
         return Config.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as err:
-        raise ConfigError("", f"invalid config: {_format_validation_error(err)}") from None
+        raise ConfigError("", f"invalid config: {format_validation_error(err)}") from None
+
+
+def read_toml(path: str | Path, field: str = "config") -> dict:
+    """Read a TOML file into a mapping, with one-line errors.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+    field : str
+        The name the errors give for the file (``"config"``, ``"sweep"``, ...).
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing or is not valid TOML.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(field, f"file not found: {path}")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(field, f"{path} is not valid TOML: {err}") from None
 
 
 def load_config(path: str | Path) -> Config:
@@ -455,13 +511,7 @@ def load_config(path: str | Path) -> Config:
         If the file is missing, is not valid TOML, or fails validation.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError("config", f"file not found: {path}")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError("config", f"{path} is not valid TOML: {err}") from None
-    return validate_config(data, base_dir=path.resolve().parent)
+    return validate_config(read_toml(path), base_dir=path.resolve().parent)
 
 
 def default_config() -> Config:

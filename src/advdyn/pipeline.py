@@ -1,8 +1,8 @@
 """From a :class:`~advdyn.config.Config` to a result folder.
 
 :func:`run` draws the instance, builds the shared time grid, runs each requested method,
-and writes ``ode.nc`` / ``sgd.nc`` (NetCDF), ``summary.json`` and ``risk.png``, every file
-atomically. It is what ``advdyn run`` calls.
+and writes ``ode.nc`` / ``sgd.nc`` / ``hsgd.nc`` (NetCDF), ``summary.json`` and ``risk.png``,
+every file atomically. It is what ``advdyn run`` calls.
 """
 
 from __future__ import annotations
@@ -15,12 +15,16 @@ import xarray as xr
 
 from ._version import __version__
 from .config import Config
+from .hsgd import simulate_hsgd
+from .memory import check_memory
 from .ode import solve_ode
 from .plotting import plot_quantities, save_figure
-from .problem import instantiate, stream_key
+from .problem import stream_key
 from .results import compare, write_json, write_netcdf
 from .schedules import make_learning_rate
 from .sgd import simulate_sgd, time_grid
+from .spectral import doubled_bins_check, spectral_instances
+from .stationary import adversarial_optimum
 
 
 @dataclass
@@ -30,10 +34,10 @@ class RunResult:
     Attributes
     ----------
     datasets : dict of method name to Dataset
-        ``"ode"`` and/or ``"sgd"``, in the order of ``config.run.methods``.
+        ``"ode"``, ``"sgd"`` and/or ``"hsgd"``, in the order of ``config.run.methods``.
     summary : dict
         Contents of ``summary.json``: ``advdyn_version``, ``d``, ``methods``,
-        ``wall_time_s``, ``final`` (last recorded values, replicate means for SGD),
+        ``wall_time_s``, ``final`` (last recorded values, replicate means for SGD and HSGD),
         ``gap_vs_ode`` (when the ODE ran; see :func:`~advdyn.results.compare`) and
         ``config``.
     files : dict of label to Path
@@ -50,7 +54,9 @@ def run(config: Config, out_dir: str | Path | None = None, progress: bool = Fals
     """Run every method of ``config.run.methods`` on the same instance and time grid.
 
     The SGD sample stream uses :func:`~advdyn.problem.stream_key`, independent of the
-    instance draw; the ODE is recorded on the SGD's step-aligned time grid.
+    instance draw; the homogenized SGD derives its own stream from the same key
+    (:mod:`advdyn.hsgd`), independent of SGD's. The ODE is recorded on the SGD's
+    step-aligned time grid, which the homogenized SGD shares.
 
     Parameters
     ----------
@@ -75,9 +81,14 @@ def run(config: Config, out_dir: str | Path | None = None, progress: bool = Fals
         If a method's trajectory blows up.
     """
     rc = config.run
-    instance = instantiate(config.problem)
-    lr = make_learning_rate(config.lr)
-    grid = time_grid(instance.d, rc.t_max, rc.n_times, rc.block_size)
+    check_memory(config)  # ConfigError naming problem.d / run.replicates / run.block_size
+    # with run.bins the ODE runs on spectral bins; an ODE-only run of an isotropic spectrum
+    # builds them from the config and draws no instance (advdyn.spectral)
+    instance, binned = spectral_instances(config)
+    base = instance if instance is not None else binned
+    optimum = adversarial_optimum(base)
+    lr = make_learning_rate(config.lr, base, optimum=optimum)
+    grid = time_grid(config.problem.d, rc.t_max, rc.n_times, rc.block_size)
     attrs = {"config": config.to_json(), "advdyn_version": __version__, "seed": config.problem.seed}
 
     datasets: dict[str, xr.Dataset] = {}
@@ -85,23 +96,31 @@ def run(config: Config, out_dir: str | Path | None = None, progress: bool = Fals
     for method in rc.methods:
         start = time.perf_counter()
         if method == "ode":
-            ds = solve_ode(
-                instance, lr, grid.times, rtol=rc.rtol, atol=rc.atol,
-                divergence_factor=rc.divergence_factor, attrs=attrs,
-            )
+            def ode_on(inst):
+                opt = optimum if inst is base else adversarial_optimum(inst)
+                rate = lr if inst is base else make_learning_rate(config.lr, inst, optimum=opt)
+                return solve_ode(
+                    inst, rate, grid.times, rtol=rc.rtol, atol=rc.atol,
+                    divergence_factor=rc.divergence_factor, optimum=opt, attrs=attrs,
+                )
+
+            ds = ode_on(binned if binned is not None else base)
+            if binned is not None and rc.bins_check:  # the change at twice the bins
+                ds.attrs.update(doubled_bins_check(config, instance, binned, ds, ode_on))
         else:
-            ds = simulate_sgd(
+            simulate = {"sgd": simulate_sgd, "hsgd": simulate_hsgd}[method]
+            ds = simulate(
                 instance, lr, stream_key(config.problem.seed), t_max=rc.t_max,
                 n_times=rc.n_times, replicates=rc.replicates, dtype=rc.dtype,
                 block_size=rc.block_size, divergence_factor=rc.divergence_factor,
-                progress=progress, attrs=attrs,
+                progress=progress, optimum=optimum, attrs=attrs,
             )
         timings[method] = time.perf_counter() - start
         datasets[method] = ds
 
     summary = {
         "advdyn_version": __version__,
-        "d": instance.d,
+        "d": config.problem.d,
         "methods": list(datasets),
         "wall_time_s": timings,
         "final": {
@@ -114,6 +133,9 @@ def run(config: Config, out_dir: str | Path | None = None, progress: bool = Fals
         summary["gap_vs_ode"] = {
             m: compare(datasets["ode"], ds) for m, ds in datasets.items() if m != "ode"
         }
+    if "ode" in datasets and "bins_used" in datasets["ode"].attrs:
+        keys = ("bins", "bins_used", "bins_rel_change", "bins_source")
+        summary["bins"] = {k: datasets["ode"].attrs[k] for k in keys}
     summary["config"] = config.model_dump(mode="json")
 
     result = RunResult(datasets, summary)
@@ -124,7 +146,7 @@ def run(config: Config, out_dir: str | Path | None = None, progress: bool = Fals
         result.files["summary"] = write_json(summary, out / "summary.json")
         fig = plot_quantities(
             datasets, ("adv_risk", "clean_risk", "clean_error", "robust_error"),
-            title=f"d = {instance.d}, eps = {config.problem.epsilon}, loss = "
+            title=f"d = {config.problem.d}, eps = {config.problem.epsilon}, loss = "
             f"{summary['config']['problem']['loss']}",
         )
         result.files["plot"] = save_figure(fig, out / "risk.png")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+import matplotlib
 import xarray as xr
 from matplotlib.figure import Figure
 
@@ -17,6 +18,7 @@ from .results import atomic_path
 _STYLE = {
     "ode": {"color": "black", "lw": 1.8, "ls": "-", "label": "ODE (d -> inf)"},
     "sgd": {"color": "tab:blue", "lw": 1.2, "ls": "--", "label": "SGD mean"},
+    "hsgd": {"color": "tab:orange", "lw": 1.2, "ls": "-.", "label": "homogenized SGD mean"},
 }
 
 
@@ -34,7 +36,8 @@ def plot_quantities(
     Parameters
     ----------
     results : mapping of method name to Dataset
-        E.g. ``{"ode": ..., "sgd": ...}``; ``"ode"`` and ``"sgd"`` get fixed styles.
+        E.g. ``{"ode": ..., "sgd": ...}``; ``"ode"``, ``"sgd"`` and ``"hsgd"`` get fixed
+        styles.
     names : tuple of str
         Quantities, one panel each (those missing from every dataset are skipped).
     logy : bool
@@ -78,6 +81,52 @@ def plot_quantities(
         ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_monotone_scan(scan, curves_init: str = "near_optimum"):
+    """Figure of a monotone-descent scan (:func:`advdyn.limits.monotone_scan`).
+
+    Left: for each rate and initialisation, whether both the adversarial risk and the
+    distance to the optimum decreased monotonically. Right: the risk curves from
+    ``curves_init`` for every rate, with the minimum risk as a dashed line.
+
+    Parameters
+    ----------
+    scan : xarray.Dataset
+        Output of :func:`~advdyn.limits.monotone_scan`.
+    curves_init : str
+        Initialisation whose curves are drawn (the first one if absent).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import numpy as np
+
+    fig = Figure(figsize=(11, 4.2))
+    ax_map, ax_curve = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.1, 1]})
+    both = (scan.monotone_risk & scan.monotone_dist).values.astype(float)
+    both[scan.diverged.values] = np.nan
+    cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="0.6")
+    ax_map.imshow(both, cmap=cmap, vmin=0, vmax=1, aspect="auto")
+    ax_map.set_yticks(range(scan.sizes["lr"]), [f"{g:g}" for g in scan.lr.values])
+    ax_map.set_xticks(range(scan.sizes["init"]), list(scan.init.values), rotation=45,
+                      ha="right", fontsize=8)
+    ax_map.set_ylabel("constant learning rate")
+    ax_map.set_title("monotone risk and distance (green), not (red), diverged (grey)",
+                     fontsize=9)
+    init = curves_init if curves_init in scan.init.values else str(scan.init.values[0])
+    for g in scan.lr.values:
+        curve = scan.adv_risk.sel(lr=g, init=init)
+        ax_curve.plot(scan.time, curve, label=f"gamma = {g:g}")
+    ax_curve.axhline(scan.attrs["adv_risk_opt"], color="k", ls="--", lw=1, label="min R_eps")
+    ax_curve.set_xlabel("time t")
+    ax_curve.set_ylabel("adversarial risk (ODE)")
+    ax_curve.set_title(f"from init '{init}'", fontsize=9)
+    ax_curve.legend(fontsize=8)
+    ax_curve.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 

@@ -22,6 +22,12 @@ from .statistics import DirectionState, expectations, statistics
 Array = jax.Array
 
 
+def _as_f64(x) -> Array:
+    # rule parameters are float64 arrays, i.e. traced leaves: a jitted solver compiled for
+    # one rate is reused for every other rate instead of recompiling per Python float
+    return jnp.asarray(x, jnp.float64)
+
+
 class LearningRate(eqx.Module):
     """Base class: ``gamma_t = rule(t, state, instance)``.
 
@@ -62,7 +68,7 @@ class Constant(LearningRate):
         The learning rate.
     """
 
-    gamma: float
+    gamma: Array = eqx.field(converter=_as_f64)
 
     def __call__(self, t, state=None, instance=None):
         """Learning rate ``gamma_t = gamma``.
@@ -95,9 +101,9 @@ class Decay(LearningRate):
         Decay exponent.
     """
 
-    gamma0: float
-    tau: float = 1.0
-    beta: float = 1.0
+    gamma0: Array = eqx.field(converter=_as_f64)
+    tau: Array = eqx.field(converter=_as_f64, default=1.0)
+    beta: Array = eqx.field(converter=_as_f64, default=1.0)
 
     def __call__(self, t, state=None, instance=None):
         """Learning rate ``gamma_t = gamma0 (1 + t / tau)^(-beta)``.
@@ -176,26 +182,12 @@ class Polyak(LearningRate):
         Cap.
     """
 
-    min_objective: Array
-    gamma_max: float = 10.0
+    min_objective: Array = eqx.field(converter=_as_f64)
+    gamma_max: Array = eqx.field(converter=_as_f64, default=10.0)
     needs_state: ClassVar[bool] = True
 
     def __call__(self, t, state=None, instance=None):
-        """Polyak rate at ``state``.
-
-        Parameters
-        ----------
-        t : scalar
-            Time (unused).
-        state : DirectionState
-            Current state (ODE) or the iterate's state (SGD/SDE).
-        instance : ProblemInstance or binned instance
-
-        Returns
-        -------
-        Array
-            ``gamma_t`` in ``[0, gamma_max]`` (float64).
-        """
+        """Polyak rate at ``state`` in ``[0, gamma_max]`` (see the class docstring)."""
         state = _f64(state)
         stats = statistics(state, instance)
         ex = expectations(stats, instance)
@@ -220,25 +212,11 @@ class LineSearch(LearningRate):
         Cap (also used when ``C <= 0``).
     """
 
-    gamma_max: float = 10.0
+    gamma_max: Array = eqx.field(converter=_as_f64, default=10.0)
     needs_state: ClassVar[bool] = True
 
     def __call__(self, t, state=None, instance=None):
-        """Line-search rate at ``state``.
-
-        Parameters
-        ----------
-        t : scalar
-            Time (unused).
-        state : DirectionState
-            Current state (ODE) or the iterate's state (SGD/SDE).
-        instance : ProblemInstance or binned instance
-
-        Returns
-        -------
-        Array
-            ``gamma_t`` in ``[0, gamma_max]`` (float64).
-        """
+        """Line-search rate at ``state`` in ``[0, gamma_max]`` (see the class docstring)."""
         state = _f64(state)
         drift, noise = flow(state, instance)
         f = lambda s: objective(s, instance)  # noqa: E731

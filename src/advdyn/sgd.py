@@ -13,6 +13,11 @@ blocks of ``block`` steps, block ``b`` from ``fold_in(replicate_key, b)``. Resul
 therefore reproducible for a given ``(seed, block)``, and adding replicates leaves the
 existing ones unchanged. Population quantities of the iterate are recorded every
 ``stride`` steps (a multiple of ``block``), never the loss on the last sample.
+
+The driver (grid, records, divergence check, progress bar) is shared with the homogenized
+SGD of :mod:`advdyn.hsgd`: :func:`_simulate` takes a per-block step function, and
+:func:`_record` is the single place where every simulator turns iterates into recorded
+quantities.
 """
 
 from __future__ import annotations
@@ -28,9 +33,11 @@ import xarray as xr
 from ._progress import progress_bar
 from .errors import DivergenceError
 from .problem import ProblemInstance
+from .recording import make_recorder
 from .results import make_dataset
 from .schedules import LearningRate
-from .statistics import DirectionState, observables, statistics
+from .stationary import StationaryPoint
+from .statistics import DirectionState
 
 Array = jax.Array
 
@@ -135,24 +142,35 @@ def sgd_step(theta, x, y, gamma, instance: ProblemInstance):
     return theta - step * (L_r * x + shrink * theta)
 
 
-@eqx.filter_jit
-def _advance(thetas, keys, first_block, instance, lr, n_blocks: int, block: int):
-    dtype = thetas.dtype
+def _sgd_block(theta, key, b, instance: ProblemInstance, lr: LearningRate, block: int):
+    """Advance one replicate by the ``block`` SGD steps of sampling block ``b``."""
+    dtype = theta.dtype
     d = instance.d
+    x, y = _draw_block(instance, key, b, block, dtype)
+    steps = b * block + jnp.arange(block)
+
+    def step(theta, inputs):
+        x_k, y_k, k = inputs
+        state = DirectionState.from_iterate(theta, instance) if lr.needs_state else None
+        gamma = lr(k / d, state, instance)
+        return sgd_step(theta, x_k, y_k, gamma, instance), None
+
+    theta, _ = jax.lax.scan(step, theta, (x, y, steps))
+    return theta
+
+
+@eqx.filter_jit
+def _advance(block_fn, thetas, keys, first_block, instance, lr, n_blocks: int, block: int):
+    """Run ``n_blocks`` blocks of ``block_fn`` from ``first_block`` on every replicate.
+
+    ``block_fn(theta, key, b, instance, lr, block)`` advances one replicate by the steps
+    of block ``b`` (it draws that block's randomness from ``fold_in(key, b)``); replicates
+    are batched under ``vmap``, blocks run under ``lax.scan``.
+    """
 
     def replicate(theta, key):
         def block_body(theta, b):
-            x, y = _draw_block(instance, key, b, block, dtype)
-            steps = b * block + jnp.arange(block)
-
-            def step(theta, inputs):
-                x_k, y_k, k = inputs
-                state = DirectionState.from_iterate(theta, instance) if lr.needs_state else None
-                gamma = lr(k / d, state, instance)
-                return sgd_step(theta, x_k, y_k, gamma, instance), None
-
-            theta, _ = jax.lax.scan(step, theta, (x, y, steps))
-            return theta, None
+            return block_fn(theta, key, b, instance, lr, block), None
 
         theta, _ = jax.lax.scan(block_body, theta, first_block + jnp.arange(n_blocks))
         return theta
@@ -161,12 +179,11 @@ def _advance(thetas, keys, first_block, instance, lr, n_blocks: int, block: int)
 
 
 @eqx.filter_jit
-def _record(thetas, t, instance, lr):
+def _record(thetas, t, instance, lr, recorder):
+    """Recorded quantities of every replicate's iterate at time ``t`` (all simulators)."""
+
     def one(theta):
-        state = DirectionState.from_iterate(theta, instance)
-        out = observables(statistics(state, instance), instance)
-        out["lr"] = lr(t, state, instance)
-        return out
+        return recorder(t, DirectionState.from_iterate(theta, instance), instance, lr)
 
     return jax.vmap(one)(thetas)
 
@@ -183,6 +200,7 @@ def simulate_sgd(
     block_size: int = 64,
     divergence_factor: float = 1e6,
     progress: bool = False,
+    optimum: StationaryPoint | None = None,
     attrs: dict | None = None,
 ) -> xr.Dataset:
     """Run streaming adversarial SGD and record population quantities on a time grid.
@@ -209,33 +227,68 @@ def simulate_sgd(
         Stop when the adversarial risk exceeds this factor times ``max(initial risk, 1)``.
     progress : bool
         Show a progress bar (rich) on standard error.
+    optimum : StationaryPoint, optional
+        The adversarial optimum for ``dist_to_opt`` (computed when omitted).
     attrs : dict, optional
         Extra dataset attributes.
 
     Returns
     -------
     xarray.Dataset
-        Variables on ``(replicate, time)``.
+        Variables on ``(replicate, time)``: those of :class:`~advdyn.recording.Recorder`.
 
     Raises
     ------
     DivergenceError
         If the risk becomes non-finite or exceeds the divergence threshold.
     """
+    keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(replicates))
+    return _simulate(
+        "sgd", _sgd_block, instance, lr, keys, t_max=t_max, n_times=n_times, dtype=dtype,
+        block_size=block_size, divergence_factor=divergence_factor, progress=progress,
+        optimum=optimum, attrs=attrs,
+    )
+
+
+def _simulate(
+    method: str,
+    block_fn,
+    instance: ProblemInstance,
+    lr: LearningRate,
+    keys: Array,
+    *,
+    t_max: float,
+    n_times: int,
+    dtype: str,
+    block_size: int,
+    divergence_factor: float,
+    progress: bool,
+    optimum: StationaryPoint | None,
+    attrs: dict | None,
+) -> xr.Dataset:
+    """The driver shared by the simulators (SGD, homogenized SGD).
+
+    Builds the step-aligned grid (:func:`time_grid`), starts every replicate at
+    ``instance.theta0`` in ``dtype``, advances them one recording interval at a time with
+    ``block_fn`` (see :func:`_advance`; replicate ``r`` uses ``keys[r]``), records through
+    :func:`_record`, checks divergence at each record, drives the progress bar, and returns
+    the ``(replicate, time)`` dataset with attribute ``method``.
+    """
+    replicates = keys.shape[0]
     grid = time_grid(instance.d, t_max, n_times, block_size)
     jdtype = jnp.dtype(dtype)
     n_blocks = grid.stride // grid.block
-    keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(replicates))
     thetas = jnp.broadcast_to(instance.theta0.astype(jdtype), (replicates, instance.d))
 
-    records = [_record(thetas, jnp.asarray(grid.times[0]), instance, lr)]
+    recorder = make_recorder(instance, optimum)
+    records = [_record(thetas, jnp.asarray(grid.times[0]), instance, lr, recorder)]
     threshold = divergence_factor * max(float(np.max(records[0]["adv_risk"])), 1.0)
     n_records = len(grid.times) - 1
-    with progress_bar("SGD", total=n_records * grid.stride, enabled=progress) as advance:
+    with progress_bar(method.upper(), total=n_records * grid.stride, enabled=progress) as advance:
         for j in range(1, n_records + 1):
             first = jnp.asarray((j - 1) * n_blocks)
-            thetas = _advance(thetas, keys, first, instance, lr, n_blocks, grid.block)
-            rec = _record(thetas, jnp.asarray(grid.times[j]), instance, lr)
+            thetas = _advance(block_fn, thetas, keys, first, instance, lr, n_blocks, grid.block)
+            rec = _record(thetas, jnp.asarray(grid.times[j]), instance, lr, recorder)
             risk = np.asarray(rec["adv_risk"])
             if not np.all(np.isfinite(risk)) or risk.max() > threshold:
                 # the rate recorded at the divergence time, or the last finite one (a
@@ -244,7 +297,7 @@ def simulate_sgd(
                 if not np.isfinite(lr_now):
                     lr_now = float(np.asarray(records[-1]["lr"]).max())
                 raise DivergenceError(
-                    "sgd",
+                    method,
                     float(grid.times[j]),
                     lr_now,
                     f"adversarial risk reached {risk.max():.3g} (started at "
@@ -263,5 +316,5 @@ def simulate_sgd(
         "steps": int(n_records * grid.stride),
     }
     attrs = {**info, **(attrs or {})}
-    return make_dataset(grid.times, stacked, "sgd", replicates=True, attrs=attrs)
+    return make_dataset(grid.times, stacked, method, replicates=True, attrs=attrs)
 

@@ -12,7 +12,10 @@ import sys
 
 import typer
 
+from . import critical as _critical  # noqa: F401  (registers its commands)
 from . import run as _run  # noqa: F401  (registers its commands)
+from . import sweep as _sweep  # noqa: F401  (registers its commands)
+from . import theory as _theory  # noqa: F401  (registers its commands)
 from ._app import EXIT_DIVERGED, EXIT_USER_ERROR, app, fail
 
 __all__ = ["EXIT_DIVERGED", "EXIT_USER_ERROR", "app", "fail", "main"]

@@ -26,14 +26,16 @@ def run_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Result folder.")] = Path(
         "advdyn-out"
     ),
-    replicates: Annotated[int | None, typer.Option(help="SGD replicates.")] = None,
+    replicates: Annotated[int | None, typer.Option(help="SGD/HSGD replicates.")] = None,
     d: Annotated[int | None, typer.Option("--d", help="Override the dimension.")] = None,
     t_max: Annotated[float | None, typer.Option(help="Override the time horizon.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
-    dtype: Annotated[str | None, typer.Option(help="SGD precision: float32 or float64.")] = None,
+    dtype: Annotated[
+        str | None, typer.Option(help="SGD/HSGD precision: float32 or float64.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
 ):
-    """Run the ODE and/or SGD on a problem; write NetCDF results, summary.json and risk.png."""
+    """Run the ODE, SGD and/or homogenized SGD; write NetCDF results, summary.json, risk.png."""
     from ..config import default_config, load_config
     from ..errors import ConfigError, DivergenceError
 
@@ -89,7 +91,7 @@ def _split_methods(method: list[str] | None) -> list[str] | None:
 def _print_summary(summary: dict) -> None:
     final = summary["final"]
     methods = list(final)
-    table = Table(title="final values (SGD: replicate mean)")
+    table = Table(title="final values (SGD, HSGD: replicate mean)")
     table.add_column("quantity")
     for m in methods:
         table.add_column(m, justify="right")

@@ -166,3 +166,31 @@ def monotone_command(
         "no constant rate gives monotone descent to the minimiser from every initialisation tried"
     )
     out_console.print(escape(f"written {nc}, {png}"), highlight=False)
+
+
+@app.command("figure")
+def figure_command(
+    name: Annotated[
+        str, typer.Argument(help="agreement (a), monotone (b), adaptive (c) or limit (d).")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for the image and its numbers.")
+    ] = Path("advdyn-figures"),
+):
+    """Build one of the figures of docs/figures.md; writes fig_NAME.png and fig_NAME.json."""
+    from ..figures import ALIASES, FIGURES
+    from ..plotting import save_figure
+    from ..results import write_json
+
+    key = ALIASES.get(name, name)
+    if key not in FIGURES:
+        choices = ", ".join(f"{k} ({a})" for a, k in ALIASES.items())
+        raise fail(f"NAME: unknown figure {name!r}; choose one of {choices}", EXIT_USER_ERROR)
+    err_console.print(f"building figure {key} (this runs the computations behind it)...")
+    fig, info = FIGURES[key]()
+    try:
+        png = save_figure(fig, out / f"fig_{key}.png")
+        js = write_json(info, out / f"fig_{key}.json")
+    except OSError as err:
+        raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
+    out_console.print(escape(f"written {png}, {js}"), highlight=False)

@@ -1,0 +1,172 @@
+"""``advdyn critical-eps``, ``advdyn critical-eps-config`` and ``advdyn critical-linear``:
+the critical attack strength eps* (paper seed 004)."""
+
+from __future__ import annotations
+
+import math
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ._app import EXIT_USER_ERROR, app, err_console, fail, out_console
+
+
+@app.command("critical-eps")
+def critical_eps_command(
+    config: Annotated[
+        Path | None, typer.Argument(help="TOML config; the embedded default when omitted.")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Result folder.")] = Path(
+        "critical-eps-out"
+    ),
+    width: Annotated[int | None, typer.Option(help="Override model.width.")] = None,
+    n_train: Annotated[int | None, typer.Option(help="Override data.n_train.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Override train.epochs.")] = None,
+    no_fgm: Annotated[
+        bool, typer.Option("--no-fgm", help="Skip the FGM catastrophic-overfitting study.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
+):
+    """Estimate eps* from scratch (grid + interpolation) and by fine-tuning + extrapolation
+    (Algorithm A.1); write critical_eps.{csv,nc,json,png}."""
+    from ..critical.config import default_critical_config, load_critical_config
+    from ..errors import ConfigError
+
+    try:
+        cfg = load_critical_config(config) if config is not None else default_critical_config()
+        overrides = {"model.width": width, "data.n_train": n_train, "train.epochs": epochs,
+                     "fgm.enabled": False if no_fgm else None}
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if overrides:
+            cfg = cfg.with_overrides(**overrides)
+        from ..critical.experiment import build_data, run_critical
+
+        build_data(cfg)  # data errors (sizes) are user errors: surface them before training
+        if not quiet:
+            err_console.print(
+                escape(f"advdyn critical-eps: {cfg.data.kind}, {cfg.model.kind} width "
+                       f"{cfg.model.width}, {cfg.attack.norm} PGD, scratch eps "
+                       f"{cfg.scratch.eps}, fine-tune eps {cfg.fast.eps}"),
+                highlight=False,
+            )
+        result = run_critical(cfg, out, progress=not quiet)
+    except ConfigError as err:
+        raise fail(str(err), EXIT_USER_ERROR) from None
+    except ValueError as err:
+        raise fail(f"invalid config: {err}", EXIT_USER_ERROR) from None
+    except FloatingPointError as err:
+        raise fail(str(err), 3) from None
+    except OSError as err:
+        raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
+    if not quiet:
+        _print_summary(result)
+    files = ", ".join(p.name for p in result.files.values())
+    out_console.print(escape(f"results written to {out}/: {files}"), highlight=False)
+
+
+@app.command("critical-eps-config")
+def critical_eps_config_command():
+    """Print the embedded critical-eps default config (MLP on the 8x8 digits)."""
+    sys.stdout.write(
+        resources.files("advdyn").joinpath("defaults/critical_eps.toml").read_text()
+    )
+
+
+@app.command("critical-linear")
+def critical_linear_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Result folder.")] = Path(
+        "critical-linear-out"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of teachers and data.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table.")] = False,
+):
+    """Linear-regression theory (paper section 4): figures 2 and 3 analogues, the sqrt(d/n)
+    scaling of the Theorem-1 crossing and of the surrogate eps*."""
+    import numpy as np
+
+    from ..critical import linear
+    from ..critical.figures import plot_linear_fig2, plot_linear_fig3, plot_scaling
+    from ..plotting import save_figure
+    from ..results import write_json, write_netcdf
+
+    try:
+        log_ratio = np.linspace(-3, 1.5, 10)
+        traj = [linear.trajectory_study(20, 1000, log_ratio, steps=100, seed=seed),
+                linear.trajectory_study(200, 50, log_ratio, steps=1000, seed=seed),
+                linear.trajectory_study(400, 100, log_ratio, steps=1000, seed=seed)]
+        pv = [linear.pvalue_study(d, 100, np.linspace(-3, 2, 11), seed=seed) for d in (2, 5, 10)]
+        pairs = [(4, 1000), (8, 500), (16, 400), (32, 320), (64, 640)]
+        study = linear.critical_study(pairs, reps=10, steps=800, seed=seed)
+        files = [
+            save_figure(plot_linear_fig2(traj, pv), out / "linear_fig2.png"),
+            save_figure(plot_linear_fig3(pv), out / "linear_fig3.png"),
+            save_figure(plot_scaling(study), out / "linear_scaling.png"),
+            write_netcdf(study, out / "linear_scaling.nc"),
+        ]
+        ratio = study["d"].values / study["n"].values
+        summary = {
+            "pairs": [list(map(int, p)) for p in pairs],
+            "eps_cross": study["eps_cross"].values.tolist(),
+            "eps_surrogate": study["eps_surrogate"].values.tolist(),
+            "slope_cross": linear.loglog_slope(ratio, study["eps_cross"].values),
+            "slope_surrogate": linear.loglog_slope(ratio, study["eps_surrogate"].values),
+            "p_theta": {str(p.attrs["d"]): p["p_theta"].values.tolist() for p in pv},
+            "p_loss": {str(p.attrs["d"]): p["p_loss"].values.tolist() for p in pv},
+            "log_ratio_pvalues": np.linspace(-3, 2, 11).tolist(),
+        }
+        files.append(write_json(summary, out / "linear.json"))
+    except OSError as err:
+        raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
+    if not quiet:
+        table = Table(title="linear regression, l2 attack: crossings")
+        for c in ("d", "n", "sqrt(d/n)", "eps: std diff = 1", "surrogate eps*"):
+            table.add_column(c, justify="right")
+        for (d, n), c, s in zip(pairs, summary["eps_cross"], summary["eps_surrogate"],
+                                strict=True):
+            table.add_row(str(d), str(n), f"{math.sqrt(d / n):.4g}", f"{c:.4g}", f"{s:.4g}")
+        out_console.print(table)
+        out_console.print(f"log-log slope vs d/n: crossing {summary['slope_cross']:.3f}, "
+                          f"surrogate {summary['slope_surrogate']:.3f}")
+    out_console.print(escape(f"results written to {out}/: "
+                             + ", ".join(p.name for p in files)), highlight=False)
+
+
+def _fmt(x) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, str):
+        return x
+    return f"{x:.4g}"
+
+
+def _print_summary(result) -> None:
+    s = result.summary
+    table = Table(title=f"adversarial training from scratch ({s['data']}, {s['model']})")
+    for c in ("eps", "adv train loss", "adv train acc", "adv test loss", "adv test acc",
+              "epoch", "time s"):
+        table.add_column(c, justify="right")
+    t = result.scratch.table
+    for i, e in enumerate(t["eps"].values):
+        table.add_row(f"{e:.4g}", f"{t['adv_train_loss'].values[i]:.4f}",
+                      f"{t['adv_train_acc'].values[i]:.3f}", f"{t['adv_test_loss'].values[i]:.4f}",
+                      f"{t['adv_test_acc'].values[i]:.3f}", str(int(t['best_epoch'].values[i])),
+                      f"{t['time'].values[i]:.1f}")
+    out_console.print(table)
+    c = s["compute"]
+    out_console.print(
+        f"clean test loss {s['clean_test_loss']:.4f}; eps* from scratch "
+        f"{_fmt(s['eps_star_scratch'])}, fine-tune + {s['fast_method']} extrapolation "
+        f"{_fmt(s['eps_star_fast'])} (isotonic {_fmt(s['eps_star_fast_isotonic'])}); "
+        f"compute fast/scratch {c['fast_over_scratch_grad_evals']:.3f} "
+        f"({c['fast_grad_evals']:,} vs {c['scratch_grad_evals']:,} gradient evaluations)",
+        highlight=False,
+    )
+    if s["fgm"] is not None:
+        out_console.print(f"FGM catastrophic overfitting (PGD test acc < "
+                          f"{s['fgm']['threshold']}): eps = {_fmt(s['fgm']['eps_unstable'])}",
+                          highlight=False)
