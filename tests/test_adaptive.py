@@ -87,13 +87,22 @@ def test_rules_are_capped():
 
 
 @pytest.mark.parametrize("kind", ["polyak", "line_search"])
-def test_sgd_follows_the_ode_under_adaptive_rates(kind):
-    cfg = _cfg({"kind": kind, "gamma_max": 5.0})
+def test_sgd_and_sde_follow_the_ode_under_adaptive_rates(kind):
+    cfg = _cfg({"kind": kind, "gamma_max": 5.0}).with_overrides(
+        **{"run.methods": ["ode", "sgd", "hsgd"]})
     result = advdyn.run(cfg)
-    ode, sgd = result.datasets["ode"], result.datasets["sgd"]
+    ode = result.datasets["ode"]
     # the rate is adaptive, not pinned at the cap
     assert float(ode["lr"].min()) < 4.0 and float(ode["lr"].std()) > 0.01
-    for name in ("adv_risk", "lr", "dist_to_opt"):
-        mean = sgd[name].mean("replicate")
-        gap = np.max(np.abs(mean.values / ode[name].values - 1))
-        assert gap < 0.03, (name, gap)
+    # dist_to_opt settles at the fluctuation level sum_i gamma N_i / (2 d D_i), a sum of d
+    # squared fluctuations: one replicate's relative spread is ~sqrt(2/d) = 3.2% at d = 2000,
+    # 1.1% for a mean of 8, and the SDE spreads about twice as much as SGD (docs/theory.md
+    # 6.1); the largest of 41 records is ~2.5 of those, so 3% for SGD and 6% for the SDE
+    tolerance = {("sgd", "dist_to_opt"): 0.03, ("hsgd", "dist_to_opt"): 0.06}
+    for method in ("sgd", "hsgd"):
+        for name in ("adv_risk", "lr", "dist_to_opt"):
+            mean = result.datasets[method][name].mean("replicate")
+            gap = np.max(np.abs(mean.values / ode[name].values - 1))
+            assert gap < tolerance.get((method, name), 0.03), (method, name, gap)
+    sgd, sde = (result.datasets[m]["adv_risk"].mean("replicate") for m in ("sgd", "hsgd"))
+    assert np.max(np.abs(sde.values / sgd.values - 1)) < 0.03

@@ -109,3 +109,21 @@ def test_limit_figure_numbers_cross_check():
 def test_figure_cli_rejects_unknown_name(tmp_path):
     res = runner.invoke(app, ["figure", "nonsense", "--out", str(tmp_path)])
     assert res.exit_code == EXIT_USER_ERROR and "NAME" in res.output
+
+
+def test_limit_cli_on_spectral_bins_at_huge_d(write_toml, tmp_path):
+    # run.bins: no instance is drawn (d = 10^7 would need 80 MB per vector); the answer must
+    # match the per-direction theory at d = 2000 up to the d^{-1/2} spread of the realised
+    # teacher's spectral weights (~sqrt(2/d) * std(lambda)/mean(lambda) ~ 1.5%)
+    path = write_toml(
+        '[problem]\nd = 10000000\nepsilon = 0.5\n'
+        'spectrum = { kind = "uniform", low = 0.2, high = 1.8 }\n'
+        'task = { noise = 0.3 }\n[lr]\ngamma = 0.8\n[run]\nmethods = ["ode"]\nbins = 64\n'
+    )
+    res = runner.invoke(app, ["limit", str(path), "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "limit.json").read_text())
+    small = limit_report(_instance(d=2000), 0.8, check_with_ode=False)
+    assert report["converges"] and report["d"] == 10_000_000
+    for key in ("adv_risk_opt", "adv_risk_limit", "lambda_eff"):
+        assert abs(report[key] / small[key] - 1) < 0.02, key

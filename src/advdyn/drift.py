@@ -49,7 +49,17 @@ class DriftTerms(eqx.Module):
     expectations: Expectations
 
     def mean_term(self, means: Array) -> Array:
-        """``f_i = sum_c pi_c e_c mu_{c,i}`` for the given means, shape ``(d,)``."""
+        """Mean term ``f_i = sum_c pi_c e_c mu_{c,i}`` of the expected gradient.
+
+        Parameters
+        ----------
+        means : Array, shape (C, d)
+            Component means ``mu_c`` (a per-direction instance's ``means``).
+
+        Returns
+        -------
+        Array, shape (d,)
+        """
         return self.pe @ means
 
 

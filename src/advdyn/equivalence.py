@@ -77,11 +77,16 @@ def ls_equivalence(stats: Statistics, instance, gamma) -> dict[str, Array]:
     """
     terms = drift_terms(stats, instance)
     h1 = terms.expectations.h1[0]
-    s2 = stats.qe[0] + instance.noise**2
+    # h_1 s = s + eps n c0 (THEORY 5): dividing by it, not by h_1^2 s^2, keeps the factor
+    # finite at s = 0 (noiseless, theta = theta*); at s = eps n = 0 there is no noise and the
+    # factor is 1 by continuity (its value at x = eps n / s = 0)
+    s = jnp.sqrt(stats.qe[0] + instance.noise**2)
+    h1_s = s + instance.epsilon * jnp.sqrt(stats.norm2) * jnp.sqrt(2 / jnp.pi)
+    safe = jnp.where(h1_s > 0, h1_s, 1.0)
     return {
         "eff_lr": gamma * h1,
         "eff_ridge": terms.rho / h1,
-        "noise_factor": terms.expectations.I[0] / (h1**2 * s2),
+        "noise_factor": jnp.where(h1_s > 0, terms.expectations.I[0] / safe**2, 1.0),
     }
 
 

@@ -59,7 +59,8 @@ def limit_report(
         risk), ``objective_opt``, ``adv_risk_limit``, ``clean_risk_limit``, ``norm_opt``,
         ``norm_limit``, ``dist_to_opt_limit`` (``E|theta_inf - theta_eps^*|^2``),
         ``lambda_opt`` and ``lambda_eff`` (least squares with one centred class, else
-        ``None``), ``fixed_point_converged``, ``fixed_point_residual``, ``converges``,
+        ``None``), ``optimum_converged`` and ``optimum_residual`` (the optimum's own fixed
+        point), ``fixed_point_converged``, ``fixed_point_residual``, ``converges``,
         and, with the ODE check, ``t_check``, ``ode_adv_risk_at_t_check`` and
         ``ode_relative_gap``.
     """
@@ -80,6 +81,8 @@ def limit_report(
         "lambda_opt": float(opt.effective_ridge) if ls and not bool(opt.at_zero) else None,
         "lambda_eff": float(lim.effective_ridge) if ls else None,
         "optimum_at_zero": bool(opt.at_zero),
+        "optimum_converged": bool(opt.converged),
+        "optimum_residual": float(opt.residual),
         "fixed_point_converged": bool(lim.converged),
         "fixed_point_residual": float(lim.residual),
     }
@@ -104,7 +107,10 @@ def limit_report(
                     optimum=opt,
                 )
                 end = float(ode["adv_risk"][-1])
-                gap = abs(end / report["adv_risk_limit"] - 1) if lim.converged else None
+                # relative gap, with an absolute floor for problems whose limiting risk is 0
+                # (noiseless, eps = 0): 1e-12 of the risk at the start
+                floor = 1e-12 * max(float(ode["adv_risk"][0]), 1e-300)
+                gap = _mixed_gap(end, report["adv_risk_limit"], floor) if lim.converged else None
                 if gap is None or gap <= _AGREEMENT or gap >= previous:
                     break
                 previous = gap
@@ -122,6 +128,10 @@ def limit_report(
             converges = False
     report["converges"] = converges
     return report
+
+
+def _mixed_gap(value: float, reference: float, floor: float) -> float:
+    return abs(value - reference) / max(abs(reference), floor)
 
 
 def default_inits(instance, optimum: StationaryPoint, n_random: int = 3, seed: int = 0):

@@ -131,7 +131,8 @@ def objective(state: DirectionState, instance) -> Array:
     ----------
     state : DirectionState
         ODE state or the state of an iterate.
-    instance : ProblemInstance or binned instance
+    instance : ProblemInstance or BinnedInstance
+        The problem the state belongs to.
 
     Returns
     -------
@@ -152,11 +153,13 @@ def mean_eigenvalue(instance) -> Array:
 
     Parameters
     ----------
-    instance : ProblemInstance or binned instance
+    instance : ProblemInstance or BinnedInstance
+        The problem (per-direction or binned: sums use its multiplicity).
 
     Returns
     -------
     Array, scalar
+        ``sum_i sum_c pi_c lambda_{c,i} / d``.
     """
     lam = instance.weights @ instance.eigenvalues
     mult = instance.multiplicity
@@ -187,13 +190,31 @@ class Polyak(LearningRate):
     needs_state: ClassVar[bool] = True
 
     def __call__(self, t, state=None, instance=None):
-        """Polyak rate at ``state`` in ``[0, gamma_max]`` (see the class docstring)."""
+        """Polyak rate at ``state`` in ``[0, gamma_max]`` (see the class docstring).
+
+        Parameters
+        ----------
+        t : scalar
+            Time (unused: the rule depends on the state only).
+        state : DirectionState
+            ODE state, or the iterate's own state for SGD and the SDE.
+        instance : ProblemInstance or BinnedInstance
+            The problem the state belongs to.
+
+        Returns
+        -------
+        Array
+            float64 scalar in ``[0, gamma_max]``.
+        """
         state = _f64(state)
         stats = statistics(state, instance)
         ex = expectations(stats, instance)
         obj = instance.weights @ ex.adv_risk + 0.5 * instance.ridge * stats.norm2
         noise = instance.weights @ ex.I
-        gamma = (obj - self.min_objective) / (0.5 * mean_eigenvalue(instance) * noise)
+        denom = 0.5 * mean_eigenvalue(instance) * noise
+        # I = 0 only at an exact interpolating optimum (no noise, no attack): nothing to do
+        gamma = jnp.where(denom > 0, (obj - self.min_objective) / jnp.where(denom > 0, denom, 1.0),
+                          0.0)
         return jnp.clip(gamma, 0.0, self.gamma_max)
 
 
@@ -206,6 +227,11 @@ class LineSearch(LearningRate):
     instantaneous change is ``-A / (2C)``, clipped to ``[0, gamma_max]``. For SGD and the
     SDE it is evaluated at the iterate's own state, ``O(d)`` per step.
 
+    With an attack (``eps > 0``) the noise part ``C`` contains ``eps / (2|theta|)`` times
+    the noise's push on ``|theta|^2``, unbounded as ``|theta| -> 0``: from ``theta_0 = 0``
+    the rule gives rates proportional to ``|theta|`` and the dynamics barely move. Start
+    from a non-zero ``theta_0`` (THEORY section 2 prefers one anyway).
+
     Parameters
     ----------
     gamma_max : float
@@ -216,7 +242,22 @@ class LineSearch(LearningRate):
     needs_state: ClassVar[bool] = True
 
     def __call__(self, t, state=None, instance=None):
-        """Line-search rate at ``state`` in ``[0, gamma_max]`` (see the class docstring)."""
+        """Line-search rate at ``state`` in ``[0, gamma_max]`` (see the class docstring).
+
+        Parameters
+        ----------
+        t : scalar
+            Time (unused: the rule depends on the state only).
+        state : DirectionState
+            ODE state, or the iterate's own state for SGD and the SDE.
+        instance : ProblemInstance or BinnedInstance
+            The problem the state belongs to.
+
+        Returns
+        -------
+        Array
+            float64 scalar in ``[0, gamma_max]``.
+        """
         state = _f64(state)
         drift, noise = flow(state, instance)
         f = lambda s: objective(s, instance)  # noqa: E731

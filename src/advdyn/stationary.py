@@ -25,6 +25,8 @@ there): this happens when the gradient of the rest of the objective at 0 is no l
 
 from __future__ import annotations
 
+import warnings
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -87,13 +89,25 @@ class StationaryPoint(eqx.Module):
 
     @property
     def adv_risk(self) -> Array:
-        """Adversarial risk ``R_eps`` at the stationary point (ridge excluded)."""
+        """Adversarial risk ``R_eps`` at the stationary point (ridge excluded).
+
+        Returns
+        -------
+        Array, scalar
+        """
         return self.observables["adv_risk"]
 
     @property
     def effective_ridge(self) -> Array:
-        """``lambda = rho / h_1`` (least squares with one class: the ridge of THEORY 7)."""
-        return self.terms.rho / self.terms.expectations.h1[0]
+        """Effective ridge ``lambda = rho / h_1`` (least squares with one class, THEORY 7).
+
+        Returns
+        -------
+        Array, scalar
+            ``rho / h_1``; NaN for an optimum exactly at ``theta = 0``, where ``rho`` is
+            not defined.
+        """
+        return jnp.where(self.at_zero, jnp.nan, self.terms.rho / self.terms.expectations.h1[0])
 
     def distance2(self, state: DirectionState, instance) -> Array:
         """``|theta - theta_mean|^2`` for the per-direction ``state`` (THEORY 7).
@@ -273,7 +287,9 @@ def adversarial_optimum(instance, *, rtol: float = 1e-12, tol: float = 1e-9) -> 
     Parameters
     ----------
     instance : ProblemInstance or binned instance
-        The problem (any built-in or custom loss, regression or classification).
+        The problem (any built-in or custom loss, regression or classification; for a
+        custom loss the fixed point is as accurate as the loss's quadrature, which for
+        non-smooth losses can stop it at a residual of ~1e-3: a ``RuntimeWarning`` says so).
     rtol : float
         Tolerance of the Newton solve.
     tol : float
@@ -298,7 +314,17 @@ def adversarial_optimum(instance, *, rtol: float = 1e-12, tol: float = 1e-9) -> 
     if bool(is_zero):
         return _zero_point(instance, s0)
     x, residual = _solve_fixed_point(instance, 0.0, _start(instance), rtol)
-    return _build(instance, 0.0, x, residual, False, tol)
+    point = _build(instance, 0.0, x, residual, False, tol)
+    if not bool(point.converged):
+        warnings.warn(
+            f"adversarial optimum: the fixed point stopped at relative residual "
+            f"{float(point.residual):.2g} (> {tol:g}); the minimum risk, dist_to_opt and the "
+            "Polyak rate are only as accurate as that (non-smooth custom losses limit the "
+            "quadrature's accuracy)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return point
 
 
 def constant_rate_limit(

@@ -9,20 +9,29 @@ this package (``run``: ``advdyn run`` and ``advdyn default-config``).
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
+from rich.markup import escape
 
 from . import critical as _critical  # noqa: F401  (registers its commands)
 from . import run as _run  # noqa: F401  (registers its commands)
 from . import sweep as _sweep  # noqa: F401  (registers its commands)
 from . import theory as _theory  # noqa: F401  (registers its commands)
-from ._app import EXIT_DIVERGED, EXIT_USER_ERROR, app, fail
+from ._app import EXIT_DIVERGED, EXIT_USER_ERROR, app, err_console, fail
 
 __all__ = ["EXIT_DIVERGED", "EXIT_USER_ERROR", "app", "fail", "main"]
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # numerical warnings (e.g. an inaccurate fixed point) as one line, not Python's format
+    err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False,
+                      soft_wrap=True)
+
+
 def main() -> None:
     """Console-script entry point."""
+    warnings.showwarning = _show_warning
     try:
         # with standalone_mode=False, typer/click *return* the code of a typer.Exit raised
         # inside a command instead of raising it: propagate it as the process exit status.
