@@ -127,3 +127,14 @@ def test_limit_cli_on_spectral_bins_at_huge_d(write_toml, tmp_path):
     assert report["converges"] and report["d"] == 10_000_000
     for key in ("adv_risk_opt", "adv_risk_limit", "lambda_eff"):
         assert abs(report[key] / small[key] - 1) < 0.02, key
+
+
+def test_unphysical_fixed_point_is_not_a_limit():
+    # clean least squares: s^2 (1 - gamma tr K / 2d) = const has a solution with s^2 < 0 for
+    # gamma > 2 d / tr K = 2; it solves the algebra but is no limit (the ODE diverges)
+    inst = _instance(d=200, **{"problem.epsilon": 0.0, "problem.spectrum": {"kind": "identity"}})
+    lim = constant_rate_limit(inst, 2.4)
+    assert not bool(lim.converged)
+    report = limit_report(inst, 2.4)
+    assert report["adv_risk_limit"] is None and not report["converges"]
+    assert limit_report(inst, 1.6)["converges"]

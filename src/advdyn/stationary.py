@@ -68,8 +68,8 @@ class StationaryPoint(eqx.Module):
     residual : Array, scalar
         Relative residual of the fixed point in the statistics (0 at an exact zero optimum).
     converged : Array, bool
-        Whether the solve reached its tolerance with a finite, admissible state
-        (all ``D_i > 0``).
+        Whether the solve reached its tolerance with a finite, admissible state (all
+        ``D_i > 0``, non-negative second moments and risk).
     at_zero : Array, bool
         Whether the optimum is exactly ``theta = 0``.
     """
@@ -233,7 +233,17 @@ def _build(instance, gamma, x, residual, at_zero, tol) -> StationaryPoint:
     stats = statistics(state, instance)
     obs = observables(stats, instance)
     objective = obs["adv_risk"] + 0.5 * instance.ridge * stats.norm2
-    admissible = jnp.all(terms.D > 0) & jnp.all(jnp.isfinite(_pack(stats)))
+    # a fixed point of the algebra can be unphysical: e.g. least squares with gamma above
+    # 2 d / tr K solves s^2 (1 - gamma tr K / 2d) = ... with s^2 < 0
+    admissible = (
+        jnp.all(terms.D > 0)
+        & jnp.all(jnp.isfinite(_pack(stats)))
+        & jnp.all(state.err2 >= 0)
+        & jnp.all(stats.qe >= 0)
+        & (stats.norm2 >= 0)
+        & jnp.isfinite(obs["adv_risk"])
+        & (obs["adv_risk"] >= 0)
+    )
     _, _, mean_state = _mean_state(terms, instance)
     return StationaryPoint(
         gamma=jnp.asarray(gamma, jnp.float64),
