@@ -190,22 +190,7 @@ class Polyak(LearningRate):
     needs_state: ClassVar[bool] = True
 
     def __call__(self, t, state=None, instance=None):
-        """Polyak rate at ``state`` in ``[0, gamma_max]`` (see the class docstring).
-
-        Parameters
-        ----------
-        t : scalar
-            Time (unused: the rule depends on the state only).
-        state : DirectionState
-            ODE state, or the iterate's own state for SGD and the SDE.
-        instance : ProblemInstance or BinnedInstance
-            The problem the state belongs to.
-
-        Returns
-        -------
-        Array
-            float64 scalar in ``[0, gamma_max]``.
-        """
+        # docstring: _STATE_RULE_DOC (shared with LineSearch)
         state = _f64(state)
         stats = statistics(state, instance)
         ex = expectations(stats, instance)
@@ -242,22 +227,7 @@ class LineSearch(LearningRate):
     needs_state: ClassVar[bool] = True
 
     def __call__(self, t, state=None, instance=None):
-        """Line-search rate at ``state`` in ``[0, gamma_max]`` (see the class docstring).
-
-        Parameters
-        ----------
-        t : scalar
-            Time (unused: the rule depends on the state only).
-        state : DirectionState
-            ODE state, or the iterate's own state for SGD and the SDE.
-        instance : ProblemInstance or BinnedInstance
-            The problem the state belongs to.
-
-        Returns
-        -------
-        Array
-            float64 scalar in ``[0, gamma_max]``.
-        """
+        # docstring: _STATE_RULE_DOC (shared with Polyak)
         state = _f64(state)
         drift, noise = flow(state, instance)
         f = lambda s: objective(s, instance)  # noqa: E731
@@ -266,6 +236,26 @@ class LineSearch(LearningRate):
         safe = jnp.where(Cn > 0, Cn, 1.0)
         gamma = jnp.where(Cn > 0, -A / (2 * safe), self.gamma_max)
         return jnp.clip(gamma, 0.0, self.gamma_max)
+
+
+_STATE_RULE_DOC = """{name} rate at ``state``, in ``[0, gamma_max]`` (see the class docstring).
+
+Parameters
+----------
+t : scalar
+    Time (unused: the rule depends on the state only).
+state : DirectionState
+    ODE state, or the iterate's own state for SGD and the SDE.
+instance : ProblemInstance or BinnedInstance
+    The problem the state belongs to.
+
+Returns
+-------
+Array
+    float64 scalar in ``[0, gamma_max]``.
+"""
+Polyak.__call__.__doc__ = _STATE_RULE_DOC.format(name="Polyak")
+LineSearch.__call__.__doc__ = _STATE_RULE_DOC.format(name="Line-search")
 
 
 def make_learning_rate(config: C.LearningRateConfig, instance=None, optimum=None) -> LearningRate:
