@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 import advdyn
@@ -138,3 +139,18 @@ def test_unphysical_fixed_point_is_not_a_limit():
     report = limit_report(inst, 2.4)
     assert report["adv_risk_limit"] is None and not report["converges"]
     assert limit_report(inst, 1.6)["converges"]
+
+
+def test_sweep_limit_point_kind():
+    from advdyn.errors import ConfigError
+    from advdyn.sweep import limit_point
+
+    cfg = advdyn.default_config().with_overrides(**{"problem.d": 200})
+    ds = limit_point(cfg)
+    report = limit_report(advdyn.instantiate(cfg.problem), 0.8)
+    assert float(ds["converges"]) == 1.0
+    for key in ("adv_risk_opt", "adv_risk_limit", "lambda_eff"):
+        np.testing.assert_allclose(float(ds[key]), report[key], rtol=1e-12)
+    polyak = cfg.with_overrides(**{"lr": {"kind": "polyak"}})
+    with pytest.raises(ConfigError, match="lr"):
+        limit_point(polyak)
