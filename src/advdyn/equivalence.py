@@ -31,7 +31,7 @@ import xarray as xr
 from .drift import drift_terms
 from .losses import LeastSquares
 from .results import make_dataset
-from .statistics import DirectionState, Statistics, observables, statistics
+from .statistics import DirectionState, Statistics, direction_sum, observables, statistics
 
 Array = jax.Array
 
@@ -95,9 +95,7 @@ def _ridge_field(t, y, args):
     instance, coeffs = args
     g, l, k = coeffs.evaluate(t)
     lam = instance.eigenvalues[0]
-    mult = instance.multiplicity
-    qe = jnp.sum(lam * err2) if mult is None else (lam * err2) @ mult
-    s2 = qe + instance.noise**2
+    s2 = direction_sum(lam * err2, instance) + instance.noise**2
     return (
         -2 * g * ((lam + l) * err2 + l * err_teacher) + g**2 * k * lam * s2 / instance.d,
         -g * ((lam + l) * err_teacher + l * instance.teacher2),

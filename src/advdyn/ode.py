@@ -27,7 +27,7 @@ from .recording import make_recorder
 from .results import make_dataset
 from .schedules import LearningRate
 from .stationary import StationaryPoint
-from .statistics import DirectionState, statistics
+from .statistics import DirectionState, direction_sum
 
 Array = jax.Array
 
@@ -72,22 +72,16 @@ def vector_field(t, state: DirectionState, args) -> DirectionState:
     return jax.tree.map(lambda u, v: gamma * u + gamma**2 * v, drift, noise)
 
 
-def _teacher_norm2(instance) -> Array:
-    mult = instance.multiplicity
-    t2 = instance.teacher2
-    return jnp.sum(t2) if mult is None else t2 @ mult
-
-
 @eqx.filter_jit
 def _solve(instance, lr, recorder, times, rtol, atol, max_steps, blowup):
     y0 = initial_state(instance)
-    y0s = statistics(y0, instance)
-    e2_0 = y0s.norm2 - 2 * y0s.overlap + _teacher_norm2(instance)
-    bound = blowup * (e2_0 + _teacher_norm2(instance) + 1.0)
+    # |theta - theta*|^2 is the direction sum of err2
+    bound = blowup * (
+        direction_sum(y0.err2, instance) + direction_sum(instance.teacher2, instance) + 1.0
+    )
 
     def blown_up(t, y, args, **kw):
-        s = statistics(y, instance)
-        return s.norm2 - 2 * s.overlap + _teacher_norm2(instance) > bound
+        return direction_sum(y.err2, instance) > bound
 
     event = diffrax.Event(blown_up)
     sol = diffrax.diffeqsolve(

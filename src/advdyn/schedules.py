@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from . import config as C
 from .drift import flow
-from .statistics import DirectionState, expectations, statistics
+from .statistics import DirectionState, direction_sum, expectations, statistics
 
 Array = jax.Array
 
@@ -161,9 +161,7 @@ def mean_eigenvalue(instance) -> Array:
     Array, scalar
         ``sum_i sum_c pi_c lambda_{c,i} / d``.
     """
-    lam = instance.weights @ instance.eigenvalues
-    mult = instance.multiplicity
-    return (jnp.sum(lam) if mult is None else lam @ mult) / instance.d
+    return direction_sum(instance.weights @ instance.eigenvalues, instance) / instance.d
 
 
 class Polyak(LearningRate):

@@ -34,7 +34,7 @@ import numpy as np
 import optimistix as optx
 
 from .drift import DriftTerms, drift_terms
-from .statistics import DirectionState, Statistics, observables, statistics
+from .statistics import DirectionState, Statistics, direction_sum, observables, statistics
 
 Array = jax.Array
 
@@ -130,12 +130,7 @@ class StationaryPoint(eqx.Module):
         """
         cross = self.alpha * state.err_teacher + jnp.sum(self.beta * state.err_mean, axis=0)
         per_entry = state.err2 - 2 * cross
-        return _wsum(per_entry.astype(jnp.float64), instance) + self.mean_sq_dist
-
-
-def _wsum(x: Array, instance) -> Array:
-    mult = instance.multiplicity
-    return jnp.sum(x, axis=-1) if mult is None else x @ mult
+        return direction_sum(per_entry.astype(jnp.float64), instance) + self.mean_sq_dist
 
 
 def _mean_state(terms: DriftTerms, instance) -> tuple[Array, Array, DirectionState]:
@@ -163,26 +158,30 @@ def _pack(s: Statistics) -> Array:
     return jnp.concatenate([s.qe, s.ge, s.me, jnp.stack([s.norm2, s.overlap])])
 
 
+def _constants(instance) -> tuple[Array, Array]:
+    """The statistics that do not depend on theta: ``<theta*, K_c theta*>``, ``<theta*, mu_c>``."""
+    w = direction_sum(instance.eigenvalues * instance.teacher2, instance)
+    return w, direction_sum(instance.teacher_mean, instance)
+
+
 def _unpack(x: Array, instance) -> Statistics:
     C = instance.n_components
-    w = instance.eigenvalues @ instance.teacher2 if instance.multiplicity is None else (
-        (instance.eigenvalues * instance.teacher2) @ instance.multiplicity
-    )
-    mstar = _wsum(instance.teacher_mean, instance)
+    w, mstar = _constants(instance)
     return Statistics(
         qe=x[:C], ge=x[C : 2 * C], w=w, me=x[2 * C : 3 * C], mstar=mstar,
         norm2=x[3 * C], overlap=x[3 * C + 1],
     )
 
 
-def _stationary_state(x: Array, instance, gamma) -> tuple[Array, Array, DirectionState, DriftTerms]:
+def _stationary_state(x: Array, instance, gamma):
+    """``alpha``, ``beta``, the mean state, the full state and the drift terms at ``x``."""
     terms = drift_terms(_unpack(x, instance), instance)
-    alpha, beta, state = _mean_state(terms, instance)
-    return alpha, beta, _with_fluctuations(state, terms, instance, gamma), terms
+    alpha, beta, mean_state = _mean_state(terms, instance)
+    return alpha, beta, mean_state, _with_fluctuations(mean_state, terms, instance, gamma), terms
 
 
 def _fixed_point_map(x: Array, instance, gamma) -> Array:
-    _, _, state, _ = _stationary_state(x, instance, gamma)
+    _, _, _, state, _ = _stationary_state(x, instance, gamma)
     return _pack(statistics(state, instance))
 
 
@@ -209,27 +208,27 @@ def _solve_fixed_point(instance, gamma, x0, rtol):
     return x, residual
 
 
-def _zero_optimum_test(instance) -> tuple[Array, Statistics]:
-    """Whether ``theta = 0`` is optimal, and the statistics of ``theta = 0``."""
-    s0 = _unpack(jnp.zeros(3 * instance.n_components + 2), instance)
+def _zero_optimum_test(instance) -> tuple[Array, Statistics, DriftTerms]:
+    """Whether ``theta = 0`` is optimal, and the statistics and drift terms of ``theta = 0``."""
+    w, mstar = _constants(instance)
     # e = -theta*: <e,K_c e> = w_c, <e,K_c theta*> = -w_c, <e,mu_c> = -m*_c, |theta| = 0
-    s0 = Statistics(qe=s0.w, ge=-s0.w, w=s0.w, me=-s0.mstar, mstar=s0.mstar,
+    s0 = Statistics(qe=w, ge=-w, w=w, me=-mstar, mstar=mstar,
                     norm2=jnp.zeros(()), overlap=jnp.zeros(()))
     terms = drift_terms(s0, instance)
     # gradient of the smooth part at 0: g_i = H_i theta*_i + f_i (the D_i theta_i term vanishes)
     H, pe = terms.H, terms.pe
-    g2 = _wsum(
+    g2 = direction_sum(
         H**2 * instance.teacher2
         + 2 * H * (pe @ instance.teacher_mean)
         + jnp.einsum("c,k,ckn->n", pe, pe, instance.mean_mean),
         instance,
     )
     abar0 = instance.weights @ terms.expectations.a
-    return jnp.sqrt(jnp.maximum(g2, 0.0)) <= instance.epsilon * abar0, s0
+    return jnp.sqrt(jnp.maximum(g2, 0.0)) <= instance.epsilon * abar0, s0, terms
 
 
 def _build(instance, gamma, x, residual, at_zero, tol) -> StationaryPoint:
-    alpha, beta, state, terms = _stationary_state(x, instance, gamma)
+    alpha, beta, mean_state, state, terms = _stationary_state(x, instance, gamma)
     stats = statistics(state, instance)
     obs = observables(stats, instance)
     objective = obs["adv_risk"] + 0.5 * instance.ridge * stats.norm2
@@ -244,7 +243,6 @@ def _build(instance, gamma, x, residual, at_zero, tol) -> StationaryPoint:
         & jnp.isfinite(obs["adv_risk"])
         & (obs["adv_risk"] >= 0)
     )
-    _, _, mean_state = _mean_state(terms, instance)
     return StationaryPoint(
         gamma=jnp.asarray(gamma, jnp.float64),
         alpha=alpha,
@@ -254,16 +252,15 @@ def _build(instance, gamma, x, residual, at_zero, tol) -> StationaryPoint:
         terms=terms,
         observables=obs,
         objective=objective,
-        mean_sq_dist=_wsum(mean_state.err2, instance),
+        mean_sq_dist=direction_sum(mean_state.err2, instance),
         residual=residual,
         converged=admissible & (residual <= tol),
         at_zero=jnp.asarray(at_zero),
     )
 
 
-def _zero_point(instance, s0: Statistics) -> StationaryPoint:
+def _zero_point(instance, s0: Statistics, terms: DriftTerms) -> StationaryPoint:
     C, n = instance.n_components, instance.teacher2.shape[-1]
-    terms = drift_terms(s0, instance)
     state = DirectionState(
         err2=instance.teacher2, err_teacher=-instance.teacher2, err_mean=-instance.teacher_mean
     )
@@ -277,7 +274,7 @@ def _zero_point(instance, s0: Statistics) -> StationaryPoint:
         terms=terms,
         observables=obs,
         objective=obs["adv_risk"],
-        mean_sq_dist=_wsum(instance.teacher2, instance),
+        mean_sq_dist=direction_sum(instance.teacher2, instance),
         residual=jnp.zeros(()),
         converged=jnp.asarray(True),
         at_zero=jnp.asarray(True),
@@ -287,7 +284,7 @@ def _zero_point(instance, s0: Statistics) -> StationaryPoint:
 def _start(instance) -> Array:
     """Statistics of ``theta = theta*`` (``e = 0``): the default starting point."""
     C = instance.n_components
-    ts2 = _wsum(instance.teacher2, instance)
+    ts2 = direction_sum(instance.teacher2, instance)
     return jnp.concatenate([jnp.zeros(3 * C), jnp.stack([ts2, ts2])])
 
 
@@ -320,9 +317,9 @@ def adversarial_optimum(instance, *, rtol: float = 1e-12, tol: float = 1e-9) -> 
     >>> bool(opt.converged)
     True
     """
-    is_zero, s0 = _zero_optimum_test(instance)
+    is_zero, s0, terms0 = _zero_optimum_test(instance)
     if bool(is_zero):
-        return _zero_point(instance, s0)
+        return _zero_point(instance, s0, terms0)
     x, residual = _solve_fixed_point(instance, 0.0, _start(instance), rtol)
     point = _build(instance, 0.0, x, residual, False, tol)
     if not bool(point.converged):
@@ -369,7 +366,8 @@ def constant_rate_limit(
         start = adversarial_optimum(instance, rtol=rtol, tol=tol)
     x0 = _pack(start.stats)
     # the optimum can sit at theta = 0 where rho is singular: start from |theta|^2 > 0
-    x0 = x0.at[-2].set(jnp.maximum(x0[-2], 1e-2 * _wsum(instance.teacher2, instance) + 1e-6))
+    floor = 1e-2 * direction_sum(instance.teacher2, instance) + 1e-6
+    x0 = x0.at[-2].set(jnp.maximum(x0[-2], floor))
     x, residual = _solve_fixed_point(instance, jnp.asarray(gamma, jnp.float64), x0, rtol)
     return _build(instance, gamma, x, residual, False, tol)
 

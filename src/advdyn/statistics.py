@@ -99,6 +99,28 @@ class Statistics(eqx.Module):
     overlap: Array
 
 
+def direction_sum(x: Array, instance) -> Array:
+    """Sum over directions along the last axis, in ``x``'s dtype.
+
+    Per-direction instances have one direction per entry; a binned instance
+    (:mod:`advdyn.spectral`) has ``multiplicity[i]`` directions with the same state in
+    entry ``i``, so the sum is ``x @ multiplicity``.
+
+    Parameters
+    ----------
+    x : Array, shape (..., n)
+        Per-entry values.
+    instance : ProblemInstance or BinnedInstance
+        Supplies ``multiplicity`` (``None`` for one direction per entry).
+
+    Returns
+    -------
+    Array, shape (...)
+    """
+    mult = instance.multiplicity
+    return jnp.sum(x, axis=-1) if mult is None else x @ mult.astype(x.dtype)
+
+
 def statistics(state: DirectionState, instance: ProblemInstance) -> Statistics:
     """Reduce a :class:`DirectionState` to :class:`Statistics` (``O(C d)`` work).
 
@@ -117,26 +139,18 @@ def statistics(state: DirectionState, instance: ProblemInstance) -> Statistics:
         The sums over directions, e.g. ``qe = sum_i lambda_{c,i} e_i^2``.
     """
     f64 = lambda x: jnp.asarray(x, jnp.float64)  # noqa: E731
-    dt = state.err2.dtype
-    mult = instance.multiplicity
-    if mult is None:  # one direction per entry
+    lam = instance.eigenvalues.astype(state.err2.dtype)
 
-        def wsum(x, dtype=dt):
-            return jnp.sum(x, axis=-1)
+    def wsum(x):
+        return direction_sum(x, instance)
 
-    else:  # binned: entry i stands for mult_i directions with the same state
-
-        def wsum(x, dtype=dt):
-            return x @ mult.astype(dtype)
-
-    lam = instance.eigenvalues.astype(dt)
-    ts2 = wsum(instance.teacher2, jnp.float64)
+    ts2 = wsum(instance.teacher2)
     return Statistics(
         qe=f64(wsum(lam * state.err2)),
         ge=f64(wsum(lam * state.err_teacher)),
-        w=wsum(instance.eigenvalues * instance.teacher2, jnp.float64),
+        w=wsum(instance.eigenvalues * instance.teacher2),
         me=f64(wsum(state.err_mean)),
-        mstar=wsum(instance.teacher_mean, jnp.float64),
+        mstar=wsum(instance.teacher_mean),
         norm2=f64(wsum(state.err2)) + 2 * f64(wsum(state.err_teacher)) + ts2,
         overlap=f64(wsum(state.err_teacher)) + ts2,
     )
