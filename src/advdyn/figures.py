@@ -311,7 +311,6 @@ def figure_limit(d: int = 1000, rates=None) -> tuple[Figure, dict]:
     (Figure, dict)
         The figure and the table behind it.
     """
-    from .limits import limit_report
     from .ode import solve_ode
     from .problem import instantiate
     from .schedules import Constant
@@ -324,20 +323,19 @@ def figure_limit(d: int = 1000, rates=None) -> tuple[Figure, dict]:
     ts2 = np.asarray(inst.teacher2)
     rows = []
     for g in rates:
-        rep = limit_report(inst, float(g), optimum=opt, check_with_ode=False)
-        if not rep["fixed_point_converged"]:
-            continue
         lim = constant_rate_limit(inst, float(g), start=opt)
+        if not bool(lim.converged):
+            continue
         # four times the horizon at which the slowest linear mode has decayed by e^-25:
         # near the largest convergent rate the approach is slower than that mode
         t_end = 100.0 / float(g * np.min(np.asarray(lim.terms.D)))
         ode = solve_ode(inst, Constant(float(g)), np.linspace(0, t_end, 11), rtol=1e-10,
                         optimum=opt)
-        lam_eff = rep["lambda_eff"]
+        lam_eff = float(lim.effective_ridge)
         rows.append({
             "gamma": float(g),
             "ode_adv_risk": float(ode["adv_risk"][-1]),
-            "fixed_point_adv_risk": rep["adv_risk_limit"],
+            "fixed_point_adv_risk": float(lim.adv_risk),
             "ode_overlap": float(ode["overlap"][-1]),
             "fixed_point_overlap": float(lim.observables["overlap"]),
             "ridge_solution_overlap": float(np.sum(lam * ts2 / (lam + lam_eff))),
