@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 
 from .equivalence import equivalence_applies
-from .errors import DivergenceError
+from .errors import ConfigError, DivergenceError
 from .ode import solve_ode
 from .schedules import Constant
 from .stationary import StationaryPoint, adversarial_optimum, constant_rate_limit
@@ -25,6 +25,33 @@ _DECAY_FACTOR = 25.0
 _MAX_CHECK_TIME = 5000.0
 _AGREEMENT = 1e-4
 _MONOTONE_TOL = 1e-9
+
+
+def constant_rate(config, hint: str = "") -> float:
+    """The constant learning rate of a config, for the limit theory.
+
+    Parameters
+    ----------
+    config : Config
+        A validated configuration.
+    hint : str
+        Appended to the error message (e.g. how else to give a rate).
+
+    Returns
+    -------
+    float
+        ``config.lr.gamma``.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``lr`` when the rule is not constant.
+    """
+    from .config import ConstantLR
+
+    if isinstance(config.lr, ConstantLR):
+        return config.lr.gamma
+    raise ConfigError("lr", f"the limit needs a constant rate: lr.kind is {config.lr.kind!r}{hint}")
 
 
 def limit_report(

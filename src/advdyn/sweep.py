@@ -151,14 +151,12 @@ def limit_point(config: Config) -> xr.Dataset:
     ConfigError
         If the learning rate is not constant.
     """
-    from .config import ConstantLR
-    from .limits import limit_report
+    from .limits import constant_rate, limit_report
     from .spectral import spectral_instances
 
-    if not isinstance(config.lr, ConstantLR):
-        raise ConfigError("lr", f"the limit needs a constant rate, got kind {config.lr.kind!r}")
+    gamma = constant_rate(config)
     instance, binned = spectral_instances(config.with_overrides(**{"run.methods": ["ode"]}))
-    report = limit_report(binned if binned is not None else instance, config.lr.gamma)
+    report = limit_report(binned if binned is not None else instance, gamma)
     names = ("adv_risk_opt", "adv_risk_limit", "clean_risk_limit", "norm_limit",
              "dist_to_opt_limit", "lambda_opt", "lambda_eff")
     data = {k: xr.DataArray(np.nan if report[k] is None else float(report[k])) for k in names}

@@ -44,6 +44,32 @@ def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:
     return typer.Exit(code)
 
 
+def load_with_overrides(config, overrides: dict):
+    """The config file (or the embedded default) with the CLI's overrides applied.
+
+    Parameters
+    ----------
+    config : Path or None
+        TOML file; the embedded default when ``None``.
+    overrides : dict
+        Dotted config fields to values; ``None`` values (options not given) are skipped.
+
+    Returns
+    -------
+    advdyn.config.Config
+
+    Raises
+    ------
+    ConfigError
+        For a missing or invalid file or an invalid override (naming the field).
+    """
+    from ..config import default_config, load_config
+
+    cfg = load_config(config) if config is not None else default_config()
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return cfg.with_overrides(**overrides) if overrides else cfg
+
+
 def _version(value: bool):
     if value:
         from .._version import __version__

@@ -11,7 +11,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._app import EXIT_DIVERGED, EXIT_USER_ERROR, app, err_console, fail, out_console
+from ._app import (
+    EXIT_DIVERGED,
+    EXIT_USER_ERROR,
+    app,
+    err_console,
+    fail,
+    load_with_overrides,
+    out_console,
+)
 
 
 @app.command("run")
@@ -36,22 +44,17 @@ def run_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
 ):
     """Run the ODE, SGD and/or homogenized SGD; write NetCDF results, summary.json, risk.png."""
-    from ..config import default_config, load_config
     from ..errors import ConfigError, DivergenceError
 
     try:
-        cfg = load_config(config) if config is not None else default_config()
-        overrides = {
+        cfg = load_with_overrides(config, {
             "run.methods": _split_methods(method),
             "run.replicates": replicates,
             "problem.d": d,
             "run.t_max": t_max,
             "problem.seed": seed,
             "run.dtype": dtype,
-        }
-        overrides = {k: v for k, v in overrides.items() if v is not None}
-        if overrides:
-            cfg = cfg.with_overrides(**overrides)
+        })
         from ..pipeline import run
 
         if not quiet:

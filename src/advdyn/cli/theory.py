@@ -10,29 +10,18 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._app import EXIT_USER_ERROR, app, err_console, fail, out_console
-
-
-def _load(config: Path | None, overrides: dict):
-    from ..config import default_config, load_config
-
-    cfg = load_config(config) if config is not None else default_config()
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    return cfg.with_overrides(**overrides) if overrides else cfg
+from ._app import EXIT_USER_ERROR, app, err_console, fail, load_with_overrides, out_console
 
 
 def _constant_gamma(cfg, gamma: float | None) -> float:
-    from ..config import ConstantLR
     from ..errors import ConfigError
+    from ..limits import constant_rate
 
     if gamma is not None:
         if not (gamma > 0 and math.isfinite(gamma)):
             raise ConfigError("--gamma", f"must be a positive finite number, got {gamma}")
         return gamma
-    if isinstance(cfg.lr, ConstantLR):
-        return cfg.lr.gamma
-    raise ConfigError("lr", f"the limit needs a constant rate: lr.kind is {cfg.lr.kind!r}; "
-                      "pass --gamma")
+    return constant_rate(cfg, hint="; pass --gamma")
 
 
 def _parse_rates(text: str) -> list[float]:
@@ -73,7 +62,7 @@ def limit_command(
     from ..spectral import spectral_instances
 
     try:
-        cfg = _load(config, {"problem.d": d, "problem.epsilon": epsilon})
+        cfg = load_with_overrides(config, {"problem.d": d, "problem.epsilon": epsilon})
         g = _constant_gamma(cfg, gamma)
         # with run.bins the theory runs on spectral bins (no instance drawn for an
         # isotropic config, so any d works)
@@ -140,7 +129,7 @@ def monotone_command(
             raise ConfigError("--t-max", f"must be > 0, got {t_max}")
         if n_times < 3:
             raise ConfigError("--n-times", f"must be >= 3, got {n_times}")
-        cfg = _load(config, {"problem.d": d})
+        cfg = load_with_overrides(config, {"problem.d": d})
         inst = instantiate(cfg.problem)
         opt = adversarial_optimum(inst)
         inits = default_inits(inst, opt, n_random=random_inits, seed=cfg.problem.seed)
