@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import advdyn as ad
-from advdyn.config import ProblemConfig
+from advdyn.config.schema import ProblemConfig
+from advdyn.io import to_dataset
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -56,8 +57,8 @@ def bench_sgd(d: int, replicates: int, t_max: float, repeats: int) -> dict:
     n_times = 11
 
     def simulate():
-        return ad.simulate_sgd(inst, lr, key, t_max=t_max, n_times=n_times,
-                               replicates=replicates, dtype="float32")
+        return to_dataset(ad.simulate_sgd(inst, lr, key, t_max=t_max, n_times=n_times,
+                               replicates=replicates, dtype="float32"))
 
     ds = simulate()
     steps, block = ds.attrs["steps"], ds.attrs["block"]
@@ -88,9 +89,9 @@ def bench_hsgd(d: int, replicates: int, t_max: float, repeats: int) -> dict:
     lr = ad.Constant(0.8)
     key = ad.stream_key(0)
     kw = {"t_max": t_max, "n_times": 11, "replicates": replicates, "dtype": "float32"}
-    sim_sgd = _median_time(lambda: ad.simulate_sgd(inst, lr, key, **kw), repeats)
-    sim_hsgd = _median_time(lambda: ad.simulate_hsgd(inst, lr, key, **kw), repeats)
-    steps = ad.simulate_hsgd(inst, lr, key, **kw).attrs["steps"]
+    sim_sgd = _median_time(lambda: to_dataset(ad.simulate_sgd(inst, lr, key, **kw)), repeats)
+    sim_hsgd = _median_time(lambda: to_dataset(ad.simulate_hsgd(inst, lr, key, **kw)), repeats)
+    steps = to_dataset(ad.simulate_hsgd(inst, lr, key, **kw)).attrs["steps"]
     return {"d": d, "steps": steps, "sgd_s": sim_sgd, "hsgd_s": sim_hsgd,
             "steps_per_s": steps / sim_hsgd, "ratio": sim_hsgd / sim_sgd}
 
@@ -98,7 +99,7 @@ def bench_hsgd(d: int, replicates: int, t_max: float, repeats: int) -> dict:
 def bench_ode(d: int, repeats: int) -> dict:
     inst = _problem(d)
     times = np.linspace(0, 10, 101)
-    solve = lambda: ad.solve_ode(inst, ad.Constant(0.8), times, rtol=1e-6)  # noqa: E731
+    solve = lambda: to_dataset(ad.solve_ode(inst, ad.Constant(0.8), times, rtol=1e-6))  # noqa: E731
     start = time.perf_counter()
     solve()
     first = time.perf_counter() - start

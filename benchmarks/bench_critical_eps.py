@@ -19,8 +19,8 @@ import argparse
 import time
 
 import advdyn  # noqa: F401
-from advdyn.critical.config import default_critical_config
-from advdyn.critical.experiment import run_critical
+from advdyn.config.critical import default_critical_config
+from advdyn.workflows.critical import run_critical
 
 
 def main() -> None:

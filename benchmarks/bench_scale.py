@@ -33,8 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import advdyn as ad
-from advdyn import spectral as S
-from advdyn.config import ProblemConfig
+from advdyn.config.schema import ProblemConfig
+from advdyn.io import to_dataset
+from advdyn.theory import spectral as S
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_core import _median_time, bench_sgd
@@ -51,37 +52,41 @@ def _problem(d: int, spectrum=None) -> ProblemConfig:
 
 
 def bench_ode_direct(d: int, repeats: int) -> float:
-    from advdyn.stationary import adversarial_optimum
+    from advdyn.theory.stationary import adversarial_optimum
 
     inst = ad.instantiate(_problem(d))
     opt = adversarial_optimum(inst)
-    return _median_time(lambda: ad.solve_ode(inst, LR, TIMES, rtol=1e-6, optimum=opt), repeats)
+    return _median_time(
+        lambda: to_dataset(ad.solve_ode(inst, LR, TIMES, rtol=1e-6, optimum=opt)), repeats
+    )
 
 
 def bench_ode_binned(d: int, repeats: int, bins: int = 64) -> tuple[float, float]:
     start = time.perf_counter()
     binned = S.binned_from_config(_problem(d), bins)
     build = time.perf_counter() - start
-    from advdyn.stationary import adversarial_optimum
+    from advdyn.theory.stationary import adversarial_optimum
 
     opt = adversarial_optimum(binned)
-    solve = _median_time(lambda: ad.solve_ode(binned, LR, TIMES, rtol=1e-6, optimum=opt), repeats)
+    solve = _median_time(
+        lambda: to_dataset(ad.solve_ode(binned, LR, TIMES, rtol=1e-6, optimum=opt)), repeats
+    )
     return build, solve
 
 
 def bins_accuracy(spectrum: dict, bins_list) -> list[tuple[int, int, float]]:
     inst = ad.instantiate(_problem(10_000, spectrum))
-    ref = ad.solve_ode(inst, LR, TIMES)
+    ref = to_dataset(ad.solve_ode(inst, LR, TIMES))
     out = []
     for b in bins_list:
         binned = S.bin_instance(inst, b)
-        ds = ad.solve_ode(binned, LR, TIMES)
+        ds = to_dataset(ad.solve_ode(binned, LR, TIMES))
         out.append((b, binned.n_bins, S.adv_risk_change(ref, ds)))
     return out
 
 
 def bench_sweep(workers: int) -> tuple[float, dict]:
-    from advdyn.sweep import load_sweep, run_sweep
+    from advdyn.workflows.sweep import load_sweep, run_sweep
 
     spec = load_sweep(ROOT / "examples" / "sweeps" / "epsilon_gamma.toml")
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,9 +19,11 @@ import numpy as np
 import pytest
 
 import advdyn
-from advdyn.drift import flow
-from advdyn.schedules import LineSearch, Polyak, make_learning_rate, objective
-from advdyn.sgd import time_grid
+from advdyn.config.build import make_learning_rate
+from advdyn.io import to_dataset
+from advdyn.simulate.sgd import time_grid
+from advdyn.theory.drift import flow
+from advdyn.theory.rates import LineSearch, Polyak, objective
 
 
 def _cfg(lr, eps=0.5, noise=0.3, d=2000, spectrum=None, loss="least_squares", task=None):
@@ -45,12 +47,12 @@ def test_polyak_is_d_over_trace_for_clean_noiseless_isotropic_ls(level):
     lr = make_learning_rate(cfg.lr, inst)
     assert isinstance(lr, Polyak)
     grid = time_grid(inst.d, 3.0, 31)
-    ode = advdyn.solve_ode(inst, lr, grid.times)
+    ode = to_dataset(advdyn.solve_ode(inst, lr, grid.times))
     d_over_trace = inst.d / float(np.sum(np.asarray(inst.eigenvalues)))
     np.testing.assert_allclose(ode["lr"].values, d_over_trace, rtol=1e-10)
     # the same rule evaluated at SGD iterates (float64) gives the same number
-    ds = advdyn.simulate_sgd(inst, lr, advdyn.stream_key(0), t_max=1.0, n_times=6,
-                             replicates=2, dtype="float64")
+    ds = to_dataset(advdyn.simulate_sgd(inst, lr, advdyn.stream_key(0), t_max=1.0, n_times=6,
+                             replicates=2, dtype="float64"))
     np.testing.assert_allclose(ds["lr"].values, d_over_trace, rtol=1e-10)
 
 
@@ -80,9 +82,9 @@ def test_line_search_minimises_the_instantaneous_risk_change():
 def test_rules_are_capped():
     cfg = _cfg({"kind": "polyak", "gamma_max": 0.3}, d=300)
     inst = advdyn.instantiate(cfg.problem)
-    ode = advdyn.solve_ode(inst, make_learning_rate(cfg.lr, inst), np.linspace(0, 1, 5))
+    ode = to_dataset(advdyn.solve_ode(inst, make_learning_rate(cfg.lr, inst), np.linspace(0, 1, 5)))
     np.testing.assert_allclose(ode["lr"].values, 0.3)
-    ode = advdyn.solve_ode(inst, LineSearch(0.25), np.linspace(0, 1, 5))
+    ode = to_dataset(advdyn.solve_ode(inst, LineSearch(0.25), np.linspace(0, 1, 5)))
     np.testing.assert_allclose(ode["lr"].values, 0.25)
 
 

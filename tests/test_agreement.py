@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 
 import advdyn as ad
-from advdyn.config import ProblemConfig
-from advdyn.results import relative_gap
+from advdyn.config.schema import ProblemConfig
+from advdyn.io import to_dataset
+from advdyn.io.compare import relative_gap
 
 REPLICATES = 8
 SEEDS = (0, 1, 2, 3)
@@ -63,9 +64,9 @@ def gaps(name: str, d: int, seed: int) -> np.ndarray:
     cfg, gamma, t_max = case(name, d, seed)
     inst = ad.instantiate(cfg)
     lr = ad.Constant(gamma)
-    sgd = ad.simulate_sgd(inst, lr, ad.stream_key(seed), t_max=t_max, n_times=26,
-                          replicates=REPLICATES)
-    ode = ad.solve_ode(inst, lr, sgd.time.values)
+    sgd = to_dataset(ad.simulate_sgd(inst, lr, ad.stream_key(seed), t_max=t_max, n_times=26,
+                          replicates=REPLICATES))
+    ode = to_dataset(ad.solve_ode(inst, lr, sgd.time.values))
     return relative_gap(ode.adv_risk, sgd.adv_risk.mean("replicate")).values
 
 
@@ -92,8 +93,8 @@ def test_isotropic_least_squares_sgd_matches_closed_form():
     sigma, gamma = 0.3, 0.8
     cfg = ProblemConfig(d=2000, task={"kind": "regression", "noise": sigma}, epsilon=0.0)
     inst = ad.instantiate(cfg)
-    sgd = ad.simulate_sgd(inst, ad.Constant(gamma), ad.stream_key(0), t_max=6.0, n_times=13,
-                          replicates=REPLICATES)
+    sgd = to_dataset(ad.simulate_sgd(inst, ad.Constant(gamma), ad.stream_key(0), t_max=6.0,
+                                     n_times=13, replicates=REPLICATES))
     t = sgd.time.values
     s2_0 = float(np.sum((np.asarray(inst.theta0) - np.asarray(inst.theta_star)) ** 2)) + sigma**2
     s2_inf = 2 * sigma**2 / (2 - gamma)

@@ -16,7 +16,7 @@ import pytest
 import xarray as xr
 from typer.testing import CliRunner
 
-from advdyn.cli import EXIT_DIVERGED, EXIT_USER_ERROR, app
+from advdyn.cli._app import EXIT_DIVERGED, EXIT_USER_ERROR, app
 
 runner = CliRunner()
 SMALL = ["--d", "200", "--t-max", "1"]

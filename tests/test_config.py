@@ -12,9 +12,9 @@ import pytest
 from pydantic import ValidationError
 
 from advdyn import config as C
-from advdyn.config import Config, default_config, load_config, validate_config
+from advdyn.config.build import eigen_decomposition
+from advdyn.config.schema import Config, default_config, load_config, validate_config
 from advdyn.errors import ConfigError
-from advdyn.spectra import eigen_decomposition
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.toml"))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import advdyn  # noqa: F401  (float64 available)
-from advdyn.critical.attacks import Attack, linear_worst_case, perturb, project, random_in_ball
+from advdyn.adversarial.attacks import Attack, linear_worst_case, perturb, project, random_in_ball
 
 
 def _linear_problem(d=30, n=64, seed=0):
@@ -77,9 +77,9 @@ def test_random_start_requires_key():
 
 
 def test_neural_net_pgd_at_least_fgm_above_clean():
-    from advdyn.critical.data import load_digits
-    from advdyn.critical.models import make_model
-    from advdyn.critical.training import Schedule, adversarial_train, evaluate
+    from advdyn.adversarial.data import load_digits
+    from advdyn.adversarial.models import make_model
+    from advdyn.adversarial.training import Schedule, adversarial_train, evaluate
 
     data = load_digits(n_train=600, n_test=300, seed=0)
     model = make_model("mlp", data.input_shape, 10, 32, seed=0)

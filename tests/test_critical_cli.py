@@ -11,11 +11,7 @@ import tomllib
 
 import pytest
 
-from advdyn.critical.config import (
-    CriticalConfig,
-    default_critical_config,
-    load_critical_config,
-)
+from advdyn.config.critical import CriticalConfig, default_critical_config, load_critical_config
 from advdyn.errors import ConfigError
 
 TINY = """
@@ -93,7 +89,7 @@ def test_cli_writes_table_summary_and_figure(tmp_path, write_toml):
 def test_cli_user_errors_exit_2_naming_the_field(tmp_path, write_toml):
     from typer.testing import CliRunner
 
-    from advdyn.cli import app
+    from advdyn.cli._app import app
 
     bad = write_toml(TINY.replace("eps = [0.2, 0.5, 1.0]", "eps = [0.5, 0.2]"))
     res = CliRunner().invoke(app, ["critical-eps", str(bad), "--out", str(tmp_path / "o")])
@@ -129,7 +125,7 @@ def test_config_validation_and_default():
 def test_default_config_command_round_trips(tmp_path):
     from typer.testing import CliRunner
 
-    from advdyn.cli import app
+    from advdyn.cli._app import app
 
     res = CliRunner().invoke(app, ["critical-eps-config"])
     assert res.exit_code == 0
@@ -141,7 +137,7 @@ def test_default_config_command_round_trips(tmp_path):
 
 def test_digits_mlp_estimators_agree_and_fast_is_cheap():
     """The issue's acceptance check on the embedded default without the FGM study (~10 s)."""
-    from advdyn.critical.experiment import run_critical
+    from advdyn.workflows.critical import run_critical
 
     res = run_critical(default_critical_config().with_overrides(**{"fgm.enabled": False}),
                        None, progress=False)

@@ -8,16 +8,11 @@ import numpy as np
 import pytest
 
 import advdyn  # noqa: F401
-from advdyn.critical.attacks import Attack
-from advdyn.critical.data import gaussian_mixture, load_digits
-from advdyn.critical.estimators import (
-    crossing,
-    extrapolate,
-    fine_tune_estimate,
-    from_scratch,
-)
-from advdyn.critical.models import make_model
-from advdyn.critical.training import Schedule, adversarial_train
+from advdyn.adversarial.attacks import Attack
+from advdyn.adversarial.data import gaussian_mixture, load_digits
+from advdyn.adversarial.models import make_model
+from advdyn.adversarial.training import Schedule, adversarial_train
+from advdyn.critical.estimators import crossing, extrapolate, fine_tune_estimate, from_scratch
 
 
 def test_crossing_hand_computed():

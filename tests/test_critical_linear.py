@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import advdyn  # noqa: F401  (float64)
+from advdyn.adversarial.attacks import Attack, perturb
 from advdyn.critical import linear
-from advdyn.critical.attacks import Attack, perturb
 
 
 @pytest.mark.parametrize("norm", ["l2", "linf"])

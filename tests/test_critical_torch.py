@@ -11,9 +11,9 @@ import advdyn  # noqa: F401
 
 torch = pytest.importorskip("torch")
 
-from advdyn.critical.attacks import Attack, perturb  # noqa: E402
-from advdyn.critical.torch_adapter import TorchModel, arrays_from_torch  # noqa: E402
-from advdyn.critical.training import Schedule, adversarial_train, sample_loss  # noqa: E402
+from advdyn.adversarial.attacks import Attack, perturb  # noqa: E402
+from advdyn.adversarial.torch_adapter import TorchModel, arrays_from_torch  # noqa: E402
+from advdyn.adversarial.training import Schedule, adversarial_train, sample_loss  # noqa: E402
 
 
 def _tiny():

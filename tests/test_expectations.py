@@ -23,7 +23,7 @@ from scipy import integrate
 from scipy.stats import norm
 
 import advdyn as ad
-from advdyn.losses import ClassMoments
+from advdyn.problem.losses import ClassMoments
 
 QUANTITIES = ("adv_risk", "clean_risk", "e", "h1", "h2", "a", "I")
 

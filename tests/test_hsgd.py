@@ -30,12 +30,14 @@ import xarray as xr
 from typer.testing import CliRunner
 
 import advdyn as ad
-from advdyn.cli import app
-from advdyn.config import ProblemConfig
-from advdyn.hsgd import HSGD_STREAM, hsgd_step
-from advdyn.results import relative_gap
-from advdyn.sgd import sgd_step
-from advdyn.statistics import DirectionState, expectations, observables, statistics
+from advdyn.cli._app import app
+from advdyn.config.schema import ProblemConfig
+from advdyn.io import to_dataset
+from advdyn.io.compare import relative_gap
+from advdyn.problem.state import DirectionState
+from advdyn.simulate.hsgd import HSGD_STREAM, hsgd_step
+from advdyn.simulate.sgd import sgd_step
+from advdyn.theory.statistics import expectations, observables, statistics
 
 REPLICATES = 16  # SDE replicates (its risk fluctuates more than SGD's)
 SGD_REPLICATES = 8
@@ -161,9 +163,11 @@ def runs(name: str, d: int = 2000, seed: int = 0):
     key = ad.stream_key(seed)
     # logistic fluctuates ~3x less (module docstring): 8 replicates keep the bound at ~8 sigma
     reps = REPLICATES if name == "ls-anisotropic" else SGD_REPLICATES
-    hsgd = ad.simulate_hsgd(inst, lr, key, t_max=t_max, n_times=26, replicates=reps)
-    sgd = ad.simulate_sgd(inst, lr, key, t_max=t_max, n_times=26, replicates=SGD_REPLICATES)
-    ode = ad.solve_ode(inst, lr, hsgd.time.values)
+    hsgd = to_dataset(ad.simulate_hsgd(inst, lr, key, t_max=t_max, n_times=26, replicates=reps))
+    sgd = to_dataset(
+        ad.simulate_sgd(inst, lr, key, t_max=t_max, n_times=26, replicates=SGD_REPLICATES)
+    )
+    ode = to_dataset(ad.solve_ode(inst, lr, hsgd.time.values))
     return inst, hsgd, sgd, ode
 
 
@@ -200,7 +204,7 @@ def test_agreement_is_sensitive_to_the_noise_term():
     cfg, gamma, t_max = case("ls-anisotropic", 300)
     inst = ad.instantiate(cfg)
     d, n_steps = inst.d, int(t_max * inst.d)
-    ref = float(ad.solve_ode(inst, ad.Constant(gamma), [0.0, n_steps / d]).adv_risk[-1])
+    ref = float(to_dataset(ad.solve_ode(inst, ad.Constant(gamma), [0.0, n_steps / d])).adv_risk[-1])
 
     def one(scale, key):
         def step(theta, k):
@@ -228,8 +232,8 @@ def _small(d=64):
 
 def _run(inst, replicates=3, seed=0, lr=None, **kw):
     kw = {"t_max": 1.0, "n_times": 5, "dtype": "float64", "block_size": 16, **kw}
-    return ad.simulate_hsgd(inst, lr or ad.Constant(0.8), ad.stream_key(seed),
-                            replicates=replicates, **kw)
+    return to_dataset(ad.simulate_hsgd(inst, lr or ad.Constant(0.8), ad.stream_key(seed),
+                            replicates=replicates, **kw))
 
 
 def test_same_seed_same_numbers_and_replicates_are_nested():
@@ -301,8 +305,8 @@ def test_float32_run_tracks_float64():
 
 def test_divergence_names_method_time_and_rate():
     with pytest.raises(ad.DivergenceError) as info:
-        ad.simulate_hsgd(_small(d=100), ad.Constant(6.0), ad.stream_key(0), t_max=10.0,
-                         n_times=21, replicates=2)
+        to_dataset(ad.simulate_hsgd(_small(d=100), ad.Constant(6.0), ad.stream_key(0), t_max=10.0,
+                         n_times=21, replicates=2))
     msg = str(info.value)
     assert msg.startswith("hsgd diverged") and "gamma = 6" in msg and "t = " in msg
 

@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 import advdyn
-from advdyn.cli import EXIT_USER_ERROR, app
-from advdyn.limits import default_inits, limit_report, monotone_scan
-from advdyn.stationary import adversarial_optimum, constant_rate_limit
+from advdyn.cli._app import EXIT_USER_ERROR, app
+from advdyn.theory.stationary import adversarial_optimum, constant_rate_limit
+from advdyn.workflows.limits import default_inits, limit_report, monotone_scan
 
 runner = CliRunner()
 
@@ -96,7 +96,7 @@ def test_monotone_cli(tmp_path):
 
 
 def test_limit_figure_numbers_cross_check():
-    from advdyn.figures import figure_limit
+    from advdyn.workflows.figures import figure_limit
 
     fig, info = figure_limit(d=150, rates=[0.2, 1.0])
     assert len(info["rows"]) == 2 and len(fig.axes) == 3
@@ -143,7 +143,7 @@ def test_unphysical_fixed_point_is_not_a_limit():
 
 def test_sweep_limit_point_kind():
     from advdyn.errors import ConfigError
-    from advdyn.sweep import limit_point
+    from advdyn.workflows.sweep import limit_point
 
     cfg = advdyn.default_config().with_overrides(**{"problem.d": 200})
     ds = limit_point(cfg)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import advdyn as ad
-from advdyn.config import validate_config
-from advdyn.memory import available_memory, check_memory, estimate_memory
+from advdyn.config.schema import validate_config
+from advdyn.workflows.memory import available_memory, check_memory, estimate_memory
 
 GB = 10**9
 

@@ -9,10 +9,12 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import advdyn as ad
-from advdyn.config import ProblemConfig
-from advdyn.drift import drift_terms
-from advdyn.sgd import sgd_step
-from advdyn.statistics import DirectionState, expectations, statistics
+from advdyn.config.schema import ProblemConfig
+from advdyn.io import to_dataset
+from advdyn.problem.state import DirectionState
+from advdyn.simulate.sgd import sgd_step
+from advdyn.theory.drift import drift_terms
+from advdyn.theory.statistics import expectations, statistics
 
 
 def scalar_risk(t, gamma, s2_0, sigma):
@@ -30,7 +32,7 @@ def test_isotropic_least_squares_matches_hand_derived_scalar_ode(gamma, sigma, t
     cfg = ProblemConfig(d=300, task={"kind": "regression", "noise": sigma}, epsilon=0.0)
     inst = ad.instantiate(cfg)
     times = np.linspace(0, t_max, 41)
-    ds = ad.solve_ode(inst, ad.Constant(gamma), times)
+    ds = to_dataset(ad.solve_ode(inst, ad.Constant(gamma), times))
     s2_0 = float(jnp.sum((inst.theta0 - inst.theta_star) ** 2)) + sigma**2
     want = scalar_risk(times, gamma, s2_0, sigma)
     # Noiseless case: the risk falls by e^-20 ~ 2e-9 and must keep 1e-6 *relative* accuracy
@@ -110,7 +112,7 @@ def pqm_reference(inst, gamma, times):
 def test_error_variable_ode_matches_pqm_formulation(cfg, gamma):
     inst = ad.instantiate(cfg)
     times = np.linspace(0, 4, 9)
-    ds = ad.solve_ode(inst, ad.Constant(gamma), times)
+    ds = to_dataset(ad.solve_ode(inst, ad.Constant(gamma), times))
     # both solvers run at rtol <= 1e-8: agreement to 1e-6 checks the change of variables
     # and the drift assembly, not the integrators
     np.testing.assert_allclose(ds.adv_risk, pqm_reference(inst, gamma, times), rtol=1e-6)
@@ -160,7 +162,7 @@ def test_drift_is_the_expected_per_sample_gradient(cfg):
 def test_ode_divergence_names_time_and_learning_rate():
     cfg = ProblemConfig(d=200, task={"kind": "regression", "noise": 0.3}, epsilon=0.2)
     with pytest.raises(ad.DivergenceError) as info:
-        ad.solve_ode(ad.instantiate(cfg), ad.Constant(3.0), np.linspace(0, 20, 21))
+        to_dataset(ad.solve_ode(ad.instantiate(cfg), ad.Constant(3.0), np.linspace(0, 20, 21)))
     msg = str(info.value)
     assert "t = " in msg and "gamma = 3" in msg
     assert info.value.time > 0

@@ -8,9 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import advdyn as ad
-from advdyn.config import ProblemConfig
-from advdyn.results import relative_gap
-from advdyn.statistics import DirectionState, observables, statistics
+from advdyn.config.schema import ProblemConfig
+from advdyn.io import to_dataset
+from advdyn.io.compare import relative_gap
+from advdyn.problem.state import DirectionState
+from advdyn.theory.statistics import observables, statistics
 
 THREE_COMPONENTS = [
     {"weight": 0.5, "mean_norm": 1.5, "mean_direction": "teacher", "label": 1},
@@ -47,8 +49,10 @@ def test_three_component_classification_sgd_matches_ode():
                         components=THREE_COMPONENTS)
     inst = ad.instantiate(cfg)
     lr = ad.Constant(1.5)
-    sgd = ad.simulate_sgd(inst, lr, ad.stream_key(0), t_max=4.0, n_times=17, replicates=8)
-    ode = ad.solve_ode(inst, lr, sgd.time.values)
+    sgd = to_dataset(
+        ad.simulate_sgd(inst, lr, ad.stream_key(0), t_max=4.0, n_times=17, replicates=8)
+    )
+    ode = to_dataset(ad.solve_ode(inst, lr, sgd.time.values))
     for name in ("adv_risk", "clean_error"):
         gap = relative_gap(ode[name], sgd[name].mean("replicate")).values
         assert gap.max() < 0.03, (name, gap.max())
@@ -77,7 +81,7 @@ def test_overrides_keep_or_replace_a_custom_loss():
 
 
 def test_failed_write_keeps_previous_file_and_leaves_no_temporary(tmp_path):
-    from advdyn.results import atomic_path, write_json
+    from advdyn.io.files import atomic_path, write_json
 
     target = write_json({"v": 1}, tmp_path / "summary.json")
     try:

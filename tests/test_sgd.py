@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import advdyn as ad
-from advdyn.config import ProblemConfig
-from advdyn.sgd import sgd_step, time_grid
+from advdyn.config.schema import ProblemConfig
+from advdyn.io import to_dataset
+from advdyn.simulate.sgd import sgd_step, time_grid
 
 
 def _problem(loss="least_squares", task=None, d=30, **kw):
@@ -65,8 +66,9 @@ def test_step_at_zero_uses_subgradient_without_attack_term():
 
 
 def _run(inst, replicates=3, seed=0, dtype="float64"):
-    return ad.simulate_sgd(inst, ad.Constant(0.8), ad.stream_key(seed), t_max=1.0, n_times=5,
-                           replicates=replicates, dtype=dtype, block_size=16)
+    return to_dataset(ad.simulate_sgd(inst, ad.Constant(0.8), ad.stream_key(seed), t_max=1.0,
+                                      n_times=5, replicates=replicates, dtype=dtype,
+                                      block_size=16))
 
 
 def test_same_seed_same_numbers_and_replicates_are_nested():
@@ -127,6 +129,6 @@ def test_time_grid_is_aligned_to_blocks():
 def test_sgd_divergence_names_time_and_learning_rate():
     inst = _problem(d=100)
     with pytest.raises(ad.DivergenceError) as info:
-        ad.simulate_sgd(inst, ad.Constant(6.0), ad.stream_key(0), t_max=10.0, n_times=21,
-                        replicates=2)
+        to_dataset(ad.simulate_sgd(inst, ad.Constant(6.0), ad.stream_key(0), t_max=10.0, n_times=21,
+                        replicates=2))
     assert "gamma = 6" in str(info.value) and "t = " in str(info.value)

@@ -7,8 +7,8 @@ import pytest
 from scipy import integrate
 
 import advdyn as ad
-from advdyn import spectra
-from advdyn.config import ProblemConfig
+from advdyn.config.schema import ProblemConfig
+from advdyn.problem import spectra
 
 
 def test_power_law_is_normalised_to_trace_d():

@@ -7,10 +7,13 @@ import numpy as np
 import pytest
 
 import advdyn as ad
-from advdyn import spectra
-from advdyn import spectral as S
-from advdyn.config import ProblemConfig, validate_config
-from advdyn.statistics import statistics
+from advdyn.config import build as B
+from advdyn.config.schema import ProblemConfig, validate_config
+from advdyn.io import to_dataset
+from advdyn.problem import spectra
+from advdyn.theory import spectral as S
+from advdyn.theory.statistics import statistics
+from advdyn.workflows import bins as W
 
 TIMES = np.linspace(0.0, 6.0, 31)
 # the rate as an array, as pipeline.run holds it, so the tests share compiled solvers with it
@@ -38,9 +41,9 @@ def max_rel(a, b):
 )
 def test_binned_ode_matches_per_direction_ode(spectrum, bins):
     inst = ad.instantiate(problem(10_000, spectrum))
-    ref = ad.solve_ode(inst, LR, TIMES)
+    ref = to_dataset(ad.solve_ode(inst, LR, TIMES))
     binned = S.bin_instance(inst, bins)
-    got = ad.solve_ode(binned, LR, TIMES)
+    got = to_dataset(ad.solve_ode(binned, LR, TIMES))
     # Tolerance 1e-3 (the issue's). Bound on the quadrature error with the mean eigenvalue as
     # representative (spectral module docstring): second order, about (2 gamma h t w)^2 / 24
     # for a single mode; uniform: w = 1.6/64, gamma = 0.5, h <= 1.5 gives 1e-5 t^2, but the
@@ -114,9 +117,9 @@ def test_config_bins_equal_bin_means_of_the_materialised_spectrum(spectrum):
     # the same index ranges
     d = 200_000
     cfg = problem(d, spectrum)
-    binned = S.binned_from_config(cfg, 48)
+    binned = B.binned_from_config(cfg, 48)
     lam = spectra.eigen_decomposition(cfg.spectrum, d)[0]
-    edges = S.config_edges(cfg, 48)
+    edges = B.config_edges(cfg, 48)
     want = np.add.reduceat(lam, edges[:-1]) / np.diff(edges)
     # exact below 1024 directions per bin; beyond, a 1024-point midpoint sub-grid of a smooth
     # quantile function (relative error ~ (n/1024)^2 * curvature / 24 < 1e-6 here), and the
@@ -127,13 +130,13 @@ def test_config_bins_equal_bin_means_of_the_materialised_spectrum(spectrum):
 
 def test_config_path_at_huge_d_agrees_with_realised_instance():
     spectrum = {"kind": "uniform", "low": 0.2, "high": 1.8}
-    huge = S.binned_from_config(problem(10**7, spectrum), 64)
+    huge = B.binned_from_config(problem(10**7, spectrum), 64)
     assert huge.eigenvalues.shape == (1, 64)  # nothing of size d was built
     assert float(huge.multiplicity.sum()) == 1e7
-    got = ad.solve_ode(huge, LR, TIMES)
+    got = to_dataset(ad.solve_ode(huge, LR, TIMES))
     d = 10**6
     inst = ad.instantiate(problem(d, spectrum))
-    real = ad.solve_ode(S.bin_instance(inst, 64), LR, TIMES)
+    real = to_dataset(ad.solve_ode(S.bin_instance(inst, 64), LR, TIMES))
     # The config path is the d -> inf deterministic equivalent (it does not depend on d for
     # this spectrum); the realised instance fluctuates around it by O(d_eff^-1/2), with
     # d_eff = (tr K)^2 / tr K^2 (relative std of sum lambda_i e_i^2 is sqrt(2 / d_eff)).
@@ -147,24 +150,24 @@ def test_config_path_at_huge_d_agrees_with_realised_instance():
 def test_converge_bins_doubles_until_tolerance_with_quadratic_decay():
     cfg = problem(10**6, {"kind": "uniform", "low": 0.2, "high": 1.8})
     # an unreachable tolerance: doubles 32 -> 64 -> 128 and reports non-convergence
-    conv = S.converge_bins(cfg, LR, TIMES, bins=32, tol=1e-14, max_bins=128)
+    conv = W.converge_bins(cfg, LR, TIMES, bins=32, tol=1e-14, max_bins=128)
     assert not conv.converged and conv.bins == 128 and conv.n_bins == 128
     (_, c64), (_, c128) = conv.history[1:]
     # second-order quadrature: doubling the bins divides the change by about 4 (> 2.5 allows
     # for higher-order terms)
     assert c64 / c128 > 2.5
     # a reachable tolerance stops at the first count whose change is below it
-    conv = S.converge_bins(cfg, LR, TIMES, bins=32, tol=c64 * 1.01, max_bins=1024)
+    conv = W.converge_bins(cfg, LR, TIMES, bins=32, tol=c64 * 1.01, max_bins=1024)
     assert conv.converged and conv.bins == 64 and conv.rel_change == pytest.approx(c64)
 
 
 def test_pipeline_ode_only_with_bins_draws_no_instance(monkeypatch):
-    import advdyn.problem
+    import advdyn.workflows.bins
 
     def forbidden(*a, **k):
         raise AssertionError("instantiate must not be called")
 
-    monkeypatch.setattr(advdyn.problem, "instantiate", forbidden)
+    monkeypatch.setattr(advdyn.workflows.bins, "instantiate", forbidden)
     cfg = validate_config({
         "problem": {"d": 10**7, "epsilon": 0.5, "task": {"noise": 0.3},
                     "spectrum": {"kind": "uniform", "low": 0.2, "high": 1.8}},
@@ -183,6 +186,6 @@ def test_pipeline_ode_only_with_bins_draws_no_instance(monkeypatch):
 def test_config_path_refuses_file_spectra(tmp_path):
     np.save(tmp_path / "lam.npy", np.ones(10))
     cfg = ProblemConfig(d=10, spectrum={"kind": "eigenvalues_file", "path": tmp_path / "lam.npy"})
-    assert not S.config_supported(cfg)
+    assert not B.config_supported(cfg)
     with pytest.raises(ad.ConfigError, match=r"problem\.spectrum"):
-        S.binned_from_config(cfg, 8)
+        B.binned_from_config(cfg, 8)

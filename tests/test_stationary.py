@@ -25,10 +25,12 @@ import pytest
 from scipy.optimize import brentq
 
 import advdyn
-from advdyn.equivalence import solve_ridge_ode
-from advdyn.schedules import Constant, make_learning_rate
-from advdyn.sgd import time_grid
-from advdyn.stationary import adversarial_optimum, constant_rate_limit, optimum_vector
+from advdyn.config.build import make_learning_rate
+from advdyn.io import to_dataset
+from advdyn.simulate.sgd import time_grid
+from advdyn.theory.equivalence import solve_ridge_ode
+from advdyn.theory.rates import Constant
+from advdyn.theory.stationary import adversarial_optimum, constant_rate_limit, optimum_vector
 
 C0 = np.sqrt(2 / np.pi)
 
@@ -139,7 +141,7 @@ def test_limit_matches_long_ode():
     inst = advdyn.instantiate(cfg.problem)
     lim = constant_rate_limit(inst, 0.8)
     assert bool(lim.converged)
-    ode = advdyn.solve_ode(inst, Constant(0.8), np.linspace(0, 150, 31), rtol=1e-11)
+    ode = to_dataset(advdyn.solve_ode(inst, Constant(0.8), np.linspace(0, 150, 31), rtol=1e-11))
     for name in ("adv_risk", "clean_risk", "norm", "overlap"):
         np.testing.assert_allclose(float(ode[name][-1]), float(lim.observables[name]), rtol=1e-6)
     # the limit differs from the optimum by the fluctuation term: larger risk, gamma-dependent
@@ -154,9 +156,9 @@ def test_limit_matches_sgd_late_time_average():
     cfg = _ls_config(d=d, gamma=0.8)
     inst = advdyn.instantiate(cfg.problem)
     lim = constant_rate_limit(inst, 0.8)
-    ds = advdyn.simulate_sgd(
+    ds = to_dataset(advdyn.simulate_sgd(
         inst, Constant(0.8), advdyn.stream_key(3), t_max=40.0, n_times=41, replicates=4
-    )
+    ))
     late = ds["adv_risk"].where(ds.time >= 30, drop=True).mean()
     assert abs(float(late) / float(lim.adv_risk) - 1) < 0.03
 
@@ -166,16 +168,16 @@ def test_noise_factor_bounds_and_ridge_equivalence():
         cfg = _ls_config(eps=eps, d=800)
         inst = advdyn.instantiate(cfg.problem)
         grid = time_grid(inst.d, 6.0, 2401)
-        ode = advdyn.solve_ode(inst, Constant(0.8), grid.times, rtol=1e-11)
+        ode = to_dataset(advdyn.solve_ode(inst, Constant(0.8), grid.times, rtol=1e-11))
         kappa = ode["noise_factor"].values
         # [1, pi/2]: (1 + 2 c0 x + x^2) / (1 + c0 x)^2 with x = eps n / s >= 0
         assert kappa.min() >= 1 - 1e-12 and kappa.max() <= np.pi / 2 + 1e-12
         assert kappa.max() > 1.01  # the attack is active: the factor is not trivially 1
         np.testing.assert_allclose(ode["eff_lr"] / ode["lr"], 1 + eps * ode["norm"] * C0 / np.sqrt(
             2 * ode["clean_risk"]), rtol=1e-10)  # h1 = 1 + eps n c0 / s, s^2 = 2 R_0
-        ridge = solve_ridge_ode(
+        ridge = to_dataset(solve_ridge_ode(
             inst, ode.time.values, ode["eff_lr"].values, ode["eff_ridge"].values, kappa
-        )
+        ))
         # diffrax's backward Hermite coefficients use backward-difference slopes, so the
         # drive's interpolation error is O(h^3): measured 5.6e-5 at h = 0.02 and 9e-7 at
         # h = 0.005 for eps = 2.5; at h = 0.0025 it is ~1e-7, ten times below the 1e-6 asked for
@@ -187,11 +189,11 @@ def test_ridge_equivalence_is_sensitive_to_the_noise_factor():
     cfg = _ls_config(eps=1.0, d=800)
     inst = advdyn.instantiate(cfg.problem)
     grid = time_grid(inst.d, 6.0, 601)
-    ode = advdyn.solve_ode(inst, Constant(0.8), grid.times, rtol=1e-11)
-    wrong = solve_ridge_ode(
+    ode = to_dataset(advdyn.solve_ode(inst, Constant(0.8), grid.times, rtol=1e-11))
+    wrong = to_dataset(solve_ridge_ode(
         inst, ode.time.values, ode["eff_lr"].values, ode["eff_ridge"].values,
         np.ones_like(ode["noise_factor"].values),
-    )
+    ))
     gap = np.max(np.abs(wrong["adv_risk"].values / ode["adv_risk"].values - 1))
     assert gap > 1e-3
 
@@ -199,7 +201,7 @@ def test_ridge_equivalence_is_sensitive_to_the_noise_factor():
 def test_noiseless_clean_least_squares_edge_cases():
     # eps = 0, sigma = 0: the limit risk is exactly 0 and I = 0 at theta = theta*; every
     # recorded quantity must stay finite (noise factor 1 by continuity, Polyak rate 0)
-    from advdyn.limits import limit_report
+    from advdyn.workflows.limits import limit_report
 
     cfg = _ls_config(eps=0.0, noise=0.0, d=200)
     inst = advdyn.instantiate(cfg.problem)
@@ -207,8 +209,8 @@ def test_noiseless_clean_least_squares_edge_cases():
     assert report["adv_risk_limit"] == 0.0 and report["converges"]
     at_teacher = eqx.tree_at(lambda x: x.theta0, inst, inst.theta_star)
     polyak = advdyn.validate_config({"problem": {"d": 1}, "lr": {"kind": "polyak"}}).lr
-    ode = advdyn.solve_ode(at_teacher, make_learning_rate(polyak, at_teacher),
-                           np.linspace(0, 1, 5))
+    ode = to_dataset(advdyn.solve_ode(at_teacher, make_learning_rate(polyak, at_teacher),
+                           np.linspace(0, 1, 5)))
     np.testing.assert_array_equal(ode["noise_factor"].values, 1.0)
     np.testing.assert_array_equal(ode["lr"].values, 0.0)
     np.testing.assert_array_equal(ode["adv_risk"].values, 0.0)

@@ -11,8 +11,8 @@ import pytest
 import xarray as xr
 from typer.testing import CliRunner
 
-from advdyn.cli import EXIT_USER_ERROR, app
-from advdyn.sweep import (
+from advdyn.cli._app import EXIT_USER_ERROR, app
+from advdyn.workflows.sweep import (
     grid_points,
     load_sweep,
     merge_points,

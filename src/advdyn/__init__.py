@@ -1,92 +1,145 @@
-"""advdyn: exact high-dimensional dynamics of l2-adversarial training under streaming SGD.
+"""advdyn: the learning dynamics of adversarial training.
 
-Importing advdyn enables JAX's 64-bit mode: the theory (ODE, statistics, expectations) runs
-in float64; simulators choose their own precision explicitly.
+Exact high-dimensional dynamics of l2-adversarial streaming SGD (:mod:`advdyn.problem`,
+:mod:`advdyn.theory`, :mod:`advdyn.simulate`), the critical attack strength eps*
+(:mod:`advdyn.critical`), on shared foundations (:mod:`advdyn.config`, :mod:`advdyn.io`,
+:mod:`advdyn.plot`, :mod:`advdyn.workflows`, :mod:`advdyn.cli`). See
+``docs/architecture.md``.
+
+Importing advdyn is cheap and changes no global state: the names below are imported on
+first use, and float64 is enabled per call by the theory's entry points
+(:mod:`advdyn.precision`), never for the whole process.
 """
 
-import jax
+from __future__ import annotations
 
-jax.config.update("jax_enable_x64", True)
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from ._version import __version__  # noqa: E402
-from .config import (  # noqa: E402
-    Config,
-    ProblemConfig,
-    RunConfig,
-    default_config,
-    load_config,
-    validate_config,
-)
-from .equivalence import solve_ridge_ode  # noqa: E402
-from .errors import ConfigError, DivergenceError  # noqa: E402
-from .hsgd import simulate_hsgd  # noqa: E402
-from .limits import limit_report, monotone_scan  # noqa: E402
-from .losses import CustomLoss, LeastSquares, Logistic, Loss, SquaredHinge, make_loss  # noqa: E402
-from .ode import solve_ode  # noqa: E402
-from .pipeline import RunResult, run  # noqa: E402
-from .problem import ProblemInstance, instantiate, stream_key  # noqa: E402
-from .results import compare, read_netcdf, write_netcdf  # noqa: E402
-from .schedules import (  # noqa: E402
-    Constant,
-    Decay,
-    LearningRate,
-    LineSearch,
-    Polyak,
-    make_learning_rate,
-)
-from .sgd import simulate_sgd, time_grid  # noqa: E402
-from .spectral import BinnedInstance, bin_instance, binned_from_config, converge_bins  # noqa: E402
-from .stationary import (  # noqa: E402
-    StationaryPoint,
-    adversarial_optimum,
-    constant_rate_limit,
-)
-from .sweep import load_sweep, run_sweep  # noqa: E402
+from advdyn._version import __version__
 
-__all__ = [
-    "BinnedInstance",
-    "Config",
-    "ConfigError",
-    "Constant",
-    "CustomLoss",
-    "Decay",
-    "DivergenceError",
-    "LearningRate",
-    "LeastSquares",
-    "LineSearch",
-    "Logistic",
-    "Loss",
-    "Polyak",
-    "ProblemConfig",
-    "ProblemInstance",
-    "RunConfig",
-    "RunResult",
-    "SquaredHinge",
-    "StationaryPoint",
-    "__version__",
-    "adversarial_optimum",
-    "bin_instance",
-    "binned_from_config",
-    "compare",
-    "constant_rate_limit",
-    "converge_bins",
-    "default_config",
-    "instantiate",
-    "limit_report",
-    "load_config",
-    "load_sweep",
-    "make_learning_rate",
-    "make_loss",
-    "monotone_scan",
-    "read_netcdf",
-    "run",
-    "run_sweep",
-    "simulate_hsgd",
-    "simulate_sgd",
-    "solve_ode",
-    "solve_ridge_ode",
-    "stream_key",
-    "time_grid",
-    "validate_config",
-    "write_netcdf",
-]
+#: public name -> module that defines it (imported on first access)
+_EXPORTS: dict[str, str] = {
+    # problem: what is learned
+    "ProblemInstance": "advdyn.problem",
+    "AbstractInstance": "advdyn.problem",
+    "DirectionState": "advdyn.problem",
+    "Loss": "advdyn.problem",
+    "LeastSquares": "advdyn.problem",
+    "Logistic": "advdyn.problem",
+    "SquaredHinge": "advdyn.problem",
+    "CustomLoss": "advdyn.problem",
+    "make_loss": "advdyn.problem",
+    "stream_key": "advdyn.problem",
+    # theory: the deterministic equivalent
+    "LearningRate": "advdyn.theory",
+    "Constant": "advdyn.theory",
+    "Decay": "advdyn.theory",
+    "Polyak": "advdyn.theory",
+    "LineSearch": "advdyn.theory",
+    "solve_ode": "advdyn.theory",
+    "StationaryPoint": "advdyn.theory",
+    "adversarial_optimum": "advdyn.theory",
+    "constant_rate_limit": "advdyn.theory",
+    "solve_ridge_ode": "advdyn.theory",
+    "BinnedInstance": "advdyn.theory",
+    "bin_instance": "advdyn.theory",
+    # simulate: SGD and the homogenized SDE
+    "simulate_sgd": "advdyn.simulate",
+    "simulate_hsgd": "advdyn.simulate",
+    "time_grid": "advdyn.simulate",
+    # foundations
+    "Solution": "advdyn.solution",
+    "ConfigError": "advdyn.errors",
+    "DivergenceError": "advdyn.errors",
+    "enable_x64": "advdyn.precision",
+    "Config": "advdyn.config",
+    "ProblemConfig": "advdyn.config",
+    "RunConfig": "advdyn.config",
+    "default_config": "advdyn.config",
+    "load_config": "advdyn.config",
+    "validate_config": "advdyn.config",
+    "instantiate": "advdyn.config",
+    "make_learning_rate": "advdyn.config",
+    "binned_from_config": "advdyn.config",
+    "compare": "advdyn.io",
+    "read_netcdf": "advdyn.io",
+    "write_netcdf": "advdyn.io",
+    "to_dataset": "advdyn.io",
+    "run": "advdyn.workflows",
+    "RunResult": "advdyn.workflows",
+    "limit_report": "advdyn.workflows",
+    "monotone_scan": "advdyn.workflows",
+    "converge_bins": "advdyn.workflows",
+    "load_sweep": "advdyn.workflows",
+    "run_sweep": "advdyn.workflows",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'advdyn' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
+    from advdyn.config import (
+        Config,
+        ProblemConfig,
+        RunConfig,
+        binned_from_config,
+        default_config,
+        instantiate,
+        load_config,
+        make_learning_rate,
+        validate_config,
+    )
+    from advdyn.errors import ConfigError, DivergenceError
+    from advdyn.io import compare, read_netcdf, to_dataset, write_netcdf
+    from advdyn.precision import enable_x64
+    from advdyn.problem import (
+        AbstractInstance,
+        CustomLoss,
+        DirectionState,
+        LeastSquares,
+        Logistic,
+        Loss,
+        ProblemInstance,
+        SquaredHinge,
+        make_loss,
+        stream_key,
+    )
+    from advdyn.simulate import simulate_hsgd, simulate_sgd, time_grid
+    from advdyn.solution import Solution
+    from advdyn.theory import (
+        BinnedInstance,
+        Constant,
+        Decay,
+        LearningRate,
+        LineSearch,
+        Polyak,
+        StationaryPoint,
+        adversarial_optimum,
+        bin_instance,
+        constant_rate_limit,
+        solve_ode,
+        solve_ridge_ode,
+    )
+    from advdyn.workflows import (
+        RunResult,
+        converge_bins,
+        limit_report,
+        load_sweep,
+        monotone_scan,
+        run,
+        run_sweep,
+    )

@@ -1,6 +1,6 @@
 """``python -m advdyn`` runs the command-line interface."""
 
-from .cli import main
+from advdyn.cli import main
 
 if __name__ == "__main__":
     main()

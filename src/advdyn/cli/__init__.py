@@ -14,11 +14,11 @@ import warnings
 import typer
 from rich.markup import escape
 
-from . import critical as _critical  # noqa: F401  (registers its commands)
-from . import run as _run  # noqa: F401  (registers its commands)
-from . import sweep as _sweep  # noqa: F401  (registers its commands)
-from . import theory as _theory  # noqa: F401  (registers its commands)
-from ._app import EXIT_DIVERGED, EXIT_USER_ERROR, app, err_console, fail
+from advdyn.cli import critical as _critical  # noqa: F401  (registers its commands)
+from advdyn.cli import run as _run  # noqa: F401  (registers its commands)
+from advdyn.cli import sweep as _sweep  # noqa: F401  (registers its commands)
+from advdyn.cli import theory as _theory  # noqa: F401  (registers its commands)
+from advdyn.cli._app import EXIT_DIVERGED, EXIT_USER_ERROR, app, err_console, fail
 
 __all__ = ["EXIT_DIVERGED", "EXIT_USER_ERROR", "app", "fail", "main"]
 

@@ -63,7 +63,7 @@ def load_with_overrides(config, overrides: dict):
     ConfigError
         For a missing or invalid file or an invalid override (naming the field).
     """
-    from ..config import default_config, load_config
+    from advdyn.config.schema import default_config, load_config
 
     cfg = load_config(config) if config is not None else default_config()
     overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -72,7 +72,7 @@ def load_with_overrides(config, overrides: dict):
 
 def _version(value: bool):
     if value:
-        from .._version import __version__
+        from advdyn._version import __version__
 
         out_console.print(f"advdyn {__version__}")
         raise typer.Exit()

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._app import EXIT_USER_ERROR, app, err_console, fail, out_console
+from advdyn.cli._app import EXIT_USER_ERROR, app, err_console, fail, out_console
 
 
 @app.command("critical-eps")
@@ -34,8 +34,8 @@ def critical_eps_command(
 ):
     """Estimate eps* from scratch (grid + interpolation) and by fine-tuning + extrapolation
     (Algorithm A.1); write critical_eps.{csv,nc,json,png}."""
-    from ..critical.config import default_critical_config, load_critical_config
-    from ..errors import ConfigError
+    from advdyn.config.critical import default_critical_config, load_critical_config
+    from advdyn.errors import ConfigError
 
     try:
         cfg = load_critical_config(config) if config is not None else default_critical_config()
@@ -44,7 +44,7 @@ def critical_eps_command(
         overrides = {k: v for k, v in overrides.items() if v is not None}
         if overrides:
             cfg = cfg.with_overrides(**overrides)
-        from ..critical.experiment import build_data, run_critical
+        from advdyn.workflows.critical import build_data, run_critical
 
         build_data(cfg)  # data errors (sizes) are user errors: surface them before training
         if not quiet:
@@ -89,10 +89,10 @@ def critical_linear_command(
     scaling of the Theorem-1 crossing and of the surrogate eps*."""
     import numpy as np
 
-    from ..critical import linear
-    from ..critical.figures import plot_linear_fig2, plot_linear_fig3, plot_scaling
-    from ..plotting import save_figure
-    from ..results import write_json, write_netcdf
+    from advdyn.critical import linear
+    from advdyn.io import write_json, write_netcdf
+    from advdyn.plot.critical import plot_linear_fig2, plot_linear_fig3, plot_scaling
+    from advdyn.plot.risk import save_figure
 
     try:
         log_ratio = np.linspace(-3, 1.5, 10)

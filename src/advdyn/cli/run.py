@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._app import (
+from advdyn.cli._app import (
     EXIT_DIVERGED,
     EXIT_USER_ERROR,
     app,
@@ -44,7 +44,7 @@ def run_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
 ):
     """Run the ODE, SGD and/or homogenized SGD; write NetCDF results, summary.json, risk.png."""
-    from ..errors import ConfigError, DivergenceError
+    from advdyn.errors import ConfigError, DivergenceError
 
     try:
         cfg = load_with_overrides(config, {
@@ -55,7 +55,7 @@ def run_command(
             "problem.seed": seed,
             "run.dtype": dtype,
         })
-        from ..pipeline import run
+        from advdyn.workflows.run import run
 
         if not quiet:
             err_console.print(

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._app import EXIT_USER_ERROR, app, err_console, fail, out_console
+from advdyn.cli._app import EXIT_USER_ERROR, app, err_console, fail, out_console
 
 
 @app.command("sweep")
@@ -35,8 +35,8 @@ def sweep_command(
     the others go on. With exactly two numeric swept fields, phase.png shows the final value
     of the first recorded risk over them.
     """
-    from ..errors import ConfigError
-    from ..sweep import load_sweep, run_sweep
+    from advdyn.errors import ConfigError
+    from advdyn.workflows.sweep import load_sweep, run_sweep
 
     try:
         spec = load_sweep(sweep_file)
@@ -86,8 +86,8 @@ def _phase_plot(ds, grid: dict, out: Path) -> Path | None:
     var = next((v for v in candidates if v in ds), None)
     if var is None:
         return None
-    from ..phase import plot_phase_diagram
-    from ..plotting import save_figure
+    from advdyn.plot.phase import plot_phase_diagram
+    from advdyn.plot.risk import save_figure
 
     title = "limiting adversarial risk" if var == "adv_risk_limit" else f"final {var}"
     fig = plot_phase_diagram(ds, var, numeric[0], numeric[1], title=title)

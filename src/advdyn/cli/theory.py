@@ -10,12 +10,19 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._app import EXIT_USER_ERROR, app, err_console, fail, load_with_overrides, out_console
+from advdyn.cli._app import (
+    EXIT_USER_ERROR,
+    app,
+    err_console,
+    fail,
+    load_with_overrides,
+    out_console,
+)
 
 
 def _constant_gamma(cfg, gamma: float | None) -> float:
-    from ..errors import ConfigError
-    from ..limits import constant_rate
+    from advdyn.errors import ConfigError
+    from advdyn.workflows.limits import constant_rate
 
     if gamma is not None:
         if not (gamma > 0 and math.isfinite(gamma)):
@@ -25,7 +32,7 @@ def _constant_gamma(cfg, gamma: float | None) -> float:
 
 
 def _parse_rates(text: str) -> list[float]:
-    from ..errors import ConfigError
+    from advdyn.errors import ConfigError
 
     try:
         rates = [float(x) for x in text.replace(" ", "").split(",") if x]
@@ -56,10 +63,10 @@ def limit_command(
     ] = False,
 ):
     """Adversarial optimum and constant-rate limit; writes limit.json (bins with run.bins)."""
-    from ..errors import ConfigError
-    from ..limits import limit_report
-    from ..results import write_json
-    from ..spectral import spectral_instances
+    from advdyn.errors import ConfigError
+    from advdyn.io import write_json
+    from advdyn.workflows.bins import spectral_instances
+    from advdyn.workflows.limits import limit_report
 
     try:
         cfg = load_with_overrides(config, {"problem.d": d, "problem.epsilon": epsilon})
@@ -114,12 +121,12 @@ def monotone_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ):
     """Scan constant rates and initialisations for monotone descent of risk and distance."""
-    from ..errors import ConfigError
-    from ..limits import default_inits, monotone_scan
-    from ..plotting import plot_monotone_scan, save_figure
-    from ..problem import instantiate
-    from ..results import write_netcdf
-    from ..stationary import adversarial_optimum
+    from advdyn.config.build import instantiate
+    from advdyn.errors import ConfigError
+    from advdyn.io import write_netcdf
+    from advdyn.plot.risk import plot_monotone_scan, save_figure
+    from advdyn.theory.stationary import adversarial_optimum
+    from advdyn.workflows.limits import default_inits, monotone_scan
 
     try:
         rates = _parse_rates(lr)
@@ -174,9 +181,9 @@ def figure_command(
     ] = Path("advdyn-figures"),
 ):
     """Build one of the figures of docs/figures.md; writes fig_NAME.png and fig_NAME.json."""
-    from ..figures import ALIASES, FIGURES
-    from ..plotting import save_figure
-    from ..results import write_json
+    from advdyn.io import write_json
+    from advdyn.plot.risk import save_figure
+    from advdyn.workflows.figures import ALIASES, FIGURES
 
     key = ALIASES.get(name, name)
     if key not in FIGURES:

@@ -29,9 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from .attacks import Attack
-from .data import ArrayData
-from .training import Schedule, TrainResult, adversarial_train
+from advdyn.adversarial.attacks import Attack
+from advdyn.adversarial.data import ArrayData
+from advdyn.adversarial.training import Schedule, TrainResult, adversarial_train
 
 
 def crossing(eps, values, level: float) -> float:

@@ -45,7 +45,7 @@ import numpy as np
 import xarray as xr
 from scipy import stats
 
-from .estimators import crossing
+from advdyn.critical.estimators import crossing
 
 
 def teacher(d: int, seed: int = 0) -> jax.Array:

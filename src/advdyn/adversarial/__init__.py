@@ -1,0 +1,26 @@
+"""What the adversarial rooms share: attacks, small models, data sets, adversarial training.
+
+Used by the eps* room (:mod:`advdyn.critical`) and the posterior and SME rooms; none of them
+imports another room for these.
+"""
+
+from advdyn.adversarial.attacks import Attack, linear_worst_case, perturb
+from advdyn.adversarial.data import ArrayData, gaussian_mixture, load_digits
+from advdyn.adversarial.models import CNN, MLP, make_model
+from advdyn.adversarial.training import Schedule, TrainResult, adversarial_train, evaluate
+
+__all__ = [
+    "CNN",
+    "MLP",
+    "ArrayData",
+    "Attack",
+    "Schedule",
+    "TrainResult",
+    "adversarial_train",
+    "evaluate",
+    "gaussian_mixture",
+    "linear_worst_case",
+    "load_digits",
+    "make_model",
+    "perturb",
+]

@@ -1,0 +1,172 @@
+"""Use a PyTorch model with the attacks, training and estimators (optional extra
+``advdyn[torch]``, CPU torch).
+
+:class:`TorchModel` wraps a ``torch.nn.Module`` as an equinox module: its parameters become
+float32 JAX arrays (trainable leaves), and the forward pass and its vector-Jacobian products
+(with respect to inputs *and* parameters) are computed by PyTorch through
+``jax.pure_callback`` under a ``jax.custom_vjp``. Everything that needs gradients (PGD/FGM,
+SGD) therefore works unchanged, inside ``jit`` too (on the CPU). The module must act on a
+batch independently per sample (no batch normalisation in training mode).
+
+Example
+-------
+>>> net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+>>> model = TorchModel.wrap(net)
+>>> data = arrays_from_torch(x_train, y_train, x_test, y_test, domain=(0.0, 1.0))
+>>> result = adversarial_train(model, data, attack, eval_attack, schedule)
+>>> result.model.to_torch(net)   # copy the trained parameters back
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from advdyn.adversarial.data import ArrayData
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as err:  # pragma: no cover - exercised only without torch
+        raise ImportError("the PyTorch adapter needs torch: pip install 'advdyn[torch]'") from err
+    return torch
+
+
+class _Static:
+    """Hashable holder of the torch module (compared by identity)."""
+
+    def __init__(self, module, names, out_features):
+        self.module = module
+        self.names = names
+        self.out_features = out_features
+
+
+def _apply(static: _Static, params: dict, x: np.ndarray):
+    torch = _torch()
+    from torch.func import functional_call
+
+    tp = {k: torch.from_numpy(np.array(v)) for k, v in params.items()}
+    with torch.no_grad():
+        out = functional_call(static.module, tp, (torch.from_numpy(np.array(x)),))
+    return out.numpy().astype(np.float32)
+
+
+def _vjp(static: _Static, params: dict, x: np.ndarray, g: np.ndarray):
+    torch = _torch()
+    from torch.func import functional_call, vjp
+
+    tp = {k: torch.from_numpy(np.array(v)) for k, v in params.items()}
+    tx = torch.from_numpy(np.array(x))
+    _, pull = vjp(lambda p, xx: functional_call(static.module, p, (xx,)), tp, tx)
+    gp, gx = pull(torch.from_numpy(np.array(g)))
+    return {k: gp[k].numpy().astype(np.float32) for k in params}, gx.numpy().astype(np.float32)
+
+
+def _make_call(static: _Static):
+    @jax.custom_vjp
+    def call(params, x):
+        shape = jax.ShapeDtypeStruct((x.shape[0], static.out_features), jnp.float32)
+        return jax.pure_callback(lambda p, xx: _apply(static, p, xx), shape, params, x)
+
+    def fwd(params, x):
+        return call(params, x), (params, x)
+
+    def bwd(res, g):
+        params, x = res
+        shapes = (
+            {k: jax.ShapeDtypeStruct(v.shape, jnp.float32) for k, v in params.items()},
+            jax.ShapeDtypeStruct(x.shape, jnp.float32),
+        )
+        return jax.pure_callback(lambda p, xx, gg: _vjp(static, p, xx, gg), shapes, params, x, g)
+
+    call.defvjp(fwd, bwd)
+    return call
+
+
+class TorchModel(eqx.Module):
+    """A ``torch.nn.Module`` as a batch-to-logits equinox module.
+
+    Attributes
+    ----------
+    params : dict of str to jax.Array
+        The module's parameters (float32), trained by advdyn.
+    """
+
+    params: dict
+    _static: _Static = eqx.field(static=True)
+
+    @classmethod
+    def wrap(cls, module, out_features: int | None = None, example_input=None) -> TorchModel:
+        """Wrap ``module`` (its current parameters are copied).
+
+        Parameters
+        ----------
+        module : torch.nn.Module
+            The model (float32; switched to ``eval()`` mode).
+        out_features : int, optional
+            Output width; found by a forward pass on ``example_input`` when omitted.
+        example_input : array, optional
+            One batch of inputs (needed only without ``out_features``).
+
+        Returns
+        -------
+        TorchModel
+        """
+        torch = _torch()
+        module = module.float().eval()
+        params = {k: jnp.asarray(v.detach().cpu().numpy(), jnp.float32)
+                  for k, v in module.named_parameters()}
+        if out_features is None:
+            if example_input is None:
+                raise ValueError("give out_features or an example_input")
+            with torch.no_grad():
+                out_features = int(module(torch.as_tensor(np.asarray(example_input[:1]),
+                                                          dtype=torch.float32)).shape[-1])
+        return cls(params, _Static(module, tuple(params), out_features))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Logits of a batch, computed by PyTorch."""
+        return _make_call(self._static)(self.params, jnp.asarray(x, jnp.float32))
+
+    def to_torch(self, module=None):
+        """Copy the parameters into ``module`` (default: the wrapped one) and return it."""
+        torch = _torch()
+        module = self._static.module if module is None else module
+        with torch.no_grad():
+            for name, p in module.named_parameters():
+                p.copy_(torch.from_numpy(np.array(self.params[name])))
+        return module
+
+
+def arrays_from_torch(x_train, y_train, x_test, y_test, classes: int | None = None,
+                      domain: tuple[float, float] | None = None,
+                      name: str = "torch tensors") -> ArrayData:
+    """Build :class:`~advdyn.critical.data.ArrayData` from torch tensors (or arrays).
+
+    Parameters
+    ----------
+    x_train, y_train, x_test, y_test : torch.Tensor or array
+        Inputs and integer labels.
+    classes : int, optional
+        Number of classes (default: largest label + 1).
+    domain : tuple of float, optional
+        Valid input range for the attacks' clipping.
+    name : str
+        Description.
+
+    Returns
+    -------
+    ArrayData
+    """
+
+    def arr(t, dtype):
+        t = t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
+        return t.astype(dtype)
+
+    ytr, yte = arr(y_train, np.int32), arr(y_test, np.int32)
+    k = int(max(ytr.max(), yte.max())) + 1 if classes is None else classes
+    return ArrayData(arr(x_train, np.float32), ytr, arr(x_test, np.float32), yte, k, domain,
+                     name)

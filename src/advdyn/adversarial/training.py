@@ -1,0 +1,361 @@
+"""Adversarial training of a classifier given as arrays: minibatch SGD (optax), per-epoch
+adversarial train/test metrics, and selection of the epoch with the smallest adversarial
+test loss (the paper's early stopping).
+
+The model is any equinox module mapping a batch of inputs to logits (see
+:mod:`advdyn.critical.models`); the loss is the softmax cross-entropy. One epoch (shuffle,
+attack every minibatch, SGD step) is a single jitted ``lax.scan``; the attack radius is a
+traced value, so one compilation serves every ``eps``.
+
+Compute is counted in *gradient evaluations*: per-sample backward passes, whether with
+respect to the input (one per attack step) or to the parameters (one per training sample
+and step). Forward-only passes are not counted.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import xarray as xr
+
+from advdyn.adversarial.attacks import Attack, perturb
+from advdyn.adversarial.data import ArrayData
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Optimiser and learning-rate schedule.
+
+    Parameters
+    ----------
+    epochs : int
+        Passes over the training set.
+    batch_size : int
+        Minibatch size (the last incomplete batch of each shuffled epoch is dropped).
+    lr : float
+        Base (peak) learning rate.
+    momentum : float
+        Heavy-ball momentum (PyTorch convention: the rate multiplies the momentum buffer).
+    weight_decay : float
+        l2 penalty coefficient added to the gradient.
+    kind : {"step", "triangle"}
+        ``"step"``: ``lr`` divided by ``drop_factor`` after each fraction in ``drops`` of the
+        epochs (the paper's /10 at 50% and 75%). ``"triangle"``: linear warm-up from 0 to
+        ``lr`` over the first ``warmup`` fraction of the steps, then linear decay to 0 (the
+        fine-tuning schedule of the paper's figure B.1).
+    drops : tuple of float
+        Fractions of the epochs after which the step schedule drops.
+    drop_factor : float
+        Divisor of each drop.
+    warmup : float
+        Warm-up fraction of the triangle schedule.
+    """
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    kind: str = "step"
+    drops: tuple[float, ...] = (0.5, 0.75)
+    drop_factor: float = 10.0
+    warmup: float = 0.3
+
+    def rates(self, steps_per_epoch: int) -> np.ndarray:
+        """Learning rate of every step, shape ``(epochs, steps_per_epoch)``.
+
+        Parameters
+        ----------
+        steps_per_epoch : int
+            SGD steps per epoch.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 rates.
+        """
+        total = self.epochs * steps_per_epoch
+        s = np.arange(total, dtype=np.float64)
+        if self.kind == "step":
+            epoch = s // steps_per_epoch
+            n_drops = np.zeros_like(s)
+            for f in self.drops:
+                n_drops += epoch >= round(f * self.epochs)
+            r = self.lr / self.drop_factor**n_drops
+        elif self.kind == "triangle":
+            peak = max(self.warmup * total, 1.0)
+            up = (s + 1) / peak
+            down = (total - s) / max(total - peak, 1.0)
+            r = self.lr * np.clip(np.minimum(up, down), 0.0, 1.0)
+        else:
+            raise ValueError(f"unknown schedule kind {self.kind!r} (step or triangle)")
+        return np.asarray(r, np.float32).reshape(self.epochs, steps_per_epoch)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of one (adversarial) training run.
+
+    Attributes
+    ----------
+    model : equinox.Module
+        Parameters at the selected epoch.
+    history : xarray.Dataset
+        Per-epoch ``lr`` (last step), ``train_loss``/``train_acc`` (running averages over the
+        epoch's attacked minibatches), ``test_loss``/``test_acc`` (evaluation attack),
+        ``test_clean_loss``/``test_clean_acc``, cumulative ``grad_evals`` and ``time``.
+    best_epoch : int
+        Epoch (1-based) with the smallest adversarial test loss.
+    train_loss, train_acc : float
+        Adversarial loss/accuracy of the selected model on the whole training set under the
+        evaluation attack (for ``eps = 0``: clean).
+    test_loss, test_acc : float
+        The same on the test set.
+    clean_test_loss, clean_test_acc : float
+        Clean test loss/accuracy of the selected model.
+    grad_evals : int
+        Gradient evaluations used (training, per-epoch test evaluation, final train evaluation).
+    wall_time : float
+        Seconds, including compilation.
+    """
+
+    model: eqx.Module
+    history: xr.Dataset
+    best_epoch: int
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    clean_test_loss: float
+    clean_test_acc: float
+    grad_evals: int
+    wall_time: float
+
+
+def sample_loss(model, x: jax.Array, y: jax.Array):
+    """Per-sample cross-entropy and correctness of ``model`` on a batch.
+
+    Parameters
+    ----------
+    model : callable
+        Batch of inputs to logits.
+    x : array, shape (B, ...)
+        Inputs.
+    y : int array, shape (B,)
+        Labels.
+
+    Returns
+    -------
+    (loss, correct) : arrays of shape (B,)
+        float32 losses and 0/1 correctness.
+    """
+    logits = model(x)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    return loss, (jnp.argmax(logits, axis=-1) == y).astype(logits.dtype)
+
+
+def attacked(model, attack: Attack | None, x, y, key=None):
+    """Adversarial inputs for ``model`` (the clean inputs when ``attack`` is ``None``)."""
+    if attack is None:
+        return x
+    adv = perturb(attack, lambda xa, ya: sample_loss(model, xa, ya)[0], x, y, key)
+    return jax.lax.stop_gradient(adv)
+
+
+@functools.cache
+def _optimizer(momentum: float, weight_decay: float) -> optax.GradientTransformation:
+    # cached so that jitted epochs see the same static object (no recompilation per run)
+    parts = []
+    if weight_decay:
+        parts.append(optax.add_decayed_weights(weight_decay))
+    if momentum:
+        parts.append(optax.trace(decay=momentum))
+    return optax.chain(*parts) if parts else optax.identity()
+
+
+@eqx.filter_jit
+def _train_epoch(model, opt_state, xb, yb, lrs, keys, attack, optimizer):
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+
+    def body(carry, inp):
+        params, opt_state = carry
+        x, y, lr, key = inp
+        m = eqx.combine(params, static)
+        xa = attacked(m, attack, x, y, key)
+
+        def objective(p):
+            loss, correct = sample_loss(eqx.combine(p, static), xa, y)
+            return loss.mean(), correct.mean()
+
+        (loss, acc), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = jax.tree.map(lambda p, u: p - lr * u.astype(p.dtype), params, updates)
+        return (params, opt_state), (loss, acc)
+
+    (params, opt_state), (losses, accs) = jax.lax.scan(
+        body, (params, opt_state), (xb, yb, lrs, keys)
+    )
+    return eqx.combine(params, static), opt_state, losses.mean(), accs.mean()
+
+
+@eqx.filter_jit
+def _eval_chunk(model, x, y, mask, attack, key):
+    clean_l, clean_c = sample_loss(model, x, y)
+    if attack is None:
+        adv_l, adv_c = clean_l, clean_c
+    else:
+        adv_l, adv_c = sample_loss(model, attacked(model, attack, x, y, key), y)
+    return jnp.stack([jnp.sum(v * mask) for v in (adv_l, adv_c, clean_l, clean_c)])
+
+
+def evaluate(model, x, y, attack: Attack | None = None, seed: int = 0, chunk: int = 512):
+    """Adversarial and clean mean loss and accuracy of ``model`` on ``(x, y)``.
+
+    Parameters
+    ----------
+    model : callable
+        Batch of inputs to logits.
+    x, y : arrays
+        Inputs ``(n, ...)`` and labels ``(n,)``.
+    attack : Attack, optional
+        Evaluation attack (``None``: clean only, adversarial = clean).
+    seed : int
+        Seed of the attack's random start.
+    chunk : int
+        Samples per compiled call (inputs are padded to a multiple of it).
+
+    Returns
+    -------
+    dict
+        ``adv_loss``, ``adv_acc``, ``clean_loss``, ``clean_acc`` (floats).
+    """
+    x = jnp.asarray(x)
+    y = jnp.asarray(y)
+    n = x.shape[0]
+    chunk = min(chunk, n)
+    n_chunks = -(-n // chunk)
+    pad = n_chunks * chunk - n
+    xp = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
+    yp = jnp.concatenate([y, jnp.zeros((pad,), y.dtype)]) if pad else y
+    mask = (jnp.arange(n_chunks * chunk) < n).astype(jnp.float32)
+    key = jax.random.key(seed)
+    total = jnp.zeros(4)
+    for i in range(n_chunks):
+        sl = slice(i * chunk, (i + 1) * chunk)
+        total = total + _eval_chunk(
+            model, xp[sl], yp[sl], mask[sl], attack, jax.random.fold_in(key, i)
+        )
+    a = np.asarray(total, dtype=np.float64) / n
+    return {"adv_loss": a[0], "adv_acc": a[1], "clean_loss": a[2], "clean_acc": a[3]}
+
+
+def adversarial_train(
+    model,
+    data: ArrayData,
+    attack: Attack | None,
+    eval_attack: Attack | None = None,
+    schedule: Schedule = Schedule(),
+    seed: int = 0,
+    advance: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``data`` against ``attack``; keep the epoch with the smallest
+    adversarial test loss.
+
+    Parameters
+    ----------
+    model : equinox.Module
+        Initial model (from scratch, or a trained one for fine-tuning).
+    data : ArrayData
+        Train/test arrays.
+    attack : Attack, optional
+        Training attack (``None`` or ``eps = 0``: clean training).
+    eval_attack : Attack, optional
+        Attack of the per-epoch test evaluation and of the final training-set evaluation
+        (default: ``attack``; ``None``: clean).
+    schedule : Schedule
+        Optimiser and learning rates.
+    seed : int
+        Seed of the minibatch shuffles and attack random starts.
+    advance : callable, optional
+        Called with 1 after every epoch (progress bars).
+
+    Returns
+    -------
+    TrainResult
+    """
+    start = time.perf_counter()
+    if attack is not None and float(attack.eps) == 0.0:
+        attack = None
+    if eval_attack is None:
+        eval_attack = attack
+    elif float(eval_attack.eps) == 0.0:
+        eval_attack = None
+    x = jnp.asarray(data.x_train)
+    y = jnp.asarray(data.y_train)
+    n = x.shape[0]
+    bs = min(schedule.batch_size, n)
+    nb = n // bs
+    rates = schedule.rates(nb)
+    optimizer = _optimizer(schedule.momentum, schedule.weight_decay)
+    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+    key = jax.random.key(seed)
+    train_grads = (0 if attack is None else attack.gradient_evaluations) + 1
+    eval_grads = 0 if eval_attack is None else eval_attack.gradient_evaluations
+    n_test = len(data.y_test)
+
+    rec = {k: [] for k in ("lr", "train_loss", "train_acc", "test_loss", "test_acc",
+                           "test_clean_loss", "test_clean_acc", "grad_evals", "time")}
+    best, best_loss, best_epoch, grad_evals = model, np.inf, 0, 0
+    for epoch in range(schedule.epochs):
+        k_perm, k_att, k_eval = jax.random.split(jax.random.fold_in(key, epoch), 3)
+        perm = jax.random.permutation(k_perm, n)[: nb * bs]
+        xb = x[perm].reshape(nb, bs, *x.shape[1:])
+        yb = y[perm].reshape(nb, bs)
+        model, opt_state, tl, ta = _train_epoch(
+            model, opt_state, xb, yb, jnp.asarray(rates[epoch]), jax.random.split(k_att, nb),
+            attack, optimizer,
+        )
+        ev = evaluate(model, data.x_test, data.y_test, eval_attack,
+                      seed=int(jax.random.randint(k_eval, (), 0, 2**30)))
+        grad_evals += nb * bs * train_grads + n_test * eval_grads
+        for name, value in (
+            ("lr", rates[epoch, -1]), ("train_loss", tl), ("train_acc", ta),
+            ("test_loss", ev["adv_loss"]), ("test_acc", ev["adv_acc"]),
+            ("test_clean_loss", ev["clean_loss"]), ("test_clean_acc", ev["clean_acc"]),
+            ("grad_evals", grad_evals), ("time", time.perf_counter() - start),
+        ):
+            rec[name].append(float(value))
+        if not np.isfinite(ev["adv_loss"]):
+            raise FloatingPointError(f"training diverged at epoch {epoch + 1} (lower the lr)")
+        if ev["adv_loss"] < best_loss:
+            best, best_loss, best_epoch = model, ev["adv_loss"], epoch + 1
+            best_eval = ev
+        if advance is not None:
+            advance(1)
+    tr = evaluate(best, data.x_train, data.y_train, eval_attack, seed=seed + 1)
+    grad_evals += n * eval_grads
+    history = xr.Dataset(
+        {k: ("epoch", np.asarray(v)) for k, v in rec.items()},
+        coords={"epoch": np.arange(1, schedule.epochs + 1)},
+    )
+    return TrainResult(
+        model=best,
+        history=history,
+        best_epoch=best_epoch,
+        train_loss=float(tr["adv_loss"]),
+        train_acc=float(tr["adv_acc"]),
+        test_loss=float(best_eval["adv_loss"]),
+        test_acc=float(best_eval["adv_acc"]),
+        clean_test_loss=float(best_eval["clean_loss"]),
+        clean_test_acc=float(best_eval["clean_acc"]),
+        grad_evals=int(grad_evals),
+        wall_time=time.perf_counter() - start,
+    )

@@ -1,0 +1,36 @@
+"""Config schemas (pydantic) and the one place that turns a config into objects.
+
+:mod:`advdyn.config.schema` validates ``advdyn run`` configs, :mod:`advdyn.config.critical`
+the ``advdyn critical-eps`` configs, and :mod:`advdyn.config.build` builds instances, bins
+and learning-rate rules from them. The mathematics never imports this package.
+"""
+
+from advdyn.config.build import (
+    binned_from_config,
+    config_supported,
+    eigen_decomposition,
+    instantiate,
+    make_learning_rate,
+)
+from advdyn.config.schema import (
+    Config,
+    ProblemConfig,
+    RunConfig,
+    default_config,
+    load_config,
+    validate_config,
+)
+
+__all__ = [
+    "Config",
+    "ProblemConfig",
+    "RunConfig",
+    "binned_from_config",
+    "config_supported",
+    "default_config",
+    "eigen_decomposition",
+    "instantiate",
+    "load_config",
+    "make_learning_rate",
+    "validate_config",
+]

@@ -1,0 +1,472 @@
+"""The one place that turns a validated config into the objects the mathematics uses.
+
+Spectrum configs become eigenvalues (:func:`eigen_decomposition`), a problem config becomes a
+drawn :class:`~advdyn.problem.ProblemInstance` (:func:`instantiate`) or spectral bins without
+an instance (:func:`binned_from_config`), and a learning-rate config becomes a rule
+(:func:`make_learning_rate`). Nothing under :mod:`advdyn.problem`, :mod:`advdyn.theory` or
+:mod:`advdyn.simulate` imports a config class.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from advdyn.config import schema as C
+from advdyn.errors import ConfigError
+from advdyn.io.arrays import load_npy
+from advdyn.precision import float64
+from advdyn.problem.instance import ProblemInstance, _seed_sequences
+from advdyn.problem.losses import Loss, make_loss
+from advdyn.problem.spectra import (
+    identity,
+    marchenko_pastur,
+    marchenko_pastur_quantiles,
+    power_law,
+    two_level,
+    uniform,
+)
+from advdyn.theory.rates import Constant, Decay, LearningRate, LineSearch, Polyak
+from advdyn.theory.spectral import (
+    ISOTROPIC_KINDS,
+    BinnedInstance,
+    _f64,
+    _rank_edges,
+    _resolve_spacing,
+)
+
+
+def eigen_decomposition(spec, d: int, field: str = "problem.spectrum"):
+    """Eigenvalues of a spectrum config, and the eigenbasis if it is not the standard one.
+
+    Parameters
+    ----------
+    spec : advdyn.config.Spectrum
+        A validated spectrum model.
+    d : int
+        Dimension.
+    field : str
+        Dotted config location, used in error messages.
+
+    Returns
+    -------
+    eigenvalues : ndarray, shape (d,)
+        ``lambda_i`` (float64, ``>= 0``); file spectra are used as given (not normalised).
+    basis : ndarray of shape (d, d) or None
+        Columns are the eigenvectors ``u_i`` (only for ``covariance_file``; ``None`` means
+        the standard basis).
+
+    Raises
+    ------
+    ConfigError
+        For unreadable files, files of the wrong shape, negative eigenvalues, a
+        non-symmetric or non-PSD covariance, or an identically zero spectrum.
+    """
+    basis = None
+    if isinstance(spec, C.IdentitySpectrum):
+        lam = identity(d)
+    elif isinstance(spec, C.TwoLevelSpectrum):
+        lam = two_level(d, spec.first, spec.second, spec.fraction)
+    elif isinstance(spec, C.UniformSpectrum):
+        lam = uniform(d, spec.low, spec.high)
+    elif isinstance(spec, C.PowerLawSpectrum):
+        lam = power_law(d, spec.exponent)
+    elif isinstance(spec, C.MarchenkoPasturSpectrum):
+        lam = marchenko_pastur(d, spec.aspect_ratio)
+    elif isinstance(spec, C.EigenvaluesFile):
+        lam = load_npy(spec.path, f"{field}.path")
+        if lam.shape != (d,):
+            raise ConfigError(f"{field}.path", f"expected shape ({d},), got {lam.shape}")
+        if lam.min() < 0:
+            raise ConfigError(f"{field}.path", f"eigenvalues must be >= 0, found {lam.min():.3g}")
+    elif isinstance(spec, C.CovarianceFile):
+        cov = load_npy(spec.path, f"{field}.path")
+        if cov.shape != (d, d):
+            raise ConfigError(f"{field}.path", f"expected shape ({d}, {d}), got {cov.shape}")
+        scale = max(np.abs(cov).max(), 1e-300)
+        if np.abs(cov - cov.T).max() > 1e-10 * scale:
+            raise ConfigError(f"{field}.path", "covariance matrix is not symmetric")
+        lam, basis = np.linalg.eigh(cov)
+        if lam.min() < -1e-10 * max(lam.max(), 1e-300):
+            raise ConfigError(
+                f"{field}.path",
+                f"covariance is not positive semidefinite (smallest eigenvalue {lam.min():.3g})",
+            )
+        lam = np.clip(lam, 0.0, None)
+    else:  # pragma: no cover - the union is closed
+        raise ConfigError(field, f"unknown spectrum {spec!r}")
+    if lam.sum() <= 0:
+        raise ConfigError(field, "the spectrum is identically zero")
+    return lam, basis
+
+
+def _unit(rng: np.random.Generator, d: int) -> np.ndarray:
+    v = rng.standard_normal(d)
+    return v / np.linalg.norm(v)
+
+
+@float64
+def instantiate(config: C.ProblemConfig, loss: Loss | None = None) -> ProblemInstance:
+    """Draw the problem instance described by ``config``.
+
+    All vectors are drawn isotropically, directly as coordinates in the eigenbasis.
+    ``theta* = teacher_norm * u`` with ``u`` uniform on the sphere; the mean of component
+    ``c`` is ``mu_c = mean_sign * mean_norm * v_c`` with ``v_c`` the unit teacher direction,
+    the shared "common" direction or a fresh direction (``mean_direction``). A
+    ``theta_0`` read from a file is given in the original basis and rotated into the
+    eigenbasis.
+
+    Order of random draws from the instance generator (``d`` standard normals each):
+
+    1. the teacher direction;
+    2. the shared "common" mean direction (always drawn, even if no component uses it);
+    3. one fresh direction per component whose ``mean_direction`` is ``"random"``, in
+       component order (the default regression mixture is one such component, of norm 0);
+    4. the Gaussian initial iterate ``theta_0 ~ N(0, scale^2 / d I)`` (nothing for a file
+       init).
+
+    So for the same seed, adding a ``"random"`` component (or switching one to or from
+    ``"random"``) changes ``theta_0``, while ``theta*`` and the common direction stay
+    the same. The SGD sample stream (:func:`stream_key`) is unaffected.
+
+    Parameters
+    ----------
+    config : ProblemConfig
+        Validated problem definition.
+    loss : Loss, optional
+        Overrides ``config.loss`` (e.g. a :class:`~advdyn.losses.Loss` with custom
+        quadrature settings).
+
+    Returns
+    -------
+    ProblemInstance
+        float64 arrays in the eigenbasis of the covariance.
+
+    Raises
+    ------
+    ConfigError
+        If a spectrum, covariance or init file is unreadable, non-finite or of the wrong
+        shape, or a spectrum is invalid (see
+        :func:`~advdyn.spectra.eigen_decomposition`).
+    """
+    d = config.d
+    rng = np.random.default_rng(_seed_sequences(config.seed)[0])
+    lam, basis = eigen_decomposition(config.spectrum, d)
+
+    # Isotropic draws are isotropic in any orthonormal basis: draw directly in the eigenbasis.
+    theta_star = config.task.teacher_norm * _unit(rng, d)
+    comps = config.resolved_components()
+    common = _unit(rng, d)
+    eigenvalues, means = [], []
+    for i, comp in enumerate(comps):
+        if comp.spectrum is None:
+            eigenvalues.append(lam)
+        else:
+            eigenvalues.append(
+                eigen_decomposition(comp.spectrum, d, f"problem.components[{i}].spectrum")[0]
+            )
+        direction = {
+            "teacher": theta_star / np.linalg.norm(theta_star),
+            "common": common,
+            "random": _unit(rng, d) if comp.mean_direction == "random" else None,
+        }[comp.mean_direction]
+        means.append(comp.mean_sign * comp.mean_norm * direction)
+
+    if isinstance(config.init, C.GaussianInit):
+        theta0 = config.init.scale * rng.standard_normal(d) / np.sqrt(d)
+    else:
+        theta0 = load_npy(config.init.path, "problem.init.path")
+        if theta0.shape != (d,):
+            raise ConfigError("problem.init.path", f"expected shape ({d},), got {theta0.shape}")
+        if basis is not None:
+            theta0 = basis.T @ theta0
+
+    f64 = lambda x: jnp.asarray(x, dtype=jnp.float64)  # noqa: E731
+    labels = [0.0 if c.label is None else float(c.label) for c in comps]
+    return ProblemInstance(
+        eigenvalues=f64(np.stack(eigenvalues)),
+        theta_star=f64(theta_star),
+        means=f64(np.stack(means)),
+        weights=f64([c.weight for c in comps]),
+        labels=f64(labels),
+        theta0=f64(theta0),
+        noise=f64(getattr(config.task, "noise", 0.0)),
+        epsilon=f64(config.epsilon),
+        ridge=f64(config.ridge),
+        loss=loss if loss is not None else make_loss(config.loss),
+        task=config.task.kind,
+    )
+
+
+@float64
+def make_learning_rate(config: C.LearningRateConfig, instance=None, optimum=None) -> LearningRate:
+    """Build the rule described by a validated learning-rate config.
+
+    Parameters
+    ----------
+    config : advdyn.config.LearningRateConfig
+        A validated learning-rate model (``constant``, ``decay``, ``polyak``, ``line_search``).
+    instance : ProblemInstance, optional
+        Needed for ``polyak`` (to compute the minimum objective) unless ``optimum`` is given.
+    optimum : advdyn.stationary.StationaryPoint, optional
+        A precomputed adversarial optimum (``polyak``).
+
+    Returns
+    -------
+    LearningRate
+
+    Raises
+    ------
+    ValueError
+        For ``polyak`` without ``instance`` or ``optimum``.
+    """
+    if isinstance(config, C.ConstantLR):
+        return Constant(config.gamma)
+    if isinstance(config, C.DecayLR):
+        return Decay(config.gamma0, config.tau, config.beta)
+    if isinstance(config, C.PolyakLR):
+        if optimum is None:
+            if instance is None:
+                raise ValueError("the polyak rule needs the instance (its minimum risk)")
+            from advdyn.theory.stationary import adversarial_optimum
+
+            optimum = adversarial_optimum(instance)
+        return Polyak(jnp.asarray(optimum.objective, jnp.float64), config.gamma_max)
+    if isinstance(config, C.LineSearchLR):
+        return LineSearch(config.gamma_max)
+    raise TypeError(f"unknown learning-rate config {config!r}")  # pragma: no cover
+
+
+# ----------------------------------------------------------------------------- from a config
+_SUBSAMPLE = 1024  # directions evaluated per bin; larger bins use a midpoint sub-grid
+
+
+def _spectra(config: C.ProblemConfig) -> list:
+    comps = config.resolved_components()
+    return [config.spectrum if c.spectrum is None else c.spectrum for c in comps]
+
+
+def config_supported(config: C.ProblemConfig) -> bool:
+    """Whether :func:`binned_from_config` can build this problem without an instance.
+
+    Parameters
+    ----------
+    config : ProblemConfig
+        A validated problem.
+
+    Returns
+    -------
+    bool
+        True when every component's spectrum is one of :data:`ISOTROPIC_KINDS` and the
+        init is Gaussian (files give directions, which are not isotropic).
+    """
+    return isinstance(config.init, C.GaussianInit) and all(
+        s.kind in ISOTROPIC_KINDS for s in _spectra(config)
+    )
+
+
+def _eigen_at(spec, d: int, idx: np.ndarray, power_norm: float | None) -> np.ndarray:
+    """Eigenvalue of direction ``idx`` (float index allowed) of a deterministic spectrum,
+    the same formulas as :mod:`advdyn.spectra` without building ``d`` values."""
+    if isinstance(spec, C.IdentitySpectrum):
+        return np.ones_like(idx, dtype=np.float64)
+    if isinstance(spec, C.TwoLevelSpectrum):
+        k = round(spec.fraction * d)
+        return np.where(idx < k, float(spec.first), float(spec.second))
+    if isinstance(spec, C.UniformSpectrum):
+        return spec.low + (spec.high - spec.low) * (idx + 0.5) / d
+    if isinstance(spec, C.PowerLawSpectrum):
+        return power_norm * (idx + 1.0) ** (-float(spec.exponent))
+    if isinstance(spec, C.MarchenkoPasturSpectrum):
+        return marchenko_pastur_quantiles((idx + 0.5) / d, spec.aspect_ratio)
+    raise ConfigError("problem.spectrum", f"spectral bins from a config need one of "
+                      f"{', '.join(ISOTROPIC_KINDS)}, got {spec.kind!r}")  # pragma: no cover
+
+
+def _breakpoints(spec, d: int) -> list[int]:
+    """Direction indices where a spectrum jumps (bins must not straddle them)."""
+    if isinstance(spec, C.TwoLevelSpectrum):
+        return [round(spec.fraction * d)]
+    if isinstance(spec, C.MarchenkoPasturSpectrum) and spec.aspect_ratio > 1:
+        atom = 1.0 - 1.0 / spec.aspect_ratio  # directions with (i + 1/2)/d <= atom are 0
+        return [int(np.floor(atom * d - 0.5)) + 1]
+    return []
+
+
+def _bin_means(spec, d: int, edges: np.ndarray, power_norm: float | None) -> np.ndarray:
+    """Mean eigenvalue over the index ranges ``[edges_j, edges_{j+1})``: exact for bins of at
+    most ``_SUBSAMPLE`` directions, an ``_SUBSAMPLE``-point midpoint sub-grid otherwise (the
+    bins are then far from the top of the spectrum, where it is smooth)."""
+    a, n = edges[:-1], np.diff(edges)
+    m = np.minimum(n, _SUBSAMPLE)
+    bin_id = np.repeat(np.arange(n.size), m)
+    j = np.arange(bin_id.size) - np.repeat(np.cumsum(m) - m, m)
+    a_s, n_s = a[bin_id], n[bin_id]
+    # the directions themselves when n <= _SUBSAMPLE, else midpoints of n/_SUBSAMPLE-wide cells
+    pos = np.where(n_s <= _SUBSAMPLE, a_s + j, a_s - 0.5 + (j + 0.5) * (n_s / _SUBSAMPLE))
+    vals = _eigen_at(spec, d, pos.astype(np.float64), power_norm)
+    return np.bincount(bin_id, weights=vals, minlength=n.size) / m
+
+
+def _power_norm(spec, d: int) -> float | None:
+    """``c`` with ``sum_{i=1}^d c i^-exponent = d`` (as :func:`advdyn.spectra.power_law`)."""
+    if not isinstance(spec, C.PowerLawSpectrum):
+        return None
+    edges = _rank_edges(d, 512, "log")
+    raw = _bin_means(spec, d, edges, 1.0) * np.diff(edges)
+    return d / raw.sum()
+
+
+def config_edges(config: C.ProblemConfig, n_bins: int, spacing: str = "auto") -> np.ndarray:
+    """Direction-index edges of the bins :func:`binned_from_config` uses.
+
+    Parameters
+    ----------
+    config : ProblemConfig
+        A problem accepted by :func:`config_supported`.
+    n_bins : int
+        Requested number of bins.
+    spacing : {"auto", "quantile", "log"}
+        ``"auto"`` is ``"log"`` when a component has a power-law spectrum (whose largest
+        eigenvalues are then single-direction bins), else ``"quantile"``.
+
+    Returns
+    -------
+    ndarray of int
+        Increasing edges from 0 to ``d``. Jumps of two-level spectra and the zero atom of a
+        Marchenko-Pastur law (``aspect_ratio > 1``) are always edges; a spectrum where every
+        component is constant gets a single bin, two-level spectra one bin per level.
+    """
+    d = config.d
+    specs = _spectra(config)
+    if spacing == "auto":
+        spacing = "log" if any(s.kind == "power_law" for s in specs) else "quantile"
+    _resolve_spacing(spacing, np.ones(1))
+    breaks = sorted({p for s in specs for p in _breakpoints(s, d) if 0 < p < d})
+    if all(s.kind in ("identity", "two_level") for s in specs):
+        return np.array([0, *breaks, d], dtype=np.int64)  # piecewise constant: exact bins
+    edges = _rank_edges(d, n_bins, spacing)
+    return np.unique(np.concatenate([edges, breaks]).astype(np.int64))
+
+
+@float64
+def binned_from_config(
+    config: C.ProblemConfig,
+    n_bins: int,
+    spacing: str = "auto",
+    loss: Loss | None = None,
+) -> BinnedInstance:
+    """Spectral bins of a problem built from its config, without drawing an instance.
+
+    The bins are ranges of direction indices of the deterministic spectra of
+    :mod:`advdyn.spectra` (:func:`config_edges`); their eigenvalues are the mean over the
+    range (exact for bins of up to 1024 directions, a 1024-point midpoint sub-grid beyond).
+    The products are the expectations under :func:`~advdyn.problem.instantiate`'s isotropic
+    draws, the same in every direction: with ``T = teacher_norm``, ``s = init.scale`` and
+    ``m_c``, ``s_c`` the mean norm and sign of component ``c``,
+
+    * ``theta*_i^2 -> T^2 / d``;
+    * ``theta*_i mu_{c,i} -> s_c m_c T / d`` if ``mu_c`` lies along the teacher, else 0;
+    * ``mu_{c,i} mu_{c',i} -> s_c m_c s_c' m_c' / d`` when both share a direction (both along
+      the teacher, both ``"common"``, or ``c = c'``), else 0;
+    * ``e_i^2 -> (s^2 + T^2)/d``, ``e_i theta*_i -> -T^2/d``, ``e_i mu_{c,i} -> -theta*_i
+      mu_{c,i}`` (``theta_0`` is independent of ``theta*`` and of the means).
+
+    Memory and time are ``O(n_bins)`` (plus at most 1024 eigenvalue evaluations per bin), so
+    any ``d`` works, e.g. ``10^7``. The realised instance of the same config agrees up to the
+    ``O(d^-1/2)`` fluctuations of its random draws.
+
+    Parameters
+    ----------
+    config : ProblemConfig
+        A problem accepted by :func:`config_supported`.
+    n_bins : int
+        Requested number of bins (see :func:`config_edges`).
+    spacing : {"auto", "quantile", "log"}
+        Bin spacing in the direction index.
+    loss : Loss, optional
+        Overrides ``config.loss``.
+
+    Returns
+    -------
+    BinnedInstance
+
+    Raises
+    ------
+    ConfigError
+        If a spectrum is not isotropic-given-the-eigenvalue (files) or the init is a file
+        (naming the field); bin the realised instance with :func:`bin_instance` instead.
+    """
+    if n_bins < 1:
+        raise ConfigError("run.bins", f"must be >= 1, got {n_bins}")
+    comps = config.resolved_components()
+    specs = _spectra(config)
+    for i, (comp, spec) in enumerate(zip(comps, specs, strict=True)):
+        if spec.kind not in ISOTROPIC_KINDS:
+            field = "problem.spectrum" if comp.spectrum is None else (
+                f"problem.components[{i}].spectrum")
+            raise ConfigError(field, f"spectral bins without an instance need one of "
+                              f"{', '.join(ISOTROPIC_KINDS)}, got {spec.kind!r}")
+    if not isinstance(config.init, C.GaussianInit):
+        raise ConfigError("problem.init", "spectral bins without an instance need a "
+                          "Gaussian init (a file init is not isotropic)")
+    d = config.d
+    edges = config_edges(config, n_bins, spacing)
+    count = np.diff(edges).astype(np.float64)
+    B, n_comp = count.size, len(comps)
+    lam = np.stack([_bin_means(s, d, edges, _power_norm(s, d)) for s in specs])
+
+    T = float(config.task.teacher_norm)
+    scale = float(config.init.scale)
+    amp = np.array([c.mean_sign * c.mean_norm for c in comps], dtype=np.float64)
+    along = np.array([c.mean_direction == "teacher" for c in comps])
+    tm = np.where(along, amp * T, 0.0) / d  # E theta*_i mu_{c,i}
+    same = np.zeros((n_comp, n_comp), dtype=bool)
+    for a_, ca in enumerate(comps):
+        for b_, cb in enumerate(comps):
+            shared = ca.mean_direction == cb.mean_direction and ca.mean_direction != "random"
+            same[a_, b_] = a_ == b_ or shared
+    mm = np.where(same, np.outer(amp, amp), 0.0) / d  # E mu_{c,i} mu_{c',i}
+
+    ones = np.ones(B)
+    labels = [0.0 if c.label is None else float(c.label) for c in comps]
+    return BinnedInstance(
+        eigenvalues=_f64(lam),
+        multiplicity=_f64(count),
+        teacher2=_f64(ones * T**2 / d),
+        teacher_mean=_f64(tm[:, None] * ones),
+        mean_mean=_f64(mm[:, :, None] * ones),
+        init_err2=_f64(ones * (scale**2 + T**2) / d),
+        init_err_teacher=_f64(-ones * T**2 / d),
+        init_err_mean=_f64(-tm[:, None] * ones),
+        weights=_f64([c.weight for c in comps]),
+        labels=_f64(labels),
+        noise=_f64(getattr(config.task, "noise", 0.0)),
+        epsilon=_f64(config.epsilon),
+        ridge=_f64(config.ridge),
+        loss=loss if loss is not None else make_loss(config.loss),
+        task=config.task.kind,
+        d=_f64(d),
+    )
+
+
+# ----------------------------------------------------------------------------- pipeline
+def config_path_applies(config: C.Config) -> bool:
+    """Whether a run builds its ODE bins from the config alone (no instance drawn).
+
+    Parameters
+    ----------
+    config : Config
+        A validated configuration.
+
+    Returns
+    -------
+    bool
+        True when ``run.bins`` is set, the ODE is the only method and
+        :func:`config_supported` holds. The ODE then uses the ``d -> inf`` expected initial
+        products: the seed does not enter, and nothing of size ``d`` is allocated.
+    """
+    rc = config.run
+    return rc.bins is not None and list(rc.methods) == ["ode"] and config_supported(
+        config.problem
+    )

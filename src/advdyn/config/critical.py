@@ -1,0 +1,200 @@
+"""Validated configuration of an ``advdyn critical-eps`` run (pydantic, immutable).
+
+A TOML file maps one-to-one onto :class:`CriticalConfig`; every section is optional and
+defaults to the embedded ``defaults/critical_eps.toml`` values (an MLP on the 8x8 digits)::
+
+    [data]
+    kind = "digits"        # or "gaussian_mixture" (then d, classes, separation)
+    n_train = 1000
+
+    [model]
+    kind = "mlp"           # or "cnn"
+    width = 64
+
+    [scratch]
+    eps = [0.01, 0.02, 0.03, 0.05, 0.08]
+
+Unknown keys, NaN and infinity are rejected; errors name the field.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from importlib import resources
+from itertools import pairwise
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from advdyn.config.schema import format_validation_error, read_toml
+from advdyn.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _increasing_positive(values: list[float]) -> list[float]:
+    if not values:
+        raise ValueError("must list at least one radius")
+    if any(v <= 0 for v in values):
+        raise ValueError("radii must be positive")
+    if any(b <= a for a, b in pairwise(values)):
+        raise ValueError("radii must be strictly increasing")
+    return values
+
+
+class DataConfig(_Section):
+    """Dataset: the 8x8 digits, or a Gaussian mixture (``d``, ``classes``, ``separation``)."""
+
+    kind: Literal["digits", "gaussian_mixture"] = "digits"
+    n_train: int | None = Field(default=None, ge=10)
+    n_test: int = Field(default=500, ge=10)
+    d: int = Field(default=20, ge=1)
+    classes: int = Field(default=2, ge=2)
+    separation: float = Field(default=3.0, gt=0)
+    seed: int = Field(default=0, ge=0)
+
+
+class ModelConfig(_Section):
+    """Architecture: ``mlp`` (``width``, ``depth`` hidden layers) or ``cnn``."""
+
+    kind: Literal["mlp", "cnn"] = "mlp"
+    width: int = Field(default=64, ge=1)
+    depth: int = Field(default=1, ge=1)
+    seed: int = Field(default=0, ge=0)
+
+
+class AttackConfig(_Section):
+    """PGD attack used for training and (with ``eval_steps``) for evaluation."""
+
+    norm: Literal["linf", "l2"] = "linf"
+    train_steps: int = Field(default=5, ge=1)
+    eval_steps: int = Field(default=10, ge=1)
+    rel_step: float = Field(default=2.5, gt=0)
+    random_start: bool = False
+    clip: bool = Field(default=True, description="clip to the data domain when it has one")
+
+
+class TrainConfig(_Section):
+    """From-scratch training: SGD with momentum, step drops of the learning rate."""
+
+    epochs: int = Field(default=30, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    lr: float = Field(default=0.05, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=5e-4, ge=0)
+    drops: tuple[float, ...] = (0.5, 0.75)
+    drop_factor: float = Field(default=10.0, ge=1)
+    seed: int = Field(default=0, ge=0)
+
+    @field_validator("drops")
+    @classmethod
+    def _fractions(cls, v):
+        if any(not 0 < f < 1 for f in v):
+            raise ValueError("drop points are fractions of the epochs in (0, 1)")
+        return v
+
+
+class ScratchConfig(_Section):
+    """Radii of the from-scratch grid (``eps = 0``, the clean run, is added)."""
+
+    eps: list[float] = [0.01, 0.02, 0.03, 0.05, 0.08]
+
+    _check = field_validator("eps")(classmethod(lambda cls, v: _increasing_positive(v)))
+
+
+class FastConfig(_Section):
+    """Algorithm A.1: fine-tuning radii, epochs, triangular schedule, extrapolation."""
+
+    eps: list[float] = [0.005, 0.01, 0.015]
+    epochs: int = Field(default=5, ge=1)
+    lr: float | None = Field(default=None, gt=0, description="peak rate; default: train.lr")
+    warmup: float = Field(default=0.3, gt=0, lt=1)
+    method: Literal["linear", "isotonic"] = "linear"
+    refine: list[float] = Field(
+        default=[0.5, 1.0],
+        description="fractions of the first estimate to fine-tune at again ([] : no refinement)",
+    )
+
+    _check = field_validator("eps")(classmethod(lambda cls, v: _increasing_positive(v)))
+
+    @field_validator("refine")
+    @classmethod
+    def _fractions(cls, v):
+        if v and (any(f <= 0 for f in v) or len(set(v)) != len(v)):
+            raise ValueError("refinement fractions must be positive and distinct")
+        return v
+
+
+class FGMConfig(_Section):
+    """FGM training to locate catastrophic overfitting (PGD test accuracy collapse)."""
+
+    enabled: bool = True
+    eps: list[float] = [0.05, 0.1, 0.15, 0.2, 0.3]
+    epochs: int | None = Field(default=None, ge=1, description="default: train.epochs")
+    threshold: float = Field(default=0.2, gt=0, lt=1)
+
+    _check = field_validator("eps")(classmethod(lambda cls, v: _increasing_positive(v)))
+
+
+class CriticalConfig(_Section):
+    """A complete ``critical-eps`` run."""
+
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    attack: AttackConfig = AttackConfig()
+    train: TrainConfig = TrainConfig()
+    scratch: ScratchConfig = ScratchConfig()
+    fast: FastConfig = FastConfig()
+    fgm: FGMConfig = FGMConfig()
+
+    def to_json(self) -> str:
+        """Serialise to JSON."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+    def with_overrides(self, **dotted: Any) -> CriticalConfig:
+        """Copy with dotted fields replaced (``{"model.width": 128}``), re-validated."""
+        data = self.model_dump()
+        for key, value in dotted.items():
+            node = data
+            *parents, leaf = key.split(".")
+            for p in parents:
+                if not isinstance(node.get(p), dict):
+                    raise ConfigError(key, "no such config section")
+                node = node[p]
+            node[leaf] = value
+        return validate_critical_config(data)
+
+
+def validate_critical_config(data: dict) -> CriticalConfig:
+    """Validate a mapping into a :class:`CriticalConfig`.
+
+    Raises
+    ------
+    ConfigError
+        Naming every offending field (e.g. ``scratch.eps: radii must be positive``).
+    """
+    try:
+        return CriticalConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError("", f"invalid config: {format_validation_error(err)}") from None
+
+
+def load_critical_config(path: str | Path) -> CriticalConfig:
+    """Read and validate a TOML file.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, not TOML, or invalid.
+    """
+    return validate_critical_config(read_toml(path))
+
+
+def default_critical_config() -> CriticalConfig:
+    """The embedded default (``defaults/critical_eps.toml``: an MLP on the digits)."""
+    text = resources.files("advdyn").joinpath("defaults/critical_eps.toml").read_text()
+    return validate_critical_config(tomllib.loads(text))

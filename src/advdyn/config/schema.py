@@ -1,0 +1,520 @@
+"""Validated configuration: the problem, the learning rate and the run.
+
+Every model forbids unknown keys, rejects NaN and infinity, and is immutable. A TOML file
+maps one-to-one onto :class:`Config`::
+
+    [problem]
+    d = 1000
+    loss = "least_squares"
+    epsilon = 0.5
+    spectrum = { kind = "uniform", low = 0.2, high = 1.8 }
+    task = { kind = "regression", noise = 0.3 }
+
+    [lr]
+    kind = "constant"
+    gamma = 0.8
+
+    [run]
+    t_max = 6.0
+
+Relative file paths in a config file are resolved against the file's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+import typing
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from advdyn.errors import ConfigError
+
+BUILTIN_LOSSES = ("least_squares", "logistic", "squared_hinge")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    path = Path(value).expanduser()
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    if not path.is_file():
+        raise ValueError(f"file not found: {path}")
+    return path
+
+
+# ----------------------------------------------------------------------------- spectra
+class IdentitySpectrum(_Model):
+    """All eigenvalues equal to one (``K = I``)."""
+
+    kind: Literal["identity"] = "identity"
+
+
+class TwoLevelSpectrum(_Model):
+    """A fraction ``fraction`` of the eigenvalues equal ``first``, the rest ``second``."""
+
+    kind: Literal["two_level"] = "two_level"
+    first: float = Field(ge=0)
+    second: float = Field(ge=0)
+    fraction: float = Field(ge=0, le=1)
+
+
+class UniformSpectrum(_Model):
+    """Eigenvalues evenly spread over ``[low, high]`` (midpoint grid)."""
+
+    kind: Literal["uniform"] = "uniform"
+    low: float = Field(ge=0)
+    high: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> UniformSpectrum:
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
+        return self
+
+
+class PowerLawSpectrum(_Model):
+    """``lambda_i proportional to i^(-exponent)``, normalised so that ``tr K = d``."""
+
+    kind: Literal["power_law"] = "power_law"
+    exponent: float = Field(ge=0)
+
+
+class MarchenkoPasturSpectrum(_Model):
+    """Quantiles of the Marchenko-Pastur law of aspect ratio ``d/n`` (mean eigenvalue 1)."""
+
+    kind: Literal["marchenko_pastur"] = "marchenko_pastur"
+    aspect_ratio: float = Field(gt=0)
+
+
+class EigenvaluesFile(_Model):
+    """Eigenvalues read from a ``.npy`` file of shape ``(d,)``."""
+
+    kind: Literal["eigenvalues_file"] = "eigenvalues_file"
+    path: Path
+
+    _check_path = field_validator("path")(_resolve_path)
+
+
+class CovarianceFile(_Model):
+    """A dense symmetric PSD covariance read from a ``.npy`` file of shape ``(d, d)``.
+
+    It is diagonalised once (``O(d^3)`` time, ``O(d^2)`` memory): sensible up to
+    ``d`` of about 5000 on a laptop.
+    """
+
+    kind: Literal["covariance_file"] = "covariance_file"
+    path: Path
+
+    _check_path = field_validator("path")(_resolve_path)
+
+
+Spectrum = Annotated[
+    IdentitySpectrum
+    | TwoLevelSpectrum
+    | UniformSpectrum
+    | PowerLawSpectrum
+    | MarchenkoPasturSpectrum
+    | EigenvaluesFile
+    | CovarianceFile,
+    Field(discriminator="kind"),
+]
+
+
+# ----------------------------------------------------------------------------- task
+class RegressionTask(_Model):
+    """``y = <theta*, x> + noise * xi`` with ``|theta*| = teacher_norm``."""
+
+    kind: Literal["regression"] = "regression"
+    teacher_norm: float = Field(default=1.0, gt=0)
+    noise: float = Field(default=0.0, ge=0)
+
+
+class ClassificationTask(_Model):
+    """Binary classification: ``y = +1/-1`` is the label of the mixture component.
+
+    Without explicit ``components`` the data is the symmetric mixture with means
+    ``+/- mean_norm * theta*/|theta*|`` and equal weights. ``theta*`` (norm
+    ``teacher_norm``) is the reference direction for ``overlap``.
+    """
+
+    kind: Literal["classification"] = "classification"
+    teacher_norm: float = Field(default=1.0, gt=0)
+    mean_norm: float = Field(default=1.0, ge=0)
+
+
+def _kind_or(default: str):
+    """Discriminator that reads ``kind`` and falls back to ``default`` when it is omitted."""
+
+    def tag(value):
+        if isinstance(value, dict):
+            return value.get("kind", default)
+        return getattr(value, "kind", default)
+
+    return tag
+
+
+Task = Annotated[
+    Annotated[RegressionTask, Tag("regression")]
+    | Annotated[ClassificationTask, Tag("classification")],
+    Discriminator(_kind_or("regression")),
+]
+
+
+class Component(_Model):
+    """One Gaussian component ``x = mu_c + K_c^{1/2} z`` of the data mixture.
+
+    ``mean_direction``: ``"teacher"`` (along ``theta*``), ``"random"`` (a fresh isotropic
+    direction for this component) or ``"common"`` (one random direction shared by every
+    component that names it). ``spectrum`` overrides the problem's spectrum for this
+    component (same eigenbasis; a dense covariance file cannot be given per component).
+    """
+
+    weight: float = Field(gt=0, le=1)
+    mean_norm: float = Field(default=0.0, ge=0)
+    mean_direction: Literal["teacher", "random", "common"] = "random"
+    mean_sign: Literal[1, -1] = 1
+    label: Literal[1, -1] | None = None
+    spectrum: Spectrum | None = None
+
+    @field_validator("spectrum")
+    @classmethod
+    def _no_dense(cls, value):
+        if isinstance(value, CovarianceFile):
+            raise ValueError("a per-component spectrum must be eigenvalues, not a dense covariance")
+        return value
+
+
+# ----------------------------------------------------------------------------- init
+class GaussianInit(_Model):
+    """``theta_0 ~ N(0, scale^2 / d I)``, so that ``|theta_0|`` is close to ``scale``."""
+
+    kind: Literal["gaussian"] = "gaussian"
+    scale: float = Field(default=1.0, ge=0)
+
+
+class FileInit(_Model):
+    """``theta_0`` read from a ``.npy`` file of shape ``(d,)`` in the original basis."""
+
+    kind: Literal["file"] = "file"
+    path: Path
+
+    _check_path = field_validator("path")(_resolve_path)
+
+
+Init = Annotated[
+    Annotated[GaussianInit, Tag("gaussian")] | Annotated[FileInit, Tag("file")],
+    Discriminator(_kind_or("gaussian")),
+]
+
+
+# ----------------------------------------------------------------------------- problem
+class ProblemConfig(_Model):
+    """The learning problem: data, task, loss, attack radius, ridge, initialisation, seed.
+
+    ``loss`` is a built-in name or, through the Python API, any JAX function ``l(r, y)``
+    convex in ``r``.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False, arbitrary_types_allowed=True
+    )
+
+    d: int = Field(gt=0)
+    spectrum: Spectrum = IdentitySpectrum()
+    task: Task = RegressionTask()
+    components: list[Component] | None = None
+    loss: Literal["least_squares", "logistic", "squared_hinge"] | Callable[..., Any] = (
+        "least_squares"
+    )
+    epsilon: float = Field(default=0.0, ge=0)
+    ridge: float = Field(default=0.0, ge=0)
+    init: Init = GaussianInit()
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+
+    @field_serializer("loss")
+    def _loss_name(self, loss):
+        if isinstance(loss, str):
+            return loss
+        return f"custom:{getattr(loss, '__qualname__', repr(loss))}"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProblemConfig:
+        comps = self.resolved_components()
+        total = math.fsum(c.weight for c in comps)
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"components: weights sum to {total:.6g}, they must sum to 1")
+        classification = self.task.kind == "classification"
+        for i, c in enumerate(comps):
+            if classification and c.label is None:
+                raise ValueError(f"components[{i}].label: required (+1 or -1) for classification")
+            if not classification and c.label is not None:
+                raise ValueError(f"components[{i}].label: labels only apply to classification")
+        if self.loss in ("logistic", "squared_hinge") and not classification:
+            raise ValueError(f"loss: {self.loss!r} needs task.kind = 'classification'")
+        return self
+
+    def resolved_components(self) -> list[Component]:
+        """Return the mixture components, filling in the default mixture of the task."""
+        if self.components is not None:
+            return list(self.components)
+        if self.task.kind == "classification":
+            m = self.task.mean_norm
+            return [
+                Component(weight=0.5, mean_norm=m, mean_direction="teacher", mean_sign=1, label=1),
+                Component(
+                    weight=0.5, mean_norm=m, mean_direction="teacher", mean_sign=-1, label=-1
+                ),
+            ]
+        return [Component(weight=1.0)]
+
+
+# ----------------------------------------------------------------------------- lr
+class ConstantLR(_Model):
+    """``gamma_t = gamma``."""
+
+    kind: Literal["constant"] = "constant"
+    gamma: float = Field(gt=0)
+
+
+class DecayLR(_Model):
+    """``gamma_t = gamma0 * (1 + t / tau)^(-beta)``."""
+
+    kind: Literal["decay"] = "decay"
+    gamma0: float = Field(gt=0)
+    tau: float = Field(default=1.0, gt=0)
+    beta: float = Field(default=1.0, ge=0)
+
+
+class PolyakLR(_Model):
+    """Idealised Polyak rate ``(R_eps - R_eps^*) / ((tr K / 2d) I)``, capped at ``gamma_max``.
+
+    ``R_eps^*`` is the minimum adversarial risk (computed, THEORY sections 6-7).
+    """
+
+    kind: Literal["polyak"] = "polyak"
+    gamma_max: float = Field(default=10.0, gt=0)
+
+
+class LineSearchLR(_Model):
+    """Idealised exact line search ``-A / (2C)`` along the ODE, capped at ``gamma_max``."""
+
+    kind: Literal["line_search"] = "line_search"
+    gamma_max: float = Field(default=10.0, gt=0)
+
+
+LearningRateConfig = Annotated[
+    Annotated[ConstantLR, Tag("constant")]
+    | Annotated[DecayLR, Tag("decay")]
+    | Annotated[PolyakLR, Tag("polyak")]
+    | Annotated[LineSearchLR, Tag("line_search")],
+    Discriminator(_kind_or("constant")),
+]
+
+
+# ----------------------------------------------------------------------------- run
+class RunConfig(_Model):
+    """How to run: time horizon, recording grid, methods, replicates, precision, tolerances."""
+
+    t_max: float = Field(default=5.0, gt=0)
+    n_times: int = Field(default=51, ge=2, le=100_000)
+    methods: list[Literal["ode", "sgd", "hsgd"]] = Field(default_factory=lambda: ["ode", "sgd"])
+    replicates: int = Field(default=4, ge=1)
+    dtype: Literal["float32", "float64"] = "float32"
+    block_size: int = Field(default=64, ge=1)
+    rtol: float = Field(default=1e-8, gt=0, lt=1)
+    atol: float = Field(default=1e-20, gt=0)
+    divergence_factor: float = Field(default=1e6, gt=1)
+    # ODE by spectral quadrature with this many bins (advdyn.spectral); None: per direction
+    bins: int | None = Field(default=None, ge=1, le=1_000_000)
+    # with bins: also solve with twice the bins and report the change (bins_rel_change)
+    bins_check: bool = True
+    # memory available to the run in GB (advdyn.memory); None: measured on the machine
+    memory_limit_gb: float | None = Field(default=None, gt=0)
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, value):
+        if not value:
+            raise ValueError("at least one method is needed")
+        if len(set(value)) != len(value):
+            raise ValueError("methods must not repeat")
+        return value
+
+
+class Config(_Model):
+    """A complete run: ``problem``, learning rate ``lr`` and ``run`` settings."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False, arbitrary_types_allowed=True
+    )
+
+    problem: ProblemConfig
+    lr: LearningRateConfig = ConstantLR(gamma=0.5)
+    run: RunConfig = RunConfig()
+
+    def to_json(self) -> str:
+        """Serialise to JSON (paths as strings, a custom loss by its name)."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+    def with_overrides(self, **dotted: Any) -> Config:
+        """Return a copy with dotted fields replaced and re-validated.
+
+        Example: ``cfg.with_overrides(**{"problem.d": 500, "run.replicates": 8})``.
+        """
+        data = self.model_dump()
+        for key, value in dotted.items():
+            node = data
+            *parents, leaf = key.split(".")
+            for p in parents:
+                if not isinstance(node, dict):
+                    break
+                if node.get(p) is None:
+                    node[p] = {}  # unknown or unset section: validation names the key
+                node = node[p]
+            if not isinstance(node, dict):
+                raise ConfigError(key, "not a config section, cannot set a field inside it")
+            node[leaf] = value
+        loss_overridden = any(k in ("problem", "problem.loss") for k in dotted)
+        if not isinstance(self.problem.loss, str) and not loss_overridden:
+            data["problem"]["loss"] = self.problem.loss  # model_dump cannot copy a callable
+        return validate_config(data)
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One line naming every offending field of a pydantic error (union tags left out).
+
+    Parameters
+    ----------
+    err : pydantic.ValidationError
+
+    Returns
+    -------
+    str
+        ``"loc: message; loc: message"``.
+    """
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"] if not _is_union_tag(x))
+        msg = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def _union_members(tp: Any) -> list[type[BaseModel]]:
+    """The pydantic models inside a (possibly annotated, possibly nested) union type."""
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [tp]
+    return [m for arg in typing.get_args(tp) for m in _union_members(arg)]
+
+
+def _is_union_tag(x: Any) -> bool:
+    # pydantic inserts the discriminator value / function name into locations of unions;
+    # the tags are the ``kind`` defaults of the members of the config's tagged unions (and
+    # only those: a field name elsewhere never gets dropped from a location)
+    return isinstance(x, str) and (
+        x in _UNION_TAGS or x.startswith(("literal[", "callable", "function-"))
+    )
+
+
+_UNION_TAGS = frozenset(
+    cls.model_fields["kind"].default
+    for union in (Spectrum, Task, Init, LearningRateConfig)
+    for cls in _union_members(union)
+)
+
+
+def validate_config(data: dict, base_dir: Path | None = None) -> Config:
+    """Validate a mapping into a :class:`Config`.
+
+    Parameters
+    ----------
+    data : dict
+        Nested mapping with ``problem``, ``lr`` and ``run`` sections.
+    base_dir : Path, optional
+        Folder against which relative file paths are resolved.
+
+    Raises
+    ------
+    ConfigError
+        With every offending field named.
+    """
+    try:
+        return Config.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as err:
+        raise ConfigError("", f"invalid config: {format_validation_error(err)}") from None
+
+
+def read_toml(path: str | Path, field: str = "config") -> dict:
+    """Read a TOML file into a mapping, with one-line errors.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+    field : str
+        The name the errors give for the file (``"config"``, ``"sweep"``, ...).
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing or is not valid TOML.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(field, f"file not found: {path}")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(field, f"{path} is not valid TOML: {err}") from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config file.
+
+    Parameters
+    ----------
+    path : str or Path
+        TOML file; relative paths inside it are resolved against its folder.
+
+    Returns
+    -------
+    Config
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, is not valid TOML, or fails validation.
+    """
+    path = Path(path)
+    return validate_config(read_toml(path), base_dir=path.resolve().parent)
+
+
+def default_config() -> Config:
+    """Return the embedded default problem (adversarial least squares, ``d = 1000``)."""
+    text = resources.files("advdyn").joinpath("defaults/default.toml").read_text()
+    return validate_config(tomllib.loads(text))

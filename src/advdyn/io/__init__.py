@@ -1,0 +1,25 @@
+"""Labelled results and files: solver pytrees as xarray datasets, atomic writes, comparisons.
+
+Everything that touches the file system or xarray lives here; the mathematics
+(:mod:`advdyn.problem`, :mod:`advdyn.theory`, :mod:`advdyn.simulate`) returns
+:class:`~advdyn.solution.Solution` pytrees and never imports this package.
+"""
+
+from advdyn.io.arrays import load_npy
+from advdyn.io.compare import compare, relative_gap
+from advdyn.io.files import atomic_path, write_json
+from advdyn.io.netcdf import UNITS, as_dataset, make_dataset, read_netcdf, to_dataset, write_netcdf
+
+__all__ = [
+    "UNITS",
+    "as_dataset",
+    "atomic_path",
+    "compare",
+    "load_npy",
+    "make_dataset",
+    "read_netcdf",
+    "relative_gap",
+    "to_dataset",
+    "write_json",
+    "write_netcdf",
+]

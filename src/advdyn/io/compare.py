@@ -1,0 +1,70 @@
+"""Comparing methods: the largest relative gap between a reference and a replicate mean."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from advdyn.io.netcdf import as_dataset
+from advdyn.solution import Solution
+
+
+def relative_gap(reference: xr.DataArray, estimate: xr.DataArray, floor: float = 1e-2):
+    """Pointwise relative gap ``|estimate - reference| / max(|reference|, floor * max|reference|)``.
+
+    The floor keeps quantities that pass through zero (e.g. ``overlap`` at a random start)
+    from producing meaningless ratios; for strictly positive curves such as ``adv_risk``
+    it is inactive unless the curve spans more than two decades.
+
+    Parameters
+    ----------
+    reference : xarray.DataArray
+        Reference curve (e.g. the ODE).
+    estimate : xarray.DataArray
+        Curve to compare, on the same coordinates.
+    floor : float
+        Fraction of ``max|reference|`` below which the denominator is not allowed to go.
+
+    Returns
+    -------
+    xarray.DataArray
+        The relative gap at each point.
+    """
+    scale = np.maximum(np.abs(reference), floor * float(np.abs(reference).max()))
+    return np.abs(estimate - reference) / scale
+
+
+def compare(
+    reference: xr.Dataset | Solution, other: xr.Dataset | Solution
+) -> dict[str, dict[str, float]]:
+    """Largest relative gap over time between the replicate mean of ``other`` and ``reference``.
+
+    Parameters
+    ----------
+    reference : Dataset or Solution
+        Typically the ODE (no replicate dimension).
+    other : Dataset or Solution
+        Typically SGD; averaged over ``replicate`` if present.
+
+    Returns
+    -------
+    dict
+        For each quantity recorded by both except ``lr``: ``max_relative_gap`` (see
+        :func:`relative_gap`), ``at_time`` where it occurs, and ``max_abs_gap``. ``other``
+        is interpolated linearly onto the reference times.
+    """
+    reference, other = as_dataset(reference), as_dataset(other)
+    mean = other.mean("replicate") if "replicate" in other.dims else other
+    out = {}
+    for name in reference.data_vars:
+        if name not in mean.data_vars or name == "lr":
+            continue
+        ref, est = reference[name], mean[name].interp(time=reference.time)
+        rel = relative_gap(ref, est)
+        i = int(np.nanargmax(rel.values))
+        out[name] = {
+            "max_relative_gap": float(rel.values[i]),
+            "at_time": float(reference.time.values[i]),
+            "max_abs_gap": float(np.nanmax(np.abs(est - ref).values)),
+        }
+    return out

@@ -1,0 +1,62 @@
+"""Atomic file writes: a reader never sees a half-written result."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds.
+
+    A reader never sees a half-written file, and a failed or interrupted write leaves any
+    previous file in place (the temporary file is removed). Missing parent folders are
+    created.
+
+    Parameters
+    ----------
+    path : str or Path
+        Final destination.
+    suffix : str
+        Suffix of the temporary file (some writers choose their format by it).
+
+    Yields
+    ------
+    Path
+        Where to write.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(data: object, path: str | Path) -> Path:
+    """Write JSON atomically (same rule as :func:`write_netcdf`).
+
+    Parameters
+    ----------
+    data : object
+        JSON-serialisable data, written indented with sorted keys.
+    path : str or Path
+        Destination file.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return Path(path)

@@ -1,0 +1,161 @@
+"""Labelled results: solver pytrees as xarray datasets, and atomic NetCDF files.
+
+Datasets use THEORY section 11 names. ODE results have a ``time`` dimension; SGD results
+add ``replicate``. Attributes record the method, the config (as JSON) and the package
+version, so that a result file documents how it was made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from advdyn.io.files import atomic_path
+from advdyn.solution import Solution
+
+UNITS = {
+    "adv_risk": "adversarial population risk R_eps (ridge excluded)",
+    "clean_risk": "clean population risk R_0",
+    "norm": "|theta|",
+    "overlap": "<theta, theta*>",
+    "lr": "learning rate gamma_t",
+    "clean_error": "clean classification error",
+    "robust_error": "robust classification error under radius eps",
+    "dist_to_opt": "|theta_t - theta_eps^*|^2",
+    "eff_lr": "effective learning rate gamma h_1 (least-squares equivalence)",
+    "eff_ridge": "effective ridge rho / h_1 (least-squares equivalence)",
+    "noise_factor": "noise factor I / (h_1^2 s^2) (least-squares equivalence)",
+}
+
+
+def make_dataset(
+    times: np.ndarray,
+    quantities: Mapping[str, np.ndarray],
+    method: str,
+    replicates: bool = False,
+    attrs: Mapping[str, object] | None = None,
+) -> xr.Dataset:
+    """Build a labelled dataset of recorded quantities.
+
+    Parameters
+    ----------
+    times : array, shape (T,)
+        Recording times ``t = k/d``; the ``time`` coordinate.
+    quantities : mapping of name to array
+        Shape ``(T,)``, or ``(R, T)`` when ``replicates``; THEORY section 11 names.
+    method : str
+        Stored as the ``method`` attribute.
+    replicates : bool
+        Whether arrays carry a leading replicate axis.
+    attrs : mapping, optional
+        Extra attributes (strings or numbers).
+
+    Returns
+    -------
+    xarray.Dataset
+        float64 variables on ``("time",)`` or ``("replicate", "time")``, each with a
+        ``long_name`` attribute from :data:`UNITS` (the name itself if not listed).
+    """
+    dims = ("replicate", "time") if replicates else ("time",)
+    data_vars = {}
+    for name, values in quantities.items():
+        da = xr.DataArray(np.asarray(values, dtype=np.float64), dims=dims)
+        da.attrs["long_name"] = UNITS.get(name, name)
+        data_vars[name] = da
+    coords = {"time": np.asarray(times, dtype=np.float64)}
+    if replicates:
+        coords["replicate"] = np.arange(next(iter(quantities.values())).shape[0])
+    ds = xr.Dataset(data_vars, coords=coords)
+    ds.attrs.update({"method": method, **(attrs or {})})
+    return ds
+
+
+
+
+def write_netcdf(ds: xr.Dataset, path: str | Path) -> Path:
+    """Write ``ds`` to ``path`` atomically (temporary file in the same folder, then rename).
+
+    A reader never sees a half-written file, and an interrupted write leaves any previous
+    file in place. Missing parent folders are created.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The dataset to write (NetCDF4 engine).
+    path : str or Path
+        Destination file.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4")
+    return Path(path)
+
+
+
+
+def read_netcdf(path: str | Path) -> xr.Dataset:
+    """Load a result file fully into memory (the file is closed on return).
+
+    Parameters
+    ----------
+    path : str or Path
+        A NetCDF file written by :func:`write_netcdf`.
+
+    Returns
+    -------
+    xarray.Dataset
+        The loaded dataset.
+    """
+    with xr.open_dataset(path, engine="netcdf4") as ds:
+        return ds.load()
+
+
+
+
+
+
+def to_dataset(solution: Solution, attrs: Mapping[str, object] | None = None) -> xr.Dataset:
+    """Label a solver's :class:`~advdyn.solution.Solution` as an xarray dataset.
+
+    Parameters
+    ----------
+    solution : Solution
+        What :func:`~advdyn.theory.solve_ode`, :func:`~advdyn.simulate.simulate_sgd`,
+        :func:`~advdyn.simulate.simulate_hsgd` or :func:`~advdyn.theory.solve_ridge_ode`
+        returned.
+    attrs : mapping, optional
+        Extra attributes (e.g. the config as JSON).
+
+    Returns
+    -------
+    xarray.Dataset
+        See :func:`make_dataset`; the solution's ``stats`` become attributes.
+    """
+    return make_dataset(
+        solution.ts,
+        solution.ys,
+        solution.method,
+        replicates=solution.replicated,
+        attrs={**dict(solution.stats), **dict(attrs or {})},
+    )
+
+
+def as_dataset(result: xr.Dataset | Solution) -> xr.Dataset:
+    """``result`` as a dataset (a :class:`~advdyn.solution.Solution` is labelled first).
+
+    Parameters
+    ----------
+    result : Dataset or Solution
+
+    Returns
+    -------
+    xarray.Dataset
+    """
+    return to_dataset(result) if isinstance(result, Solution) else result

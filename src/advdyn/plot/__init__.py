@@ -1,0 +1,1 @@
+"""Figures (matplotlib, without pyplot): risk curves, phase diagrams, eps* plots."""

@@ -1,0 +1,151 @@
+"""A drawn problem instance, in the eigenbasis of the covariances (THEORY section 1).
+
+:func:`instantiate` turns a validated :class:`~advdyn.config.ProblemConfig` into a
+:class:`ProblemInstance`: eigenvalues, teacher, component means and weights, labels and the
+initial iterate, all as coordinates in the common eigenbasis. The instance is drawn from
+the first of two independent seeds spawned from ``config.seed``; the second seeds the SGD
+sample stream (:func:`stream_key`), so the two never share random numbers (THEORY 10).
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import numpy as np
+
+from advdyn.problem.losses import Loss
+from advdyn.problem.state import DirectionState
+
+Array = jax.Array
+
+
+class AbstractInstance(eqx.Module):
+    """The interface the statistics, the ODE and the fixed points read (THEORY section 5).
+
+    Two final implementations: :class:`ProblemInstance` (one entry per direction, drawn in
+    the eigenbasis) and :class:`~advdyn.theory.BinnedInstance` (one entry per spectral bin,
+    ``multiplicity`` directions each). The theory only needs per-direction products of the
+    constant vectors, never the vectors themselves.
+    """
+
+    eigenvalues: eqx.AbstractVar[Array]
+    weights: eqx.AbstractVar[Array]
+    labels: eqx.AbstractVar[Array]
+    noise: eqx.AbstractVar[Array]
+    epsilon: eqx.AbstractVar[Array]
+    ridge: eqx.AbstractVar[Array]
+    loss: eqx.AbstractVar[Loss]
+    task: eqx.AbstractVar[str]
+
+    @property
+    def n_components(self) -> int:
+        """Number of mixture components ``C``."""
+        return self.weights.shape[0]
+
+
+class ProblemInstance(AbstractInstance):
+    """All arrays that define one learning problem, in the eigenbasis.
+
+    Attributes
+    ----------
+    eigenvalues : Array, shape (C, d)
+        ``lambda_{c,i}``: eigenvalues of each component's covariance.
+    theta_star : Array, shape (d,)
+        Teacher ``theta*``.
+    means : Array, shape (C, d)
+        Component means ``mu_c``.
+    weights : Array, shape (C,)
+        Mixture weights ``pi_c``.
+    labels : Array, shape (C,)
+        ``+/-1`` for classification, zeros for regression.
+    theta0 : Array, shape (d,)
+        Initial iterate ``theta_0``.
+    noise, epsilon, ridge : Array, scalar
+        Label noise ``sigma`` (0 for classification), attack radius ``eps`` and explicit
+        ridge ``delta``.
+    loss : Loss
+        The loss ``l(r, y)``.
+    task : str
+        ``"regression"`` or ``"classification"``.
+    """
+
+    eigenvalues: Array
+    theta_star: Array
+    means: Array
+    weights: Array
+    labels: Array
+    theta0: Array
+    noise: Array
+    epsilon: Array
+    ridge: Array
+    loss: Loss
+    task: str = eqx.field(static=True)
+
+    @property
+    def d(self) -> int:
+        """Dimension ``d``."""
+        return self.theta_star.shape[-1]
+
+    @property
+    def n_components(self) -> int:
+        """Number of mixture components ``C``."""
+        return self.weights.shape[0]
+
+    # The ODE, the statistics and the fixed points only need the per-direction products of
+    # the constant vectors (THEORY 5): a binned instance (advdyn.spectral) supplies the same
+    # names as bin averages, with ``multiplicity`` the number of directions per bin.
+    @property
+    def multiplicity(self) -> None:
+        """Directions represented by each entry: ``None`` means one each (per-direction)."""
+        return None
+
+    @property
+    def teacher2(self) -> Array:
+        """``theta*_i^2``, shape ``(d,)``."""
+        return self.theta_star**2
+
+    @property
+    def teacher_mean(self) -> Array:
+        """``theta*_i mu_{c,i}``, shape ``(C, d)``."""
+        return self.theta_star * self.means
+
+    @property
+    def mean_mean(self) -> Array:
+        """``mu_{c,i} mu_{c',i}``, shape ``(C, C, d)``."""
+        return self.means[:, None, :] * self.means[None, :, :]
+
+    def initial_state(self):
+        """Per-direction state of ``theta_0`` (products of the coordinates of ``theta_0 - theta*``).
+
+        Returns
+        -------
+        DirectionState
+            float64 state at ``t = 0``.
+        """
+        return DirectionState.from_iterate(self.theta0, self)
+
+
+def _seed_sequences(seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
+    instance_seq, stream_seq = np.random.SeedSequence(seed).spawn(2)
+    return instance_seq, stream_seq
+
+
+def stream_key(seed: int) -> Array:
+    """JAX key of the SGD sample stream, independent of the instance draw.
+
+    Parameters
+    ----------
+    seed : int
+        ``config.seed``; the key comes from the second of the two seeds spawned from it.
+
+    Returns
+    -------
+    jax.Array
+        A typed PRNG key (``jax.random.key``).
+    """
+    _, stream_seq = _seed_sequences(seed)
+    return jax.random.key(int(stream_seq.generate_state(1, dtype=np.uint32)[0]))
+
+
+
+

@@ -1,0 +1,216 @@
+"""Adversarial homogenized SGD: the SDE of THEORY section 8, by Euler-Maruyama.
+
+    dTheta_t = -gamma_t grad Rtilde(Theta_t) dt + gamma_t sqrt( sum_c pi_c I_c K_c / d ) dB_t
+
+In the eigenbasis both terms are per coordinate: the drift is the exact expected gradient
+``D_i Theta_i + H_i theta*_i + f_i`` of :mod:`advdyn.drift` (THEORY 4) and the noise is
+independent across coordinates with variance ``N_i / d`` per unit time,
+``N_i = sum_c pi_c lambda_{c,i} I_c``. The coefficients are evaluated at the statistics of
+the iterate itself (``O(C d)`` a step, like the per-sample gradient of SGD).
+
+Discretisation
+--------------
+Euler-Maruyama with ``dt = 1/d``, one step per SGD step, so the SDE uses SGD's
+step-aligned grid (:func:`advdyn.sgd.time_grid`) and the step ``k`` is at ``t = k/d``:
+
+    Theta_{k+1} = Theta_k - (gamma_k / d) (D Theta_k + H theta* + f)
+                  + gamma_k sqrt(N / d) sqrt(dt) z_k,          z_k ~ N(0, I_d),
+
+i.e. the noise increment has standard deviation ``gamma_k sqrt(N_i) / d``. The
+Euler-Maruyama error at ``dt = 1/d`` is ``O(1/d)`` on the statistics, below the
+``O(d^{-1/2})`` fluctuations that separate any finite-``d`` run from the ODE.
+
+Precision
+---------
+The iterate and the Gaussian increments are kept in ``dtype`` (float32 by default, as for
+SGD). The statistics are reduced in ``dtype`` and returned in float64
+(:func:`~advdyn.statistics.statistics`); every drift coefficient (``h_c``, ``e_c``,
+``I_c``, ``rho``, hence ``D``, ``H``, ``f``, ``N``) and the increment are evaluated in
+float64 and rounded once into ``dtype`` when added to the iterate. With
+``dtype = "float64"`` everything is float64.
+
+Randomness
+----------
+For the stream key ``key`` (:func:`advdyn.problem.stream_key`, the same key SGD gets) the
+SDE uses its own stream ``fold_in(key, HSGD_STREAM)``, so SGD and the SDE of the same seed
+are independent (SGD's replicate keys are ``fold_in(key, r)`` with small ``r``; the constant
+is far outside that range). Replicate ``r`` uses ``fold_in(hsgd_key, r)`` and draws the
+increments of block ``b`` (``block`` steps, shape ``(block, d)``) from
+``fold_in(replicate_key, b)``, as SGD does for its samples: results are reproducible for
+a given ``(seed, block)`` and adding replicates leaves the existing ones unchanged.
+
+Why not diffrax here
+--------------------
+diffrax's ``Euler`` with a ``ControlTerm`` and a Brownian path solves the same scheme, and
+``tests/test_hsgd.py`` checks this module against it step for step (same Brownian
+increments, float64). For the simulator itself a hand-written ``lax.scan`` is used:
+``VirtualBrownianTree`` pays a tree descent of ``d``-dimensional draws for every step, and
+``UnsafeBrownianPath`` draws each step's ``d`` normals separately (keyed by the bits of
+``t``), while drawing them in blocks of 64 steps is what keeps the random draws cheap for
+SGD (``docs/benchmarks.md``); at ``dt = 1/d`` there are ``d t_max`` steps, so the
+per-step overhead of the generic solver loop also matters. The scan reuses the SGD driver
+(grid, records, divergence check, progress bar; :func:`advdyn.sgd._simulate`) and its
+single recording function, so SGD and the SDE report identical quantities.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from advdyn.precision import float64
+from advdyn.problem.instance import ProblemInstance
+from advdyn.simulate.sgd import Progress, _simulate
+from advdyn.solution import Solution
+from advdyn.theory.drift import drift_terms
+from advdyn.theory.rates import LearningRate
+from advdyn.theory.stationary import StationaryPoint
+from advdyn.theory.statistics import DirectionState, statistics
+
+Array = jax.Array
+
+HSGD_STREAM = 0x48534744
+"""``fold_in`` constant (ASCII ``"HSGD"``) that separates the SDE's stream from SGD's."""
+
+
+def _euler_maruyama(theta, z, gamma, state: DirectionState, instance: ProblemInstance):
+    """One step from ``theta`` whose state is ``state``; float64 increment, rounded once."""
+    terms = drift_terms(statistics(state, instance), instance)
+    f64 = jnp.float64
+    th = theta.astype(f64)
+    drift = terms.D * th + terms.H * instance.theta_star + terms.mean_term(instance.means)
+    d = instance.d
+    gamma = jnp.asarray(gamma, f64)
+    # noise sd per step: gamma sqrt(N_i / d) sqrt(dt), dt = 1/d
+    increment = -(gamma / d) * drift + (gamma / d) * jnp.sqrt(terms.N) * z.astype(f64)
+    return (th + increment).astype(theta.dtype)
+
+
+def hsgd_step(theta, z, gamma, instance: ProblemInstance):
+    """One Euler-Maruyama step of the homogenized SGD with ``dt = 1/d``.
+
+    Parameters
+    ----------
+    theta : Array, shape (d,)
+        Current iterate in the eigenbasis.
+    z : Array, shape (d,)
+        Standard Gaussian increment (the Brownian increment divided by ``sqrt(dt)``).
+    gamma : scalar
+        Learning rate ``gamma_t``.
+    instance : ProblemInstance
+
+    Returns
+    -------
+    Array
+        ``theta - (gamma/d) (D theta + H theta* + f) + (gamma/d) sqrt(N) z`` in
+        ``theta``'s dtype, with the coefficients of THEORY 4 evaluated at ``theta``.
+    """
+    return _euler_maruyama(theta, z, gamma, DirectionState.from_iterate(theta, instance), instance)
+
+
+def _hsgd_block(theta, key, b, instance: ProblemInstance, lr: LearningRate, block: int):
+    """Advance one replicate by the ``block`` Euler-Maruyama steps of block ``b``."""
+    d = instance.d
+    z = jax.random.normal(jax.random.fold_in(key, b), (block, d), theta.dtype)
+    steps = b * block + jnp.arange(block)
+
+    def step(theta, inputs):
+        z_k, k = inputs
+        state = DirectionState.from_iterate(theta, instance)
+        gamma = lr(k / d, state if lr.needs_state else None, instance)
+        return _euler_maruyama(theta, z_k, gamma, state, instance), None
+
+    theta, _ = jax.lax.scan(step, theta, (z, steps))
+    return theta
+
+
+def hsgd_keys(key: Array, replicates: int) -> Array:
+    """Per-replicate keys of the SDE's stream: ``fold_in(fold_in(key, HSGD_STREAM), r)``.
+
+    Parameters
+    ----------
+    key : jax.random key
+        Stream key (:func:`advdyn.problem.stream_key`), the same one SGD receives.
+    replicates : int
+        Number of replicates.
+
+    Returns
+    -------
+    Array
+        ``replicates`` keys.
+    """
+    base = jax.random.fold_in(key, HSGD_STREAM)
+    return jax.vmap(lambda r: jax.random.fold_in(base, r))(jnp.arange(replicates))
+
+
+@float64
+def simulate_hsgd(
+    instance: ProblemInstance,
+    lr: LearningRate,
+    key: Array,
+    *,
+    t_max: float,
+    n_times: int = 51,
+    replicates: int = 4,
+    dtype: str = "float32",
+    block_size: int = 64,
+    divergence_factor: float = 1e6,
+    progress: Progress | None = None,
+    optimum: StationaryPoint | None = None,
+    attrs: dict | None = None,
+) -> Solution:
+    """Simulate adversarial homogenized SGD and record population quantities on a time grid.
+
+    Same signature, grid and outputs as :func:`advdyn.sgd.simulate_sgd`; see the module
+    docstring for the scheme, the precision policy and the random stream.
+
+    Parameters
+    ----------
+    instance : ProblemInstance
+        All replicates start from ``instance.theta0`` on the same instance.
+    lr : LearningRate
+        Learning-rate rule; state-dependent rules get the iterate's state at every step.
+    key : jax.random key
+        Stream key (:func:`advdyn.problem.stream_key`); the SDE derives its own stream
+        from it (``fold_in(key, HSGD_STREAM)``), independent of SGD's.
+    t_max : float
+        Horizon in units of ``t = k / d``.
+    n_times : int
+        Requested number of recording times (including ``t = 0``); see
+        :func:`advdyn.sgd.time_grid`.
+    replicates : int
+        Independent Brownian paths.
+    dtype : {"float32", "float64"}
+        Precision of the iterate and of the Gaussian increments (coefficients and
+        increments are computed in float64).
+    block_size : int
+        Maximum number of steps whose increments are drawn at once. Part of the
+        random-stream definition: change it and the draws change.
+    divergence_factor : float
+        Stop when the adversarial risk exceeds this factor times ``max(initial risk, 1)``.
+    progress : callable, optional
+        ``progress(advance, total)`` after every recording interval (see
+        :func:`~advdyn.simulate.simulate_sgd`).
+    optimum : StationaryPoint, optional
+        The adversarial optimum for ``dist_to_opt`` (computed when omitted).
+    attrs : dict, optional
+        Extra dataset attributes.
+
+    Returns
+    -------
+    Solution
+        ``ys`` of shape ``(replicate, time)`` (those of
+        :class:`~advdyn.theory.recording.Recorder`); ``method = "hsgd"``.
+
+    Raises
+    ------
+    DivergenceError
+        If the risk becomes non-finite or exceeds the divergence threshold.
+    """
+    scheme = {"scheme": "euler-maruyama, dt = 1/d", "stream": f"fold_in(key, {HSGD_STREAM:#x})"}
+    return _simulate(
+        "hsgd", _hsgd_block, instance, lr, hsgd_keys(key, replicates), t_max=t_max,
+        n_times=n_times, dtype=dtype, block_size=block_size,
+        divergence_factor=divergence_factor, progress=progress, optimum=optimum,
+        attrs={**scheme, **(attrs or {})},
+    )

@@ -1,0 +1,32 @@
+"""The deterministic equivalent of streaming adversarial SGD (THEORY sections 3-9).
+
+Statistics and expectations, the drift, learning-rate rules, the ODE, the adversarial
+optimum and the constant-rate limit, the ridge equivalence and spectral bins. Pure
+mathematics in float64 (:mod:`advdyn.precision`); solvers return
+:class:`~advdyn.solution.Solution` pytrees.
+"""
+
+from advdyn.theory.equivalence import solve_ridge_ode
+from advdyn.theory.ode import solve_ode
+from advdyn.theory.rates import Constant, Decay, LearningRate, LineSearch, Polyak
+from advdyn.theory.spectral import BinnedInstance, bin_instance
+from advdyn.theory.stationary import StationaryPoint, adversarial_optimum, constant_rate_limit
+from advdyn.theory.statistics import Statistics, expectations, statistics
+
+__all__ = [
+    "BinnedInstance",
+    "Constant",
+    "Decay",
+    "LearningRate",
+    "LineSearch",
+    "Polyak",
+    "StationaryPoint",
+    "Statistics",
+    "adversarial_optimum",
+    "bin_instance",
+    "constant_rate_limit",
+    "expectations",
+    "solve_ode",
+    "solve_ridge_ode",
+    "statistics",
+]

@@ -1,0 +1,259 @@
+"""Learning-rate rules ``gamma_t`` (THEORY section 6).
+
+A rule is a small immutable module called as ``rule(t, state, instance)`` where ``state``
+is the current :class:`~advdyn.statistics.DirectionState` (the ODE's state, or for SGD the
+state built from the iterate's own coordinates). Rules that ignore the state set
+``needs_state = False`` so that simulators can skip building it; state-dependent rules
+(Polyak, exact line search) plug into the same interface.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from advdyn.theory.drift import flow
+from advdyn.theory.statistics import DirectionState, direction_sum, expectations, statistics
+
+Array = jax.Array
+
+
+def _as_f64(x) -> Array:
+    # rule parameters are float64 arrays, i.e. traced leaves: a jitted solver compiled for
+    # one rate is reused for every other rate instead of recompiling per Python float
+    # (NumPy float64: kept exactly even when JAX's x64 is off at construction time)
+    return np.asarray(x, dtype=np.float64)
+
+
+class LearningRate(eqx.Module):
+    """Base class: ``gamma_t = rule(t, state, instance)``.
+
+    Attributes
+    ----------
+    needs_state : bool
+        Class-level flag: whether the rule reads ``state`` and ``instance``.
+    """
+
+    needs_state: ClassVar[bool] = False
+
+    def __call__(self, t, state=None, instance=None) -> Array:
+        """Learning rate ``gamma_t`` at time ``t``.
+
+        Parameters
+        ----------
+        t : scalar
+            Time ``t = k/d``.
+        state : DirectionState, optional
+            Current state; only read when ``needs_state``.
+        instance : ProblemInstance, optional
+            The problem; only read when ``needs_state``.
+
+        Returns
+        -------
+        Array
+            A float64 scalar.
+        """
+        raise NotImplementedError
+
+
+class Constant(LearningRate):
+    """Constant rule ``gamma_t = gamma``.
+
+    Parameters
+    ----------
+    gamma : float
+        The learning rate.
+    """
+
+    gamma: Array = eqx.field(converter=_as_f64)
+
+    def __call__(self, t, state=None, instance=None):
+        """Learning rate ``gamma_t = gamma``.
+
+        Parameters
+        ----------
+        t : scalar
+            Time ``t = k/d`` (only its shape and tracing matter).
+        state, instance : optional
+            Ignored.
+
+        Returns
+        -------
+        Array
+            ``gamma`` as a float64 scalar.
+        """
+        return jnp.asarray(self.gamma, jnp.float64) + 0.0 * jnp.asarray(t, jnp.float64)
+
+
+class Decay(LearningRate):
+    """Decaying rule ``gamma_t = gamma0 (1 + t / tau)^(-beta)``.
+
+    Parameters
+    ----------
+    gamma0 : float
+        Initial learning rate.
+    tau : float
+        Time scale of the decay.
+    beta : float
+        Decay exponent.
+    """
+
+    gamma0: Array = eqx.field(converter=_as_f64)
+    tau: Array = eqx.field(converter=_as_f64, default=1.0)
+    beta: Array = eqx.field(converter=_as_f64, default=1.0)
+
+    def __call__(self, t, state=None, instance=None):
+        """Learning rate ``gamma_t = gamma0 (1 + t / tau)^(-beta)``.
+
+        Parameters
+        ----------
+        t : scalar
+            Time ``t = k/d``.
+        state, instance : optional
+            Ignored.
+
+        Returns
+        -------
+        Array
+            A float64 scalar.
+        """
+        t = jnp.asarray(t, jnp.float64)
+        return self.gamma0 * (1.0 + t / self.tau) ** (-self.beta)
+
+
+def objective(state: DirectionState, instance) -> Array:
+    """Training objective ``R_eps + delta/2 |theta|^2`` at a per-direction state.
+
+    Parameters
+    ----------
+    state : DirectionState
+        ODE state or the state of an iterate.
+    instance : ProblemInstance or BinnedInstance
+        The problem the state belongs to.
+
+    Returns
+    -------
+    Array, scalar
+        The regularised adversarial risk (float64).
+    """
+    stats = statistics(state, instance)
+    ex = expectations(stats, instance)
+    return instance.weights @ ex.adv_risk + 0.5 * instance.ridge * stats.norm2
+
+
+def _f64(state: DirectionState) -> DirectionState:
+    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), state)
+
+
+def mean_eigenvalue(instance) -> Array:
+    """``tr K / d`` with ``K = sum_c pi_c K_c`` (the Polyak normalisation of THEORY 6).
+
+    Parameters
+    ----------
+    instance : ProblemInstance or BinnedInstance
+        The problem (per-direction or binned: sums use its multiplicity).
+
+    Returns
+    -------
+    Array, scalar
+        ``sum_i sum_c pi_c lambda_{c,i} / d``.
+    """
+    return direction_sum(instance.weights @ instance.eigenvalues, instance) / instance.d
+
+
+class Polyak(LearningRate):
+    """Idealised Polyak rate (THEORY 6), capped at ``gamma_max``:
+
+        gamma_t = (Rtilde(t) - Rtilde^*) / ( (tr K / (2d)) * I(t) ),   I = sum_c pi_c I_c,
+
+    with ``Rtilde = R_eps + delta/2 |theta|^2`` the training objective and ``Rtilde^*`` its
+    minimum (:func:`advdyn.stationary.adversarial_optimum`); without ridge this is THEORY's
+    ``R_eps - R_eps^*``. With ``eps = 0``, noiseless least squares and ``K = lambda I`` it
+    equals ``1 / lambda = d / tr K``. Negative values (a state below the optimum, possible
+    for SGD by fluctuation) are clipped to 0.
+
+    Parameters
+    ----------
+    min_objective : float
+        ``Rtilde^*``.
+    gamma_max : float
+        Cap.
+    """
+
+    min_objective: Array = eqx.field(converter=_as_f64)
+    gamma_max: Array = eqx.field(converter=_as_f64, default=10.0)
+    needs_state: ClassVar[bool] = True
+
+    def __call__(self, t, state=None, instance=None):
+        # docstring: _STATE_RULE_DOC (shared with LineSearch)
+        state = _f64(state)
+        stats = statistics(state, instance)
+        ex = expectations(stats, instance)
+        obj = instance.weights @ ex.adv_risk + 0.5 * instance.ridge * stats.norm2
+        noise = instance.weights @ ex.I
+        denom = 0.5 * mean_eigenvalue(instance) * noise
+        # I = 0 only at an exact interpolating optimum (no noise, no attack): nothing to do
+        gamma = jnp.where(denom > 0, (obj - self.min_objective) / jnp.where(denom > 0, denom, 1.0),
+                          0.0)
+        return jnp.clip(gamma, 0.0, self.gamma_max)
+
+
+class LineSearch(LearningRate):
+    """Idealised exact line search along the ODE (THEORY 6), capped at ``gamma_max``.
+
+    Along the ODE ``dRtilde/dt = gamma A + gamma^2 C`` with ``A`` the derivative of the
+    objective along the drift part of the velocity and ``C`` along the noise part
+    (:func:`advdyn.drift.flow`), both by forward-mode autodiff. The rate minimising this
+    instantaneous change is ``-A / (2C)``, clipped to ``[0, gamma_max]``. For SGD and the
+    SDE it is evaluated at the iterate's own state, ``O(d)`` per step.
+
+    With an attack (``eps > 0``) the noise part ``C`` contains ``eps / (2|theta|)`` times
+    the noise's push on ``|theta|^2``, unbounded as ``|theta| -> 0``: from ``theta_0 = 0``
+    the rule gives rates proportional to ``|theta|`` and the dynamics barely move. Start
+    from a non-zero ``theta_0`` (THEORY section 2 prefers one anyway).
+
+    Parameters
+    ----------
+    gamma_max : float
+        Cap (also used when ``C <= 0``).
+    """
+
+    gamma_max: Array = eqx.field(converter=_as_f64, default=10.0)
+    needs_state: ClassVar[bool] = True
+
+    def __call__(self, t, state=None, instance=None):
+        # docstring: _STATE_RULE_DOC (shared with Polyak)
+        state = _f64(state)
+        drift, noise = flow(state, instance)
+        f = lambda s: objective(s, instance)  # noqa: E731
+        _, A = jax.jvp(f, (state,), (drift,))
+        _, Cn = jax.jvp(f, (state,), (noise,))
+        safe = jnp.where(Cn > 0, Cn, 1.0)
+        gamma = jnp.where(Cn > 0, -A / (2 * safe), self.gamma_max)
+        return jnp.clip(gamma, 0.0, self.gamma_max)
+
+
+_STATE_RULE_DOC = """{name} rate at ``state``, in ``[0, gamma_max]`` (see the class docstring).
+
+Parameters
+----------
+t : scalar
+    Time (unused: the rule depends on the state only).
+state : DirectionState
+    ODE state, or the iterate's own state for SGD and the SDE.
+instance : ProblemInstance or BinnedInstance
+    The problem the state belongs to.
+
+Returns
+-------
+Array
+    float64 scalar in ``[0, gamma_max]``.
+"""
+Polyak.__call__.__doc__ = _STATE_RULE_DOC.format(name="Polyak")
+LineSearch.__call__.__doc__ = _STATE_RULE_DOC.format(name="Line-search")
+
+

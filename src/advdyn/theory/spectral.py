@@ -1,0 +1,326 @@
+"""Spectral quadrature: the ODE over bins of the spectrum instead of ``d`` directions.
+
+THEORY section 9. The per-direction ODE (:mod:`advdyn.ode`) is linear in the state of each
+direction once the low-dimensional statistics are fixed, and its coefficients depend on the
+direction only through its eigenvalues ``lambda_{c,i}``. Summing the equations of a group of
+directions that share their eigenvalues therefore gives *exactly* the equation of the
+group's averaged state, with the group's size as a weight. Spectral quadrature groups
+directions into bins of (nearly) equal eigenvalues and carries one averaged state per bin:
+
+* per bin ``b`` the multiplicity ``n_b`` (number of directions), the multiplicity-weighted
+  mean eigenvalue of every component, the bin averages of the constant products
+  ``theta*_i^2``, ``theta*_i mu_{c,i}``, ``mu_{c,i} mu_{c',i}`` and of the initial state;
+* :func:`advdyn.ode.solve_ode` runs unchanged on the resulting :class:`BinnedInstance`
+  (sums over directions become ``x @ multiplicity``), at a cost ``O(C^2 n_bins)`` per
+  right-hand side, independent of ``d``; ``d`` only enters the ``gamma^2 N / d`` noise term.
+
+Discretisation error. Within a bin the eigenvalue spreads around the bin mean; the exact
+bin sum of ``lambda_i s_i(t)`` differs from ``lambda_b s_b(t)`` by the within-bin covariance
+of the eigenvalue and the state. With the mean eigenvalue as representative the first-order
+term vanishes (a one-point Gauss rule per bin), so the error is second order in the bin
+width: ``O(sum_b n_b Var_b(lambda) * |d^2 (lambda s)/d lambda^2|)``. For a risk decaying like
+``exp(-2 gamma h lambda t)`` the relative error of a bin of width ``w`` is about
+``(2 gamma h t w)^2 / 24``; it falls as ``n_bins^-2`` (:func:`converge_bins` checks it by
+doubling). Bins whose directions share their eigenvalues (identity, two-level, atoms) are
+exact.
+
+Two constructions:
+
+* :func:`bin_instance` bins a realised :class:`~advdyn.problem.ProblemInstance` (any
+  spectrum, including files): directions are sorted by the key
+  ``kappa_i = sum_c pi_c lambda_{c,i}`` (the eigenvalue itself for a common spectrum; for
+  components with different spectra, the mean covariance's eigenvalue, which is what the
+  drift coefficient ``D_i`` follows) and cut into bins of equal counts (``"quantile"``) or of
+  geometrically growing counts from the top of the spectrum (``"log"``, for power laws);
+  ties are never split and a spectrum with at most ``n_bins`` distinct eigenvalue tuples gets
+  one exact bin per tuple. Products are the realised bin averages.
+* :func:`binned_from_config` builds the bins directly from a
+  :class:`~advdyn.config.ProblemConfig` whose spectra are isotropic given the eigenvalue
+  (``identity``, ``two_level``, ``uniform``, ``power_law``, ``marchenko_pastur``) and whose
+  init is Gaussian, without drawing an instance or materialising ``d``-vectors: the bins are
+  ranges of direction indices of the deterministic spectra of :mod:`advdyn.spectra`, and the
+  products are their expectations under :func:`~advdyn.problem.instantiate`'s isotropic draws
+  (``theta*_i^2 -> |theta*|^2/d``, ``E theta0_i^2 = scale^2/d``, ...). This is the ``d -> inf``
+  deterministic equivalent of the realised path: the two agree up to the ``O(d^-1/2)``
+  fluctuations of the draw.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from advdyn.precision import float64
+from advdyn.problem.instance import AbstractInstance
+from advdyn.problem.losses import Loss
+from advdyn.problem.state import DirectionState
+
+Array = jax.Array
+
+#: spectrum kinds that :func:`binned_from_config` handles without drawing an instance
+ISOTROPIC_KINDS = ("identity", "two_level", "uniform", "power_law", "marchenko_pastur")
+
+
+class BinnedInstance(AbstractInstance):
+    """A problem in spectral bins: the attribute interface the ODE and statistics read.
+
+    Every per-direction array of :class:`~advdyn.problem.ProblemInstance` is replaced by its
+    bin average; ``multiplicity`` says how many directions each bin stands for. Build one
+    with :func:`bin_instance` or :func:`binned_from_config`.
+
+    Attributes
+    ----------
+    eigenvalues : Array, shape (C, B)
+        Multiplicity-weighted mean eigenvalue of each component in each bin.
+    multiplicity : Array, shape (B,)
+        Number of directions per bin (float; sums to ``d``).
+    teacher2 : Array, shape (B,)
+        Bin average of ``theta*_i^2``.
+    teacher_mean : Array, shape (C, B)
+        Bin average of ``theta*_i mu_{c,i}``.
+    mean_mean : Array, shape (C, C, B)
+        Bin average of ``mu_{c,i} mu_{c',i}``.
+    init_err2, init_err_teacher : Array, shape (B,)
+        Bin averages of ``e_i^2`` and ``e_i theta*_i`` at ``t = 0`` (``e = theta_0 - theta*``).
+    init_err_mean : Array, shape (C, B)
+        Bin average of ``e_i mu_{c,i}`` at ``t = 0``.
+    weights, labels : Array, shape (C,)
+        Mixture weights and labels, as in :class:`~advdyn.problem.ProblemInstance`.
+    noise, epsilon, ridge : Array, scalar
+        Label noise, attack radius and explicit ridge.
+    loss : Loss
+        The loss.
+    task : str
+        ``"regression"`` or ``"classification"``.
+    d : Array, scalar
+        The true dimension as a float64 scalar (it only scales the SGD noise term
+        ``gamma^2 N / d``; being an array, a new ``d`` does not trigger a recompilation).
+    """
+
+    eigenvalues: Array
+    multiplicity: Array
+    teacher2: Array
+    teacher_mean: Array
+    mean_mean: Array
+    init_err2: Array
+    init_err_teacher: Array
+    init_err_mean: Array
+    weights: Array
+    labels: Array
+    noise: Array
+    epsilon: Array
+    ridge: Array
+    loss: Loss
+    d: Array
+    task: str = eqx.field(static=True)
+
+    @property
+    def n_components(self) -> int:
+        """Number of mixture components ``C``."""
+        return self.weights.shape[0]
+
+    @property
+    def dimension(self) -> int:
+        """The true dimension ``d`` as a Python int (outside of traced code)."""
+        return round(float(self.d))
+
+    @property
+    def n_bins(self) -> int:
+        """Number of bins ``B``."""
+        return self.multiplicity.shape[0]
+
+    def initial_state(self):
+        """Bin-averaged state at ``t = 0``.
+
+        Returns
+        -------
+        DirectionState
+            ``(init_err2, init_err_teacher, init_err_mean)`` as float64 arrays.
+        """
+        return DirectionState(self.init_err2, self.init_err_teacher, self.init_err_mean)
+
+
+def _f64(x) -> Array:
+    return jnp.asarray(np.asarray(x, dtype=np.float64))
+
+
+# ----------------------------------------------------------------------------- bin edges
+def _rank_edges(n: int, n_bins: int, spacing: str) -> np.ndarray:
+    """Edges ``0 = e_0 < ... < e_B = n`` of bins of ranks ``[e_j, e_{j+1})``.
+
+    ``"quantile"``: equal counts. ``"log"``: counts growing geometrically from rank 0, the
+    first bins holding single ranks, with as close to ``n_bins`` bins as rounding allows.
+    """
+    n_bins = max(1, min(n_bins, n))
+    if spacing == "quantile":
+        return np.unique(np.round(np.linspace(0, n, n_bins + 1)).astype(np.int64))
+    # geometric edges in rank + 1 (1 .. n + 1); rounding merges the first ones, so search
+    # for the number of geometric points that yields n_bins distinct edges
+    lo, hi = n_bins + 1, 64 * (n_bins + 1)
+
+    def edges(m):
+        return np.unique(np.round(np.geomspace(1, n + 1, m)).astype(np.int64)) - 1
+
+    while len(edges(hi)) - 1 < n_bins and hi < 1 << 24:
+        hi *= 2
+    while lo < hi:  # smallest m giving at least n_bins bins
+        mid = (lo + hi) // 2
+        if len(edges(mid)) - 1 >= n_bins:
+            hi = mid
+        else:
+            lo = mid + 1
+    return edges(lo)
+
+
+def _resolve_spacing(spacing: str, key: np.ndarray) -> str:
+    if spacing not in ("auto", "quantile", "log"):
+        raise ValueError(f"spacing must be 'auto', 'quantile' or 'log', got {spacing!r}")
+    if spacing != "auto":
+        return spacing
+    positive = key[key > 0]
+    # a spectrum spanning more than two decades (power laws) needs resolution at its top
+    return "log" if positive.size and positive.max() > 100 * positive.min() else "quantile"
+
+
+# ----------------------------------------------------------------------------- realised
+def bin_assignment(
+    eigenvalues, weights, n_bins: int, spacing: str = "auto"
+) -> tuple[np.ndarray, int]:
+    """Assign every direction of a realised spectrum to a bin.
+
+    Parameters
+    ----------
+    eigenvalues : array_like, shape (C, d)
+        ``lambda_{c,i}``.
+    weights : array_like, shape (C,)
+        Mixture weights ``pi_c`` (define the key ``kappa_i = sum_c pi_c lambda_{c,i}``).
+    n_bins : int
+        Requested number of bins (at least 1).
+    spacing : {"auto", "quantile", "log"}
+        ``"quantile"``: equal counts in the key's rank; ``"log"``: counts growing
+        geometrically from the largest key (single directions at the top of a power law);
+        ``"auto"``: ``"log"`` when the positive keys span more than a factor 100.
+
+    Returns
+    -------
+    index : ndarray of int, shape (d,)
+        Bin of each direction, ``0 .. n_used - 1`` (bins ordered by decreasing key).
+    n_used : int
+        Number of non-empty bins. When the directions have at most ``n_bins`` distinct
+        eigenvalue tuples, there is one bin per tuple (exact quadrature); otherwise bins never
+        split a run of equal keys, so ``n_used`` may be slightly below ``n_bins``.
+    """
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    lam = lam.reshape(-1, lam.shape[-1])
+    d = lam.shape[-1]
+    distinct, inverse = np.unique(lam, axis=1, return_inverse=True)
+    inverse = np.asarray(inverse).reshape(-1)
+    if distinct.shape[1] <= n_bins:
+        # exact: one bin per distinct eigenvalue tuple, ordered by decreasing key
+        key_u = np.asarray(weights, dtype=np.float64) @ distinct
+        order = np.argsort(-key_u, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        return rank[inverse], int(distinct.shape[1])
+    key = np.asarray(weights, dtype=np.float64) @ lam
+    order = np.argsort(-key, kind="stable")
+    sorted_key = key[order]
+    edges = _rank_edges(d, n_bins, _resolve_spacing(spacing, key))
+    # never split a run of equal keys: move an edge to the end of the run it falls in
+    neg = -sorted_key
+    inner = edges[1:-1]
+    tie = sorted_key[inner - 1] == sorted_key[inner]
+    inner = np.where(tie, np.searchsorted(neg, neg[inner], side="right"), inner)
+    edges = np.unique(np.concatenate([[0], inner, [d]]))
+    pos_bin = np.searchsorted(edges, np.arange(d), side="right") - 1
+    index = np.empty(d, dtype=np.int64)
+    index[order] = pos_bin
+    return index, len(edges) - 1
+
+
+@float64
+def bin_instance(instance, n_bins: int, spacing: str = "auto") -> BinnedInstance:
+    """Spectral bins of a realised problem instance.
+
+    Parameters
+    ----------
+    instance : ProblemInstance
+        A drawn instance (any spectrum).
+    n_bins : int
+        Requested number of bins; see :func:`bin_assignment` for how they are formed.
+    spacing : {"auto", "quantile", "log"}
+        Bin spacing, see :func:`bin_assignment`.
+
+    Returns
+    -------
+    BinnedInstance
+        Per-bin multiplicity, multiplicity-weighted mean eigenvalues, and bin averages of the
+        realised products ``theta*_i^2``, ``theta*_i mu_{c,i}``, ``mu_{c,i} mu_{c',i}`` and
+        of the initial state. Sums over the bins reproduce every statistic of the instance
+        at ``t = 0`` exactly (up to rounding).
+    """
+    lam = np.asarray(instance.eigenvalues)
+    index, n_used = bin_assignment(lam, np.asarray(instance.weights), n_bins, spacing)
+    count = np.bincount(index, minlength=n_used).astype(np.float64)
+
+    def avg(x):
+        x = np.asarray(x, dtype=np.float64)
+        flat = x.reshape(-1, x.shape[-1])
+        out = np.stack([np.bincount(index, weights=row, minlength=n_used) for row in flat])
+        return (out / count).reshape(*x.shape[:-1], n_used)
+
+    s0 = instance.initial_state()
+    return BinnedInstance(
+        eigenvalues=_f64(avg(lam)),
+        multiplicity=_f64(count),
+        teacher2=_f64(avg(instance.teacher2)),
+        teacher_mean=_f64(avg(instance.teacher_mean)),
+        mean_mean=_f64(avg(instance.mean_mean)),
+        init_err2=_f64(avg(s0.err2)),
+        init_err_teacher=_f64(avg(s0.err_teacher)),
+        init_err_mean=_f64(avg(s0.err_mean)),
+        weights=instance.weights,
+        labels=instance.labels,
+        noise=instance.noise,
+        epsilon=instance.epsilon,
+        ridge=instance.ridge,
+        loss=instance.loss,
+        task=instance.task,
+        d=_f64(instance.d),
+    )
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+

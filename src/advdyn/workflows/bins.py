@@ -1,0 +1,209 @@
+"""Spectral bins in a run: the instances a config needs, the doubled-bins check and
+:func:`converge_bins` (double the bins until ``adv_risk`` stops changing)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from advdyn.config import schema as C
+from advdyn.config.build import binned_from_config, config_path_applies, instantiate
+from advdyn.io import to_dataset
+from advdyn.precision import float64
+from advdyn.theory.ode import solve_ode
+from advdyn.theory.spectral import BinnedInstance, bin_instance
+
+
+# ----------------------------------------------------------------------------- convergence
+@dataclass(frozen=True)
+class BinsConvergence:
+    """Outcome of :func:`converge_bins`.
+
+    Attributes
+    ----------
+    bins : int
+        Requested bin count of the accepted solution.
+    n_bins : int
+        Bins actually used (may be fewer: ties, exact spectra).
+    rel_change : float
+        Largest relative change of ``adv_risk`` over time between ``bins`` and the
+        previous (half) count; ``nan`` when only one count was tried.
+    converged : bool
+        Whether ``rel_change < tol``.
+    history : list of (int, float)
+        ``(bins, rel_change)`` for every count tried.
+    dataset : xarray.Dataset
+        The ODE solution at ``bins``.
+    """
+
+    bins: int
+    n_bins: int
+    rel_change: float
+    converged: bool
+    history: list
+    dataset: xr.Dataset
+
+
+def adv_risk_change(a: xr.Dataset, b: xr.Dataset) -> float:
+    """Largest relative difference of ``adv_risk`` between two ODE solutions on one grid.
+
+    Parameters
+    ----------
+    a, b : xarray.Dataset
+        Solutions with ``adv_risk`` on the same ``time`` coordinate.
+
+    Returns
+    -------
+    float
+        ``max_t |a - b| / |a|``.
+    """
+    ra, rb = np.asarray(a.adv_risk), np.asarray(b.adv_risk)
+    return float(np.max(np.abs(ra - rb) / np.abs(ra)))
+
+
+def make_binned(source, n_bins: int, spacing: str = "auto") -> BinnedInstance:
+    """Bins of a config (without an instance) or of a realised instance.
+
+    Parameters
+    ----------
+    source : ProblemConfig or ProblemInstance
+        A config is binned with :func:`binned_from_config`, an instance with
+        :func:`bin_instance`.
+    n_bins : int
+        Requested number of bins.
+    spacing : {"auto", "quantile", "log"}
+        Bin spacing.
+
+    Returns
+    -------
+    BinnedInstance
+    """
+    if isinstance(source, C.ProblemConfig):
+        return binned_from_config(source, n_bins, spacing)
+    return bin_instance(source, n_bins, spacing)
+
+
+@float64
+def converge_bins(
+    source,
+    lr,
+    times,
+    *,
+    bins: int = 32,
+    tol: float = 1e-4,
+    max_bins: int = 4096,
+    spacing: str = "auto",
+    **solve_kwargs,
+) -> BinsConvergence:
+    """Double the number of bins until ``adv_risk`` changes by less than ``tol``.
+
+    Since the quadrature error falls as ``n_bins^-2`` (module docstring), the change
+    between ``B`` and ``2B`` bins is about three times the remaining error at ``2B``.
+
+    Parameters
+    ----------
+    source : ProblemConfig or ProblemInstance
+        What to bin (see :func:`make_binned`).
+    lr : LearningRate
+        Learning-rate rule.
+    times : array_like
+        Recording times.
+    bins : int
+        First bin count.
+    tol : float
+        Accept when the largest relative change of ``adv_risk`` over time is below it.
+    max_bins : int
+        Stop doubling here (``converged`` is then false if the change is still too big).
+    spacing : {"auto", "quantile", "log"}
+        Bin spacing.
+    **solve_kwargs
+        Passed to :func:`advdyn.ode.solve_ode` (``rtol``, ``atol``, ...).
+
+    Returns
+    -------
+    BinsConvergence
+    """
+
+
+    binned = make_binned(source, bins, spacing)
+    prev = to_dataset(solve_ode(binned, lr, times, **solve_kwargs))
+    history = [(bins, math.nan)]
+    change = math.nan
+    # exact bins (every bin holds equal eigenvalues) cannot improve with more bins
+    while bins < max_bins:
+        finer = make_binned(source, 2 * bins, spacing)
+        if finer.n_bins == binned.n_bins:
+            change = 0.0
+            history.append((2 * bins, change))
+            bins, binned = 2 * bins, finer
+            break
+        ds = to_dataset(solve_ode(finer, lr, times, **solve_kwargs))
+        change = adv_risk_change(ds, prev)
+        bins, binned, prev = 2 * bins, finer, ds
+        history.append((bins, change))
+        if change < tol:
+            break
+    return BinsConvergence(bins, binned.n_bins, change, bool(change < tol), history, prev)
+
+
+def spectral_instances(config: C.Config):
+    """The realised instance and the ODE's binned instance a run needs.
+
+    Parameters
+    ----------
+    config : Config
+        A validated configuration.
+
+    Returns
+    -------
+    instance : ProblemInstance or None
+        The drawn instance; ``None`` when :func:`config_path_applies` (no simulator runs).
+    binned : BinnedInstance or None
+        ``None`` without ``run.bins``; built from the config when ``instance`` is ``None``,
+        else by :func:`bin_instance`.
+    """
+
+
+    bins = config.run.bins
+    if config_path_applies(config):
+        return None, binned_from_config(config.problem, bins)
+    instance = instantiate(config.problem)
+    return instance, (bin_instance(instance, bins) if bins is not None else None)
+
+
+def doubled_bins_check(config: C.Config, instance, binned: BinnedInstance, ds, solve) -> dict:
+    """Re-solve with twice the bins and report the change of ``adv_risk``.
+
+    Parameters
+    ----------
+    config : Config
+        The run's configuration (``run.bins``).
+    instance : ProblemInstance or None
+        The realised instance the bins came from, or ``None`` for the config path.
+    binned : BinnedInstance
+        The bins the run used.
+    ds : xarray.Dataset
+        Its ODE solution.
+    solve : callable
+        ``solve(binned_instance) -> Dataset`` (same grid, rule and tolerances).
+
+    Returns
+    -------
+    dict
+        ``bins`` (requested), ``bins_used``, ``bins_rel_change`` (largest relative change of
+        ``adv_risk`` over time with ``2 * bins``; about three times the quadrature error,
+        which falls as ``bins^-2``; 0 when the bins are already exact) and ``bins_source``
+        (``"config"`` or ``"instance"``).
+    """
+    source = config.problem if instance is None else instance
+    finer = make_binned(source, 2 * config.run.bins)
+    change = 0.0 if finer.n_bins == binned.n_bins else adv_risk_change(ds, solve(finer))
+    return {
+        "bins": int(config.run.bins),
+        "bins_used": int(binned.n_bins),
+        "bins_rel_change": float(change),
+        "bins_source": "config" if instance is None else "instance",
+    }

@@ -1,0 +1,217 @@
+"""Memory estimate of a run, and refusal of runs that cannot fit.
+
+:func:`estimate_memory` adds up the arrays a run holds at its peak (methods run one after
+the other, so the peak is the instance plus the largest method):
+
+* **instance** (float64, when drawn): eigenvalues and means ``C d``, teacher and ``theta_0``
+  ``d`` each, plus the draw's temporaries;
+* **ODE per direction** (float64): the state ``(2 + C) d`` held about 12 times by the Tsit5
+  stages and error control, the ``n_times`` saved states (kept, then turned into records
+  under ``vmap``: twice), and the constant products ``theta*_i^2``, ``theta*_i mu_{c,i}``,
+  ``mu_{c,i} mu_{c',i}``; with ``run.bins`` the same for ``B`` bins (negligible);
+* **SGD / HSGD** (``run.dtype``): per replicate, the iterate (carried and updated: 3 copies),
+  one sampling block ``block_size x d`` (Gaussian draws and the samples built from them: 2
+  copies), the recording state ``(2 + C) d`` plus its reductions, and the instance cast to the
+  simulation dtype.
+
+The estimate is an upper bound of the arrays' sizes, not of XLA's exact allocation; it is
+meant to catch runs that are off by factors (e.g. ``d = 10^7`` with many replicates or the
+per-direction ODE), not to pack memory to the last percent. :func:`check_memory` compares it
+with the memory available -- on a GPU the device's free memory (JAX's memory statistics),
+on the CPU ``MemAvailable`` of ``/proc/meminfo`` (or ``sysconf`` physical pages) -- or with
+``run.memory_limit_gb`` when set, and raises a :class:`~advdyn.errors.ConfigError` naming the
+fields to change.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from advdyn.config.schema import Config
+from advdyn.errors import ConfigError
+
+_ODE_STAGE_COPIES = 12  # Tsit5: 7 stages, y0, y1, error estimate, controller temporaries
+_SGD_ITERATE_COPIES = 3  # carried iterate, updated iterate, gradient step
+_SGD_SAMPLE_COPIES = 2  # Gaussian block z, samples x = mu + sqrt(lambda) z
+_SAFETY = 0.9  # use at most this fraction of the available memory
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Peak memory of a run, by part.
+
+    Attributes
+    ----------
+    parts : dict of str to int
+        Bytes of each part (``"instance"``, ``"ode"``, ``"sgd: iterates"``, ...).
+    peak : int
+        Estimated peak in bytes: the instance plus the largest method.
+    available : int
+        Bytes the run may use (``run.memory_limit_gb`` or the measured free memory).
+    source : str
+        Where ``available`` comes from.
+    """
+
+    parts: dict = field(default_factory=dict)
+    peak: int = 0
+    available: int = 0
+    source: str = ""
+
+    @property
+    def fits(self) -> bool:
+        """Whether ``peak <= 0.9 * available`` (a margin for XLA's own buffers)."""
+        return self.peak <= _SAFETY * self.available
+
+    def describe(self) -> str:
+        """One line: the parts in GB, the peak and the available memory."""
+        parts = ", ".join(f"{k} {_gb(v)}" for k, v in self.parts.items() if v)
+        return f"estimated peak {_gb(self.peak)} ({parts}); available {_gb(self.available)} " \
+               f"({self.source})"
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.3g} GB"
+
+
+def available_memory() -> tuple[int, str]:
+    """Memory a run can use on the default JAX device.
+
+    Returns
+    -------
+    bytes : int
+        On a GPU/TPU: ``bytes_limit - bytes_in_use`` from the device's memory statistics. On
+        the CPU: ``MemAvailable`` from ``/proc/meminfo``, else free physical pages from
+        ``os.sysconf``, else total physical pages.
+    source : str
+        Which of these was used.
+    """
+    try:
+        import jax
+
+        dev = jax.devices()[0]
+        if dev.platform != "cpu":
+            stats = dev.memory_stats() or {}
+            if "bytes_limit" in stats:
+                free = int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+                return free, f"{dev.platform} device memory"
+    except Exception:  # pragma: no cover - no usable device statistics
+        pass
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024, "MemAvailable in /proc/meminfo"
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    page = os.sysconf("SC_PAGE_SIZE")
+    for name in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):  # pragma: no cover - not Linux
+        try:
+            return int(os.sysconf(name)) * page, f"sysconf {name}"
+        except (ValueError, OSError):
+            continue
+    return 1 << 62, "unknown (not checked)"  # pragma: no cover
+
+
+def estimate_memory(config: Config, available: tuple[int, str] | None = None) -> MemoryEstimate:
+    """Estimate the peak memory of ``pipeline.run(config)``.
+
+    Parameters
+    ----------
+    config : Config
+        A validated configuration.
+    available : (int, str), optional
+        Bytes available and their source; default: ``run.memory_limit_gb`` when set, else
+        :func:`available_memory`.
+
+    Returns
+    -------
+    MemoryEstimate
+        Parts in bytes (see the module docstring for what each counts), peak and available.
+    """
+    from advdyn.config.build import config_path_applies
+
+    p, rc = config.problem, config.run
+    d, n_comp = p.d, len(p.resolved_components())
+    f64 = 8
+    item = 4 if rc.dtype == "float32" else 8
+    parts: dict[str, int] = {}
+    drawn = not config_path_applies(config)
+    # eigenvalues + means (C d), teacher, theta_0, draw temporaries (3 d)
+    parts["instance"] = (2 * n_comp + 5) * d * f64 if drawn else 0
+    if p.spectrum.kind == "covariance_file":
+        parts["instance"] += 3 * d * d * f64  # dense covariance, its eigenvectors, eigh work
+
+    method_parts: dict[str, dict[str, int]] = {}
+    if "ode" in rc.methods:
+        n = min(rc.bins, d) if rc.bins is not None else d
+        state = (2 + n_comp) * n * f64
+        consts = (1 + n_comp + n_comp**2) * n * f64
+        method_parts["ode"] = {
+            "ode": (_ODE_STAGE_COPIES + 2 * rc.n_times) * state + consts,
+        }
+    for m in ("sgd", "hsgd"):
+        if m in rc.methods:
+            R = rc.replicates
+            method_parts[m] = {
+                f"{m}: iterates": _SGD_ITERATE_COPIES * R * d * item,
+                f"{m}: samples": _SGD_SAMPLE_COPIES * R * rc.block_size * d * item,
+                f"{m}: recording": 2 * R * (2 + n_comp) * d * item + (2 * n_comp + 2) * d * item,
+            }
+    largest = max(method_parts.values(), key=lambda x: sum(x.values()), default={})
+    for mp in method_parts.values():
+        parts.update(mp)
+    peak = parts["instance"] + sum(largest.values())
+    if available is None:
+        if rc.memory_limit_gb is not None:
+            available = (int(rc.memory_limit_gb * 1e9), "run.memory_limit_gb")
+        else:
+            available = available_memory()
+    return MemoryEstimate(parts, int(peak), int(available[0]), available[1])
+
+
+def check_memory(config: Config, available: tuple[int, str] | None = None) -> MemoryEstimate:
+    """Refuse a run whose estimated peak memory exceeds 90% of the available memory.
+
+    Parameters
+    ----------
+    config : Config
+        A validated configuration.
+    available : (int, str), optional
+        Override of the available memory (see :func:`estimate_memory`).
+
+    Returns
+    -------
+    MemoryEstimate
+        The estimate, when the run fits.
+
+    Raises
+    ------
+    ConfigError
+        Naming the field whose reduction helps most (``run.block_size`` when the SGD sampling
+        blocks dominate, ``run.replicates`` for the iterates, ``run.bins`` for a
+        per-direction ODE, else ``problem.d``), with the estimate's breakdown and the other
+        fields to change (``problem.d``, ``run.replicates``, ``run.block_size``,
+        ``run.memory_limit_gb``).
+    """
+    est = estimate_memory(config, available)
+    if est.fits:
+        return est
+    rc = config.run
+    biggest = max(est.parts, key=est.parts.get)
+    if biggest.endswith("samples"):
+        field_ = "run.block_size"
+    elif biggest.endswith(("iterates", "recording")):
+        field_ = "run.replicates"
+    elif biggest == "ode" and rc.bins is None:
+        field_ = "run.bins"
+    else:
+        field_ = "problem.d"
+    raise ConfigError(
+        field_,
+        f"the run does not fit in memory: {est.describe()}, with problem.d = "
+        f"{config.problem.d}, run.replicates = {rc.replicates}, run.block_size = "
+        f"{rc.block_size}, run.dtype = {rc.dtype}. Reduce problem.d, run.replicates or "
+        f"run.block_size, use run.bins (spectral quadrature) for an ODE-only run, or set "
+        f"run.memory_limit_gb to override the limit",
+    )

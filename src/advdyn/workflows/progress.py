@@ -1,0 +1,93 @@
+"""A rich progress bar on standard error, or a no-op when disabled."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+@contextmanager
+def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Callable]:
+    """Yield ``advance(n)``; draws a bar of ``total`` units while the block runs.
+
+    Parameters
+    ----------
+    description : str
+        Label shown before the bar.
+    total : int
+        Number of units for a full bar.
+    enabled : bool
+        If false, nothing is drawn and ``advance`` does nothing.
+
+    Yields
+    ------
+    callable
+        ``advance(n)``: move the bar forward by ``n`` units.
+    """
+    if not enabled:
+        yield lambda n: None
+        return
+    console = Console(file=sys.stderr)
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+@contextmanager
+def progress_callback(
+    description: str, enabled: bool = True
+) -> Iterator[Callable[[int, int], None] | None]:
+    """Yield a ``progress(advance, total)`` callback for the solvers, or ``None`` if disabled.
+
+    The solvers in :mod:`advdyn.simulate` report progress through such a callback instead of
+    importing a progress bar; this adapts it to a rich bar whose length is the ``total`` of
+    the first call.
+
+    Parameters
+    ----------
+    description : str
+        Label shown before the bar.
+    enabled : bool
+        If false, yields ``None`` (the solver then reports nothing).
+
+    Yields
+    ------
+    callable or None
+        ``progress(advance, total)``.
+    """
+    if not enabled:
+        yield None
+        return
+    console = Console(file=sys.stderr)
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(description, total=None)
+
+        def report(advance: int, total: int) -> None:
+            bar.update(task, total=total, advance=advance)
+
+        yield report

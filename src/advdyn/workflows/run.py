@@ -1,0 +1,157 @@
+"""From a :class:`~advdyn.config.Config` to a result folder.
+
+:func:`run` draws the instance, builds the shared time grid, runs each requested method,
+and writes ``ode.nc`` / ``sgd.nc`` / ``hsgd.nc`` (NetCDF), ``summary.json`` and ``risk.png``,
+every file atomically. It is what ``advdyn run`` calls.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import xarray as xr
+
+from advdyn._version import __version__
+from advdyn.config.build import make_learning_rate
+from advdyn.config.schema import Config
+from advdyn.io import compare, to_dataset, write_json, write_netcdf
+from advdyn.plot.risk import plot_quantities, save_figure
+from advdyn.problem.instance import stream_key
+from advdyn.simulate.hsgd import simulate_hsgd
+from advdyn.simulate.sgd import simulate_sgd, time_grid
+from advdyn.theory.ode import solve_ode
+from advdyn.theory.stationary import adversarial_optimum
+from advdyn.workflows.bins import doubled_bins_check, spectral_instances
+from advdyn.workflows.memory import check_memory
+from advdyn.workflows.progress import progress_callback
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` produced.
+
+    Attributes
+    ----------
+    datasets : dict of method name to Dataset
+        ``"ode"``, ``"sgd"`` and/or ``"hsgd"``, in the order of ``config.run.methods``.
+    summary : dict
+        Contents of ``summary.json``: ``advdyn_version``, ``d``, ``methods``,
+        ``wall_time_s``, ``final`` (last recorded values, replicate means for SGD and HSGD),
+        ``gap_vs_ode`` (when the ODE ran; see :func:`~advdyn.results.compare`) and
+        ``config``.
+    files : dict of label to Path
+        Written files: one per method, ``"summary"`` and ``"plot"``; empty when no
+        output folder was given.
+    """
+
+    datasets: dict[str, xr.Dataset]
+    summary: dict
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def run(config: Config, out_dir: str | Path | None = None, progress: bool = False) -> RunResult:
+    """Run every method of ``config.run.methods`` on the same instance and time grid.
+
+    The SGD sample stream uses :func:`~advdyn.problem.stream_key`, independent of the
+    instance draw; the homogenized SGD derives its own stream from the same key
+    (:mod:`advdyn.hsgd`), independent of SGD's. The ODE is recorded on the SGD's
+    step-aligned time grid, which the homogenized SGD shares.
+
+    Parameters
+    ----------
+    config : Config
+        A validated full configuration.
+    out_dir : path, optional
+        Where to write ``<method>.nc``, ``summary.json`` and ``risk.png``; nothing is
+        written when omitted.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    RunResult
+        The datasets, the summary and the written files.
+
+    Raises
+    ------
+    ConfigError
+        If the instance cannot be drawn (e.g. a bad spectrum or init file).
+    DivergenceError
+        If a method's trajectory blows up.
+    """
+    rc = config.run
+    check_memory(config)  # ConfigError naming problem.d / run.replicates / run.block_size
+    # with run.bins the ODE runs on spectral bins; an ODE-only run of an isotropic spectrum
+    # builds them from the config and draws no instance (advdyn.spectral)
+    instance, binned = spectral_instances(config)
+    base = instance if instance is not None else binned
+    optimum = adversarial_optimum(base)
+    lr = make_learning_rate(config.lr, base, optimum=optimum)
+    grid = time_grid(config.problem.d, rc.t_max, rc.n_times, rc.block_size)
+    attrs = {"config": config.to_json(), "advdyn_version": __version__, "seed": config.problem.seed}
+
+    datasets: dict[str, xr.Dataset] = {}
+    timings: dict[str, float] = {}
+    for method in rc.methods:
+        start = time.perf_counter()
+        if method == "ode":
+            def ode_on(inst):
+                opt = optimum if inst is base else adversarial_optimum(inst)
+                rate = lr if inst is base else make_learning_rate(config.lr, inst, optimum=opt)
+                sol = solve_ode(
+                    inst, rate, grid.times, rtol=rc.rtol, atol=rc.atol,
+                    divergence_factor=rc.divergence_factor, optimum=opt,
+                )
+                return to_dataset(sol, attrs)
+
+            ds = ode_on(binned if binned is not None else base)
+            if binned is not None and rc.bins_check:  # the change at twice the bins
+                ds.attrs.update(doubled_bins_check(config, instance, binned, ds, ode_on))
+        else:
+            simulate = {"sgd": simulate_sgd, "hsgd": simulate_hsgd}[method]
+            with progress_callback(method.upper(), enabled=progress) as report:
+                sol = simulate(
+                    instance, lr, stream_key(config.problem.seed), t_max=rc.t_max,
+                    n_times=rc.n_times, replicates=rc.replicates, dtype=rc.dtype,
+                    block_size=rc.block_size, divergence_factor=rc.divergence_factor,
+                    progress=report, optimum=optimum,
+                )
+            ds = to_dataset(sol, attrs)
+        timings[method] = time.perf_counter() - start
+        datasets[method] = ds
+
+    summary = {
+        "advdyn_version": __version__,
+        "d": config.problem.d,
+        "methods": list(datasets),
+        "wall_time_s": timings,
+        "final": {
+            m: {k: float(ds[k].mean("replicate")[-1] if "replicate" in ds.dims else ds[k][-1])
+                for k in ds.data_vars}
+            for m, ds in datasets.items()
+        },
+    }
+    if "ode" in datasets:
+        summary["gap_vs_ode"] = {
+            m: compare(datasets["ode"], ds) for m, ds in datasets.items() if m != "ode"
+        }
+    if "ode" in datasets and "bins_used" in datasets["ode"].attrs:
+        keys = ("bins", "bins_used", "bins_rel_change", "bins_source")
+        summary["bins"] = {k: datasets["ode"].attrs[k] for k in keys}
+    summary["config"] = config.model_dump(mode="json")
+
+    result = RunResult(datasets, summary)
+    if out_dir is not None:
+        out = Path(out_dir)
+        for method, ds in datasets.items():
+            result.files[method] = write_netcdf(ds, out / f"{method}.nc")
+        result.files["summary"] = write_json(summary, out / "summary.json")
+        fig = plot_quantities(
+            datasets, ("adv_risk", "clean_risk", "clean_error", "robust_error"),
+            title=f"d = {config.problem.d}, eps = {config.problem.epsilon}, loss = "
+            f"{summary['config']['problem']['loss']}",
+        )
+        result.files["plot"] = save_figure(fig, out / "risk.png")
+    return result
