@@ -17,3 +17,18 @@ def write_toml(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """Run each test with JAX's float64 on, as the library's entry points do.
+
+    Importing advdyn changes no global JAX state; the entry points enable float64 for their
+    own duration (advdyn.precision). Tests also call low-level building blocks (statistics,
+    drift, expectations) directly, so each test runs inside the same context. That the entry
+    points work without it is checked in a fresh interpreter (tests/test_architecture.py).
+    """
+    from advdyn.precision import x64
+
+    with x64():
+        yield

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from advdyn import config as C
+from advdyn.config import schema as C
 from advdyn.config.build import eigen_decomposition
 from advdyn.config.schema import Config, default_config, load_config, validate_config
 from advdyn.errors import ConfigError

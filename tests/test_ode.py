@@ -9,6 +9,7 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import advdyn as ad
+import advdyn.theory.statistics
 from advdyn.config.schema import ProblemConfig
 from advdyn.io import to_dataset
 from advdyn.problem.state import DirectionState
@@ -56,7 +57,7 @@ def pqm_reference(inst, gamma, times):
     def stats_of(P, Q, M):
         # statistics as the error-variable Statistics expects them, from (P, Q, M)
         E2, F, G = P - 2 * Q + ts**2, Q - ts**2, M - ts * mu
-        return ad.statistics.Statistics(
+        return ad.theory.statistics.Statistics(
             qe=jnp.asarray(lam @ E2), ge=jnp.asarray(lam @ F), w=jnp.asarray(lam @ ts**2),
             me=jnp.asarray(G.sum(-1)), mstar=jnp.asarray(mu @ ts),
             norm2=jnp.asarray(P.sum()), overlap=jnp.asarray(Q.sum()),

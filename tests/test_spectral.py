@@ -118,7 +118,7 @@ def test_config_bins_equal_bin_means_of_the_materialised_spectrum(spectrum):
     d = 200_000
     cfg = problem(d, spectrum)
     binned = B.binned_from_config(cfg, 48)
-    lam = spectra.eigen_decomposition(cfg.spectrum, d)[0]
+    lam = B.eigen_decomposition(cfg.spectrum, d)[0]
     edges = B.config_edges(cfg, 48)
     want = np.add.reduceat(lam, edges[:-1]) / np.diff(edges)
     # exact below 1024 directions per bin; beyond, a 1024-point midpoint sub-grid of a smooth

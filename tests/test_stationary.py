@@ -25,6 +25,7 @@ import pytest
 from scipy.optimize import brentq
 
 import advdyn
+import advdyn.theory.statistics
 from advdyn.config.build import make_learning_rate
 from advdyn.io import to_dataset
 from advdyn.simulate.sgd import time_grid
@@ -102,9 +103,9 @@ def test_optimum_gradient_vanishes_for_other_losses(example):
     assert bool(opt.converged)
 
     def objective(theta):
-        state = advdyn.statistics.DirectionState.from_iterate(theta, inst)
-        stats = advdyn.statistics.statistics(state, inst)
-        risk = advdyn.statistics.observables(stats, inst)["adv_risk"]
+        state = advdyn.theory.statistics.DirectionState.from_iterate(theta, inst)
+        stats = advdyn.theory.statistics.statistics(state, inst)
+        risk = advdyn.theory.statistics.observables(stats, inst)["adv_risk"]
         return risk + 0.5 * inst.ridge * stats.norm2
 
     theta_opt = jnp.asarray(optimum_vector(inst, opt))

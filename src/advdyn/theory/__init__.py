@@ -11,7 +11,6 @@ from advdyn.theory.ode import solve_ode
 from advdyn.theory.rates import Constant, Decay, LearningRate, LineSearch, Polyak
 from advdyn.theory.spectral import BinnedInstance, bin_instance
 from advdyn.theory.stationary import StationaryPoint, adversarial_optimum, constant_rate_limit
-from advdyn.theory.statistics import Statistics, expectations, statistics
 
 __all__ = [
     "BinnedInstance",
@@ -21,12 +20,9 @@ __all__ = [
     "LineSearch",
     "Polyak",
     "StationaryPoint",
-    "Statistics",
     "adversarial_optimum",
     "bin_instance",
     "constant_rate_limit",
-    "expectations",
     "solve_ode",
     "solve_ridge_ode",
-    "statistics",
 ]
