@@ -7,11 +7,12 @@ the first of two independent seeds spawned from ``config.seed``; the second seed
 sample stream (:func:`stream_key`), so the two never share random numbers (THEORY 10).
 """
 
-from __future__ import annotations
+import abc
 
 import equinox as eqx
 import jax
 import numpy as np
+from equinox import AbstractVar
 
 from advdyn.problem.losses import Loss
 from advdyn.problem.state import DirectionState
@@ -28,19 +29,40 @@ class AbstractInstance(eqx.Module):
     constant vectors, never the vectors themselves.
     """
 
-    eigenvalues: eqx.AbstractVar[Array]
-    weights: eqx.AbstractVar[Array]
-    labels: eqx.AbstractVar[Array]
-    noise: eqx.AbstractVar[Array]
-    epsilon: eqx.AbstractVar[Array]
-    ridge: eqx.AbstractVar[Array]
-    loss: eqx.AbstractVar[Loss]
-    task: eqx.AbstractVar[str]
+    eigenvalues: AbstractVar[Array]
+    weights: AbstractVar[Array]
+    labels: AbstractVar[Array]
+    noise: AbstractVar[Array]
+    epsilon: AbstractVar[Array]
+    ridge: AbstractVar[Array]
+    loss: AbstractVar[Loss]
+    task: AbstractVar[str]
+    #: ``theta*_i^2`` per entry, shape ``(n,)``
+    teacher2: AbstractVar[Array]
+    #: ``theta*_i mu_{c,i}`` per entry, shape ``(C, n)``
+    teacher_mean: AbstractVar[Array]
+    #: ``mu_{c,i} mu_{c',i}`` per entry, shape ``(C, C, n)``
+    mean_mean: AbstractVar[Array]
+    #: directions each entry stands for, shape ``(n,)``; ``None`` means one each
+    multiplicity: AbstractVar[Array | None]
+    #: the dimension ``d`` as it enters formulas (the ``1/d`` of the SGD noise): a Python
+    #: int for a drawn instance, a float64 scalar array for bins (a new ``d`` then does not
+    #: recompile a solver); :attr:`dimension` is always the Python int
+    d: AbstractVar[int | Array]
 
     @property
     def n_components(self) -> int:
         """Number of mixture components ``C``."""
         return self.weights.shape[0]
+
+    @property
+    @abc.abstractmethod
+    def dimension(self) -> int:
+        """The dimension ``d`` as a Python int (for grids and shapes; not traceable)."""
+
+    @abc.abstractmethod
+    def initial_state(self) -> DirectionState:
+        """The state of ``theta_0`` per entry (float64), the ODE's initial condition."""
 
 
 class ProblemInstance(AbstractInstance):
@@ -87,9 +109,9 @@ class ProblemInstance(AbstractInstance):
         return self.theta_star.shape[-1]
 
     @property
-    def n_components(self) -> int:
-        """Number of mixture components ``C``."""
-        return self.weights.shape[0]
+    def dimension(self) -> int:
+        """Dimension ``d`` (the same Python int as :attr:`d`)."""
+        return self.theta_star.shape[-1]
 
     # The ODE, the statistics and the fixed points only need the per-direction products of
     # the constant vectors (THEORY 5): a binned instance (advdyn.spectral) supplies the same

@@ -19,6 +19,7 @@ regression a 2-D Gauss-Hermite rule over ``(y, r)``.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -136,73 +137,47 @@ def _safe_sqrt(x):
     return jnp.sqrt(jnp.maximum(x, _TINY))
 
 
-class Loss(eqx.Module):
-    """Base class of losses ``l(r, y)`` convex in ``r``.
+class AbstractLoss(eqx.Module):
+    """A loss ``l(r, y)`` convex in ``r``: the interface the theory and the simulators read.
 
-    Subclasses implement ``__call__``; they may override :meth:`adversarial` and
-    :meth:`expectations` with closed forms.
+    Every concrete loss is a small final class that implements the three methods, with
+    closed forms where they exist and otherwise the generic rules
+    :func:`endpoint_adversarial` (autodiff of ``l``) and :func:`quadrature_expectations`.
     """
 
-    quadrature_nodes: int = eqx.field(default=96, static=True, kw_only=True)
+    @abc.abstractmethod
+    def __call__(self, r: Array, y: Array) -> Array:
+        """Clean pointwise loss ``l(r, y)``, broadcast over ``r`` (prediction) and ``y``."""
 
-    def __check_init__(self):
-        if not 2 <= self.quadrature_nodes <= 300:
-            raise ValueError(
-                f"quadrature_nodes must be in [2, 300] (numpy's Gauss-Hermite weights lose "
-                f"accuracy beyond), got {self.quadrature_nodes}"
-            )
-
-    def __call__(self, r, y):
-        """Clean pointwise loss ``l(r, y)``.
+    @abc.abstractmethod
+    def adversarial(self, r: Array, a: Array, y: Array) -> tuple[Array, Array, Array]:
+        """Worst-case loss at attack size ``a = eps |theta|`` and its derivatives.
 
         Parameters
         ----------
-        r : array
-            Prediction ``<theta, x>``.
-        y : array
-            Target.
-
-        Returns
-        -------
-        array
-            ``l(r, y)``, broadcast over ``r`` and ``y``.
-        """
-        raise NotImplementedError
-
-    def adversarial(self, r, a, y):
-        """Adversarial loss by the endpoint rule and its partial derivatives.
-
-        Parameters
-        ----------
-        r : array
+        r : Array
             Clean prediction ``<theta, x>``.
-        a : array
+        a : Array
             Attack size ``eps * |theta|`` (>= 0).
-        y : array
+        y : Array
             Target.
 
         Returns
         -------
-        value, L_r, L_a : arrays
-            ``l_eps = max(l(r+a, y), l(r-a, y))`` and its derivatives in ``r`` and ``a`` at the
-            winning endpoint.
+        value, L_r, L_a : Array
+            ``l_eps(r, y) = max_{|delta| <= a} l(r + delta, y)`` and its derivatives in ``r``
+            and ``a``.
         """
-        lp, dp = _value_and_dr(self, r + a, y)
-        lm, dm = _value_and_dr(self, r - a, y)
-        plus = lp >= lm
-        d_win = jnp.where(plus, dp, dm)
-        # d l_eps/da is +l'(r+a) or -l'(r-a); convexity makes it >= 0, and at a = 0 the
-        # one-sided derivative is |l'(r)|, so |l'(winner)| covers every case.
-        return jnp.where(plus, lp, lm), d_win, jnp.abs(d_win)
 
-    def expectations(self, mom: ClassMoments, a, task: str) -> Expectations:
-        """Per-class expectations by quadrature (see module docstring).
+    @abc.abstractmethod
+    def expectations(self, mom: ClassMoments, a: Array, task: str) -> Expectations:
+        """Per-class Gaussian expectations of the adversarial loss (THEORY section 4).
 
         Parameters
         ----------
         mom : ClassMoments
             Moments of ``(r, r*)`` per class.
-        a : scalar
+        a : Array
             Attack size ``eps * |theta|``.
         task : {"regression", "classification"}
 
@@ -211,68 +186,134 @@ class Loss(eqx.Module):
         Expectations
             Arrays of shape ``(C,)``.
         """
-        if task == "classification":
-            s = _safe_sqrt(mom.q)[:, None]
-            z, wq = margin_rule(mom.m, s[:, 0], mom.label, a)
-            r = mom.m[:, None] + s * z
-            y = mom.label[:, None]
-            val, lr, la = self.adversarial(r, a, y)
-            E = lambda f: jnp.sum(f * wq, axis=-1)  # noqa: E731
-            h1 = self._stein_or_derivative(E(lr * z), s[:, 0], r, a, y, E)
-            return Expectations(
-                adv_risk=E(val),
-                clean_risk=E(self(r, y)),
-                e=E(lr),
-                h1=h1,
-                h2=jnp.zeros_like(mom.m),
-                a=E(la),
-                I=E(lr**2),
-            )
-        # regression: (y, r) = mean + L (z1, z2), L lower triangular; y = r* + noise * xi
-        z, wq = gauss_hermite(self.quadrature_nodes)
-        z, wq = jnp.asarray(z), jnp.asarray(wq)
-        var_y = jnp.maximum(mom.w + mom.noise**2, _TINY)
-        ly = _safe_sqrt(var_y)[:, None, None]
-        c = mom.g[:, None, None] / ly
-        # conditional variance of r given y, written without cancellation:
-        # q - g^2/var_y = [qe var_y - ge^2 + noise^2 (2 ge + w)] / var_y,  ge = g - w
-        ge = mom.g - mom.w
-        cond = (mom.qe * var_y - ge**2 + mom.noise**2 * (2 * ge + mom.w)) / var_y
-        sr = _safe_sqrt(cond)[:, None, None]
-        z1, z2 = z[:, None], z[None, :]
-        y = mom.mstar[:, None, None] + ly * z1
-        r = mom.m[:, None, None] + c * z1 + sr * z2
-        w2 = wq[:, None] * wq[None, :]
-        E = lambda f: jnp.sum(f * w2, axis=(-2, -1))  # noqa: E731
-        val, lr, la = self.adversarial(r, a, y)
-        h1 = self._stein_or_derivative(E(lr * z2), sr[:, 0, 0], r, a, y, E)
-        h2 = (E(lr * z1) - c[:, 0, 0] * h1) / ly[:, 0, 0]
+
+
+#: The public name of the loss interface (kept for code written against advdyn 0.1).
+Loss = AbstractLoss
+
+
+def _check_nodes(nodes: int) -> None:
+    if not 2 <= nodes <= 300:
+        raise ValueError(
+            f"quadrature_nodes must be in [2, 300] (numpy's Gauss-Hermite weights lose "
+            f"accuracy beyond), got {nodes}"
+        )
+
+
+def endpoint_adversarial(loss: AbstractLoss, r, a, y) -> tuple[Array, Array, Array]:
+    """Adversarial loss by the endpoint rule and its partial derivatives.
+
+    Parameters
+    ----------
+    loss : AbstractLoss
+        Supplies the clean loss ``l(r, y)`` (differentiated by autodiff).
+    r : array
+        Clean prediction ``<theta, x>``.
+    a : array
+        Attack size ``eps * |theta|`` (>= 0).
+    y : array
+        Target.
+
+    Returns
+    -------
+    value, L_r, L_a : arrays
+        ``l_eps = max(l(r+a, y), l(r-a, y))`` and its derivatives in ``r`` and ``a`` at the
+        winning endpoint.
+    """
+    lp, dp = _value_and_dr(loss, r + a, y)
+    lm, dm = _value_and_dr(loss, r - a, y)
+    plus = lp >= lm
+    d_win = jnp.where(plus, dp, dm)
+    # d l_eps/da is +l'(r+a) or -l'(r-a); convexity makes it >= 0, and at a = 0 the
+    # one-sided derivative is |l'(r)|, so |l'(winner)| covers every case.
+    return jnp.where(plus, lp, lm), d_win, jnp.abs(d_win)
+
+
+def quadrature_expectations(
+    loss: AbstractLoss, mom: ClassMoments, a, task: str, nodes: int = 96
+) -> Expectations:
+    """Per-class expectations by quadrature (see module docstring).
+
+    Parameters
+    ----------
+    loss : AbstractLoss
+        Supplies ``l`` and its adversarial form.
+    mom : ClassMoments
+        Moments of ``(r, r*)`` per class.
+    a : scalar
+        Attack size ``eps * |theta|``.
+    task : {"regression", "classification"}
+    nodes : int
+        Gauss-Hermite nodes per dimension of the 2-D regression rule.
+
+    Returns
+    -------
+    Expectations
+        Arrays of shape ``(C,)``.
+    """
+    if task == "classification":
+        s = _safe_sqrt(mom.q)[:, None]
+        z, wq = margin_rule(mom.m, s[:, 0], mom.label, a)
+        r = mom.m[:, None] + s * z
+        y = mom.label[:, None]
+        val, lr, la = loss.adversarial(r, a, y)
+        E = lambda f: jnp.sum(f * wq, axis=-1)  # noqa: E731
+        h1 = _stein_or_derivative(loss, E(lr * z), s[:, 0], r, a, y, E)
         return Expectations(
             adv_risk=E(val),
-            clean_risk=E(self(r, y)),
+            clean_risk=E(loss(r, y)),
             e=E(lr),
             h1=h1,
-            h2=h2,
+            h2=jnp.zeros_like(mom.m),
             a=E(la),
             I=E(lr**2),
         )
+    # regression: (y, r) = mean + L (z1, z2), L lower triangular; y = r* + noise * xi
+    z, wq = gauss_hermite(nodes)
+    z, wq = jnp.asarray(z), jnp.asarray(wq)
+    var_y = jnp.maximum(mom.w + mom.noise**2, _TINY)
+    ly = _safe_sqrt(var_y)[:, None, None]
+    c = mom.g[:, None, None] / ly
+    # conditional variance of r given y, written without cancellation:
+    # q - g^2/var_y = [qe var_y - ge^2 + noise^2 (2 ge + w)] / var_y,  ge = g - w
+    ge = mom.g - mom.w
+    cond = (mom.qe * var_y - ge**2 + mom.noise**2 * (2 * ge + mom.w)) / var_y
+    sr = _safe_sqrt(cond)[:, None, None]
+    z1, z2 = z[:, None], z[None, :]
+    y = mom.mstar[:, None, None] + ly * z1
+    r = mom.m[:, None, None] + c * z1 + sr * z2
+    w2 = wq[:, None] * wq[None, :]
+    E = lambda f: jnp.sum(f * w2, axis=(-2, -1))  # noqa: E731
+    val, lr, la = loss.adversarial(r, a, y)
+    h1 = _stein_or_derivative(loss, E(lr * z2), sr[:, 0, 0], r, a, y, E)
+    h2 = (E(lr * z1) - c[:, 0, 0] * h1) / ly[:, 0, 0]
+    return Expectations(
+        adv_risk=E(val),
+        clean_risk=E(loss(r, y)),
+        e=E(lr),
+        h1=h1,
+        h2=h2,
+        a=E(la),
+        I=E(lr**2),
+    )
 
-    def _stein_or_derivative(self, stein_sum, s, r, a, y, E):
-        """``h1 = E[L_r z] / s`` (Stein), or ``E[dL_r/dr]`` where ``s`` is degenerate.
 
-        The two agree for losses differentiable in ``r``; the Stein form also captures the
-        jumps of kinked losses but divides rounding noise by ``s`` when ``s -> 0``
-        (e.g. ``theta = 0``), where the autodiff form is used instead.
-        """
-        degenerate = s < 1e-7
+def _stein_or_derivative(loss: AbstractLoss, stein_sum, s, r, a, y, E):
+    """``h1 = E[L_r z] / s`` (Stein), or ``E[dL_r/dr]`` where ``s`` is degenerate.
 
-        def derivative_form():
-            dlr = jnp.vectorize(jax.grad(lambda rr, yy: self.adversarial(rr, a, yy)[1]))
-            return E(dlr(r, y))
+    The two agree for losses differentiable in ``r``; the Stein form also captures the
+    jumps of kinked losses but divides rounding noise by ``s`` when ``s -> 0``
+    (e.g. ``theta = 0``), where the autodiff form is used instead.
+    """
+    degenerate = s < 1e-7
 
-        # autodiff over every node only when some class needs it (a real branch in the ODE)
-        fallback = jax.lax.cond(jnp.any(degenerate), derivative_form, lambda: stein_sum)
-        return jnp.where(degenerate, fallback, stein_sum / jnp.where(degenerate, 1.0, s))
+    def derivative_form():
+        dlr = jnp.vectorize(jax.grad(lambda rr, yy: loss.adversarial(rr, a, yy)[1]))
+        return E(dlr(r, y))
+
+    # autodiff over every node only when some class needs it (a real branch in the ODE)
+    fallback = jax.lax.cond(jnp.any(degenerate), derivative_form, lambda: stein_sum)
+    return jnp.where(degenerate, fallback, stein_sum / jnp.where(degenerate, 1.0, s))
 
 
 def _value_and_dr(loss: Loss, r, y):
@@ -280,7 +321,7 @@ def _value_and_dr(loss: Loss, r, y):
     return jnp.vectorize(jax.value_and_grad(loss.__call__))(r, y)
 
 
-class LeastSquares(Loss):
+class LeastSquares(AbstractLoss):
     """``l(r, y) = (r - y)^2 / 2``; adversarial ``(|r - y| + a)^2 / 2``. Closed forms throughout."""
 
     def __call__(self, r, y):
@@ -294,7 +335,7 @@ class LeastSquares(Loss):
         return 0.5 * (au + a) ** 2, u + a * jnp.sign(u), au + a
 
     def expectations(self, mom: ClassMoments, a, task: str) -> Expectations:
-        """Closed forms over the Gaussian residual ``u = r - y``; see :meth:`Loss.expectations`."""
+        """Closed forms over the Gaussian residual ``u = r - y`` (THEORY section 4)."""
         # residual u = r - y is Gaussian N(mu, s^2) in each class
         if task == "regression":
             mu, s2 = mom.me, mom.qe + mom.noise**2
@@ -318,8 +359,19 @@ class LeastSquares(Loss):
         )
 
 
-class Logistic(Loss):
-    """``l(r, y) = log(1 + exp(-y r))``, ``y = +/-1``; adversarial ``log(1 + exp(a - y r))``."""
+class Logistic(AbstractLoss):
+    """``l(r, y) = log(1 + exp(-y r))``, ``y = +/-1``; adversarial ``log(1 + exp(a - y r))``.
+
+    Parameters
+    ----------
+    quadrature_nodes : int
+        Nodes of the regression rule (classification uses :func:`margin_rule`).
+    """
+
+    quadrature_nodes: int = eqx.field(default=96, static=True, kw_only=True)
+
+    def __check_init__(self) -> None:
+        _check_nodes(self.quadrature_nodes)
 
     def __call__(self, r, y):
         """Clean loss ``log(1 + exp(-y r))``."""
@@ -331,8 +383,12 @@ class Logistic(Loss):
         p = jax.nn.sigmoid(t)
         return jax.nn.softplus(t), -y * p, p
 
+    def expectations(self, mom: ClassMoments, a, task: str) -> Expectations:
+        """By quadrature (:func:`quadrature_expectations`)."""
+        return quadrature_expectations(self, mom, a, task, self.quadrature_nodes)
 
-class SquaredHinge(Loss):
+
+class SquaredHinge(AbstractLoss):
     """``l(r, y) = max(0, 1 - y r)^2``, ``y = +/-1``; adversarial ``max(0, 1 + a - y r)^2``.
 
     Expectations in closed form (moments of a truncated Gaussian).
@@ -343,12 +399,12 @@ class SquaredHinge(Loss):
         return jax.nn.relu(1 - y * r) ** 2
 
     def adversarial(self, r, a, y):
-        """``(v^2, -2 y v, 2 v)``, ``v = max(0, 1 + a - y r)``; see :meth:`Loss.adversarial`."""
+        """``(v^2, -2 y v, 2 v)``, ``v = max(0, 1 + a - y r)``; see :func:`endpoint_adversarial`."""
         v = jax.nn.relu(1 + a - y * r)
         return v**2, -2 * y * v, 2 * v
 
     def expectations(self, mom: ClassMoments, a, task: str) -> Expectations:
-        """Truncated-Gaussian moments of ``v = 1 + a - y r``; see :meth:`Loss.expectations`."""
+        """Truncated-Gaussian moments of ``v = 1 + a - y r`` (THEORY section 4)."""
         y = mom.label
         s = _safe_sqrt(mom.q)
 
@@ -386,10 +442,22 @@ class CustomLoss(Loss):
     """
 
     fn: Callable = eqx.field(static=True)
+    quadrature_nodes: int = eqx.field(default=96, static=True, kw_only=True)
+
+    def __check_init__(self) -> None:
+        _check_nodes(self.quadrature_nodes)
 
     def __call__(self, r, y):
         """Clean loss ``fn(r, y)``."""
         return self.fn(r, y)
+
+    def adversarial(self, r, a, y):
+        """By the endpoint rule (:func:`endpoint_adversarial`)."""
+        return endpoint_adversarial(self, r, a, y)
+
+    def expectations(self, mom: ClassMoments, a, task: str) -> Expectations:
+        """By quadrature (:func:`quadrature_expectations`)."""
+        return quadrature_expectations(self, mom, a, task, self.quadrature_nodes)
 
 
 BUILTIN = {"least_squares": LeastSquares, "logistic": Logistic, "squared_hinge": SquaredHinge}

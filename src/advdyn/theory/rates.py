@@ -7,15 +7,17 @@ state built from the iterate's own coordinates). Rules that ignore the state set
 (Polyak, exact line search) plug into the same interface.
 """
 
-from __future__ import annotations
-
+import abc
 from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from equinox import AbstractClassVar
+from jax.typing import ArrayLike
 
+from advdyn.problem.instance import AbstractInstance
 from advdyn.theory.drift import flow
 from advdyn.theory.statistics import DirectionState, direction_sum, expectations, statistics
 
@@ -29,8 +31,11 @@ def _as_f64(x) -> Array:
     return np.asarray(x, dtype=np.float64)
 
 
-class LearningRate(eqx.Module):
-    """Base class: ``gamma_t = rule(t, state, instance)``.
+class AbstractLearningRate(eqx.Module):
+    """A learning-rate rule ``gamma_t = rule(t, state, instance)``.
+
+    Concrete rules are small final classes: :class:`Constant`, :class:`Decay` (time only)
+    and :class:`Polyak`, :class:`LineSearch` (state-dependent).
 
     Attributes
     ----------
@@ -38,9 +43,11 @@ class LearningRate(eqx.Module):
         Class-level flag: whether the rule reads ``state`` and ``instance``.
     """
 
-    needs_state: ClassVar[bool] = False
+    needs_state: AbstractClassVar[bool]
 
-    def __call__(self, t, state=None, instance=None) -> Array:
+    @abc.abstractmethod
+    def __call__(self, t: ArrayLike, state: DirectionState | None = None,
+                 instance: AbstractInstance | None = None) -> Array:
         """Learning rate ``gamma_t`` at time ``t``.
 
         Parameters
@@ -49,7 +56,7 @@ class LearningRate(eqx.Module):
             Time ``t = k/d``.
         state : DirectionState, optional
             Current state; only read when ``needs_state``.
-        instance : ProblemInstance, optional
+        instance : AbstractInstance, optional
             The problem; only read when ``needs_state``.
 
         Returns
@@ -57,10 +64,13 @@ class LearningRate(eqx.Module):
         Array
             A float64 scalar.
         """
-        raise NotImplementedError
 
 
-class Constant(LearningRate):
+#: The public name of the rule interface (kept for code written against advdyn 0.1).
+LearningRate = AbstractLearningRate
+
+
+class Constant(AbstractLearningRate):
     """Constant rule ``gamma_t = gamma``.
 
     Parameters
@@ -70,6 +80,7 @@ class Constant(LearningRate):
     """
 
     gamma: Array = eqx.field(converter=_as_f64)
+    needs_state: ClassVar[bool] = False
 
     def __call__(self, t, state=None, instance=None):
         """Learning rate ``gamma_t = gamma``.
@@ -89,7 +100,7 @@ class Constant(LearningRate):
         return jnp.asarray(self.gamma, jnp.float64) + 0.0 * jnp.asarray(t, jnp.float64)
 
 
-class Decay(LearningRate):
+class Decay(AbstractLearningRate):
     """Decaying rule ``gamma_t = gamma0 (1 + t / tau)^(-beta)``.
 
     Parameters
@@ -105,6 +116,7 @@ class Decay(LearningRate):
     gamma0: Array = eqx.field(converter=_as_f64)
     tau: Array = eqx.field(converter=_as_f64, default=1.0)
     beta: Array = eqx.field(converter=_as_f64, default=1.0)
+    needs_state: ClassVar[bool] = False
 
     def __call__(self, t, state=None, instance=None):
         """Learning rate ``gamma_t = gamma0 (1 + t / tau)^(-beta)``.
@@ -165,7 +177,7 @@ def mean_eigenvalue(instance) -> Array:
     return direction_sum(instance.weights @ instance.eigenvalues, instance) / instance.d
 
 
-class Polyak(LearningRate):
+class Polyak(AbstractLearningRate):
     """Idealised Polyak rate (THEORY 6), capped at ``gamma_max``:
 
         gamma_t = (Rtilde(t) - Rtilde^*) / ( (tr K / (2d)) * I(t) ),   I = sum_c pi_c I_c,
@@ -202,7 +214,7 @@ class Polyak(LearningRate):
         return jnp.clip(gamma, 0.0, self.gamma_max)
 
 
-class LineSearch(LearningRate):
+class LineSearch(AbstractLearningRate):
     """Idealised exact line search along the ODE (THEORY 6), capped at ``gamma_max``.
 
     Along the ODE ``dRtilde/dt = gamma A + gamma^2 C`` with ``A`` the derivative of the

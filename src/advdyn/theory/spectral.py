@@ -117,11 +117,6 @@ class BinnedInstance(AbstractInstance):
     task: str = eqx.field(static=True)
 
     @property
-    def n_components(self) -> int:
-        """Number of mixture components ``C``."""
-        return self.weights.shape[0]
-
-    @property
     def dimension(self) -> int:
         """The true dimension ``d`` as a Python int (outside of traced code)."""
         return round(float(self.d))
