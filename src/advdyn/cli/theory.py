@@ -65,20 +65,12 @@ def limit_command(
     """Adversarial optimum and constant-rate limit; writes limit.json (bins with run.bins)."""
     from advdyn.errors import ConfigError
     from advdyn.io import write_json
-    from advdyn.workflows.bins import spectral_instances
-    from advdyn.workflows.limits import limit_report
+    from advdyn.workflows.limits import limit_from_config
 
     try:
         cfg = load_with_overrides(config, {"problem.d": d, "problem.epsilon": epsilon})
         g = _constant_gamma(cfg, gamma)
-        # with run.bins the theory runs on spectral bins (no instance drawn for an
-        # isotropic config, so any d works)
-        instance, binned = spectral_instances(cfg.with_overrides(**{"run.methods": ["ode"]}))
-        report = limit_report(binned if binned is not None else instance, g,
-                              check_with_ode=not no_ode_check)
-        # the config as used: its lr is the constant rate of the report
-        used = cfg.with_overrides(**{"lr": {"kind": "constant", "gamma": g}})
-        report["config"] = used.model_dump(mode="json")
+        report = limit_from_config(cfg, g, check_with_ode=not no_ode_check)
         path = write_json(report, out / "limit.json")
     except ConfigError as err:
         raise fail(str(err), EXIT_USER_ERROR) from None
@@ -121,12 +113,10 @@ def monotone_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ):
     """Scan constant rates and initialisations for monotone descent of risk and distance."""
-    from advdyn.config.build import instantiate
     from advdyn.errors import ConfigError
     from advdyn.io import write_netcdf
     from advdyn.plot.risk import plot_monotone_scan, save_figure
-    from advdyn.theory.stationary import adversarial_optimum
-    from advdyn.workflows.limits import default_inits, monotone_scan
+    from advdyn.workflows.limits import monotone_from_config
 
     try:
         rates = _parse_rates(lr)
@@ -137,12 +127,8 @@ def monotone_command(
         if n_times < 3:
             raise ConfigError("--n-times", f"must be >= 3, got {n_times}")
         cfg = load_with_overrides(config, {"problem.d": d})
-        inst = instantiate(cfg.problem)
-        opt = adversarial_optimum(inst)
-        inits = default_inits(inst, opt, n_random=random_inits, seed=cfg.problem.seed)
-        ds = monotone_scan(inst, rates, inits, t_max=t_max, n_times=n_times, optimum=opt,
-                           progress=not quiet)
-        ds.attrs["config"] = cfg.to_json()
+        ds = monotone_from_config(cfg, rates, random_inits=random_inits, t_max=t_max,
+                                  n_times=n_times, progress=not quiet)
         nc = write_netcdf(ds, out / "monotone.nc")
         png = save_figure(plot_monotone_scan(ds), out / "monotone.png")
     except ConfigError as err:

@@ -19,7 +19,13 @@ from jax.typing import ArrayLike
 
 from advdyn.problem.instance import AbstractInstance
 from advdyn.theory.drift import flow
-from advdyn.theory.statistics import DirectionState, direction_sum, expectations, statistics
+from advdyn.theory.statistics import (
+    DirectionState,
+    direction_sum,
+    expectations,
+    statistics,
+    training_objective,
+)
 
 Array = jax.Array
 
@@ -154,7 +160,7 @@ def objective(state: DirectionState, instance) -> Array:
     """
     stats = statistics(state, instance)
     ex = expectations(stats, instance)
-    return instance.weights @ ex.adv_risk + 0.5 * instance.ridge * stats.norm2
+    return training_objective(instance.weights @ ex.adv_risk, stats.norm2, instance.ridge)
 
 
 def _f64(state: DirectionState) -> DirectionState:
@@ -205,7 +211,7 @@ class Polyak(AbstractLearningRate):
         state = _f64(state)
         stats = statistics(state, instance)
         ex = expectations(stats, instance)
-        obj = instance.weights @ ex.adv_risk + 0.5 * instance.ridge * stats.norm2
+        obj = training_objective(instance.weights @ ex.adv_risk, stats.norm2, instance.ridge)
         noise = instance.weights @ ex.I
         denom = 0.5 * mean_eigenvalue(instance) * noise
         # I = 0 only at an exact interpolating optimum (no noise, no attack): nothing to do

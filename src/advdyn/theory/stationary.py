@@ -41,6 +41,7 @@ from advdyn.theory.statistics import (
     direction_sum,
     observables,
     statistics,
+    training_objective,
 )
 
 Array = jax.Array
@@ -115,6 +116,24 @@ class StationaryPoint(eqx.Module):
             not defined.
         """
         return jnp.where(self.at_zero, jnp.nan, self.terms.rho / self.terms.expectations.h1[0])
+
+    def relaxation_time(self, gamma: float) -> float:
+        """``1 / (gamma min_i D_i)``: the e-folding time of the slowest linear mode here.
+
+        The one horizon rule for "run the ODE until it has reached this point": callers run
+        to a multiple of it (``inf`` when no mode decays).
+
+        Parameters
+        ----------
+        gamma : float
+            The constant learning rate.
+
+        Returns
+        -------
+        float
+        """
+        slowest = float(gamma * jnp.min(self.terms.D))
+        return 1.0 / slowest if slowest > 0 else float("inf")
 
     def distance2(self, state: DirectionState, instance) -> Array:
         """``|theta - theta_mean|^2`` for the per-direction ``state`` (THEORY 7).
@@ -238,7 +257,7 @@ def _build(instance, gamma, x, residual, at_zero, tol) -> StationaryPoint:
     alpha, beta, mean_state, state, terms = _stationary_state(x, instance, gamma)
     stats = statistics(state, instance)
     obs = observables(stats, instance)
-    objective = obs["adv_risk"] + 0.5 * instance.ridge * stats.norm2
+    objective = training_objective(obs["adv_risk"], stats.norm2, instance.ridge)
     # a fixed point of the algebra can be unphysical: e.g. least squares with gamma above
     # 2 d / tr K solves s^2 (1 - gamma tr K / 2d) = ... with s^2 < 0
     admissible = (

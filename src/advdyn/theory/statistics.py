@@ -186,6 +186,29 @@ def expectations(stats: Statistics, instance: ProblemInstance) -> Expectations:
     )
 
 
+def training_objective(adv_risk: Array, norm2: Array, ridge: Array) -> Array:
+    """The training objective ``Rtilde = R_eps + delta/2 |theta|^2`` (THEORY sections 6-7).
+
+    The one definition used by the Polyak and line-search rules, the fixed points and the
+    figures.
+
+    Parameters
+    ----------
+    adv_risk : Array
+        Adversarial population risk ``R_eps`` (ridge excluded).
+    norm2 : Array
+        ``|theta|^2``.
+    ridge : Array
+        Explicit ridge ``delta``.
+
+    Returns
+    -------
+    Array
+        ``adv_risk + ridge * norm2 / 2``, broadcast.
+    """
+    return adv_risk + 0.5 * ridge * norm2
+
+
 def observables(stats: Statistics, instance: ProblemInstance) -> dict[str, Array]:
     """Population quantities of THEORY section 11 that depend on the statistics alone.
 

@@ -172,6 +172,7 @@ def _adaptive_case(cfg: Config, t_max: float, level: float, rates) -> dict:
     from advdyn.theory.ode import solve_ode
     from advdyn.theory.rates import Constant, LineSearch
     from advdyn.theory.stationary import adversarial_optimum
+    from advdyn.theory.statistics import training_objective
 
     inst = instantiate(cfg.problem)
     opt = adversarial_optimum(inst)
@@ -179,7 +180,7 @@ def _adaptive_case(cfg: Config, t_max: float, level: float, rates) -> dict:
     ridge = float(cfg.problem.ridge)
 
     def subopt(ds):
-        obj = ds["adv_risk"].values + 0.5 * ridge * ds["norm"].values ** 2
+        obj = training_objective(ds["adv_risk"].values, ds["norm"].values ** 2, ridge)
         return np.maximum(obj - float(opt.objective), 1e-300)
 
     runs = {}
@@ -329,7 +330,7 @@ def figure_limit(d: int = 1000, rates=None) -> tuple[Figure, dict]:
             continue
         # four times the horizon at which the slowest linear mode has decayed by e^-25:
         # near the largest convergent rate the approach is slower than that mode
-        t_end = 100.0 / float(g * np.min(np.asarray(lim.terms.D)))
+        t_end = 100.0 * lim.relaxation_time(float(g))
         ode = to_dataset(solve_ode(inst, Constant(float(g)), np.linspace(0, t_end, 11), rtol=1e-10,
                         optimum=opt))
         lam_eff = float(lim.effective_ridge)

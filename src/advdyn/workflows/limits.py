@@ -123,9 +123,8 @@ def limit_report(
     converges = bool(lim.converged)
     if check_with_ode:
         # run until the slowest mode at the limit (or, without one, at the optimum) has decayed
-        D = lim.terms.D if lim.converged else opt.terms.D
-        slowest = float(gamma * jnp.min(D))
-        t_check = min(_DECAY_FACTOR / slowest, _MAX_CHECK_TIME) if slowest > 0 else _MAX_CHECK_TIME
+        tau = (lim if lim.converged else opt).relaxation_time(gamma)
+        t_check = min(_DECAY_FACTOR * tau, _MAX_CHECK_TIME)
         try:
             # near the largest convergent rate the feedback through the noise term slows the
             # approach below the linear rate: extend the horizon (x4, up to twice) while the
@@ -281,3 +280,70 @@ def monotone_scan(
         coords={"lr": lrs, "init": names, "time": times},
         attrs={"adv_risk_opt": float(opt.adv_risk), "method": "monotone_scan"},
     )
+
+
+def limit_from_config(config, gamma: float | None = None, *, check_with_ode: bool = True) -> dict:
+    """:func:`limit_report` for a config (what ``advdyn limit`` and the sweep's limit point run).
+
+    Parameters
+    ----------
+    config : Config
+        A validated configuration; spectral bins when ``run.bins`` is set (no instance is
+        drawn for an isotropic config, so any ``d`` works).
+    gamma : float, optional
+        The constant rate; the config's (constant) ``lr`` when omitted.
+    check_with_ode : bool
+        Run the long ODE check.
+
+    Returns
+    -------
+    dict
+        The report, with ``config`` the configuration as used (its ``lr`` the constant rate).
+
+    Raises
+    ------
+    ConfigError
+        Naming ``lr`` when no rate is given and the config's rule is not constant.
+    """
+    from advdyn.workflows.bins import spectral_instances
+
+    g = constant_rate(config) if gamma is None else float(gamma)
+    instance, binned = spectral_instances(config.with_overrides(**{"run.methods": ["ode"]}))
+    report = limit_report(binned if binned is not None else instance, g,
+                          check_with_ode=check_with_ode)
+    used = config.with_overrides(**{"lr": {"kind": "constant", "gamma": g}})
+    report["config"] = used.model_dump(mode="json")
+    return report
+
+
+def monotone_from_config(config, rates, *, random_inits: int = 3, t_max: float = 20.0,
+                         n_times: int = 401, progress: bool = False) -> xr.Dataset:
+    """:func:`monotone_scan` for a config, from the starts of :func:`default_inits`.
+
+    Parameters
+    ----------
+    config : Config
+        A validated configuration (its problem is drawn).
+    rates : sequence of float
+        Constant learning rates.
+    random_inits : int
+        Gaussian starts besides the structured ones.
+    t_max, n_times : float, int
+        ODE horizon and records.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    xarray.Dataset
+        The scan, with the config as JSON in ``attrs["config"]``.
+    """
+    from advdyn.config.build import instantiate
+
+    inst = instantiate(config.problem)
+    opt = adversarial_optimum(inst)
+    inits = default_inits(inst, opt, n_random=random_inits, seed=config.problem.seed)
+    ds = monotone_scan(inst, list(rates), inits, t_max=t_max, n_times=n_times, optimum=opt,
+                       progress=progress)
+    ds.attrs["config"] = config.to_json()
+    return ds
