@@ -60,7 +60,7 @@ def _vjp(static: _Static, params: dict, x: np.ndarray, g: np.ndarray):
 
     tp = {k: torch.from_numpy(np.array(v)) for k, v in params.items()}
     tx = torch.from_numpy(np.array(x))
-    _, pull = vjp(lambda p, xx: functional_call(static.module, p, (xx,)), tp, tx)
+    _, pull, *_ = vjp(lambda p, xx: functional_call(static.module, p, (xx,)), tp, tx)
     gp, gx = pull(torch.from_numpy(np.array(g)))
     return {k: gp[k].numpy().astype(np.float32) for k in params}, gx.numpy().astype(np.float32)
 

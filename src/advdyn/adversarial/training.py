@@ -311,8 +311,9 @@ def adversarial_train(
     eval_grads = 0 if eval_attack is None else eval_attack.gradient_evaluations
     n_test = len(data.y_test)
 
-    rec = {k: [] for k in ("lr", "train_loss", "train_acc", "test_loss", "test_acc",
-                           "test_clean_loss", "test_clean_acc", "grad_evals", "time")}
+    keys = ("lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_clean_loss",
+            "test_clean_acc", "grad_evals", "time")
+    rec: dict[str, list[float]] = {k: [] for k in keys}
     best, best_loss, best_epoch, grad_evals = model, np.inf, 0, 0
     for epoch in range(schedule.epochs):
         k_perm, k_att, k_eval = jax.random.split(jax.random.fold_in(key, epoch), 3)

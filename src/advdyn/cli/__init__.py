@@ -46,7 +46,7 @@ def main() -> None:
             c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
         )
         if isinstance(exc, click_exception):
-            exc.show()
+            exc.show()  # type: ignore[attr-defined]  # a click exception, found at run time
             sys.exit(EXIT_USER_ERROR)
         if isinstance(exc, typer.Abort):
             sys.exit(130)

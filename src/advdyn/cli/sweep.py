@@ -66,8 +66,8 @@ def sweep_command(
         table.add_row(str(s["done"]), str(s["failed"]), str(s["run"]), str(s["skipped"]),
                       f"{s['wall_time_s']:.1f}")
         out_console.print(table)
-        for pid, err in list(s["errors"].items())[:5]:
-            err_console.print(escape(f"failed {pid} {err['values']}: {err['error']}"),
+        for pid, failure in list(s["errors"].items())[:5]:
+            err_console.print(escape(f"failed {pid} {failure['values']}: {failure['error']}"),
                               highlight=False, soft_wrap=True)
     out_console.print(escape(f"results written to {target}/: "
                              + ", ".join(p.name for p in files.values())), highlight=False)

@@ -168,7 +168,7 @@ def instantiate(config: C.ProblemConfig, loss: Loss | None = None) -> ProblemIns
         direction = {
             "teacher": theta_star / np.linalg.norm(theta_star),
             "common": common,
-            "random": _unit(rng, d) if comp.mean_direction == "random" else None,
+            "random": _unit(rng, d) if comp.mean_direction == "random" else common,
         }[comp.mean_direction]
         means.append(comp.mean_sign * comp.mean_norm * direction)
 
@@ -276,6 +276,7 @@ def _eigen_at(spec, d: int, idx: np.ndarray, power_norm: float | None) -> np.nda
     if isinstance(spec, C.UniformSpectrum):
         return spec.low + (spec.high - spec.low) * (idx + 0.5) / d
     if isinstance(spec, C.PowerLawSpectrum):
+        assert power_norm is not None  # set by _power_norm for power laws
         return power_norm * (idx + 1.0) ** (-float(spec.exponent))
     if isinstance(spec, C.MarchenkoPasturSpectrum):
         return marchenko_pastur_quantiles((idx + 0.5) / d, spec.aspect_ratio)

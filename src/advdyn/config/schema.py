@@ -338,7 +338,9 @@ class RunConfig(_Model):
 
     t_max: float = Field(default=5.0, gt=0)
     n_times: int = Field(default=51, ge=2, le=100_000)
-    methods: list[Literal["ode", "sgd", "hsgd"]] = Field(default_factory=lambda: ["ode", "sgd"])
+    methods: list[Literal["ode", "sgd", "hsgd"]] = Field(
+        default_factory=lambda: list[Literal["ode", "sgd", "hsgd"]](["ode", "sgd"])
+    )
     replicates: int = Field(default=4, ge=1)
     dtype: Literal["float32", "float64"] = "float32"
     block_size: int = Field(default=64, ge=1)

@@ -55,16 +55,16 @@ def compare(
     """
     reference, other = as_dataset(reference), as_dataset(other)
     mean = other.mean("replicate") if "replicate" in other.dims else other
-    out = {}
+    out: dict[str, dict[str, float]] = {}
     for name in reference.data_vars:
         if name not in mean.data_vars or name == "lr":
             continue
         ref, est = reference[name], mean[name].interp(time=reference.time)
-        rel = relative_gap(ref, est)
-        i = int(np.nanargmax(rel.values))
-        out[name] = {
+        rel = xr.DataArray(relative_gap(ref, est))
+        i = int(np.nanargmax(np.asarray(rel)))
+        out[str(name)] = {
             "max_relative_gap": float(rel.values[i]),
             "at_time": float(reference.time.values[i]),
-            "max_abs_gap": float(np.nanmax(np.abs(est - ref).values)),
+            "max_abs_gap": float(np.nanmax(np.abs(np.asarray(est) - np.asarray(ref)))),
         }
     return out

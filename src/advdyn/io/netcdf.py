@@ -65,7 +65,7 @@ def make_dataset(
         da = xr.DataArray(np.asarray(values, dtype=np.float64), dims=dims)
         da.attrs["long_name"] = UNITS.get(name, name)
         data_vars[name] = da
-    coords = {"time": np.asarray(times, dtype=np.float64)}
+    coords: dict[str, np.ndarray] = {"time": np.asarray(times, dtype=np.float64)}
     if replicates:
         coords["replicate"] = np.arange(next(iter(quantities.values())).shape[0])
     ds = xr.Dataset(data_vars, coords=coords)

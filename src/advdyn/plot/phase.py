@@ -28,7 +28,8 @@ def final_values(ds: xr.Dataset, var: str, time: int | float | None = -1) -> xr.
         The values over the swept fields (and any other dimension left).
     """
     if var not in ds:
-        raise KeyError(f"{var!r} is not in the dataset (variables: {', '.join(ds.data_vars)})")
+        names = ", ".join(map(str, ds.data_vars))
+        raise KeyError(f"{var!r} is not in the dataset (variables: {names})")
     da = ds[var]
     if "replicate" in da.dims:
         da = da.mean("replicate")
@@ -37,7 +38,7 @@ def final_values(ds: xr.Dataset, var: str, time: int | float | None = -1) -> xr.
             da = da.sel(time=time, method="nearest")
         elif time == -1:
             # last finite value along time (NaN padding after a shorter grid)
-            valid = np.isfinite(da)
+            valid: xr.DataArray = np.isfinite(da)  # type: ignore[assignment]
             last = (valid * np.arange(da.sizes["time"])).max("time")
             da = da.isel(time=last.astype(int)).where(valid.any("time"))
         else:

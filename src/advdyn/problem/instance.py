@@ -8,6 +8,7 @@ sample stream (:func:`stream_key`), so the two never share random numbers (THEOR
 """
 
 import abc
+from typing import TYPE_CHECKING, Any
 
 import equinox as eqx
 import jax
@@ -37,18 +38,46 @@ class AbstractInstance(eqx.Module):
     ridge: AbstractVar[Array]
     loss: AbstractVar[Loss]
     task: AbstractVar[str]
-    #: ``theta*_i^2`` per entry, shape ``(n,)``
-    teacher2: AbstractVar[Array]
-    #: ``theta*_i mu_{c,i}`` per entry, shape ``(C, n)``
-    teacher_mean: AbstractVar[Array]
-    #: ``mu_{c,i} mu_{c',i}`` per entry, shape ``(C, C, n)``
-    mean_mean: AbstractVar[Array]
-    #: directions each entry stands for, shape ``(n,)``; ``None`` means one each
-    multiplicity: AbstractVar[Array | None]
-    #: the dimension ``d`` as it enters formulas (the ``1/d`` of the SGD noise): a Python
-    #: int for a drawn instance, a float64 scalar array for bins (a new ``d`` then does not
-    #: recompile a solver); :attr:`dimension` is always the Python int
-    d: AbstractVar[int | Array]
+    # Per-entry products of the constant vectors: fields of a BinnedInstance, properties of a
+    # ProblemInstance (equinox lets a property implement an AbstractVar; type checkers are
+    # shown read-only properties, which both satisfy).
+    if TYPE_CHECKING:
+
+        @property
+        def teacher2(self) -> Array:
+            """``theta*_i^2`` per entry, shape ``(n,)``."""
+            ...
+
+        @property
+        def teacher_mean(self) -> Array:
+            """``theta*_i mu_{c,i}`` per entry, shape ``(C, n)``."""
+            ...
+
+        @property
+        def mean_mean(self) -> Array:
+            """``mu_{c,i} mu_{c',i}`` per entry, shape ``(C, C, n)``."""
+            ...
+
+        @property
+        def multiplicity(self) -> Array | None:
+            """Directions each entry stands for, shape ``(n,)``; ``None`` means one each."""
+            ...
+
+        @property
+        def d(self) -> Any:
+            """The dimension ``d`` as it enters formulas (the ``1/d`` of the SGD noise).
+
+            A Python int for a drawn instance, a float64 scalar array for bins (a new ``d``
+            then does not recompile a solver); :attr:`dimension` is always the Python int.
+            """
+            ...
+
+    else:
+        teacher2: AbstractVar[Array]
+        teacher_mean: AbstractVar[Array]
+        mean_mean: AbstractVar[Array]
+        multiplicity: AbstractVar[Array | None]
+        d: AbstractVar[Any]
 
     @property
     def n_components(self) -> int:

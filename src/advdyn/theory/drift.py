@@ -18,7 +18,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from advdyn.problem.instance import ProblemInstance
+from advdyn.problem.instance import AbstractInstance
 from advdyn.problem.losses import Expectations
 from advdyn.theory.statistics import DirectionState, Statistics, expectations, statistics
 
@@ -63,7 +63,7 @@ class DriftTerms(eqx.Module):
         return self.pe @ means
 
 
-def drift_terms(stats: Statistics, instance: ProblemInstance) -> DriftTerms:
+def drift_terms(stats: Statistics, instance: AbstractInstance) -> DriftTerms:
     """Evaluate the drift coefficients at ``stats``.
 
     At ``theta = 0`` the attack term ``theta/|theta|`` is taken as 0 (the subgradient
@@ -73,7 +73,7 @@ def drift_terms(stats: Statistics, instance: ProblemInstance) -> DriftTerms:
     ----------
     stats : Statistics
         Statistics of the current iterate (or ODE state).
-    instance : ProblemInstance
+    instance : AbstractInstance
         Supplies ``pi_c``, ``lambda_{c,i}``, ``mu_c``, ``eps`` and ``delta``.
 
     Returns
@@ -97,7 +97,9 @@ def drift_terms(stats: Statistics, instance: ProblemInstance) -> DriftTerms:
     )
 
 
-def flow(state: DirectionState, instance: ProblemInstance) -> tuple[DirectionState, DirectionState]:
+def flow(
+    state: DirectionState, instance: AbstractInstance
+) -> tuple[DirectionState, DirectionState]:
     """The two parts of the ODE's velocity: ``d state/dt = gamma * drift + gamma^2 * noise``.
 
     In the error variables of :mod:`advdyn.statistics` (``e = theta - theta*``),
@@ -115,7 +117,7 @@ def flow(state: DirectionState, instance: ProblemInstance) -> tuple[DirectionSta
     ----------
     state : DirectionState
         Current per-direction state.
-    instance : ProblemInstance or a binned instance
+    instance : AbstractInstance
         Supplies the eigenvalues and the constant products.
 
     Returns

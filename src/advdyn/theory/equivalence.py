@@ -26,7 +26,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import xarray as xr
 
 from advdyn.precision import float64
 from advdyn.problem.losses import LeastSquares
@@ -50,7 +49,7 @@ def equivalence_applies(instance) -> bool:
 
     Parameters
     ----------
-    instance : ProblemInstance or binned instance
+    instance : AbstractInstance
 
     Returns
     -------
@@ -72,7 +71,7 @@ def ls_equivalence(stats: Statistics, instance, gamma) -> dict[str, Array]:
     ----------
     stats : Statistics
         Statistics of the iterate or ODE state.
-    instance : ProblemInstance or binned instance
+    instance : AbstractInstance
         A problem for which :func:`equivalence_applies`.
     gamma : scalar
         The learning rate at this time.
@@ -139,7 +138,7 @@ def _solve_ridge(instance, times, values, rtol, atol):
 def solve_ridge_ode(
     instance, times, eff_lr, eff_ridge, noise_factor, *, rtol: float = 1e-10,
     atol: float = 1e-20,
-) -> xr.Dataset:
+) -> Solution:
     """Integrate the ridge least-squares ODE driven by time-varying equivalence quantities.
 
     The coefficients are interpolated between the given times with cubic Hermite splines
@@ -147,7 +146,7 @@ def solve_ridge_ode(
 
     Parameters
     ----------
-    instance : ProblemInstance or binned instance
+    instance : AbstractInstance
         A problem for which :func:`equivalence_applies` (its ``theta_0``, ``theta*``,
         spectrum and ``sigma`` define the ridge problem).
     times : array_like, shape (T,)

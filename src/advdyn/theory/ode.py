@@ -21,7 +21,7 @@ import numpy as np
 
 from advdyn.errors import DivergenceError
 from advdyn.precision import float64
-from advdyn.problem.instance import ProblemInstance
+from advdyn.problem.instance import AbstractInstance
 from advdyn.solution import Solution
 from advdyn.theory.drift import flow
 from advdyn.theory.rates import LearningRate
@@ -32,12 +32,12 @@ from advdyn.theory.statistics import DirectionState, direction_sum
 Array = jax.Array
 
 
-def initial_state(instance: ProblemInstance) -> DirectionState:
+def initial_state(instance: AbstractInstance) -> DirectionState:
     """State of the initial iterate ``theta_0`` (float64).
 
     Parameters
     ----------
-    instance : ProblemInstance
+    instance : AbstractInstance
         Supplies ``theta_0``, ``theta*`` and ``mu_c``.
 
     Returns
@@ -108,7 +108,7 @@ def _solve(instance, lr, recorder, times, rtol, atol, max_steps, blowup):
 
 @float64
 def solve_ode(
-    instance: ProblemInstance,
+    instance: AbstractInstance,
     lr: LearningRate,
     times,
     *,
@@ -123,7 +123,7 @@ def solve_ode(
 
     Parameters
     ----------
-    instance : ProblemInstance
+    instance : AbstractInstance
         The problem; the initial state is built from ``instance.theta0``.
     lr : LearningRate
         Learning-rate rule ``gamma_t``.

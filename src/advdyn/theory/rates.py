@@ -30,7 +30,7 @@ from advdyn.theory.statistics import (
 Array = jax.Array
 
 
-def _as_f64(x) -> Array:
+def _as_f64(x: ArrayLike) -> np.ndarray:
     # rule parameters are float64 arrays, i.e. traced leaves: a jitted solver compiled for
     # one rate is reused for every other rate instead of recompiling per Python float
     # (NumPy float64: kept exactly even when JAX's x64 is off at construction time)
@@ -85,7 +85,7 @@ class Constant(AbstractLearningRate):
         The learning rate.
     """
 
-    gamma: Array = eqx.field(converter=_as_f64)
+    gamma: ArrayLike = eqx.field(converter=_as_f64)
     needs_state: ClassVar[bool] = False
 
     def __call__(self, t, state=None, instance=None):
@@ -119,9 +119,9 @@ class Decay(AbstractLearningRate):
         Decay exponent.
     """
 
-    gamma0: Array = eqx.field(converter=_as_f64)
-    tau: Array = eqx.field(converter=_as_f64, default=1.0)
-    beta: Array = eqx.field(converter=_as_f64, default=1.0)
+    gamma0: ArrayLike = eqx.field(converter=_as_f64)
+    tau: ArrayLike = eqx.field(converter=_as_f64, default=1.0)
+    beta: ArrayLike = eqx.field(converter=_as_f64, default=1.0)
     needs_state: ClassVar[bool] = False
 
     def __call__(self, t, state=None, instance=None):
@@ -150,7 +150,7 @@ def objective(state: DirectionState, instance) -> Array:
     ----------
     state : DirectionState
         ODE state or the state of an iterate.
-    instance : ProblemInstance or BinnedInstance
+    instance : AbstractInstance
         The problem the state belongs to.
 
     Returns
@@ -172,7 +172,7 @@ def mean_eigenvalue(instance) -> Array:
 
     Parameters
     ----------
-    instance : ProblemInstance or BinnedInstance
+    instance : AbstractInstance
         The problem (per-direction or binned: sums use its multiplicity).
 
     Returns
@@ -202,8 +202,8 @@ class Polyak(AbstractLearningRate):
         Cap.
     """
 
-    min_objective: Array = eqx.field(converter=_as_f64)
-    gamma_max: Array = eqx.field(converter=_as_f64, default=10.0)
+    min_objective: ArrayLike = eqx.field(converter=_as_f64)
+    gamma_max: ArrayLike = eqx.field(converter=_as_f64, default=10.0)
     needs_state: ClassVar[bool] = True
 
     def __call__(self, t, state=None, instance=None):
@@ -240,7 +240,7 @@ class LineSearch(AbstractLearningRate):
         Cap (also used when ``C <= 0``).
     """
 
-    gamma_max: Array = eqx.field(converter=_as_f64, default=10.0)
+    gamma_max: ArrayLike = eqx.field(converter=_as_f64, default=10.0)
     needs_state: ClassVar[bool] = True
 
     def __call__(self, t, state=None, instance=None):
@@ -263,7 +263,7 @@ t : scalar
     Time (unused: the rule depends on the state only).
 state : DirectionState
     ODE state, or the iterate's own state for SGD and the SDE.
-instance : ProblemInstance or BinnedInstance
+instance : AbstractInstance
     The problem the state belongs to.
 
 Returns

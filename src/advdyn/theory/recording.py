@@ -43,7 +43,7 @@ class Recorder(eqx.Module):
             Time.
         state : DirectionState
             ODE state or the state of an iterate.
-        instance : ProblemInstance or binned instance
+        instance : AbstractInstance
         lr : LearningRate
             The rule, evaluated at ``(t, state)`` for ``lr``.
 
@@ -67,7 +67,7 @@ def make_recorder(instance, optimum: StationaryPoint | None = None) -> Recorder:
 
     Parameters
     ----------
-    instance : ProblemInstance or binned instance
+    instance : AbstractInstance
     optimum : StationaryPoint, optional
         A precomputed adversarial optimum (computed here otherwise).
 

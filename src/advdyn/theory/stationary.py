@@ -146,7 +146,7 @@ class StationaryPoint(eqx.Module):
         ----------
         state : DirectionState
             State of an iterate (SGD) or of the ODE; its own instance's layout.
-        instance : ProblemInstance or binned instance
+        instance : AbstractInstance
             The instance the state belongs to.
 
         Returns
@@ -320,7 +320,7 @@ def adversarial_optimum(instance, *, rtol: float = 1e-12, tol: float = 1e-9) -> 
 
     Parameters
     ----------
-    instance : ProblemInstance or binned instance
+    instance : AbstractInstance
         The problem (any built-in or custom loss, regression or classification; for a
         custom loss the fixed point is as accurate as the loss's quadrature, which for
         non-smooth losses can stop it at a residual of ~1e-3: a ``RuntimeWarning`` says so).
@@ -375,7 +375,7 @@ def constant_rate_limit(
 
     Parameters
     ----------
-    instance : ProblemInstance or binned instance
+    instance : AbstractInstance
         The problem.
     gamma : float
         Constant learning rate (> 0).

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.stats import norm
 
-from advdyn.problem.instance import ProblemInstance
+from advdyn.problem.instance import AbstractInstance
 from advdyn.problem.losses import ClassMoments, Expectations
 from advdyn.problem.state import DirectionState
 
@@ -72,7 +72,7 @@ def direction_sum(x: Array, instance) -> Array:
     ----------
     x : Array, shape (..., n)
         Per-entry values.
-    instance : ProblemInstance or BinnedInstance
+    instance : AbstractInstance
         Supplies ``multiplicity`` (``None`` for one direction per entry).
 
     Returns
@@ -83,7 +83,7 @@ def direction_sum(x: Array, instance) -> Array:
     return jnp.sum(x, axis=-1) if mult is None else x @ mult.astype(x.dtype)
 
 
-def statistics(state: DirectionState, instance: ProblemInstance) -> Statistics:
+def statistics(state: DirectionState, instance: AbstractInstance) -> Statistics:
     """Reduce a :class:`DirectionState` to :class:`Statistics` (``O(C d)`` work).
 
     Sums are taken in the state's dtype and returned in float64.
@@ -92,7 +92,7 @@ def statistics(state: DirectionState, instance: ProblemInstance) -> Statistics:
     ----------
     state : DirectionState
         Per-direction error moments.
-    instance : ProblemInstance
+    instance : AbstractInstance
         Supplies ``lambda_{c,i}``, ``theta*`` and ``mu_c``.
 
     Returns
@@ -118,14 +118,14 @@ def statistics(state: DirectionState, instance: ProblemInstance) -> Statistics:
     )
 
 
-def class_moments(stats: Statistics, instance: ProblemInstance) -> ClassMoments:
+def class_moments(stats: Statistics, instance: AbstractInstance) -> ClassMoments:
     """Gaussian moments of ``(r, r*)`` in each class, from the statistics (THEORY 4).
 
     Parameters
     ----------
     stats : Statistics
         Statistics of the iterate.
-    instance : ProblemInstance
+    instance : AbstractInstance
         Supplies the labels and the label noise ``sigma``.
 
     Returns
@@ -147,14 +147,14 @@ def class_moments(stats: Statistics, instance: ProblemInstance) -> ClassMoments:
     )
 
 
-def attack_size(stats: Statistics, instance: ProblemInstance) -> Array:
+def attack_size(stats: Statistics, instance: AbstractInstance) -> Array:
     """Attack size ``a = eps * |theta|``.
 
     Parameters
     ----------
     stats : Statistics
         Statistics of the iterate (uses ``norm2``).
-    instance : ProblemInstance
+    instance : AbstractInstance
         Supplies the radius ``eps``.
 
     Returns
@@ -165,14 +165,14 @@ def attack_size(stats: Statistics, instance: ProblemInstance) -> Array:
     return instance.epsilon * jnp.sqrt(stats.norm2)
 
 
-def expectations(stats: Statistics, instance: ProblemInstance) -> Expectations:
+def expectations(stats: Statistics, instance: AbstractInstance) -> Expectations:
     """Per-class expectations of THEORY section 4 at these statistics.
 
     Parameters
     ----------
     stats : Statistics
         Statistics of the iterate.
-    instance : ProblemInstance
+    instance : AbstractInstance
         Supplies the loss, the task and ``eps``.
 
     Returns
@@ -209,7 +209,7 @@ def training_objective(adv_risk: Array, norm2: Array, ridge: Array) -> Array:
     return adv_risk + 0.5 * ridge * norm2
 
 
-def observables(stats: Statistics, instance: ProblemInstance) -> dict[str, Array]:
+def observables(stats: Statistics, instance: AbstractInstance) -> dict[str, Array]:
     """Population quantities of THEORY section 11 that depend on the statistics alone.
 
     The risks are mixtures ``sum_c pi_c (.)`` of the per-class expectations; the learning
@@ -219,7 +219,7 @@ def observables(stats: Statistics, instance: ProblemInstance) -> dict[str, Array
     ----------
     stats : Statistics
         Statistics of the iterate.
-    instance : ProblemInstance
+    instance : AbstractInstance
         The problem.
 
     Returns

@@ -169,6 +169,7 @@ def spectral_instances(config: C.Config):
 
     bins = config.run.bins
     if config_path_applies(config):
+        assert bins is not None  # the config path needs run.bins
         return None, binned_from_config(config.problem, bins)
     instance = instantiate(config.problem)
     return instance, (bin_instance(instance, bins) if bins is not None else None)
@@ -199,10 +200,12 @@ def doubled_bins_check(config: C.Config, instance, binned: BinnedInstance, ds, s
         (``"config"`` or ``"instance"``).
     """
     source = config.problem if instance is None else instance
-    finer = make_binned(source, 2 * config.run.bins)
+    bins = config.run.bins
+    assert bins is not None  # doubled_bins_check runs only with run.bins
+    finer = make_binned(source, 2 * bins)
     change = 0.0 if finer.n_bins == binned.n_bins else adv_risk_change(ds, solve(finer))
     return {
-        "bins": int(config.run.bins),
+        "bins": int(bins),
         "bins_used": int(binned.n_bins),
         "bins_rel_change": float(change),
         "bins_source": "config" if instance is None else "instance",

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import xarray as xr
 from matplotlib.figure import Figure
 
 from advdyn.config.schema import Config, default_config, validate_config
@@ -191,7 +192,7 @@ def _adaptive_case(cfg: Config, t_max: float, level: float, rates) -> dict:
         runs[name] = (ds, subopt(ds))
     start = runs["polyak"][1][0]
     target = level * start
-    best = (float("inf"), None, None)
+    best: tuple[float, float | None, xr.Dataset | None] = (float("inf"), None, None)
     for g in rates:
         try:
             ds = to_dataset(solve_ode(inst, Constant(float(g)), times, optimum=opt))
@@ -204,7 +205,9 @@ def _adaptive_case(cfg: Config, t_max: float, level: float, rates) -> dict:
         g = float(min(rates))
         ds = to_dataset(solve_ode(inst, Constant(g), times, optimum=opt))
         best = (float("inf"), g, ds)
-    runs["best constant"] = (best[2], subopt(best[2]))
+    best_ds = best[2]
+    assert best_ds is not None
+    runs["best constant"] = (best_ds, subopt(best_ds))
     hits = {k: _hitting_time(times, v[1], target) for k, v in runs.items()}
     return {"runs": runs, "hits": hits, "best_gamma": best[1], "times": times,
             "lambda_opt": float(opt.effective_ridge) if not bool(opt.at_zero) else None}

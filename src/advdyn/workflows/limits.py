@@ -97,7 +97,7 @@ def limit_report(
     opt = optimum if optimum is not None else adversarial_optimum(instance)
     lim = constant_rate_limit(instance, gamma, start=opt)
     ls = equivalence_applies(instance)
-    report = {
+    report: dict[str, object] = {
         "gamma": float(gamma),
         "epsilon": float(instance.epsilon),
         "d": int(instance.d),
@@ -139,7 +139,7 @@ def limit_report(
                 # relative gap, with an absolute floor for problems whose limiting risk is 0
                 # (noiseless, eps = 0): 1e-12 of the risk at the start
                 floor = 1e-12 * max(float(ode["adv_risk"][0]), 1e-300)
-                gap = _mixed_gap(end, report["adv_risk_limit"], floor) if lim.converged else None
+                gap = _mixed_gap(end, float(lim.adv_risk), floor) if lim.converged else None
                 if gap is None or gap <= _AGREEMENT or gap >= previous:
                     break
                 previous = gap
@@ -197,7 +197,7 @@ def default_inits(instance, optimum: StationaryPoint, n_random: int = 3, seed: i
     inits["2_teacher"] = 2 * ts
     inits["half_optimum"] = 0.5 * theta_opt
     delta = rng.standard_normal(d)
-    scale = 0.05 * max(np.linalg.norm(theta_opt), 1e-3)
+    scale = 0.05 * max(float(np.linalg.norm(theta_opt)), 1e-3)
     inits["near_optimum"] = theta_opt + scale * delta / np.linalg.norm(delta)
     return inits
 

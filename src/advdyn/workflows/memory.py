@@ -198,7 +198,7 @@ def check_memory(config: Config, available: tuple[int, str] | None = None) -> Me
     if est.fits:
         return est
     rc = config.run
-    biggest = max(est.parts, key=est.parts.get)
+    biggest = max(est.parts, key=lambda k: est.parts[k])
     if biggest.endswith("samples"):
         field_ = "run.block_size"
     elif biggest.endswith(("iterates", "recording")):

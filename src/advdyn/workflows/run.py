@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import xarray as xr
 
@@ -122,7 +123,7 @@ def run(config: Config, out_dir: str | Path | None = None, progress: bool = Fals
         timings[method] = time.perf_counter() - start
         datasets[method] = ds
 
-    summary = {
+    summary: dict[str, Any] = {
         "advdyn_version": __version__,
         "d": config.problem.d,
         "methods": list(datasets),
@@ -145,13 +146,13 @@ def run(config: Config, out_dir: str | Path | None = None, progress: bool = Fals
     result = RunResult(datasets, summary)
     if out_dir is not None:
         out = Path(out_dir)
-        for method, ds in datasets.items():
-            result.files[method] = write_netcdf(ds, out / f"{method}.nc")
+        for name, ds in datasets.items():
+            result.files[name] = write_netcdf(ds, out / f"{name}.nc")
         result.files["summary"] = write_json(summary, out / "summary.json")
         fig = plot_quantities(
             datasets, ("adv_risk", "clean_risk", "clean_error", "robust_error"),
             title=f"d = {config.problem.d}, eps = {config.problem.epsilon}, loss = "
-            f"{summary['config']['problem']['loss']}",
+            f"{config.problem.loss}",
         )
         result.files["plot"] = save_figure(fig, out / "risk.png")
     return result
