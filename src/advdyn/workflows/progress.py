@@ -17,6 +17,18 @@ from rich.progress import (
 )
 
 
+def _bar() -> Progress:
+    """A rich progress bar on standard error: label, bar, count, elapsed and remaining time."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    return Progress(*columns, console=Console(file=sys.stderr), transient=False)
+
+
 @contextmanager
 def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Callable]:
     """Yield ``advance(n)``; draws a bar of ``total`` units while the block runs.
@@ -38,15 +50,7 @@ def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator
     if not enabled:
         yield lambda n: None
         return
-    console = Console(file=sys.stderr)
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as bar:
+    with _bar() as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
 
@@ -76,15 +80,7 @@ def progress_callback(
     if not enabled:
         yield None
         return
-    console = Console(file=sys.stderr)
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as bar:
+    with _bar() as bar:
         task = bar.add_task(description, total=None)
 
         def report(advance: int, total: int) -> None:
