@@ -192,7 +192,7 @@ def test_point_ids_are_stable_and_sweep_file_loads(tmp_path):
     # the id depends only on the swept values (not on their order in the file)
     assert point_id({"a.b": 1, "c.d": [1, 2]}) == point_id({"c.d": [1, 2], "a.b": 1})
     assert point_id({"a.b": 1}) != point_id({"a.b": 1.5})
-    example = Path(__file__).parents[1] / "examples" / "sweeps" / "epsilon_gamma.toml"
+    example = Path(__file__).resolve().parents[2] / "examples" / "sweeps" / "epsilon_gamma.toml"
     spec = load_sweep(example)
     assert spec.sweep.kind == "run" and spec.out is not None
     assert len(grid_points(spec.sweep.grid)) >= 4

@@ -16,7 +16,7 @@ from advdyn.config.build import eigen_decomposition
 from advdyn.config.schema import Config, default_config, load_config, validate_config
 from advdyn.errors import ConfigError
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.toml"))
 
 

@@ -123,7 +123,7 @@ def test_dimension_override(tmp_path):
 
 
 def test_example_config_runs(tmp_path):
-    example = Path(__file__).resolve().parents[1] / "examples" / "logistic_binary_mixture.toml"
+    example = Path(__file__).resolve().parents[2] / "examples" / "logistic_binary_mixture.toml"
     result = invoke("run", example, "-o", tmp_path, "-q", "-m", "ode", *SMALL)
     assert result.exit_code == 0, result.output
     ode = open_nc(tmp_path / "ode.nc")
