@@ -8,13 +8,15 @@ draw is involved.
 from __future__ import annotations
 
 import numpy as np
+from jaxtyping import Float
+from numpy.typing import ArrayLike
 
 
 def _midpoints(d: int) -> np.ndarray:
     return (np.arange(d) + 0.5) / d
 
 
-def identity(d: int) -> np.ndarray:
+def identity(d: int) -> Float[np.ndarray, " d"]:
     """Identity spectrum ``K = I``: ``lambda_i = 1`` for all ``i``.
 
     Parameters
@@ -30,7 +32,7 @@ def identity(d: int) -> np.ndarray:
     return np.ones(d)
 
 
-def two_level(d: int, first: float, second: float, fraction: float) -> np.ndarray:
+def two_level(d: int, first: float, second: float, fraction: float) -> Float[np.ndarray, " d"]:
     """Two-level spectrum: ``round(fraction * d)`` eigenvalues ``first``, the rest ``second``.
 
     Parameters
@@ -51,7 +53,7 @@ def two_level(d: int, first: float, second: float, fraction: float) -> np.ndarra
     return np.concatenate([np.full(k, float(first)), np.full(d - k, float(second))])
 
 
-def uniform(d: int, low: float, high: float) -> np.ndarray:
+def uniform(d: int, low: float, high: float) -> Float[np.ndarray, " d"]:
     """Uniform spectrum on ``[low, high]``: its midpoint quantiles.
 
     Parameters
@@ -69,7 +71,7 @@ def uniform(d: int, low: float, high: float) -> np.ndarray:
     return low + (high - low) * _midpoints(d)
 
 
-def power_law(d: int, exponent: float) -> np.ndarray:
+def power_law(d: int, exponent: float) -> Float[np.ndarray, " d"]:
     """Power-law spectrum ``lambda_i = c * i^(-exponent)``, ``i = 1..d``.
 
     Parameters
@@ -88,7 +90,9 @@ def power_law(d: int, exponent: float) -> np.ndarray:
     return lam * (d / lam.sum())
 
 
-def marchenko_pastur_quantiles(u: np.ndarray, aspect_ratio: float) -> np.ndarray:
+def marchenko_pastur_quantiles(
+    u: Float[ArrayLike, "*shape"], aspect_ratio: float
+) -> Float[np.ndarray, "*shape"]:
     """Quantile function of the Marchenko-Pastur law with ratio ``aspect_ratio`` and mean 1.
 
     For ``aspect_ratio > 1`` the law has an atom of mass ``1 - 1/aspect_ratio`` at 0.
@@ -125,7 +129,7 @@ def marchenko_pastur_quantiles(u: np.ndarray, aspect_ratio: float) -> np.ndarray
     return np.where(u <= atom, 0.0, np.interp(u, cdf, x))
 
 
-def marchenko_pastur(d: int, aspect_ratio: float) -> np.ndarray:
+def marchenko_pastur(d: int, aspect_ratio: float) -> Float[np.ndarray, " d"]:
     """Marchenko-Pastur spectrum (``K`` a sample covariance, mean eigenvalue 1).
 
     Parameters

@@ -26,8 +26,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import ArrayLike, Float
 
 from advdyn.precision import float64
+from advdyn.problem.instance import AbstractInstance
 from advdyn.problem.losses import LeastSquares
 from advdyn.solution import Solution
 from advdyn.theory.drift import drift_terms
@@ -44,7 +46,7 @@ Array = jax.Array
 EQUIVALENCE_QUANTITIES = ("eff_lr", "eff_ridge", "noise_factor")
 
 
-def equivalence_applies(instance) -> bool:
+def equivalence_applies(instance: AbstractInstance) -> bool:
     """Whether the ridge equivalence holds: least squares, regression, one centred class.
 
     Parameters
@@ -64,7 +66,9 @@ def equivalence_applies(instance) -> bool:
     )
 
 
-def ls_equivalence(stats: Statistics, instance, gamma) -> dict[str, Array]:
+def ls_equivalence(
+    stats: Statistics, instance: AbstractInstance, gamma: Float[ArrayLike, ""]
+) -> dict[str, Float[Array, ""]]:
     """``eff_lr``, ``eff_ridge`` and ``noise_factor`` at the given statistics.
 
     Parameters
@@ -90,7 +94,7 @@ def ls_equivalence(stats: Statistics, instance, gamma) -> dict[str, Array]:
     h1_s = s + instance.epsilon * jnp.sqrt(stats.norm2) * jnp.sqrt(2 / jnp.pi)
     safe = jnp.where(h1_s > 0, h1_s, 1.0)
     return {
-        "eff_lr": gamma * h1,
+        "eff_lr": jnp.asarray(gamma) * h1,
         "eff_ridge": terms.rho / h1,
         "noise_factor": jnp.where(h1_s > 0, terms.expectations.I[0] / safe**2, 1.0),
     }

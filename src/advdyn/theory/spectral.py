@@ -53,7 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from advdyn.precision import float64
-from advdyn.problem.instance import AbstractInstance
+from advdyn.problem.instance import AbstractInstance, ProblemInstance
 from advdyn.problem.losses import Loss
 from advdyn.problem.state import DirectionState
 
@@ -238,7 +238,9 @@ def bin_assignment(
 
 
 @float64
-def bin_instance(instance, n_bins: int, spacing: str = "auto") -> BinnedInstance:
+def bin_instance(
+    instance: ProblemInstance, n_bins: int, spacing: str = "auto"
+) -> BinnedInstance:
     """Spectral bins of a realised problem instance.
 
     Parameters

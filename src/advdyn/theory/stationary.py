@@ -32,8 +32,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
+from jaxtyping import Float
 
 from advdyn.precision import float64
+from advdyn.problem.instance import AbstractInstance, ProblemInstance
 from advdyn.theory.drift import DriftTerms, drift_terms
 from advdyn.theory.statistics import (
     DirectionState,
@@ -135,7 +137,7 @@ class StationaryPoint(eqx.Module):
         slowest = float(gamma * jnp.min(self.terms.D))
         return 1.0 / slowest if slowest > 0 else float("inf")
 
-    def distance2(self, state: DirectionState, instance) -> Array:
+    def distance2(self, state: DirectionState, instance: AbstractInstance) -> Float[Array, ""]:
         """``|theta - theta_mean|^2`` for the per-direction ``state`` (THEORY 7).
 
         ``theta_mean`` is the stationary mean iterate (``theta_eps^*`` for the optimum).
@@ -315,7 +317,9 @@ def _start(instance) -> Array:
 
 
 @float64
-def adversarial_optimum(instance, *, rtol: float = 1e-12, tol: float = 1e-9) -> StationaryPoint:
+def adversarial_optimum(
+    instance: AbstractInstance, *, rtol: float = 1e-12, tol: float = 1e-9
+) -> StationaryPoint:
     """The adversarial optimum ``theta_eps^*`` and the minimum risk (THEORY section 7).
 
     Parameters
@@ -400,7 +404,7 @@ def constant_rate_limit(
     return _build(instance, gamma, x, residual, False, tol)
 
 
-def optimum_vector(instance, point: StationaryPoint) -> np.ndarray:
+def optimum_vector(instance: ProblemInstance, point: StationaryPoint) -> Float[np.ndarray, " d"]:
     """The stationary mean iterate as a vector in the eigenbasis (per-direction instances).
 
     Parameters

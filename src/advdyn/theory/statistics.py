@@ -15,16 +15,22 @@ The same functions serve the ODE (state integrated) and SGD (state built from th
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.stats import norm
+from jaxtyping import ArrayLike, Float
 
 from advdyn.problem.instance import AbstractInstance
 from advdyn.problem.losses import ClassMoments, Expectations
 from advdyn.problem.state import DirectionState
 
 Array = jax.Array
+#: a JAX array in the theory, a NumPy float64 array in the figures
+_A = TypeVar("_A", jax.Array, np.ndarray)
 
 
 
@@ -61,7 +67,9 @@ class Statistics(eqx.Module):
     overlap: Array
 
 
-def direction_sum(x: Array, instance) -> Array:
+def direction_sum(
+    x: Float[Array, "*batch n"], instance: AbstractInstance
+) -> Float[Array, "*batch"]:
     """Sum over directions along the last axis, in ``x``'s dtype.
 
     Per-direction instances have one direction per entry; a binned instance
@@ -147,7 +155,7 @@ def class_moments(stats: Statistics, instance: AbstractInstance) -> ClassMoments
     )
 
 
-def attack_size(stats: Statistics, instance: AbstractInstance) -> Array:
+def attack_size(stats: Statistics, instance: AbstractInstance) -> Float[Array, ""]:
     """Attack size ``a = eps * |theta|``.
 
     Parameters
@@ -186,7 +194,7 @@ def expectations(stats: Statistics, instance: AbstractInstance) -> Expectations:
     )
 
 
-def training_objective(adv_risk: Array, norm2: Array, ridge: Array) -> Array:
+def training_objective(adv_risk: _A, norm2: _A, ridge: Float[ArrayLike, ""]) -> _A:
     """The training objective ``Rtilde = R_eps + delta/2 |theta|^2`` (THEORY sections 6-7).
 
     The one definition used by the Polyak and line-search rules, the fixed points and the
@@ -206,7 +214,8 @@ def training_objective(adv_risk: Array, norm2: Array, ridge: Array) -> Array:
     Array
         ``adv_risk + ridge * norm2 / 2``, broadcast.
     """
-    return adv_risk + 0.5 * ridge * norm2
+    # plain arithmetic: works on JAX arrays (in the theory) and NumPy float64 arrays (figures)
+    return adv_risk + 0.5 * ridge * norm2  # type: ignore[return-value]
 
 
 def observables(stats: Statistics, instance: AbstractInstance) -> dict[str, Array]:
