@@ -28,6 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.stats import norm
 
+from advdyn import checks
+
 Array = jax.Array
 _TINY = 1e-300
 
@@ -387,6 +389,9 @@ class CustomLoss(Loss):
 
     fn: Callable = eqx.field(static=True)
 
+    def __check_init__(self):
+        checks.loss_function(self.fn, "fn")
+
     def __call__(self, r, y):
         """Clean loss ``fn(r, y)``."""
         return self.fn(r, y)
@@ -407,9 +412,14 @@ def make_loss(spec: str | Callable | Loss) -> Loss:
     Returns
     -------
     Loss
+
+    Raises
+    ------
+    ConfigError
+        For an unknown name or something that is neither a name nor callable.
     """
     if isinstance(spec, Loss):
         return spec
     if isinstance(spec, str):
-        return BUILTIN[spec]()
+        return BUILTIN[checks.loss_name(spec, "loss")]()
     return CustomLoss(fn=spec)

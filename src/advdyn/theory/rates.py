@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from advdyn import checks
 from advdyn.theory.drift import flow
 from advdyn.theory.statistics import DirectionState, direction_sum, expectations, statistics
 
@@ -71,6 +72,9 @@ class Constant(LearningRate):
 
     gamma: Array = eqx.field(converter=_as_f64)
 
+    def __check_init__(self):
+        checks.positive(self.gamma, "gamma")
+
     def __call__(self, t, state=None, instance=None):
         """Learning rate ``gamma_t = gamma``.
 
@@ -105,6 +109,11 @@ class Decay(LearningRate):
     gamma0: Array = eqx.field(converter=_as_f64)
     tau: Array = eqx.field(converter=_as_f64, default=1.0)
     beta: Array = eqx.field(converter=_as_f64, default=1.0)
+
+    def __check_init__(self):
+        checks.positive(self.gamma0, "gamma0")
+        checks.positive(self.tau, "tau")
+        checks.nonnegative(self.beta, "beta")
 
     def __call__(self, t, state=None, instance=None):
         """Learning rate ``gamma_t = gamma0 (1 + t / tau)^(-beta)``.
@@ -188,6 +197,10 @@ class Polyak(LearningRate):
     gamma_max: Array = eqx.field(converter=_as_f64, default=10.0)
     needs_state: ClassVar[bool] = True
 
+    def __check_init__(self):
+        checks.real(self.min_objective, "min_objective")
+        checks.positive(self.gamma_max, "gamma_max")
+
     def __call__(self, t, state=None, instance=None):
         # docstring: _STATE_RULE_DOC (shared with LineSearch)
         state = _f64(state)
@@ -224,6 +237,9 @@ class LineSearch(LearningRate):
 
     gamma_max: Array = eqx.field(converter=_as_f64, default=10.0)
     needs_state: ClassVar[bool] = True
+
+    def __check_init__(self):
+        checks.positive(self.gamma_max, "gamma_max")
 
     def __call__(self, t, state=None, instance=None):
         # docstring: _STATE_RULE_DOC (shared with Polyak)
