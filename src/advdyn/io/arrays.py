@@ -35,7 +35,8 @@ def load_npy(path, field: str) -> np.ndarray:
         raise ConfigError(field, f"cannot read {path}: {err.strerror or err}") from None
     if magic != b"\x93NUMPY":
         raise ConfigError(
-            field, f"cannot read {path}: not a NumPy .npy file (no .npy header; save it with numpy.save)"
+            field,
+            f"cannot read {path}: not a NumPy .npy file (no .npy header; save it with numpy.save)",
         )
     try:
         arr = np.load(path, allow_pickle=False)

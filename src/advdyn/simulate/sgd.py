@@ -30,8 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from advdyn.errors import DivergenceError
 from advdyn import checks
+from advdyn.errors import DivergenceError
 from advdyn.precision import float64
 from advdyn.problem.instance import ProblemInstance
 from advdyn.solution import Solution
