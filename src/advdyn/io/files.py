@@ -73,3 +73,56 @@ def write_json(data: object, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return Path(path)
+
+
+@contextmanager
+def folder_lock(folder: str | Path, what: str = "advdyn") -> Iterator[Path]:
+    """Hold an exclusive lock on a result folder while the block runs.
+
+    The lock is ``folder/.advdyn.lock`` locked with ``fcntl.flock``: the operating system
+    releases it when the process ends, even by ``SIGKILL``, so a killed run never leaves
+    a stale lock behind. The folder is created if missing.
+
+    Parameters
+    ----------
+    folder : str or Path
+        The result folder.
+    what : str
+        What holds the lock (``"advdyn run"``, ``"advdyn sweep"``), for the message of a
+        second process.
+
+    Yields
+    ------
+    Path
+        The lock file.
+
+    Raises
+    ------
+    ConfigError
+        Field ``out``: if ``folder`` names an existing file, or another process holds the
+        lock (its process id and command are named).
+    """
+    import fcntl
+
+    from advdyn.errors import ConfigError
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError("out", f"{folder} is a file, not a folder; choose another --out")
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / ".advdyn.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            raise ConfigError(
+                "out", f"{folder} is in use by {holder}; wait for it to finish or choose "
+                "another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{what} (pid {os.getpid()})\n".encode(), 0)
+        yield lock
+    finally:
+        os.close(fd)  # releases the lock
