@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from advdyn.cli._app import EXIT_USER_ERROR, app, err_console, fail, out_console
+from advdyn.cli._app import EXIT_USER_ERROR, app, err_console, fail, out_console, titled_table
 
 
 @app.command("sweep")
@@ -63,7 +62,7 @@ def sweep_command(
         files["phase"] = plot
     s = result.summary
     if not quiet:
-        table = Table(title=f"sweep: {s['points']} points")
+        table = titled_table(f"sweep: {s['points']} points")
         for col in ("done", "failed", "run now", "skipped (recorded)", "wall s"):
             table.add_column(col, justify="right")
         table.add_row(str(s["done"]), str(s["failed"]), str(s["run"]), str(s["skipped"]),

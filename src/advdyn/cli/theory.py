@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from advdyn.cli._app import (
     EXIT_USER_ERROR,
@@ -17,6 +16,7 @@ from advdyn.cli._app import (
     fail,
     load_with_overrides,
     out_console,
+    titled_table,
 )
 
 
@@ -85,8 +85,8 @@ def limit_command(
     except OSError as err:
         raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
 
-    table = Table(
-        title=f"constant rate gamma = {g:g}, eps = {report['epsilon']:g}, d = {report['d']}"
+    table = titled_table(
+        f"constant rate gamma = {g:g}, eps = {report['epsilon']:g}, d = {report['d']}"
     )
     table.add_column("quantity")
     table.add_column("value", justify="right")
@@ -150,7 +150,7 @@ def monotone_command(
     except OSError as err:
         raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
 
-    table = Table(title=f"monotone descent along the ODE ({ds.sizes['init']} initialisations)")
+    table = titled_table(f"monotone descent along the ODE ({ds.sizes['init']} initialisations)")
     for col in ("lr", "risk monotone", "distance monotone", "both", "diverged"):
         table.add_column(col, justify="right")
     n = ds.sizes["init"]
