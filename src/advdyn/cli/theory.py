@@ -74,8 +74,11 @@ def limit_command(
         # with run.bins the theory runs on spectral bins (no instance drawn for an
         # isotropic config, so any d works)
         instance, binned = spectral_instances(cfg.with_overrides(**{"run.methods": ["ode"]}))
-        report = limit_report(binned if binned is not None else instance, g,
-                              check_with_ode=not no_ode_check)
+        from advdyn.workflows.progress import progress_phase
+
+        with progress_phase("limit (fixed point and ODE check)"):
+            report = limit_report(binned if binned is not None else instance, g,
+                                  check_with_ode=not no_ode_check)
         # the config as used: its lr is the constant rate of the report
         used = cfg.with_overrides(**{"lr": {"kind": "constant", "gamma": g}})
         report["config"] = used.model_dump(mode="json")
@@ -189,8 +192,11 @@ def figure_command(
     if key not in FIGURES:
         choices = ", ".join(f"{k} ({a})" for a, k in ALIASES.items())
         raise fail(f"NAME: unknown figure {name!r}; choose one of {choices}", EXIT_USER_ERROR)
+    from advdyn.workflows.progress import progress_callback
+
     err_console.print(f"building figure {key} (this runs the computations behind it)...")
-    fig, info = FIGURES[key]()
+    with progress_callback(f"figure {key}") as report:
+        fig, info = FIGURES[key](progress=report)
     try:
         png = save_figure(fig, out / f"fig_{key}.png")
         js = write_json(info, out / f"fig_{key}.json")

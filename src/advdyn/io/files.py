@@ -81,7 +81,8 @@ def folder_lock(folder: str | Path, what: str = "advdyn") -> Iterator[Path]:
 
     The lock is ``folder/.advdyn.lock`` locked with ``fcntl.flock``: the operating system
     releases it when the process ends, even by ``SIGKILL``, so a killed run never leaves
-    a stale lock behind. The folder is created if missing.
+    a stale lock behind. The folder is created if missing, and removed again when the
+    block fails before anything was written into it.
 
     Parameters
     ----------
@@ -109,9 +110,11 @@ def folder_lock(folder: str | Path, what: str = "advdyn") -> Iterator[Path]:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ConfigError("out", f"{folder} is a file, not a folder; choose another --out")
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / ".advdyn.lock"
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    failed = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -123,6 +126,13 @@ def folder_lock(folder: str | Path, what: str = "advdyn") -> Iterator[Path]:
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{what} (pid {os.getpid()})\n".encode(), 0)
-        yield lock
+        try:
+            yield lock
+        except BaseException:
+            failed = True
+            raise
     finally:
+        if failed and created and [p.name for p in folder.iterdir()] == [lock.name]:
+            lock.unlink(missing_ok=True)  # a run that failed before writing leaves no folder
+            folder.rmdir()
         os.close(fd)  # releases the lock

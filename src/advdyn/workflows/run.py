@@ -16,6 +16,7 @@ import xarray as xr
 from advdyn._version import __version__
 from advdyn.config.build import make_learning_rate
 from advdyn.config.schema import Config
+from advdyn.errors import DivergenceError
 from advdyn.io import compare, to_dataset, write_json, write_netcdf
 from advdyn.io.files import folder_lock
 from advdyn.plot.risk import plot_quantities, save_figure
@@ -26,7 +27,7 @@ from advdyn.theory.ode import solve_ode
 from advdyn.theory.stationary import adversarial_optimum
 from advdyn.workflows.bins import doubled_bins_check, spectral_instances
 from advdyn.workflows.memory import check_memory
-from advdyn.workflows.progress import progress_callback
+from advdyn.workflows.progress import progress_callback, progress_phase
 
 
 @dataclass
@@ -100,13 +101,21 @@ def run(config: Config, out_dir: str | Path | None = None, progress: bool = Fals
 
 
 def _compute(config: Config, progress: bool) -> RunResult:
+    try:
+        return _compute_methods(config, progress)
+    except DivergenceError as err:  # advice for the loss at hand
+        raise err.with_loss(config.model_dump(mode="json")["problem"]["loss"]) from None
+
+
+def _compute_methods(config: Config, progress: bool) -> RunResult:
     rc = config.run
     check_memory(config)  # ConfigError naming problem.d / run.replicates / run.block_size
     # with run.bins the ODE runs on spectral bins; an ODE-only run of an isotropic spectrum
     # builds them from the config and draws no instance (advdyn.spectral)
-    instance, binned = spectral_instances(config)
-    base = instance if instance is not None else binned
-    optimum = adversarial_optimum(base)
+    with progress_phase("instance and optimum", enabled=progress):
+        instance, binned = spectral_instances(config)
+        base = instance if instance is not None else binned
+        optimum = adversarial_optimum(base)
     lr = make_learning_rate(config.lr, base, optimum=optimum)
     grid = time_grid(config.problem.d, rc.t_max, rc.n_times, rc.block_size)
     attrs = {"config": config.to_json(), "advdyn_version": __version__, "seed": config.problem.seed}
@@ -125,9 +134,10 @@ def _compute(config: Config, progress: bool) -> RunResult:
                 )
                 return to_dataset(sol, attrs)
 
-            ds = ode_on(binned if binned is not None else base)
-            if binned is not None and rc.bins_check:  # the change at twice the bins
-                ds.attrs.update(doubled_bins_check(config, instance, binned, ds, ode_on))
+            with progress_phase("ODE", enabled=progress):
+                ds = ode_on(binned if binned is not None else base)
+                if binned is not None and rc.bins_check:  # the change at twice the bins
+                    ds.attrs.update(doubled_bins_check(config, instance, binned, ds, ode_on))
         else:
             simulate = {"sgd": simulate_sgd, "hsgd": simulate_hsgd}[method]
             with progress_callback(method.upper(), enabled=progress) as report:
