@@ -104,7 +104,7 @@ def _monotone_map(ax, scan, title: str | None = None) -> None:
              if bool((scan.monotone_risk & scan.monotone_dist).sel(lr=g).all())]
     verdict = (f"monotone from every start at gamma = {', '.join(every)}" if every
                else "no rate monotone from every start")
-    ax.set_title(f"{title + ': ' if title else ''}{verdict}", fontsize=9)
+    ax.set_title(f"{title}\n{verdict}" if title else verdict, fontsize=9)
 
 
 def _monotone_curves(ax, scan, init: str) -> None:
