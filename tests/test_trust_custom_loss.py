@@ -13,7 +13,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import advdyn as ad
 from advdyn.errors import DivergenceError
 from advdyn.problem.losses import ClassMoments, CustomLoss, LeastSquares
 
