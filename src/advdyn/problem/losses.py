@@ -478,8 +478,8 @@ class CustomLoss(Loss):
         kinks = jnp.asarray(self.kinks, jnp.float64).reshape(-1)
         kinks = jnp.concatenate([jnp.zeros(1), kinks, kinks - a, kinks + a])
         z1, w1 = residual_rule(mom.me, s_u, kinks)
-        z2, w2 = gauss_hermite(_Y_NODES)
-        z1, z2 = z1[:, :, None], jnp.asarray(z2)[None, None, :]
+        z2_nodes, w2 = gauss_hermite(_Y_NODES)
+        z1, z2 = z1[:, :, None], jnp.asarray(z2_nodes)[None, None, :]
         u = mom.me[:, None, None] + s_u[:, None, None] * z1
         y = mom.mstar[:, None, None] + beta[:, None, None] * (u - mom.me[:, None, None]) + (
             s_c[:, None, None] * z2)

@@ -165,10 +165,13 @@ def figure_monotone(d: int = 500, rates=MONOTONE_RATES, eps: float = 0.5,
 
     problems = {"control: eps = 0 (noiseless least squares)": 0.0,
                 f"adversarial: eps = {eps:g}": eps}
-    scans, info = {}, {"d": d, "noise": 0.0, "rates": [float(g) for g in rates],
-                       "claim": "no constant rate is monotone from every start for "
-                                "adversarial least squares, unlike noiseless standard "
-                                "least squares", "problems": {}}
+    scans: dict = {}
+    info: dict = {
+        "d": d, "noise": 0.0, "rates": [float(g) for g in rates],
+        "claim": "no constant rate is monotone from every start for adversarial least "
+                 "squares, unlike noiseless standard least squares",
+        "problems": {},
+    }
     for title, e in problems.items():
         inst = instantiate(_monotone_config(d, e).problem)
         opt = adversarial_optimum(inst)

@@ -227,8 +227,8 @@ def _run_locked(spec, out, client, scheduler, workers, retry_failed, progress, n
         if ds is not None:
             results[p.id] = ds
         else:
-            err = read_json(paths["error"]) or {}
-            msg = f"{err.get('error_type', 'Error')}: {err.get('error', 'not run')}"
+            recorded = read_json(paths["error"]) or {}
+            msg = f"{recorded.get('error_type', 'Error')}: {recorded.get('error', 'not run')}"
             results[p.id] = msg
             errors[p.id] = {"values": p.values, "error": msg}
     merged = merge_points(grid, results)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -18,7 +20,7 @@ def _coord(values: list) -> np.ndarray:
     return np.array([",".join(map(str, v)) if isinstance(v, list) else str(v) for v in values])
 
 
-def merge_points(grid: dict[str, list], results: dict[str, xr.Dataset | str]) -> xr.Dataset:
+def merge_points(grid: dict[str, list], results: Mapping[str, Any]) -> xr.Dataset:
     """Merge per-point datasets into one dataset with the swept fields as dimensions.
 
     Parameters
@@ -44,12 +46,14 @@ def merge_points(grid: dict[str, list], results: dict[str, xr.Dataset | str]) ->
     keys = list(grid)
     shape = tuple(len(grid[k]) for k in keys)
     points = grid_points(grid)
-    done = {p.id: results[p.id] for p in points if isinstance(results.get(p.id), xr.Dataset)}
+    done: dict[str, Any] = {
+        p.id: results[p.id] for p in points if isinstance(results.get(p.id), xr.Dataset)
+    }
 
     # variables: their own dims and the largest size of each dim over the points
-    var_dims: dict[str, tuple] = {}
-    sizes: dict[str, int] = {}
-    coords: dict[str, np.ndarray | None] = {}
+    var_dims: dict[Any, tuple] = {}
+    sizes: dict[Any, int] = {}
+    coords: dict[Any, Any] = {}
     for ds in done.values():
         for name, da in ds.data_vars.items():
             var_dims.setdefault(name, da.dims)
@@ -63,7 +67,7 @@ def merge_points(grid: dict[str, list], results: dict[str, xr.Dataset | str]) ->
         )
         coords[dim] = longest if agree else None
 
-    data_vars = {}
+    data_vars: dict[str, Any] = {}
     for name, dims in var_dims.items():
         full = np.full(shape + tuple(sizes[d] for d in dims), np.nan)
         for p in points:
@@ -80,7 +84,8 @@ def merge_points(grid: dict[str, list], results: dict[str, xr.Dataset | str]) ->
                 ds = done.get(p.id)
                 if ds is not None and dim in ds.coords:
                     v = np.asarray(ds[dim].values, dtype=np.float64)
-                    vals[(*p.index, slice(0, len(v)))] = v
+                    where: tuple[Any, ...] = (*p.index, slice(0, len(v)))
+                    vals[where] = v
             data_vars[f"{dim}_value"] = ((*keys, dim), vals)
     errors = np.full(shape, "", dtype=object)
     ids = np.full(shape, "", dtype=object)
