@@ -377,7 +377,7 @@ class SquaredHinge(Loss):
 # residual rule for regression custom losses (:func:`residual_rule`): the Gaussian body of
 # u = r - y on [-_Z_MAX, _Z_MAX] cut into _BODY_PANELS equal panels, further cut at every
 # kink; _RES_NODES Gauss-Legendre nodes per panel; _Y_NODES Gauss-Hermite nodes for y | u
-_BODY_PANELS, _RES_NODES, _Y_NODES = 8, 16, 16
+_BODY_PANELS, _RES_NODES, _Y_NODES = 8, 12, 8
 
 
 def residual_rule(mu, s, kinks):
