@@ -109,7 +109,10 @@ def folder_lock(folder: str | Path, what: str = "advdyn") -> Iterator[Path]:
 
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise ConfigError("out", f"{folder} is a file, not a folder; choose another --out")
+        raise ConfigError(
+            "out", f"cannot write results to {folder}: it is a file, not a folder; choose another "
+            "--out"
+        )
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / ".advdyn.lock"
