@@ -16,4 +16,3 @@ def test_readme_python_example_runs():
     gap = namespace["ad"].compare(namespace["ode"], namespace["sgd"])["adv_risk"]
     # d = 2000, 4 replicates: the documented agreement (see tests/test_agreement.py)
     assert gap["max_relative_gap"] < 0.03
-    assert namespace["inst_h"].loss.fn is namespace["huber"]

@@ -37,13 +37,32 @@ class DivergenceError(RuntimeError):
         Learning rate ``gamma_t`` at that time.
     detail : str
         What was observed (non-finite risk, risk above the threshold, ...).
+    loss : str, optional
+        Name of the loss, when known: the advice is then specific to it (the stable range
+        of the rate of least squares is only stated for least squares).
     """
 
-    def __init__(self, method: str, time: float, lr: float, detail: str):
+    def __init__(self, method: str, time: float, lr: float, detail: str,
+                 loss: str | None = None):
         self.method = method
         self.time = time
         self.lr = lr
+        self.detail = detail
+        self.loss = loss
         super().__init__(
-            f"{method} diverged at t = {time:.4g} with learning rate gamma = {lr:.4g}: {detail}. "
-            "Lower the learning rate (for least squares, gamma * tr(K)/d must stay below about 2)."
+            f"{method} diverged at t = {time:.4g} with learning rate gamma = {lr:.4g}: "
+            f"{detail}. {_advice(loss)}"
         )
+
+    def with_loss(self, loss: str) -> DivergenceError:
+        """The same error with advice for ``loss`` (a built-in name or ``custom:...``)."""
+        return DivergenceError(self.method, self.time, self.lr, self.detail, loss)
+
+
+def _advice(loss: str | None) -> str:
+    if loss == "least_squares":
+        return "Lower the learning rate (for least squares, gamma * tr(K)/d must stay below 2)."
+    if loss == "squared_hinge":
+        return ("Lower the learning rate (for the squared hinge, gamma * tr(K)/d must stay "
+                "below about 1).")
+    return "Lower the learning rate (its stable range depends on the loss and the spectrum)."

@@ -85,3 +85,22 @@ def _main(
     ] = False,
 ):
     """advdyn: ODE, SGD and theory for adversarial training of linear models."""
+
+
+def titled_table(title: str, **kwargs):
+    """A rich table at least as wide as its title, so the title never wraps mid-phrase.
+
+    Parameters
+    ----------
+    title : str
+        Table title.
+    **kwargs
+        Passed to :class:`rich.table.Table`.
+
+    Returns
+    -------
+    rich.table.Table
+    """
+    from rich.table import Table
+
+    return Table(title=title, min_width=len(title) + 4, **kwargs)

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from advdyn.cli._app import (
     EXIT_DIVERGED,
@@ -19,6 +18,7 @@ from advdyn.cli._app import (
     fail,
     load_with_overrides,
     out_console,
+    titled_table,
 )
 
 
@@ -94,7 +94,10 @@ def _split_methods(method: list[str] | None) -> list[str] | None:
 def _print_summary(summary: dict) -> None:
     final = summary["final"]
     methods = list(final)
-    table = Table(title="final values (SGD, HSGD: replicate mean)")
+    averaged = [m.upper() for m in methods if m != "ode"]
+    title = "final values" + (f" ({', '.join(averaged)}: mean over replicates)" if averaged
+                              else "")
+    table = titled_table(title)
     table.add_column("quantity")
     for m in methods:
         table.add_column(m, justify="right")

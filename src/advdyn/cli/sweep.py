@@ -7,14 +7,13 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from advdyn.cli._app import EXIT_USER_ERROR, app, err_console, fail, out_console
+from advdyn.cli._app import EXIT_USER_ERROR, app, err_console, fail, out_console, titled_table
 
 
 @app.command("sweep")
 def sweep_command(
-    sweep_file: Annotated[Path, typer.Argument(help="Sweep TOML file (base config + [grid]).")],
+    sweep_file: Annotated[Path, typer.Argument(help="Sweep TOML file (base config + \\[grid]).")],
     scheduler: Annotated[
         str | None, typer.Option(help="Address of a running Dask scheduler (tcp://host:8786).")
     ] = None,
@@ -47,8 +46,11 @@ def sweep_command(
             grid = ", ".join(f"{k} ({len(v)})" for k, v in spec.sweep.grid.items())
             err_console.print(escape(f"advdyn sweep: kind = {spec.sweep.kind}, grid: {grid}"),
                               highlight=False)
-        result = run_sweep(spec, target, scheduler=scheduler, workers=workers,
-                           retry_failed=retry_failed, progress=not quiet)
+        result = run_sweep(
+            spec, target, scheduler=scheduler, workers=workers, retry_failed=retry_failed,
+            progress=not quiet,
+            notify=lambda m: err_console.print(escape(m), highlight=False, soft_wrap=True),
+        )
     except ConfigError as err:
         raise fail(str(err), EXIT_USER_ERROR) from None
     except OSError as err:
@@ -60,7 +62,7 @@ def sweep_command(
         files["phase"] = plot
     s = result.summary
     if not quiet:
-        table = Table(title=f"sweep: {s['points']} points")
+        table = titled_table(f"sweep: {s['points']} points")
         for col in ("done", "failed", "run now", "skipped (recorded)", "wall s"):
             table.add_column(col, justify="right")
         table.add_row(str(s["done"]), str(s["failed"]), str(s["run"]), str(s["skipped"]),

@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from advdyn.cli._app import (
     EXIT_USER_ERROR,
@@ -17,6 +16,7 @@ from advdyn.cli._app import (
     fail,
     load_with_overrides,
     out_console,
+    titled_table,
 )
 
 
@@ -70,15 +70,18 @@ def limit_command(
     try:
         cfg = load_with_overrides(config, {"problem.d": d, "problem.epsilon": epsilon})
         g = _constant_gamma(cfg, gamma)
-        report = limit_from_config(cfg, g, check_with_ode=not no_ode_check)
+        from advdyn.workflows.progress import progress_phase
+
+        with progress_phase("limit (fixed point and ODE check)"):
+            report = limit_from_config(cfg, g, check_with_ode=not no_ode_check)
         path = write_json(report, out / "limit.json")
     except ConfigError as err:
         raise fail(str(err), EXIT_USER_ERROR) from None
     except OSError as err:
         raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
 
-    table = Table(
-        title=f"constant rate gamma = {g:g}, eps = {report['epsilon']:g}, d = {report['d']}"
+    table = titled_table(
+        f"constant rate gamma = {g:g}, eps = {report['epsilon']:g}, d = {report['d']}"
     )
     table.add_column("quantity")
     table.add_column("value", justify="right")
@@ -136,7 +139,7 @@ def monotone_command(
     except OSError as err:
         raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
 
-    table = Table(title=f"monotone descent along the ODE ({ds.sizes['init']} initialisations)")
+    table = titled_table(f"monotone descent along the ODE ({ds.sizes['init']} initialisations)")
     for col in ("lr", "risk monotone", "distance monotone", "both", "diverged"):
         table.add_column(col, justify="right")
     n = ds.sizes["init"]
@@ -175,8 +178,11 @@ def figure_command(
     if key not in FIGURES:
         choices = ", ".join(f"{k} ({a})" for a, k in ALIASES.items())
         raise fail(f"NAME: unknown figure {name!r}; choose one of {choices}", EXIT_USER_ERROR)
+    from advdyn.workflows.progress import progress_callback
+
     err_console.print(f"building figure {key} (this runs the computations behind it)...")
-    fig, info = FIGURES[key]()
+    with progress_callback(f"figure {key}") as report:
+        fig, info = FIGURES[key](progress=report)
     try:
         png = save_figure(fig, out / f"fig_{key}.png")
         js = write_json(info, out / f"fig_{key}.json")

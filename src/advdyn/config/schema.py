@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -44,9 +45,22 @@ from pydantic import (
     model_validator,
 )
 
+from advdyn import checks
+from advdyn.checks import BUILTIN_LOSSES
 from advdyn.errors import ConfigError
 
-BUILTIN_LOSSES = ("least_squares", "logistic", "squared_hinge")
+__all__ = ["BUILTIN_LOSSES", "Config", "load_config", "read_toml", "validate_config"]
+
+
+def _checked(check: Callable[..., Any], name: str) -> AfterValidator:
+    """A pydantic validator running ``check(value, name)`` of :mod:`advdyn.checks`."""
+    wrapped = checks.as_value_error(check)
+    return AfterValidator(lambda value: wrapped(value, name))
+
+
+def _number(check: Callable[..., Any], name: str) -> Any:
+    """Annotated float field checked by :mod:`advdyn.checks` (same message as the API)."""
+    return Annotated[float, Field(strict=True), _checked(check, name)]
 
 
 class _Model(BaseModel):
@@ -74,17 +88,17 @@ class TwoLevelSpectrum(_Model):
     """A fraction ``fraction`` of the eigenvalues equal ``first``, the rest ``second``."""
 
     kind: Literal["two_level"] = "two_level"
-    first: float = Field(ge=0)
-    second: float = Field(ge=0)
-    fraction: float = Field(ge=0, le=1)
+    first: float = Field(strict=True, ge=0)
+    second: float = Field(strict=True, ge=0)
+    fraction: float = Field(strict=True, ge=0, le=1)
 
 
 class UniformSpectrum(_Model):
     """Eigenvalues evenly spread over ``[low, high]`` (midpoint grid)."""
 
     kind: Literal["uniform"] = "uniform"
-    low: float = Field(ge=0)
-    high: float = Field(ge=0)
+    low: float = Field(strict=True, ge=0)
+    high: float = Field(strict=True, ge=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> UniformSpectrum:
@@ -97,14 +111,14 @@ class PowerLawSpectrum(_Model):
     """``lambda_i proportional to i^(-exponent)``, normalised so that ``tr K = d``."""
 
     kind: Literal["power_law"] = "power_law"
-    exponent: float = Field(ge=0)
+    exponent: float = Field(strict=True, ge=0)
 
 
 class MarchenkoPasturSpectrum(_Model):
     """Quantiles of the Marchenko-Pastur law of aspect ratio ``d/n`` (mean eigenvalue 1)."""
 
     kind: Literal["marchenko_pastur"] = "marchenko_pastur"
-    aspect_ratio: float = Field(gt=0)
+    aspect_ratio: float = Field(strict=True, gt=0)
 
 
 class EigenvaluesFile(_Model):
@@ -146,8 +160,8 @@ class RegressionTask(_Model):
     """``y = <theta*, x> + noise * xi`` with ``|theta*| = teacher_norm``."""
 
     kind: Literal["regression"] = "regression"
-    teacher_norm: float = Field(default=1.0, gt=0)
-    noise: float = Field(default=0.0, ge=0)
+    teacher_norm: float = Field(strict=True, default=1.0, gt=0)
+    noise: float = Field(strict=True, default=0.0, ge=0)
 
 
 class ClassificationTask(_Model):
@@ -159,8 +173,8 @@ class ClassificationTask(_Model):
     """
 
     kind: Literal["classification"] = "classification"
-    teacher_norm: float = Field(default=1.0, gt=0)
-    mean_norm: float = Field(default=1.0, ge=0)
+    teacher_norm: float = Field(strict=True, default=1.0, gt=0)
+    mean_norm: float = Field(strict=True, default=1.0, ge=0)
 
 
 def _kind_or(default: str):
@@ -190,8 +204,8 @@ class Component(_Model):
     component (same eigenbasis; a dense covariance file cannot be given per component).
     """
 
-    weight: float = Field(gt=0, le=1)
-    mean_norm: float = Field(default=0.0, ge=0)
+    weight: float = Field(strict=True, gt=0, le=1)
+    mean_norm: float = Field(strict=True, default=0.0, ge=0)
     mean_direction: Literal["teacher", "random", "common"] = "random"
     mean_sign: Literal[1, -1] = 1
     label: Literal[1, -1] | None = None
@@ -210,7 +224,7 @@ class GaussianInit(_Model):
     """``theta_0 ~ N(0, scale^2 / d I)``, so that ``|theta_0|`` is close to ``scale``."""
 
     kind: Literal["gaussian"] = "gaussian"
-    scale: float = Field(default=1.0, ge=0)
+    scale: float = Field(strict=True, default=1.0, ge=0)
 
 
 class FileInit(_Model):
@@ -240,17 +254,22 @@ class ProblemConfig(_Model):
         extra="forbid", frozen=True, allow_inf_nan=False, arbitrary_types_allowed=True
     )
 
-    d: int = Field(gt=0)
+    d: int = Field(strict=True, gt=0)
     spectrum: Spectrum = IdentitySpectrum()
     task: Task = RegressionTask()
     components: list[Component] | None = None
-    loss: Literal["least_squares", "logistic", "squared_hinge"] | Callable[..., Any] = (
-        "least_squares"
-    )
-    epsilon: float = Field(default=0.0, ge=0)
-    ridge: float = Field(default=0.0, ge=0)
+    loss: str | Callable[..., Any] = "least_squares"
+    epsilon: float = Field(strict=True, default=0.0, ge=0)
+    ridge: float = Field(strict=True, default=0.0, ge=0)
     init: Init = GaussianInit()
-    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+    seed: int = Field(strict=True, default=0, ge=0, le=2**63 - 1)
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, value):
+        if isinstance(value, str):
+            return checks.as_value_error(checks.loss_name)(value, "loss")
+        return checks.as_value_error(checks.loss_function)(value, "loss")
 
     @field_serializer("loss")
     def _loss_name(self, loss):
@@ -294,16 +313,16 @@ class ConstantLR(_Model):
     """``gamma_t = gamma``."""
 
     kind: Literal["constant"] = "constant"
-    gamma: float = Field(gt=0)
+    gamma: _number(checks.positive, "gamma")  # type: ignore[valid-type]
 
 
 class DecayLR(_Model):
     """``gamma_t = gamma0 * (1 + t / tau)^(-beta)``."""
 
     kind: Literal["decay"] = "decay"
-    gamma0: float = Field(gt=0)
-    tau: float = Field(default=1.0, gt=0)
-    beta: float = Field(default=1.0, ge=0)
+    gamma0: _number(checks.positive, "gamma0")  # type: ignore[valid-type]
+    tau: _number(checks.positive, "tau") = 1.0  # type: ignore[valid-type]
+    beta: _number(checks.nonnegative, "beta") = 1.0  # type: ignore[valid-type]
 
 
 class PolyakLR(_Model):
@@ -313,14 +332,14 @@ class PolyakLR(_Model):
     """
 
     kind: Literal["polyak"] = "polyak"
-    gamma_max: float = Field(default=10.0, gt=0)
+    gamma_max: _number(checks.positive, "gamma_max") = 10.0  # type: ignore[valid-type]
 
 
 class LineSearchLR(_Model):
     """Idealised exact line search ``-A / (2C)`` along the ODE, capped at ``gamma_max``."""
 
     kind: Literal["line_search"] = "line_search"
-    gamma_max: float = Field(default=10.0, gt=0)
+    gamma_max: _number(checks.positive, "gamma_max") = 10.0  # type: ignore[valid-type]
 
 
 LearningRateConfig = Annotated[
@@ -336,23 +355,23 @@ LearningRateConfig = Annotated[
 class RunConfig(_Model):
     """How to run: time horizon, recording grid, methods, replicates, precision, tolerances."""
 
-    t_max: float = Field(default=5.0, gt=0)
-    n_times: int = Field(default=51, ge=2, le=100_000)
+    t_max: _number(checks.positive, "t_max") = 5.0  # type: ignore[valid-type]
+    n_times: int = Field(strict=True, default=51, ge=2, le=100_000)
     methods: list[Literal["ode", "sgd", "hsgd"]] = Field(
         default_factory=lambda: list[Literal["ode", "sgd", "hsgd"]](["ode", "sgd"])
     )
-    replicates: int = Field(default=4, ge=1)
+    replicates: int = Field(strict=True, default=4, ge=1)
     dtype: Literal["float32", "float64"] = "float32"
-    block_size: int = Field(default=64, ge=1)
-    rtol: float = Field(default=1e-8, gt=0, lt=1)
-    atol: float = Field(default=1e-20, gt=0)
-    divergence_factor: float = Field(default=1e6, gt=1)
+    block_size: int = Field(strict=True, default=64, ge=1)
+    rtol: float = Field(strict=True, default=1e-8, gt=0, lt=1)
+    atol: float = Field(strict=True, default=1e-20, gt=0)
+    divergence_factor: float = Field(strict=True, default=1e6, gt=1)
     # ODE by spectral quadrature with this many bins (advdyn.spectral); None: per direction
-    bins: int | None = Field(default=None, ge=1, le=1_000_000)
+    bins: int | None = Field(strict=True, default=None, ge=1, le=1_000_000)
     # with bins: also solve with twice the bins and report the change (bins_rel_change)
     bins_check: bool = True
     # memory available to the run in GB (advdyn.memory); None: measured on the machine
-    memory_limit_gb: float | None = Field(default=None, gt=0)
+    memory_limit_gb: float | None = Field(strict=True, default=None, gt=0)
 
     @field_validator("methods")
     @classmethod
@@ -374,6 +393,14 @@ class Config(_Model):
     problem: ProblemConfig
     lr: LearningRateConfig = ConstantLR(gamma=0.5)
     run: RunConfig = RunConfig()
+
+    @model_validator(mode="after")
+    def _horizon(self) -> Config:
+        try:
+            checks.horizon(self.run.t_max, self.problem.d, "run.t_max")
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+        return self
 
     def to_json(self) -> str:
         """Serialise to JSON (paths as strings, a custom loss by its name)."""
@@ -490,7 +517,18 @@ def read_toml(path: str | Path, field: str = "config") -> dict:
     if not path.is_file():
         raise ConfigError(field, f"file not found: {path}")
     try:
-        return tomllib.loads(path.read_text())
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(field, f"cannot read {path}: {err.strerror or err}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            field, f"{path} is not UTF-8 text (byte {err.start}: {raw[err.start]:#04x}); "
+            "save it as UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(field, f"{path} is not valid TOML: {err}") from None
 

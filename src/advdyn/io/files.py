@@ -5,9 +5,20 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it, under a lock)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 @contextmanager
@@ -16,7 +27,8 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
 
     A reader never sees a half-written file, and a failed or interrupted write leaves any
     previous file in place (the temporary file is removed). Missing parent folders are
-    created.
+    created. The file gets the mode a plain ``open(path, "w")`` would give it
+    (``0o666`` less the umask), not the ``0o600`` of a temporary file.
 
     Parameters
     ----------
@@ -36,6 +48,7 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -60,3 +73,69 @@ def write_json(data: object, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return Path(path)
+
+
+@contextmanager
+def folder_lock(folder: str | Path, what: str = "advdyn") -> Iterator[Path]:
+    """Hold an exclusive lock on a result folder while the block runs.
+
+    The lock is ``folder/.advdyn.lock`` locked with ``fcntl.flock``: the operating system
+    releases it when the process ends, even by ``SIGKILL``, so a killed run never leaves
+    a stale lock behind. The folder is created if missing, and removed again when the
+    block fails before anything was written into it.
+
+    Parameters
+    ----------
+    folder : str or Path
+        The result folder.
+    what : str
+        What holds the lock (``"advdyn run"``, ``"advdyn sweep"``), for the message of a
+        second process.
+
+    Yields
+    ------
+    Path
+        The lock file.
+
+    Raises
+    ------
+    ConfigError
+        Field ``out``: if ``folder`` names an existing file, or another process holds the
+        lock (its process id and command are named).
+    """
+    import fcntl
+
+    from advdyn.errors import ConfigError
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(
+            "out", f"cannot write results to {folder}: it is a file, not a folder; choose another "
+            "--out"
+        )
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / ".advdyn.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    failed = False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            raise ConfigError(
+                "out", f"{folder} is in use by {holder}; wait for it to finish or choose "
+                "another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{what} (pid {os.getpid()})\n".encode(), 0)
+        try:
+            yield lock
+        except BaseException:
+            failed = True
+            raise
+    finally:
+        if failed and created and [p.name for p in folder.iterdir()] == [lock.name]:
+            lock.unlink(missing_ok=True)  # a run that failed before writing leaves no folder
+            folder.rmdir()
+        os.close(fd)  # releases the lock

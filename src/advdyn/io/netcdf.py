@@ -31,6 +31,13 @@ UNITS = {
 }
 
 
+COORDINATE_ATTRS = {
+    "time": {"long_name": "time t = k/d (SGD steps per dimension)", "units": "1"},
+    "replicate": {"long_name": "replicate (independent sample stream)", "units": "1"},
+}
+"""``long_name`` and ``units`` of the coordinates (``"1"``: dimensionless, CF convention)."""
+
+
 def make_dataset(
     times: np.ndarray,
     quantities: Mapping[str, np.ndarray],
@@ -57,7 +64,9 @@ def make_dataset(
     -------
     xarray.Dataset
         float64 variables on ``("time",)`` or ``("replicate", "time")``, each with a
-        ``long_name`` attribute from :data:`UNITS` (the name itself if not listed).
+        ``long_name`` attribute from :data:`UNITS` (the name itself if not listed); the
+        ``time`` and ``replicate`` coordinates carry ``long_name`` and ``units``
+        (:data:`COORDINATE_ATTRS`).
     """
     dims = ("replicate", "time") if replicates else ("time",)
     data_vars = {}
@@ -69,6 +78,8 @@ def make_dataset(
     if replicates:
         coords["replicate"] = np.arange(next(iter(quantities.values())).shape[0])
     ds = xr.Dataset(data_vars, coords=coords)
+    for name in ds.coords:
+        ds[name].attrs.update(COORDINATE_ATTRS.get(str(name), {}))
     ds.attrs.update({"method": method, **(attrs or {})})
     return ds
 

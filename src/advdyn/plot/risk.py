@@ -85,12 +85,54 @@ def plot_quantities(
     return fig
 
 
+def _monotone_map(ax, scan, title: str | None = None) -> None:
+    """Left panel: monotone (green), not (red) or diverged (grey, labelled) per rate/start."""
+    import numpy as np
+
+    both = (scan.monotone_risk & scan.monotone_dist).values.astype(float)
+    diverged = scan.diverged.values
+    both[diverged] = np.nan
+    cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="0.6")
+    ax.imshow(both, cmap=cmap, vmin=0, vmax=1, aspect="auto")
+    for i, j in zip(*np.nonzero(diverged), strict=True):
+        ax.text(j, i, "div.", ha="center", va="center", fontsize=7, color="white")
+    ax.set_yticks(range(scan.sizes["lr"]), [f"{g:g}" for g in scan.lr.values])
+    ax.set_xticks(range(scan.sizes["init"]), list(scan.init.values), rotation=45,
+                  ha="right", fontsize=8)
+    ax.set_ylabel("constant learning rate")
+    every = [f"{g:g}" for g in scan.lr.values
+             if bool((scan.monotone_risk & scan.monotone_dist).sel(lr=g).all())]
+    verdict = (f"monotone from every start at gamma = {', '.join(every)}" if every
+               else "no rate monotone from every start")
+    ax.set_title(f"{title}\n{verdict}" if title else verdict, fontsize=9)
+
+
+def _monotone_curves(ax, scan, init: str) -> None:
+    """Right panel: excess risk ``R - R*`` from ``init`` for every rate, log scale."""
+    import numpy as np
+
+    opt = float(scan.attrs["adv_risk_opt"])
+    for g in scan.lr.values:
+        if bool(scan.diverged.sel(lr=g, init=init)):
+            ax.plot([], [], ls=":", color="0.5", label=f"gamma = {g:g}: diverged")
+            continue
+        excess = scan.adv_risk.sel(lr=g, init=init).values - opt
+        ax.plot(scan.time, np.maximum(excess, 1e-16), label=f"gamma = {g:g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("time t")
+    ax.set_ylabel("R_eps - min R_eps (ODE)")
+    ax.set_title(f"from start '{init}'", fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3, which="both")
+
+
 def plot_monotone_scan(scan, curves_init: str = "near_optimum"):
     """Figure of a monotone-descent scan (:func:`advdyn.limits.monotone_scan`).
 
     Left: for each rate and initialisation, whether both the adversarial risk and the
-    distance to the optimum decreased monotonically. Right: the risk curves from
-    ``curves_init`` for every rate, with the minimum risk as a dashed line.
+    distance to the optimum decreased monotonically (diverged runs grey and labelled).
+    Right: the excess risk over the minimum from ``curves_init`` for every rate, on a log
+    scale (a diverged rate is listed as such).
 
     Parameters
     ----------
@@ -103,30 +145,33 @@ def plot_monotone_scan(scan, curves_init: str = "near_optimum"):
     -------
     matplotlib.figure.Figure
     """
-    import numpy as np
+    return plot_monotone_comparison({"": scan}, curves_init)
 
-    fig = Figure(figsize=(11, 4.2))
-    ax_map, ax_curve = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.1, 1]})
-    both = (scan.monotone_risk & scan.monotone_dist).values.astype(float)
-    both[scan.diverged.values] = np.nan
-    cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="0.6")
-    ax_map.imshow(both, cmap=cmap, vmin=0, vmax=1, aspect="auto")
-    ax_map.set_yticks(range(scan.sizes["lr"]), [f"{g:g}" for g in scan.lr.values])
-    ax_map.set_xticks(range(scan.sizes["init"]), list(scan.init.values), rotation=45,
-                      ha="right", fontsize=8)
-    ax_map.set_ylabel("constant learning rate")
-    ax_map.set_title("monotone risk and distance (green), not (red), diverged (grey)",
-                     fontsize=9)
-    init = curves_init if curves_init in scan.init.values else str(scan.init.values[0])
-    for g in scan.lr.values:
-        curve = scan.adv_risk.sel(lr=g, init=init)
-        ax_curve.plot(scan.time, curve, label=f"gamma = {g:g}")
-    ax_curve.axhline(scan.attrs["adv_risk_opt"], color="k", ls="--", lw=1, label="min R_eps")
-    ax_curve.set_xlabel("time t")
-    ax_curve.set_ylabel("adversarial risk (ODE)")
-    ax_curve.set_title(f"from init '{init}'", fontsize=9)
-    ax_curve.legend(fontsize=8)
-    ax_curve.grid(alpha=0.3)
+
+def plot_monotone_comparison(scans: Mapping[str, xr.Dataset],
+                             curves_init: str = "near_optimum"):
+    """Monotone-descent scans of several problems, one row each (figure (b)).
+
+    Parameters
+    ----------
+    scans : mapping of title to Dataset
+        Outputs of :func:`~advdyn.limits.monotone_scan` (e.g. the ``eps = 0`` control and
+        the adversarial problem).
+    curves_init : str
+        Initialisation whose curves are drawn (the first one if absent).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Per row: the map of :func:`plot_monotone_scan` and the log-scale excess risk.
+    """
+    fig = Figure(figsize=(12, 4.4 * len(scans)))
+    axes = fig.subplots(len(scans), 2, squeeze=False,
+                        gridspec_kw={"width_ratios": [1.1, 1]})
+    for (ax_map, ax_curve), (title, scan) in zip(axes, scans.items(), strict=True):
+        _monotone_map(ax_map, scan, title)
+        init = curves_init if curves_init in scan.init.values else str(scan.init.values[0])
+        _monotone_curves(ax_curve, scan, init)
     fig.tight_layout()
     return fig
 

@@ -58,6 +58,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from advdyn import checks
 from advdyn.precision import float64
 from advdyn.problem.instance import ProblemInstance
 from advdyn.simulate.sgd import Progress, _simulate
@@ -207,6 +208,7 @@ def simulate_hsgd(
     DivergenceError
         If the risk becomes non-finite or exceeds the divergence threshold.
     """
+    checks.simulation(instance.d, t_max, n_times, replicates, block_size)
     scheme = {"scheme": "euler-maruyama, dt = 1/d", "stream": f"fold_in(key, {HSGD_STREAM:#x})"}
     return _simulate(
         "hsgd", _hsgd_block, instance, lr, hsgd_keys(key, replicates), t_max=t_max,

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from advdyn import checks
 from advdyn.errors import DivergenceError
 from advdyn.precision import float64
 from advdyn.problem.instance import ProblemInstance
@@ -248,6 +249,7 @@ def simulate_sgd(
     DivergenceError
         If the risk becomes non-finite or exceeds the divergence threshold.
     """
+    checks.simulation(instance.d, t_max, n_times, replicates, block_size)
     keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(replicates))
     return _simulate(
         "sgd", _sgd_block, instance, lr, keys, t_max=t_max, n_times=n_times, dtype=dtype,

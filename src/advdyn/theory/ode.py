@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from advdyn import checks
 from advdyn.errors import DivergenceError
 from advdyn.precision import float64
 from advdyn.problem.instance import AbstractInstance
@@ -159,6 +160,7 @@ def solve_ode(
         crossed) or the solver fails (e.g. runs out of ``max_steps``); it names the time
         and the learning rate.
     """
+    checks.recording_times(times, "times")
     times = jnp.asarray(np.asarray(times, dtype=np.float64))
     recorder = make_recorder(instance, optimum)
     out, ok = _solve(instance, lr, recorder, times, rtol, atol, max_steps, divergence_factor)

@@ -17,6 +17,7 @@ import numpy as np
 from equinox import AbstractClassVar
 from jax.typing import ArrayLike
 
+from advdyn import checks
 from advdyn.problem.instance import AbstractInstance
 from advdyn.theory.drift import flow
 from advdyn.theory.statistics import (
@@ -88,6 +89,9 @@ class Constant(AbstractLearningRate):
     gamma: ArrayLike = eqx.field(converter=_as_f64)
     needs_state: ClassVar[bool] = False
 
+    def __check_init__(self):
+        checks.positive(self.gamma, "gamma")
+
     def __call__(self, t, state=None, instance=None):
         """Learning rate ``gamma_t = gamma``.
 
@@ -123,6 +127,11 @@ class Decay(AbstractLearningRate):
     tau: ArrayLike = eqx.field(converter=_as_f64, default=1.0)
     beta: ArrayLike = eqx.field(converter=_as_f64, default=1.0)
     needs_state: ClassVar[bool] = False
+
+    def __check_init__(self):
+        checks.positive(self.gamma0, "gamma0")
+        checks.positive(self.tau, "tau")
+        checks.nonnegative(self.beta, "beta")
 
     def __call__(self, t, state=None, instance=None):
         """Learning rate ``gamma_t = gamma0 (1 + t / tau)^(-beta)``.
@@ -206,6 +215,10 @@ class Polyak(AbstractLearningRate):
     gamma_max: ArrayLike = eqx.field(converter=_as_f64, default=10.0)
     needs_state: ClassVar[bool] = True
 
+    def __check_init__(self):
+        checks.real(self.min_objective, "min_objective")
+        checks.positive(self.gamma_max, "gamma_max")
+
     def __call__(self, t, state=None, instance=None):
         # docstring: _STATE_RULE_DOC (shared with LineSearch)
         state = _f64(state)
@@ -242,6 +255,9 @@ class LineSearch(AbstractLearningRate):
 
     gamma_max: ArrayLike = eqx.field(converter=_as_f64, default=10.0)
     needs_state: ClassVar[bool] = True
+
+    def __check_init__(self):
+        checks.positive(self.gamma_max, "gamma_max")
 
     def __call__(self, t, state=None, instance=None):
         # docstring: _STATE_RULE_DOC (shared with Polyak)

@@ -11,6 +11,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    SpinnerColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -87,3 +88,34 @@ def progress_callback(
             bar.update(task, total=total, advance=advance)
 
         yield report
+
+
+@contextmanager
+def progress_phase(description: str, enabled: bool = True) -> Iterator[None]:
+    """Show a spinner with the elapsed time while a phase without steps to count runs.
+
+    For phases whose solver reports no progress (an adaptive ODE solve, a root find,
+    compilation): the user sees what runs and for how long. The line stays after the
+    phase, with its total time.
+
+    Parameters
+    ----------
+    description : str
+        Label of the phase.
+    enabled : bool
+        If false, nothing is drawn.
+
+    Yields
+    ------
+    None
+    """
+    if not enabled:
+        yield
+        return
+    console = Console(file=sys.stderr)
+    columns = (SpinnerColumn(finished_text="done"), TextColumn("[bold]{task.description}"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(description, total=1)
+        yield
+        bar.update(task, completed=1)

@@ -17,7 +17,9 @@ import xarray as xr
 from advdyn._version import __version__
 from advdyn.config.build import make_learning_rate
 from advdyn.config.schema import Config
+from advdyn.errors import DivergenceError
 from advdyn.io import compare, to_dataset, write_json, write_netcdf
+from advdyn.io.files import folder_lock
 from advdyn.plot.risk import plot_quantities, save_figure
 from advdyn.problem.instance import stream_key
 from advdyn.simulate.hsgd import simulate_hsgd
@@ -26,7 +28,7 @@ from advdyn.theory.ode import solve_ode
 from advdyn.theory.stationary import adversarial_optimum
 from advdyn.workflows.bins import doubled_bins_check, spectral_instances
 from advdyn.workflows.memory import check_memory
-from advdyn.workflows.progress import progress_callback
+from advdyn.workflows.progress import progress_callback, progress_phase
 
 
 @dataclass
@@ -40,8 +42,8 @@ class RunResult:
     summary : dict
         Contents of ``summary.json``: ``advdyn_version``, ``d``, ``methods``,
         ``wall_time_s``, ``final`` (last recorded values, replicate means for SGD and HSGD),
-        ``gap_vs_ode`` (when the ODE ran; see :func:`~advdyn.results.compare`) and
-        ``config``.
+        ``gap_vs_ode`` (when the ODE ran; see :func:`~advdyn.results.compare`),
+        ``config`` and, when written, ``files`` (the manifest of the result set).
     files : dict of label to Path
         Written files: one per method, ``"summary"`` and ``"plot"``; empty when no
         output folder was given.
@@ -78,17 +80,43 @@ def run(config: Config, out_dir: str | Path | None = None, progress: bool = Fals
     Raises
     ------
     ConfigError
-        If the instance cannot be drawn (e.g. a bad spectrum or init file).
+        If the instance cannot be drawn (e.g. a bad spectrum or init file), ``out_dir``
+        names a file, or another run or sweep is writing into ``out_dir`` (field ``out``).
+
+    Notes
+    -----
+    With ``out_dir`` the folder is locked for the whole run (:func:`advdyn.io.folder_lock`),
+    and the run replaces the whole set of result files: ``summary.json`` lists them
+    (``files``) and is written last; ``ode.nc``/``sgd.nc``/``hsgd.nc``/``risk.png`` of an
+    earlier run that this one does not write are removed.
     DivergenceError
         If a method's trajectory blows up.
     """
+    if out_dir is None:
+        return _compute(config, progress)
+    out = Path(out_dir)
+    with folder_lock(out, "advdyn run"):
+        result = _compute(config, progress)
+        _write(result, config, out)
+    return result
+
+
+def _compute(config: Config, progress: bool) -> RunResult:
+    try:
+        return _compute_methods(config, progress)
+    except DivergenceError as err:  # advice for the loss at hand
+        raise err.with_loss(config.model_dump(mode="json")["problem"]["loss"]) from None
+
+
+def _compute_methods(config: Config, progress: bool) -> RunResult:
     rc = config.run
     check_memory(config)  # ConfigError naming problem.d / run.replicates / run.block_size
     # with run.bins the ODE runs on spectral bins; an ODE-only run of an isotropic spectrum
     # builds them from the config and draws no instance (advdyn.spectral)
-    instance, binned = spectral_instances(config)
-    base = instance if instance is not None else binned
-    optimum = adversarial_optimum(base)
+    with progress_phase("instance and optimum", enabled=progress):
+        instance, binned = spectral_instances(config)
+        base = instance if instance is not None else binned
+        optimum = adversarial_optimum(base)
     lr = make_learning_rate(config.lr, base, optimum=optimum)
     grid = time_grid(config.problem.d, rc.t_max, rc.n_times, rc.block_size)
     attrs = {"config": config.to_json(), "advdyn_version": __version__, "seed": config.problem.seed}
@@ -107,9 +135,10 @@ def run(config: Config, out_dir: str | Path | None = None, progress: bool = Fals
                 )
                 return to_dataset(sol, attrs)
 
-            ds = ode_on(binned if binned is not None else base)
-            if binned is not None and rc.bins_check:  # the change at twice the bins
-                ds.attrs.update(doubled_bins_check(config, instance, binned, ds, ode_on))
+            with progress_phase("ODE", enabled=progress):
+                ds = ode_on(binned if binned is not None else base)
+                if binned is not None and rc.bins_check:  # the change at twice the bins
+                    ds.attrs.update(doubled_bins_check(config, instance, binned, ds, ode_on))
         else:
             simulate = {"sgd": simulate_sgd, "hsgd": simulate_hsgd}[method]
             with progress_callback(method.upper(), enabled=progress) as report:
@@ -143,16 +172,35 @@ def run(config: Config, out_dir: str | Path | None = None, progress: bool = Fals
         summary["bins"] = {k: datasets["ode"].attrs[k] for k in keys}
     summary["config"] = config.model_dump(mode="json")
 
-    result = RunResult(datasets, summary)
-    if out_dir is not None:
-        out = Path(out_dir)
-        for name, ds in datasets.items():
-            result.files[name] = write_netcdf(ds, out / f"{name}.nc")
-        result.files["summary"] = write_json(summary, out / "summary.json")
-        fig = plot_quantities(
-            datasets, ("adv_risk", "clean_risk", "clean_error", "robust_error"),
-            title=f"d = {config.problem.d}, eps = {config.problem.epsilon}, loss = "
-            f"{config.problem.loss}",
-        )
-        result.files["plot"] = save_figure(fig, out / "risk.png")
-    return result
+    return RunResult(datasets, summary)
+
+
+# every file a run may write: what a new run does not write again is removed
+RESULT_FILES = ("ode.nc", "sgd.nc", "hsgd.nc", "summary.json", "risk.png")
+
+
+def _write(result: RunResult, config: Config, out: Path) -> None:
+    """Write one consistent set of result files into ``out`` (the caller holds its lock).
+
+    ``summary.json`` lists the set (``files``); result files of an earlier run that this
+    run does not write (e.g. ``hsgd.nc`` of a run with more methods) are removed, and so
+    are temporary files of an interrupted write.
+    """
+    datasets, summary = result.datasets, result.summary
+    names = [f"{m}.nc" for m in datasets] + ["summary.json", "risk.png"]
+    summary["files"] = names
+    stale = [out / n for n in RESULT_FILES if n not in names and (out / n).exists()]
+    for name in RESULT_FILES:
+        stale += out.glob(f".{name}.*")
+    for path in stale:  # before writing: a crash below never leaves an old file beside
+        path.unlink(missing_ok=True)
+    for name, ds in datasets.items():
+        result.files[name] = write_netcdf(ds, out / f"{name}.nc")
+    fig = plot_quantities(
+        datasets, ("adv_risk", "clean_risk", "clean_error", "robust_error"),
+        title=f"d = {config.problem.d}, eps = {config.problem.epsilon}, loss = "
+        f"{config.problem.loss}",
+    )
+    result.files["plot"] = save_figure(fig, out / "risk.png")
+    # last: a summary.json whose manifest matches the files present marks a complete run
+    result.files["summary"] = write_json(summary, out / "summary.json")

@@ -1,0 +1,247 @@
+"""One validation layer for the configuration files and the Python API.
+
+Each check takes the value and the name of the field it belongs to, returns the value
+(normalised where that is harmless, e.g. an int given for a float) and raises
+:class:`advdyn.errors.ConfigError` ``(field, message)`` otherwise. The pydantic models of
+:mod:`advdyn.config.schema` call the same checks as the public constructors and functions
+(:class:`~advdyn.theory.rates.Constant`, :func:`~advdyn.theory.solve_ode`,
+:func:`~advdyn.simulate.simulate_sgd`, :func:`~advdyn.problem.make_loss`, ...), so that a
+value refused in a TOML file is refused with the same message from Python.
+
+This module is pure Python and NumPy (no pydantic, no JAX): every room may import it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from advdyn.errors import ConfigError
+
+BUILTIN_LOSSES = ("least_squares", "logistic", "squared_hinge")
+
+
+def _is_real_number(value: Any) -> bool:
+    if isinstance(value, bool | str | bytes | complex | np.complexfloating | np.bool_):
+        return False
+    if isinstance(value, int | float | np.integer | np.floating):
+        return True
+    # a 0-d array (NumPy or JAX) of a real dtype
+    dtype = getattr(value, "dtype", None)
+    shape = getattr(value, "shape", None)
+    return (
+        dtype is not None
+        and shape == ()
+        and (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer))
+    )
+
+
+def real(value: Any, field: str) -> float:
+    """A finite real number (not a string, a boolean, a complex number, NaN or infinity).
+
+    Parameters
+    ----------
+    value : object
+        The value to check.
+    field : str
+        Name of the field in error messages.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ConfigError
+        If ``value`` is not a finite real number.
+    """
+    if not _is_real_number(value):
+        raise ConfigError(field, f"must be a real number, got {value!r}")
+    x = float(value)
+    if not math.isfinite(x):
+        raise ConfigError(field, f"must be finite, got {x}")
+    return x
+
+
+def positive(value: Any, field: str) -> float:
+    """A finite real number ``> 0`` (see :func:`real`)."""
+    x = real(value, field)
+    if not x > 0:
+        raise ConfigError(field, f"must be > 0, got {x:g}")
+    return x
+
+
+def nonnegative(value: Any, field: str) -> float:
+    """A finite real number ``>= 0`` (see :func:`real`)."""
+    x = real(value, field)
+    if not x >= 0:
+        raise ConfigError(field, f"must be >= 0, got {x:g}")
+    return x
+
+
+def integer(value: Any, field: str, minimum: int | None = None) -> int:
+    """An integer (not a string, a float or a boolean), at least ``minimum`` if given.
+
+    Parameters
+    ----------
+    value : object
+        The value to check.
+    field : str
+        Name of the field in error messages.
+    minimum : int, optional
+        Smallest allowed value.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ConfigError
+        If ``value`` is not an integer or is below ``minimum``.
+    """
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise ConfigError(field, f"must be an integer, got {value!r}")
+    n = int(value)
+    if minimum is not None and n < minimum:
+        raise ConfigError(field, f"must be >= {minimum}, got {n}")
+    return n
+
+
+def recording_times(times: Any, field: str = "times") -> np.ndarray:
+    """Recording times: a non-empty 1-D array of finite, increasing times ``>= 0``.
+
+    Parameters
+    ----------
+    times : array_like
+        The times.
+    field : str
+        Name of the field in error messages.
+
+    Returns
+    -------
+    ndarray, shape (T,)
+        The times as float64.
+
+    Raises
+    ------
+    ConfigError
+        If the times are not real, not 1-D, empty, negative, non-finite or not strictly
+        increasing.
+    """
+    arr = np.asarray(times)
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise ConfigError(field, f"must be real numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ConfigError(field, f"must be a non-empty 1-D array, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ConfigError(field, "must be finite")
+    if arr[0] < 0:
+        raise ConfigError(field, f"must be >= 0, got {arr[0]:g} first")
+    if np.any(np.diff(arr) <= 0):
+        i = int(np.argmax(np.diff(arr) <= 0))
+        raise ConfigError(
+            field, f"must be strictly increasing, got {arr[i]:g} then {arr[i + 1]:g}"
+        )
+    return arr
+
+
+def horizon(t_max: Any, d: int, field: str = "t_max") -> float:
+    """A time horizon of at least one SGD step, ``t_max >= 1/d``.
+
+    Parameters
+    ----------
+    t_max : float
+        Horizon in time ``t = k/d``.
+    d : int
+        Dimension (one step lasts ``1/d``).
+    field : str
+        Name of the field in error messages.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ConfigError
+        If ``t_max`` is not positive or shorter than one step (it would silently be
+        rounded up to one step otherwise).
+    """
+    t = positive(t_max, field)
+    if t * d < 1 - 1e-9:
+        raise ConfigError(
+            field, f"t_max = {t:g} is shorter than one SGD step 1/d = {1 / d:g} (d = {d}); "
+            f"use t_max >= {1 / d:g}"
+        )
+    return t
+
+
+def loss_name(value: Any, field: str = "loss") -> str:
+    """A built-in loss name (``least_squares``, ``logistic`` or ``squared_hinge``)."""
+    if not isinstance(value, str) or value not in BUILTIN_LOSSES:
+        raise ConfigError(
+            field, f"unknown loss {value!r} (built-in: {', '.join(BUILTIN_LOSSES)}; "
+            "or pass a JAX function l(r, y) from Python)"
+        )
+    return value
+
+
+def loss_function(value: Any, field: str = "fn") -> Callable:
+    """A callable ``l(r, y)`` (a custom loss)."""
+    if not callable(value):
+        raise ConfigError(field, f"must be a function l(r, y), got {value!r}")
+    return value
+
+
+def as_value_error(check: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a check for a pydantic validator: :class:`ConfigError` becomes ``ValueError``.
+
+    pydantic names the field itself (with its full dotted location), so only the
+    message is kept.
+
+    Parameters
+    ----------
+    check : callable
+        ``check(value, field, ...)``.
+
+    Returns
+    -------
+    callable
+        ``validator(value, field, ...)`` raising ``ValueError(message)``.
+    """
+
+    def validator(value, *args, **kwargs):
+        try:
+            return check(value, *args, **kwargs)
+        except ConfigError as err:
+            raise ValueError(err.message) from None
+
+    return validator
+
+
+def simulation(d: int, t_max: Any, n_times: Any, replicates: Any, block_size: Any) -> None:
+    """Arguments of the simulators (:func:`~advdyn.simulate.simulate_sgd` and the SDE).
+
+    Parameters
+    ----------
+    d : int
+        Dimension of the instance.
+    t_max, n_times, replicates, block_size
+        As in :func:`~advdyn.simulate.simulate_sgd`; checked with the same rules as
+        ``run.t_max``, ``run.n_times`` (>= 2), ``run.replicates`` and ``run.block_size``
+        (>= 1).
+
+    Raises
+    ------
+    ConfigError
+        Naming the first offending argument.
+    """
+    horizon(t_max, int(d), "t_max")
+    integer(n_times, "n_times", 2)
+    integer(replicates, "replicates", 1)
+    integer(block_size, "block_size", 1)

@@ -1,0 +1,256 @@
+"""Running a sweep: points as tasks on Dask distributed, recorded as they finish, merged."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from advdyn._version import __version__
+from advdyn.config.schema import Config
+from advdyn.errors import ConfigError
+from advdyn.io import write_json, write_netcdf
+from advdyn.io.files import folder_lock
+from advdyn.workflows.progress import progress_bar
+from advdyn.workflows.sweep.kinds import PointFunction, point_function
+from advdyn.workflows.sweep.merge import merge_points
+from advdyn.workflows.sweep.points import fingerprint, grid_points, point_config
+from advdyn.workflows.sweep.schema import SweepSpec, canonical
+from advdyn.workflows.sweep.storage import (
+    open_point,
+    point_paths,
+    point_status,
+    read_json,
+    record_point,
+    remove_stale_temporaries,
+)
+
+
+def execute_point(fn: PointFunction, config: Config) -> tuple[str, Any, float]:
+    """Run one point (on a worker); never raises.
+
+    Parameters
+    ----------
+    fn : callable
+        The point kind's function.
+    config : Config
+        The point's configuration.
+
+    Returns
+    -------
+    status : {"done", "failed"}
+    payload : xarray.Dataset or dict
+        The dataset, or ``{"error_type", "error", "traceback"}``.
+    wall_s : float
+        Seconds spent.
+    """
+    start = time.perf_counter()
+    try:
+        ds = fn(config)
+        return "done", ds, time.perf_counter() - start
+    except Exception as err:  # recorded, the sweep goes on
+        tb = traceback.format_exception_only(type(err), err)[-1].strip()
+        return "failed", {"error_type": type(err).__name__, "error": str(err), "traceback": tb}, (
+            time.perf_counter() - start
+        )
+
+
+@dataclass
+class SweepResult:
+    """What :func:`run_sweep` produced.
+
+    Attributes
+    ----------
+    dataset : xarray.Dataset
+        The merged dataset (also written to ``sweep.nc``).
+    summary : dict
+        Contents of ``sweep.json``: counts (``points``, ``run``, ``skipped``, ``done``,
+        ``failed``; ``run`` counts the tasks executed, ``invalid`` the points refused at
+        validation, ``skipped`` those already recorded), ``rerun_untrusted`` (id to why its
+        recorded file was not trusted), ``errors`` (id to values and message), the grid,
+        ``wall_time_s``.
+    files : dict of str to Path
+        ``"dataset"`` (``sweep.nc``), ``"summary"`` (``sweep.json``) and the points folder.
+    """
+
+    dataset: xr.Dataset
+    summary: dict
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def _make_client(scheduler: str | None, workers: int | None, n_tasks: int):
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        return Client(scheduler), None
+    n = workers if workers is not None else max(1, min(os.cpu_count() or 1, n_tasks))
+    cluster = LocalCluster(
+        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
+    return Client(cluster), cluster
+
+
+def run_sweep(
+    spec: SweepSpec,
+    out_dir: str | Path | None = None,
+    *,
+    client=None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    retry_failed: bool = False,
+    progress: bool = False,
+    notify: Callable[[str], None] | None = None,
+) -> SweepResult:
+    """Run (or resume) a sweep and write its merged result.
+
+    Parameters
+    ----------
+    spec : SweepSpec
+        From :func:`load_sweep` or :func:`sweep_from_dict`.
+    out_dir : path, optional
+        Result folder; default ``spec.out``.
+    client : dask.distributed.Client, optional
+        Use this client (e.g. a cluster shared by several sweeps); it is left open.
+    scheduler : str, optional
+        Address of a running Dask scheduler (``tcp://host:8786``); the workers must see
+        the same files (spectrum files of the config). Ignored when ``client`` is given.
+    workers : int, optional
+        Worker processes of the ``LocalCluster`` started when neither ``client`` nor
+        ``scheduler`` is given (default: the number of CPUs, at most the number of points
+        to run).
+    retry_failed : bool
+        Run again points whose recorded run failed (by default they are kept as failed).
+    progress : bool
+        Show a progress bar of points done.
+    notify : callable, optional
+        ``notify(message)`` for what the sweep finds on resumption (a point file that does
+        not open or does not match its fingerprint and is run again, temporary files of
+        an interrupted run removed); the messages are also in ``summary``.
+
+    Returns
+    -------
+    SweepResult
+
+    Raises
+    ------
+    ConfigError
+        If no output folder is given, ``out`` names a file, or another process is running
+        a sweep (or a run) on the same folder (field ``out``).
+
+    Notes
+    -----
+    The folder is locked (:func:`advdyn.io.folder_lock`) while the sweep runs; a point
+    counts as done only when its ``.nc`` opens and carries the point's fingerprint.
+    """
+    out = Path(out_dir) if out_dir is not None else spec.out
+    if out is None:
+        raise ConfigError("out", "no output folder: set `out` in the sweep file or pass one")
+    with folder_lock(out, "advdyn sweep"):
+        return _run_locked(spec, out, client, scheduler, workers, retry_failed, progress,
+                           notify or (lambda message: None))
+
+
+def _run_locked(spec, out, client, scheduler, workers, retry_failed, progress, notify):
+    start = time.perf_counter()
+    removed = remove_stale_temporaries(out)
+    if removed:
+        notify(f"removed {len(removed)} temporary file(s) left by an interrupted run")
+    grid = spec.sweep.grid
+    fn = point_function(spec.sweep.kind)
+    points = grid_points(grid)
+    todo, skipped = [], 0
+    invalid = 0
+    rerun: dict[str, str] = {}
+    for p in points:
+        fp = fingerprint(spec, p)
+        status, problem = point_status(out, p, fp)
+        if problem:
+            rerun[p.id] = problem
+            notify(f"point {p.id} {p.values}: {problem}; running it again")
+        if status == "done" or (status == "failed" and not retry_failed):
+            skipped += 1
+            continue
+        try:
+            cfg = point_config(spec, p)
+        except ConfigError as err:  # invalid value: recorded without a task
+            payload = {"error_type": "ConfigError", "error": str(err), "traceback": ""}
+            record_point(out, p, fp, "failed", payload, 0.0, None)
+            invalid += 1
+            continue
+        todo.append((p, fp, cfg))
+
+    with progress_bar(f"sweep ({spec.sweep.kind})", total=len(points), enabled=progress) as adv:
+        adv(len(points) - len(todo))
+        if todo:
+            own = client is None
+            if own:
+                client, cluster = _make_client(scheduler, workers, len(todo))
+            try:
+                from dask.distributed import as_completed
+
+                futures = {}
+                for p, fp, cfg in todo:
+                    key = f"point-{p.id}-{uuid.uuid4().hex[:8]}"
+                    fut = client.submit(execute_point, fn, cfg, pure=False, key=key)
+                    futures[fut] = (p, fp, cfg)
+                for fut in as_completed(list(futures)):
+                    p, fp, cfg = futures[fut]
+                    try:
+                        status, payload, wall = fut.result()
+                    except Exception as err:  # worker died, task lost, ...
+                        status, wall = "failed", 0.0
+                        payload = {"error_type": type(err).__name__, "error": str(err),
+                                   "traceback": ""}
+                    record_point(out, p, fp, status, payload, wall, cfg.to_json())
+                    adv(1)
+                    fut.release()
+            finally:
+                if own:
+                    client.close()
+                    if cluster is not None:
+                        cluster.close()
+
+    results: dict[str, xr.Dataset | str] = {}
+    errors = {}
+    for p in points:
+        paths = point_paths(out, p.id)
+        ds = open_point(paths["nc"], fingerprint(spec, p))
+        if ds is not None:
+            results[p.id] = ds
+        else:
+            recorded = read_json(paths["error"]) or {}
+            msg = f"{recorded.get('error_type', 'Error')}: {recorded.get('error', 'not run')}"
+            results[p.id] = msg
+            errors[p.id] = {"values": p.values, "error": msg}
+    merged = merge_points(grid, results)
+    merged.attrs.update({"kind": spec.sweep.kind, "advdyn_version": __version__,
+                         "base_config": spec.base.to_json(),
+                         "overrides": canonical(spec.sweep.overrides)})
+    summary = {
+        "advdyn_version": __version__,
+        "kind": spec.sweep.kind,
+        "grid": grid,
+        "overrides": spec.sweep.overrides,
+        "points": len(points),
+        "run": len(todo),
+        "invalid": invalid,
+        "skipped": skipped,
+        "rerun_untrusted": rerun,
+        "done": len(points) - len(errors),
+        "failed": len(errors),
+        "errors": errors,
+        "wall_time_s": time.perf_counter() - start,
+    }
+    files = {"dataset": write_netcdf(merged, out / "sweep.nc"),
+             "summary": write_json(summary, out / "sweep.json"),
+             "points": out / "points"}
+    return SweepResult(merged, summary, files)
