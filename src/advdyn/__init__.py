@@ -134,12 +134,7 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
         solve_ode,
         solve_ridge_ode,
     )
-    from advdyn.workflows import (
-        RunResult,
-        converge_bins,
-        limit_report,
-        load_sweep,
-        monotone_scan,
-        run,
-        run_sweep,
-    )
+    from advdyn.workflows.bins import converge_bins
+    from advdyn.workflows.limits import limit_report, monotone_scan
+    from advdyn.workflows.run import RunResult, run
+    from advdyn.workflows.sweep import load_sweep, run_sweep

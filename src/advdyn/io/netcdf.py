@@ -78,8 +78,8 @@ def make_dataset(
     if replicates:
         coords["replicate"] = np.arange(next(iter(quantities.values())).shape[0])
     ds = xr.Dataset(data_vars, coords=coords)
-    for name in ds.coords:
-        ds[name].attrs.update(COORDINATE_ATTRS.get(str(name), {}))
+    for coord in ds.coords:
+        ds[coord].attrs.update(COORDINATE_ATTRS.get(str(coord), {}))
     ds.attrs.update({"method": method, **(attrs or {})})
     return ds
 
