@@ -29,6 +29,7 @@ from advdyn.posterior.covariance import (
 from advdyn.posterior.curvature import (
     Eigenpairs,
     FlatLoss,
+    HessianOperator,
     TraceEstimate,
     adversarial_ls_gradient_moment,
     adversarial_ls_hessian,
@@ -63,6 +64,7 @@ __all__ = [
     "Eigenpairs",
     "FlatLoss",
     "GridBound",
+    "HessianOperator",
     "StationaryCovariance",
     "TraceEstimate",
     "Transient",

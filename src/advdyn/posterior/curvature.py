@@ -302,6 +302,11 @@ def exact_hessian(loss: FlatLoss) -> Float[Array, "p p"]:
     -------
     array, shape (p, p)
     """
+    return _hessian(loss)
+
+
+@eqx.filter_jit
+def _hessian(loss):
     return jax.hessian(loss)(loss.w)
 
 
@@ -340,8 +345,29 @@ def gradient_covariance(loss: FlatLoss) -> Float[Array, "p p"]:
     return Gc.T @ Gc / G.shape[0]
 
 
-def hvp(loss: FlatLoss) -> Callable[[Array], Array]:
-    """Jitted Hessian-vector product ``v -> H v`` at ``loss.w`` (forward-over-reverse).
+class HessianOperator(eqx.Module):
+    """``v -> H v`` at ``loss.w`` (forward-over-reverse), as a pytree so that jitted
+    consumers (Hutchinson, Lanczos) compile once per model architecture.
+
+    Attributes
+    ----------
+    loss : FlatLoss
+    """
+
+    loss: FlatLoss
+
+    @property
+    def size(self) -> int:
+        """Number of parameters ``p``."""
+        return int(self.loss.w.shape[0])
+
+    def __call__(self, v: Float[Array, " p"]) -> Float[Array, " p"]:
+        """The product ``H v``."""
+        return _hvp(self.loss, v)
+
+
+def hvp(loss: FlatLoss) -> HessianOperator:
+    """Hessian-vector products ``v -> H v`` at ``loss.w``.
 
     Parameters
     ----------
@@ -349,10 +375,39 @@ def hvp(loss: FlatLoss) -> Callable[[Array], Array]:
 
     Returns
     -------
-    callable
-        ``(p,) -> (p,)``.
+    HessianOperator
+        Callable ``(p,) -> (p,)``.
     """
-    return lambda v: _hvp(loss, v)
+    return HessianOperator(loss)
+
+
+@eqx.filter_jit
+def _quadratic_forms(product, z):
+    return jax.vmap(lambda zi: jnp.vdot(zi, product(zi).astype(zi.dtype)))(z)
+
+
+@eqx.filter_jit
+def _lanczos(product, q0, m: int):
+    p = q0.shape[0]
+    Q = jnp.zeros((p, m + 1), q0.dtype).at[:, 0].set(q0)
+
+    def body(j, carry):
+        Q, alphas, betas = carry
+        q = Q[:, j]
+        w = product(q).astype(q0.dtype)
+        alpha = jnp.vdot(q, w)
+        # full reorthogonalisation against every basis vector so far (twice: Kahan)
+        w = w - Q @ (Q.T @ w)
+        w = w - Q @ (Q.T @ w)
+        beta = jnp.linalg.norm(w)
+        Q = Q.at[:, j + 1].set(w / jnp.where(beta > 0, beta, 1.0))
+        return Q, alphas.at[j].set(alpha), betas.at[j].set(beta)
+
+    zeros = jnp.zeros(m, q0.dtype)
+    Q, alphas, betas = jax.lax.fori_loop(0, m, body, (Q, zeros, zeros))
+    b = betas[:-1]
+    T = jnp.diag(alphas) + jnp.diag(b, 1) + jnp.diag(b, -1)
+    return Q[:, :m], T
 
 
 class TraceEstimate(eqx.Module):
@@ -393,8 +448,9 @@ def hutchinson_trace(
     -------
     TraceEstimate
     """
-    z = jax.random.rademacher(key, (probes, p), jnp.float32)
-    values = jnp.stack([jnp.vdot(zi, product(zi)) for zi in z])
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    z = jax.random.rademacher(key, (probes, p), dtype)
+    values = _quadratic_forms(product, z)
     return TraceEstimate(values.mean(), values.std(ddof=1) / np.sqrt(probes), probes)
 
 
@@ -429,34 +485,17 @@ def lanczos_top_k(
     key : jax.Array
         PRNG key of the starting vector.
     iterations : int, optional
-        Krylov dimension (default ``min(p, max(3 k, 30))``).
+        Krylov dimension (default ``min(p, max(3 k, 30))``); no early stop, so it must not
+        exceed the rank of ``H`` restricted to the Krylov space (``p`` at most).
 
     Returns
     -------
     Eigenpairs
     """
     m = min(p, iterations if iterations is not None else max(3 * k, 30))
-    q = jax.random.normal(key, (p,), jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
-    q = q / jnp.linalg.norm(q)
-    Qs = [q]
-    alphas, betas = [], []
-    for j in range(m):
-        w = product(Qs[-1]).astype(q.dtype)
-        alpha = jnp.vdot(Qs[-1], w)
-        Qm = jnp.stack(Qs, axis=1)
-        w = w - Qm @ (Qm.T @ w)
-        w = w - Qm @ (Qm.T @ w)  # twice is enough (Kahan)
-        alphas.append(alpha)
-        beta = jnp.linalg.norm(w)
-        if j == m - 1 or float(beta) < 1e-10 * max(1.0, abs(float(alpha))):
-            break
-        betas.append(beta)
-        Qs.append(w / beta)
-    Qm = jnp.stack(Qs, axis=1)
-    T = jnp.diag(jnp.stack(alphas))
-    if betas:
-        b = jnp.stack(betas)
-        T = T + jnp.diag(b, 1) + jnp.diag(b, -1)
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    q = jax.random.normal(key, (p,), dtype)
+    Qm, T = _lanczos(product, q / jnp.linalg.norm(q), m)
     vals, vecs = jnp.linalg.eigh(T)
     order = jnp.argsort(vals)[::-1][:k]
     return Eigenpairs(vals[order], Qm @ vecs[:, order])
