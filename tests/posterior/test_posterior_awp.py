@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from advdyn.adversarial import Attack, Schedule, gaussian_mixture, make_model
 from advdyn.adversarial.training import sample_loss
@@ -78,7 +79,9 @@ def test_flip_labels_changes_exactly_the_fraction():
     assert np.sum(z != y) == 20
 
 
+@pytest.mark.slow
 def test_robust_training_records_terms():
+    # the default run covers the loop through the CLI test (tests/posterior/test_posterior_cli)
     data = gaussian_mixture(128, 64, 6, classes=3, separation=3.0, seed=1)
     model = make_model("mlp", (6,), 3, width=8, seed=0)
     attack = Attack(0.1, norm="linf", method="pgd", steps=2)

@@ -319,7 +319,7 @@ def _summary(cfg: PosteriorConfig, ds: dict[str, xr.Dataset], seconds: float) ->
                 "final_train_loss": float(r["train_loss"].sel(run=run)[-1]),
                 "final_test_loss": float(r["test_loss"].sel(run=run)[-1]),
                 "min_test_loss": float(r["test_loss"].sel(run=run).min()),
-                "best_epoch": int(r["epoch"][int(r["test_loss"].sel(run=run).argmin())]),
+                "best_epoch": int(r["epoch"].values[int(np.argmin(r["test_loss"].sel(run=run).values))]),
                 "final_gap": float(r["gap"].sel(run=run)[-1]),
                 "final_bound": float(r["bound"].sel(run=run)[-1]),
                 "final_test_loss_scaled": float(r["test_loss"].sel(run=run)[-1])
