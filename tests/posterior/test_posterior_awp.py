@@ -13,7 +13,7 @@ import pytest
 from advdyn.adversarial import Attack, Schedule, gaussian_mixture, make_model
 from advdyn.adversarial.training import sample_loss
 from advdyn.posterior.awp import awp, awp_perturbation
-from advdyn.posterior.robust import Measure, RECORDS, flip_labels, robust_training
+from advdyn.posterior.robust import RECORDS, Measure, flip_labels, robust_training
 
 
 def _setup():
@@ -70,7 +70,7 @@ def test_warmup_gives_plain_steps():
     updates, state = opt.update(g, state, params, grad_fn=grad_fn)
     for u, gl in zip(jax.tree.leaves(updates), jax.tree.leaves(g), strict=True):
         np.testing.assert_allclose(np.asarray(u), -0.1 * np.asarray(gl), rtol=1e-6)
-    assert int(state.count) == 1
+    assert int(state.step) == 1
 
 
 def test_flip_labels_changes_exactly_the_fraction():

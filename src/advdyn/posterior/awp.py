@@ -57,7 +57,7 @@ def awp_perturbation(params, grads, gamma):
 class AWPState(NamedTuple):
     """State of :func:`awp`: the step count (for the warm-up) and the inner state."""
 
-    count: jax.Array
+    step: jax.Array
     inner: optax.OptState
 
 
@@ -90,10 +90,10 @@ def awp(
     def update(updates, state, params=None, *, grad_fn: Callable | None = None, **extra):
         if params is None or grad_fn is None:
             raise ValueError("awp needs params and grad_fn")
-        g = jnp.where(state.count >= warmup_steps, jnp.asarray(gamma), 0.0)
+        g = jnp.where(state.step >= warmup_steps, jnp.asarray(gamma), 0.0)
         v = awp_perturbation(params, updates, g)
         perturbed = grad_fn(optax.apply_updates(params, v))
         new_updates, inner_state = inner.update(perturbed, state.inner, params)
-        return new_updates, AWPState(state.count + 1, inner_state)
+        return new_updates, AWPState(state.step + 1, inner_state)
 
     return optax.GradientTransformationExtraArgs(init, update)

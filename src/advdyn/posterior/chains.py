@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from advdyn.posterior.curvature import adversarial_ls_sample_gradient
 from advdyn.precision import float64
@@ -18,11 +18,11 @@ from advdyn.precision import float64
 
 @float64
 def ls_chains(
-    spectrum: Float[Array, " p"],
-    theta_star: Float[Array, " p"],
+    spectrum: Float[ArrayLike, " p"],
+    theta_star: Float[ArrayLike, " p"],
     sigma: float,
     eps: float,
-    theta0: Float[Array, " p"],
+    theta0: Float[ArrayLike, " p"],
     rates,
     record_steps,
     chains: int,

@@ -31,7 +31,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from advdyn.precision import float64
 
@@ -67,7 +67,7 @@ class UnstableRateError(ValueError):
                          f"h_max = {h_max:.4g}, momentum m = {momentum:.4g}): {why}")
 
 
-def check_stable(h: Float[Array, " p"] | np.ndarray, eta: float, momentum: float = 0.0) -> None:
+def check_stable(h: Float[ArrayLike, " p"] | np.ndarray, eta: float, momentum: float = 0.0) -> None:
     """Raise :class:`UnstableRateError` unless ``0 < eta h < 2 (1 + m)`` for every ``h``.
 
     Parameters
@@ -98,7 +98,7 @@ def _is_concrete(*xs) -> bool:
     return not any(isinstance(x, jax.core.Tracer) for x in xs)
 
 
-def transition_matrix(H: Float[Array, "p p"], eta, momentum=0.0) -> Float[Array, "2p 2p"]:
+def transition_matrix(H: Float[ArrayLike, "p p"], eta, momentum=0.0) -> Float[Array, "2p 2p"]:
     """``A = [[I - eta H, m I], [-eta H, m I]]`` of heavy-ball SGD on ``z = (x, v)``.
 
     Parameters
@@ -122,7 +122,7 @@ def transition_matrix(H: Float[Array, "p p"], eta, momentum=0.0) -> Float[Array,
     return jnp.concatenate([top, bottom], axis=0)
 
 
-def noise_matrix(C: Float[Array, "p p"], eta, batch=1) -> Float[Array, "2p 2p"]:
+def noise_matrix(C: Float[ArrayLike, "p p"], eta, batch=1) -> Float[Array, "2p 2p"]:
     """``Q = (eta^2 / B) [[C, C], [C, C]]``: the covariance injected per step into ``(x, v)``.
 
     Parameters
@@ -143,7 +143,10 @@ def noise_matrix(C: Float[Array, "p p"], eta, batch=1) -> Float[Array, "2p 2p"]:
 
 
 def solve_discrete_lyapunov(
-    A: Float[Array, "n n"], Q: Float[Array, "n n"], method: str = "auto", iterations: int = 64
+    A: Float[ArrayLike, "n n"],
+    Q: Float[ArrayLike, "n n"],
+    method: str = "auto",
+    iterations: int = 64,
 ) -> Float[Array, "n n"]:
     """Solve ``S = A S A^T + Q`` (spectral radius of ``A`` below 1).
 
@@ -237,8 +240,8 @@ def _commute(H, C, rtol=1e-10) -> bool:
 
 @float64
 def stationary_covariance(
-    H: Float[Array, "p p"],
-    C: Float[Array, "p p"],
+    H: Float[ArrayLike, "p p"],
+    C: Float[ArrayLike, "p p"],
     eta: float,
     momentum: float = 0.0,
     batch: int = 1,
@@ -331,10 +334,10 @@ def _mpow(A, k):
 
 @float64
 def transient_covariance(
-    H: Float[Array, "p p"],
-    C: Float[Array, "p p"],
+    H: Float[ArrayLike, "p p"],
+    C: Float[ArrayLike, "p p"],
     eta: float,
-    initial: Float[Array, "n n"],
+    initial: Float[ArrayLike, "n n"],
     steps,
     momentum: float = 0.0,
     batch: int = 1,
@@ -405,7 +408,7 @@ def _ls_map(K, sigma, eta, momentum, batch):
 
 @float64
 def least_squares_fixed_point(
-    K: Float[Array, "p p"], sigma: float, eta: float, momentum: float = 0.0, batch: int = 1
+    K: Float[ArrayLike, "p p"], sigma: float, eta: float, momentum: float = 0.0, batch: int = 1
 ) -> StationaryCovariance:
     """Exact stationary covariance of SGD on clean least squares (multiplicative noise).
 
@@ -465,10 +468,10 @@ def least_squares_fixed_point(
 
 @float64
 def least_squares_transient(
-    K: Float[Array, "p p"],
+    K: Float[ArrayLike, "p p"],
     sigma: float,
     eta: float,
-    initial: Float[Array, "n n"],
+    initial: Float[ArrayLike, "n n"],
     steps,
     momentum: float = 0.0,
     batch: int = 1,
@@ -522,7 +525,7 @@ def least_squares_transient(
 
 
 @float64
-def curvature_trace(H: Float[Array, "p p"], Sigma: Float[Array, "p p"]) -> Float[Array, ""]:
+def curvature_trace(H: Float[ArrayLike, "p p"], Sigma: Float[ArrayLike, "p p"]) -> Float[Array, ""]:
     """``tr(H Sigma)``: twice the curvature term of the expected quadratic loss.
 
     Parameters

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from advdyn.adversarial.attacks import Attack
 from advdyn.adversarial.training import attacked, sample_loss
@@ -48,7 +48,7 @@ def _ls_scalars(theta, K, theta_star, sigma, eps):
 
 @float64
 def adversarial_ls_risk(
-    theta: Float[Array, " p"], K: Float[Array, "p p"], theta_star: Float[Array, " p"],
+    theta: Float[ArrayLike, " p"], K: Float[ArrayLike, "p p"], theta_star: Float[ArrayLike, " p"],
     sigma: float, eps: float,
 ) -> Float[Array, ""]:
     """Population adversarial risk ``R_eps = (s^2 + 2 a c0 s + a^2) / 2``.
@@ -76,7 +76,7 @@ def adversarial_ls_risk(
 
 @float64
 def adversarial_ls_hessian(
-    theta: Float[Array, " p"], K: Float[Array, "p p"], theta_star: Float[Array, " p"],
+    theta: Float[ArrayLike, " p"], K: Float[ArrayLike, "p p"], theta_star: Float[ArrayLike, " p"],
     sigma: float, eps: float,
 ) -> Float[Array, "p p"]:
     """Closed-form population Hessian of ``R_eps`` (POSTERIOR section 3).
@@ -94,7 +94,7 @@ def adversarial_ls_hessian(
     array, shape (p, p)
     """
     _, Kd, s, n, e, a = _ls_scalars(theta, K, theta_star, sigma, eps)
-    p = theta.shape[0]
+    p = jnp.shape(theta)[0]
     eye = jnp.eye(p)
     return (
         K
@@ -107,7 +107,7 @@ def adversarial_ls_hessian(
 
 @float64
 def adversarial_ls_gradient_moment(
-    theta: Float[Array, " p"], K: Float[Array, "p p"], theta_star: Float[Array, " p"],
+    theta: Float[ArrayLike, " p"], K: Float[ArrayLike, "p p"], theta_star: Float[ArrayLike, " p"],
     sigma: float, eps: float,
 ) -> Float[Array, "p p"]:
     """Closed-form second moment ``E[g g^T]`` of the per-sample adversarial gradient.
@@ -168,7 +168,7 @@ def adversarial_ls_sample_gradient(theta, x, y, eps):
 
 @float64
 def adversarial_ls_optimum(
-    K: Float[Array, "p p"], theta_star: Float[Array, " p"], sigma: float, eps: float,
+    K: Float[ArrayLike, "p p"], theta_star: Float[ArrayLike, " p"], sigma: float, eps: float,
     iterations: int = 60,
 ) -> Float[Array, " p"]:
     """Minimiser ``theta_eps^*`` of the population adversarial risk (Newton's method).
@@ -361,7 +361,7 @@ class HessianOperator(eqx.Module):
         """Number of parameters ``p``."""
         return int(self.loss.w.shape[0])
 
-    def __call__(self, v: Float[Array, " p"]) -> Float[Array, " p"]:
+    def __call__(self, v: Float[ArrayLike, " p"]) -> Float[Array, " p"]:
         """The product ``H v``."""
         return _hvp(self.loss, v)
 
@@ -448,7 +448,7 @@ def hutchinson_trace(
     -------
     TraceEstimate
     """
-    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    dtype = jnp.result_type(float)
     z = jax.random.rademacher(key, (probes, p), dtype)
     values = _quadratic_forms(product, z)
     return TraceEstimate(values.mean(), values.std(ddof=1) / np.sqrt(probes), probes)
@@ -493,7 +493,7 @@ def lanczos_top_k(
     Eigenpairs
     """
     m = min(p, iterations if iterations is not None else max(3 * k, 30))
-    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    dtype = jnp.result_type(float)
     q = jax.random.normal(key, (p,), dtype)
     Qm, T = _lanczos(product, q / jnp.linalg.norm(q), m)
     vals, vecs = jnp.linalg.eigh(T)
@@ -502,7 +502,7 @@ def lanczos_top_k(
 
 
 def subspace_gradient_covariance(
-    loss: FlatLoss, vectors: Float[Array, "p k"], chunk: int = 256
+    loss: FlatLoss, vectors: Float[ArrayLike, "p k"], chunk: int = 256
 ) -> Float[Array, "k k"]:
     """Per-sample gradient covariance restricted to a subspace: ``V^T C V``.
 

@@ -32,7 +32,7 @@ from advdyn.precision import float64
 from advdyn.problem.instance import ProblemInstance
 from advdyn.theory.drift import drift_terms, flow
 from advdyn.theory.rates import LearningRate, _as_f64, objective
-from advdyn.theory.statistics import DirectionState, direction_sum, statistics
+from advdyn.theory.statistics import direction_sum, statistics
 
 
 class StepDrop(LearningRate):
@@ -46,9 +46,9 @@ class StepDrop(LearningRate):
         Time ``t = k/d`` of the drop.
     """
 
-    gamma1: Array = eqx.field(converter=_as_f64)
-    gamma2: Array = eqx.field(converter=_as_f64)
-    t_drop: Array = eqx.field(converter=_as_f64)
+    gamma1: Array | float = eqx.field(converter=_as_f64)
+    gamma2: Array | float = eqx.field(converter=_as_f64)
+    t_drop: Array | float = eqx.field(converter=_as_f64)
 
     def __call__(self, t, state=None, instance=None):
         """Learning rate at time ``t``.

@@ -21,11 +21,14 @@ from __future__ import annotations
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 
 def gaussian_kl(
-    m1: Float[Array, " p"], S1: Float[Array, "p p"], m0: Float[Array, " p"], S0: Float[Array, "p p"]
+    m1: Float[ArrayLike, " p"],
+    S1: Float[ArrayLike, "p p"],
+    m0: Float[ArrayLike, " p"],
+    S0: Float[ArrayLike, "p p"],
 ) -> Float[Array, ""]:
     """``KL(N(m1, S1) || N(m0, S0))``.
 
@@ -73,8 +76,11 @@ def gaussian_kl_diag(m1, v1, m0, v0) -> Float[Array, ""]:
 
 
 def expected_quadratic_loss(
-    loss_at_optimum, H: Float[Array, "p p"], mu: Float[Array, " p"], w_star: Float[Array, " p"],
-    Sigma: Float[Array, "p p"],
+    loss_at_optimum,
+    H: Float[ArrayLike, "p p"],
+    mu: Float[ArrayLike, " p"],
+    w_star: Float[ArrayLike, " p"],
+    Sigma: Float[ArrayLike, "p p"],
 ) -> Float[Array, ""]:
     """``E_Q R(w) = R(w*) + 1/2 (mu - w*)^T H (mu - w*) + 1/2 tr(H Sigma)`` for a quadratic R.
 

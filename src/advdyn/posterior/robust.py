@@ -170,10 +170,9 @@ def _posterior_terms(model, w0, x, y, attack, eta, momentum, batch, n, measure: 
     p = op.size
     top = lanczos_top_k(op, p, measure.top_k, k2, min(p, measure.lanczos_iterations))
     trace = hutchinson_trace(op, p, k3, measure.probes)
-    c = jnp.diag(subspace_gradient_covariance(loss, top.vectors))
+    c = np.asarray(jnp.diag(subspace_gradient_covariance(loss, top.vectors)), np.float64)
     tr_c = float(gradient_noise_trace(loss))
     h = np.asarray(top.values, dtype=np.float64)
-    c = np.asarray(c, dtype=np.float64)
     ok = (h > 0) & (eta * h < 2 * (1 + momentum))
     v = np.where(ok, np.asarray(eigenbasis_variance(np.where(ok, h, 1.0), c, eta, momentum,
                                                     batch)), 0.0)

@@ -29,8 +29,13 @@ import xarray as xr
 
 from advdyn._version import __version__
 from advdyn.adversarial import Attack, Schedule, gaussian_mixture, load_digits, make_model
-from advdyn.config.posterior import HighdimConfig, PosteriorConfig, RobustConfig, SmallConfig
-from advdyn.config.posterior import SweepConfig
+from advdyn.config.posterior import (
+    HighdimConfig,
+    PosteriorConfig,
+    RobustConfig,
+    SmallConfig,
+    SweepConfig,
+)
 from advdyn.errors import ConfigError
 from advdyn.io import write_json, write_netcdf
 from advdyn.posterior import (
@@ -38,7 +43,6 @@ from advdyn.posterior import (
     adversarial_ls_gradient_moment,
     adversarial_ls_hessian,
     adversarial_ls_optimum,
-    eigenbasis_variance,
     stationary_covariance,
     transient_covariance,
 )
@@ -97,7 +101,7 @@ def run_small(c: SmallConfig) -> xr.Dataset:
     -------
     xarray.Dataset
     """
-    K, ts, opt, H, C = _small_problem(c)
+    _, ts, opt, H, C = _small_problem(c)
     try:
         old = stationary_covariance(H, C, c.eta)
     except UnstableRateError as err:
@@ -107,7 +111,7 @@ def run_small(c: SmallConfig) -> xr.Dataset:
     tr = transient_covariance(H, C, eta2, old.full if old.full is not None else old.position,
                               steps)
     rates = np.concatenate([np.full(c.burn_in, c.eta), np.full(int(steps.max()), eta2)])
-    it = np.asarray(ls_chains(c.spectrum, ts, c.sigma, c.eps, opt, rates,
+    it = np.asarray(ls_chains(np.asarray(c.spectrum), ts, c.sigma, c.eps, opt, rates,
                               c.burn_in + steps, c.chains, c.seed))
     chain_var = np.var(it, axis=1, ddof=1)
     diag = lambda a: np.diagonal(np.asarray(a), axis1=-2, axis2=-1)  # noqa: E731
@@ -151,7 +155,7 @@ def run_sweep(c: SweepConfig, small: SmallConfig) -> xr.Dataset:
         NaN where the rate is unstable.
     """
     _, _, _, H, C = _small_problem(small)
-    h, U = np.linalg.eigh(H)
+    h = np.linalg.eigvalsh(H)
     shape = (len(c.rates), len(c.batches))
     trace_hs, leading, logdet = np.full(shape, np.nan), np.full(shape, np.nan), np.full(
         shape, np.nan)
@@ -275,7 +279,7 @@ def run_robust(c: RobustConfig, advance=None) -> tuple[xr.Dataset, list[RobustRe
                         label_noise=c.label_noise, seed=c.seed, advance=advance)
         for g in (0.0, c.awp_gamma)
     ]
-    variables = {
+    variables: dict[str, tuple] = {
         name: (("run", "epoch"), np.stack([r.scalars[name] for r in records]))
         for name in RECORDS
     }
@@ -319,7 +323,8 @@ def _summary(cfg: PosteriorConfig, ds: dict[str, xr.Dataset], seconds: float) ->
                 "final_train_loss": float(r["train_loss"].sel(run=run)[-1]),
                 "final_test_loss": float(r["test_loss"].sel(run=run)[-1]),
                 "min_test_loss": float(r["test_loss"].sel(run=run).min()),
-                "best_epoch": int(r["epoch"].values[int(np.argmin(r["test_loss"].sel(run=run).values))]),
+                "best_epoch": int(
+                    r["epoch"].values[int(np.argmin(r["test_loss"].sel(run=run).values))]),
                 "final_gap": float(r["gap"].sel(run=run)[-1]),
                 "final_bound": float(r["bound"].sel(run=run)[-1]),
                 "final_test_loss_scaled": float(r["test_loss"].sel(run=run)[-1])
