@@ -124,8 +124,8 @@ class RobustConfig(_Section):
 
     enabled: bool = True
     data: Literal["digits", "gaussian_mixture"] = "digits"
-    n_train: int = Field(default=400, ge=20)
-    n_test: int = Field(default=300, ge=10)
+    n_train: int = Field(default=300, ge=20)
+    n_test: int = Field(default=200, ge=10)
     d: int = Field(default=20, ge=1, description="gaussian_mixture only")
     classes: int = Field(default=4, ge=2, description="gaussian_mixture only")
     label_noise: float = Field(default=0.2, ge=0, lt=1)
@@ -133,7 +133,7 @@ class RobustConfig(_Section):
     eps: float = Field(default=0.1, ge=0)
     norm: Literal["linf", "l2"] = "linf"
     steps: int = Field(default=3, ge=1)
-    epochs: int = Field(default=12, ge=2)
+    epochs: int = Field(default=10, ge=2)
     batch_size: int = Field(default=32, ge=1)
     lr: float = Field(default=0.1, gt=0)
     momentum: float = Field(default=0.9, ge=0, lt=1)
@@ -141,7 +141,7 @@ class RobustConfig(_Section):
     drops: tuple[float, ...] = (0.5, 0.75)
     awp_gamma: float = Field(default=5e-3, ge=0)
     awp_warmup_epochs: int = Field(default=1, ge=0)
-    subset: int = Field(default=128, ge=2)
+    subset: int = Field(default=96, ge=2)
     top_k: int = Field(default=3, ge=1)
     lanczos_iterations: int = Field(default=10, ge=2)
     probes: int = Field(default=4, ge=2)
