@@ -217,7 +217,9 @@ def run_highdim(c: HighdimConfig, progress=None) -> xr.Dataset:
     lam = np.asarray(inst.eigenvalues[0])
     centres, g_emp = group_by_eigenvalue(emp, lam, c.groups)
     _, g_ode = group_by_eigenvalue(np.asarray(path.variance), lam, c.groups)
-    v1 = np.asarray(stationary_variance(path.D[-1], path.N[-1], c.gamma1, c.d))
+    # the limits with the coefficients frozen at the drop (before) and at the end (after)
+    i_drop = int(np.searchsorted(np.asarray(times), c.t_drop, side="right") - 1)
+    v1 = np.asarray(stationary_variance(path.D[i_drop], path.N[i_drop], c.gamma1, c.d))
     v2 = np.asarray(stationary_variance(path.D[-1], path.N[-1], c.gamma2, c.d))
     return xr.Dataset(
         {
