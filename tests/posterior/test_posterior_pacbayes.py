@@ -69,7 +69,7 @@ def test_grid_pays_union_bound():
     t = bound_terms(0.2, 0.1, kl, 1000, loss_scale=2.0)
     assert float(t.train) == pytest.approx(0.1) and float(t.curvature) == pytest.approx(0.05)
     assert float(t.bound) == pytest.approx(float(t.train + t.curvature + t.complexity))
-    assert t.estimated == ("curvature", "kl")
+    assert t.estimated == ("curvature", "kl") and int(t.grid_index) == 1
 
 
 def _check5(n_sets, seed):

@@ -130,6 +130,7 @@ class RobustConfig(_Section):
     classes: int = Field(default=4, ge=2, description="gaussian_mixture only")
     label_noise: float = Field(default=0.2, ge=0, lt=1)
     width: int = Field(default=32, ge=1)
+    depth: int = Field(default=1, ge=1)
     eps: float = Field(default=0.1, ge=0)
     norm: Literal["linf", "l2"] = "linf"
     steps: int = Field(default=3, ge=1)
@@ -145,6 +146,7 @@ class RobustConfig(_Section):
     top_k: int = Field(default=3, ge=1)
     lanczos_iterations: int = Field(default=10, ge=2)
     probes: int = Field(default=4, ge=2)
+    measure_every: int = Field(default=1, ge=1)
     prior_variances: list[float] = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
     delta: float = Field(default=0.05, gt=0, lt=1)
     loss_scale: float = Field(default=5.0, gt=0)

@@ -43,12 +43,18 @@ def plot_bound_terms(ds: xr.Dataset) -> Figure:
         axes[0, 0].plot(ep, r["train_loss"], color=color, ls="--", label=f"{label} train")
         axes[0, 0].plot(ep, r["test_loss"], color=color, label=f"{label} test")
         axes[0, 1].plot(ep, r["gap"], color=color, label=label)
-        axes[0, 2].plot(ep, r["top_eigenvalues"].isel(k=0), color=color, label=f"{label} h_1")
-        axes[0, 2].plot(ep, r["hessian_trace"], color=color, ls=":", label=f"{label} tr H")
-        axes[1, 0].plot(ep, r["curvature"], color=color, label=f"{label} leading order")
-        axes[1, 0].plot(ep, r["curvature_topk"], color=color, ls="--", label=f"{label} top-k")
-        axes[1, 1].plot(ep, r["kl"], color=color, label=label)
-        axes[1, 2].plot(ep, r["bound"], color=color, label=f"{label} bound")
+        # measured terms may be NaN between measurements: plot the finite points only
+        def m(ax, y, **kw):
+            y = np.asarray(y, dtype=float)
+            ok = np.isfinite(y)
+            ax.plot(ep[ok], y[ok], marker=".", ms=4, color=color, **kw)  # noqa: B023
+
+        m(axes[0, 2], r["top_eigenvalues"].isel(k=0), label=f"{label} h_1")
+        m(axes[0, 2], r["hessian_trace"], ls=":", label=f"{label} tr H")
+        m(axes[1, 0], r["curvature"], label=f"{label} leading order")
+        m(axes[1, 0], r["curvature_topk"], ls="--", label=f"{label} top-k")
+        m(axes[1, 1], r["kl"], label=label)
+        m(axes[1, 2], r["bound"], label=f"{label} bound")
         axes[1, 2].plot(ep, r["test_loss"] / scale, color=color, ls="--",
                         label=f"{label} test loss / L")
     titles = [

@@ -255,6 +255,8 @@ class BoundTerms(eqx.Module):
         The bound's complexity term (confidence ``delta / G``).
     bound : scalar
         ``train + curvature + complexity``.
+    grid_index : int
+        The chosen prior (or temperature) of the grid.
     estimated : tuple of str
         Names of the terms that are estimates (Hutchinson/Lanczos, quadratic expansion,
         Lyapunov model) rather than exact evaluations.
@@ -265,6 +267,7 @@ class BoundTerms(eqx.Module):
     kl: Float[Array, ""]
     complexity: Float[Array, ""]
     bound: Float[Array, ""]
+    grid_index: Array
     estimated: tuple[str, ...] = eqx.field(static=True, default=())
 
 
@@ -310,6 +313,7 @@ def bound_terms(
         k,
         g.bound - emp,
         g.bound,
+        g.index,
         tuple(estimated),
     )
 

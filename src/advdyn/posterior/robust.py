@@ -48,7 +48,7 @@ from advdyn.posterior.curvature import (
 from advdyn.posterior.pacbayes import bound_terms
 
 #: names of the per-epoch scalar records
-RECORDS = (
+RECORDS = (  # the first six every epoch, the rest (but time) when measured
     "lr", "train_loss", "train_acc", "test_loss", "test_acc", "gap", "hessian_trace",
     "hessian_trace_se", "grad_noise_trace", "curvature_topk", "curvature", "kl",
     "prior_variance", "complexity", "bound", "weight_distance", "time",
@@ -75,6 +75,9 @@ class Measure:
         Confidence of the bound.
     loss_scale : float
         Bound ``L`` on the loss used to scale it to ``[0, 1]``.
+    every : int
+        Measure the curvature and bound terms every ``every`` epochs (and at the last);
+        NaN in between (losses are recorded every epoch).
     """
 
     subset: int = 256
@@ -84,6 +87,7 @@ class Measure:
     prior_variances: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
     delta: float = 0.05
     loss_scale: float = 5.0
+    every: int = 1
 
 
 @dataclass(frozen=True)
@@ -263,24 +267,35 @@ def robust_training(
         tr = evaluate(model, x, y, attack, seed=seed + 1)
         te = evaluate(model, data.x_test, data.y_test, attack, seed=seed + 2)
         eta = float(rates[epoch, -1])
-        top, trace, tr_c, curv_topk, curv, kl, dist2 = _posterior_terms(
-            model, w0, x_sub, y_sub, attack, eta, schedule.momentum, bs, n, measure, k_meas
-        )
-        terms = bound_terms(tr["adv_loss"], curv, kl, n, measure.delta,
-                            loss_scale=measure.loss_scale)
-        i = int(np.argmin(np.abs(kl - float(terms.kl))))
         for name, value in (
             ("lr", eta), ("train_loss", tr["adv_loss"]), ("train_acc", tr["adv_acc"]),
             ("test_loss", te["adv_loss"]), ("test_acc", te["adv_acc"]),
             ("gap", te["adv_loss"] - tr["adv_loss"]),
-            ("hessian_trace", float(trace.value)), ("hessian_trace_se", float(trace.stderr)),
-            ("grad_noise_trace", tr_c), ("curvature_topk", curv_topk), ("curvature", curv),
-            ("kl", float(terms.kl)), ("prior_variance", measure.prior_variances[i]),
-            ("complexity", float(terms.complexity)), ("bound", float(terms.bound)),
-            ("weight_distance", float(np.sqrt(dist2))), ("time", time.perf_counter() - start),
         ):
             rec[name].append(float(value))
-        tops.append(np.asarray(top.values, dtype=np.float64))
+        measured = (epoch + 1) % measure.every == 0 or epoch == schedule.epochs - 1
+        if measured:
+            top, trace, tr_c, curv_topk, curv, kl, dist2 = _posterior_terms(
+                model, w0, x_sub, y_sub, attack, eta, schedule.momentum, bs, n, measure,
+                k_meas,
+            )
+            terms = bound_terms(tr["adv_loss"], curv, kl, n, measure.delta,
+                                loss_scale=measure.loss_scale)
+            i = int(terms.grid_index)
+            values = {
+                "hessian_trace": float(trace.value), "hessian_trace_se": float(trace.stderr),
+                "grad_noise_trace": tr_c, "curvature_topk": curv_topk, "curvature": curv,
+                "kl": float(terms.kl), "prior_variance": measure.prior_variances[i],
+                "complexity": float(terms.complexity), "bound": float(terms.bound),
+                "weight_distance": float(np.sqrt(dist2)),
+            }
+            tops.append(np.asarray(top.values, dtype=np.float64))
+        else:
+            values = {}
+            tops.append(np.full(measure.top_k, np.nan))
+        for name in RECORDS[6:-1]:
+            rec[name].append(float(values.get(name, np.nan)))
+        rec["time"].append(time.perf_counter() - start)
         if not np.isfinite(tr["adv_loss"]):
             raise FloatingPointError(f"training diverged at epoch {epoch + 1} (lower the lr)")
         if advance is not None:

@@ -267,14 +267,15 @@ def run_robust(c: RobustConfig, advance=None) -> tuple[xr.Dataset, list[RobustRe
     """
     data = _robust_data(c)
     try:
-        model = make_model("mlp", data.input_shape, data.classes, c.width, seed=c.seed)
+        model = make_model("mlp", data.input_shape, data.classes, c.width, c.depth,
+                           seed=c.seed)
     except ValueError as err:
         raise ConfigError("robust", str(err)) from None
     attack = Attack(c.eps, norm=c.norm, method="pgd", steps=c.steps, clip=data.domain)
     sched = Schedule(epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, momentum=c.momentum,
                      weight_decay=c.weight_decay, kind="step", drops=tuple(c.drops))
     measure = Measure(c.subset, c.top_k, c.lanczos_iterations, c.probes,
-                      tuple(c.prior_variances), c.delta, c.loss_scale)
+                      tuple(c.prior_variances), c.delta, c.loss_scale, c.measure_every)
     records = [
         robust_training(model, data, attack, sched, awp_gamma=g,
                         awp_warmup_epochs=c.awp_warmup_epochs, measure=measure,
@@ -329,6 +330,9 @@ def _summary(cfg: PosteriorConfig, ds: dict[str, xr.Dataset], seconds: float) ->
                     r["epoch"].values[int(np.argmin(r["test_loss"].sel(run=run).values))]),
                 "final_gap": float(r["gap"].sel(run=run)[-1]),
                 "final_bound": float(r["bound"].sel(run=run)[-1]),
+                "final_curvature": float(r["curvature"].sel(run=run)[-1]),
+                "final_kl": float(r["kl"].sel(run=run)[-1]),
+                "final_top_eigenvalue": float(r["top_eigenvalues"].sel(run=run)[-1, 0]),
                 "final_test_loss_scaled": float(r["test_loss"].sel(run=run)[-1])
                 / r.attrs["loss_scale"],
                 "bound_vacuous": bool(r["bound"].sel(run=run)[-1] >= 1.0),
@@ -361,17 +365,26 @@ def run_posterior(cfg: PosteriorConfig, out: str | Path, progress: bool = False,
     start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ds = {"small": run_small(cfg.small), "sweep": run_sweep(cfg.sweep, cfg.small),
-          "highdim": run_highdim(cfg.highdim)}
+    seconds: dict[str, float] = {}
+    ds: dict[str, xr.Dataset] = {}
+    for name, part in (("small", lambda: run_small(cfg.small)),
+                       ("sweep", lambda: run_sweep(cfg.sweep, cfg.small)),
+                       ("highdim", lambda: run_highdim(cfg.highdim))):
+        t0 = time.perf_counter()
+        ds[name] = part()
+        seconds[name] = time.perf_counter() - t0
     if cfg.robust.enabled:
+        t0 = time.perf_counter()
         with progress_bar("adversarial training (AT, AWP)", 2 * cfg.robust.epochs,
                           progress) as advance:
             ds["robust"], _ = run_robust(cfg.robust, advance)
+        seconds["robust"] = time.perf_counter() - t0
     files: dict[str, Path] = {}
     for name, d in ds.items():
         d.attrs["advdyn_version"] = __version__
         files[name] = write_netcdf(d, out / f"posterior_{name}.nc")
     summary = _summary(cfg, ds, time.perf_counter() - start)
+    summary["seconds_by_part"] = seconds
     files["summary"] = write_json(summary, out / "posterior.json")
     if figures:
         from advdyn.plot.posterior import write_figures
