@@ -27,6 +27,8 @@ Everything is float64 (:func:`advdyn.precision.float64` on the entry points).
 
 from __future__ import annotations
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -142,6 +144,7 @@ def noise_matrix(C: Float[ArrayLike, "p p"], eta, batch=1) -> Float[Array, "2p 2
     return (eta**2 / batch) * jnp.block([[C, C], [C, C]])
 
 
+@functools.partial(jax.jit, static_argnames=("method", "iterations"))
 def solve_discrete_lyapunov(
     A: Float[ArrayLike, "n n"],
     Q: Float[ArrayLike, "n n"],
