@@ -98,10 +98,14 @@ def _check5(n_sets, seed):
         train = jnp.mean(margins <= 0)
         test = jnp.mean(norm.cdf(eps - (w @ mu) / wn))
         kl = jax.vmap(lambda v: gaussian_kl_diag(w_hat, jnp.full(d, s2), 0.0, v))(grid)
-        return grid_bound(train, kl, n, delta).bound, test
+        # Catoni over (prior, lambda) pairs: 10 x 4 grid, union bound ln 40
+        lams = jnp.asarray([0.25, 0.5, 1.0, 2.0]) * jnp.sqrt(8 * n)
+        cat = grid_bound(train, jnp.repeat(kl, 4), n, delta, "catoni", jnp.tile(lams, 10))
+        return grid_bound(train, kl, n, delta).bound, cat.bound, test
 
-    bounds, risks = jax.jit(jax.vmap(one))(jax.random.split(key, n_sets))
-    return float(jnp.mean(bounds >= risks)), float(jnp.mean(bounds)), float(jnp.mean(risks))
+    bounds, catoni, risks = jax.jit(jax.vmap(one))(jax.random.split(key, n_sets))
+    return (float(jnp.mean(bounds >= risks)), float(jnp.mean(bounds)), float(jnp.mean(risks)),
+            float(jnp.mean(catoni >= risks)), float(jnp.mean(catoni)))
 
 
 @pytest.mark.parametrize(
@@ -110,7 +114,8 @@ def _check5(n_sets, seed):
 def test_check5_bound_validity(n_sets):
     # with 100 sets, 95% means at most 5 violations (the bound holds with prob >= 0.95 per
     # set, so the count of violations is at most Binomial(100, 0.05) in law)
-    frac, mean_bound, mean_risk = _check5(n_sets, 50)
+    frac, mean_bound, mean_risk, frac_cat, mean_cat = _check5(n_sets, 50)
     assert frac >= 0.95, (frac, mean_bound, mean_risk)
+    assert frac_cat >= 0.95, (frac_cat, mean_cat, mean_risk)
     # non-vacuous here (below 1), so the check has teeth: a bound that is too small fails
-    assert mean_bound < 1.0
+    assert mean_bound < 1.0 and mean_cat < 1.0

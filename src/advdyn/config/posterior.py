@@ -133,6 +133,7 @@ class RobustConfig(_Section):
     depth: int = Field(default=1, ge=1)
     eps: float = Field(default=0.1, ge=0)
     norm: Literal["linf", "l2"] = "linf"
+    method: Literal["pgd", "fgm"] = "pgd"
     steps: int = Field(default=3, ge=1)
     epochs: int = Field(default=10, ge=2)
     batch_size: int = Field(default=32, ge=1)

@@ -271,7 +271,7 @@ def run_robust(c: RobustConfig, advance=None) -> tuple[xr.Dataset, list[RobustRe
                            seed=c.seed)
     except ValueError as err:
         raise ConfigError("robust", str(err)) from None
-    attack = Attack(c.eps, norm=c.norm, method="pgd", steps=c.steps, clip=data.domain)
+    attack = Attack(c.eps, norm=c.norm, method=c.method, steps=c.steps, clip=data.domain)
     sched = Schedule(epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, momentum=c.momentum,
                      weight_decay=c.weight_decay, kind="step", drops=tuple(c.drops))
     measure = Measure(c.subset, c.top_k, c.lanczos_iterations, c.probes,
