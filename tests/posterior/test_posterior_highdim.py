@@ -100,3 +100,18 @@ def test_spectral_bins_give_the_bin_averaged_variance():
     np.testing.assert_allclose(np.asarray(path_b.variance)[1:], avg[1:], rtol=2e-2)
     curv = 0.5 * np.sum(np.asarray(path.D) * v, axis=1)
     np.testing.assert_allclose(np.asarray(path_b.curvature)[1:], curv[1:], rtol=2e-2)
+
+
+def test_sgd_iterates_share_simulate_sgds_streams():
+    # advdyn.simulate.sgd_iterates documents that it follows simulate_sgd's sample streams:
+    # the norms of its iterates equal simulate_sgd's recorded "norm" (same float64 run)
+    from advdyn.simulate import simulate_sgd
+
+    inst = ls_instance(50)
+    lr = StepDrop(1.0, 0.25, 1.0)
+    sol = simulate_sgd(inst, lr, stream_key(4), t_max=2.0, n_times=5, replicates=2,
+                       dtype="float64")
+    times, thetas = sgd_iterates(inst, lr, stream_key(4), t_max=2.0, n_times=5,
+                                 replicates=2, dtype="float64")
+    np.testing.assert_allclose(times, sol.ts)
+    np.testing.assert_allclose(np.linalg.norm(thetas, axis=-1), sol["norm"], rtol=1e-10)
