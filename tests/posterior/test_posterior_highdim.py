@@ -81,6 +81,7 @@ def test_variance_reaches_closed_form_and_kl_grows_after_drop():
     assert drop.curvature[-1] < 0.2 * drop.curvature[np.searchsorted(times, 10.0)]
 
 
+@pytest.mark.slow  # an extra ODE compilation (binned shapes): kept out of the default budget
 def test_spectral_bins_give_the_bin_averaged_variance():
     # the variance equation holds bin by bin: 8 bins of a d = 400 instance against the
     # per-direction solution averaged over the same bins (bins share D_i up to the spread of
@@ -102,6 +103,7 @@ def test_spectral_bins_give_the_bin_averaged_variance():
     np.testing.assert_allclose(np.asarray(path_b.curvature)[1:], curv[1:], rtol=2e-2)
 
 
+@pytest.mark.slow  # compiles simulate_sgd's recorder: kept out of the default budget
 def test_sgd_iterates_share_simulate_sgds_streams():
     # advdyn.simulate.sgd_iterates documents that it follows simulate_sgd's sample streams:
     # the norms of its iterates equal simulate_sgd's recorded "norm" (same float64 run)
