@@ -422,8 +422,9 @@ def least_squares_fixed_point(
         S = (I - eta K) S (I - eta K) + eta^2 (K S K + tr(K S) K + sigma^2 K),
 
     generalised here to momentum and minibatches; solved as one linear system in
-    ``vec S`` (exact). The additive formula (:func:`stationary_covariance` with
-    ``C = sigma^2 K``) is its leading order in ``eta``.
+    ``vec S`` (exact; ``(2p)^2`` unknowns, so for ``p`` up to about 20). The additive
+    formula (:func:`stationary_covariance` with ``C = sigma^2 K``) is its leading order in
+    ``eta``.
 
     Parameters
     ----------
