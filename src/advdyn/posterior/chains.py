@@ -7,6 +7,8 @@ momentum: the setting of POSTERIOR checks 2 to 4.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -59,27 +61,34 @@ def ls_chains(
     ts = jnp.asarray(theta_star, jnp.float64)
     rates = jnp.asarray(np.asarray(rates, np.float64))
     record = np.asarray(record_steps, np.int64)
-    key = jax.random.key(seed)
-    theta = jnp.broadcast_to(jnp.asarray(theta0, jnp.float64), (chains, sq.shape[0]))
+    total = int(record.max()) if record.size else 0
+    if total > rates.shape[0]:
+        raise ValueError(f"record step {total} beyond the {rates.shape[0]} given rates")
+    # slot[k]: where the iterate after k steps is stored (-1: not recorded)
+    slot = np.full(total + 1, -1, np.int64)
+    slot[record] = np.arange(len(record))
+    theta0 = jnp.broadcast_to(jnp.asarray(theta0, jnp.float64), (chains, sq.shape[0]))
+    return _run(sq, ts, sigma, eps, theta0, rates[:total], jnp.asarray(slot),
+                jax.random.key(seed), len(record))
 
-    @jax.jit
-    def advance(theta, start, stop_rates):
-        def body(theta, inp):
-            k, eta = inp
-            kx, kz = jax.random.split(jax.random.fold_in(key, k))
-            x = sq * jax.random.normal(kx, theta.shape)
-            y = x @ ts + sigma * jax.random.normal(kz, theta.shape[:1])
-            g = adversarial_ls_sample_gradient(theta, x, y, eps)
-            return theta - eta * g, None
 
-        steps = start + jnp.arange(stop_rates.shape[0])
-        return jax.lax.scan(body, theta, (steps, stop_rates))[0]
+@functools.partial(jax.jit, static_argnames=("n_records",))
+def _run(sq, ts, sigma, eps, theta0, rates, slot, key, n_records):
+    # one compiled scan over all steps; the iterates at the recorded steps go to a buffer
+    buf = jnp.zeros((n_records, *theta0.shape), theta0.dtype)
+    buf = jnp.where(slot[0] >= 0, buf.at[slot[0]].set(theta0), buf)
 
-    out = []
-    done = 0
-    for k in record:
-        if k > done:
-            theta = advance(theta, done, rates[done:k])
-            done = int(k)
-        out.append(theta)
-    return jnp.stack(out)
+    def body(carry, inp):
+        theta, buf = carry
+        k, eta = inp
+        kx, kz = jax.random.split(jax.random.fold_in(key, k))
+        x = sq * jax.random.normal(kx, theta.shape)
+        y = x @ ts + sigma * jax.random.normal(kz, theta.shape[:1])
+        theta = theta - eta * adversarial_ls_sample_gradient(theta, x, y, eps)
+        s = slot[k + 1]
+        buf = jnp.where(s >= 0, buf.at[jnp.maximum(s, 0)].set(theta), buf)
+        return (theta, buf), None
+
+    steps = jnp.arange(rates.shape[0])
+    (_, buf), _ = jax.lax.scan(body, (theta0, buf), (steps, rates))
+    return buf
