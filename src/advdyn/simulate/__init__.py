@@ -5,6 +5,6 @@ One driver (grid, records, divergence check) serves both; they return
 """
 
 from advdyn.simulate.hsgd import simulate_hsgd
-from advdyn.simulate.sgd import TimeGrid, simulate_sgd, time_grid
+from advdyn.simulate.sgd import TimeGrid, sgd_iterates, simulate_sgd, time_grid
 
-__all__ = ["TimeGrid", "simulate_hsgd", "simulate_sgd", "time_grid"]
+__all__ = ["TimeGrid", "sgd_iterates", "simulate_hsgd", "simulate_sgd", "time_grid"]

@@ -327,3 +327,44 @@ def _simulate(
     attrs = {**info, **(attrs or {})}
     return Solution(np.asarray(grid.times), stacked, method, replicated=True, stats=attrs)
 
+
+
+@float64
+def sgd_iterates(
+    instance: ProblemInstance,
+    lr: LearningRate,
+    key: Array,
+    *,
+    t_max: float,
+    n_times: int = 51,
+    replicates: int = 4,
+    dtype: str = "float32",
+    block_size: int = 64,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The iterates themselves on the grid of :func:`simulate_sgd` (same sample streams).
+
+    For statistics that are not direction sums, e.g. the per-direction variance over
+    replicates (the posterior covariance of :mod:`advdyn.posterior`). No divergence check.
+
+    Parameters
+    ----------
+    instance, lr, key, t_max, n_times, replicates, dtype, block_size
+        As in :func:`simulate_sgd`; the same arguments give the same trajectories.
+
+    Returns
+    -------
+    times : ndarray, shape (T,)
+        Recording times.
+    thetas : ndarray, shape (replicates, T, d)
+        Iterates in the eigenbasis.
+    """
+    keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(replicates))
+    grid = time_grid(instance.d, t_max, n_times, block_size)
+    n_blocks = grid.stride // grid.block
+    thetas = jnp.broadcast_to(instance.theta0.astype(jnp.dtype(dtype)), (replicates, instance.d))
+    out = [np.asarray(thetas)]
+    for j in range(1, len(grid.times)):
+        first = jnp.asarray((j - 1) * n_blocks)
+        thetas = _advance(_sgd_block, thetas, keys, first, instance, lr, n_blocks, grid.block)
+        out.append(np.asarray(thetas))
+    return np.asarray(grid.times), np.stack(out, axis=1)
