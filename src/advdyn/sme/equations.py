@@ -34,12 +34,11 @@ existing ones unchanged, as for the core's simulators (:mod:`advdyn.simulate`).
 
 from __future__ import annotations
 
-import math
-
 import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import lineax as lx
 import numpy as np
 from jaxtyping import Array, Float
 
@@ -51,6 +50,12 @@ SME_STREAM = 0x534D4532
 """``fold_in`` constant (ASCII ``"SME2"``) separating the SME's Brownian stream from SGD's."""
 
 SCHEMES = ("euler", "extrapolated")
+
+
+def _as_f64(x):
+    # traced leaves (NumPy float64 keeps the value exactly without global x64): one
+    # compilation serves every learning rate
+    return np.asarray(x, dtype=np.float64)
 
 
 class GridBrownianPath(diffrax.AbstractBrownianPath):
@@ -76,9 +81,9 @@ class GridBrownianPath(diffrax.AbstractBrownianPath):
     """
 
     key: Array
-    dt: float = eqx.field(static=True)
-    t0: float = eqx.field(static=True)
-    t1: float = eqx.field(static=True)
+    dt: Array
+    t0: Array
+    t1: Array
     shape: tuple[int, ...] = eqx.field(static=True)
     max_span: int = eqx.field(static=True, default=2)
     levy_area: type = eqx.field(static=True, default=diffrax.BrownianIncrement)
@@ -94,7 +99,7 @@ class GridBrownianPath(diffrax.AbstractBrownianPath):
             j = j0 + q
             z = jax.random.normal(jax.random.fold_in(self.key, j), self.shape)
             total = total + jnp.where(j < j1, z, 0.0)
-        return math.sqrt(self.dt) * total
+        return jnp.sqrt(self.dt) * total
 
 
 class SME(eqx.Module):
@@ -113,14 +118,14 @@ class SME(eqx.Module):
     """
 
     objective: AbstractObjective
-    eta: float = eqx.field(static=True)
+    eta: Array = eqx.field(converter=_as_f64)
     order: int = eqx.field(static=True, default=1)
-    time_scale: float = eqx.field(static=True, default=1.0)
+    time_scale: Array = eqx.field(converter=_as_f64, default=1.0)
 
     def __check_init__(self):
         if self.order not in (1, 2):
             raise ValueError(f"order must be 1 or 2, got {self.order}")
-        if not self.eta > 0:
+        if not np.all(np.asarray(self.eta) > 0):
             raise ValueError(f"eta must be positive, got {self.eta}")
 
     def drift(self, theta: Float[Array, " p"]) -> Float[Array, " p"]:
@@ -132,8 +137,15 @@ class SME(eqx.Module):
         return -self.time_scale * g
 
     def diffusion(self, theta: Float[Array, " p"]) -> Float[Array, "p m"]:
-        """``sqrt(c eta) F(theta)``."""
-        return math.sqrt(self.time_scale * self.eta) * self.objective.noise_factor(theta)
+        """``sqrt(c eta) F(theta)`` as a dense matrix."""
+        return jnp.sqrt(self.time_scale * self.eta) * self.objective.noise_factor(theta)
+
+    def diffusion_operator(self, theta: Float[Array, " p"]) -> lx.FunctionLinearOperator:
+        """``sqrt(c eta) F(theta)`` as a lineax operator (``O(d)`` for structured ``F``)."""
+        scale = jnp.sqrt(self.time_scale * self.eta)
+        structure = jax.ShapeDtypeStruct((self.objective.noise_dim,), theta.dtype)
+        return lx.FunctionLinearOperator(
+            lambda z: scale * self.objective.noise_apply(theta, z), structure)
 
 
 def core_scaling(objective: AbstractObjective, gamma: float, d: int, order: int = 1) -> SME:
@@ -183,18 +195,33 @@ def recording_grid(t_max: float, dt: float, n_times: int) -> tuple[np.ndarray, i
 
 
 def _euler_path(sme: SME, theta0, bm, dt, ts):
-    p = theta0.shape[0]
     terms = diffrax.MultiTerm(
         diffrax.ODETerm(lambda t, y, args: sme.drift(y)),
-        diffrax.ControlTerm(lambda t, y, args: sme.diffusion(y), bm),
+        diffrax.ControlTerm(lambda t, y, args: sme.diffusion_operator(y), bm),
     )
-    del p
     sol = diffrax.diffeqsolve(
-        terms, diffrax.Euler(), float(ts[0]), float(ts[-1]), dt0=dt, y0=theta0,
-        saveat=diffrax.SaveAt(ts=jnp.asarray(ts)),
-        max_steps=int(round((ts[-1] - ts[0]) / dt)) + 8,
+        terms, diffrax.Euler(), ts[0], ts[-1], dt0=dt, y0=theta0,
+        saveat=diffrax.SaveAt(ts=ts), max_steps=None,
     )
     return sol.ys
+
+
+@eqx.filter_jit
+def _solve_paths(sme: SME, theta0, base, rs, ts, dt, scheme: str, chunk: int):
+    shape = (sme.objective.noise_dim,)
+    obs = jax.vmap(sme.objective.observables)
+
+    def one(r):
+        k = jax.random.fold_in(base, r)
+        if scheme == "euler":
+            bm = GridBrownianPath(k, dt, ts[0], ts[-1], shape, max_span=1)
+            return obs(_euler_path(sme, theta0, bm, dt, ts))
+        bm = GridBrownianPath(k, dt / 2, ts[0], ts[-1], shape, max_span=2)
+        coarse = obs(_euler_path(sme, theta0, bm, dt, ts))
+        fine = obs(_euler_path(sme, theta0, bm, dt / 2, ts))
+        return jax.tree.map(lambda f, c: 2 * f - c, fine, coarse)
+
+    return jax.lax.map(one, rs, batch_size=chunk)
 
 
 @float64
@@ -245,26 +272,33 @@ def solve_sme(
     ts, _, _ = recording_grid(t_max, dt, n_times)
     theta0 = jnp.asarray(theta0, jnp.float64)
     base = jax.random.fold_in(key, SME_STREAM)
-    shape = (sme.objective.noise_dim,)
-    obs = jax.vmap(sme.objective.observables)
-
-    def one(r):
-        k = jax.random.fold_in(base, r)
-        if scheme == "euler":
-            bm = GridBrownianPath(k, dt, float(ts[0]), float(ts[-1]), shape, max_span=1)
-            return obs(_euler_path(sme, theta0, bm, dt, ts))
-        bm = GridBrownianPath(k, dt / 2, float(ts[0]), float(ts[-1]), shape, max_span=2)
-        coarse = obs(_euler_path(sme, theta0, bm, dt, ts))
-        fine = obs(_euler_path(sme, theta0, bm, dt / 2, ts))
-        return jax.tree.map(lambda f, c: 2 * f - c, fine, coarse)
-
-    run = jax.jit(lambda rs: jax.lax.map(one, rs, batch_size=chunk or paths))
-    ys = run(jnp.arange(paths))
+    ys = _solve_paths(sme, theta0, base, jnp.arange(paths), jnp.asarray(ts),
+                      jnp.asarray(dt, jnp.float64), scheme, int(chunk or paths))
     ys = {k: np.asarray(v) for k, v in ys.items()}
     stats = {"scheme": scheme, "dt": float(dt), "eta": float(sme.eta), "order": sme.order,
              "time_scale": float(sme.time_scale), "paths": int(paths),
              "stream": f"fold_in(key, {SME_STREAM:#x})"}
     return Solution(np.asarray(ts), ys, f"sme{sme.order}", replicated=True, stats=stats)
+
+
+@eqx.filter_jit
+def _sgd_paths(objective, eta, theta0, key, rs, stride, n_rec: int, chunk: int):
+    def one(r):
+        k_r = jax.random.fold_in(key, r)
+
+        def interval(theta, j):
+            def step(i, th):
+                g = objective.stochastic_gradient(th, jax.random.fold_in(k_r, j * stride + i))
+                return th - eta * g
+
+            theta = jax.lax.fori_loop(0, stride, step, theta)
+            return theta, theta
+
+        _, thetas = jax.lax.scan(interval, theta0, jnp.arange(n_rec))
+        thetas = jnp.concatenate([theta0[None], thetas])
+        return jax.vmap(objective.observables)(thetas)
+
+    return jax.lax.map(one, rs, batch_size=chunk)
 
 
 @float64
@@ -312,26 +346,10 @@ def simulate_sgd(
     """
     dt = eta / time_scale
     ts, stride, _ = recording_grid(t_max, dt, n_times)
-    n_rec = len(ts) - 1
-    theta0 = jnp.asarray(theta0, jnp.float64)
-
-    def one(r):
-        k_r = jax.random.fold_in(key, r)
-
-        def interval(theta, j):
-            def step(th, k):
-                g = objective.stochastic_gradient(th, jax.random.fold_in(k_r, k))
-                return th - eta * g, None
-
-            theta, _ = jax.lax.scan(step, theta, j * stride + jnp.arange(stride))
-            return theta, theta
-
-        _, thetas = jax.lax.scan(interval, theta0, jnp.arange(n_rec))
-        thetas = jnp.concatenate([theta0[None], thetas])
-        return jax.vmap(objective.observables)(thetas)
-
-    run = jax.jit(lambda rs: jax.lax.map(one, rs, batch_size=chunk or paths))
-    ys = {k: np.asarray(v) for k, v in run(jnp.arange(paths)).items()}
+    ys = _sgd_paths(objective, jnp.asarray(eta, jnp.float64), jnp.asarray(theta0, jnp.float64),
+                    key, jnp.arange(paths), jnp.asarray(stride), len(ts) - 1,
+                    int(chunk or paths))
+    ys = {k: np.asarray(v) for k, v in ys.items()}
     stats = {"eta": float(eta), "time_scale": float(time_scale), "paths": int(paths),
              "stream": "fold_in(key, r), fold_in(., k)"}
     return Solution(np.asarray(ts), ys, "sgd", replicated=True, stats=stats)

@@ -75,6 +75,10 @@ class AbstractObjective(eqx.Module):
         """``F`` with ``F F^T = Sigma(theta)``, the covariance of one SGD gradient."""
         raise NotImplementedError
 
+    def noise_apply(self, theta: Float[Array, " p"], z: Float[Array, " m"]) -> Float[Array, " p"]:
+        """``F(theta) z`` (overridden where ``F`` has structure cheaper than a dense matrix)."""
+        return self.noise_factor(theta) @ z
+
     def stochastic_gradient(self, theta: Float[Array, " p"], key: Array) -> Float[Array, " p"]:
         """One SGD gradient at ``theta`` from the draw ``key``."""
         raise NotImplementedError
@@ -136,6 +140,37 @@ class GaussianLeastSquares(AbstractObjective):
         if self.batch < 1:
             raise ValueError(f"batch must be >= 1, got {self.batch}")
 
+    @classmethod
+    def from_instance(cls, instance, train: str = "adversarial", noise: str = "exact",
+                      batch: int = 1) -> GaussianLeastSquares:
+        """The same problem as a core :class:`~advdyn.problem.ProblemInstance`.
+
+        Parameters
+        ----------
+        instance : ProblemInstance
+            One centred class, least squares, regression, no ridge (THEORY 5's worked
+            example).
+        train, noise, batch
+            As the attributes.
+
+        Returns
+        -------
+        GaussianLeastSquares
+
+        Raises
+        ------
+        ValueError
+            If the instance is not of that kind.
+        """
+        if (instance.task != "regression" or instance.n_components != 1
+                or type(instance.loss).__name__ != "LeastSquares"
+                or float(np.abs(np.asarray(instance.means)).max()) > 0
+                or float(instance.ridge) != 0.0):
+            raise ValueError("needs one centred class, least squares, regression, no ridge")
+        return cls(jnp.asarray(instance.eigenvalues[0]), jnp.asarray(instance.theta_star),
+                   jnp.asarray(instance.noise), jnp.asarray(instance.epsilon), train=train,
+                   noise=noise, batch=batch)
+
     @property
     def dim(self) -> int:
         """Dimension ``d``."""
@@ -188,20 +223,44 @@ class GaussianLeastSquares(AbstractObjective):
         m0, u, c = self._moments(theta)
         return (m0 * jnp.diag(self.eigenvalues) + u @ c @ u.T) / self.batch
 
-    def noise_factor(self, theta: Float[Array, " d"]) -> Float[Array, "d d"]:
-        """``F`` with ``F F^T = Sigma`` (exact, ``O(d)`` structure) or ``sqrt(I K / B)``."""
-        m0, u, c = self._moments(theta)
-        root = jnp.sqrt(self.eigenvalues)
-        if self.noise == "homogenized":
-            return jnp.diag(jnp.sqrt(m0 * self.eigenvalues / self.batch))
+    def _root_parts(self, theta):
         # Sigma = K^{1/2} (M0 I + V C V^T) K^{1/2}, V = K^{-1/2} U = Q R; the square root of
         # M0 I + Q (R C R^T) Q^T is sqrt(M0) (I - Q Q^T) + Q sqrtm(M0 I_2 + R C R^T) Q^T.
+        m0, u, c = self._moments(theta)
+        root = jnp.sqrt(self.eigenvalues)
         v = u / root[:, None]
-        q, r = jnp.linalg.qr(v)
-        w, vec = jnp.linalg.eigh(m0 * jnp.eye(2) + r @ c @ r.T)
-        b = (vec * jnp.sqrt(jnp.maximum(w, 0.0))) @ vec.T
-        inner = jnp.sqrt(m0) * (jnp.eye(self.dim) - q @ q.T) + q @ b @ q.T
-        return root[:, None] * inner / np.sqrt(self.batch)
+        # Gram-Schmidt by hand (batched LAPACK on 2 columns is slow on CPU); a vanishing
+        # column gives a zero column of Q and a zero row of R, which the formula tolerates
+        r11 = jnp.sqrt(jnp.sum(v[:, 0] ** 2))
+        q1 = jnp.where(r11 > 0, v[:, 0] / jnp.where(r11 > 0, r11, 1.0), 0.0)
+        r12 = q1 @ v[:, 1]
+        w = v[:, 1] - r12 * q1
+        r22 = jnp.sqrt(jnp.sum(w**2))
+        tiny = 1e-12 * (1.0 + jnp.sqrt(jnp.sum(v[:, 1] ** 2)))
+        q2 = jnp.where(r22 > tiny, w / jnp.where(r22 > tiny, r22, 1.0), 0.0)
+        r22 = jnp.where(r22 > tiny, r22, 0.0)
+        q = jnp.stack([q1, q2], axis=1)
+        r = jnp.array([[r11, r12], [0.0, r22]])
+        mat = m0 * jnp.eye(2) + r @ c @ r.T
+        # square root of a 2x2 positive semi-definite matrix: (M + sqrt(det) I) / sqrt(tr + 2 sqrt(det))
+        sdet = jnp.sqrt(jnp.maximum(mat[0, 0] * mat[1, 1] - mat[0, 1] * mat[1, 0], 0.0))
+        b = (mat + sdet * jnp.eye(2)) / jnp.sqrt(jnp.trace(mat) + 2 * sdet)
+        return m0, root, q, b
+
+    def noise_factor(self, theta: Float[Array, " d"]) -> Float[Array, "d d"]:
+        """``F`` with ``F F^T = Sigma`` (exact) or ``sqrt(I K / B)`` (homogenized), dense."""
+        return jax.vmap(lambda z: self.noise_apply(theta, z), out_axes=1)(jnp.eye(self.dim))
+
+    def noise_apply(self, theta: Float[Array, " d"], z: Float[Array, " d"]) -> Float[Array, " d"]:
+        """``F z`` in ``O(d)``: the exact factor is ``K^{1/2}`` times a rank-two update of
+        ``sqrt(M0) I`` (see :meth:`_root_parts`); the homogenized one ``sqrt(M0 K / B) z``."""
+        if self.noise == "homogenized":
+            m0, _, _ = self._moments(theta)
+            return jnp.sqrt(m0 * self.eigenvalues / self.batch) * z
+        m0, root, q, b = self._root_parts(theta)
+        qz = q.T @ z
+        inner = jnp.sqrt(m0) * (z - q @ qz) + q @ (b @ qz)
+        return root * inner / np.sqrt(self.batch)
 
     def stochastic_gradient(self, theta: Float[Array, " d"], key: Array) -> Float[Array, " d"]:
         """Mean of ``batch`` per-sample gradients ``(|u| + a)(sign(u) x + eps e)``."""
