@@ -176,18 +176,18 @@ def test_check4_exact_noise_sme_agrees_with_homogenized_sgd_and_ode():
     from advdyn.simulate import simulate_hsgd, time_grid
     from advdyn.theory import Constant, solve_ode
 
-    d, gamma, t_max = 1000, 0.8, 1.0
+    d, gamma, t_max = 1000, 0.8, 0.5
     cfg = ProblemConfig(d=d, seed=0, spectrum={"kind": "uniform", "low": 0.2, "high": 1.8},
                         task={"kind": "regression", "noise": 0.3}, epsilon=0.5)
     inst = instantiate(cfg)
-    grid = time_grid(d, t_max, 3, block_size=50)
-    hsgd = simulate_hsgd(inst, Constant(gamma), stream_key(0), t_max=t_max, n_times=3,
+    grid = time_grid(d, t_max, 2, block_size=50)
+    hsgd = simulate_hsgd(inst, Constant(gamma), stream_key(0), t_max=t_max, n_times=2,
                          replicates=4, dtype="float64", block_size=50)
     ode = solve_ode(inst, Constant(gamma), grid.times)
     for noise in ("exact", "homogenized"):
         ob = GaussianLeastSquares.from_instance(inst, noise=noise)
         sme = solve_sme(core_scaling(ob, gamma, d), inst.theta0, jax.random.key(0),
-                        t_max=t_max, dt=1 / d, n_times=3, paths=4)
+                        t_max=t_max, dt=1 / d, n_times=2, paths=4)
         np.testing.assert_allclose(sme.ts, hsgd.ts, atol=1e-12)
         tol = 3 / np.sqrt(d)
         m_sme, m_h = sme["adv_risk"].mean(0), hsgd["adv_risk"].mean(0)

@@ -28,6 +28,7 @@ rate ``gamma_max u*`` is THEORY 6's exact line search ``-A / (2C)``
 from __future__ import annotations
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -106,23 +107,33 @@ def solve_control(
         ``time``, ``m`` (second moment, the expected loss is ``a m / 2``) and ``u``.
     """
     times = jnp.asarray(np.asarray(times, np.float64))
+    optimal = isinstance(policy, str)
+    if optimal and policy != "optimal":
+        raise ValueError(f"policy must be 'optimal' or a number, got {policy!r}")
+    params = jnp.asarray([a, noise, eta, m0, 0.0 if optimal else float(policy)], jnp.float64)
+    m, u = _control_ode(params, times, optimal, rtol, atol)
+    return {"time": np.asarray(times), "m": np.asarray(m), "u": np.asarray(u)}
+
+
+@eqx.filter_jit
+def _control_ode(params, times, optimal: bool, rtol: float, atol: float):
+    a, noise, eta, m0, fixed = params
 
     def u_of(m):
-        if policy == "optimal":
+        if optimal:
             return jnp.minimum(1.0, a * m / (eta * noise))
-        return jnp.asarray(float(policy)) + 0.0 * m
+        return fixed + 0.0 * m
 
     def rhs(t, m, args):
         u = u_of(m)
         return -2 * a * u * m + eta * noise * u**2
 
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(rhs), diffrax.Tsit5(), times[0], times[-1], None,
-        jnp.asarray(m0, jnp.float64), saveat=diffrax.SaveAt(ts=times),
+        diffrax.ODETerm(rhs), diffrax.Tsit5(), times[0], times[-1], None, m0,
+        saveat=diffrax.SaveAt(ts=times),
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol), max_steps=100_000,
     )
-    m = sol.ys
-    return {"time": np.asarray(times), "m": np.asarray(m), "u": np.asarray(u_of(m))}
+    return sol.ys, u_of(sol.ys)
 
 
 @float64
