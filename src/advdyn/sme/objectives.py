@@ -42,6 +42,20 @@ C0 = float(np.sqrt(2.0 / np.pi))
 NOISE_MODES = ("exact", "homogenized")
 
 
+def _leaf(x):
+    """Array leaf in float64 (Python floats would be static under ``eqx.filter_jit``)."""
+    return x if isinstance(x, jax.Array) else np.asarray(x, dtype=np.float64)
+
+
+def _train_flag(value) -> np.ndarray:
+    """``"adversarial"`` -> 1, ``"clean"`` -> 0 (a traced leaf: one compilation serves both)."""
+    if isinstance(value, str):
+        if value not in ("adversarial", "clean"):
+            raise ValueError(f"train must be 'adversarial' or 'clean', got {value!r}")
+        return np.asarray(1.0 if value == "adversarial" else 0.0)
+    return np.asarray(value, dtype=np.float64)
+
+
 def _safe_norm(theta: Array) -> tuple[Array, Array]:
     """``(|theta|, theta/|theta|)`` with the subgradient convention ``e = 0`` at ``theta = 0``."""
     n2 = jnp.sum(theta**2)
@@ -117,24 +131,23 @@ class GaussianLeastSquares(AbstractObjective):
     eps : float
         Attack radius used by ``adv_risk`` (and by training when ``train = "adversarial"``).
     train : {"adversarial", "clean"}
-        Which risk SGD minimises.
+        Which risk SGD minimises (stored as a 1/0 array leaf, so clean and adversarial
+        training share compiled solvers).
     noise : {"exact", "homogenized"}
         ``exact``: ``Sigma`` above; ``homogenized``: THEORY 8's ``I K`` with ``I = M0``.
     batch : int
         Mini-batch size ``B`` (``Sigma / B``).
     """
 
-    eigenvalues: Array
-    theta_star: Array
-    sigma: Array
-    eps: Array
-    train: str = eqx.field(static=True, default="adversarial")
+    eigenvalues: Array = eqx.field(converter=_leaf)
+    theta_star: Array = eqx.field(converter=_leaf)
+    sigma: Array = eqx.field(converter=_leaf)
+    eps: Array = eqx.field(converter=_leaf)
+    train: Array = eqx.field(converter=_train_flag, default="adversarial")
     noise: str = eqx.field(static=True, default="exact")
     batch: int = eqx.field(static=True, default=1)
 
     def __check_init__(self):
-        if self.train not in ("adversarial", "clean"):
-            raise ValueError(f"train must be 'adversarial' or 'clean', got {self.train!r}")
         if self.noise not in NOISE_MODES:
             raise ValueError(f"noise must be one of {NOISE_MODES}, got {self.noise!r}")
         if self.batch < 1:
@@ -184,7 +197,7 @@ class GaussianLeastSquares(AbstractObjective):
     @property
     def train_eps(self) -> Array:
         """Radius of the training loss: ``eps``, or 0 for clean training."""
-        return jnp.asarray(self.eps if self.train == "adversarial" else 0.0)
+        return self.eps * self.train
 
     def _scalars(self, theta, eps):
         delta = theta - self.theta_star
