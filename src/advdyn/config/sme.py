@@ -57,8 +57,8 @@ class RisksSection(_Section):
     """SGD against its order-1 and order-2 SMEs (Monte Carlo over paths)."""
 
     eta: float = Field(default=0.05, gt=0, le=1)
-    t_max: float = Field(default=4.0, gt=0)
-    paths: int = Field(default=1000, ge=2)
+    t_max: float = Field(default=3.0, gt=0)
+    paths: int = Field(default=500, ge=2)
     n_times: int = Field(default=21, ge=2)
     dt_factor: float = Field(default=0.5, gt=0, le=1, description="SME step = dt_factor * eta")
     scheme: Literal["euler", "extrapolated"] = "extrapolated"
@@ -118,10 +118,10 @@ class MinimaxSection(_Section):
     """K-step l2 PGD adversary of step ``alpha`` against the exact inner maximum."""
 
     enabled: bool = True
-    steps: list[int] = [1, 2, 4]
+    steps: list[int] = [1, 4]
     alpha: float = Field(default=0.1, gt=0)
-    n: int = Field(default=400, ge=10)
-    t_max: float = Field(default=6.0, gt=0)
+    n: int = Field(default=200, ge=10)
+    t_max: float = Field(default=4.0, gt=0)
 
     @field_validator("steps")
     @classmethod
@@ -135,11 +135,11 @@ class DigitsSection(_Section):
     """Logistic (softmax) regression on the 8x8 digits, clean vs adversarial (l-inf PGD)."""
 
     enabled: bool = True
-    n_train: int = Field(default=300, ge=20)
+    n_train: int = Field(default=200, ge=20)
     eps: float = Field(default=0.1, gt=0)
     attack_steps: int = Field(default=3, ge=1)
     eta: float = Field(default=0.5, gt=0)
-    steps: int = Field(default=200, ge=1)
+    steps: int = Field(default=100, ge=1)
     batch: int = Field(default=16, ge=1)
     paths: int = Field(default=4, ge=1)
 

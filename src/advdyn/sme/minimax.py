@@ -21,7 +21,9 @@ SDE; it is not implemented.
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
@@ -90,13 +92,13 @@ def game_objective(
     EmpiricalObjective
     """
     return _GameObjective(x, y, linear_predict, squared_loss, pgd_attack(steps, alpha, eps),
-                          None, None, "adversarial", batch, int(x.shape[1]), float(eps))
+                          None, None, "adversarial", batch, int(x.shape[1]), eps)
 
 
 class _GameObjective(EmpiricalObjective):
     """Training against PGD, ``adv_risk`` at the exact l2 inner maximum of radius ``eps``."""
 
-    exact_eps: float = 0.0
+    exact_eps: Array = eqx.field(converter=lambda v: np.asarray(v, np.float64), default=0.0)
 
     def observables(self, theta):
         out = super().observables(theta)
@@ -104,6 +106,47 @@ class _GameObjective(EmpiricalObjective):
                                    n_params=self.n_params)
         out["adv_risk"] = exact.loss(theta)
         return out
+
+
+@eqx.filter_jit
+def _descend(objective, theta0, lr, steps_per_record, n_records: int):
+    def record(theta, _):
+        theta = jax.lax.fori_loop(0, steps_per_record,
+                                  lambda i, th: th - lr * objective.gradient(th), theta)
+        return theta, objective.observables(theta)["adv_risk"]
+
+    _, risks = jax.lax.scan(record, theta0, None, length=n_records)
+    return jnp.concatenate([objective.observables(theta0)["adv_risk"][None], risks])
+
+
+def alternating_descent(objective: EmpiricalObjective, theta0: Float[Array, " p"], lr: float,
+                        t_max: float, n_times: int = 41) -> tuple[np.ndarray, np.ndarray]:
+    """Full-batch alternating game: adversary's ``K`` PGD steps, then one learner step.
+
+    The deterministic skeleton of the alternating process (no sampling noise); as
+    ``lr -> 0`` it follows the drift of the SME, the gradient flow of ``f_K``.
+
+    Parameters
+    ----------
+    objective : EmpiricalObjective
+        E.g. :func:`game_objective` (its ``adv_risk`` observable is recorded).
+    theta0 : array
+        Start.
+    lr : float
+        Learner's step.
+    t_max : float
+        Horizon in ``t = k lr``.
+    n_times : int
+        Records (including 0).
+
+    Returns
+    -------
+    times, adv_risk : ndarray
+    """
+    per = max(1, int(round(t_max / lr / (n_times - 1))))
+    risks = _descend(objective, jnp.asarray(theta0, jnp.float64), jnp.asarray(lr, jnp.float64),
+                     jnp.asarray(per), n_times - 1)
+    return np.arange(n_times) * per * lr, np.asarray(risks)
 
 
 def exact_game_loss_gap(x, y, theta, steps: int, alpha: float, eps: float) -> float:

@@ -345,7 +345,7 @@ class EmpiricalObjective(AbstractObjective):
     eval_attack : Attack, optional
         Attack used by ``adv_risk`` in :meth:`observables` (default: the training attack).
     train : {"adversarial", "clean"}
-        Whether SGD sees perturbed inputs.
+        Whether SGD sees perturbed inputs (a 1/0 array leaf).
     batch : int
         Mini-batch size ``B``.
     """
@@ -357,13 +357,11 @@ class EmpiricalObjective(AbstractObjective):
     attack: Attack | None = None
     linear_eps: float | None = eqx.field(static=True, default=None)
     eval_attack: Attack | None = None
-    train: str = eqx.field(static=True, default="adversarial")
+    train: Array = eqx.field(converter=_train_flag, default="adversarial")
     batch: int = eqx.field(static=True, default=1)
     n_params: int = eqx.field(static=True, default=0)
 
     def __check_init__(self):
-        if self.train not in ("adversarial", "clean"):
-            raise ValueError(f"train must be 'adversarial' or 'clean', got {self.train!r}")
         if self.n_params < 1:
             raise ValueError("n_params (the length of the flat parameter vector) must be >= 1")
 
@@ -393,7 +391,12 @@ class EmpiricalObjective(AbstractObjective):
         return self.sample_loss(self.predict(theta, jax.lax.stop_gradient(xa)), y)
 
     def _train_losses(self, theta, x, y):
-        return self._losses(theta, x, y, self.train == "adversarial", self.attack)
+        clean = self._losses(theta, x, y, False, None)
+        if self.attack is None and self.linear_eps is None:
+            return clean
+        # 1/0 flag as a traced leaf: clean and adversarial training share compilations
+        adv = self._losses(theta, x, y, True, self.attack)
+        return self.train * adv + (1 - self.train) * clean
 
     def loss(self, theta: Float[Array, " p"]) -> Float[Array, ""]:
         """Mean training loss over the data set."""
