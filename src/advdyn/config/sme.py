@@ -29,7 +29,8 @@ class _Section(BaseModel):
 
 
 class ProblemSection(_Section):
-    """Adversarial least squares: ``x ~ N(0, diag(eigenvalues))``, ``y = <theta*, x> + sigma xi``."""
+    """Adversarial least squares: ``x ~ N(0, diag(eigenvalues))``,
+    ``y = <theta*, x> + sigma xi``."""
 
     eigenvalues: list[float] = [0.5, 2.0]
     theta_star: list[float] = [1.0, -0.5]

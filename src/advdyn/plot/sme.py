@@ -109,9 +109,9 @@ def plot_minimax(ds: xr.Dataset, summary: dict) -> Figure:
     fig = Figure(figsize=(6.5, 4.5))
     ax = fig.subplots()
     for adv, r in zip(ds["adversary"].values, ds["effective_radius"].values, strict=True):
-        style = dict(color="black", lw=2) if adv == "exact" else {}
         ax.plot(ds["time"], ds["adv_risk"].sel(adversary=adv),
-                label=f"{adv} (eps_K = {r:.2g})", **style)
+                label=f"{adv} (eps_K = {r:.2g})", color="black" if adv == "exact" else None,
+                lw=2 if adv == "exact" else 1.2)
     ax.set_xlabel("t")
     ax.set_ylabel("R_eps (exact inner max)")
     ax.set_title(f"K PGD steps of size {ds.attrs['alpha']} vs exact inner maximum")

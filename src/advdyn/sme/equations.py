@@ -80,11 +80,11 @@ class GridBrownianPath(diffrax.AbstractBrownianPath):
         Largest number of fine steps one ``evaluate`` may cover.
     """
 
-    key: Array
-    dt: Array
-    t0: Array
-    t1: Array
-    shape: tuple[int, ...] = eqx.field(static=True)
+    key: Array  # type: ignore[misc]
+    dt: Array  # type: ignore[misc]
+    t0: Array  # type: ignore[misc]
+    t1: Array  # type: ignore[misc]
+    shape: tuple[int, ...] = eqx.field(static=True)  # type: ignore[misc]
     max_span: int = eqx.field(static=True, default=2)
     levy_area: type = eqx.field(static=True, default=diffrax.BrownianIncrement)
 
@@ -118,9 +118,9 @@ class SME(eqx.Module):
     """
 
     objective: AbstractObjective
-    eta: Array = eqx.field(converter=_as_f64)
+    eta: Array | float = eqx.field(converter=_as_f64)
     order: int = eqx.field(static=True, default=1)
-    time_scale: Array = eqx.field(converter=_as_f64, default=1.0)
+    time_scale: Array | float = eqx.field(converter=_as_f64, default=1.0)
 
     def __check_init__(self):
         if self.order not in (1, 2):
@@ -188,14 +188,14 @@ def recording_grid(t_max: float, dt: float, n_times: int) -> tuple[np.ndarray, i
     stride, n_steps : int
         Steps between records and the total number of steps.
     """
-    n_steps = max(1, int(round(t_max / dt)))
+    n_steps = max(1, round(t_max / dt))
     stride = max(1, n_steps // max(1, n_times - 1))
     n_rec = n_steps // stride
     return np.arange(n_rec + 1) * stride * dt, stride, n_rec * stride
 
 
 def _euler_path(sme: SME, theta0, bm, dt, ts):
-    terms = diffrax.MultiTerm(
+    terms: diffrax.MultiTerm = diffrax.MultiTerm(
         diffrax.ODETerm(lambda t, y, args: sme.drift(y)),
         diffrax.ControlTerm(lambda t, y, args: sme.diffusion_operator(y), bm),
     )

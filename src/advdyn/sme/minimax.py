@@ -98,7 +98,7 @@ def game_objective(
 class _GameObjective(EmpiricalObjective):
     """Training against PGD, ``adv_risk`` at the exact l2 inner maximum of radius ``eps``."""
 
-    exact_eps: Array = eqx.field(converter=lambda v: np.asarray(v, np.float64), default=0.0)
+    exact_eps: Array | float = eqx.field(converter=lambda v: np.asarray(v, np.float64), default=0.0)
 
     def observables(self, theta):
         out = super().observables(theta)
@@ -143,7 +143,7 @@ def alternating_descent(objective: EmpiricalObjective, theta0: Float[Array, " p"
     -------
     times, adv_risk : ndarray
     """
-    per = max(1, int(round(t_max / lr / (n_times - 1))))
+    per = max(1, round(t_max / lr / (n_times - 1)))
     risks = _descend(objective, jnp.asarray(theta0, jnp.float64), jnp.asarray(lr, jnp.float64),
                      jnp.asarray(per), n_times - 1)
     return np.arange(n_times) * per * lr, np.asarray(risks)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import equinox as eqx
 import numpy as np
-from jaxtyping import Array, Float
 
 
 class MomentPaths(eqx.Module):
@@ -78,9 +77,9 @@ def _noise(s, k, sigma, batch):
 
 
 def exact_second_moments(
-    eigenvalues: Float[Array, " d"],
+    eigenvalues,
     sigma: float,
-    delta0: Float[Array, " d"],
+    delta0,
     eta: float,
     t_max: float,
     batch: int = 1,

@@ -141,9 +141,9 @@ class GaussianLeastSquares(AbstractObjective):
 
     eigenvalues: Array = eqx.field(converter=_leaf)
     theta_star: Array = eqx.field(converter=_leaf)
-    sigma: Array = eqx.field(converter=_leaf)
-    eps: Array = eqx.field(converter=_leaf)
-    train: Array = eqx.field(converter=_train_flag, default="adversarial")
+    sigma: Array | float = eqx.field(converter=_leaf)
+    eps: Array | float = eqx.field(converter=_leaf)
+    train: Array | str = eqx.field(converter=_train_flag, default="adversarial")
     noise: str = eqx.field(static=True, default="exact")
     batch: int = eqx.field(static=True, default=1)
 
@@ -197,7 +197,7 @@ class GaussianLeastSquares(AbstractObjective):
     @property
     def train_eps(self) -> Array:
         """Radius of the training loss: ``eps``, or 0 for clean training."""
-        return self.eps * self.train
+        return jnp.asarray(self.eps) * jnp.asarray(self.train)
 
     def _scalars(self, theta, eps):
         delta = theta - self.theta_star
@@ -255,7 +255,8 @@ class GaussianLeastSquares(AbstractObjective):
         q = jnp.stack([q1, q2], axis=1)
         r = jnp.array([[r11, r12], [0.0, r22]])
         mat = m0 * jnp.eye(2) + r @ c @ r.T
-        # square root of a 2x2 positive semi-definite matrix: (M + sqrt(det) I) / sqrt(tr + 2 sqrt(det))
+        # square root of a 2x2 positive semi-definite matrix:
+        # (M + sqrt(det) I) / sqrt(tr + 2 sqrt(det))
         sdet = jnp.sqrt(jnp.maximum(mat[0, 0] * mat[1, 1] - mat[0, 1] * mat[1, 0], 0.0))
         b = (mat + sdet * jnp.eye(2)) / jnp.sqrt(jnp.trace(mat) + 2 * sdet)
         return m0, root, q, b
@@ -357,7 +358,7 @@ class EmpiricalObjective(AbstractObjective):
     attack: Attack | None = None
     linear_eps: float | None = eqx.field(static=True, default=None)
     eval_attack: Attack | None = None
-    train: Array = eqx.field(converter=_train_flag, default="adversarial")
+    train: Array | str = eqx.field(converter=_train_flag, default="adversarial")
     batch: int = eqx.field(static=True, default=1)
     n_params: int = eqx.field(static=True, default=0)
 
@@ -396,7 +397,8 @@ class EmpiricalObjective(AbstractObjective):
             return clean
         # 1/0 flag as a traced leaf: clean and adversarial training share compilations
         adv = self._losses(theta, x, y, True, self.attack)
-        return self.train * adv + (1 - self.train) * clean
+        flag = jnp.asarray(self.train)
+        return flag * adv + (1 - flag) * clean
 
     def loss(self, theta: Float[Array, " p"]) -> Float[Array, ""]:
         """Mean training loss over the data set."""

@@ -45,7 +45,8 @@ def risks_part(cfg: SMERunConfig) -> xr.Dataset:
     p, r = cfg.problem, cfg.risks
     key = jax.random.key(cfg.seed)
     names = ("adv_risk", "clean_risk", "norm", "input_grad_norm")
-    data, ts = {}, None
+    data: dict = {}
+    ts = None
     for train in ("clean", "adversarial"):
         ob = GaussianLeastSquares(jnp.asarray(p.eigenvalues), jnp.asarray(p.theta_star),
                                   p.sigma, p.eps, train=train)
@@ -117,7 +118,8 @@ def control_part(cfg: SMERunConfig) -> tuple[xr.Dataset, dict]:
 
 
 def flows_part(cfg: SMERunConfig) -> tuple[xr.Dataset, dict]:
-    """Gradient flows of clean and adversarial training (``K = I``, ``|theta*| = 1``, ``theta_0 = 0``)."""
+    """Gradient flows of clean and adversarial training (``K = I``, ``|theta*| = 1``,
+    ``theta_0 = 0``)."""
     from advdyn.sme import GaussianLeastSquares, gradient_flow
 
     f = cfg.flows
@@ -215,7 +217,8 @@ def digits_part(cfg: SMERunConfig) -> tuple[xr.Dataset, dict]:
                             "time": ts})
     for n in ("clean_risk", "adv_risk", "input_grad_norm", "norm"):
         ds[n] = (("training", "solver", "time"), np.array(
-            [[np.interp(ts, s.ts, s[n].mean(0)) for s in rows[t]] for t in ("clean", "adversarial")]))
+            [[np.interp(ts, s.ts, s[n].mean(0)) for s in rows[t]]
+             for t in ("clean", "adversarial")]))
     ds.attrs.update(eps=g.eps, eta=g.eta, batch=g.batch, n_train=g.n_train,
                     note="risks on the training set; time tau = k eta")
     summary = {f"{t}_{m}_final": {n: float(ds[n].sel(training=t, solver=m)[-1])
