@@ -26,6 +26,9 @@ def sme_command(
     no_minimax: Annotated[
         bool, typer.Option("--no-minimax", help="Skip the mini-max part.")
     ] = False,
+    only: Annotated[
+        str | None, typer.Option(help="Comma-separated parts to run (default: all enabled).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or table.")] = False,
 ):
     """SGD vs its stochastic modified equations (orders 1 and 2), exact weak errors, optimal
@@ -52,7 +55,8 @@ def sme_command(
             def progress(advance: int, total: int) -> None:
                 err_console.print(f"  part done ({total} parts)", highlight=False)
 
-        result = run_sme(cfg, out, progress=progress)
+        parts = None if only is None else [p.strip() for p in only.split(",") if p.strip()]
+        result = run_sme(cfg, out, progress=progress, parts=parts)
     except ConfigError as err:
         raise fail(str(err), EXIT_USER_ERROR) from None
     except ValueError as err:

@@ -162,7 +162,12 @@ def line_search_rate(
     Array
         float64 scalar.
     """
-    theta = jnp.asarray(theta, jnp.float64)
+    return _line_search_rate(objective, jnp.asarray(theta, jnp.float64),
+                             jnp.asarray(gamma_max, jnp.float64), jnp.asarray(d, jnp.float64))
+
+
+@eqx.filter_jit
+def _line_search_rate(objective, theta, gamma_max, d):
     g = objective.gradient(theta)
     f = objective.noise_factor(theta)
     hf = jax.vmap(lambda v: jax.jvp(objective.gradient, (theta,), (v,))[1], in_axes=1,

@@ -356,7 +356,7 @@ class EmpiricalObjective(AbstractObjective):
     predict: Callable = eqx.field(static=True, default=linear_predict)
     sample_loss: Callable = eqx.field(static=True, default=squared_loss)
     attack: Attack | None = None
-    linear_eps: float | None = eqx.field(static=True, default=None)
+    linear_eps: Array | float | None = None
     eval_attack: Attack | None = None
     train: Array | str = eqx.field(converter=_train_flag, default="adversarial")
     batch: int = eqx.field(static=True, default=1)

@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 
 from advdyn.config.sme import SMERunConfig
+from advdyn.errors import ConfigError
 from advdyn.precision import x64
 
 Progress = Callable[[int, int], None]
@@ -227,7 +228,8 @@ def digits_part(cfg: SMERunConfig) -> tuple[xr.Dataset, dict]:
     return ds, summary
 
 
-def run_sme(cfg: SMERunConfig, out: str | Path, progress: Progress | None = None) -> SMEResult:
+def run_sme(cfg: SMERunConfig, out: str | Path, progress: Progress | None = None,
+            parts: list[str] | None = None) -> SMEResult:
     """Run every enabled part, write NetCDF/JSON and figures into ``out``.
 
     Parameters
@@ -238,6 +240,27 @@ def run_sme(cfg: SMERunConfig, out: str | Path, progress: Progress | None = None
         Result folder (created).
     progress : callable, optional
         ``progress(advance, total)`` after each part.
+    parts : list of str, optional
+        Subset of :data:`PARTS` to run (default: every enabled part).
+
+    Returns
+    -------
+    SMEResult
+
+    Raises
+    ------
+    ConfigError
+        If ``parts`` names an unknown part (field ``only``).
+    """
+    if parts is not None:
+        unknown = sorted(set(parts) - set(PARTS))
+        if unknown or not parts:
+            raise ConfigError("only", f"unknown or empty parts {unknown}; choose from {PARTS}")
+    return _run(cfg, Path(out), progress, parts)
+
+
+def _run(cfg, out, progress, selected) -> SMEResult:
+    """See :func:`run_sme`.
 
     Returns
     -------
@@ -250,6 +273,8 @@ def run_sme(cfg: SMERunConfig, out: str | Path, progress: Progress | None = None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     parts = [p for p in PARTS if getattr(getattr(cfg, p), "enabled", True)]
+    if selected is not None:
+        parts = [p for p in PARTS if p in selected]
     result = SMEResult()
     timing = {}
     with x64():
