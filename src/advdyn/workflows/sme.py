@@ -281,7 +281,13 @@ def _run(cfg, out, progress, selected) -> SMEResult:
         for part in parts:
             t0 = time.perf_counter()
             if part == "risks":
-                ds, summ = risks_part(cfg), {}
+                ds = risks_part(cfg)
+                se = ds["adv_risk_sd"].sel(solver="sgd") / np.sqrt(cfg.risks.paths)
+                summ = {f"{t}_{m}_max_gap_adv_risk_in_sgd_se": float(np.max(np.abs(
+                    ds["adv_risk"].sel(training=t, solver=m)
+                    - ds["adv_risk"].sel(training=t, solver="sgd"))[1:]
+                    / se.sel(training=t)[1:]))
+                    for t in ("clean", "adversarial") for m in ("sme1", "sme2")}
             else:
                 ds, summ = globals()[f"{part}_part"](cfg)
             timing[part] = time.perf_counter() - t0
