@@ -216,9 +216,11 @@ def _solve_paths(sme: SME, theta0, base, rs, ts, dt, scheme: str, chunk: int):
         if scheme == "euler":
             bm = GridBrownianPath(k, dt, ts[0], ts[-1], shape, max_span=1)
             return obs(_euler_path(sme, theta0, bm, dt, ts))
-        bm = GridBrownianPath(k, dt / 2, ts[0], ts[-1], shape, max_span=2)
-        coarse = obs(_euler_path(sme, theta0, bm, dt, ts))
-        fine = obs(_euler_path(sme, theta0, bm, dt / 2, ts))
+        # one path: the coarse solve sums pairs of the fine increments
+        coarse_bm = GridBrownianPath(k, dt / 2, ts[0], ts[-1], shape, max_span=2)
+        fine_bm = GridBrownianPath(k, dt / 2, ts[0], ts[-1], shape, max_span=1)
+        coarse = obs(_euler_path(sme, theta0, coarse_bm, dt, ts))
+        fine = obs(_euler_path(sme, theta0, fine_bm, dt / 2, ts))
         return jax.tree.map(lambda f, c: 2 * f - c, fine, coarse)
 
     return jax.lax.map(one, rs, batch_size=chunk)
