@@ -70,7 +70,7 @@ def _instance(d, eps):
         task={"kind": "regression", "noise": 0.3}, epsilon=eps))
 
 
-@pytest.mark.parametrize("d", [50, 1000])
+@pytest.mark.parametrize("d", [pytest.param(50, marks=pytest.mark.slow), 1000])
 def test_optimal_control_rate_is_the_core_line_search(d):
     from advdyn.problem.state import DirectionState
     from advdyn.theory import LineSearch
@@ -107,6 +107,7 @@ def test_streams_are_reproducible_and_extend():
     assert not np.allclose(s["adv_risk"][0], s["adv_risk"][1])
 
 
+@pytest.mark.slow  # the PGD = exact statement is also in test_sme_minimax.py (default run)
 def test_empirical_linear_exact_attack_matches_pgd_and_population_covariance():
     """Linear least squares on a finite sample: the endpoint rule equals an l2 PGD that
     reaches the ball's boundary, and the factor reproduces the sample covariance."""
