@@ -6,9 +6,9 @@ summary and returns a :class:`matplotlib.figure.Figure`.
 
 from __future__ import annotations
 
-import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 _METHOD = {"sgd": dict(color="black", lw=1.6, label="SGD (mean)"),
            "sme1": dict(color="tab:blue", ls="--", lw=1.3, label="SME order 1"),
@@ -54,6 +54,8 @@ def plot_weak_error(ds: xr.Dataset, summary: dict) -> Figure:
     ax.loglog(eta, float(ds["order2_final"][0]) * (eta / eta[0]) ** 2, color="0.3", lw=0.8,
               label="eta^2")
     ax.set_xlabel("eta")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(eta, [f"{e:.3g}" for e in eta])
     ax.set_ylabel("|E|Delta|^2 (SGD) - E|Delta|^2 (SME)|")
     ax.set_title("weak error from exact second moments")
     ax.legend(fontsize=7)
@@ -140,4 +142,3 @@ def plot_digits(ds: xr.Dataset, summary: dict) -> Figure:
 
 __all__ = ["plot_control", "plot_digits", "plot_flows", "plot_minimax", "plot_risks",
            "plot_weak_error"]
-_ = np
