@@ -17,6 +17,7 @@ from rich.markup import escape
 from advdyn.cli import critical as _critical  # noqa: F401  (registers its commands)
 from advdyn.cli import posterior as _posterior  # noqa: F401  (registers its commands)
 from advdyn.cli import run as _run  # noqa: F401  (registers its commands)
+from advdyn.cli import sme as _sme  # noqa: F401  (registers its commands)
 from advdyn.cli import sweep as _sweep  # noqa: F401  (registers its commands)
 from advdyn.cli import theory as _theory  # noqa: F401  (registers its commands)
 from advdyn.cli._app import EXIT_DIVERGED, EXIT_USER_ERROR, app, err_console, fail

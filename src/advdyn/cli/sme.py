@@ -1,0 +1,99 @@
+"""``advdyn sme`` and ``advdyn sme-config``: continuous-time approximations of (adversarial)
+SGD (paper seed 002)."""
+
+from __future__ import annotations
+
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from advdyn.cli._app import EXIT_USER_ERROR, app, err_console, fail, out_console
+
+
+@app.command("sme")
+def sme_command(
+    config: Annotated[
+        Path | None, typer.Argument(help="TOML config; the embedded default when omitted.")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Result folder.")] = Path("sme-out"),
+    paths: Annotated[int | None, typer.Option(help="Override risks.paths.")] = None,
+    no_digits: Annotated[bool, typer.Option("--no-digits", help="Skip the digits part.")] = False,
+    no_minimax: Annotated[
+        bool, typer.Option("--no-minimax", help="Skip the mini-max part.")
+    ] = False,
+    only: Annotated[
+        str | None, typer.Option(help="Comma-separated parts to run (default: all enabled).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or table.")] = False,
+):
+    """SGD vs its stochastic modified equations (orders 1 and 2), exact weak errors, optimal
+    learning-rate control, clean vs adversarial gradient flows, the K-step PGD game and
+    digits; write sme_*.{nc,png} and sme_summary.json."""
+    from advdyn.config.sme import default_sme_config, load_sme_config
+    from advdyn.errors import ConfigError
+
+    try:
+        cfg = load_sme_config(config) if config is not None else default_sme_config()
+        overrides = {"risks.paths": paths, "digits.enabled": False if no_digits else None,
+                     "minimax.enabled": False if no_minimax else None}
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if overrides:
+            cfg = cfg.with_overrides(**overrides)
+        from advdyn.workflows.sme import run_sme
+
+        progress = None
+        if not quiet:
+            err_console.print(escape(
+                f"advdyn sme: d = {len(cfg.problem.eigenvalues)}, eps = {cfg.problem.eps}, "
+                f"eta = {cfg.risks.eta}, {cfg.risks.paths} paths"), highlight=False)
+
+            def progress(advance: int, total: int) -> None:
+                err_console.print(f"  part done ({total} parts)", highlight=False)
+
+        parts = None if only is None else [p.strip() for p in only.split(",") if p.strip()]
+        result = run_sme(cfg, out, progress=progress, parts=parts)
+    except ConfigError as err:
+        raise fail(str(err), EXIT_USER_ERROR) from None
+    except ValueError as err:
+        raise fail(f"invalid config: {err}", EXIT_USER_ERROR) from None
+    except OSError as err:
+        raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
+    if not quiet:
+        _print_summary(result.summary)
+    files = ", ".join(p.name for p in result.files.values())
+    out_console.print(escape(f"results written to {out}/: {files}"), highlight=False)
+
+
+def _print_summary(summary: dict) -> None:
+    table = Table(title="advdyn sme")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    w = summary.get("weak_error", {})
+    for order in (1, 2):
+        if f"slope_order{order}_final" in w:
+            s, se = w[f"slope_order{order}_final"]
+            table.add_row(f"weak-error slope, order {order}", f"{s:.3f} +- {se:.3f}")
+    f = summary.get("flows", {})
+    if f:
+        table.add_row("R_eps along clean flow", f"{f['adv_risk_start']:.3f} -> "
+                      f"{f['adv_risk_end_clean_flow']:.3f}")
+        table.add_row("max dR_eps/dt, adversarial flow",
+                      f"{f['max_adv_rate_adversarial_flow']:.2e}")
+    c = summary.get("control", {})
+    if c:
+        for pol, v in c["final_loss"].items():
+            table.add_row(f"final loss, {pol}", f"{v:.4g}")
+    for part, secs in summary.get("seconds", {}).items():
+        table.add_row(f"time {part}", f"{secs:.1f} s")
+    out_console.print(table)
+
+
+@app.command("sme-config")
+def sme_config_command():
+    """Print the embedded default config of ``advdyn sme``."""
+    sys.stdout.write(resources.files("advdyn").joinpath("defaults/sme.toml").read_text())

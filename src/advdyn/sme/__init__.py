@@ -1,0 +1,53 @@
+"""Continuous-time approximations of (adversarial) SGD: seed 002 (Gu, Guo & Li).
+
+Stochastic modified equations of order 1 and 2 for SGD on a clean or adversarial objective
+(:mod:`~advdyn.sme.objectives`, :mod:`~advdyn.sme.equations`), exact second moments for least
+squares (:mod:`~advdyn.sme.moments`), gradient flows of clean vs adversarial training
+(:mod:`~advdyn.sme.flows`), learning-rate control (:mod:`~advdyn.sme.control`) and the
+alternating mini-max of PGD adversarial training (:mod:`~advdyn.sme.minimax`). Pure JAX
+mathematics; solvers return :class:`~advdyn.solution.Solution` pytrees.
+"""
+
+from advdyn.sme.control import line_search_rate, optimal_policy, solve_control, switch_time
+from advdyn.sme.equations import (
+    SME,
+    SME_STREAM,
+    GridBrownianPath,
+    core_scaling,
+    recording_grid,
+    simulate_sgd,
+    solve_sme,
+)
+from advdyn.sme.flows import gradient_flow
+from advdyn.sme.moments import MomentPaths, exact_second_moments, loglog_slope, weak_error_study
+from advdyn.sme.objectives import (
+    AbstractObjective,
+    EmpiricalObjective,
+    GaussianLeastSquares,
+    linear_predict,
+    squared_loss,
+)
+
+__all__ = [
+    "SME",
+    "SME_STREAM",
+    "AbstractObjective",
+    "EmpiricalObjective",
+    "GaussianLeastSquares",
+    "GridBrownianPath",
+    "MomentPaths",
+    "core_scaling",
+    "exact_second_moments",
+    "gradient_flow",
+    "line_search_rate",
+    "linear_predict",
+    "loglog_slope",
+    "optimal_policy",
+    "recording_grid",
+    "simulate_sgd",
+    "solve_control",
+    "solve_sme",
+    "squared_loss",
+    "switch_time",
+    "weak_error_study",
+]

@@ -1,0 +1,357 @@
+"""Stochastic modified equations of SGD and their solution with diffrax (SME 2).
+
+For SGD ``x_{k+1} = x_k - eta g_k`` on an objective ``f`` with gradient covariance
+``Sigma(x) = F(x) F(x)^T`` (:mod:`advdyn.sme.objectives`), in the time ``tau = k eta``:
+
+* order 1: ``dX = -grad f(X) dtau + sqrt(eta) F(X) dW``;
+* order 2: ``dX = -grad (f + (eta/4) |grad f|^2)(X) dtau + sqrt(eta) F(X) dW``, i.e. the drift
+  ``-(grad f + (eta/2) H grad f)`` with the Hessian-vector product by forward-mode autodiff.
+
+``time_scale = c`` rescales time, ``tau = c t`` (drift times ``c``, diffusion times
+``sqrt(c)``). advdyn's high-dimensional scaling (THEORY 3) is ``eta = gamma / d``,
+``t = k / d``, i.e. ``c = gamma`` (:func:`core_scaling`): then the order-1 SME is
+``dX = -gamma grad f dt + gamma sqrt(Sigma / d) dB``, THEORY 8's homogenized SGD with its
+noise ``I K`` replaced by the exact ``Sigma``.
+
+Schemes
+-------
+``"euler"``
+    Euler-Maruyama (diffrax ``Euler`` on a ``MultiTerm`` of an ``ODETerm`` and a
+    ``ControlTerm``), weak order 1 in ``dt``.
+``"extrapolated"``
+    Talay-Tubaro extrapolation ``2 E phi(X^{dt/2}) - E phi(X^{dt})`` of two Euler-Maruyama
+    solutions driven by the *same* Brownian path: weak order 2 in ``dt`` for expectations
+    (the per-path combination is not a path, only its mean is meaningful), and much less
+    Monte Carlo noise than two independent runs.
+
+Randomness
+----------
+The Brownian path of replicate ``r`` is :class:`GridBrownianPath` with key
+``fold_in(fold_in(key, SME_STREAM), r)``; the increment of fine step ``j`` is drawn from
+``fold_in(path_key, j)``. Results depend only on ``(key, r, dt)``; adding paths leaves the
+existing ones unchanged, as for the core's simulators (:mod:`advdyn.simulate`).
+"""
+
+from __future__ import annotations
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import lineax as lx
+import numpy as np
+from jaxtyping import Array, Float
+
+from advdyn.precision import float64
+from advdyn.sme.objectives import AbstractObjective
+from advdyn.solution import Solution
+
+SME_STREAM = 0x534D4532
+"""``fold_in`` constant (ASCII ``"SME2"``) separating the SME's Brownian stream from SGD's."""
+
+SCHEMES = ("euler", "extrapolated")
+
+
+def _as_f64(x):
+    # traced leaves (NumPy float64 keeps the value exactly without global x64): one
+    # compilation serves every learning rate
+    return np.asarray(x, dtype=np.float64)
+
+
+class GridBrownianPath(diffrax.AbstractBrownianPath):
+    """Counter-based Brownian motion on the grid ``j dt`` (exact Gaussian increments).
+
+    The increment over fine step ``j`` is ``sqrt(dt) N(0, I)`` drawn from ``fold_in(key, j)``;
+    ``evaluate(t0, t1)`` sums the fine increments between the grid points nearest to ``t0``
+    and ``t1`` (at most ``max_span`` of them), so Euler-Maruyama at ``dt`` and at
+    ``max_span * dt`` see the same path.
+
+    Attributes
+    ----------
+    key : Array
+        Key of this path.
+    dt : float
+        Fine grid step.
+    t0, t1 : float
+        Time interval.
+    shape : tuple of int
+        Shape of one increment.
+    max_span : int
+        Largest number of fine steps one ``evaluate`` may cover.
+    """
+
+    key: Array  # type: ignore[misc]
+    dt: Array  # type: ignore[misc]
+    t0: Array  # type: ignore[misc]
+    t1: Array  # type: ignore[misc]
+    shape: tuple[int, ...] = eqx.field(static=True)  # type: ignore[misc]
+    max_span: int = eqx.field(static=True, default=2)
+    levy_area: type = eqx.field(static=True, default=diffrax.BrownianIncrement)
+
+    def evaluate(self, t0, t1=None, left: bool = True, use_levy: bool = False):
+        """Increment ``W(t1) - W(t0)`` on the grid (``t1`` is required)."""
+        if t1 is None:
+            raise NotImplementedError("GridBrownianPath only evaluates increments")
+        j0 = jnp.round((t0 - self.t0) / self.dt).astype(jnp.int32)
+        j1 = jnp.round((t1 - self.t0) / self.dt).astype(jnp.int32)
+        total = jnp.zeros(self.shape)
+        for q in range(self.max_span):
+            j = j0 + q
+            z = jax.random.normal(jax.random.fold_in(self.key, j), self.shape)
+            total = total + jnp.where(j < j1, z, 0.0)
+        return jnp.sqrt(self.dt) * total
+
+
+class SME(eqx.Module):
+    """The stochastic modified equation of order 1 or 2 of SGD with step ``eta`` on ``objective``.
+
+    Attributes
+    ----------
+    objective : AbstractObjective
+        Drift and diffusion come from it.
+    eta : float
+        SGD learning rate.
+    order : {1, 2}
+        Order of the modified drift.
+    time_scale : float
+        ``c`` in ``tau = c t`` (1: SGD time ``tau = k eta``).
+    """
+
+    objective: AbstractObjective
+    eta: Array | float = eqx.field(converter=_as_f64)
+    order: int = eqx.field(static=True, default=1)
+    time_scale: Array | float = eqx.field(converter=_as_f64, default=1.0)
+
+    def __check_init__(self):
+        if self.order not in (1, 2):
+            raise ValueError(f"order must be 1 or 2, got {self.order}")
+        if not np.all(np.asarray(self.eta) > 0):
+            raise ValueError(f"eta must be positive, got {self.eta}")
+
+    def drift(self, theta: Float[Array, " p"]) -> Float[Array, " p"]:
+        """``-c grad f`` (order 1) or ``-c (grad f + (eta/2) H grad f)`` (order 2)."""
+        g = self.objective.gradient(theta)
+        if self.order == 2:
+            _, hg = jax.jvp(self.objective.gradient, (theta,), (g,))
+            g = g + 0.5 * self.eta * hg
+        return -self.time_scale * g
+
+    def diffusion(self, theta: Float[Array, " p"]) -> Float[Array, "p m"]:
+        """``sqrt(c eta) F(theta)`` as a dense matrix."""
+        return jnp.sqrt(self.time_scale * self.eta) * self.objective.noise_factor(theta)
+
+    def diffusion_operator(self, theta: Float[Array, " p"]) -> lx.FunctionLinearOperator:
+        """``sqrt(c eta) F(theta)`` as a lineax operator (``O(d)`` for structured ``F``)."""
+        scale = jnp.sqrt(self.time_scale * self.eta)
+        structure = jax.ShapeDtypeStruct((self.objective.noise_dim,), theta.dtype)
+        return lx.FunctionLinearOperator(
+            lambda z: scale * self.objective.noise_apply(theta, z), structure)
+
+
+def core_scaling(objective: AbstractObjective, gamma: float, d: int, order: int = 1) -> SME:
+    """The SME in advdyn's scaling: ``eta = gamma / d``, time ``t = k / d`` (``c = gamma``).
+
+    Parameters
+    ----------
+    objective : AbstractObjective
+        Problem (its ``d`` coordinates in the eigenbasis).
+    gamma : float
+        The core's learning rate ``gamma`` (SGD step ``gamma / d``).
+    d : int
+        Dimension.
+    order : {1, 2}
+        SME order.
+
+    Returns
+    -------
+    SME
+    """
+    return SME(objective, eta=gamma / d, order=order, time_scale=gamma)
+
+
+def recording_grid(t_max: float, dt: float, n_times: int) -> tuple[np.ndarray, int, int]:
+    """Step-aligned recording grid: ``n_steps`` steps of ``dt``, a record every ``stride``.
+
+    Parameters
+    ----------
+    t_max : float
+        Horizon.
+    dt : float
+        Step.
+    n_times : int
+        Requested number of records (including 0).
+
+    Returns
+    -------
+    ts : ndarray
+        Recording times ``j stride dt``.
+    stride, n_steps : int
+        Steps between records and the total number of steps.
+    """
+    n_steps = max(1, round(t_max / dt))
+    stride = max(1, n_steps // max(1, n_times - 1))
+    n_rec = n_steps // stride
+    return np.arange(n_rec + 1) * stride * dt, stride, n_rec * stride
+
+
+def _euler_path(sme: SME, theta0, bm, dt, ts):
+    terms: diffrax.MultiTerm = diffrax.MultiTerm(
+        diffrax.ODETerm(lambda t, y, args: sme.drift(y)),
+        diffrax.ControlTerm(lambda t, y, args: sme.diffusion_operator(y), bm),
+    )
+    sol = diffrax.diffeqsolve(
+        terms, diffrax.Euler(), ts[0], ts[-1], dt0=dt, y0=theta0,
+        saveat=diffrax.SaveAt(ts=ts), max_steps=None,
+    )
+    return sol.ys
+
+
+@eqx.filter_jit
+def _solve_paths(sme: SME, theta0, base, rs, ts, dt, scheme: str, chunk: int):
+    shape = (sme.objective.noise_dim,)
+    obs = jax.vmap(sme.objective.observables)
+
+    def one(r):
+        k = jax.random.fold_in(base, r)
+        if scheme == "euler":
+            bm = GridBrownianPath(k, dt, ts[0], ts[-1], shape, max_span=1)
+            return obs(_euler_path(sme, theta0, bm, dt, ts))
+        # one path: the coarse solve sums pairs of the fine increments
+        coarse_bm = GridBrownianPath(k, dt / 2, ts[0], ts[-1], shape, max_span=2)
+        fine_bm = GridBrownianPath(k, dt / 2, ts[0], ts[-1], shape, max_span=1)
+        coarse = obs(_euler_path(sme, theta0, coarse_bm, dt, ts))
+        fine = obs(_euler_path(sme, theta0, fine_bm, dt / 2, ts))
+        return jax.tree.map(lambda f, c: 2 * f - c, fine, coarse)
+
+    return jax.lax.map(one, rs, batch_size=chunk)
+
+
+@float64
+def solve_sme(
+    sme: SME,
+    theta0: Float[Array, " p"],
+    key: Array,
+    *,
+    t_max: float,
+    dt: float,
+    n_times: int = 21,
+    paths: int = 100,
+    scheme: str = "euler",
+    chunk: int | None = None,
+) -> Solution:
+    """Solve the SME for many Brownian paths (vmapped) and record the objective's observables.
+
+    Parameters
+    ----------
+    sme : SME
+        The equation.
+    theta0 : Array, shape (p,)
+        Deterministic initial condition.
+    key : jax.random key
+        Seed key (e.g. ``jax.random.key(seed)``); path ``r`` uses
+        ``fold_in(fold_in(key, SME_STREAM), r)``.
+    t_max : float
+        Horizon (in the SME's time, ``tau / time_scale``).
+    dt : float
+        Step (for ``"extrapolated"``: the coarse step; the fine one is ``dt / 2``).
+    n_times : int
+        Requested number of records (step-aligned, see :func:`recording_grid`).
+    paths : int
+        Number of Brownian paths.
+    scheme : {"euler", "extrapolated"}
+        Euler-Maruyama or its Talay-Tubaro extrapolation (weak order 2).
+    chunk : int, optional
+        Paths per vmapped batch (memory bound); all at once when omitted.
+
+    Returns
+    -------
+    Solution
+        ``ys[name]`` of shape ``(paths, T)`` for every observable, ``method = "sme1"`` or
+        ``"sme2"``, ``replicated = True``; ``stats`` names the scheme, ``dt`` and ``eta``.
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+    ts, _, _ = recording_grid(t_max, dt, n_times)
+    theta0 = jnp.asarray(theta0, jnp.float64)
+    base = jax.random.fold_in(key, SME_STREAM)
+    ys = _solve_paths(sme, theta0, base, jnp.arange(paths), jnp.asarray(ts),
+                      jnp.asarray(dt, jnp.float64), scheme, int(chunk or paths))
+    ys = {k: np.asarray(v) for k, v in ys.items()}
+    stats = {"scheme": scheme, "dt": float(dt), "eta": float(sme.eta), "order": sme.order,
+             "time_scale": float(sme.time_scale), "paths": int(paths),
+             "stream": f"fold_in(key, {SME_STREAM:#x})"}
+    return Solution(np.asarray(ts), ys, f"sme{sme.order}", replicated=True, stats=stats)
+
+
+@eqx.filter_jit
+def _sgd_paths(objective, eta, theta0, key, rs, stride, n_rec: int, chunk: int):
+    def one(r):
+        k_r = jax.random.fold_in(key, r)
+
+        def interval(theta, j):
+            def step(i, th):
+                g = objective.stochastic_gradient(th, jax.random.fold_in(k_r, j * stride + i))
+                return th - eta * g
+
+            theta = jax.lax.fori_loop(0, stride, step, theta)
+            return theta, theta
+
+        _, thetas = jax.lax.scan(interval, theta0, jnp.arange(n_rec))
+        thetas = jnp.concatenate([theta0[None], thetas])
+        return jax.vmap(objective.observables)(thetas)
+
+    return jax.lax.map(one, rs, batch_size=chunk)
+
+
+@float64
+def simulate_sgd(
+    objective: AbstractObjective,
+    eta: float,
+    theta0: Float[Array, " p"],
+    key: Array,
+    *,
+    t_max: float,
+    n_times: int = 21,
+    paths: int = 100,
+    time_scale: float = 1.0,
+    chunk: int | None = None,
+) -> Solution:
+    """SGD ``x_{k+1} = x_k - eta g_k`` on ``objective``, many independent runs (vmapped).
+
+    Parameters
+    ----------
+    objective : AbstractObjective
+        Supplies :meth:`~AbstractObjective.stochastic_gradient`.
+    eta : float
+        Learning rate.
+    theta0 : Array, shape (p,)
+        Initial iterate.
+    key : jax.random key
+        Seed key; run ``r`` uses ``fold_in(key, r)`` and step ``k`` of it
+        ``fold_in(fold_in(key, r), k)``.
+    t_max : float
+        Horizon in the time ``t = k eta / time_scale``.
+    n_times : int
+        Requested number of records (step-aligned).
+    paths : int
+        Number of runs.
+    time_scale : float
+        ``c``: one step advances time by ``eta / c`` (``c = gamma``, ``eta = gamma/d`` gives
+        ``t = k/d``).
+    chunk : int, optional
+        Runs per vmapped batch.
+
+    Returns
+    -------
+    Solution
+        ``ys[name]`` of shape ``(paths, T)``, ``method = "sgd"``.
+    """
+    dt = eta / time_scale
+    ts, stride, _ = recording_grid(t_max, dt, n_times)
+    ys = _sgd_paths(objective, jnp.asarray(eta, jnp.float64), jnp.asarray(theta0, jnp.float64),
+                    key, jnp.arange(paths), jnp.asarray(stride), len(ts) - 1,
+                    int(chunk or paths))
+    ys = {k: np.asarray(v) for k, v in ys.items()}
+    stats = {"eta": float(eta), "time_scale": float(time_scale), "paths": int(paths),
+             "stream": "fold_in(key, r), fold_in(., k)"}
+    return Solution(np.asarray(ts), ys, "sgd", replicated=True, stats=stats)
