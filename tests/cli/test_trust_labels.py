@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from advdyn.cli._app import app, out_console
 from advdyn.io import make_dataset
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_netcdf_coordinates_have_long_name_and_units(tmp_path):

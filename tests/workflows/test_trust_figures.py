@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-JSON = Path(__file__).resolve().parents[1] / "docs" / "images" / "fig_monotone.json"
+JSON = Path(__file__).resolve().parents[2] / "docs" / "images" / "fig_monotone.json"
 
 
 def _verdicts(info: dict) -> dict[float, bool]:

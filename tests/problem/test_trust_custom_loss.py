@@ -16,7 +16,7 @@ import pytest
 from advdyn.errors import DivergenceError
 from advdyn.problem.losses import ClassMoments, CustomLoss, LeastSquares
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def huber(r, y):
