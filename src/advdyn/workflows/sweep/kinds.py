@@ -88,7 +88,7 @@ def run_point(config: Config) -> xr.Dataset:
 
 @register_point_kind("limit")
 def limit_point(config: Config) -> xr.Dataset:
-    """Point kind ``"limit"``: the constant-rate limit report (:func:`advdyn.limits.limit_report`).
+    """Point kind ``"limit"``: the constant-rate limit report (:func:`.limits.limit_from_config`).
 
     Uses the config's constant learning rate, and spectral bins when ``run.bins`` is set
     (then no instance is drawn for an isotropic config).
@@ -110,12 +110,9 @@ def limit_point(config: Config) -> xr.Dataset:
     ConfigError
         If the learning rate is not constant.
     """
-    from advdyn.workflows.bins import spectral_instances
-    from advdyn.workflows.limits import constant_rate, limit_report
+    from advdyn.workflows.limits import limit_from_config
 
-    gamma = constant_rate(config)
-    instance, binned = spectral_instances(config.with_overrides(**{"run.methods": ["ode"]}))
-    report = limit_report(binned if binned is not None else instance, gamma)
+    report = limit_from_config(config)  # the config's constant rate, as `advdyn limit` runs it
     names = ("adv_risk_opt", "adv_risk_limit", "clean_risk_limit", "norm_limit",
              "dist_to_opt_limit", "lambda_opt", "lambda_eff")
     data = {k: xr.DataArray(np.nan if report[k] is None else float(report[k])) for k in names}
