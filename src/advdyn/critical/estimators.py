@@ -141,6 +141,10 @@ class ScratchEstimate:
         Total gradient evaluations, clean run included.
     wall_time : float
         Total seconds.
+    compile_time : float
+        Seconds of JIT compilation within ``wall_time``.
+    results : tuple of TrainResult
+        One per radius (the models, for re-evaluation under other attacks).
     """
 
     eps_star: float
@@ -149,6 +153,8 @@ class ScratchEstimate:
     clean: TrainResult = field(repr=False)
     grad_evals: int
     wall_time: float
+    compile_time: float = 0.0
+    results: tuple = field(default=(), repr=False)
 
 
 def from_scratch(
@@ -202,6 +208,8 @@ def from_scratch(
         clean=results[0],
         grad_evals=int(sum(r.grad_evals for r in results)),
         wall_time=time.perf_counter() - start,
+        compile_time=float(sum(r.compile_time for r in results)),
+        results=tuple(results),
     )
 
 
@@ -226,6 +234,10 @@ class FineTuneEstimate:
         included: both estimators need it).
     wall_time : float
         Seconds of the fine-tuning runs.
+    compile_time : float
+        Seconds of JIT compilation within ``wall_time``.
+    results : tuple of TrainResult
+        One per row of ``table`` (the first is the clean model).
     """
 
     eps_star: float
@@ -235,6 +247,8 @@ class FineTuneEstimate:
     table: xr.Dataset
     grad_evals: int
     wall_time: float
+    compile_time: float = 0.0
+    results: tuple = field(default=(), repr=False)
 
 
 def fine_tune_estimate(
@@ -320,6 +334,8 @@ def fine_tune_estimate(
         table=_table(all_eps, [zero, *results], {"stage": stage}),
         grad_evals=int(sum(r.grad_evals for r in results)),
         wall_time=time.perf_counter() - start,
+        compile_time=float(sum(r.compile_time for r in results)),
+        results=(zero, *results),
     )
 
 
@@ -349,6 +365,7 @@ class OverfittingResult:
     table: xr.Dataset
     grad_evals: int
     wall_time: float
+    compile_time: float = 0.0
 
 
 def catastrophic_overfitting(
@@ -415,4 +432,87 @@ def catastrophic_overfitting(
         table=table,
         grad_evals=int(sum(r.grad_evals for r in results)),
         wall_time=time.perf_counter() - start,
+        compile_time=float(sum(r.compile_time for r in results)),
     )
+
+
+@dataclass(frozen=True)
+class StrongEstimate:
+    """eps* of an estimate re-measured under a stronger evaluation (same trained models).
+
+    Attributes
+    ----------
+    eps_star : float
+        The estimator's rule applied to the re-evaluated adversarial training losses
+        (from scratch: interpolated crossing; fine-tuning: the same extrapolation).
+    losses : numpy.ndarray
+        Adversarial training loss per row of the estimate's table under the strong
+        evaluation (the clean row keeps its clean loss).
+    per_attack : dict of str to numpy.ndarray
+        Adversarial training loss per row under each attack of the ensemble.
+    grad_evals : int
+        Input-gradient evaluations of the re-evaluation.
+    wall_time, compile_time : float
+        Seconds (compilation apart).
+    """
+
+    eps_star: float
+    losses: np.ndarray
+    per_attack: dict
+    grad_evals: int
+    wall_time: float
+    compile_time: float
+
+
+def strong_estimate(estimate: ScratchEstimate | FineTuneEstimate, data: ArrayData,
+                    attacks_at: Callable[[float], tuple], names: list[str],
+                    level: float, seed: int = 0) -> StrongEstimate:
+    """Re-evaluate the adversarial training losses of an estimate's models under an ensemble
+    of attacks (worst case per sample) and apply the estimator's rule again.
+
+    Parameters
+    ----------
+    estimate : ScratchEstimate or FineTuneEstimate
+        With its trained models (``results``).
+    data : ArrayData
+        The training data of the estimate.
+    attacks_at : callable
+        ``eps -> tuple of attacks`` (e.g. PGD, APGD-CE, APGD-DLR at that radius).
+    names : list of str
+        Names of the attacks, for ``per_attack``.
+    level : float
+        The clean test loss of the clean model.
+    seed : int
+        Seed of the random starts.
+
+    Returns
+    -------
+    StrongEstimate
+    """
+    from advdyn.adversarial.apgd import strong_evaluate
+    from advdyn.adversarial.training import CompileClock
+
+    start = time.perf_counter()
+    eps = estimate.table["eps"].values
+    losses = estimate.table["adv_train_loss"].values.astype(np.float64).copy()
+    per = {k: losses.copy() for k in names}
+    grads = 0
+    with CompileClock() as clock:
+        for i, (e, r) in enumerate(zip(eps, estimate.results, strict=True)):
+            if e == 0:
+                continue
+            attacks = attacks_at(float(e))
+            ev = strong_evaluate(r.model, data.x_train, data.y_train, attacks, seed + i)
+            losses[i] = ev["adv_loss"]
+            for j, k in enumerate(names):
+                per[k][i] = ev[f"loss_{j}"]
+            grads += data.n_train * sum(a.gradient_evaluations for a in attacks)
+    if isinstance(estimate, ScratchEstimate):
+        value = crossing(eps, losses, level)
+    else:
+        stage = estimate.table["stage"].values
+        fit = stage == 1 if np.sum(stage == 1) > 1 else np.ones(len(eps), bool)
+        value = extrapolate(eps[fit], losses[fit], level, estimate.method) \
+            if estimate.method == "linear" else extrapolate(eps, losses, level, "isotonic")
+    return StrongEstimate(value, losses, per, grads, time.perf_counter() - start,
+                          clock.seconds)
