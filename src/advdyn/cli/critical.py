@@ -27,20 +27,44 @@ def critical_eps_command(
     width: Annotated[int | None, typer.Option(help="Override model.width.")] = None,
     n_train: Annotated[int | None, typer.Option(help="Override data.n_train.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Override train.epochs.")] = None,
+    eps: Annotated[
+        str | None,
+        typer.Option("--eps", help="Radius to judge against eps* (data units, or e.g. 8/255)."),
+    ] = None,
+    repeats: Annotated[
+        int | None, typer.Option(help="Override verdict.repeats (data splits x seeds).")
+    ] = None,
+    loss: Annotated[
+        str | None, typer.Option(help="Override train.loss: ce, trades or mart.")
+    ] = None,
+    optimizer: Annotated[
+        str | None, typer.Option(help="Override train.optimizer: sgd or adam.")
+    ] = None,
+    fast_attack: Annotated[
+        str | None, typer.Option(help="Override fast.attack: pgd or fgm (FGM fine-tuning).")
+    ] = None,
+    no_strong: Annotated[
+        bool, typer.Option("--no-strong", help="Skip the strong (APGD ensemble) evaluation.")
+    ] = False,
     no_fgm: Annotated[
         bool, typer.Option("--no-fgm", help="Skip the FGM catastrophic-overfitting study.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
 ):
     """Estimate eps* from scratch (grid + interpolation) and by fine-tuning + extrapolation
-    (Algorithm A.1); write critical_eps.{csv,nc,json,png}."""
+    (Algorithm A.1) under PGD and a strong evaluation (worst case over PGD, APGD-CE,
+    APGD-DLR), with a prediction interval over data splits and seeds; with --eps, say whether
+    that radius is below, near or beyond eps*. Writes critical_eps.{csv,nc,json,png}."""
     from advdyn.config.critical import default_critical_config, load_critical_config
     from advdyn.errors import ConfigError
 
     try:
         cfg = load_critical_config(config) if config is not None else default_critical_config()
         overrides = {"model.width": width, "data.n_train": n_train, "train.epochs": epochs,
-                     "fgm.enabled": False if no_fgm else None}
+                     "fgm.enabled": False if no_fgm else None,
+                     "strong.enabled": False if no_strong else None,
+                     "verdict.eps": eps, "verdict.repeats": repeats, "train.loss": loss,
+                     "train.optimizer": optimizer, "fast.attack": fast_attack}
         overrides = {k: v for k, v in overrides.items() if v is not None}
         if overrides:
             cfg = cfg.with_overrides(**overrides)
@@ -65,6 +89,10 @@ def critical_eps_command(
         raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
     if not quiet:
         _print_summary(result)
+    for w in result.warnings:
+        err_console.print(escape(f"warning: {w}"), style="yellow", highlight=False)
+    if result.verdict is not None:
+        out_console.print(escape(result.verdict.sentence()), highlight=False)
     files = ", ".join(p.name for p in result.files.values())
     out_console.print(escape(f"results written to {out}/: {files}"), highlight=False)
 
@@ -158,6 +186,20 @@ def _print_summary(result) -> None:
                       f"{t['time'].values[i]:.1f}")
     out_console.print(table)
     c = s["compute"]
+    e = s["eps_star"]
+    strong = s["strong_evaluation"]
+    if strong is not None:
+        out_console.print(
+            f"eps* under PGD / under the strong evaluation ({', '.join(strong['attacks'])}): "
+            f"from scratch {_fmt(s['eps_star_scratch'])} / {_fmt(strong['eps_star_scratch'])},"
+            f" fine-tune {_fmt(s['eps_star_fast'])} / {_fmt(strong['eps_star_fast'])}",
+            highlight=False)
+    px = e["pixel_units"] or {}
+    out_console.print(
+        f"eps* over {len(s['repeats'])} splits/seeds ({e['evaluation']} evaluation): "
+        f"{_fmt(e['mean'])} {px.get('mean') or ''}, {e['level']:.0%} prediction interval "
+        f"[{_fmt(e['lower'])}, {_fmt(e['upper'])}] {px.get('lower') or ''} "
+        f"{px.get('upper') or ''}", highlight=False)
     out_console.print(
         f"clean test loss {s['clean_test_loss']:.4f}; eps* from scratch "
         f"{_fmt(s['eps_star_scratch'])}, fine-tune + {s['fast_method']} extrapolation "

@@ -166,6 +166,7 @@ def from_scratch(
     schedule: Schedule,
     seed: int = 0,
     advance: Callable[[int], None] | None = None,
+    trainer: Callable[..., TrainResult] = adversarial_train,
 ) -> ScratchEstimate:
     """eps* by adversarial training from scratch at every radius of ``eps_grid``.
 
@@ -185,6 +186,9 @@ def from_scratch(
         Seed of shuffles and random starts.
     advance : callable, optional
         Progress callback (one unit per epoch).
+    trainer : callable
+        The training loop (:func:`~advdyn.adversarial.training.adversarial_train`, or
+        :func:`~advdyn.adversarial.torch_training.torch_adversarial_train` for PyTorch).
 
     Returns
     -------
@@ -195,8 +199,8 @@ def from_scratch(
     if np.any(np.diff(eps) <= 0):
         raise ValueError("eps_grid must be positive and increasing")
     results = [
-        adversarial_train(make_model(), data, with_eps(attack, e), with_eps(eval_attack, e),
-                          schedule, seed, advance)
+        trainer(make_model(), data, with_eps(attack, e), with_eps(eval_attack, e),
+                schedule, seed, advance)
         for e in eps
     ]
     level = results[0].clean_test_loss
@@ -262,6 +266,7 @@ def fine_tune_estimate(
     seed: int = 0,
     advance: Callable[[int], None] | None = None,
     refine: tuple[float, ...] = (),
+    trainer: Callable[..., TrainResult] = adversarial_train,
 ) -> FineTuneEstimate:
     """Algorithm A.1: fine-tune the clean model at a few small radii and extrapolate.
 
@@ -290,6 +295,8 @@ def fine_tune_estimate(
         eps*; the linear estimate then comes from the least-squares line through the
         refinement points only (a short, local extrapolation that the curvature of the loss
         cannot bias much), the isotonic one from all points.
+    trainer : callable
+        The training loop (JAX or PyTorch), as in :func:`from_scratch`.
 
     Returns
     -------
@@ -301,8 +308,8 @@ def fine_tune_estimate(
         raise ValueError("eps_values must be positive and increasing")
 
     def tune(radii):
-        return [adversarial_train(clean.model, data, with_eps(attack, e),
-                                  with_eps(eval_attack, e), schedule, seed, advance)
+        return [trainer(clean.model, data, with_eps(attack, e), with_eps(eval_attack, e),
+                        schedule, seed, advance)
                 for e in radii]
 
     results = tune(eps)
@@ -378,6 +385,7 @@ def catastrophic_overfitting(
     threshold: float = 0.2,
     seed: int = 0,
     advance: Callable[[int], None] | None = None,
+    trainer: Callable[..., TrainResult] = adversarial_train,
 ) -> OverfittingResult:
     """FGM adversarial training from scratch; find where PGD test accuracy collapses.
 
@@ -409,8 +417,8 @@ def catastrophic_overfitting(
     start = time.perf_counter()
     eps = np.asarray(eps_values, np.float64)
     results = [
-        adversarial_train(make_model(), data, with_eps(fgm, e), with_eps(eval_attack, e),
-                          schedule, seed, advance)
+        trainer(make_model(), data, with_eps(fgm, e), with_eps(eval_attack, e),
+                schedule, seed, advance)
         for e in eps
     ]
     final = np.asarray([float(r.history["test_acc"].values[-1]) for r in results])
@@ -464,6 +472,18 @@ class StrongEstimate:
     compile_time: float
 
 
+def _as_jax_model(model, classes: int):
+    """JAX models as they are; a ``torch.nn.Module`` wrapped (CPU copy, ``eval()`` mode, its
+    trained BatchNorm statistics) through :class:`~advdyn.adversarial.torch_adapter.TorchModel`."""
+    if isinstance(model, eqx.Module) or not hasattr(model, "state_dict"):
+        return model
+    import copy
+
+    from advdyn.adversarial.torch_adapter import TorchModel
+
+    return TorchModel.wrap(copy.deepcopy(model).cpu().eval(), out_features=classes)
+
+
 def strong_estimate(estimate: ScratchEstimate | FineTuneEstimate, data: ArrayData,
                     attacks_at: Callable[[float], tuple], names: list[str],
                     level: float, seed: int = 0) -> StrongEstimate:
@@ -495,6 +515,10 @@ def strong_estimate(estimate: ScratchEstimate | FineTuneEstimate, data: ArrayDat
     start = time.perf_counter()
     eps = estimate.table["eps"].values
     losses = estimate.table["adv_train_loss"].values.astype(np.float64).copy()
+    if hasattr(data, "x_train"):
+        x_train, y_train = data.x_train, data.y_train
+    else:  # PyTorch DataLoaders: one pass collected
+        x_train, y_train = data.arrays("train")
     per = {k: losses.copy() for k in names}
     grads = 0
     with CompileClock() as clock:
@@ -502,11 +526,12 @@ def strong_estimate(estimate: ScratchEstimate | FineTuneEstimate, data: ArrayDat
             if e == 0:
                 continue
             attacks = attacks_at(float(e))
-            ev = strong_evaluate(r.model, data.x_train, data.y_train, attacks, seed + i)
+            ev = strong_evaluate(_as_jax_model(r.model, data.classes), x_train, y_train,
+                                 attacks, seed + i)
             losses[i] = ev["adv_loss"]
             for j, k in enumerate(names):
                 per[k][i] = ev[f"loss_{j}"]
-            grads += data.n_train * sum(a.gradient_evaluations for a in attacks)
+            grads += len(y_train) * sum(a.gradient_evaluations for a in attacks)
     if isinstance(estimate, ScratchEstimate):
         value = crossing(eps, losses, level)
     else:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,8 +150,64 @@ def _repeat_entry(r, cfg_r, clean, fast, strong_fast, warnings: list[str]) -> di
     }
 
 
+@dataclass(frozen=True)
+class Backend:
+    """Where models, data and training come from (the JAX models of the config by default).
+
+    Attributes
+    ----------
+    data_for : callable
+        ``cfg -> data`` (an ``ArrayData``, or a ``TorchData`` for the PyTorch trainer).
+    model_for : callable
+        ``(cfg, data) -> fresh model`` (seeded by ``cfg.model.seed``).
+    trainer : callable
+        The training loop.
+    """
+
+    data_for: Callable
+    model_for: Callable
+    trainer: Callable
+
+
+def jax_backend() -> Backend:
+    """Data and models of the config, trained by the JAX loop."""
+    from advdyn.adversarial.training import adversarial_train
+
+    def model_for(cfg, data):
+        m = cfg.model
+        return make_model(m.kind, data.input_shape, data.classes, m.width, m.depth, m.seed)
+
+    return Backend(build_data, model_for, adversarial_train)
+
+
+def torch_backend(make_module: Callable, make_data: Callable | None = None, device="cpu",
+                  checkpoint_dir: str | Path | None = None) -> Backend:
+    """A PyTorch backend: ``make_module(seed) -> torch.nn.Module``, ``make_data(seed) ->
+    ArrayData | TorchData`` (default: the config's data), trained natively in PyTorch on
+    ``device``; with ``checkpoint_dir`` every training run checkpoints there (and resumes)."""
+    import functools
+
+    from advdyn.adversarial.torch_training import torch_adversarial_train
+
+    counter = iter(range(10**9))
+
+    def trainer(*args, **kw):
+        ck = None
+        if checkpoint_dir is not None:
+            Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+            ck = Path(checkpoint_dir) / f"run{next(counter):03d}.pt"
+        return torch_adversarial_train(*args, device=device, checkpoint=ck, **kw)
+
+    def data_for(cfg):
+        return build_data(cfg) if make_data is None else make_data(cfg.data.seed)
+
+    return Backend(data_for, lambda cfg, data: make_module(cfg.model.seed),
+                   functools.wraps(torch_adversarial_train)(trainer))
+
+
 def run_critical(cfg: CriticalConfig, out_dir: str | Path | None = None,
-                 progress: bool = True, eps: float | None = None) -> CriticalResult:
+                 progress: bool = True, eps: float | None = None,
+                 backend: Backend | None = None) -> CriticalResult:
     """Run both estimators, the repeats, the strong evaluation (and the FGM study), judge
     ``eps`` and write the result files.
 
@@ -164,16 +221,19 @@ def run_critical(cfg: CriticalConfig, out_dir: str | Path | None = None,
         Show a progress bar on standard error (one unit per epoch).
     eps : float, optional
         The radius to judge (overrides ``cfg.verdict.eps``).
+    backend : Backend, optional
+        Models, data and trainer (default :func:`jax_backend`; :func:`torch_backend` for a
+        ``torch.nn.Module``). The config's ``model``/``data`` sections then only give seeds.
 
     Returns
     -------
     CriticalResult
     """
-    from advdyn.adversarial.training import adversarial_train
     from advdyn.workflows.progress import progress_bar
 
+    be = jax_backend() if backend is None else backend
     start = time.perf_counter()
-    data = build_data(cfg)
+    data = be.data_for(cfg)
     pgd_train, pgd_eval, fgm_attack = build_attacks(cfg, data)
     ft_attack = fgm_attack if cfg.fast.attack == "fgm" else pgd_train
     base, fast_sched, fgm_sched = schedules(cfg)
@@ -199,13 +259,13 @@ def run_critical(cfg: CriticalConfig, out_dir: str | Path | None = None,
     repeats: list[dict] = []
     with progress_bar("critical-eps", total_epochs(cfg), enabled=progress) as advance:
         def fresh():
-            return make_model(m.kind, data.input_shape, data.classes, m.width, m.depth, m.seed)
+            return be.model_for(cfg, data)
 
         scratch = from_scratch(fresh, data, cfg.scratch.eps, pgd_train, pgd_eval, base,
-                               seed, advance)
+                               seed, advance, be.trainer)
         fast = fine_tune_estimate(scratch.clean, data, cfg.fast.eps, ft_attack, pgd_eval,
                                   fast_sched, cfg.fast.method, seed, advance,
-                                  tuple(cfg.fast.refine))
+                                  tuple(cfg.fast.refine), be.trainer)
         strong_scratch = strong(scratch, data, seed)
         strong_fast = strong(fast, data, seed)
         warnings += diagnose(scratch.table["eps"].values, scratch.table["adv_train_loss"].values,
@@ -214,19 +274,19 @@ def run_critical(cfg: CriticalConfig, out_dir: str | Path | None = None,
         repeats.append(_repeat_entry(0, cfg, scratch.clean, fast, strong_fast, warnings))
         for r in range(1, cfg.verdict.repeats):
             cr = repeat_config(cfg, r)
-            dr = build_data(cr)
-            model_r = make_model(m.kind, dr.input_shape, dr.classes, m.width, m.depth,
-                                 cr.model.seed)
-            clean_r = adversarial_train(model_r, dr, None, None, base, cr.train.seed, advance)
+            dr = be.data_for(cr)
+            clean_r = be.trainer(be.model_for(cr, dr), dr, None, None, base, cr.train.seed,
+                                 advance)
             fast_r = fine_tune_estimate(clean_r, dr, cfg.fast.eps, ft_attack, pgd_eval,
                                         fast_sched, cfg.fast.method, cr.train.seed, advance,
-                                        tuple(cfg.fast.refine))
+                                        tuple(cfg.fast.refine), be.trainer)
             repeats.append(_repeat_entry(r, cr, clean_r, fast_r, strong(fast_r, dr, r),
                                          warnings))
         fgm = None
         if cfg.fgm.enabled:
             fgm = catastrophic_overfitting(fresh, data, cfg.fgm.eps, fgm_attack, pgd_eval,
-                                           fgm_sched, cfg.fgm.threshold, seed, advance)
+                                           fgm_sched, cfg.fgm.threshold, seed, advance,
+                                           be.trainer)
     warnings = list(dict.fromkeys(warnings))  # each warning once, in order
     use = "strong" if cfg.verdict.attack == "strong" and cfg.strong.enabled else "pgd"
     values = [rp[f"eps_star_{use}"] for rp in repeats]
@@ -240,7 +300,8 @@ def run_critical(cfg: CriticalConfig, out_dir: str | Path | None = None,
     ft_compute = fast.wall_time - fast.compile_time
     summary = {
         "data": data.name,
-        "n_train": data.n_train,
+        "n_train": getattr(data, "n_train", None),
+        "trainer": getattr(be.trainer, "__name__", "custom"),
         "model": f"{m.kind} width {m.width} depth {m.depth}",
         "norm": cfg.attack.norm,
         "recipe": {"loss": cfg.train.loss, "optimizer": cfg.train.optimizer,
