@@ -481,7 +481,15 @@ def _as_jax_model(model, classes: int):
 
     from advdyn.adversarial.torch_adapter import TorchModel
 
-    return TorchModel.wrap(copy.deepcopy(model).cpu().eval(), out_features=classes)
+    module = copy.deepcopy(model).cpu().eval()
+    key = (type(model).__name__, repr(model), classes)
+    template = _TEMPLATES.get(key)
+    wrapped = TorchModel.wrap(module, out_features=classes, template=template)
+    _TEMPLATES.setdefault(key, wrapped)  # one compiled evaluation per architecture
+    return wrapped
+
+
+_TEMPLATES: dict = {}
 
 
 def strong_estimate(estimate: ScratchEstimate | FineTuneEstimate, data: ArrayData,
