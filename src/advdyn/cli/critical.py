@@ -111,6 +111,9 @@ def critical_linear_command(
         "critical-linear-out"
     ),
     seed: Annotated[int, typer.Option(help="Seed of teachers and data.")] = 0,
+    streaming: Annotated[
+        bool, typer.Option(help="Also the exact streaming eps*(n/d) (ODE vs SGD, ~1-2 min).")
+    ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table.")] = False,
 ):
     """Linear-regression theory (paper section 4): figures 2 and 3 analogues, the sqrt(d/n)
@@ -147,6 +150,26 @@ def critical_linear_command(
             "p_loss": {str(p.attrs["d"]): p["p_loss"].values.tolist() for p in pv},
             "log_ratio_pvalues": np.linspace(-3, 2, 11).tolist(),
         }
+        if streaming:
+            from advdyn.critical import exact
+            from advdyn.simulate.sgd import time_grid
+
+            d_s, grid_eps = 100, np.geomspace(1e-3, 1.0, 16)
+            times = time_grid(d_s, 32.0, 11).times
+            ode = exact.ode_critical_radius(d_s, times, grid_eps, seed=seed)
+            sgd = exact.sgd_critical_radius(d_s, 32.0, 11, grid_eps, replicates=8, seed=seed)
+            m = sgd["eps_star_margin"].values
+            summary["streaming"] = {
+                "d": d_s, "lr": "gamma_t = 1/(1 + t)", "t": times.tolist(),
+                "eps_star_paper_ode": ode["eps_star"].values.tolist(),
+                "eps_star_paper_sgd_max": sgd["eps_star"].values.max(axis=0).tolist(),
+                "eps_star_gap_matched_ode": ode["eps_star_margin"].values.tolist(),
+                "eps_star_gap_matched_sgd_mean": m.mean(axis=0).tolist(),
+                "eps_star_gap_matched_sgd_sd": m.std(axis=0, ddof=1).tolist(),
+                "slope_ode_t_ge_4": exact.scaling_slope(times, ode["eps_star_margin"].values,
+                                                        4.0),
+            }
+            files.append(write_netcdf(ode, out / "linear_streaming_ode.nc"))
         files.append(write_json(summary, out / "linear.json"))
     except OSError as err:
         raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
@@ -160,6 +183,18 @@ def critical_linear_command(
         out_console.print(table)
         out_console.print(f"log-log slope vs d/n: crossing {summary['slope_cross']:.3f}, "
                           f"surrogate {summary['slope_surrogate']:.3f}")
+        st = summary.get("streaming")
+        if st is not None:
+            t2 = Table(title=f"streaming least squares (d = {st['d']}, {st['lr']}): eps*(n/d)")
+            for c in ("n/d", "paper's eps* (ODE)", "gap-matched eps* ODE", "SGD mean +- sd"):
+                t2.add_column(c, justify="right")
+            for i in range(1, len(st["t"])):
+                t2.add_row(f"{st['t'][i]:.3g}", f"{st['eps_star_paper_ode'][i]:.3g}",
+                           f"{st['eps_star_gap_matched_ode'][i]:.4g}",
+                           f"{st['eps_star_gap_matched_sgd_mean'][i]:.4g} +- "
+                           f"{st['eps_star_gap_matched_sgd_sd'][i]:.2g}")
+            out_console.print(t2)
+            out_console.print(f"gap-matched streaming eps* ~ (n/d)^{st['slope_ode_t_ge_4']:.3f}")
     out_console.print(escape(f"results written to {out}/: "
                              + ", ".join(p.name for p in files)), highlight=False)
 

@@ -211,6 +211,7 @@ def verdict(eps: float, values, level: float = 0.95, pixel_scale: float | None =
     else:
         method = (f"Student-t prediction interval for the eps* of a fresh data split and "
                   f"seed, from {finite.size} repeats: mean +- t_(n-1) s sqrt(1 + 1/n)")
+    lo = max(lo, 0.0)  # eps* >= 0: a negative lower end carries no information
     side = "below" if eps < lo else ("beyond" if eps > hi else "near")
     return Verdict(float(eps), side, mean, lo, hi, clo, chi, level, tuple(map(float, v)),
                    method, tuple(notes), pixel_scale)
