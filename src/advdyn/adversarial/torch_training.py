@@ -343,11 +343,15 @@ def torch_adversarial_train(
     rec: dict[str, list[float]] = {k: [] for k in keys}
     best_state, best_loss, best_epoch, best_eval, grad_evals, first = None, np.inf, 0, None, 0, 0
     ck = Path(checkpoint) if checkpoint is not None else None
+    # the shuffling generator of the training loader (if any) is part of the resumable state
+    loader_gen = getattr(loads.train, "generator", None)
     if ck is not None and ck.exists():
         state = torch.load(ck, map_location=device, weights_only=False)
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
+        if state.get("loader_generator") is not None and loader_gen is not None:
+            loader_gen.set_state(state["loader_generator"])
         torch.set_rng_state(state["torch_rng"])
         rec, best_state, best_loss = state["history"], state["best_state"], state["best_loss"]
         best_epoch, best_eval, grad_evals = state["best_epoch"], state["best_eval"], \
@@ -400,6 +404,8 @@ def torch_adversarial_train(
         if ck is not None:
             _save_atomic({"epoch": epoch + 1, "model": net.state_dict(),
                           "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                          "loader_generator": None if loader_gen is None
+                          else loader_gen.get_state(),
                           "torch_rng": torch.get_rng_state(), "history": rec,
                           "best_state": best_state, "best_loss": best_loss,
                           "best_epoch": best_epoch, "best_eval": best_eval,
