@@ -212,7 +212,7 @@ def apgd_maximize(
     random = (jnp.arange(attack.restarts) > 0).astype(x.dtype)  # restart 0: clean start
     xs, fs = jax.lax.map(one_restart, (keys, random))
     pick = jnp.argmax(fs, axis=0)
-    return jnp.take_along_axis(xs, pick.reshape((1,) + bshape), axis=0)[0]
+    return jnp.take_along_axis(xs, pick.reshape((1, *bshape)), axis=0)[0]
 
 
 def dlr_loss(logits: Float[Array, "B K"], y: Int[Array, " B"]) -> Float[Array, " B"]:
@@ -269,10 +269,10 @@ def strong_attacks(pgd: Attack, classes: int, steps: int = 20, restarts: int = 1
                    ) -> tuple[Attack | APGD, ...]:
     """The ensemble of the strong evaluation: the given PGD, APGD-CE and (``classes >= 3``)
     APGD-DLR on the same ball and domain."""
-    common = dict(eps=pgd.eps, norm=pgd.norm, steps=steps, restarts=restarts, clip=pgd.clip)
-    out: list[Attack | APGD] = [pgd, APGD(loss="ce", **common)]
-    if classes >= 3:
-        out.append(APGD(loss="dlr", **common))
+    out: list[Attack | APGD] = [pgd]
+    for loss in ("ce", "dlr") if classes >= 3 else ("ce",):
+        out.append(APGD(eps=pgd.eps, norm=pgd.norm, loss=loss, steps=steps, restarts=restarts,
+                        clip=pgd.clip))
     return tuple(out)
 
 

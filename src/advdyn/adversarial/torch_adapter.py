@@ -73,9 +73,10 @@ def _vjp(static: _Static, params: dict, x: np.ndarray, g: np.ndarray,
     from torch.func import functional_call, vjp
 
     tp = {k: torch.from_numpy(np.array(v)) for k, v in params.items()}
-    tb = {k: v for k, v in _state(static, {}, buffers or {}).items()}
+    tb = _state(static, {}, buffers or {})
     tx = torch.from_numpy(np.array(x))
-    _, pull = vjp(lambda p, xx: functional_call(static.module, {**p, **tb}, (xx,)), tp, tx)
+    _, pull = vjp(  # type: ignore[misc]
+        lambda p, xx: functional_call(static.module, {**p, **tb}, (xx,)), tp, tx)
     gp, gx = pull(torch.from_numpy(np.array(g)))
     return {k: gp[k].numpy().astype(np.float32) for k in params}, gx.numpy().astype(np.float32)
 

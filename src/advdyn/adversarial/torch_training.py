@@ -274,7 +274,7 @@ def torch_adversarial_train(
     data: ArrayData | TorchData,
     attack: Attack | None,
     eval_attack: Attack | None = None,
-    schedule: Schedule = Schedule(),
+    schedule: Schedule | None = None,
     seed: int = 0,
     advance: Callable[[int], None] | None = None,
     *,
@@ -293,8 +293,8 @@ def torch_adversarial_train(
         Training attack (``None`` or ``eps = 0``: clean training).
     eval_attack : Attack, optional
         Per-epoch test and final training-set evaluation attack (default: ``attack``).
-    schedule : Schedule
-        Epochs, learning rates (set per step), optimiser, recipe.
+    schedule : Schedule, optional
+        Epochs, learning rates (set per step), optimiser, recipe (default ``Schedule()``).
     seed : int
         Seeds ``torch`` (initial random state of Dropout and random starts) and the shuffles
         of array data.
@@ -312,6 +312,7 @@ def torch_adversarial_train(
     """
     torch = _torch()
     start = time.perf_counter()
+    schedule = Schedule() if schedule is None else schedule
     if attack is not None and float(attack.eps) == 0.0:
         attack = None
     if eval_attack is None:

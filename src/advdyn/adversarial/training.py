@@ -40,14 +40,13 @@ import xarray as xr
 from advdyn.adversarial.attacks import Attack, perturb
 from advdyn.adversarial.data import ArrayData
 
-
 _COMPILE = threading.local()
 _LISTENING = False
 
 
-def _on_event(name: str, seconds: float, **_kw) -> None:
-    if name.startswith("/jax/core/compile/"):
-        _COMPILE.total = getattr(_COMPILE, "total", 0.0) + seconds
+def _on_event(event: str, duration_secs: float, **_kw) -> None:
+    if event.startswith("/jax/core/compile/"):
+        _COMPILE.total = getattr(_COMPILE, "total", 0.0) + duration_secs
 
 
 class CompileClock:
@@ -451,8 +450,9 @@ def adversarial_train(
     eval_grads = 0 if eval_attack is None else eval_attack.gradient_evaluations
     n_test = len(data.y_test)
 
-    rec = {k: [] for k in ("lr", "train_loss", "train_acc", "test_loss", "test_acc",
-                           "test_clean_loss", "test_clean_acc", "grad_evals", "time")}
+    names = ("lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_clean_loss",
+             "test_clean_acc", "grad_evals", "time")
+    rec: dict[str, list[float]] = {k: [] for k in names}
     best, best_loss, best_epoch, grad_evals = model, np.inf, 0, 0
     for epoch in range(schedule.epochs):
         k_perm, k_att, k_eval = jax.random.split(jax.random.fold_in(key, epoch), 3)

@@ -526,7 +526,7 @@ def strong_estimate(estimate: ScratchEstimate | FineTuneEstimate, data: ArrayDat
     if hasattr(data, "x_train"):
         x_train, y_train = data.x_train, data.y_train
     else:  # PyTorch DataLoaders: one pass collected
-        x_train, y_train = data.arrays("train")
+        x_train, y_train = data.arrays("train")  # type: ignore[attr-defined]
     per = {k: losses.copy() for k in names}
     grads = 0
     with CompileClock() as clock:

@@ -86,7 +86,8 @@ def least_squares_instance(d: int, eps: float, sigma: float = 1.0,
 
 def default_rate() -> LearningRate:
     """``gamma_t = 1/(1 + t)``: the excess risk of clean SGD then decays like ``d/n``."""
-    return Decay(1.0, 1.0, 1.0)
+    one = jnp.asarray(1.0, jnp.float64)
+    return Decay(one, one, one)
 
 
 def critical_curve(eps, adv_risk, clean_risk, margin: float = 0.0,

@@ -200,7 +200,7 @@ def verdict(eps: float, values, level: float = 0.95, pixel_scale: float | None =
     if finite.size == 0:
         return Verdict(eps, "near", float("nan"), float("nan"), float("nan"), float("nan"),
                        float("nan"), level, tuple(map(float, v)), "none: no finite estimate",
-                       tuple(notes + ["no finite eps*: no verdict possible"]), pixel_scale)
+                       tuple([*notes, "no finite eps*: no verdict possible"]), pixel_scale)
     mean, lo, hi = prediction_interval(finite, level)
     clo, chi = confidence_interval(finite, level)
     if finite.size < 2:
@@ -298,8 +298,10 @@ def diagnose(eps, losses, level: float, eps_star: float, kind: str,
             out.append(f"{kind}: eps* = {eps_star:.4g} extrapolated beyond 3x the largest "
                        f"fine-tuning radius {top:.4g}")
     if np.any(np.diff(v) < -1e-3 * max(abs(level), 1e-12)):
+        values = ", ".join(f"{x:.3g}" for x in v)
+        radii = ", ".join(f"{x:.3g}" for x in e)
         out.append(f"{kind}: the adversarial training loss is not increasing in eps "
-                   f"({', '.join(f'{x:.3g}' for x in v)} at eps {', '.join(f'{x:.3g}' for x in e)})")
+                   f"({values} at eps {radii})")
     if clean_history is not None and not_converged(
             clean_history["train_loss"].values, clean_history["test_clean_loss"].values
             if "test_clean_loss" in clean_history else None):

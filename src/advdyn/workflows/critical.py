@@ -64,24 +64,22 @@ def build_attacks(cfg: CriticalConfig, data: ArrayData) -> tuple[Attack, Attack,
     """Training PGD, evaluation PGD and training FGM attacks (radius 0, set later)."""
     a = cfg.attack
     clip = data.domain if a.clip else None
-    common = dict(norm=a.norm, rel_step=a.rel_step, random_start=a.random_start, clip=clip)
-    return (
-        Attack(eps=0.0, method="pgd", steps=a.train_steps, **common),
-        Attack(eps=0.0, method="pgd", steps=a.eval_steps, **common),
-        Attack(eps=0.0, method="fgm", **common),
-    )
+    def make(method: str, steps: int = 1) -> Attack:
+        return Attack(eps=0.0, norm=a.norm, method=method, steps=steps, rel_step=a.rel_step,
+                      random_start=a.random_start, clip=clip)
+
+    return make("pgd", a.train_steps), make("pgd", a.eval_steps), make("fgm")
 
 
 def schedules(cfg: CriticalConfig) -> tuple[Schedule, Schedule, Schedule]:
     """From-scratch, fine-tuning (triangle) and FGM schedules."""
     t = cfg.train
-    recipe = dict(optimizer=t.optimizer, loss=t.loss, beta=t.beta)
     base = Schedule(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, momentum=t.momentum,
                     weight_decay=t.weight_decay, kind="step", drops=t.drops,
-                    drop_factor=t.drop_factor, **recipe)
+                    drop_factor=t.drop_factor, optimizer=t.optimizer, loss=t.loss, beta=t.beta)
     fast = Schedule(epochs=cfg.fast.epochs, batch_size=t.batch_size, lr=cfg.fast.lr or t.lr,
                     momentum=t.momentum, weight_decay=t.weight_decay, kind="triangle",
-                    warmup=cfg.fast.warmup, **recipe)
+                    warmup=cfg.fast.warmup, optimizer=t.optimizer, loss=t.loss, beta=t.beta)
     fgm = Schedule(**{**base.__dict__, "epochs": cfg.fgm.epochs or t.epochs})
     return base, fast, fgm
 
@@ -239,6 +237,10 @@ def run_critical(cfg: CriticalConfig, out_dir: str | Path | None = None,
     base, fast_sched, fgm_sched = schedules(cfg)
     m = cfg.model
     eps_query = cfg.verdict.eps if eps is None else eps
+    if isinstance(eps_query, str):  # the validator already parsed strings; keep mypy sure
+        from advdyn.critical.verdict import parse_eps
+
+        eps_query = parse_eps(eps_query)
     names = attack_names(strong_attacks(pgd_eval, data.classes))
 
     def attacks_for(d):
