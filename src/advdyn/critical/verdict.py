@@ -217,7 +217,7 @@ def verdict(eps: float, values, level: float = 0.95, pixel_scale: float | None =
                    method, tuple(notes), pixel_scale)
 
 
-def not_converged(history_loss, test_loss=None, tail: float = 0.25, tol: float = 0.02) -> bool:
+def not_converged(history_loss, test_loss=None, tail: float = 0.2, tol: float = 0.05) -> bool:
     """Whether a clean training run still improves at its end.
 
     True when the running training loss fell by more than ``tol`` (relative) over the last
@@ -240,7 +240,7 @@ def not_converged(history_loss, test_loss=None, tail: float = 0.25, tol: float =
     bool
     """
     h = np.asarray(history_loss, np.float64)
-    k = max(2, math.ceil(tail * h.size))
+    k = max(3, math.ceil(tail * h.size))
     if h.size < 4:
         return True
     drop = (h[-k] - h[-1]) / max(abs(h[-k]), 1e-12)
