@@ -124,15 +124,12 @@ def critical_linear_command(
     from advdyn.io import write_json, write_netcdf
     from advdyn.plot.critical import plot_linear_fig2, plot_linear_fig3, plot_scaling
     from advdyn.plot.risk import save_figure
+    from advdyn.precision import x64
 
     try:
-        log_ratio = np.linspace(-3, 1.5, 10)
-        traj = [linear.trajectory_study(20, 1000, log_ratio, steps=100, seed=seed),
-                linear.trajectory_study(200, 50, log_ratio, steps=1000, seed=seed),
-                linear.trajectory_study(400, 100, log_ratio, steps=1000, seed=seed)]
-        pv = [linear.pvalue_study(d, 100, np.linspace(-3, 2, 11), seed=seed) for d in (2, 5, 10)]
-        pairs = [(4, 1000), (8, 500), (16, 400), (32, 320), (64, 640)]
-        study = linear.critical_study(pairs, reps=10, steps=800, seed=seed)
+        with x64():  # the linear theory is float64 (its studies are not entry points)
+            result = _linear_studies(seed)
+        traj, pv, pairs, study = result
         files = [
             save_figure(plot_linear_fig2(traj, pv), out / "linear_fig2.png"),
             save_figure(plot_linear_fig3(pv), out / "linear_fig3.png"),
@@ -197,6 +194,21 @@ def critical_linear_command(
             out_console.print(f"gap-matched streaming eps* ~ (n/d)^{st['slope_ode_t_ge_4']:.3f}")
     out_console.print(escape(f"results written to {out}/: "
                              + ", ".join(p.name for p in files)), highlight=False)
+
+
+def _linear_studies(seed: int):
+    import numpy as np
+
+    from advdyn.critical import linear
+
+    log_ratio = np.linspace(-3, 1.5, 10)
+    traj = [linear.trajectory_study(20, 1000, log_ratio, steps=100, seed=seed),
+            linear.trajectory_study(200, 50, log_ratio, steps=1000, seed=seed),
+            linear.trajectory_study(400, 100, log_ratio, steps=1000, seed=seed)]
+    pv = [linear.pvalue_study(d, 100, np.linspace(-3, 2, 11), seed=seed) for d in (2, 5, 10)]
+    pairs = [(4, 1000), (8, 500), (16, 400), (32, 320), (64, 640)]
+    study = linear.critical_study(pairs, reps=10, steps=800, seed=seed)
+    return traj, pv, pairs, study
 
 
 def _fmt(x) -> str:
