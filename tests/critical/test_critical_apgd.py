@@ -86,7 +86,7 @@ def _apgd_vs_pgd(kind, n_train, n_test, epochs, steps, restarts):
 
 
 def test_apgd_at_least_as_strong_as_pgd10_mlp():
-    _apgd_vs_pgd("mlp", 300, 200, 6, 20, 1)
+    _apgd_vs_pgd("mlp", 200, 150, 4, 10, 1)
 
 
 @pytest.mark.slow

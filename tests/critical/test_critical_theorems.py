@@ -55,6 +55,7 @@ def test_theorem1_and_2_slopes_with_400_datasets():
         assert 0.65 < s["eps_surrogate_per_dataset"] < 0.82
 
 
+@pytest.mark.slow
 def test_streaming_eps_star_is_zero_by_the_papers_definition():
     """With fresh samples there is no train/test gap: the adversarial risk of the
     adversarially trained iterate exceeds the clean risk of the clean one at every eps > 0."""

@@ -18,7 +18,7 @@ from advdyn.adversarial.torch_training import (  # noqa: E402
 )
 from advdyn.adversarial.training import Schedule  # noqa: E402
 
-DATA = load_digits(n_train=256, n_test=128, seed=0)
+DATA = load_digits(n_train=192, n_test=96, seed=0)
 ATT = Attack(eps=0.03, norm="linf", steps=3, clip=(0.0, 1.0))
 
 
