@@ -33,7 +33,7 @@ def main() -> None:
     if args.study:
         study(args.seeds)
         return
-    overrides = {"fgm.enabled": False}
+    overrides: dict = {"fgm.enabled": False}
     if args.width:
         overrides["model.width"] = args.width
     if args.n_train:
@@ -48,21 +48,32 @@ def main() -> None:
     s, c = res.summary, res.summary["compute"]
     print(f"{s['data']}, n_train {s['n_train']}, {s['model']}, {s['norm']} PGD")
     print(f"clean test loss (level): {s['clean_test_loss']:.4f}")
-    print("| estimator | eps* | gradient evaluations | wall time s |")
-    print("| --- | ---: | ---: | ---: |")
+    print("| estimator | eps* | gradient evaluations | compute s | compile s |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    sc, ft = c["scratch_timing"], c["fast_timing"]
     print(f"| from scratch ({len(cfg.scratch.eps)} radii + clean, {cfg.train.epochs} epochs) "
           f"| {s['eps_star_scratch']:.4f} | {c['scratch_grad_evals']:,} "
-          f"| {c['scratch_wall_time_s']:.2f} |")
+          f"| {sc['compute_s']:.2f} | {sc['compile_s']:.2f} |")
     print(f"| fine-tune ({len(cfg.fast.eps)} radii + {len(cfg.fast.refine)} refinement, "
           f"{cfg.fast.epochs} epochs, {s['fast_method']}) | {s['eps_star_fast']:.4f} "
-          f"| {c['fast_grad_evals']:,} | {c['fast_wall_time_s']:.2f} |")
+          f"| {c['fast_grad_evals']:,} | {ft['compute_s']:.2f} | {ft['compile_s']:.2f} |")
+    st = s["strong_evaluation"]
+    if st is not None:
+        print(f"strong evaluation ({', '.join(st['attacks'])}): eps* scratch "
+              f"{st['eps_star_scratch']:.4f}, fine-tune {st['eps_star_fast']:.4f}; "
+              f"{st['timing']['compute_s']:.2f} s compute, {st['timing']['compile_s']:.2f} s "
+              "compile")
+    e = s["eps_star"]
+    print(f"eps* over {len(s['repeats'])} splits/seeds: {e['mean']:.4f}, "
+          f"{e['level']:.0%} prediction interval [{e['lower']:.4f}, {e['upper']:.4f}]")
     print(f"isotonic extrapolation: {s['eps_star_fast_isotonic']:.4f}")
     print(f"relative difference |fast - scratch| / scratch: {s['relative_difference']:.3f} "
           "(target < 0.25)")
     print(f"fast / scratch gradient evaluations: {c['fast_over_scratch_grad_evals']:.3f}; "
           f"including the clean run: {c['fast_plus_clean_over_scratch_grad_evals']:.3f} "
           "(target <= 1/3)")
-    print(f"fast / scratch wall time (after warm-up): {c['fast_over_scratch_wall_time']:.3f}")
+    print(f"fast / scratch compute time (compilation excluded): "
+          f"{c['fast_over_scratch_compute_time']:.3f}")
 
 
 def study(seeds: int) -> None:

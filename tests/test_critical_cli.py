@@ -46,6 +46,12 @@ epochs = 1
 [fgm]
 eps = [0.5, 2.0]
 epochs = 2
+
+[strong]
+steps = 4
+
+[verdict]
+repeats = 3
 """
 
 
@@ -83,7 +89,38 @@ def test_cli_writes_table_summary_and_figure(tmp_path, write_toml):
     loss = [float(r["adv_train_loss"]) for r in scratch]
     expected = crossing(eps, loss, float(scratch[0]["clean_test_loss"]))
     got = summary["eps_star_scratch"]
-    assert (math.isinf(expected) and got == "inf") or got == pytest.approx(expected)
+    # beyond the grid: no silent "inf" but null and a warning naming the largest radius
+    assert (math.isinf(expected) and got is None and any(
+        "eps* > 1" in w for w in summary["warnings"])) or got == pytest.approx(expected)
+    # compile time is reported apart from compute in every timing
+    for key in ("scratch_timing", "clean_timing", "fast_timing"):
+        t = c[key]
+        assert t["compute_s"] == pytest.approx(t["wall_s"] - t["compile_s"])
+        assert 0 <= t["compile_s"] <= t["wall_s"]
+    # repeats over splits/seeds and the strong evaluation side by side
+    assert [r["seeds"]["data"] for r in summary["repeats"]] == [0, 1, 2]
+    assert summary["strong_evaluation"]["attacks"] == ["pgd-3", "apgd-ce"]  # 2 classes: no DLR
+
+
+def test_cli_verdict_recipes_and_fgm_fine_tuning(tmp_path, write_toml):
+    from typer.testing import CliRunner
+
+    from advdyn.cli import app
+
+    cfg = write_toml(TINY)
+    out = tmp_path / "v"
+    res = CliRunner().invoke(app, ["critical-eps", str(cfg), "--out", str(out), "--no-fgm",
+                                   "--eps", "0.3", "--loss", "trades", "--optimizer", "adam",
+                                   "--fast-attack", "fgm", "--quiet"])
+    assert res.exit_code == 0, res.output
+    s = json.loads((out / "critical_eps.json").read_text())
+    assert s["recipe"] == {"loss": "trades", "optimizer": "adam", "fine_tune_attack": "fgm"}
+    v = s["verdict"]
+    assert v["eps"] == 0.3 and v["verdict"] in ("below", "near", "beyond")
+    assert "prediction interval" in v["method"] and len(v["values"]) == 3
+    assert "eps = 0.3 is" in res.stdout
+    bad = CliRunner().invoke(app, ["critical-eps", str(cfg), "--eps", "eight", "--quiet"])
+    assert bad.exit_code == 2 and "verdict.eps" in bad.stderr
 
 
 def test_cli_user_errors_exit_2_naming_the_field(tmp_path, write_toml):
@@ -139,7 +176,8 @@ def test_digits_mlp_estimators_agree_and_fast_is_cheap():
     """The issue's acceptance check on the embedded default without the FGM study (~10 s)."""
     from advdyn.workflows.critical import run_critical
 
-    res = run_critical(default_critical_config().with_overrides(**{"fgm.enabled": False}),
+    res = run_critical(default_critical_config().with_overrides(
+        **{"fgm.enabled": False, "strong.enabled": False, "verdict.repeats": 1}),
                        None, progress=False)
     s = res.summary
     assert abs(s["eps_star_fast"] - s["eps_star_scratch"]) / s["eps_star_scratch"] < 0.25

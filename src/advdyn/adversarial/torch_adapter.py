@@ -6,7 +6,11 @@ float32 JAX arrays (trainable leaves), and the forward pass and its vector-Jacob
 (with respect to inputs *and* parameters) are computed by PyTorch through
 ``jax.pure_callback`` under a ``jax.custom_vjp``. Everything that needs gradients (PGD/FGM,
 SGD) therefore works unchanged, inside ``jit`` too (on the CPU). The module must act on a
-batch independently per sample (no batch normalisation in training mode).
+batch independently per sample (no batch normalisation in training mode). Buffers (e.g.
+BatchNorm running statistics) travel as non-trainable leaves, so modules of one architecture
+can share one compiled graph (``wrap(..., template=other)``). To *train* a module in PyTorch
+(train/eval modes, BatchNorm, Dropout, devices, DataLoaders, checkpoints) use
+:mod:`advdyn.adversarial.torch_training` instead.
 
 Example
 -------
@@ -38,49 +42,64 @@ def _torch():
 class _Static:
     """Hashable holder of the torch module (compared by identity)."""
 
-    def __init__(self, module, names, out_features):
+    def __init__(self, module, names, out_features, buffer_dtypes=None):
         self.module = module
         self.names = names
         self.out_features = out_features
+        self.buffer_dtypes = buffer_dtypes or {}
 
 
-def _apply(static: _Static, params: dict, x: np.ndarray):
+def _state(static: _Static, params: dict, buffers: dict) -> dict:
+    torch = _torch()
+    tp = {k: torch.from_numpy(np.array(v)) for k, v in params.items()}
+    for k, v in buffers.items():
+        tp[k] = torch.from_numpy(np.array(v)).to(static.buffer_dtypes[k])
+    return tp
+
+
+def _apply(static: _Static, params: dict, x: np.ndarray, buffers: dict | None = None):
     torch = _torch()
     from torch.func import functional_call
 
-    tp = {k: torch.from_numpy(np.array(v)) for k, v in params.items()}
+    tp = _state(static, params, buffers or {})
     with torch.no_grad():
         out = functional_call(static.module, tp, (torch.from_numpy(np.array(x)),))
     return out.numpy().astype(np.float32)
 
 
-def _vjp(static: _Static, params: dict, x: np.ndarray, g: np.ndarray):
+def _vjp(static: _Static, params: dict, x: np.ndarray, g: np.ndarray,
+         buffers: dict | None = None):
     torch = _torch()
     from torch.func import functional_call, vjp
 
     tp = {k: torch.from_numpy(np.array(v)) for k, v in params.items()}
+    tb = _state(static, {}, buffers or {})
     tx = torch.from_numpy(np.array(x))
-    _, pull, *_ = vjp(lambda p, xx: functional_call(static.module, p, (xx,)), tp, tx)
+    _, pull, *_ = vjp(
+        lambda p, xx: functional_call(static.module, {**p, **tb}, (xx,)), tp, tx)
     gp, gx = pull(torch.from_numpy(np.array(g)))
     return {k: gp[k].numpy().astype(np.float32) for k in params}, gx.numpy().astype(np.float32)
 
 
 def _make_call(static: _Static):
     @jax.custom_vjp
-    def call(params, x):
+    def call(params, buffers, x):
         shape = jax.ShapeDtypeStruct((x.shape[0], static.out_features), jnp.float32)
-        return jax.pure_callback(lambda p, xx: _apply(static, p, xx), shape, params, x)
+        return jax.pure_callback(lambda p, b, xx: _apply(static, p, xx, b), shape, params,
+                                 buffers, x)
 
-    def fwd(params, x):
-        return call(params, x), (params, x)
+    def fwd(params, buffers, x):
+        return call(params, buffers, x), (params, buffers, x)
 
     def bwd(res, g):
-        params, x = res
+        params, buffers, x = res
         shapes = (
             {k: jax.ShapeDtypeStruct(v.shape, jnp.float32) for k, v in params.items()},
             jax.ShapeDtypeStruct(x.shape, jnp.float32),
         )
-        return jax.pure_callback(lambda p, xx, gg: _vjp(static, p, xx, gg), shapes, params, x, g)
+        gp, gx = jax.pure_callback(lambda p, b, xx, gg: _vjp(static, p, xx, gg, b), shapes,
+                                   params, buffers, x, g)
+        return gp, jax.tree.map(jnp.zeros_like, buffers), gx
 
     call.defvjp(fwd, bwd)
     return call
@@ -97,9 +116,11 @@ class TorchModel(eqx.Module):
 
     params: dict
     _static: _Static = eqx.field(static=True)
+    buffers: dict = eqx.field(default_factory=dict)
 
     @classmethod
-    def wrap(cls, module, out_features: int | None = None, example_input=None) -> TorchModel:
+    def wrap(cls, module, out_features: int | None = None, example_input=None,
+             template: TorchModel | None = None) -> TorchModel:
         """Wrap ``module`` (its current parameters are copied).
 
         Parameters
@@ -110,6 +131,9 @@ class TorchModel(eqx.Module):
             Output width; found by a forward pass on ``example_input`` when omitted.
         example_input : array, optional
             One batch of inputs (needed only without ``out_features``).
+        template : TorchModel, optional
+            A wrapped module of the same architecture whose static part (and so its compiled
+            graphs) is reused; the parameters and buffers are ``module``'s.
 
         Returns
         -------
@@ -119,17 +143,24 @@ class TorchModel(eqx.Module):
         module = module.float().eval()
         params = {k: jnp.asarray(v.detach().cpu().numpy(), jnp.float32)
                   for k, v in module.named_parameters()}
+        # buffers travel as float32 leaves (BatchNorm statistics; counters are restored to
+        # their dtype inside the callback)
+        buffers = {k: jnp.asarray(v.detach().cpu().numpy().astype(np.float32))
+                   for k, v in module.named_buffers()}
+        if template is not None:
+            return cls(params, template._static, buffers)
         if out_features is None:
             if example_input is None:
                 raise ValueError("give out_features or an example_input")
             with torch.no_grad():
                 out_features = int(module(torch.as_tensor(np.asarray(example_input[:1]),
                                                           dtype=torch.float32)).shape[-1])
-        return cls(params, _Static(module, tuple(params), out_features))
+        dtypes = {k: v.dtype for k, v in module.named_buffers()}
+        return cls(params, _Static(module, tuple(params), out_features, dtypes), buffers)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Logits of a batch, computed by PyTorch."""
-        return _make_call(self._static)(self.params, jnp.asarray(x, jnp.float32))
+        return _make_call(self._static)(self.params, self.buffers, jnp.asarray(x, jnp.float32))
 
     def to_torch(self, module=None):
         """Copy the parameters into ``module`` (default: the wrapped one) and return it."""
@@ -138,6 +169,9 @@ class TorchModel(eqx.Module):
         with torch.no_grad():
             for name, p in module.named_parameters():
                 p.copy_(torch.from_numpy(np.array(self.params[name])))
+            for name, b in module.named_buffers():
+                if name in self.buffers:
+                    b.copy_(torch.from_numpy(np.array(self.buffers[name])).to(b.dtype))
         return module
 
 

@@ -9,12 +9,23 @@ traced value, so one compilation serves every ``eps``.
 
 Compute is counted in *gradient evaluations*: per-sample backward passes, whether with
 respect to the input (one per attack step) or to the parameters (one per training sample
-and step). Forward-only passes are not counted.
+and step). Forward-only passes are not counted. Wall time is split into JIT compilation
+(tracing, lowering and XLA compilation, measured by :class:`CompileClock` from JAX's own
+monitoring events) and the rest.
+
+Training recipes (:class:`Schedule`): the objective ``loss`` is the adversarial
+cross-entropy (``"ce"``, Madry et al.), TRADES (``"trades"``: clean cross-entropy plus
+``beta`` times the KL divergence from the clean to the attacked prediction, the attack
+maximising that KL) or MART (``"mart"``: boosted cross-entropy on the attacked input plus
+``beta`` times the KL weighted by one minus the clean probability of the true class); the
+optimiser is SGD with heavy-ball momentum (``"sgd"``) or Adam (``"adam"``), both optax.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +39,50 @@ import xarray as xr
 
 from advdyn.adversarial.attacks import Attack, perturb
 from advdyn.adversarial.data import ArrayData
+
+_COMPILE = threading.local()
+_LISTENING = False
+
+
+def _on_event(event: str, duration_secs: float, **_kw) -> None:
+    if event.startswith("/jax/core/compile/"):
+        _COMPILE.total = getattr(_COMPILE, "total", 0.0) + duration_secs
+
+
+class CompileClock:
+    """Seconds spent compiling (tracing, lowering, XLA) while the context is open.
+
+    Reads JAX's monitoring events ``/jax/core/compile/*`` of the current thread, so the
+    wall time of a run splits into ``compile`` and ``wall - compile`` (compute, transfers
+    and Python overhead).
+
+    Example
+    -------
+    >>> with CompileClock() as clock:
+    ...     run()
+    >>> clock.seconds
+    """
+
+    def __enter__(self) -> CompileClock:
+        global _LISTENING
+        if not _LISTENING:
+            jax.monitoring.register_event_duration_secs_listener(_on_event)
+            _LISTENING = True
+        self._start = getattr(_COMPILE, "total", 0.0)
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = getattr(_COMPILE, "total", 0.0) - self._start
+
+    @property
+    def so_far(self) -> float:
+        """Compile seconds since the context opened."""
+        return getattr(_COMPILE, "total", 0.0) - self._start
+
+
+LOSSES = ("ce", "trades", "mart")
+OPTIMIZERS = ("sgd", "adam")
 
 
 @dataclass(frozen=True)
@@ -57,6 +112,13 @@ class Schedule:
         Divisor of each drop.
     warmup : float
         Warm-up fraction of the triangle schedule.
+    optimizer : {"sgd", "adam"}
+        SGD with heavy-ball ``momentum`` or Adam (``b1 = 0.9``, ``b2 = 0.999``); weight
+        decay is added to the gradient in both cases.
+    loss : {"ce", "trades", "mart"}
+        Training objective (module docstring).
+    beta : float
+        Weight of the KL term of TRADES and MART.
     """
 
     epochs: int = 30
@@ -68,6 +130,15 @@ class Schedule:
     drops: tuple[float, ...] = (0.5, 0.75)
     drop_factor: float = 10.0
     warmup: float = 0.3
+    optimizer: str = "sgd"
+    loss: str = "ce"
+    beta: float = 6.0
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
 
     def rates(self, steps_per_epoch: int) -> np.ndarray:
         """Learning rate of every step, shape ``(epochs, steps_per_epoch)``.
@@ -125,6 +196,8 @@ class TrainResult:
         Gradient evaluations used (training, per-epoch test evaluation, final train evaluation).
     wall_time : float
         Seconds, including compilation.
+    compile_time : float
+        Seconds of JIT compilation within ``wall_time``.
     """
 
     model: eqx.Module
@@ -138,6 +211,7 @@ class TrainResult:
     clean_test_acc: float
     grad_evals: int
     wall_time: float
+    compile_time: float = 0.0
 
 
 def sample_loss(model, x: jax.Array, y: jax.Array):
@@ -171,29 +245,90 @@ def attacked(model, attack: Attack | None, x, y, key=None):
 
 
 @functools.cache
-def _optimizer(momentum: float, weight_decay: float) -> optax.GradientTransformation:
-    # cached so that jitted epochs see the same static object (no recompilation per run)
+def _optimizer(momentum: float, weight_decay: float,
+               kind: str = "sgd") -> optax.GradientTransformation:
+    # cached so that jitted epochs see the same static object (no recompilation per run);
+    # the learning rate multiplies the update outside (one compiled epoch for every schedule)
     parts = []
     if weight_decay:
         parts.append(optax.add_decayed_weights(weight_decay))
-    if momentum:
+    if kind == "adam":
+        parts.append(optax.scale_by_adam())
+    elif momentum:
         parts.append(optax.trace(decay=momentum))
     return optax.chain(*parts) if parts else optax.identity()
 
 
+def _kl(p_clean_log, logits_adv):
+    """Per-sample ``KL(p_clean || p_adv)`` from clean log-probabilities and attacked logits."""
+    log_adv = jax.nn.log_softmax(logits_adv, axis=-1)
+    return jnp.sum(jnp.exp(p_clean_log) * (p_clean_log - log_adv), axis=-1)
+
+
+def objective_terms(model, x, xa, y, loss: str, beta: float):
+    """Per-sample training objective of a recipe, and the accuracy on the attacked inputs.
+
+    Parameters
+    ----------
+    model : callable
+        Batch of inputs to logits.
+    x, xa : arrays, shape (B, ...)
+        Clean and attacked inputs.
+    y : int array, shape (B,)
+        Labels.
+    loss : {"ce", "trades", "mart"}
+        Recipe.
+    beta : float
+        KL weight (TRADES, MART).
+
+    Returns
+    -------
+    (values, correct) : arrays of shape (B,)
+    """
+    logits_a = model(xa)
+    correct = (jnp.argmax(logits_a, axis=-1) == y).astype(logits_a.dtype)
+    ce_a = optax.softmax_cross_entropy_with_integer_labels(logits_a, y)
+    if loss == "ce":
+        return ce_a, correct
+    logits_c = model(x)
+    log_c = jax.nn.log_softmax(logits_c, axis=-1)
+    if loss == "trades":
+        ce_c = optax.softmax_cross_entropy_with_integer_labels(logits_c, y)
+        return ce_c + beta * _kl(log_c, logits_a), correct
+    # MART: boosted CE (CE + -log(1 - largest wrong probability)) + weighted KL
+    p_a = jax.nn.softmax(logits_a, axis=-1)
+    onehot = jax.nn.one_hot(y, logits_a.shape[-1], dtype=p_a.dtype)
+    wrong = jnp.max(jnp.where(onehot > 0, -1.0, p_a), axis=-1)
+    bce = ce_a - jnp.log(jnp.clip(1.0 - wrong, 1e-12, 1.0))
+    p_true = jnp.sum(jnp.exp(log_c) * onehot, axis=-1)
+    return bce + beta * _kl(log_c, logits_a) * (1.0 - p_true), correct
+
+
+def _training_inputs(model, attack: Attack | None, x, y, key, loss: str):
+    """Attacked inputs for a recipe: TRADES attacks the KL to the clean prediction (from a
+    random start, where the KL has a gradient), the others the cross-entropy."""
+    if attack is None or loss != "trades":
+        return attacked(model, attack, x, y, key)
+    log_c = jax.lax.stop_gradient(jax.nn.log_softmax(model(x), axis=-1))
+    start = attack if attack.random_start else dataclasses.replace(attack, random_start=True)
+    adv = perturb(start, lambda xa, _: _kl(log_c, model(xa)), x, y, key)
+    return jax.lax.stop_gradient(adv)
+
+
 @eqx.filter_jit
-def _train_epoch(model, opt_state, xb, yb, lrs, keys, attack, optimizer):
+def _train_epoch(model, opt_state, xb, yb, lrs, keys, attack, optimizer, recipe=("ce", 6.0)):
     params, static = eqx.partition(model, eqx.is_inexact_array)
+    loss_kind, beta = recipe
 
     def body(carry, inp):
         params, opt_state = carry
         x, y, lr, key = inp
         m = eqx.combine(params, static)
-        xa = attacked(m, attack, x, y, key)
+        xa = _training_inputs(m, attack, x, y, key, loss_kind)
 
         def objective(p):
-            loss, correct = sample_loss(eqx.combine(p, static), xa, y)
-            return loss.mean(), correct.mean()
+            values, correct = objective_terms(eqx.combine(p, static), x, xa, y, loss_kind, beta)
+            return values.mean(), correct.mean()
 
         (loss, acc), grads = jax.value_and_grad(objective, has_aux=True)(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -292,6 +427,7 @@ def adversarial_train(
     TrainResult
     """
     start = time.perf_counter()
+    clock = CompileClock().__enter__()
     if attack is not None and float(attack.eps) == 0.0:
         attack = None
     if eval_attack is None:
@@ -304,16 +440,19 @@ def adversarial_train(
     bs = min(schedule.batch_size, n)
     nb = n // bs
     rates = schedule.rates(nb)
-    optimizer = _optimizer(schedule.momentum, schedule.weight_decay)
+    optimizer = _optimizer(schedule.momentum, schedule.weight_decay, schedule.optimizer)
+    recipe = (schedule.loss, float(schedule.beta)) if attack is not None else ("ce", 6.0)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
     key = jax.random.key(seed)
-    train_grads = (0 if attack is None else attack.gradient_evaluations) + 1
+    # parameter backward passes: one per sample, two for TRADES/MART (clean + attacked input)
+    train_grads = (0 if attack is None else attack.gradient_evaluations) + (
+        2 if attack is not None and schedule.loss != "ce" else 1)
     eval_grads = 0 if eval_attack is None else eval_attack.gradient_evaluations
     n_test = len(data.y_test)
 
-    keys = ("lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_clean_loss",
-            "test_clean_acc", "grad_evals", "time")
-    rec: dict[str, list[float]] = {k: [] for k in keys}
+    names = ("lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_clean_loss",
+             "test_clean_acc", "grad_evals", "time")
+    rec: dict[str, list[float]] = {k: [] for k in names}
     best, best_loss, best_epoch, grad_evals = model, np.inf, 0, 0
     for epoch in range(schedule.epochs):
         k_perm, k_att, k_eval = jax.random.split(jax.random.fold_in(key, epoch), 3)
@@ -322,7 +461,7 @@ def adversarial_train(
         yb = y[perm].reshape(nb, bs)
         model, opt_state, tl, ta = _train_epoch(
             model, opt_state, xb, yb, jnp.asarray(rates[epoch]), jax.random.split(k_att, nb),
-            attack, optimizer,
+            attack, optimizer, recipe,
         )
         ev = evaluate(model, data.x_test, data.y_test, eval_attack,
                       seed=int(jax.random.randint(k_eval, (), 0, 2**30)))
@@ -343,6 +482,7 @@ def adversarial_train(
             advance(1)
     tr = evaluate(best, data.x_train, data.y_train, eval_attack, seed=seed + 1)
     grad_evals += n * eval_grads
+    clock.__exit__(None, None, None)
     history = xr.Dataset(
         {k: ("epoch", np.asarray(v)) for k, v in rec.items()},
         coords={"epoch": np.arange(1, schedule.epochs + 1)},
@@ -359,4 +499,5 @@ def adversarial_train(
         clean_test_acc=float(best_eval["clean_acc"]),
         grad_evals=int(grad_evals),
         wall_time=time.perf_counter() - start,
+        compile_time=clock.seconds,
     )

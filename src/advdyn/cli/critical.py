@@ -27,20 +27,44 @@ def critical_eps_command(
     width: Annotated[int | None, typer.Option(help="Override model.width.")] = None,
     n_train: Annotated[int | None, typer.Option(help="Override data.n_train.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Override train.epochs.")] = None,
+    eps: Annotated[
+        str | None,
+        typer.Option("--eps", help="Radius to judge against eps* (data units, or e.g. 8/255)."),
+    ] = None,
+    repeats: Annotated[
+        int | None, typer.Option(help="Override verdict.repeats (data splits x seeds).")
+    ] = None,
+    loss: Annotated[
+        str | None, typer.Option(help="Override train.loss: ce, trades or mart.")
+    ] = None,
+    optimizer: Annotated[
+        str | None, typer.Option(help="Override train.optimizer: sgd or adam.")
+    ] = None,
+    fast_attack: Annotated[
+        str | None, typer.Option(help="Override fast.attack: pgd or fgm (FGM fine-tuning).")
+    ] = None,
+    no_strong: Annotated[
+        bool, typer.Option("--no-strong", help="Skip the strong (APGD ensemble) evaluation.")
+    ] = False,
     no_fgm: Annotated[
         bool, typer.Option("--no-fgm", help="Skip the FGM catastrophic-overfitting study.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
 ):
     """Estimate eps* from scratch (grid + interpolation) and by fine-tuning + extrapolation
-    (Algorithm A.1); write critical_eps.{csv,nc,json,png}."""
+    (Algorithm A.1) under PGD and a strong evaluation (worst case over PGD, APGD-CE,
+    APGD-DLR), with a prediction interval over data splits and seeds; with --eps, say whether
+    that radius is below, near or beyond eps*. Writes critical_eps.{csv,nc,json,png}."""
     from advdyn.config.critical import default_critical_config, load_critical_config
     from advdyn.errors import ConfigError
 
     try:
         cfg = load_critical_config(config) if config is not None else default_critical_config()
         overrides = {"model.width": width, "data.n_train": n_train, "train.epochs": epochs,
-                     "fgm.enabled": False if no_fgm else None}
+                     "fgm.enabled": False if no_fgm else None,
+                     "strong.enabled": False if no_strong else None,
+                     "verdict.eps": eps, "verdict.repeats": repeats, "train.loss": loss,
+                     "train.optimizer": optimizer, "fast.attack": fast_attack}
         overrides = {k: v for k, v in overrides.items() if v is not None}
         if overrides:
             cfg = cfg.with_overrides(**overrides)
@@ -65,6 +89,10 @@ def critical_eps_command(
         raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
     if not quiet:
         _print_summary(result)
+    for w in result.warnings:
+        err_console.print(escape(f"warning: {w}"), style="yellow", highlight=False)
+    if result.verdict is not None:
+        out_console.print(escape(result.verdict.sentence()), highlight=False)
     files = ", ".join(p.name for p in result.files.values())
     out_console.print(escape(f"results written to {out}/: {files}"), highlight=False)
 
@@ -83,6 +111,9 @@ def critical_linear_command(
         "critical-linear-out"
     ),
     seed: Annotated[int, typer.Option(help="Seed of teachers and data.")] = 0,
+    streaming: Annotated[
+        bool, typer.Option(help="Also the exact streaming eps*(n/d) (ODE vs SGD, ~1-2 min).")
+    ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table.")] = False,
 ):
     """Linear-regression theory (paper section 4): figures 2 and 3 analogues, the sqrt(d/n)
@@ -93,15 +124,12 @@ def critical_linear_command(
     from advdyn.io import write_json, write_netcdf
     from advdyn.plot.critical import plot_linear_fig2, plot_linear_fig3, plot_scaling
     from advdyn.plot.risk import save_figure
+    from advdyn.precision import x64
 
     try:
-        log_ratio = np.linspace(-3, 1.5, 10)
-        traj = [linear.trajectory_study(20, 1000, log_ratio, steps=100, seed=seed),
-                linear.trajectory_study(200, 50, log_ratio, steps=1000, seed=seed),
-                linear.trajectory_study(400, 100, log_ratio, steps=1000, seed=seed)]
-        pv = [linear.pvalue_study(d, 100, np.linspace(-3, 2, 11), seed=seed) for d in (2, 5, 10)]
-        pairs = [(4, 1000), (8, 500), (16, 400), (32, 320), (64, 640)]
-        study = linear.critical_study(pairs, reps=10, steps=800, seed=seed)
+        with x64():  # the linear theory is float64 (its studies are not entry points)
+            result = _linear_studies(seed)
+        traj, pv, pairs, study = result
         files = [
             save_figure(plot_linear_fig2(traj, pv), out / "linear_fig2.png"),
             save_figure(plot_linear_fig3(pv), out / "linear_fig3.png"),
@@ -119,6 +147,26 @@ def critical_linear_command(
             "p_loss": {str(p.attrs["d"]): p["p_loss"].values.tolist() for p in pv},
             "log_ratio_pvalues": np.linspace(-3, 2, 11).tolist(),
         }
+        if streaming:
+            from advdyn.critical import exact
+            from advdyn.simulate.sgd import time_grid
+
+            d_s, grid_eps = 100, np.geomspace(1e-3, 1.0, 16)
+            times = time_grid(d_s, 32.0, 11).times
+            ode = exact.ode_critical_radius(d_s, times, grid_eps, seed=seed)
+            sgd = exact.sgd_critical_radius(d_s, 32.0, 11, grid_eps, replicates=8, seed=seed)
+            m = sgd["eps_star_margin"].values
+            summary["streaming"] = {
+                "d": d_s, "lr": "gamma_t = 1/(1 + t)", "t": times.tolist(),
+                "eps_star_paper_ode": ode["eps_star"].values.tolist(),
+                "eps_star_paper_sgd_max": sgd["eps_star"].values.max(axis=0).tolist(),
+                "eps_star_gap_matched_ode": ode["eps_star_margin"].values.tolist(),
+                "eps_star_gap_matched_sgd_mean": m.mean(axis=0).tolist(),
+                "eps_star_gap_matched_sgd_sd": m.std(axis=0, ddof=1).tolist(),
+                "slope_ode_t_ge_4": exact.scaling_slope(times, ode["eps_star_margin"].values,
+                                                        4.0),
+            }
+            files.append(write_netcdf(ode, out / "linear_streaming_ode.nc"))
         files.append(write_json(summary, out / "linear.json"))
     except OSError as err:
         raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
@@ -132,8 +180,35 @@ def critical_linear_command(
         out_console.print(table)
         out_console.print(f"log-log slope vs d/n: crossing {summary['slope_cross']:.3f}, "
                           f"surrogate {summary['slope_surrogate']:.3f}")
+        st = summary.get("streaming")
+        if st is not None:
+            t2 = Table(title=f"streaming least squares (d = {st['d']}, {st['lr']}): eps*(n/d)")
+            for c in ("n/d", "paper's eps* (ODE)", "gap-matched eps* ODE", "SGD mean +- sd"):
+                t2.add_column(c, justify="right")
+            for i in range(1, len(st["t"])):
+                t2.add_row(f"{st['t'][i]:.3g}", f"{st['eps_star_paper_ode'][i]:.3g}",
+                           f"{st['eps_star_gap_matched_ode'][i]:.4g}",
+                           f"{st['eps_star_gap_matched_sgd_mean'][i]:.4g} +- "
+                           f"{st['eps_star_gap_matched_sgd_sd'][i]:.2g}")
+            out_console.print(t2)
+            out_console.print(f"gap-matched streaming eps* ~ (n/d)^{st['slope_ode_t_ge_4']:.3f}")
     out_console.print(escape(f"results written to {out}/: "
                              + ", ".join(p.name for p in files)), highlight=False)
+
+
+def _linear_studies(seed: int):
+    import numpy as np
+
+    from advdyn.critical import linear
+
+    log_ratio = np.linspace(-3, 1.5, 10)
+    traj = [linear.trajectory_study(20, 1000, log_ratio, steps=100, seed=seed),
+            linear.trajectory_study(200, 50, log_ratio, steps=1000, seed=seed),
+            linear.trajectory_study(400, 100, log_ratio, steps=1000, seed=seed)]
+    pv = [linear.pvalue_study(d, 100, np.linspace(-3, 2, 11), seed=seed) for d in (2, 5, 10)]
+    pairs = [(4, 1000), (8, 500), (16, 400), (32, 320), (64, 640)]
+    study = linear.critical_study(pairs, reps=10, steps=800, seed=seed)
+    return traj, pv, pairs, study
 
 
 def _fmt(x) -> str:
@@ -158,6 +233,20 @@ def _print_summary(result) -> None:
                       f"{t['time'].values[i]:.1f}")
     out_console.print(table)
     c = s["compute"]
+    e = s["eps_star"]
+    strong = s["strong_evaluation"]
+    if strong is not None:
+        out_console.print(
+            f"eps* under PGD / under the strong evaluation ({', '.join(strong['attacks'])}): "
+            f"from scratch {_fmt(s['eps_star_scratch'])} / {_fmt(strong['eps_star_scratch'])},"
+            f" fine-tune {_fmt(s['eps_star_fast'])} / {_fmt(strong['eps_star_fast'])}",
+            highlight=False)
+    px = e["pixel_units"] or {}
+    out_console.print(
+        f"eps* over {len(s['repeats'])} splits/seeds ({e['evaluation']} evaluation): "
+        f"{_fmt(e['mean'])} {px.get('mean') or ''}, {e['level']:.0%} prediction interval "
+        f"[{_fmt(e['lower'])}, {_fmt(e['upper'])}] {px.get('lower') or ''} "
+        f"{px.get('upper') or ''}", highlight=False)
     out_console.print(
         f"clean test loss {s['clean_test_loss']:.4f}; eps* from scratch "
         f"{_fmt(s['eps_star_scratch'])}, fine-tune + {s['fast_method']} extrapolation "

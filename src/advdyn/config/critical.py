@@ -89,6 +89,11 @@ class TrainConfig(_Section):
     drops: tuple[float, ...] = (0.5, 0.75)
     drop_factor: float = Field(default=10.0, ge=1)
     seed: int = Field(default=0, ge=0)
+    optimizer: Literal["sgd", "adam"] = Field(
+        default="sgd", description="SGD with momentum, or Adam (lr ~ 1e-3)")
+    loss: Literal["ce", "trades", "mart"] = Field(
+        default="ce", description="adversarial cross-entropy, TRADES or MART")
+    beta: float = Field(default=6.0, ge=0, description="KL weight of TRADES / MART")
 
     @field_validator("drops")
     @classmethod
@@ -110,6 +115,8 @@ class FastConfig(_Section):
     """Algorithm A.1: fine-tuning radii, epochs, triangular schedule, extrapolation."""
 
     eps: list[float] = [0.005, 0.01, 0.015]
+    attack: Literal["pgd", "fgm"] = Field(
+        default="pgd", description="fine-tuning attack: PGD (attack.train_steps) or FGM")
     epochs: int = Field(default=5, ge=1)
     lr: float | None = Field(default=None, gt=0, description="peak rate; default: train.lr")
     warmup: float = Field(default=0.3, gt=0, lt=1)
@@ -140,6 +147,35 @@ class FGMConfig(_Section):
     _check = field_validator("eps")(classmethod(lambda cls, v: _increasing_positive(v)))
 
 
+class StrongConfig(_Section):
+    """The strong evaluation: worst case per sample over the evaluation PGD, APGD-CE and
+    APGD-DLR (random restarts), applied to the trained models of both estimators."""
+
+    enabled: bool = True
+    steps: int = Field(default=20, ge=2, description="APGD iterations per restart")
+    restarts: int = Field(default=1, ge=1)
+
+
+class VerdictConfig(_Section):
+    """Repeats over data splits and seeds, and the verdict's interval."""
+
+    eps: float | str | None = Field(
+        default=None, description="radius to judge (data units, or a fraction like '8/255')")
+    repeats: int = Field(default=5, ge=1, description="data splits x seeds (seed + r)")
+    level: float = Field(default=0.95, gt=0, lt=1)
+    attack: Literal["strong", "pgd"] = Field(
+        default="strong", description="which evaluation's eps* the verdict uses")
+
+    @field_validator("eps")
+    @classmethod
+    def _radius(cls, v):
+        if v is None:
+            return v
+        from advdyn.critical.verdict import parse_eps
+
+        return parse_eps(v)
+
+
 class CriticalConfig(_Section):
     """A complete ``critical-eps`` run."""
 
@@ -150,6 +186,8 @@ class CriticalConfig(_Section):
     scratch: ScratchConfig = ScratchConfig()
     fast: FastConfig = FastConfig()
     fgm: FGMConfig = FGMConfig()
+    strong: StrongConfig = StrongConfig()
+    verdict: VerdictConfig = VerdictConfig()
 
     def to_json(self) -> str:
         """Serialise to JSON."""

@@ -21,8 +21,10 @@ from advdyn.critical.estimators import (
     extrapolate,
     fine_tune_estimate,
     from_scratch,
+    strong_estimate,
     with_eps,
 )
+from advdyn.critical.verdict import Verdict, diagnose, parse_eps, prediction_interval, verdict
 
 __all__ = [
     "CNN",
@@ -33,9 +35,11 @@ __all__ = [
     "Schedule",
     "ScratchEstimate",
     "TrainResult",
+    "Verdict",
     "adversarial_train",
     "catastrophic_overfitting",
     "crossing",
+    "diagnose",
     "evaluate",
     "extrapolate",
     "fine_tune_estimate",
@@ -44,6 +48,10 @@ __all__ = [
     "linear_worst_case",
     "load_digits",
     "make_model",
+    "parse_eps",
     "perturb",
+    "prediction_interval",
+    "strong_estimate",
+    "verdict",
     "with_eps",
 ]

@@ -141,6 +141,10 @@ class ScratchEstimate:
         Total gradient evaluations, clean run included.
     wall_time : float
         Total seconds.
+    compile_time : float
+        Seconds of JIT compilation within ``wall_time``.
+    results : tuple of TrainResult
+        One per radius (the models, for re-evaluation under other attacks).
     """
 
     eps_star: float
@@ -149,6 +153,8 @@ class ScratchEstimate:
     clean: TrainResult = field(repr=False)
     grad_evals: int
     wall_time: float
+    compile_time: float = 0.0
+    results: tuple = field(default=(), repr=False)
 
 
 def from_scratch(
@@ -160,6 +166,7 @@ def from_scratch(
     schedule: Schedule,
     seed: int = 0,
     advance: Callable[[int], None] | None = None,
+    trainer: Callable[..., TrainResult] = adversarial_train,
 ) -> ScratchEstimate:
     """eps* by adversarial training from scratch at every radius of ``eps_grid``.
 
@@ -179,6 +186,9 @@ def from_scratch(
         Seed of shuffles and random starts.
     advance : callable, optional
         Progress callback (one unit per epoch).
+    trainer : callable
+        The training loop (:func:`~advdyn.adversarial.training.adversarial_train`, or
+        :func:`~advdyn.adversarial.torch_training.torch_adversarial_train` for PyTorch).
 
     Returns
     -------
@@ -189,8 +199,8 @@ def from_scratch(
     if np.any(np.diff(eps) <= 0):
         raise ValueError("eps_grid must be positive and increasing")
     results = [
-        adversarial_train(make_model(), data, with_eps(attack, e), with_eps(eval_attack, e),
-                          schedule, seed, advance)
+        trainer(make_model(), data, with_eps(attack, e), with_eps(eval_attack, e),
+                schedule, seed, advance)
         for e in eps
     ]
     level = results[0].clean_test_loss
@@ -202,6 +212,8 @@ def from_scratch(
         clean=results[0],
         grad_evals=int(sum(r.grad_evals for r in results)),
         wall_time=time.perf_counter() - start,
+        compile_time=float(sum(r.compile_time for r in results)),
+        results=tuple(results),
     )
 
 
@@ -226,6 +238,10 @@ class FineTuneEstimate:
         included: both estimators need it).
     wall_time : float
         Seconds of the fine-tuning runs.
+    compile_time : float
+        Seconds of JIT compilation within ``wall_time``.
+    results : tuple of TrainResult
+        One per row of ``table`` (the first is the clean model).
     """
 
     eps_star: float
@@ -235,6 +251,8 @@ class FineTuneEstimate:
     table: xr.Dataset
     grad_evals: int
     wall_time: float
+    compile_time: float = 0.0
+    results: tuple = field(default=(), repr=False)
 
 
 def fine_tune_estimate(
@@ -248,6 +266,7 @@ def fine_tune_estimate(
     seed: int = 0,
     advance: Callable[[int], None] | None = None,
     refine: tuple[float, ...] = (),
+    trainer: Callable[..., TrainResult] = adversarial_train,
 ) -> FineTuneEstimate:
     """Algorithm A.1: fine-tune the clean model at a few small radii and extrapolate.
 
@@ -276,6 +295,8 @@ def fine_tune_estimate(
         eps*; the linear estimate then comes from the least-squares line through the
         refinement points only (a short, local extrapolation that the curvature of the loss
         cannot bias much), the isotonic one from all points.
+    trainer : callable
+        The training loop (JAX or PyTorch), as in :func:`from_scratch`.
 
     Returns
     -------
@@ -287,8 +308,8 @@ def fine_tune_estimate(
         raise ValueError("eps_values must be positive and increasing")
 
     def tune(radii):
-        return [adversarial_train(clean.model, data, with_eps(attack, e),
-                                  with_eps(eval_attack, e), schedule, seed, advance)
+        return [trainer(clean.model, data, with_eps(attack, e), with_eps(eval_attack, e),
+                        schedule, seed, advance)
                 for e in radii]
 
     results = tune(eps)
@@ -320,6 +341,8 @@ def fine_tune_estimate(
         table=_table(all_eps, [zero, *results], {"stage": stage}),
         grad_evals=int(sum(r.grad_evals for r in results)),
         wall_time=time.perf_counter() - start,
+        compile_time=float(sum(r.compile_time for r in results)),
+        results=(zero, *results),
     )
 
 
@@ -349,6 +372,7 @@ class OverfittingResult:
     table: xr.Dataset
     grad_evals: int
     wall_time: float
+    compile_time: float = 0.0
 
 
 def catastrophic_overfitting(
@@ -361,6 +385,7 @@ def catastrophic_overfitting(
     threshold: float = 0.2,
     seed: int = 0,
     advance: Callable[[int], None] | None = None,
+    trainer: Callable[..., TrainResult] = adversarial_train,
 ) -> OverfittingResult:
     """FGM adversarial training from scratch; find where PGD test accuracy collapses.
 
@@ -392,8 +417,8 @@ def catastrophic_overfitting(
     start = time.perf_counter()
     eps = np.asarray(eps_values, np.float64)
     results = [
-        adversarial_train(make_model(), data, with_eps(fgm, e), with_eps(eval_attack, e),
-                          schedule, seed, advance)
+        trainer(make_model(), data, with_eps(fgm, e), with_eps(eval_attack, e),
+                schedule, seed, advance)
         for e in eps
     ]
     final = np.asarray([float(r.history["test_acc"].values[-1]) for r in results])
@@ -415,4 +440,112 @@ def catastrophic_overfitting(
         table=table,
         grad_evals=int(sum(r.grad_evals for r in results)),
         wall_time=time.perf_counter() - start,
+        compile_time=float(sum(r.compile_time for r in results)),
     )
+
+
+@dataclass(frozen=True)
+class StrongEstimate:
+    """eps* of an estimate re-measured under a stronger evaluation (same trained models).
+
+    Attributes
+    ----------
+    eps_star : float
+        The estimator's rule applied to the re-evaluated adversarial training losses
+        (from scratch: interpolated crossing; fine-tuning: the same extrapolation).
+    losses : numpy.ndarray
+        Adversarial training loss per row of the estimate's table under the strong
+        evaluation (the clean row keeps its clean loss).
+    per_attack : dict of str to numpy.ndarray
+        Adversarial training loss per row under each attack of the ensemble.
+    grad_evals : int
+        Input-gradient evaluations of the re-evaluation.
+    wall_time, compile_time : float
+        Seconds (compilation apart).
+    """
+
+    eps_star: float
+    losses: np.ndarray
+    per_attack: dict
+    grad_evals: int
+    wall_time: float
+    compile_time: float
+
+
+def _as_jax_model(model, classes: int):
+    """JAX models as they are; a ``torch.nn.Module`` wrapped (CPU copy, ``eval()`` mode, its
+    trained BatchNorm statistics) through :class:`~advdyn.adversarial.torch_adapter.TorchModel`."""
+    if isinstance(model, eqx.Module) or not hasattr(model, "state_dict"):
+        return model
+    import copy
+
+    from advdyn.adversarial.torch_adapter import TorchModel
+
+    module = copy.deepcopy(model).cpu().eval()
+    key = (type(model).__name__, repr(model), classes)
+    template = _TEMPLATES.get(key)
+    wrapped = TorchModel.wrap(module, out_features=classes, template=template)
+    _TEMPLATES.setdefault(key, wrapped)  # one compiled evaluation per architecture
+    return wrapped
+
+
+_TEMPLATES: dict = {}
+
+
+def strong_estimate(estimate: ScratchEstimate | FineTuneEstimate, data: ArrayData,
+                    attacks_at: Callable[[float], tuple], names: list[str],
+                    level: float, seed: int = 0) -> StrongEstimate:
+    """Re-evaluate the adversarial training losses of an estimate's models under an ensemble
+    of attacks (worst case per sample) and apply the estimator's rule again.
+
+    Parameters
+    ----------
+    estimate : ScratchEstimate or FineTuneEstimate
+        With its trained models (``results``).
+    data : ArrayData
+        The training data of the estimate.
+    attacks_at : callable
+        ``eps -> tuple of attacks`` (e.g. PGD, APGD-CE, APGD-DLR at that radius).
+    names : list of str
+        Names of the attacks, for ``per_attack``.
+    level : float
+        The clean test loss of the clean model.
+    seed : int
+        Seed of the random starts.
+
+    Returns
+    -------
+    StrongEstimate
+    """
+    from advdyn.adversarial.apgd import strong_evaluate
+    from advdyn.adversarial.training import CompileClock
+
+    start = time.perf_counter()
+    eps = estimate.table["eps"].values
+    losses = estimate.table["adv_train_loss"].values.astype(np.float64).copy()
+    if hasattr(data, "x_train"):
+        x_train, y_train = data.x_train, data.y_train
+    else:  # PyTorch DataLoaders: one pass collected
+        x_train, y_train = data.arrays("train")  # type: ignore[attr-defined]
+    per = {k: losses.copy() for k in names}
+    grads = 0
+    with CompileClock() as clock:
+        for i, (e, r) in enumerate(zip(eps, estimate.results, strict=True)):
+            if e == 0:
+                continue
+            attacks = attacks_at(float(e))
+            ev = strong_evaluate(_as_jax_model(r.model, data.classes), x_train, y_train,
+                                 attacks, seed + i)
+            losses[i] = ev["adv_loss"]
+            for j, k in enumerate(names):
+                per[k][i] = ev[f"loss_{j}"]
+            grads += len(y_train) * sum(a.gradient_evaluations for a in attacks)
+    if isinstance(estimate, ScratchEstimate):
+        value = crossing(eps, losses, level)
+    else:
+        stage = estimate.table["stage"].values
+        fit = stage == 1 if np.sum(stage == 1) > 1 else np.ones(len(eps), bool)
+        value = extrapolate(eps[fit], losses[fit], level, estimate.method) \
+            if estimate.method == "linear" else extrapolate(eps, losses, level, "isotonic")
+    return StrongEstimate(value, losses, per, grads, time.perf_counter() - start,
+                          clock.seconds)

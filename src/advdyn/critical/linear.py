@@ -370,26 +370,50 @@ def critical_study(
         ``R_n(theta(eps), eps)``); on ``pair``: ``d``, ``n``, ``clean_test_risk`` (mean
         ``sigma^2 + |theta(0) - theta0|^2``), ``eps_cross`` (the eps where ``std_diff`` crosses
         1, linear interpolation) and ``eps_surrogate`` (``sup{eps : adv_train_risk <=
-        clean_test_risk}``).
+        clean_test_risk}``): the *pooled* estimators (crossings of curves averaged over
+        datasets). Per dataset (``pair``, ``rep``): ``eps_cross_each``,
+        ``eps_surrogate_each`` (``nan`` where the dataset's training risk already exceeds its
+        test risk, i.e. a negative gap) and ``gap_each``; their finite means
+        ``eps_cross_per_dataset``, ``eps_surrogate_per_dataset``;
+        ``eps_surrogate_first_order`` (mean gap over ``2 |theta(0)| sqrt(2/pi) sqrt(R_n)``)
+        and ``negative_gap_fraction``.
     """
     eps_grid = np.geomspace(1e-4, 1.0, 49) if eps_grid is None else np.asarray(eps_grid)
     eps = np.concatenate([[0.0], eps_grid])
     std_diff, adv_risk, clean_test, cross, surrogate = [], [], [], [], []
+    cross_each, sur_each, gap_each, first = [], [], [], []
     for d, n in pairs:
         if not d < n - 1:
             raise ValueError(f"critical_study needs d < n - 1, got (d, n) = ({d}, {n})")
         th, risk, th0 = _runs(d, n, eps, reps, steps, sigma, norm, seed, False, 1)
         _check_finite(th, "critical_study")
         std = sigma * np.sqrt(d / (n - d - 1))
-        sd = (np.linalg.norm(th[1:] - th[:1], axis=-1) / std).mean(axis=1)
+        sd_each = np.linalg.norm(th[1:] - th[:1], axis=-1) / std  # (eps, rep)
+        sd = sd_each.mean(axis=1)
         ar = risk[1:].mean(axis=1)
-        ct = float((sigma**2 + np.sum((th[0] - th0) ** 2, axis=-1)).mean())
+        test_each = sigma**2 + np.sum((th[0] - th0) ** 2, axis=-1)  # (rep,)
+        ct = float(test_each.mean())
         std_diff.append(sd)
         adv_risk.append(ar)
         clean_test.append(ct)
         cross.append(crossing(eps_grid, sd, 1.0))
         surrogate.append(crossing(eps, np.concatenate([[risk[0].mean()], ar]), ct))
+        cross_each.append([crossing(eps_grid, sd_each[:, k], 1.0) for k in range(reps)])
+        sur_each.append([crossing(eps, risk[:, k], test_each[k]) for k in range(reps)])
+        gap_each.append(test_each - risk[0])
+        # first order (envelope theorem): dR_n(theta(eps), eps)/deps = 2 |theta| mean|r| at
+        # eps = 0, so the pooled crossing is near Delta / (2 |theta(0)| E|r|), E|r| the clean
+        # training residuals' mean absolute value (about sigma sqrt(2/pi))
+        slope0 = 2 * np.linalg.norm(th[0], axis=-1) * np.sqrt(2 / np.pi) * np.sqrt(risk[0])
+        first.append(float((test_each - risk[0]).mean() / slope0.mean()))
     pairs = np.asarray(pairs)
+    cross_each_a = np.asarray(cross_each)
+    sur_each_a = np.asarray(sur_each)
+
+    def finite_mean(a):
+        return np.asarray([np.mean(r[np.isfinite(r)]) if np.any(np.isfinite(r)) else np.nan
+                           for r in a])
+
     return xr.Dataset(
         {
             "std_diff": (("pair", "eps"), np.asarray(std_diff)),
@@ -397,10 +421,17 @@ def critical_study(
             "clean_test_risk": ("pair", np.asarray(clean_test)),
             "eps_cross": ("pair", np.asarray(cross)),
             "eps_surrogate": ("pair", np.asarray(surrogate)),
+            "eps_cross_each": (("pair", "rep"), cross_each_a),
+            "eps_surrogate_each": (("pair", "rep"), sur_each_a),
+            "gap_each": (("pair", "rep"), np.asarray(gap_each)),
+            "eps_cross_per_dataset": ("pair", finite_mean(cross_each_a)),
+            "eps_surrogate_per_dataset": ("pair", finite_mean(sur_each_a)),
+            "eps_surrogate_first_order": ("pair", np.asarray(first)),
+            "negative_gap_fraction": ("pair", (np.asarray(gap_each) < 0).mean(axis=1)),
             "d": ("pair", pairs[:, 0]),
             "n": ("pair", pairs[:, 1]),
         },
-        coords={"pair": np.arange(len(pairs)), "eps": eps_grid},
+        coords={"pair": np.arange(len(pairs)), "eps": eps_grid, "rep": np.arange(reps)},
         attrs={"reps": reps, "steps": steps, "sigma": sigma, "norm": norm, "seed": seed},
     )
 

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 
-def plot_critical(scratch, fast, fgm=None) -> Figure:
+def plot_critical(scratch, fast, fgm=None, strong_scratch=None, strong_fast=None) -> Figure:
     """Adversarial training loss against eps with the clean test loss and the crossings.
 
     Parameters
@@ -25,6 +25,9 @@ def plot_critical(scratch, fast, fgm=None) -> Figure:
         Fine-tuning points and extrapolation.
     fgm : OverfittingResult, optional
         Adds a panel with the PGD test accuracy of FGM- and PGD-trained models.
+    strong_scratch, strong_fast : StrongEstimate, optional
+        The same models' adversarial training losses under the strong evaluation (worst
+        case over PGD, APGD-CE, APGD-DLR) and their eps*.
 
     Returns
     -------
@@ -52,10 +55,19 @@ def plot_critical(scratch, fast, fgm=None) -> Figure:
         b, a = np.polyfit(fe[fit], fl[fit], 1)
         xs = np.linspace(0, max(fast.eps_star_linear, fe[-1]) * 1.1, 50)
         ax.plot(xs, a + b * xs, "--", color="tab:orange", label="linear extrapolation")
+    if strong_scratch is not None:
+        ax.plot(eps, strong_scratch.losses, "o--", color="tab:purple", mfc="none",
+                label="adv. training loss, strong evaluation")
+    if strong_fast is not None:
+        ax.plot(fe, strong_fast.losses, "^", color="tab:purple", mfc="none", ms=8,
+                label="fine-tuned, strong evaluation")
     level = scratch.clean_test_loss
     ax.axhline(level, color="black", lw=1, label=f"clean test loss {level:.3f}")
-    for value, color, name in ((scratch.eps_star, "tab:blue", "from scratch"),
-                               (fast.eps_star, "tab:orange", f"fine-tune ({fast.method})")):
+    marks = [(scratch.eps_star, "tab:blue", "from scratch"),
+             (fast.eps_star, "tab:orange", f"fine-tune ({fast.method})")]
+    if strong_scratch is not None:
+        marks.append((strong_scratch.eps_star, "tab:purple", "from scratch, strong eval."))
+    for value, color, name in marks:
         if np.isfinite(value):
             ax.axvline(value, color=color, lw=0.8, ls="-.")
             ax.plot([value], [level], "*", color=color, ms=14, mec="black",

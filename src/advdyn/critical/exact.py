@@ -1,0 +1,230 @@
+"""eps* made exact: the critical radius of *streaming* adversarial least squares from the
+core's deterministic-equivalent ODE (:func:`advdyn.theory.solve_ode`), as a function of the
+number of samples ``n = t d``, next to finite-``d`` streaming SGD
+(:func:`advdyn.simulate.simulate_sgd`).
+
+Model (THEORY): ``x ~ N(0, I_d)``, ``y = <theta*, x> + sigma z``, ``|theta*| = 1``, one fresh
+sample per step, ``theta <- theta - (gamma_t/d) grad`` of the l2-adversarial square loss
+``(|<theta, x> - y| + eps |theta|)^2 / 2``, from ``theta_0 = 0``. ``t = k/d`` is the number
+of samples per dimension, ``n = t d``.
+
+In streaming every sample is fresh, so the adversarial *training* loss of the paper's
+definition is the population adversarial risk of the current iterate. The critical radius at
+time ``t`` is
+
+    eps*(t) = sup{eps : R_eps(theta_eps(t)) <= R_0(theta_0(t))},
+
+with ``theta_eps(t)`` the iterate trained at radius ``eps``: the adversarial risk of the
+adversarially trained iterate against the clean risk of the clean one (the ODE gives both
+exactly as ``d -> inf``). Since the risk is ``((|u| + a)^2)/2`` averaged over the Gaussian
+residual ``u``, with ``a = eps |theta|``, the adversarial risk exceeds the clean one by
+``a E|u| + a^2/2``: to first order eps* is set by how much *more* excess risk the clean
+iterate still has than the adversarial one, divided by ``|theta| E|u|``.
+
+**Result (ours): by the paper's definition streaming eps* is 0 for every n.** The
+adversarial iterate's adversarial risk exceeds the clean iterate's clean risk at every
+``eps > 0`` and every ``t`` (ODE and SGD agree): with fresh samples there is no gap between a
+training and a test loss for adversarial training to use up, and the clean iterate does not
+have more excess risk than the adversarial one. The paper's criterion lives entirely on the
+finite-sample generalisation gap. To obtain an exact *scaling* we therefore also compute the
+gap-matched analogue (``margin = 1``):
+
+    eps*_m(t) = sup{eps : R_eps(theta_eps(t)) <= R_0(theta_0(t)) + m E_0(t)},
+
+``E_0(t) = R_0(theta_0(t)) - sigma^2/2`` the clean iterate's excess risk, which plays the role
+of the offline gap ``Delta`` (both are the clean estimator's sampling noise, of order
+``d/n``). ``m = 0`` is the paper's definition.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from advdyn.critical.estimators import crossing
+from advdyn.precision import float64
+from advdyn.problem.instance import ProblemInstance, stream_key
+from advdyn.problem.losses import LeastSquares
+from advdyn.theory.rates import Decay, LearningRate
+
+
+def teacher_direction(d: int, seed: int = 0) -> np.ndarray:
+    """A unit teacher ``theta*`` (uniform direction from ``seed``)."""
+    g = np.random.default_rng(seed).standard_normal(d)
+    return g / np.linalg.norm(g)
+
+
+@float64
+def least_squares_instance(d: int, eps: float, sigma: float = 1.0,
+                           seed: int = 0) -> ProblemInstance:
+    """Isotropic streaming adversarial least squares, ``theta_0 = 0`` (module docstring).
+
+    Parameters
+    ----------
+    d : int
+        Dimension.
+    eps : float
+        Attack radius (l2).
+    sigma : float
+        Label-noise standard deviation.
+    seed : int
+        Seed of the teacher direction.
+
+    Returns
+    -------
+    ProblemInstance
+    """
+    f64 = lambda a: jnp.asarray(a, jnp.float64)  # noqa: E731
+    return ProblemInstance(
+        eigenvalues=f64(np.ones((1, d))), theta_star=f64(teacher_direction(d, seed)),
+        means=f64(np.zeros((1, d))), weights=f64([1.0]), labels=f64([0.0]),
+        theta0=f64(np.zeros(d)), noise=f64(sigma), epsilon=f64(eps), ridge=f64(0.0),
+        loss=LeastSquares(), task="regression",
+    )
+
+
+def default_rate() -> LearningRate:
+    """``gamma_t = 1/(1 + t)``: the excess risk of clean SGD then decays like ``d/n``."""
+    one = jnp.asarray(1.0, jnp.float64)
+    return Decay(one, one, one)
+
+
+def critical_curve(eps, adv_risk, clean_risk, margin: float = 0.0,
+                   floor: float = 0.0) -> np.ndarray:
+    """``eps*(t)`` from risks on a radius grid.
+
+    Parameters
+    ----------
+    eps : array, shape (E,)
+        Increasing radii, ``eps[0] = 0``.
+    adv_risk : array, shape (E, T)
+        Adversarial risk of the iterate trained at each radius.
+    clean_risk : array, shape (T,)
+        Clean risk of the clean iterate.
+    margin : float
+        ``m`` of the gap-matched analogue (0: the paper's definition).
+    floor : float
+        The Bayes risk ``sigma^2/2`` (the excess risk is ``clean_risk - floor``).
+
+    Returns
+    -------
+    array, shape (T,)
+        Interpolated crossings (``inf`` beyond the grid; 0 when only ``eps = 0`` qualifies).
+    """
+    level = clean_risk + margin * (clean_risk - floor)
+    return np.asarray([crossing(eps, adv_risk[:, j], level[j])
+                       for j in range(adv_risk.shape[1])])
+
+
+@float64
+def ode_critical_radius(d: int, times, eps_grid, lr: LearningRate | None = None,
+                        sigma: float = 1.0, seed: int = 0, margin: float = 1.0) -> xr.Dataset:
+    """eps*(t) of streaming adversarial least squares from the exact ODE.
+
+    Parameters
+    ----------
+    d : int
+        Dimension of the instance (the ODE is exact as ``d -> inf``; ``d`` only sets the
+        teacher draw, which does not matter for an isotropic problem).
+    times : array
+        Recording times ``t = n/d`` (increasing, from 0).
+    eps_grid : array
+        Positive increasing radii.
+    lr : LearningRate, optional
+        Default :func:`default_rate`.
+    sigma : float
+        Label noise.
+    seed : int
+        Teacher seed.
+    margin : float
+        ``m`` of ``eps_star_margin`` (module docstring).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``adv_risk(eps, t)`` (``eps = 0`` first), ``clean_risk(t)`` of the clean iterate,
+        ``norm(eps, t)``, ``eps_star(t)`` (the paper's definition) and
+        ``eps_star_margin(t)`` (gap-matched analogue).
+    """
+    from advdyn.theory.ode import solve_ode
+
+    lr = default_rate() if lr is None else lr
+    eps = np.concatenate([[0.0], np.asarray(eps_grid, np.float64)])
+    sols = [solve_ode(least_squares_instance(d, float(e), sigma, seed), lr, times)
+            for e in eps]
+    adv = np.stack([s["adv_risk"] for s in sols])
+    clean = sols[0]["clean_risk"]
+    return xr.Dataset(
+        {"adv_risk": (("eps", "t"), adv), "clean_risk": ("t", clean),
+         "norm": (("eps", "t"), np.stack([s["norm"] for s in sols])),
+         "eps_star": ("t", critical_curve(eps, adv, clean)),
+         "eps_star_margin": ("t", critical_curve(eps, adv, clean, margin, sigma**2 / 2))},
+        coords={"eps": eps, "t": np.asarray(times, np.float64)},
+        attrs={"d": d, "sigma": sigma, "method": "ode", "margin": margin},
+    )
+
+
+@float64
+def sgd_critical_radius(d: int, t_max: float, n_times: int, eps_grid,
+                        lr: LearningRate | None = None, sigma: float = 1.0,
+                        replicates: int = 8, seed: int = 0, margin: float = 1.0) -> xr.Dataset:
+    """eps*(t) of finite-``d`` streaming SGD, per replicate (common sample streams across
+    radii, so the clean and adversarial iterates of a replicate see the same samples).
+
+    Parameters
+    ----------
+    d : int
+        Dimension.
+    t_max : float
+        Horizon ``n/d``.
+    n_times : int
+        Recording times.
+    eps_grid : array
+        Positive increasing radii.
+    lr : LearningRate, optional
+        Default :func:`default_rate`.
+    sigma : float
+        Label noise.
+    replicates : int
+        Independent streams.
+    seed : int
+        Teacher and stream seed.
+    margin : float
+        ``m`` of ``eps_star_margin``.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``adv_risk(eps, replicate, t)``, ``clean_risk(replicate, t)``,
+        ``eps_star(replicate, t)``, ``eps_star_margin(replicate, t)``; coordinate ``t``.
+    """
+    from advdyn.simulate.sgd import simulate_sgd
+
+    lr = default_rate() if lr is None else lr
+    eps = np.concatenate([[0.0], np.asarray(eps_grid, np.float64)])
+    key = stream_key(seed)
+    sols = [simulate_sgd(least_squares_instance(d, float(e), sigma, seed), lr, key,
+                         t_max=t_max, n_times=n_times, replicates=replicates,
+                         dtype="float64") for e in eps]
+    adv = np.stack([s["adv_risk"] for s in sols])  # (E, R, T)
+    clean = sols[0]["clean_risk"]  # (R, T)
+    star = np.stack([critical_curve(eps, adv[:, r], clean[r]) for r in range(replicates)])
+    star_m = np.stack([critical_curve(eps, adv[:, r], clean[r], margin, sigma**2 / 2)
+                       for r in range(replicates)])
+    return xr.Dataset(
+        {"adv_risk": (("eps", "replicate", "t"), adv),
+         "clean_risk": (("replicate", "t"), clean),
+         "eps_star": (("replicate", "t"), star),
+         "eps_star_margin": (("replicate", "t"), star_m)},
+        coords={"eps": eps, "t": np.asarray(sols[0].ts), "replicate": np.arange(replicates)},
+        attrs={"d": d, "sigma": sigma, "method": "sgd", "margin": margin},
+    )
+
+
+def scaling_slope(t, eps_star, t_min: float) -> float:
+    """Log-log slope of ``eps*`` against ``n/d = t`` over ``t >= t_min`` (finite values)."""
+    t = np.asarray(t, np.float64)
+    e = np.asarray(eps_star, np.float64)
+    keep = (t >= t_min) & np.isfinite(e) & (e > 0)
+    return float(np.polyfit(np.log(t[keep]), np.log(e[keep]), 1)[0])
