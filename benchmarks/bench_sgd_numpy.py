@@ -6,7 +6,8 @@ gamma = 0.8, 11 records): advdyn's compile time (first call minus second), its r
 (median of the later calls), the numpy loop's run time and the ratio advdyn / numpy
 (target <= 1.0 in every row), and the memory estimate of the same run
 (:func:`advdyn.workflows.memory.estimate_memory`) against the peak resident memory measured
-in a fresh subprocess (``--memory``).
+in a fresh subprocess (``--memory``): the increase of the resident set during a second,
+compiled run (Linux ``/proc/self/clear_refs`` resets the high-water mark after the first).
 
 The numpy loop is what a careful user writes: one ``Generator.standard_normal`` call per
 block of 64 steps for all replicates (numpy's float32 ziggurat, single-threaded), then per
@@ -27,14 +28,14 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_"
                                f"device_count={max(1, min(os.cpu_count() or 1, 8))}").strip()
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 SIZES = ((500, 20.0), (4000, 2.0), (32000, 0.2))  # (d, t_max): 10 000 / 8 000 / 6 400 steps
 EPS, NOISE, GAMMA = 0.5, 0.3, 0.8
@@ -124,8 +125,7 @@ def bench_row(d: int, t_max: float, replicates: int, repeats: int) -> dict:
 
 
 _PEAK_SNIPPET = """
-import json, resource, sys
-sys.argv = ['x']
+import json, sys
 import bench_sgd_numpy as b
 import advdyn as ad
 from advdyn.config.build import instantiate
@@ -133,17 +133,24 @@ from advdyn.theory.stationary import adversarial_optimum
 d, t_max, R = {d}, {t_max}, {R}
 cfg = b._config(d, t_max, R)
 inst = instantiate(cfg.problem); opt = adversarial_optimum(inst)
-import jax
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-ad.simulate_sgd(inst, ad.Constant(b.GAMMA), ad.stream_key(0), t_max=t_max, n_times=11,
-                replicates=R, dtype='float32', optimum=opt)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({{'base_mb': base * 1024 / 1e6, 'peak_mb': peak * 1024 / 1e6}}))
+def status(key):
+    for line in open('/proc/self/status'):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024 / 1e6
+def sim():
+    ad.simulate_sgd(inst, ad.Constant(b.GAMMA), ad.stream_key(0), t_max=t_max, n_times=11,
+                    replicates=R, dtype='float32', optimum=opt)
+sim()  # compiles: the compiler's memory is not the run's
+base = status('VmRSS')
+open('/proc/self/clear_refs', 'w').write('5')  # reset the peak (VmHWM) to the current RSS
+sim()
+print(json.dumps({{'base_mb': base, 'peak_mb': status('VmHWM')}}))
 """
 
 
 def peak_memory(d: int, t_max: float, replicates: int) -> dict:
-    """Peak RSS of a fresh process running the simulation, and its RSS before it."""
+    """Peak RSS of a second simulation in a fresh process (the first one compiles), and the
+    RSS before it; the difference is what the run itself allocates."""
     code = _PEAK_SNIPPET.format(d=d, t_max=t_max, R=replicates)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [os.path.dirname(os.path.abspath(__file__)), os.environ.get("PYTHONPATH", "")]))

@@ -36,8 +36,8 @@ from advdyn.io import to_dataset
 from advdyn.io.compare import relative_gap
 from advdyn.problem.state import DirectionState
 from advdyn.simulate.hsgd import HSGD_STREAM, hsgd_step
-from advdyn.simulate.streams import gaussian, stream_words
 from advdyn.simulate.sgd import sgd_step
+from advdyn.simulate.streams import gaussian, stream_words
 from advdyn.theory.statistics import expectations, observables, statistics
 
 REPLICATES = 16  # SDE replicates (its risk fluctuates more than SGD's)

@@ -85,7 +85,7 @@ def philox4x32(
     return c0, c1, c2, c3
 
 
-def stream_words(key: Array) -> UInt[Array, "2"]:
+def stream_words(key: Array) -> UInt[Array, 2]:
     """The Philox key of a JAX random key: its two 32-bit words.
 
     Parameters
@@ -106,7 +106,7 @@ def _split_step(k) -> tuple[Array, Array]:
     return (k & jnp.uint64(0xFFFFFFFF)).astype(jnp.uint32), (k >> 32).astype(jnp.uint32)
 
 
-def bits_to_normal(bits: UInt[Array, "..."], dtype) -> Float[Array, "..."]:
+def bits_to_normal(bits: UInt[Array, ...], dtype) -> Float[Array, ...]:
     """Standard Gaussians from uniform 32-bit words by the inverse CDF (module docstring).
 
     Parameters
@@ -130,7 +130,7 @@ def bits_to_normal(bits: UInt[Array, "..."], dtype) -> Float[Array, "..."]:
     return jax.lax.erf_inv(v) * jnp.asarray(np.sqrt(2.0), dtype)
 
 
-def bits_to_uniform(bits: UInt[Array, "..."]) -> Float[Array, "..."]:
+def bits_to_uniform(bits: UInt[Array, ...]) -> Float[Array, ...]:
     """Uniforms on ``(0, 1)`` (float64): ``(m + 1/2) / 2^32``."""
     return (bits.astype(jnp.float64) + 0.5) * 2.0**-32
 
