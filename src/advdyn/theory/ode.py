@@ -153,6 +153,7 @@ def _solve(instance, lr, recorder, times, rtol, atol, max_steps: int, blowup, ki
         return direction_sum(y.err2, instance) > bound
 
     term = diffrax.ODETerm(vector_field)
+    solver: diffrax.AbstractSolver
     if kind == "kvaerno5":
         solver = diffrax.Kvaerno5()
         controller = diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=0.3, icoeff=0.3)
