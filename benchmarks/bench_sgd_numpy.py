@@ -164,7 +164,23 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--memory", action="store_true", help="measure peak memory too")
     parser.add_argument("--sizes", type=str, default="500,4000,32000")
+    parser.add_argument("--memory-only", action="store_true",
+                        help="only the memory table (estimate vs measured peak)")
     args = parser.parse_args()
+    if args.memory_only:
+        from advdyn.workflows.memory import estimate_memory
+
+        print(f"{'d':>6} {'R':>2} {'est MB':>7} {'peak MB':>8} {'base MB':>8} {'run MB':>7} "
+              f"{'est / run':>9}")
+        for d, t_max in [s for s in SIZES if str(s[0]) in args.sizes.split(",")]:
+            for R in (1, 8):
+                est = estimate_memory(_config(d, t_max, R), available=(1 << 40, "n/a"))
+                m = peak_memory(d, t_max, R)
+                run = m["peak_mb"] - m["base_mb"]
+                print(f"{d:>6} {R:>2} {est.peak / 1e6:>7.1f} {m['peak_mb']:>8.1f} "
+                      f"{m['base_mb']:>8.1f} {run:>7.1f} {est.peak / 1e6 / run:>9.2f}",
+                      flush=True)
+        return
     import jax
 
     import advdyn as ad
