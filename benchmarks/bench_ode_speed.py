@@ -158,6 +158,22 @@ def bench_direct(d: int = 10**5) -> None:
         if err <= 1e-6:
             best = wall
             break
+    import jax
+
+    from advdyn.theory.ode import initial_state, vector_field
+
+    with jax.enable_x64(True):
+        y0 = initial_state(inst)
+        field = jax.jit(lambda y: vector_field(0.0, y, (inst, ad.Constant(LR))))
+        jax.block_until_ready(field(y0))
+        start = time.perf_counter()
+        for _ in range(20):
+            jax.block_until_ready(field(y0))
+        per_eval = (time.perf_counter() - start) / 20
+    if best:
+        per_step = best / sol.stats["steps"]
+        print(f"  vector field {per_eval * 1e3:.2f} ms; advdyn {per_step * 1e3:.2f} ms per "
+              f"accepted step ({per_step / per_eval:.1f} fields)")
     heun_best = None
     for n in (1, 2, 4, 8, 16, 32, 64, 128):  # Heun steps per record interval (dt = 0.1 / n)
         start = time.perf_counter()
