@@ -37,6 +37,7 @@ from advdyn.io.compare import relative_gap
 from advdyn.problem.state import DirectionState
 from advdyn.simulate.hsgd import HSGD_STREAM, hsgd_step
 from advdyn.simulate.sgd import sgd_step
+from advdyn.simulate.streams import gaussian, stream_words
 from advdyn.theory.statistics import expectations, observables, statistics
 
 REPLICATES = 16  # SDE replicates (its risk fluctuates more than SGD's)
@@ -259,22 +260,23 @@ class _StateRate(ad.LearningRate):
 
 
 def test_documented_stream_and_state_dependent_rate():
-    """Replays the documented stream by hand: replicate r uses
-    ``fold_in(fold_in(stream_key, HSGD_STREAM), r)``, block b draws ``(block, d)`` normals
-    from ``fold_in(replicate_key, b)``, and a state-dependent rule sees the iterate's own
-    state at every step. Same float64 operations, so equal to rounding (1e-12)."""
+    """Replays the documented stream by hand: the increment of replicate r at step k is
+    ``streams.gaussian(stream_words(fold_in(stream_key, HSGD_STREAM)), r, k, d)`` (Philox
+    counter (j, k, r); before issue 13 it was block b's ``(block, d)`` normals from
+    ``fold_in(replicate_key, b)``, which tied the draws to the block size), and a
+    state-dependent rule sees the iterate's own state at every step. Same float64
+    operations, so equal to rounding (1e-12)."""
     inst = _small(d=32)
     lr, block, t_max = _StateRate(), 8, 1.0
     ds = _run(inst, replicates=2, lr=lr, t_max=t_max, n_times=3, block_size=block)
     d = inst.d
+    words = stream_words(jax.random.fold_in(ad.stream_key(0), HSGD_STREAM))
     for r in range(2):
-        key = jax.random.fold_in(jax.random.fold_in(ad.stream_key(0), HSGD_STREAM), r)
         theta = inst.theta0
-        for b in range(int(t_max * d) // block):
-            z = jax.random.normal(jax.random.fold_in(key, b), (block, d), jnp.float64)
-            for j in range(block):
-                gamma = lr((b * block + j) / d, _state(theta, inst), inst)
-                theta = hsgd_step(theta, z[j], gamma, inst)
+        for k in range(int(t_max * d)):
+            z = gaussian(words, r, k, d, jnp.float64)
+            gamma = lr(k / d, _state(theta, inst), inst)
+            theta = hsgd_step(theta, z, gamma, inst)
         np.testing.assert_allclose(float(ds.adv_risk[r, -1]), float(_risk(theta, inst)),
                                    rtol=1e-12)
         np.testing.assert_allclose(float(ds.lr[r, -1]), float(lr(1.0, _state(theta, inst), inst)),
@@ -283,15 +285,16 @@ def test_documented_stream_and_state_dependent_rate():
 
 
 def test_sgd_and_hsgd_streams_are_independent():
-    """Same stream key, different processes and different random numbers: SGD's replicate
-    keys ``fold_in(key, r)`` never coincide with the SDE's."""
+    """Same stream key, different processes and different random numbers: the SDE's Philox
+    key ``fold_in(key, HSGD_STREAM)`` differs from SGD's (the streams are keyed, not split by
+    replicate keys, since issue 13), so no (r, k) of one is a counter of the other."""
     key = ad.stream_key(0)
-    sgd_keys = {tuple(np.asarray(jax.random.key_data(jax.random.fold_in(key, r))))
-                for r in range(64)}
-    base = jax.random.fold_in(key, HSGD_STREAM)
-    hsgd_keys = {tuple(np.asarray(jax.random.key_data(jax.random.fold_in(base, r))))
-                 for r in range(64)}
-    assert not sgd_keys & hsgd_keys
+    sgd_words = np.asarray(stream_words(key))
+    hsgd_words = np.asarray(stream_words(jax.random.fold_in(key, HSGD_STREAM)))
+    assert not np.array_equal(sgd_words, hsgd_words)
+    z_sgd = np.asarray(gaussian(jnp.asarray(sgd_words), 0, 0, 64, jnp.float64))
+    z_hsgd = np.asarray(gaussian(jnp.asarray(hsgd_words), 0, 0, 64, jnp.float64))
+    assert abs(np.corrcoef(z_sgd, z_hsgd)[0, 1]) < 0.5  # independent draws (|rho| ~ 0.13)
 
 
 def test_float32_run_tracks_float64():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import pytest
 
 import advdyn as ad
@@ -22,9 +23,11 @@ def test_sgd_parts_are_the_array_sizes():
     cfg = config(methods=["sgd"], replicates=8, block_size=64, dtype="float32")
     est = estimate_memory(cfg, available=(10**15, "test"))
     d, R, B = 10**7, 8, 64
-    # independent arithmetic: 2 copies of a block of R x B x d float32 samples,
+    P = min(len(jax.local_devices()), R)  # replicates in flight (issue 14: one per device)
+    # independent arithmetic: per replicate in flight, a block of B x d float32 samples in
+    # 2 copies plus their uint32 Philox words (before issue 14 all R replicates held one),
     # 3 copies of R float32 iterates, the float64 instance (2C + 5 vectors of d, C = 1)
-    assert est.parts["sgd: samples"] == 2 * R * B * d * 4
+    assert est.parts["sgd: samples"] == P * B * d * (2 * 4 + 4)
     assert est.parts["sgd: iterates"] == 3 * R * d * 4
     assert est.parts["instance"] == 7 * d * 8
     assert est.peak == est.parts["instance"] + sum(v for k, v in est.parts.items()
@@ -33,9 +36,9 @@ def test_sgd_parts_are_the_array_sizes():
 
 def test_oversized_sgd_run_is_refused_naming_the_fields():
     cfg = config(methods=["sgd"], replicates=16, block_size=64)
-    # 2 x 16 x 64 x 1e7 x 4 B = 82 GB of samples alone
+    # 64 x 1e7 x 12 B = 7.7 GB of samples per replicate in flight (one per device)
     with pytest.raises(ad.ConfigError) as err:
-        check_memory(cfg, available=(24 * GB, "test"))
+        check_memory(cfg, available=(6 * GB, "test"))
     assert err.value.field == "run.block_size"
     msg = str(err.value)
     for name in ("problem.d", "run.replicates", "run.block_size", "run.memory_limit_gb"):
@@ -44,8 +47,10 @@ def test_oversized_sgd_run_is_refused_naming_the_fields():
 
 def test_per_direction_ode_refused_binned_ode_fits():
     cfg = config(methods=["ode"], n_times=51)
-    with pytest.raises(ad.ConfigError) as err:  # (12 + 2 x 51) x 3 x 1e7 x 8 B = 27 GB
-        check_memory(cfg, available=(16 * GB, "test"))
+    # 14 x 3 x 1e7 x 8 B = 3.4 GB (since issue 14 the solve keeps no saved states, only
+    # scalar records; it was (12 + 2 x 51) x 3 x 1e7 x 8 B = 27 GB)
+    with pytest.raises(ad.ConfigError) as err:
+        check_memory(cfg, available=(2 * GB, "test"))
     assert err.value.field == "run.bins"
     binned = config(methods=["ode"], n_times=51, bins=64)
     est = check_memory(binned, available=(16 * GB, "test"))

@@ -31,9 +31,25 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
                       soft_wrap=True)
 
 
+def _configure_runtime() -> None:
+    """Before JAX starts: one XLA CPU device per core (the simulators split replicates over
+    them, :mod:`advdyn.simulate.sgd`) unless ``XLA_FLAGS`` already says otherwise, and the
+    persistent compilation cache (:mod:`advdyn.workflows.cache`)."""
+    import os
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "jax" not in sys.modules and "xla_force_host_platform_device_count" not in flags:
+        n = max(1, min(os.cpu_count() or 1, 8))
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+    from advdyn.workflows.cache import enable_compilation_cache
+
+    enable_compilation_cache()
+
+
 def main() -> None:
     """Console-script entry point."""
     warnings.showwarning = _show_warning
+    _configure_runtime()
     try:
         # with standalone_mode=False, typer/click *return* the code of a typer.Exit raised
         # inside a command instead of raising it: propagate it as the process exit status.

@@ -65,6 +65,7 @@ def run_command(
                 ),
                 highlight=False,
             )
+            _compile_status()
         result = run(cfg, out, progress=not quiet)
     except ConfigError as err:
         raise fail(str(err), EXIT_USER_ERROR) from None
@@ -83,6 +84,18 @@ def run_command(
 def default_config_command():
     """Print the embedded default config (a starting point for your own TOML file)."""
     sys.stdout.write(resources.files("advdyn").joinpath("defaults/default.toml").read_text())
+
+
+def _compile_status() -> None:
+    """One status line when this run compiles from scratch (empty or no compilation cache)."""
+    from advdyn.workflows.cache import cache_dir, is_cold
+
+    folder = cache_dir()
+    if folder is not None and folder.is_dir() and not is_cold(folder):
+        return
+    where = f"; later runs reuse the cache in {folder}" if folder is not None else ""
+    err_console.print(escape(f"compiling the solvers (first run, a few seconds){where}"),
+                      highlight=False, soft_wrap=True)
 
 
 def _split_methods(method: list[str] | None) -> list[str] | None:

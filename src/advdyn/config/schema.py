@@ -366,6 +366,9 @@ class RunConfig(_Model):
     rtol: float = Field(strict=True, default=1e-8, gt=0, lt=1)
     atol: float = Field(strict=True, default=1e-20, gt=0)
     divergence_factor: float = Field(strict=True, default=1e6, gt=1)
+    # ODE integrator: "auto" picks implicit Kvaerno5 for stiff binned problems
+    # (gamma lambda_max t_max large), else explicit Tsit5 (advdyn.theory.ode.choose_solver)
+    solver: Literal["auto", "tsit5", "kvaerno5"] = "auto"
     # ODE by spectral quadrature with this many bins (advdyn.spectral); None: per direction
     bins: int | None = Field(strict=True, default=None, ge=1, le=1_000_000)
     # with bins: also solve with twice the bins and report the change (bins_rel_change)

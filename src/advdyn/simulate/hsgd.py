@@ -32,12 +32,11 @@ float64 and rounded once into ``dtype`` when added to the iterate. With
 Randomness
 ----------
 For the stream key ``key`` (:func:`advdyn.problem.stream_key`, the same key SGD gets) the
-SDE uses its own stream ``fold_in(key, HSGD_STREAM)``, so SGD and the SDE of the same seed
-are independent (SGD's replicate keys are ``fold_in(key, r)`` with small ``r``; the constant
-is far outside that range). Replicate ``r`` uses ``fold_in(hsgd_key, r)`` and draws the
-increments of block ``b`` (``block`` steps, shape ``(block, d)``) from
-``fold_in(replicate_key, b)``, as SGD does for its samples: results are reproducible for
-a given ``(seed, block)`` and adding replicates leaves the existing ones unchanged.
+SDE uses its own key ``fold_in(key, HSGD_STREAM)``, so SGD and the SDE of the same seed
+draw from different Philox keys (independent streams). The increment of replicate ``r`` at
+step ``k`` is the ``d``-vector of Gaussians of counter ``(j, k, r)``
+(:mod:`advdyn.simulate.streams`): it depends on the seed, ``r``, ``k``, ``d`` and the dtype
+only, never on the recording grid, the replicate count, the block size or the devices.
 
 Why not diffrax here
 --------------------
@@ -46,7 +45,7 @@ diffrax's ``Euler`` with a ``ControlTerm`` and a Brownian path solves the same s
 increments, float64). For the simulator itself a hand-written ``lax.scan`` is used:
 ``VirtualBrownianTree`` pays a tree descent of ``d``-dimensional draws for every step, and
 ``UnsafeBrownianPath`` draws each step's ``d`` normals separately (keyed by the bits of
-``t``), while drawing them in blocks of 64 steps is what keeps the random draws cheap for
+``t``), while drawing them in blocks of steps (one fused counter-based draw) keeps them cheap for
 SGD (``docs/benchmarks.md``); at ``dt = 1/d`` there are ``d t_max`` steps, so the
 per-step overhead of the generic solver loop also matters. The scan reuses the SGD driver
 (grid, records, divergence check, progress bar; :func:`advdyn.sgd._simulate`) and its
@@ -62,6 +61,7 @@ from advdyn import checks
 from advdyn.precision import float64
 from advdyn.problem.instance import ProblemInstance
 from advdyn.simulate.sgd import Progress, _simulate
+from advdyn.simulate.streams import gaussian, stream_words
 from advdyn.solution import Solution
 from advdyn.theory.drift import drift_terms
 from advdyn.theory.rates import LearningRate
@@ -109,39 +109,38 @@ def hsgd_step(theta, z, gamma, instance: ProblemInstance):
     return _euler_maruyama(theta, z, gamma, DirectionState.from_iterate(theta, instance), instance)
 
 
-def _hsgd_block(theta, key, b, instance: ProblemInstance, lr: LearningRate, block: int):
-    """Advance one replicate by the ``block`` Euler-Maruyama steps of block ``b``."""
+def _hsgd_block(theta, words, r, k0, n_valid, instance: ProblemInstance, lr: LearningRate,
+                block: int):
+    """Advance one replicate by the Euler-Maruyama steps ``k0 .. k0 + min(block, n_valid) - 1``."""
     d = instance.d
-    z = jax.random.normal(jax.random.fold_in(key, b), (block, d), theta.dtype)
-    steps = b * block + jnp.arange(block)
+    offsets = jnp.arange(block)
+    ks = k0 + offsets
+    z = jax.vmap(lambda k: gaussian(words, r, k, d, theta.dtype))(ks)
 
     def step(theta, inputs):
-        z_k, k = inputs
+        z_k, k, valid = inputs
         state = DirectionState.from_iterate(theta, instance)
         gamma = lr(k / d, state if lr.needs_state else None, instance)
-        return _euler_maruyama(theta, z_k, gamma, state, instance), None
+        return jnp.where(valid, _euler_maruyama(theta, z_k, gamma, state, instance), theta), None
 
-    theta, _ = jax.lax.scan(step, theta, (z, steps))
+    theta, _ = jax.lax.scan(step, theta, (z, ks, offsets < n_valid))
     return theta
 
 
-def hsgd_keys(key: Array, replicates: int) -> Array:
-    """Per-replicate keys of the SDE's stream: ``fold_in(fold_in(key, HSGD_STREAM), r)``.
+def hsgd_key(key: Array) -> Array:
+    """The SDE's stream key: ``fold_in(key, HSGD_STREAM)``.
 
     Parameters
     ----------
     key : jax.random key
         Stream key (:func:`advdyn.problem.stream_key`), the same one SGD receives.
-    replicates : int
-        Number of replicates.
 
     Returns
     -------
-    Array
-        ``replicates`` keys.
+    jax.random key
+        Its two words key the SDE's Philox stream (:mod:`advdyn.simulate.streams`).
     """
-    base = jax.random.fold_in(key, HSGD_STREAM)
-    return jax.vmap(lambda r: jax.random.fold_in(base, r))(jnp.arange(replicates))
+    return jax.random.fold_in(key, HSGD_STREAM)
 
 
 @float64
@@ -185,10 +184,11 @@ def simulate_hsgd(
         Precision of the iterate and of the Gaussian increments (coefficients and
         increments are computed in float64).
     block_size : int
-        Maximum number of steps whose increments are drawn at once. Part of the
-        random-stream definition: change it and the draws change.
+        Maximum number of steps whose increments are drawn at once (speed and memory
+        only; the draws do not depend on it).
     divergence_factor : float
-        Stop when the adversarial risk exceeds this factor times ``max(initial risk, 1)``.
+        As in :func:`~advdyn.simulate.simulate_sgd` (the criterion of
+        :func:`~advdyn.theory.solve_ode`).
     progress : callable, optional
         ``progress(advance, total)`` after every recording interval (see
         :func:`~advdyn.simulate.simulate_sgd`).
@@ -211,7 +211,7 @@ def simulate_hsgd(
     checks.simulation(instance.d, t_max, n_times, replicates, block_size)
     scheme = {"scheme": "euler-maruyama, dt = 1/d", "stream": f"fold_in(key, {HSGD_STREAM:#x})"}
     return _simulate(
-        "hsgd", _hsgd_block, instance, lr, hsgd_keys(key, replicates), t_max=t_max,
+        "hsgd", _hsgd_block, instance, lr, stream_words(hsgd_key(key)), replicates, t_max=t_max,
         n_times=n_times, dtype=dtype, block_size=block_size,
         divergence_factor=divergence_factor, progress=progress, optimum=optimum,
         attrs={**scheme, **(attrs or {})},

@@ -8,11 +8,15 @@ per-sample l2-adversarial gradient
 (``L_r``, ``L_a`` from the endpoint rule: closed forms for the built-in losses, autodiff
 for custom ones). Replicates run batched under ``vmap``; steps run under ``lax.scan``.
 
-Randomness: replicate ``r`` uses key ``fold_in(stream_key, r)`` and draws its samples in
-blocks of ``block`` steps, block ``b`` from ``fold_in(replicate_key, b)``. Results are
-therefore reproducible for a given ``(seed, block)``, and adding replicates leaves the
-existing ones unchanged. Population quantities of the iterate are recorded every
-``stride`` steps (a multiple of ``block``), never the loss on the last sample.
+Randomness: the sample of replicate ``r`` at step ``k`` is built from the Philox4x32-10
+stream of :mod:`advdyn.simulate.streams` under the stream key, counter ``(j, k, r)``: it
+depends on the seed, ``r``, ``k``, ``d`` and the dtype only, never on the recording grid
+(``n_times``, ``t_max``), the number of replicates, the sampling block or the devices.
+Recording more often, adding replicates or changing ``block_size`` therefore leaves every
+trajectory unchanged bit for bit. Samples are drawn ``block`` steps at a time (a matter of
+speed). Population quantities of the iterate are recorded every ``stride`` steps, never the
+loss on the last sample. Replicates are split over the local devices when there are several
+(the CLI asks XLA for one CPU device per core).
 
 The driver (grid, records, divergence check, progress bar) is shared with the homogenized
 SGD of :mod:`advdyn.hsgd`: :func:`_simulate` takes a per-block step function, and
@@ -34,6 +38,7 @@ from advdyn import checks
 from advdyn.errors import DivergenceError
 from advdyn.precision import float64
 from advdyn.problem.instance import ProblemInstance
+from advdyn.simulate.streams import gaussian, step_scalars, stream_words
 from advdyn.solution import Solution
 from advdyn.theory.rates import LearningRate
 from advdyn.theory.recording import make_recorder
@@ -64,54 +69,61 @@ class TimeGrid(NamedTuple):
 
 
 def time_grid(d: int, t_max: float, n_times: int, block_size: int = 64) -> TimeGrid:
-    """Recording grid on ``[0, ~t_max]`` aligned to whole SGD steps.
+    """Recording grid on ``[0, t_max]`` aligned to whole SGD steps.
 
     Parameters
     ----------
     d : int
         Dimension (``t = k / d``).
     t_max : float
-        Horizon.
+        Horizon; the grid never passes it.
     n_times : int
         Requested number of recording times, including ``t = 0``. When ``t_max * d`` is
-        smaller than ``n_times - 1`` there is one record per step instead, so the grid never
-        runs past the horizon.
+        smaller than ``n_times - 1`` there is one record per step instead.
     block_size : int
-        Largest number of steps whose samples are drawn at once.
+        Largest number of steps whose samples are drawn at once. It only sets ``block``
+        (a matter of speed and memory): the samples of a step never depend on it
+        (:mod:`advdyn.simulate.streams`).
 
     Returns
     -------
     TimeGrid
-        ``stride`` (steps between records) is split into equal sampling blocks of at most
-        ``block_size`` steps, so it differs from ``t_max * d / (n_times - 1)`` by at most half
-        a step per block; the returned ``times`` are exact.
+        ``stride = floor(floor(t_max d) / (n_times - 1))`` steps between records, so that the
+        last record is within ``n_times - 1`` steps below ``t_max``; ``stride`` is covered by
+        ``ceil(stride / block_size)`` blocks of ``block`` steps (the last one padded).
     """
-    total = max(1, round(t_max * d))
-    n_records = min(n_times - 1, total)
-    target = max(1, round(total / n_records))
-    n_blocks = -(-target // block_size)  # ceil
-    block = max(1, round(target / n_blocks))
-    stride = n_blocks * block
+    total = max(1, int(np.floor(t_max * d * (1 + 1e-12))))
+    n_records = max(1, min(n_times - 1, total))
+    stride = total // n_records
+    n_blocks = -(-stride // block_size)  # ceil
+    block = -(-stride // n_blocks)
     return TimeGrid(np.arange(n_records + 1) * stride / d, stride, block)
 
 
-def _draw_block(instance: ProblemInstance, key, b, block: int, dtype):
-    """Samples ``(x, y)`` of block ``b`` for one replicate: shapes ``(block, d)``, ``(block,)``."""
+def _draw_block(instance: ProblemInstance, words, r, ks, dtype):
+    """Samples ``(x, y)`` of steps ``ks`` of replicate ``r``: shapes ``(block, d)``, ``(block,)``.
+
+    ``x = mu_c + sqrt(lambda_c) z`` with ``z`` the step's Gaussians and, for a mixture, the
+    class ``c`` from the step's uniform (inverse CDF of ``weights``); ``y = <x, theta*> +
+    sigma xi`` (regression) or the class label (classification).
+    """
     d, n_comp = instance.d, instance.n_components
-    kb = jax.random.fold_in(key, b)
-    kz, kc, kxi = jax.random.split(kb, 3)
-    z = jax.random.normal(kz, (block, d), dtype)
+    z = jax.vmap(lambda k: gaussian(words, r, k, d, dtype))(ks)
     sqrt_lam = jnp.sqrt(instance.eigenvalues).astype(dtype)
     means = instance.means.astype(dtype)
+    need_scalars = n_comp > 1 or instance.task == "regression"
+    if need_scalars:
+        u, xi = jax.vmap(lambda k: step_scalars(words, r, k, dtype))(ks)
     if n_comp == 1:
         x = means[0] + sqrt_lam[0] * z
-        cls = jnp.zeros((block,), jnp.int32)
+        cls = jnp.zeros(ks.shape, jnp.int32)
     else:
-        cls = jax.random.choice(kc, n_comp, (block,), p=instance.weights)
+        edges = jnp.cumsum(jnp.asarray(instance.weights, jnp.float64))[:-1]
+        cls = jnp.searchsorted(edges, u, side="right").astype(jnp.int32)
         x = means[cls] + sqrt_lam[cls] * z
     if instance.task == "regression":
-        xi = jax.random.normal(kxi, (block,), dtype)
-        y = x @ instance.theta_star.astype(dtype) + instance.noise.astype(dtype) * xi
+        teacher = instance.theta_star.astype(dtype)
+        y = jnp.sum(x * teacher, axis=-1) + instance.noise.astype(dtype) * xi
     else:
         y = instance.labels.astype(dtype)[cls]
     return x, y
@@ -136,8 +148,10 @@ def sgd_step(theta, x, y, gamma, instance: ProblemInstance):
     """
     dtype = theta.dtype
     eps, ridge = instance.epsilon.astype(dtype), instance.ridge.astype(dtype)
-    r = x @ theta
-    n = jnp.sqrt(theta @ theta)
+    # reductions as sum(a * b), not a dot product: the order of a row's reduction then never
+    # depends on how many replicates or steps are batched (bitwise-stable streams)
+    r = jnp.sum(x * theta)
+    n = jnp.sqrt(jnp.sum(theta * theta))
     _, L_r, L_a = instance.loss.adversarial(r, eps * n, y)
     # eps L_a theta/|theta| + delta theta, with the theta/|theta| term set to 0 at theta = 0
     shrink = jnp.where(n > 0, eps * L_a / jnp.where(n > 0, n, 1), 0) + ridge
@@ -145,50 +159,74 @@ def sgd_step(theta, x, y, gamma, instance: ProblemInstance):
     return theta - step * (L_r * x + shrink * theta)
 
 
-def _sgd_block(theta, key, b, instance: ProblemInstance, lr: LearningRate, block: int):
-    """Advance one replicate by the ``block`` SGD steps of sampling block ``b``."""
+def _sgd_block(theta, words, r, k0, n_valid, instance: ProblemInstance, lr: LearningRate,
+               block: int):
+    """Advance one replicate by the steps ``k0 .. k0 + min(block, n_valid) - 1``."""
     dtype = theta.dtype
     d = instance.d
-    x, y = _draw_block(instance, key, b, block, dtype)
-    steps = b * block + jnp.arange(block)
+    offsets = jnp.arange(block)
+    ks = k0 + offsets
+    x, y = _draw_block(instance, words, r, ks, dtype)
 
     def step(theta, inputs):
-        x_k, y_k, k = inputs
+        x_k, y_k, k, valid = inputs
         state = DirectionState.from_iterate(theta, instance) if lr.needs_state else None
         gamma = lr(k / d, state, instance)
-        return sgd_step(theta, x_k, y_k, gamma, instance), None
+        new = sgd_step(theta, x_k, y_k, gamma, instance)
+        return jnp.where(valid, new, theta), None
 
-    theta, _ = jax.lax.scan(step, theta, (x, y, steps))
+    theta, _ = jax.lax.scan(step, theta, (x, y, ks, offsets < n_valid))
     return theta
 
 
 @eqx.filter_jit
-def _advance(block_fn, thetas, keys, first_block, instance, lr, n_blocks: int, block: int):
-    """Run ``n_blocks`` blocks of ``block_fn`` from ``first_block`` on every replicate.
+def _advance(block_fn, thetas, replicas, words, first_step, n_steps, instance, lr,
+             n_blocks: int, block: int, mesh=None):
+    """Run steps ``first_step .. first_step + n_steps - 1`` of ``block_fn`` on every replicate.
 
-    ``block_fn(theta, key, b, instance, lr, block)`` advances one replicate by the steps
-    of block ``b`` (it draws that block's randomness from ``fold_in(key, b)``); replicates
-    are batched under ``vmap``, blocks run under ``lax.scan``.
+    ``block_fn(theta, words, r, k0, n_valid, instance, lr, block)`` advances replicate ``r``
+    by the steps ``k0 ..`` of one block (at most ``n_valid`` of them), drawing each step's
+    numbers from the stream ``(words, r, k)`` (:mod:`advdyn.simulate.streams`); the
+    ``n_blocks`` blocks run under ``lax.scan``. Replicates run one after the other
+    (``lax.map``) on each device of ``mesh`` (a 1-d mesh over the replicate axis, or
+    ``None`` for the default device): every replicate is then the same compiled computation
+    on ``(d,)`` vectors whatever the replicate count or layout, so its result is bitwise the
+    same (a batched ``vmap`` would let XLA reorder the reductions with the batch size).
     """
 
-    def replicate(theta, key):
-        def block_body(theta, b):
-            return block_fn(theta, key, b, instance, lr, block), None
+    def replicate(args):
+        theta, r = args
 
-        theta, _ = jax.lax.scan(block_body, theta, first_block + jnp.arange(n_blocks))
+        def block_body(theta, b):
+            offset = b * block
+            return block_fn(theta, words, r, first_step + offset, n_steps - offset, instance,
+                            lr, block), None
+
+        theta, _ = jax.lax.scan(block_body, theta, jnp.arange(n_blocks))
         return theta
 
-    return jax.vmap(replicate)(thetas, keys)
+    def local(thetas, replicas):
+        return jax.lax.map(replicate, (thetas, replicas))
+
+    if mesh is None:
+        return local(thetas, replicas)
+    rows = jax.sharding.PartitionSpec("replicate")
+    return jax.shard_map(local, mesh=mesh, in_specs=(rows, rows), out_specs=rows,
+                         check_vma=False)(thetas, replicas)
 
 
 @eqx.filter_jit
 def _record(thetas, t, instance, lr, recorder):
-    """Recorded quantities of every replicate's iterate at time ``t`` (all simulators)."""
+    """Recorded quantities of every replicate's iterate at time ``t`` (all simulators).
+
+    One replicate at a time (``lax.map``), so that a replicate's records do not depend on
+    how many replicates there are (see :func:`_advance`).
+    """
 
     def one(theta):
         return recorder(t, DirectionState.from_iterate(theta, instance), instance, lr)
 
-    return jax.vmap(one)(thetas)
+    return jax.lax.map(one, thetas)
 
 
 @float64
@@ -215,7 +253,8 @@ def simulate_sgd(
         All replicates start from ``instance.theta0`` on the same instance.
     lr : LearningRate
     key : jax.random key
-        Stream key (see :func:`advdyn.problem.stream_key`).
+        Stream key (see :func:`advdyn.problem.stream_key`); its two words key the Philox
+        stream of :mod:`advdyn.simulate.streams`.
     t_max : float
         Horizon in units of ``t = k / d``.
     n_times : int
@@ -225,10 +264,12 @@ def simulate_sgd(
     dtype : {"float32", "float64"}
         Precision of the iterate and samples (statistics are always reduced to float64).
     block_size : int
-        Maximum number of steps whose samples are drawn at once. Part of the random-stream
-        definition: change it and the draws change.
+        Maximum number of steps whose samples are drawn at once (speed and memory only;
+        the draws do not depend on it).
     divergence_factor : float
-        Stop when the adversarial risk exceeds this factor times ``max(initial risk, 1)``.
+        Stop when ``|theta - theta*|^2`` exceeds this factor times
+        ``|theta_0 - theta*|^2 + |theta*|^2 + 1`` (the criterion of
+        :func:`~advdyn.theory.solve_ode`), or a risk is not finite.
     progress : callable, optional
         ``progress(advance, total)`` is called after every recording interval with the steps
         just taken and the total number of steps (e.g. to drive a progress bar).
@@ -250,11 +291,11 @@ def simulate_sgd(
         If the risk becomes non-finite or exceeds the divergence threshold.
     """
     checks.simulation(instance.d, t_max, n_times, replicates, block_size)
-    keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(replicates))
     return _simulate(
-        "sgd", _sgd_block, instance, lr, keys, t_max=t_max, n_times=n_times, dtype=dtype,
-        block_size=block_size, divergence_factor=divergence_factor, progress=progress,
-        optimum=optimum, attrs=attrs,
+        "sgd", _sgd_block, instance, lr, stream_words(key), replicates, t_max=t_max,
+        n_times=n_times, dtype=dtype, block_size=block_size,
+        divergence_factor=divergence_factor, progress=progress, optimum=optimum,
+        attrs={"stream": "philox4x32-10(key, (j, k, r)); advdyn.simulate.streams", **(attrs or {})},
     )
 
 
@@ -263,7 +304,8 @@ def _simulate(
     block_fn,
     instance: ProblemInstance,
     lr: LearningRate,
-    keys: Array,
+    words: Array,
+    replicates: int,
     *,
     t_max: float,
     n_times: int,
@@ -278,43 +320,45 @@ def _simulate(
 
     Builds the step-aligned grid (:func:`time_grid`), starts every replicate at
     ``instance.theta0`` in ``dtype``, advances them one recording interval at a time with
-    ``block_fn`` (see :func:`_advance`; replicate ``r`` uses ``keys[r]``), records through
+    ``block_fn`` (see :func:`_advance`; replicate ``r`` draws from the stream
+    ``(words, r, k)`` of :mod:`advdyn.simulate.streams`), records through
     :func:`_record`, checks divergence at each record, drives the progress bar, and returns
     the ``(replicate, time)`` dataset with attribute ``method``.
     """
-    replicates = keys.shape[0]
-    grid = time_grid(instance.d, t_max, n_times, block_size)
-    jdtype = jnp.dtype(dtype)
-    n_blocks = grid.stride // grid.block
-    thetas = jnp.broadcast_to(instance.theta0.astype(jdtype), (replicates, instance.d))
-
     recorder = make_recorder(instance, optimum)
-    records = [_record(thetas, jnp.asarray(grid.times[0]), instance, lr, recorder)]
-    threshold = divergence_factor * max(float(np.max(records[0]["adv_risk"])), 1.0)
-    n_records = len(grid.times) - 1
-    total = n_records * grid.stride
-    for j in range(1, n_records + 1):
-        first = jnp.asarray((j - 1) * n_blocks)
-        thetas = _advance(block_fn, thetas, keys, first, instance, lr, n_blocks, grid.block)
+    records: list[dict[str, Array]] = []
+    # One meaning of divergence_factor for every method (as in theory.ode): the run stops when
+    # |theta - theta*|^2 exceeds the factor times |theta_0 - theta*|^2 + |theta*|^2 + 1.
+    # |theta - theta*|^2 = |theta|^2 - 2 <theta, theta*> + |theta*|^2 from the records.
+    teacher2 = float(np.sum(np.asarray(instance.theta_star, np.float64) ** 2))
+    e0 = np.asarray(instance.theta0, np.float64) - np.asarray(instance.theta_star, np.float64)
+    threshold = divergence_factor * (float(e0 @ e0) + teacher2 + 1.0)
+
+    def visit(j: int, thetas: Array, grid: TimeGrid) -> None:
         rec = _record(thetas, jnp.asarray(grid.times[j]), instance, lr, recorder)
         risk = np.asarray(rec["adv_risk"])
-        if not np.all(np.isfinite(risk)) or risk.max() > threshold:
+        dist2 = np.asarray(rec["norm"]) ** 2 - 2 * np.asarray(rec["overlap"]) + teacher2
+        finite = np.all(np.isfinite(risk)) and np.all(np.isfinite(dist2))
+        if not finite or dist2.max() > threshold:
             # the rate recorded at the divergence time, or the last finite one (a
             # state-dependent rule has none at a non-finite state)
             lr_now = float(np.asarray(rec["lr"]).max())
-            if not np.isfinite(lr_now):
+            if not np.isfinite(lr_now) and records:
                 lr_now = float(np.asarray(records[-1]["lr"]).max())
             raise DivergenceError(
                 method,
                 float(grid.times[j]),
                 lr_now,
-                f"adversarial risk reached {risk.max():.3g} (started at "
-                f"{float(np.max(records[0]['adv_risk'])):.3g})",
+                f"|theta - theta*|^2 reached {dist2.max():.3g} (started at {float(e0 @ e0):.3g}); "
+                f"adversarial risk {risk.max():.3g}",
             )
         records.append(rec)
-        if progress is not None:
-            progress(grid.stride, total)
+        if progress is not None and j > 0:
+            progress(grid.stride, (len(grid.times) - 1) * grid.stride)
 
+    grid, devices = _drive(block_fn, instance, lr, words, replicates, t_max=t_max,
+                           n_times=n_times, dtype=dtype, block_size=block_size,
+                           visit=visit)
     stacked = {k: np.stack([np.asarray(r[k]) for r in records], axis=1) for k in records[0]}
     info = {
         "replicates": replicates,
@@ -322,7 +366,8 @@ def _simulate(
         "block": grid.block,
         "stride": grid.stride,
         "d": instance.d,
-        "steps": int(n_records * grid.stride),
+        "steps": int((len(grid.times) - 1) * grid.stride),
+        "devices": devices,
     }
     attrs = {**info, **(attrs or {})}
     return Solution(np.asarray(grid.times), stacked, method, replicated=True, stats=attrs)
@@ -358,13 +403,62 @@ def sgd_iterates(
     thetas : ndarray, shape (replicates, T, d)
         Iterates in the eigenbasis.
     """
-    keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(replicates))
-    grid = time_grid(instance.d, t_max, n_times, block_size)
-    n_blocks = grid.stride // grid.block
-    thetas = jnp.broadcast_to(instance.theta0.astype(jnp.dtype(dtype)), (replicates, instance.d))
-    out = [np.asarray(thetas)]
-    for j in range(1, len(grid.times)):
-        first = jnp.asarray((j - 1) * n_blocks)
-        thetas = _advance(_sgd_block, thetas, keys, first, instance, lr, n_blocks, grid.block)
-        out.append(np.asarray(thetas))
+    checks.simulation(instance.d, t_max, n_times, replicates, block_size)
+    out: list[np.ndarray] = []
+    grid, _ = _drive(_sgd_block, instance, lr, stream_words(key), replicates, t_max=t_max,
+                     n_times=n_times, dtype=dtype, block_size=block_size,
+                     visit=lambda j, thetas, grid: out.append(np.asarray(thetas)))
     return np.asarray(grid.times), np.stack(out, axis=1)
+
+
+def _drive(
+    block_fn,
+    instance: ProblemInstance,
+    lr: LearningRate,
+    words: Array,
+    replicates: int,
+    *,
+    t_max: float,
+    n_times: int,
+    dtype: str,
+    block_size: int,
+    visit,
+) -> tuple[TimeGrid, int]:
+    """Advance every replicate from ``theta_0`` over the step-aligned grid.
+
+    ``visit(j, thetas, grid)`` sees the iterates at record ``j`` (``j = 0`` is ``theta_0``);
+    replicate ``r`` draws from the stream ``(words, r, k)`` of :mod:`advdyn.simulate.streams`
+    whatever the grid, the block size or the devices. Returns the grid and the number of
+    devices the replicates were split over.
+    """
+    grid = time_grid(instance.d, t_max, n_times, block_size)
+    n_blocks = -(-grid.stride // grid.block)
+    thetas = jnp.broadcast_to(instance.theta0.astype(jnp.dtype(dtype)), (replicates, instance.d))
+    replicas = jnp.arange(replicates, dtype=jnp.uint32)
+    mesh = _replicate_mesh(replicates)
+    stride = jnp.asarray(grid.stride, jnp.int64)
+    visit(0, thetas, grid)
+    for j in range(1, len(grid.times)):
+        first = jnp.asarray((j - 1) * grid.stride, jnp.int64)
+        thetas = _advance(block_fn, thetas, replicas, words, first, stride, instance, lr,
+                          n_blocks, grid.block, mesh)
+        visit(j, thetas, grid)
+    return grid, 1 if mesh is None else int(mesh.size)
+
+
+def _replicate_mesh(replicates: int):
+    """A mesh splitting the replicates over the local CPU devices, or ``None``.
+
+    The CLI asks XLA for one CPU device per core (``xla_force_host_platform_device_count``);
+    replicates are independent, so each device advances its share with no communication,
+    and a replicate's numbers do not depend on where it runs. With one device, or a
+    replicate count that no device count above 1 divides, everything stays on the default
+    device.
+    """
+    devices = jax.local_devices()
+    n = min(len(devices), replicates)
+    while n > 1 and replicates % n:
+        n -= 1
+    if n <= 1:
+        return None
+    return jax.sharding.Mesh(np.asarray(devices[:n]), ("replicate",))

@@ -73,8 +73,77 @@ def vector_field(t, state: DirectionState, args) -> DirectionState:
     return jax.tree.map(lambda u, v: gamma * u + gamma**2 * v, drift, noise)
 
 
+#: ``gamma lambda_max t_max`` above which the implicit solver pays (Tsit5 needs about one
+#: step per ``3 / (gamma lambda_max)``; Kvaerno5 a few hundred steps whatever the stiffness)
+STIFFNESS_THRESHOLD = 2e3
+#: largest state (entries) for the implicit solver: its Newton steps factor the dense Jacobian
+IMPLICIT_MAX_STATE = 1536
+SOLVERS = ("auto", "tsit5", "kvaerno5")
+
+
+def stiffness(instance, lr: LearningRate, times) -> float:
+    """Stiffness estimate ``gamma_0 lambda_max (t_end - t_0)`` of the ODE on ``times``.
+
+    The fastest mode of the linearised system decays at about ``gamma D_max``, with
+    ``D_max`` of the order of the largest eigenvalue; an explicit method needs steps below
+    ``~3 / (gamma lambda_max)``, so this is about the number of explicit steps the
+    stability limit alone forces.
+
+    Parameters
+    ----------
+    instance : ProblemInstance or BinnedInstance
+    lr : LearningRate
+        Evaluated at the initial time and state.
+    times : array_like
+        Recording times.
+
+    Returns
+    -------
+    float
+    """
+    times = np.asarray(times, dtype=np.float64)
+    with jax.enable_x64(True):
+        gamma0 = float(lr(jnp.asarray(times[0]), initial_state(instance), instance))
+    lam_max = float(np.max(np.asarray(instance.eigenvalues)))
+    return abs(gamma0) * lam_max * float(times[-1] - times[0])
+
+
+def choose_solver(instance, lr: LearningRate, times, solver: str = "auto") -> str:
+    """The integrator for this problem: ``"tsit5"`` (explicit) or ``"kvaerno5"`` (implicit).
+
+    Parameters
+    ----------
+    instance : ProblemInstance or BinnedInstance
+    lr : LearningRate
+    times : array_like
+    solver : {"auto", "tsit5", "kvaerno5"}
+        ``"auto"``: Kvaerno5 when :func:`stiffness` exceeds :data:`STIFFNESS_THRESHOLD` and
+        the state has at most :data:`IMPLICIT_MAX_STATE` entries (a binned ODE), else Tsit5.
+
+    Returns
+    -------
+    str
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    if solver != "auto":
+        return solver
+    size = sum(np.size(leaf) for leaf in jax.tree.leaves(initial_state(instance)))
+    if size <= IMPLICIT_MAX_STATE and stiffness(instance, lr, times) > STIFFNESS_THRESHOLD:
+        return "kvaerno5"
+    return "tsit5"
+
+
 @eqx.filter_jit
-def _solve(instance, lr, recorder, times, rtol, atol, max_steps, blowup):
+def _solve(instance, lr, recorder, times, rtol, atol, max_steps: int, blowup, kind: str):
+    """The ODE from record to record: one ``diffeqsolve`` per interval under ``lax.scan``.
+
+    Each interval saves only its end state (no ``SaveAt(ts=...)``: its ``ts`` checks are
+    host callbacks, which keep JAX's persistent cache from storing the solve, and its
+    output buffer is carried through every step); the records are the scan's outputs.
+    Tolerances, times and the divergence factor are traced, so new values reuse the
+    compiled solve. After a failed interval the state is NaN and later intervals are skipped.
+    """
     y0 = initial_state(instance)
     # |theta - theta*|^2 is the direction sum of err2
     bound = blowup * (
@@ -84,27 +153,42 @@ def _solve(instance, lr, recorder, times, rtol, atol, max_steps, blowup):
     def blown_up(t, y, args, **kw):
         return direction_sum(y.err2, instance) > bound
 
+    term = diffrax.ODETerm(vector_field)
+    solver: diffrax.AbstractSolver
+    if kind == "kvaerno5":
+        solver = diffrax.Kvaerno5()
+        controller = diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=0.3, icoeff=0.3)
+    else:
+        solver = diffrax.Tsit5()
+        controller = diffrax.PIDController(rtol=rtol, atol=atol)
     event = diffrax.Event(blown_up)
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(vector_field),
-        diffrax.Tsit5(),
-        t0=times[0],
-        t1=times[-1],
-        dt0=None,
-        y0=y0,
-        args=(instance, lr),
-        saveat=diffrax.SaveAt(ts=times),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        max_steps=max_steps,
-        event=event,
-        throw=False,
-    )
-    states = sol.ys
 
-    def record(t, s):
-        return recorder(t, s, instance, lr)
+    def interval(carry, ts):
+        y, ok, steps = carry
+        t0, t1 = ts
 
-    return jax.vmap(record)(sol.ts, states), sol.result == diffrax.RESULTS.successful
+        def go(y):
+            sol = diffrax.diffeqsolve(
+                term, solver, t0=t0, t1=t1, dt0=None, y0=y, args=(instance, lr),
+                saveat=diffrax.SaveAt(t1=True), stepsize_controller=controller,
+                max_steps=max_steps, event=event, throw=False,
+            )
+            y1 = jax.tree.map(lambda a: a[-1], sol.ys)
+            return y1, sol.result == diffrax.RESULTS.successful, sol.stats["num_steps"]
+
+        def skip(y):
+            return y, jnp.asarray(False), jnp.asarray(0, jnp.int64)
+
+        y1, ok1, n = jax.lax.cond(ok, go, skip, y)
+        ok1 = ok & ok1
+        y1 = jax.tree.map(lambda a: jnp.where(ok1, a, jnp.nan), y1)
+        return (y1, ok1, steps + n), recorder(t1, y1, instance, lr)
+
+    init = (y0, jnp.asarray(True), jnp.asarray(0, jnp.int64))
+    (_, ok, steps), recs = jax.lax.scan(interval, init, (times[:-1], times[1:]))
+    first = recorder(times[0], y0, instance, lr)
+    out = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, recs)
+    return out, ok, steps
 
 
 @float64
@@ -119,6 +203,7 @@ def solve_ode(
     divergence_factor: float = 1e6,
     optimum: StationaryPoint | None = None,
     attrs: dict | None = None,
+    solver: str = "auto",
 ) -> Solution:
     """Integrate the deterministic-equivalent ODE and record THEORY section 11 quantities.
 
@@ -132,12 +217,14 @@ def solve_ode(
         Increasing recording times starting at 0 (the initial state is placed at
         ``times[0]``). To compare with
         :func:`~advdyn.sgd.simulate_sgd`, pass ``time_grid(d, t_max, n_times).times``: the
-        SGD grid is aligned to whole steps and can end slightly off ``t_max``.
+        SGD grid is aligned to whole steps and can end slightly before ``t_max``.
     rtol, atol : float
-        Tolerances of the adaptive Tsit5 solver (``atol`` tiny, so that exponentially
-        decaying quantities keep their relative accuracy; THEORY 10).
+        Tolerances of the adaptive solver (``atol`` tiny, so that exponentially decaying
+        quantities keep their relative accuracy; THEORY 10). The implicit solver uses
+        ``max(atol, 1e-3 rtol / d)`` instead: per-direction entries are of order ``1/d``,
+        and a tiny ``atol`` stalls its Newton iterations.
     max_steps : int
-        Step budget of the solver.
+        Step budget of the solver per recording interval.
     divergence_factor : float
         The solve stops when ``|theta - theta*|^2`` exceeds this factor times
         ``|theta_0 - theta*|^2 + |theta*|^2 + 1``.
@@ -145,13 +232,18 @@ def solve_ode(
         The adversarial optimum for ``dist_to_opt`` (computed when omitted).
     attrs : dict, optional
         Extra entries for ``Solution.stats``.
+    solver : {"auto", "tsit5", "kvaerno5"}
+        The integrator (see :func:`choose_solver`): explicit Tsit5, or implicit Kvaerno5
+        with a PID controller (``pcoeff = icoeff = 0.3``) for stiff spectra (e.g. power laws
+        with ``tr K = d``, whose top eigenvalue grows with ``d``).
 
     Returns
     -------
     Solution
         ``ys`` on the time grid: those of :class:`~advdyn.theory.recording.Recorder`
         (observables, ``lr``, ``dist_to_opt``, and the least-squares equivalence
-        quantities where they apply); ``method = "ode"``.
+        quantities where they apply); ``method = "ode"``; ``stats`` holds ``solver``,
+        ``stiffness``, ``rtol``, ``atol`` (as used) and ``steps``.
 
     Raises
     ------
@@ -161,9 +253,17 @@ def solve_ode(
         and the learning rate.
     """
     checks.recording_times(times, "times")
-    times = jnp.asarray(np.asarray(times, dtype=np.float64))
+    times_np = np.asarray(times, dtype=np.float64)
+    times = jnp.asarray(times_np)
+    kind = choose_solver(instance, lr, times_np, solver)
+    d = float(getattr(instance, "dimension", instance.d))
+    atol_used = max(atol, 1e-3 * rtol / d) if kind == "kvaerno5" else atol
     recorder = make_recorder(instance, optimum)
-    out, ok = _solve(instance, lr, recorder, times, rtol, atol, max_steps, divergence_factor)
+    f64 = jnp.float64
+    out, ok, steps = _solve(
+        instance, lr, recorder, times, jnp.asarray(rtol, f64), jnp.asarray(atol_used, f64),
+        int(max_steps), jnp.asarray(divergence_factor, f64), kind,
+    )
     out = {k: np.asarray(v) for k, v in out.items()}
     finite = np.isfinite(out["adv_risk"])
     if not bool(ok) or not finite.all():
@@ -173,4 +273,11 @@ def solve_ode(
         raise DivergenceError(
             "ode", float(times[i]), lr_at, "|theta|^2 grew without bound or the solver failed"
         )
-    return Solution(np.asarray(times), out, "ode", stats=dict(attrs or {}))
+    info = {
+        "solver": kind,
+        "stiffness": stiffness(instance, lr, times_np),
+        "rtol": float(rtol),
+        "atol": float(atol_used),
+        "steps": int(steps),
+    }
+    return Solution(np.asarray(times_np), out, "ode", stats={**info, **(attrs or {})})

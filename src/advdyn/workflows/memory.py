@@ -5,14 +5,16 @@ the other, so the peak is the instance plus the largest method):
 
 * **instance** (float64, when drawn): eigenvalues and means ``C d``, teacher and ``theta_0``
   ``d`` each, plus the draw's temporaries;
-* **ODE per direction** (float64): the state ``(2 + C) d`` held about 12 times by the Tsit5
-  stages and error control, the ``n_times`` saved states (kept, then turned into records
-  under ``vmap``: twice), and the constant products ``theta*_i^2``, ``theta*_i mu_{c,i}``,
-  ``mu_{c,i} mu_{c',i}``; with ``run.bins`` the same for ``B`` bins (negligible);
-* **SGD / HSGD** (``run.dtype``): per replicate, the iterate (carried and updated: 3 copies),
-  one sampling block ``block_size x d`` (Gaussian draws and the samples built from them: 2
-  copies), the recording state ``(2 + C) d`` plus its reductions, and the instance cast to the
-  simulation dtype.
+* **ODE per direction** (float64): the state ``(2 + C) d`` held about 14 times by the Tsit5
+  stages, error control and the interval carry (records are scalars: no saved states), and
+  the constant products ``theta*_i^2``, ``theta*_i mu_{c,i}``, ``mu_{c,i} mu_{c',i}``; with
+  ``run.bins`` the same for ``B`` bins (negligible);
+* **SGD / HSGD** (``run.dtype``): the iterates of all replicates (carried and updated: 3
+  copies); replicates run one after the other on each device (:mod:`advdyn.simulate.sgd`),
+  so only ``P = min(replicates, devices)`` replicates hold a sampling block at once: per
+  such replicate a block of ``block x d`` samples (the Philox words, 4 bytes each, the
+  Gaussians and the samples built from them) and the recording state ``(2 + C) d``; plus the
+  instance cast to the simulation dtype.
 
 The estimate is an upper bound of the arrays' sizes, not of XLA's exact allocation; it is
 meant to catch runs that are off by factors (e.g. ``d = 10^7`` with many replicates or the
@@ -31,9 +33,10 @@ from dataclasses import dataclass, field
 from advdyn.config.schema import Config
 from advdyn.errors import ConfigError
 
-_ODE_STAGE_COPIES = 12  # Tsit5: 7 stages, y0, y1, error estimate, controller temporaries
+_ODE_STAGE_COPIES = 14  # Tsit5: 7 stages, y0, y1, error estimate, interval carry, temporaries
 _SGD_ITERATE_COPIES = 3  # carried iterate, updated iterate, gradient step
 _SGD_SAMPLE_COPIES = 2  # Gaussian block z, samples x = mu + sqrt(lambda) z
+_SGD_WORD_BYTES = 4  # the block's Philox output words (uint32)
 _SAFETY = 0.9  # use at most this fraction of the available memory
 
 
@@ -147,16 +150,19 @@ def estimate_memory(config: Config, available: tuple[int, str] | None = None) ->
         n = min(rc.bins, d) if rc.bins is not None else d
         state = (2 + n_comp) * n * f64
         consts = (1 + n_comp + n_comp**2) * n * f64
-        method_parts["ode"] = {
-            "ode": (_ODE_STAGE_COPIES + 2 * rc.n_times) * state + consts,
-        }
+        method_parts["ode"] = {"ode": _ODE_STAGE_COPIES * state + consts}
     for m in ("sgd", "hsgd"):
         if m in rc.methods:
+            from advdyn.simulate.sgd import time_grid
+
             R = rc.replicates
+            P = _concurrent_replicates(R)
+            block = time_grid(d, rc.t_max, rc.n_times, rc.block_size).block
+            sample = _SGD_SAMPLE_COPIES * item + _SGD_WORD_BYTES
             method_parts[m] = {
                 f"{m}: iterates": _SGD_ITERATE_COPIES * R * d * item,
-                f"{m}: samples": _SGD_SAMPLE_COPIES * R * rc.block_size * d * item,
-                f"{m}: recording": 2 * R * (2 + n_comp) * d * item + (2 * n_comp + 2) * d * item,
+                f"{m}: samples": P * block * d * sample,
+                f"{m}: recording": 2 * P * (2 + n_comp) * d * item + (2 * n_comp + 2) * d * item,
             }
     largest = max(method_parts.values(), key=lambda x: sum(x.values()), default={})
     for mp in method_parts.values():
@@ -168,6 +174,19 @@ def estimate_memory(config: Config, available: tuple[int, str] | None = None) ->
         else:
             available = available_memory()
     return MemoryEstimate(parts, int(peak), int(available[0]), available[1])
+
+
+def _concurrent_replicates(replicates: int) -> int:
+    """Replicates advanced at the same time: one per device of the replicate mesh."""
+    try:
+        import jax
+
+        n = min(len(jax.local_devices()), replicates)
+    except Exception:  # pragma: no cover - no usable JAX backend
+        return 1
+    while n > 1 and replicates % n:
+        n -= 1
+    return max(n, 1)
 
 
 def check_memory(config: Config, available: tuple[int, str] | None = None) -> MemoryEstimate:

@@ -131,7 +131,7 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
                 rate = lr if inst is base else make_learning_rate(config.lr, inst, optimum=opt)
                 sol = solve_ode(
                     inst, rate, grid.times, rtol=rc.rtol, atol=rc.atol,
-                    divergence_factor=rc.divergence_factor, optimum=opt,
+                    divergence_factor=rc.divergence_factor, optimum=opt, solver=rc.solver,
                 )
                 return to_dataset(sol, attrs)
 

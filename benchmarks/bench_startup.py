@@ -1,0 +1,65 @@
+"""Start-up latency of ``advdyn run --method ode`` (issue 14, "answers in about a second").
+
+Prints, from one run, the wall and CPU seconds (user + system of the child process) of
+
+* ``python -c "import jax.numpy"`` (the yardstick),
+* ``advdyn run --method ode -q`` on the embedded default problem with an empty compilation
+  cache (``ADVDYN_CACHE_DIR`` a fresh temporary folder): the first run, which compiles;
+* the same command again (the persistent cache is warm), ``--repeats`` times (median),
+* and, for reference, the second run with the cache off (``ADVDYN_NO_CACHE=1``).
+
+Targets: warm run <= 4x the import of ``jax.numpy``; cold run <= 5.5 s.
+
+Usage::
+
+    python benchmarks/bench_startup.py [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def _timed(cmd: list[str], env: dict) -> tuple[float, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    py = sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, ADVDYN_CACHE_DIR=os.path.join(tmp, "cache"))
+        env.pop("ADVDYN_NO_CACHE", None)
+        run = [py, "-m", "advdyn", "run", "--method", "ode", "-q", "-o", os.path.join(tmp, "o")]
+        jnp = [_timed([py, "-c", "import jax.numpy"], env) for _ in range(args.repeats)]
+        cold = _timed(run, env)
+        warm = [_timed(run, env) for _ in range(args.repeats)]
+        off = _timed(run, dict(env, ADVDYN_NO_CACHE="1"))
+    med = lambda rows, i: statistics.median(r[i] for r in rows)  # noqa: E731
+    print(f"load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs")
+    print(f"{'':<34} {'wall s':>7} {'cpu s':>7} {'wall / import':>13} {'cpu / import':>12}")
+    base_w, base_c = med(jnp, 0), med(jnp, 1)
+    for name, (w, c) in (("python -c 'import jax.numpy'", (base_w, base_c)),
+                         ("advdyn run --method ode, cold", cold),
+                         ("advdyn run --method ode, warm", (med(warm, 0), med(warm, 1))),
+                         ("advdyn run --method ode, no cache", off)):
+        print(f"{name:<34} {w:>7.2f} {c:>7.2f} {w / base_w:>13.1f} {c / base_c:>12.1f}")
+
+
+if __name__ == "__main__":
+    main()
