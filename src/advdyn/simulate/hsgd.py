@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Key
 
 from advdyn import checks
 from advdyn.precision import float64
@@ -147,7 +148,7 @@ def hsgd_key(key: Array) -> Array:
 def simulate_hsgd(
     instance: ProblemInstance,
     lr: LearningRate,
-    key: Array,
+    key: Key[Array, ""],
     *,
     t_max: float,
     n_times: int = 51,

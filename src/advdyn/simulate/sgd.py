@@ -33,6 +33,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Float, Key
 
 from advdyn import checks
 from advdyn.errors import DivergenceError
@@ -233,7 +234,7 @@ def _record(thetas, t, instance, lr, recorder):
 def simulate_sgd(
     instance: ProblemInstance,
     lr: LearningRate,
-    key: Array,
+    key: Key[Array, ""],
     *,
     t_max: float,
     n_times: int = 51,
@@ -378,14 +379,14 @@ def _simulate(
 def sgd_iterates(
     instance: ProblemInstance,
     lr: LearningRate,
-    key: Array,
+    key: Key[Array, ""],
     *,
     t_max: float,
     n_times: int = 51,
     replicates: int = 4,
     dtype: str = "float32",
     block_size: int = 64,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[Float[np.ndarray, " T"], Float[np.ndarray, "R T d"]]:
     """The iterates themselves on the grid of :func:`simulate_sgd` (same sample streams).
 
     For statistics that are not direction sums, e.g. the per-direction variance over

@@ -140,7 +140,13 @@ def _solve_ridge(instance, times, values, rtol, atol):
 
 @float64
 def solve_ridge_ode(
-    instance, times, eff_lr, eff_ridge, noise_factor, *, rtol: float = 1e-10,
+    instance: AbstractInstance,
+    times: Float[ArrayLike, " T"],
+    eff_lr: Float[ArrayLike, " T"],
+    eff_ridge: Float[ArrayLike, " T"],
+    noise_factor: Float[ArrayLike, " T"],
+    *,
+    rtol: float = 1e-10,
     atol: float = 1e-20,
 ) -> Solution:
     """Integrate the ridge least-squares ODE driven by time-varying equivalence quantities.

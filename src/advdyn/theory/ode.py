@@ -18,6 +18,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import ArrayLike, Float
 
 from advdyn import checks
 from advdyn.errors import DivergenceError
@@ -195,7 +196,7 @@ def _solve(instance, lr, recorder, times, rtol, atol, max_steps: int, blowup, ki
 def solve_ode(
     instance: AbstractInstance,
     lr: LearningRate,
-    times,
+    times: Float[ArrayLike, " T"],
     *,
     rtol: float = 1e-8,
     atol: float = 1e-20,
