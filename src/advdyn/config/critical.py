@@ -19,21 +19,21 @@ Unknown keys, NaN and infinity are rejected; errors name the field.
 
 from __future__ import annotations
 
-import json
-import tomllib
-from importlib import resources
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from advdyn.config.schema import format_validation_error, read_toml
-from advdyn.errors import ConfigError
+from advdyn.config.command import (
+    CommandConfig,
+    Section,
+    default_command,
+    load_command,
+    validate_command,
+)
 
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+_Section = Section
 
 
 def _increasing_positive(values: list[float]) -> list[float]:
@@ -176,7 +176,7 @@ class VerdictConfig(_Section):
         return parse_eps(v)
 
 
-class CriticalConfig(_Section):
+class CriticalConfig(CommandConfig):
     """A complete ``critical-eps`` run."""
 
     data: DataConfig = DataConfig()
@@ -189,23 +189,6 @@ class CriticalConfig(_Section):
     strong: StrongConfig = StrongConfig()
     verdict: VerdictConfig = VerdictConfig()
 
-    def to_json(self) -> str:
-        """Serialise to JSON."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
-
-    def with_overrides(self, **dotted: Any) -> CriticalConfig:
-        """Copy with dotted fields replaced (``{"model.width": 128}``), re-validated."""
-        data = self.model_dump()
-        for key, value in dotted.items():
-            node = data
-            *parents, leaf = key.split(".")
-            for p in parents:
-                if not isinstance(node.get(p), dict):
-                    raise ConfigError(key, "no such config section")
-                node = node[p]
-            node[leaf] = value
-        return validate_critical_config(data)
-
 
 def validate_critical_config(data: dict) -> CriticalConfig:
     """Validate a mapping into a :class:`CriticalConfig`.
@@ -215,10 +198,7 @@ def validate_critical_config(data: dict) -> CriticalConfig:
     ConfigError
         Naming every offending field (e.g. ``scratch.eps: radii must be positive``).
     """
-    try:
-        return CriticalConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError("", f"invalid config: {format_validation_error(err)}") from None
+    return validate_command(CriticalConfig, data)
 
 
 def load_critical_config(path: str | Path) -> CriticalConfig:
@@ -229,10 +209,9 @@ def load_critical_config(path: str | Path) -> CriticalConfig:
     ConfigError
         If the file is missing, not TOML, or invalid.
     """
-    return validate_critical_config(read_toml(path))
+    return load_command(CriticalConfig, path)
 
 
 def default_critical_config() -> CriticalConfig:
     """The embedded default (``defaults/critical_eps.toml``: an MLP on the digits)."""
-    text = resources.files("advdyn").joinpath("defaults/critical_eps.toml").read_text()
-    return validate_critical_config(tomllib.loads(text))
+    return default_command(CriticalConfig, "critical_eps.toml")

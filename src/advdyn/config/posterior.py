@@ -13,21 +13,21 @@ Unknown keys, NaN and infinity are rejected; errors name the field.
 
 from __future__ import annotations
 
-import json
-import tomllib
-from importlib import resources
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from advdyn.config.schema import format_validation_error, read_toml
-from advdyn.errors import ConfigError
+from advdyn.config.command import (
+    CommandConfig,
+    Section,
+    default_command,
+    load_command,
+    validate_command,
+)
 
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+_Section = Section
 
 
 def _positive_list(v: list[float]) -> list[float]:
@@ -171,30 +171,13 @@ class RobustConfig(_Section):
         return self
 
 
-class PosteriorConfig(_Section):
+class PosteriorConfig(CommandConfig):
     """A complete ``advdyn posterior`` run."""
 
     small: SmallConfig = SmallConfig()
     sweep: SweepConfig = SweepConfig()
     highdim: HighdimConfig = HighdimConfig()
     robust: RobustConfig = RobustConfig()
-
-    def to_json(self) -> str:
-        """Serialise to JSON."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
-
-    def with_overrides(self, **dotted: Any) -> PosteriorConfig:
-        """Copy with dotted fields replaced (``{"robust.epochs": 30}``), re-validated."""
-        data = self.model_dump()
-        for key, value in dotted.items():
-            node = data
-            *parents, leaf = key.split(".")
-            for p in parents:
-                if not isinstance(node.get(p), dict):
-                    raise ConfigError(key, "no such config section")
-                node = node[p]
-            node[leaf] = value
-        return validate_posterior_config(data)
 
 
 def validate_posterior_config(data: dict) -> PosteriorConfig:
@@ -205,10 +188,7 @@ def validate_posterior_config(data: dict) -> PosteriorConfig:
     ConfigError
         Naming every offending field (e.g. ``small.eta: Input should be greater than 0``).
     """
-    try:
-        return PosteriorConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError("", f"invalid config: {format_validation_error(err)}") from None
+    return validate_command(PosteriorConfig, data)
 
 
 def load_posterior_config(path: str | Path) -> PosteriorConfig:
@@ -219,10 +199,9 @@ def load_posterior_config(path: str | Path) -> PosteriorConfig:
     ConfigError
         If the file is missing, not TOML, or invalid.
     """
-    return validate_posterior_config(read_toml(path))
+    return load_command(PosteriorConfig, path)
 
 
 def default_posterior_config() -> PosteriorConfig:
     """The embedded default (``defaults/posterior.toml``)."""
-    text = resources.files("advdyn").joinpath("defaults/posterior.toml").read_text()
-    return validate_posterior_config(tomllib.loads(text))
+    return default_command(PosteriorConfig, "posterior.toml")

@@ -11,21 +11,21 @@ the field.
 
 from __future__ import annotations
 
-import json
-import tomllib
-from importlib import resources
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from advdyn.config.schema import format_validation_error, read_toml
-from advdyn.errors import ConfigError
+from advdyn.config.command import (
+    CommandConfig,
+    Section,
+    default_command,
+    load_command,
+    validate_command,
+)
 
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+_Section = Section
 
 
 class ProblemSection(_Section):
@@ -145,7 +145,7 @@ class DigitsSection(_Section):
     paths: int = Field(default=4, ge=1)
 
 
-class SMERunConfig(_Section):
+class SMERunConfig(CommandConfig):
     """A complete ``advdyn sme`` run."""
 
     seed: int = Field(default=0, ge=0)
@@ -156,23 +156,6 @@ class SMERunConfig(_Section):
     flows: FlowsSection = FlowsSection()
     minimax: MinimaxSection = MinimaxSection()
     digits: DigitsSection = DigitsSection()
-
-    def to_json(self) -> str:
-        """Serialise to JSON."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
-
-    def with_overrides(self, **dotted: Any) -> SMERunConfig:
-        """Copy with dotted fields replaced (``{"risks.paths": 100}``), re-validated."""
-        data = self.model_dump()
-        for key, value in dotted.items():
-            node = data
-            *parents, leaf = key.split(".")
-            for p in parents:
-                if not isinstance(node.get(p), dict):
-                    raise ConfigError(key, "no such config section")
-                node = node[p]
-            node[leaf] = value
-        return validate_sme_config(data)
 
 
 def validate_sme_config(data: dict) -> SMERunConfig:
@@ -192,10 +175,7 @@ def validate_sme_config(data: dict) -> SMERunConfig:
     ConfigError
         Naming every offending field (e.g. ``risks.eta: Input should be greater than 0``).
     """
-    try:
-        return SMERunConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError("", f"invalid config: {format_validation_error(err)}") from None
+    return validate_command(SMERunConfig, data)
 
 
 def load_sme_config(path: str | Path) -> SMERunConfig:
@@ -215,7 +195,7 @@ def load_sme_config(path: str | Path) -> SMERunConfig:
     ConfigError
         If the file is missing, not TOML, or invalid.
     """
-    return validate_sme_config(read_toml(path))
+    return load_command(SMERunConfig, path)
 
 
 def default_sme_config() -> SMERunConfig:
@@ -225,5 +205,4 @@ def default_sme_config() -> SMERunConfig:
     -------
     SMERunConfig
     """
-    text = resources.files("advdyn").joinpath("defaults/sme.toml").read_text()
-    return validate_sme_config(tomllib.loads(text))
+    return default_command(SMERunConfig, "sme.toml")

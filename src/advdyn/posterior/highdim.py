@@ -31,42 +31,8 @@ from advdyn.errors import DivergenceError
 from advdyn.precision import float64
 from advdyn.problem.instance import ProblemInstance
 from advdyn.theory.drift import drift_terms, flow
-from advdyn.theory.rates import LearningRate, _as_f64, objective
+from advdyn.theory.rates import LearningRate, StepDrop, objective
 from advdyn.theory.statistics import direction_sum, statistics
-
-
-class StepDrop(LearningRate):
-    """Piecewise-constant rate: ``gamma1`` for ``t < t_drop``, then ``gamma2``.
-
-    Parameters
-    ----------
-    gamma1, gamma2 : float
-        Rates before and after the drop.
-    t_drop : float
-        Time ``t = k/d`` of the drop.
-    """
-
-    gamma1: Array | float = eqx.field(converter=_as_f64)
-    gamma2: Array | float = eqx.field(converter=_as_f64)
-    t_drop: Array | float = eqx.field(converter=_as_f64)
-
-    def __call__(self, t, state=None, instance=None):
-        """Learning rate at time ``t``.
-
-        Parameters
-        ----------
-        t : scalar
-            Time ``t = k/d``.
-        state, instance : optional
-            Ignored.
-
-        Returns
-        -------
-        Array
-            A float64 scalar.
-        """
-        t = jnp.asarray(t, jnp.float64)
-        return jnp.where(t < self.t_drop, self.gamma1, self.gamma2)
 
 
 class PosteriorPath(eqx.Module):

@@ -8,7 +8,7 @@ mathematics in float64 (:mod:`advdyn.precision`); solvers return
 
 from advdyn.theory.equivalence import solve_ridge_ode
 from advdyn.theory.ode import solve_ode
-from advdyn.theory.rates import Constant, Decay, LearningRate, LineSearch, Polyak
+from advdyn.theory.rates import Constant, Decay, LearningRate, LineSearch, Polyak, StepDrop
 from advdyn.theory.spectral import BinnedInstance, bin_instance
 from advdyn.theory.stationary import StationaryPoint, adversarial_optimum, constant_rate_limit
 
@@ -20,6 +20,7 @@ __all__ = [
     "LineSearch",
     "Polyak",
     "StationaryPoint",
+    "StepDrop",
     "adversarial_optimum",
     "bin_instance",
     "constant_rate_limit",

@@ -152,6 +152,46 @@ class Decay(AbstractLearningRate):
         return self.gamma0 * (1.0 + t / self.tau) ** (-self.beta)
 
 
+class StepDrop(AbstractLearningRate):
+    """Piecewise-constant rate: ``gamma1`` for ``t < t_drop``, then ``gamma2``.
+
+    Parameters
+    ----------
+    gamma1, gamma2 : float
+        Rates before and after the drop.
+    t_drop : float
+        Time ``t = k/d`` of the drop.
+    """
+
+    gamma1: ArrayLike = eqx.field(converter=_as_f64)
+    gamma2: ArrayLike = eqx.field(converter=_as_f64)
+    t_drop: ArrayLike = eqx.field(converter=_as_f64)
+    needs_state: ClassVar[bool] = False
+
+    def __check_init__(self):
+        checks.positive(self.gamma1, "gamma1")
+        checks.positive(self.gamma2, "gamma2")
+        checks.real(self.t_drop, "t_drop")
+
+    def __call__(self, t, state=None, instance=None):
+        """Learning rate at time ``t``.
+
+        Parameters
+        ----------
+        t : scalar
+            Time ``t = k/d``.
+        state, instance : optional
+            Ignored.
+
+        Returns
+        -------
+        Array
+            A float64 scalar.
+        """
+        t = jnp.asarray(t, jnp.float64)
+        return jnp.where(t < self.t_drop, self.gamma1, self.gamma2)
+
+
 def objective(state: DirectionState, instance) -> Array:
     """Training objective ``R_eps + delta/2 |theta|^2`` at a per-direction state.
 

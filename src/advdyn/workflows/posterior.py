@@ -48,7 +48,6 @@ from advdyn.posterior import (
 )
 from advdyn.posterior.chains import ls_chains
 from advdyn.posterior.highdim import (
-    StepDrop,
     group_by_eigenvalue,
     posterior_kl,
     posterior_path,
@@ -59,6 +58,7 @@ from advdyn.posterior.robust import RECORDS, Measure, RobustRecord, robust_train
 from advdyn.precision import float64
 from advdyn.problem import LeastSquares, ProblemInstance, stream_key
 from advdyn.simulate import sgd_iterates
+from advdyn.theory.rates import StepDrop
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,85 @@
+"""What every command's config shares: frozen sections, JSON, dotted overrides, validation.
+
+``advdyn critical-eps``, ``advdyn posterior`` and ``advdyn sme`` each define a
+:class:`CommandConfig` of :class:`Section` tables; reading, validating, overriding and the
+embedded default are the same for all of them and live here once.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from advdyn.config.schema import format_validation_error, read_toml
+from advdyn.errors import ConfigError
+
+C = TypeVar("C", bound="CommandConfig")
+
+
+class Section(BaseModel):
+    """A table of a command config: unknown keys, NaN and infinities refused; immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class CommandConfig(Section):
+    """A complete command config (a :class:`Section` of sections)."""
+
+    def to_json(self) -> str:
+        """Serialise to JSON (sorted keys)."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+    def with_overrides(self: C, **dotted: Any) -> C:
+        """Copy with dotted fields replaced (``{"model.width": 128}``), re-validated.
+
+        Raises
+        ------
+        ConfigError
+            Naming the key when a section does not exist, or any invalid field.
+        """
+        data = self.model_dump()
+        for key, value in dotted.items():
+            node = data
+            *parents, leaf = key.split(".")
+            for p in parents:
+                if not isinstance(node.get(p), dict):
+                    raise ConfigError(key, "no such config section")
+                node = node[p]
+            node[leaf] = value
+        return validate_command(type(self), data)
+
+
+def validate_command(cls: type[C], data: dict) -> C:
+    """Validate a mapping into ``cls``.
+
+    Raises
+    ------
+    ConfigError
+        Naming every offending field (e.g. ``scratch.eps: radii must be positive``).
+    """
+    try:
+        return cls.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError("", f"invalid config: {format_validation_error(err)}") from None
+
+
+def load_command(cls: type[C], path: str | Path) -> C:
+    """Read (as bytes, UTF-8) and validate a TOML file into ``cls``.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, not UTF-8, not TOML, or invalid.
+    """
+    return validate_command(cls, read_toml(path))
+
+
+def default_command(cls: type[C], name: str) -> C:
+    """The embedded default ``advdyn/defaults/<name>`` validated into ``cls``."""
+    text = resources.files("advdyn").joinpath(f"defaults/{name}").read_text()
+    return validate_command(cls, tomllib.loads(text))
