@@ -149,7 +149,7 @@ def posterior_path(
     """
     times = jnp.asarray(np.asarray(times, dtype=np.float64))
     if jumps is None and isinstance(lr, StepDrop):
-        jumps = [float(lr.t_drop)]
+        jumps = [float(np.asarray(lr.t_drop))]
     j = None if jumps is None else jnp.asarray(np.asarray(jumps, dtype=np.float64))
     states, v, D, N, rates, risk, ok = _solve(instance, lr, times, j, rtol, atol, max_steps)
     if not bool(ok) or not bool(jnp.all(jnp.isfinite(v))):
