@@ -69,7 +69,8 @@ def posterior_command(
             out_console.print(escape(
                 f"{run}: robust test loss {r['final_test_loss']:.3f} (best "
                 f"{r['min_test_loss']:.3f} at epoch {r['best_epoch']}), gap "
-                f"{r['final_gap']:.3f}, bound {r['final_bound']:.3f}"
+                f"{r['final_gap']:.3f}; PAC-Bayes bound {r['final_bound']:.3f} on the loss / L "
+                f"(L = the loss cap, docs/posterior.md)"
                 + (" (vacuous)" if r["bound_vacuous"] else "")), highlight=False)
     files = ", ".join(p.name for p in result.files.values())
     out_console.print(escape(f"results written to {out}/: {files}"), highlight=False)

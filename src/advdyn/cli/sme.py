@@ -52,8 +52,11 @@ def sme_command(
                 f"advdyn sme: d = {len(cfg.problem.eigenvalues)}, eps = {cfg.problem.eps}, "
                 f"eta = {cfg.risks.eta}, {cfg.risks.paths} paths"), highlight=False)
 
+            done = [0]
+
             def progress(advance: int, total: int) -> None:
-                err_console.print(f"  part done ({total} parts)", highlight=False)
+                done[0] += advance
+                err_console.print(f"  parts done: {done[0]}/{total}", highlight=False)
 
         parts = None if only is None else [p.strip() for p in only.split(",") if p.strip()]
         result = run_sme(cfg, out, progress=progress, parts=parts)
