@@ -16,7 +16,14 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    help="Exact high-dimensional dynamics of l2-adversarial training under streaming SGD.",
+    help=(
+        "The learning dynamics of adversarial training: exact high-dimensional dynamics of "
+        "l2-adversarial streaming SGD (run, limit, monotone, figure, sweep), the critical "
+        "attack strength eps* (critical-eps, critical-linear), SGD's posterior covariance "
+        "and PAC-Bayes (posterior), continuous-time approximations (sme)."
+    ),
+    # markdown: a docstring's paragraph is one paragraph in --help (no hard line breaks)
+    rich_markup_mode="markdown",
 )
 err_console = Console(stderr=True)
 out_console = Console()
