@@ -47,6 +47,7 @@ from advdyn.adversarial.attacks import (
     perturb,
     random_in_ball,
 )
+from advdyn.adversarial.training import padded_chunks
 
 APGD_LOSSES = ("ce", "dlr")
 
@@ -324,15 +325,8 @@ def strong_evaluate(model, x, y, attacks: tuple[Attack | APGD, ...], seed: int =
         ``adv_loss``, ``adv_acc`` (worst case), ``clean_loss``, ``clean_acc`` and, per attack
         ``i``, ``loss_i``/``acc_i``.
     """
-    x = jnp.asarray(x)
-    y = jnp.asarray(y)
-    n = x.shape[0]
-    chunk = min(chunk, n)
-    n_chunks = -(-n // chunk)
-    pad = n_chunks * chunk - n
-    xp = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
-    yp = jnp.concatenate([y, jnp.zeros((pad,), y.dtype)]) if pad else y
-    mask = (jnp.arange(n_chunks * chunk) < n).astype(jnp.float32)
+    n = len(y)
+    xp, yp, mask, n_chunks, chunk = padded_chunks(x, y, chunk)
     key = jax.random.key(seed)
     head = jnp.zeros(4)
     per = jnp.zeros((len(attacks), 2))

@@ -40,7 +40,7 @@ import xarray as xr
 
 from advdyn.adversarial.attacks import Attack
 from advdyn.adversarial.data import ArrayData
-from advdyn.adversarial.training import Schedule, TrainResult
+from advdyn.adversarial.training import Schedule, TrainResult, active_attacks
 
 
 def _torch():
@@ -313,12 +313,7 @@ def torch_adversarial_train(
     torch = _torch()
     start = time.perf_counter()
     schedule = Schedule() if schedule is None else schedule
-    if attack is not None and float(attack.eps) == 0.0:
-        attack = None
-    if eval_attack is None:
-        eval_attack = attack
-    elif float(eval_attack.eps) == 0.0:
-        eval_attack = None
+    attack, eval_attack = active_attacks(attack, eval_attack)
     loads = loaders(data, schedule.batch_size, seed)
     net = copy.deepcopy(model).to(device).float()
     opt = _optimizer(net, schedule)

@@ -372,15 +372,8 @@ def evaluate(model, x, y, attack: Attack | None = None, seed: int = 0, chunk: in
     dict
         ``adv_loss``, ``adv_acc``, ``clean_loss``, ``clean_acc`` (floats).
     """
-    x = jnp.asarray(x)
-    y = jnp.asarray(y)
-    n = x.shape[0]
-    chunk = min(chunk, n)
-    n_chunks = -(-n // chunk)
-    pad = n_chunks * chunk - n
-    xp = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
-    yp = jnp.concatenate([y, jnp.zeros((pad,), y.dtype)]) if pad else y
-    mask = (jnp.arange(n_chunks * chunk) < n).astype(jnp.float32)
+    n = len(y)
+    xp, yp, mask, n_chunks, chunk = padded_chunks(x, y, chunk)
     key = jax.random.key(seed)
     total = jnp.zeros(4)
     for i in range(n_chunks):
@@ -428,12 +421,7 @@ def adversarial_train(
     """
     start = time.perf_counter()
     clock = CompileClock().__enter__()
-    if attack is not None and float(attack.eps) == 0.0:
-        attack = None
-    if eval_attack is None:
-        eval_attack = attack
-    elif float(eval_attack.eps) == 0.0:
-        eval_attack = None
+    attack, eval_attack = active_attacks(attack, eval_attack)
     x = jnp.asarray(data.x_train)
     y = jnp.asarray(data.y_train)
     n = x.shape[0]
@@ -501,3 +489,44 @@ def adversarial_train(
         wall_time=time.perf_counter() - start,
         compile_time=clock.seconds,
     )
+
+
+def padded_chunks(x, y, chunk: int):
+    """Inputs and labels zero-padded to whole chunks, with the mask of real samples.
+
+    Parameters
+    ----------
+    x : array, shape (n, ...)
+    y : array, shape (n,)
+    chunk : int
+        Samples per chunk (capped at ``n``).
+
+    Returns
+    -------
+    xp, yp, mask, n_chunks, chunk
+        Padded arrays, float32 mask (1 for real samples), chunk count and chunk size.
+    """
+    x = jnp.asarray(x)
+    y = jnp.asarray(y)
+    n = x.shape[0]
+    chunk = min(chunk, n)
+    n_chunks = -(-n // chunk)
+    pad = n_chunks * chunk - n
+    xp = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
+    yp = jnp.concatenate([y, jnp.zeros((pad,), y.dtype)]) if pad else y
+    mask = (jnp.arange(n_chunks * chunk) < n).astype(jnp.float32)
+    return xp, yp, mask, n_chunks, chunk
+
+
+def active_attacks(attack, eval_attack):
+    """The training and evaluation attacks, ``None`` for a radius of 0 (clean).
+
+    The evaluation attack defaults to the training attack.
+    """
+    if attack is not None and float(attack.eps) == 0.0:
+        attack = None
+    if eval_attack is None:
+        eval_attack = attack
+    elif float(eval_attack.eps) == 0.0:
+        eval_attack = None
+    return attack, eval_attack
