@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from advdyn.config.schema import format_validation_error, read_toml
+from advdyn.config.schema import format_validation_error, read_toml, set_dotted
 from advdyn.errors import ConfigError
 
 C = TypeVar("C", bound="CommandConfig")
@@ -44,13 +44,7 @@ class CommandConfig(Section):
         """
         data = self.model_dump()
         for key, value in dotted.items():
-            node = data
-            *parents, leaf = key.split(".")
-            for p in parents:
-                if not isinstance(node.get(p), dict):
-                    raise ConfigError(key, "no such config section")
-                node = node[p]
-            node[leaf] = value
+            set_dotted(data, key, value, create_sections=False)
         return validate_command(type(self), data)
 
 

@@ -33,8 +33,6 @@ from advdyn.config.command import (
     validate_command,
 )
 
-_Section = Section
-
 
 def _increasing_positive(values: list[float]) -> list[float]:
     if not values:
@@ -46,7 +44,7 @@ def _increasing_positive(values: list[float]) -> list[float]:
     return values
 
 
-class DataConfig(_Section):
+class DataConfig(Section):
     """Dataset: the 8x8 digits, or a Gaussian mixture (``d``, ``classes``, ``separation``)."""
 
     kind: Literal["digits", "gaussian_mixture"] = "digits"
@@ -58,7 +56,7 @@ class DataConfig(_Section):
     seed: int = Field(default=0, ge=0)
 
 
-class ModelConfig(_Section):
+class ModelConfig(Section):
     """Architecture: ``mlp`` (``width``, ``depth`` hidden layers) or ``cnn``."""
 
     kind: Literal["mlp", "cnn"] = "mlp"
@@ -67,7 +65,7 @@ class ModelConfig(_Section):
     seed: int = Field(default=0, ge=0)
 
 
-class AttackConfig(_Section):
+class AttackConfig(Section):
     """PGD attack used for training and (with ``eval_steps``) for evaluation."""
 
     norm: Literal["linf", "l2"] = "linf"
@@ -78,7 +76,7 @@ class AttackConfig(_Section):
     clip: bool = Field(default=True, description="clip to the data domain when it has one")
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     """From-scratch training: SGD with momentum, step drops of the learning rate."""
 
     epochs: int = Field(default=30, ge=1)
@@ -103,7 +101,7 @@ class TrainConfig(_Section):
         return v
 
 
-class ScratchConfig(_Section):
+class ScratchConfig(Section):
     """Radii of the from-scratch grid (``eps = 0``, the clean run, is added)."""
 
     eps: list[float] = [0.01, 0.02, 0.03, 0.05, 0.08]
@@ -111,7 +109,7 @@ class ScratchConfig(_Section):
     _check = field_validator("eps")(classmethod(lambda cls, v: _increasing_positive(v)))
 
 
-class FastConfig(_Section):
+class FastConfig(Section):
     """Algorithm A.1: fine-tuning radii, epochs, triangular schedule, extrapolation."""
 
     eps: list[float] = [0.005, 0.01, 0.015]
@@ -136,7 +134,7 @@ class FastConfig(_Section):
         return v
 
 
-class FGMConfig(_Section):
+class FGMConfig(Section):
     """FGM training to locate catastrophic overfitting (PGD test accuracy collapse)."""
 
     enabled: bool = True
@@ -147,7 +145,7 @@ class FGMConfig(_Section):
     _check = field_validator("eps")(classmethod(lambda cls, v: _increasing_positive(v)))
 
 
-class StrongConfig(_Section):
+class StrongConfig(Section):
     """The strong evaluation: worst case per sample over the evaluation PGD, APGD-CE and
     APGD-DLR (random restarts), applied to the trained models of both estimators."""
 
@@ -156,7 +154,7 @@ class StrongConfig(_Section):
     restarts: int = Field(default=1, ge=1)
 
 
-class VerdictConfig(_Section):
+class VerdictConfig(Section):
     """Repeats over data splits and seeds, and the verdict's interval."""
 
     eps: float | str | None = Field(

@@ -27,8 +27,6 @@ from advdyn.config.command import (
     validate_command,
 )
 
-_Section = Section
-
 
 def _positive_list(v: list[float]) -> list[float]:
     if not v:
@@ -38,7 +36,7 @@ def _positive_list(v: list[float]) -> list[float]:
     return v
 
 
-class SmallConfig(_Section):
+class SmallConfig(Section):
     """Adversarial least squares with a diagonal input covariance (POSTERIOR checks 2-4)."""
 
     spectrum: list[float] = [0.5, 0.8, 1.2, 1.5]
@@ -71,7 +69,7 @@ class SmallConfig(_Section):
         return self
 
 
-class SweepConfig(_Section):
+class SweepConfig(Section):
     """Rates and batch sizes for ``tr(H Sigma)`` of the small problem (closed forms)."""
 
     rates: list[float] = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2]
@@ -88,7 +86,7 @@ class SweepConfig(_Section):
         return v
 
 
-class HighdimConfig(_Section):
+class HighdimConfig(Section):
     """Streaming adversarial least squares in ``d`` dimensions: ODE vs SGD replicates."""
 
     d: int = Field(default=300, ge=2)
@@ -119,7 +117,7 @@ class HighdimConfig(_Section):
         return self
 
 
-class RobustConfig(_Section):
+class RobustConfig(Section):
     """Adversarial training with and without AWP, per-epoch bound terms."""
 
     enabled: bool = True

@@ -416,21 +416,43 @@ class Config(_Model):
         """
         data = self.model_dump()
         for key, value in dotted.items():
-            node = data
-            *parents, leaf = key.split(".")
-            for p in parents:
-                if not isinstance(node, dict):
-                    break
-                if node.get(p) is None:
-                    node[p] = {}  # unknown or unset section: validation names the key
-                node = node[p]
-            if not isinstance(node, dict):
-                raise ConfigError(key, "not a config section, cannot set a field inside it")
-            node[leaf] = value
+            set_dotted(data, key, value, create_sections=True)
         loss_overridden = any(k in ("problem", "problem.loss") for k in dotted)
         if not isinstance(self.problem.loss, str) and not loss_overridden:
             data["problem"]["loss"] = self.problem.loss  # model_dump cannot copy a callable
         return validate_config(data)
+
+
+def set_dotted(data: dict, key: str, value: Any, *, create_sections: bool) -> None:
+    """Set ``data[a][b]...[leaf] = value`` for the dotted ``key = "a.b....leaf"`` in place.
+
+    Parameters
+    ----------
+    data : dict
+        A config as nested mappings (``model_dump()``).
+    key : str
+        Dotted field name.
+    value : object
+        The new value (validated later by the caller).
+    create_sections : bool
+        Create missing or unset sections (validation then names an unknown key), or refuse
+        them.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``key`` when a part of its path is not a section.
+    """
+    node = data
+    *parents, leaf = key.split(".")
+    for p in parents:
+        if create_sections and node.get(p) is None:
+            node[p] = {}  # unknown or unset section: validation names the key
+        if not isinstance(node.get(p), dict):
+            raise ConfigError(key, "not a config section, cannot set a field inside it"
+                              if create_sections else "no such config section")
+        node = node[p]
+    node[leaf] = value
 
 
 def format_validation_error(err: ValidationError) -> str:

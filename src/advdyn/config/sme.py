@@ -25,10 +25,8 @@ from advdyn.config.command import (
     validate_command,
 )
 
-_Section = Section
 
-
-class ProblemSection(_Section):
+class ProblemSection(Section):
     """Adversarial least squares: ``x ~ N(0, diag(eigenvalues))``,
     ``y = <theta*, x> + sigma xi``."""
 
@@ -54,7 +52,7 @@ class ProblemSection(_Section):
         return self
 
 
-class RisksSection(_Section):
+class RisksSection(Section):
     """SGD against its order-1 and order-2 SMEs (Monte Carlo over paths)."""
 
     eta: float = Field(default=0.05, gt=0, le=1)
@@ -71,7 +69,7 @@ def _decreasing_positive(v: list[float]) -> list[float]:
     return v
 
 
-class WeakErrorSection(_Section):
+class WeakErrorSection(Section):
     """Exact-moment weak errors (SME section 3 check 1 by default)."""
 
     eigenvalues: list[float] = [0.5, 1.0, 2.0]
@@ -89,7 +87,7 @@ class WeakErrorSection(_Section):
         return self
 
 
-class ControlSection(_Section):
+class ControlSection(Section):
     """Toy control problem ``f = a x^2 / 2``: optimal feedback vs fixed rate multipliers."""
 
     a: float = Field(default=1.5, gt=0)
@@ -107,7 +105,7 @@ class ControlSection(_Section):
         return v
 
 
-class FlowsSection(_Section):
+class FlowsSection(Section):
     """Gradient flows of clean vs adversarial training (SME section 2 example)."""
 
     sigma: float = Field(default=0.1, ge=0)
@@ -115,7 +113,7 @@ class FlowsSection(_Section):
     t_max: float = Field(default=30.0, gt=0)
 
 
-class MinimaxSection(_Section):
+class MinimaxSection(Section):
     """K-step l2 PGD adversary of step ``alpha`` against the exact inner maximum."""
 
     enabled: bool = True
@@ -132,7 +130,7 @@ class MinimaxSection(_Section):
         return v
 
 
-class DigitsSection(_Section):
+class DigitsSection(Section):
     """Logistic (softmax) regression on the 8x8 digits, clean vs adversarial (l-inf PGD)."""
 
     enabled: bool = True
