@@ -6,7 +6,10 @@ Prints, from one run, the wall and CPU seconds (user + system of the child proce
 * ``advdyn run --method ode -q`` on the embedded default problem with an empty compilation
   cache (``ADVDYN_CACHE_DIR`` a fresh temporary folder): the first run, which compiles;
 * the same command again (the persistent cache is warm), ``--repeats`` times (median),
-* and, for reference, the second run with the cache off (``ADVDYN_NO_CACHE=1``).
+* and, for reference, the second run with the cache off (``ADVDYN_NO_CACHE=1``);
+* the *import floor*: ``python -c "import ..."`` of the third-party modules any such run
+  loads (JAX, diffrax, optimistix, xarray with the dask.array it imports on the first
+  DataArray, matplotlib's pyplot, netCDF4), i.e. the least a run can cost with this stack.
 
 Targets: warm run <= 4x the import of ``jax.numpy``; cold run <= 5.5 s.
 
@@ -25,6 +28,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+FLOOR = ("import jax.numpy, diffrax, optimistix, xarray, dask.array, matplotlib.pyplot, "
+         "netCDF4")
 
 
 def _timed(cmd: list[str], env: dict) -> tuple[float, float]:
@@ -47,18 +53,20 @@ def main() -> None:
         env.pop("ADVDYN_NO_CACHE", None)
         run = [py, "-m", "advdyn", "run", "--method", "ode", "-q", "-o", os.path.join(tmp, "o")]
         jnp = [_timed([py, "-c", "import jax.numpy"], env) for _ in range(args.repeats)]
+        floor = [_timed([py, "-c", FLOOR], env) for _ in range(args.repeats)]
         cold = _timed(run, env)
         warm = [_timed(run, env) for _ in range(args.repeats)]
         off = _timed(run, dict(env, ADVDYN_NO_CACHE="1"))
     med = lambda rows, i: statistics.median(r[i] for r in rows)  # noqa: E731
     print(f"load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs")
-    print(f"{'':<34} {'wall s':>7} {'cpu s':>7} {'wall / import':>13} {'cpu / import':>12}")
+    print(f"{'':<38} {'wall s':>7} {'cpu s':>7} {'wall / import':>13} {'cpu / import':>12}")
     base_w, base_c = med(jnp, 0), med(jnp, 1)
     for name, (w, c) in (("python -c 'import jax.numpy'", (base_w, base_c)),
+                         ("import floor (the stack a run loads)", (med(floor, 0), med(floor, 1))),
                          ("advdyn run --method ode, cold", cold),
                          ("advdyn run --method ode, warm", (med(warm, 0), med(warm, 1))),
                          ("advdyn run --method ode, no cache", off)):
-        print(f"{name:<34} {w:>7.2f} {c:>7.2f} {w / base_w:>13.1f} {c / base_c:>12.1f}")
+        print(f"{name:<38} {w:>7.2f} {c:>7.2f} {w / base_w:>13.1f} {c / base_c:>12.1f}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ which is THEORY's ``(P, Q, M)`` system after the substitution ``theta = e + thet
 from __future__ import annotations
 
 import diffrax
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,6 +21,7 @@ from jaxtyping import ArrayLike, Float
 
 from advdyn import checks
 from advdyn.errors import DivergenceError
+from advdyn.executables import cached_jit
 from advdyn.precision import float64
 from advdyn.problem.instance import AbstractInstance
 from advdyn.solution import Solution
@@ -135,7 +135,7 @@ def choose_solver(instance, lr: LearningRate, times, solver: str = "auto") -> st
     return "tsit5"
 
 
-@eqx.filter_jit
+@cached_jit
 def _solve(instance, lr, recorder, times, rtol, atol, max_steps: int, blowup, kind: str):
     """The ODE from record to record: one ``diffeqsolve`` per interval under ``lax.scan``.
 

@@ -34,6 +34,7 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Float
 
+from advdyn.executables import cached_jit
 from advdyn.precision import float64
 from advdyn.problem.instance import AbstractInstance, ProblemInstance
 from advdyn.theory.drift import DriftTerms, drift_terms
@@ -217,7 +218,7 @@ def _scale(x: Array) -> Array:
     return 1.0 + jnp.max(jnp.abs(x))
 
 
-@eqx.filter_jit  # compiled once per problem structure, not at every call
+@cached_jit
 def _solve_fixed_point(instance, gamma, x0, rtol):
     def damped(_, x):
         return (1 - _DAMPING) * x + _DAMPING * _fixed_point_map(x, instance, gamma)
@@ -236,7 +237,7 @@ def _solve_fixed_point(instance, gamma, x0, rtol):
     return x, residual
 
 
-@eqx.filter_jit
+@cached_jit
 def _zero_optimum_test(instance) -> tuple[Array, Statistics, DriftTerms]:
     """Whether ``theta = 0`` is optimal, and the statistics and drift terms of ``theta = 0``."""
     w, mstar = _constants(instance)
@@ -256,7 +257,7 @@ def _zero_optimum_test(instance) -> tuple[Array, Statistics, DriftTerms]:
     return jnp.sqrt(jnp.maximum(g2, 0.0)) <= instance.epsilon * abar0, s0, terms
 
 
-@eqx.filter_jit
+@cached_jit
 def _build(instance, gamma, x, residual, at_zero, tol) -> StationaryPoint:
     alpha, beta, mean_state, state, terms = _stationary_state(x, instance, gamma)
     stats = statistics(state, instance)
@@ -289,7 +290,7 @@ def _build(instance, gamma, x, residual, at_zero, tol) -> StationaryPoint:
     )
 
 
-@eqx.filter_jit
+@cached_jit
 def _zero_point(instance, s0: Statistics, terms: DriftTerms) -> StationaryPoint:
     C, n = instance.n_components, instance.teacher2.shape[-1]
     state = DirectionState(
@@ -312,7 +313,7 @@ def _zero_point(instance, s0: Statistics, terms: DriftTerms) -> StationaryPoint:
     )
 
 
-@eqx.filter_jit
+@cached_jit
 def _start(instance) -> Array:
     """Statistics of ``theta = theta*`` (``e = 0``): the default starting point."""
     C = instance.n_components

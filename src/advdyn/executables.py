@@ -1,0 +1,305 @@
+"""Compiled solvers kept across processes: a rerun skips tracing and lowering.
+
+JAX's persistent compilation cache (:mod:`advdyn.workflows.cache`) saves the XLA
+compilation of a rerun, but every process still traces and lowers each jitted function
+before it can look that cache up; for the ODE and the adversarial optimum this is about a
+second of a command-line run. :func:`cached_jit` is ``equinox.filter_jit`` plus an optional
+*store*: when one is set (:func:`set_store`; the command line sets a folder next to JAX's
+cache), a call looks its program up by a key computed from the arguments alone, without
+tracing. The store holds the function's exported StableHLO (:mod:`jax.export`, a
+serialization format with compatibility guarantees) and a template of its output pytree;
+compiling the loaded program is then a hit of JAX's persistent compilation cache. On a
+miss the function is exported once (one trace) and stored.
+
+The key is safe by construction: it is computed only when every Python object that shapes
+the program comes from code whose version the key records, i.e. the pytree node types and
+static values of the arguments are advdyn's own classes, builtins, or those of JAX,
+equinox, diffrax, optimistix, lineax or NumPy, and functions among the static values are
+advdyn module-level functions. The key then holds the hash of advdyn's source files, the
+versions of those libraries, the backend, the device count, the x64 flag, the argument
+structure with every static value, and every array's shape and dtype. Anything else (a
+user's loss function or learning-rate class, whose code may change between runs under the
+same name) bypasses the store and compiles as usual, and so does a function that cannot be
+exported (e.g. one with a host callback). An entry that cannot be read back or run is
+recompiled and replaced.
+
+This module writes no files: the store is any object with ``get`` and ``put``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.metadata
+import pickle
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import equinox as eqx
+import jax
+import numpy as np
+
+__all__ = ["ExecutableStore", "cached_jit", "executable_key", "set_store", "store"]
+
+#: libraries whose classes and functions may shape a stored program (their versions are in the key)
+_PINNED = ("jax", "jaxlib", "equinox", "diffrax", "optimistix", "lineax", "numpy")
+_TRUSTED_MODULES = ("builtins", "collections", "advdyn", "jax", "jaxlib", "equinox", "diffrax",
+                    "optimistix", "lineax", "numpy")
+
+
+class ExecutableStore(Protocol):
+    """Where compiled executables live between processes (e.g. a folder)."""
+
+    def get(self, key: str) -> bytes | None:
+        """The bytes stored under ``key``, or ``None``."""
+        ...
+
+    def put(self, key: str, blob: bytes) -> None:
+        """Store ``blob`` under ``key`` (atomically; failures may be ignored)."""
+        ...
+
+
+_STORE: ExecutableStore | None = None
+_LOADED: dict[str, Any] = {}  # executables of this process, by key
+
+
+def set_store(new: ExecutableStore | None) -> ExecutableStore | None:
+    """Set (or with ``None`` remove) the process's executable store.
+
+    Parameters
+    ----------
+    new : ExecutableStore or None
+
+    Returns
+    -------
+    ExecutableStore or None
+        The previous store.
+    """
+    global _STORE
+    old, _STORE = _STORE, new
+    _LOADED.clear()
+    return old
+
+
+def store() -> ExecutableStore | None:
+    """The current executable store (``None``: executables are not kept).
+
+    Returns
+    -------
+    ExecutableStore or None
+    """
+    return _STORE
+
+
+@functools.cache
+def _environment() -> str:
+    """advdyn's source hash and the pinned libraries' versions (once per process)."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    versions = []
+    for name in _PINNED:
+        try:
+            versions.append(f"{name}={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{name}=?")
+    return digest.hexdigest() + ";" + ",".join(versions)
+
+
+def _trusted_module(module: str | None) -> bool:
+    top = (module or "").split(".")[0]
+    return top in _TRUSTED_MODULES
+
+
+def _static_token(value: Any) -> str | None:
+    """A process-independent text for a static value, or ``None`` when it has none."""
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        return repr(value)
+    if isinstance(value, np.dtype):
+        return f"dtype:{value.str}"
+    if isinstance(value, types.FunctionType):
+        if (value.__module__ or "").startswith("advdyn") and value.__closure__ is None \
+                and "<" not in value.__qualname__:
+            return f"fn:{value.__module__}.{value.__qualname__}"
+        return None
+    if isinstance(value, type):
+        return f"type:{value.__module__}.{value.__qualname__}" if _trusted_module(
+            value.__module__) else None
+    if isinstance(value, (tuple, list)):
+        parts = [_static_token(v) for v in value]
+        if any(p is None for p in parts):
+            return None
+        return f"{type(value).__name__}({','.join(parts)})"  # type: ignore[arg-type]
+    return None
+
+
+def _structure_token(treedef) -> str | None:
+    """The structure of a pytree: node types (all trusted) and their static data."""
+    out = []
+    stack = [treedef]
+    while stack:
+        node = stack.pop()
+        data = node.node_data()
+        if data is not None:
+            kind, aux = data
+            if not _trusted_module(getattr(kind, "__module__", None)):
+                return None
+            aux_token = _aux_token(aux)
+            if aux_token is None:
+                return None
+            out.append(f"{kind.__module__}.{kind.__qualname__}[{aux_token}]")
+        else:
+            out.append("*" if node.num_leaves == 1 else "()")
+        stack.extend(reversed(node.children()))
+    return ";".join(out)
+
+
+def _aux_token(aux: Any) -> str | None:
+    """Auxiliary data of a pytree node (dict keys, equinox field names and static values)."""
+    if isinstance(aux, (tuple, list)):
+        parts = [_aux_token(a) for a in aux]
+        if any(p is None for p in parts):
+            return None
+        return "(" + ",".join(parts) + ")"  # type: ignore[arg-type]
+    token = _static_token(aux)
+    if token is None and (type(aux).__module__ or "").startswith("equinox"):
+        text = repr(aux)  # equinox's sentinels (e.g. MISSING): a fixed text
+        return None if " at 0x" in text else f"eqx:{text}"
+    return token
+
+
+def executable_key(name: str, args: tuple) -> str | None:
+    """The store key of calling function ``name`` on ``args``, or ``None`` (not storable).
+
+    Parameters
+    ----------
+    name : str
+        The function's qualified name.
+    args : tuple
+        Its positional arguments (arrays are traced, everything else static, as in
+        ``equinox.filter_jit``).
+
+    Returns
+    -------
+    str or None
+        A hex digest, or ``None`` when something in ``args`` is not covered by the key.
+    """
+    leaves, treedef = jax.tree.flatten(args, is_leaf=lambda x: x is None)
+    structure = _structure_token(treedef)
+    if structure is None:
+        return None
+    if getattr(jax.config, "jax_default_device", None) is not None:
+        return None  # executables are compiled for, and loaded onto, the first device
+    parts = [name, _environment(), jax.default_backend(), str(jax.device_count()),
+             str(jax.dtypes.canonicalize_dtype(np.float64)), structure]
+    for leaf in leaves:
+        if eqx.is_array(leaf):
+            parts.append(f"a:{np.dtype(leaf.dtype).str}{tuple(leaf.shape)}"
+                         f"{'w' if getattr(leaf, 'weak_type', False) else ''}")
+        else:
+            token = _static_token(leaf)
+            if token is None:
+                return None
+            parts.append(f"s:{token}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _compiler_options() -> dict | None:  # experiment: ADVDYN_FAST_COMPILE=1
+    import os
+
+    if os.environ.get("ADVDYN_FAST_COMPILE"):
+        return {"xla_llvm_disable_expensive_passes": True}
+    return None
+
+
+def _load(blob: bytes):
+    """A stored program: its exported StableHLO and its output template."""
+    payload, template = pickle.loads(blob)
+    exported = jax.export.deserialize(payload)
+    # the output structure travels as a template pytree (integers for leaves), not as a
+    # pickled treedef: equinox's node data holds sentinels that must keep their identity
+    out_tree = jax.tree.structure(template)
+    call = jax.jit(exported.call, compiler_options=_compiler_options())
+
+    def run(*leaves):
+        return jax.tree.unflatten(out_tree, call(*leaves))
+
+    return run
+
+
+def _export(flat, leaves) -> tuple[Any, bytes]:
+    """Export ``flat`` at ``leaves`` (tracing it once); the runner and the stored bytes."""
+    out_tree = None
+
+    def flat_out(*arrays):
+        nonlocal out_tree
+        out, out_tree = jax.tree.flatten(flat(*arrays))
+        return out
+
+    exported = jax.export.export(jax.jit(flat_out))(*leaves)
+    assert out_tree is not None  # set while exporting
+    template = jax.tree.unflatten(out_tree, range(out_tree.num_leaves))
+    blob = pickle.dumps((exported.serialize(), template))
+    return _load(blob), blob
+
+
+def cached_jit(fun: Callable) -> Callable:
+    """``equinox.filter_jit(fun)``, with its executables kept in the store when one is set.
+
+    Parameters
+    ----------
+    fun : callable
+        A pure function of positional arguments (arrays traced, the rest static).
+
+    Returns
+    -------
+    callable
+        Same results as ``equinox.filter_jit(fun)``.
+    """
+    jitted = eqx.filter_jit(fun)
+    name = f"{fun.__module__}.{fun.__qualname__}"
+
+    @functools.wraps(fun)
+    def call(*args):
+        store = _STORE
+        key = None if store is None else executable_key(name, args)
+        if store is None or key is None:
+            return jitted(*args)
+        dynamic, static = eqx.partition(args, eqx.is_array)
+        leaves, treedef = jax.tree.flatten(dynamic)
+        if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+            return jitted(*args)  # called inside a transformation: nothing to keep
+        runner = _LOADED.get(key)
+        if runner is not None:
+            return runner(*leaves)
+        blob = store.get(key)
+        if blob is not None:
+            try:  # an entry that cannot be read back or run is recompiled and replaced
+                runner = _load(blob)
+                out = runner(*leaves)
+            except Exception:  # unreadable or stale: recompile
+                runner = None
+            else:
+                _LOADED[key] = runner
+                return out
+
+        def flat(*arrays):
+            return fun(*eqx.combine(jax.tree.unflatten(treedef, arrays), static))
+
+        try:
+            runner, blob = _export(flat, leaves)
+        except Exception:  # (not exportable, e.g. a host callback: plain jit)
+            return jitted(*args)
+        try:
+            store.put(key, blob)
+        except Exception:  # (a store that cannot write costs speed only)
+            pass
+        _LOADED[key] = runner
+        return runner(*leaves)
+
+    call.jitted = jitted  # type: ignore[attr-defined]
+    return call

@@ -1,0 +1,130 @@
+"""advdyn.executables: programs kept across processes give the same numbers, never stale ones.
+
+The store is exercised in-process: clearing the loaded programs (``set_store`` again) is what
+a new process sees, and a Python-side counter inside a traced function counts the traces
+(Python code runs only while JAX traces).
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import advdyn
+from advdyn import executables
+from advdyn.executables import cached_jit, executable_key, set_store
+from advdyn.theory.ode import choose_solver
+from advdyn.workflows.cache import ExecutableFolder
+
+TRACES = {"n": 0}
+
+
+@cached_jit
+def _affine(x, scale, kind):
+    TRACES["n"] += 1
+    return {"y": x * scale + (1.0 if kind == "shift" else 0.0), "s": jnp.sum(x)}
+
+
+class UserModule(eqx.Module):  # defined outside advdyn: its code is not in the key
+    a: jax.Array
+
+
+class DictStore:
+    def __init__(self):
+        self.data: dict[str, bytes] = {}
+
+    def get(self, key):
+        return self.data.get(key)
+
+    def put(self, key, blob):
+        self.data[key] = blob
+
+
+@pytest.fixture
+def store():
+    s = DictStore()
+    old = set_store(s)
+    yield s
+    set_store(old)
+
+
+def _fresh_process(store):
+    set_store(store)  # forgets the programs loaded in this process, keeps the store
+
+
+def test_stored_program_is_reused_without_tracing(store):
+    x = jnp.arange(4.0)
+    TRACES["n"] = 0
+    first = _affine(x, 2.0, "shift")
+    assert TRACES["n"] == 1 and len(store.data) == 1
+    _fresh_process(store)
+    again = _affine(x, 2.0, "shift")
+    assert TRACES["n"] == 1  # loaded from the store: not traced again
+    np.testing.assert_array_equal(first["y"], again["y"])
+    np.testing.assert_array_equal(again["y"], np.arange(4.0) * 2.0 + 1.0)
+
+
+def test_static_values_and_shapes_are_in_the_key(store):
+    x = jnp.arange(4.0)
+    np.testing.assert_array_equal(_affine(x, 2.0, "none")["y"], np.arange(4.0) * 2.0)
+    np.testing.assert_array_equal(_affine(x, 3.0, "none")["y"], np.arange(4.0) * 3.0)
+    np.testing.assert_array_equal(_affine(jnp.arange(5.0), 3.0, "none")["y"],
+                                  np.arange(5.0) * 3.0)
+    assert len(store.data) == 3
+    keys = {executable_key("f", (x, 2.0, "none")), executable_key("f", (x, 2.0, "shift")),
+            executable_key("f", (x.astype(jnp.int32), 2.0, "none"))}
+    assert len(keys) == 3
+
+
+def test_user_code_bypasses_the_store(store):
+    mod = UserModule(jnp.ones(3))
+    assert executable_key("f", (mod,)) is None
+    assert executable_key("f", (jnp.ones(3), lambda v: v)) is None
+    assert executable_key("f", (jnp.ones(3), choose_solver)) is not None  # advdyn function
+    TRACES["n"] = 0
+    out = _affine(jnp.ones(3), 1.0, UserModule(jnp.ones(())))  # user pytree node: plain jit
+    assert len(store.data) == 0 and TRACES["n"] == 1
+    np.testing.assert_array_equal(out["s"], 3.0)
+
+
+def test_unreadable_entry_is_recompiled_and_replaced(store):
+    x = jnp.arange(3.0)
+    _affine(x, 2.0, "none")
+    (key,) = store.data
+    store.data[key] = b"not a program"
+    _fresh_process(store)
+    TRACES["n"] = 0
+    np.testing.assert_array_equal(_affine(x, 2.0, "none")["y"], np.arange(3.0) * 2.0)
+    assert TRACES["n"] == 1 and store.data[key] != b"not a program"
+
+
+def test_ode_and_optimum_through_a_folder_store_are_bitwise_equal(tmp_path):
+    cfg = advdyn.default_config().with_overrides(**{"problem.d": 64})
+    inst = advdyn.instantiate(cfg.problem)
+    lr = advdyn.Constant(0.8)
+    times = np.linspace(0.0, 2.0, 5)
+    plain = advdyn.solve_ode(inst, lr, times)
+    old = set_store(ExecutableFolder(tmp_path))
+    try:
+        stored = advdyn.solve_ode(inst, lr, times)
+        assert len(list(tmp_path.glob("*.bin"))) >= 2  # the ODE and the optimum's parts
+        set_store(ExecutableFolder(tmp_path))  # a new process: loads what the first stored
+        loaded = advdyn.solve_ode(inst, lr, times)
+    finally:
+        set_store(old)
+    for key in plain.ys:
+        np.testing.assert_array_equal(plain.ys[key], stored.ys[key], err_msg=key)
+        np.testing.assert_array_equal(plain.ys[key], loaded.ys[key], err_msg=key)
+    assert executables.store() is old
+
+
+def test_calls_inside_a_transformation_use_plain_jit(store):
+    x = jnp.arange(3.0)
+    y = jax.jit(lambda v: _affine(v, 2.0, "none")["y"])(x)
+    g = jax.grad(lambda v: _affine(v, 2.0, "none")["s"])(x)
+    assert len(store.data) == 0  # traced arguments: nothing is stored
+    np.testing.assert_array_equal(y, np.arange(3.0) * 2.0)
+    np.testing.assert_array_equal(g, np.ones(3))
