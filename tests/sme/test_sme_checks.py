@@ -4,13 +4,16 @@ Tolerances
 ----------
 * Check 1 has no Monte Carlo: exact second moments (advdyn.sme.moments), so the fitted
   slopes are deterministic; the windows are the spec's ([0.85, 1.15] and [1.85, 2.2]).
-* Check 2 is Monte Carlo. In the default run (2,000 chains, d = 2) the weak errors carry
-  standard errors of ~1e-3, comparable to the order-1 error itself, so only the statements
-  that survive this noise are tested: the order-1 slope's 95% interval (propagated from the
-  standard errors) contains 1, and the difference between the order-1 and order-2 SMEs,
-  which uses common Brownian paths and so has a standard error ~20x smaller, is first
-  order in eta (slope within [0.85, 1.15]). The full check (d = 2..5, 10^6 chains, eta down
-  to 0.00625, order-2 error below order-1 error) is marked slow.
+* Check 2 is Monte Carlo. In the default run (2,000 chains, d = 3, eta = 0.05 and 0.025)
+  the weak errors carry standard errors of ~5e-3, larger than the errors, so only what
+  survives this noise is tested: the order-1 slope's 95% interval (propagated from the
+  standard errors) contains 1; the order-1 minus order-2 difference, on common Brownian
+  paths (standard error ~50x smaller), halves with eta (ratio in [1.6, 2.6]: 2 up to its
+  O(eta) relative correction); and the SME solve is converged in dt (paired difference
+  dt = eta/2 vs eta/4 within 4 standard errors of 0, and below 10% of the order-1 minus
+  order-2 difference). Why the spec's "order-2 error below order-1 error" fails on some
+  instances is checked without Monte Carlo (exact moments, closed forms within 5%). The
+  full check (d = 2..5, 10^6 chains) is marked slow.
 * Check 3 is deterministic (ODE, rtol 1e-10): monotonicity beyond 1e-12, the two risk
   values to 1e-3 (the spec quotes three digits).
 * Check 4: at d = 1000 every path's risk fluctuates by O(d^{-1/2}); with 4 paths of each the
@@ -96,18 +99,24 @@ def test_sme_solver_matches_exact_sme_moments():
 
 
 # ------------------------------------------------------------------ check 2
-def _check2_errors(d: int, etas, paths: int, t_max: float, seed: int = 0):
+def _check2_problem(d: int, seed: int = 0):
     rng = np.random.default_rng(seed + d)
     lam = jnp.asarray(np.linspace(0.5, 2.0, d))
     theta_star = jnp.asarray(rng.normal(size=d) / np.sqrt(d))
     ob = GaussianLeastSquares(lam, theta_star, 0.5, 0.3)
-    theta0 = jnp.asarray(0.5 * rng.normal(size=d) / np.sqrt(d))
+    return ob, jnp.asarray(0.5 * rng.normal(size=d) / np.sqrt(d))
+
+
+def _check2_errors(d: int, etas, paths: int, t_max: float, seed: int = 0, div: int = 2):
+    """Weak errors ``E dist2`` (SGD minus SME) at ``t_max``; the SMEs by the extrapolated
+    scheme at ``dt = eta / div``, SGD and the SMEs on independent streams."""
+    ob, theta0 = _check2_problem(d, seed)
     out = {k: [] for k in ("e1", "e2", "se1", "se2", "d12", "se12")}
     for eta in etas:
         sgd = simulate_sgd(ob, float(eta), theta0, jax.random.key(seed), t_max=t_max, n_times=2,
                            paths=paths, chunk=min(paths, 50_000))["dist2"][:, -1]
         smes = [solve_sme(SME(ob, float(eta), o), theta0, jax.random.key(seed + 1), t_max=t_max,
-                          dt=eta / 2, n_times=2, paths=paths, scheme="extrapolated",
+                          dt=eta / div, n_times=2, paths=paths, scheme="extrapolated",
                           chunk=min(paths, 50_000))["dist2"][:, -1] for o in (1, 2)]
         for o, x in zip((1, 2), smes, strict=True):
             out[f"e{o}"].append(sgd.mean() - x.mean())
@@ -136,27 +145,72 @@ def test_check2_adversarial_weak_order_small_monte_carlo():
     assert np.all(np.abs(r["d12"]) > 5 * r["se12"])
     ratio = r["d12"][0] / r["d12"][1]
     assert 1.6 <= ratio <= 2.6, ratio
+    # the SME solve is converged in dt: at eta = 0.05, dt = eta/2 (used above) against
+    # dt = eta/4 on common Brownian paths (grid eta/8), the paired difference of E dist2 is
+    # within 4 of its standard errors (~2e-4 with 2,000 paths) of 0, and that bound is below
+    # 10% of the order-1 minus order-2 difference (1.65e-2), so the discretisation cannot
+    # account for the order-2 SME's error at eta = 0.05 (1.1e-2, docs/sme.md). Measured
+    # with 10^5 paths: +1.0e-5 +- 3.2e-5 (eta/2 vs eta/4), -1.8e-5 +- 2.2e-5 (eta/4 vs eta/8).
+    ob, theta0 = _check2_problem(3)
+    eta = etas[0]
+    xs = [solve_sme(SME(ob, eta, 2), theta0, jax.random.key(1), t_max=2.0, dt=eta / div,
+                    n_times=2, paths=PATHS, scheme="extrapolated",
+                    brownian_dt=eta / 8)["dist2"][:, -1] for div in (2, 4)]
+    diff = xs[0] - xs[1]
+    se = diff.std() / np.sqrt(PATHS)
+    assert abs(diff.mean()) < 4 * se, (diff.mean(), se)
+    assert abs(diff.mean()) + 4 * se < 0.1 * abs(r["d12"][0]), (diff.mean(), se, r["d12"])
+
+
+def test_check2_order2_error_is_twice_order1_near_stationarity():
+    """Why the spec's "order-2 error below order-1 error" is not a theorem [R].
+
+    For clean least squares the stationary covariances solve, with ``S = eta S1 + eta^2 S2``
+    and ``S1 = sigma^2 I / 2``: SGD ``K S + S K - eta K S K = eta N(S)``, SME1 ``K S + S K =
+    eta N(S)`` and SME2 ``(K + eta K^2/2) S + S (K + eta K^2/2) = eta N(S)``. Subtracting,
+    ``E|Delta|^2`` of SGD exceeds SME1's by ``eta^2 sigma^2 tr K / 4`` and SME2's by
+    ``eta^2 sigma^2 tr K / 2``: near stationarity both errors are O(eta^2) and the order-2
+    SME's is twice the order-1 SME's. The order-2 SME only wins while the O(eta) error of
+    the transient (the mean) dominates. Checked on check 1's instance from exact moments
+    (no Monte Carlo) at T = 20, where the transient has decayed (exp(-2 lambda_min T) =
+    e^-20): at eta = 0.003125 both errors within 5% of the closed forms (the O(eta)
+    relative corrections measured 2%), and at the spec's eta = 0.05 the order-2 error is
+    the larger one."""
+    lam, sig, d0 = np.asarray(CHECK1["eigenvalues"]), CHECK1["sigma"], CHECK1["delta0"]
+    for eta, check in ((0.003125, "closed form"), (0.05, "ordering")):
+        m = exact_second_moments(lam, sig, d0, eta, 20.0)
+        sgd = m.observable("sgd")[-1]
+        e1, e2 = sgd - m.observable("sme1")[-1], sgd - m.observable("sme2")[-1]
+        if check == "closed form":
+            assert e1 == pytest.approx(eta**2 * sig**2 * lam.sum() / 4, rel=0.05)
+            assert e2 == pytest.approx(eta**2 * sig**2 * lam.sum() / 2, rel=0.05)
+        else:
+            assert 0 < e1 < e2, (e1, e2)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("d", [2, 3, 4, 5])
 def test_check2_adversarial_weak_order_full(d):
-    """The spec's check 2 with 10^6 chains, fitted on eta <= 0.025.
+    """Check 2 with 10^6 chains, eta in {0.025, 0.0125, 0.00625}, T = 2, dt = eta/2
+    (converged: see the default test).
 
-    Measured (d = 3, 2e5 chains, T = 2): order-1 errors -4.5e-3, -4.7e-3, -2.8e-3 and
-    order-2 errors 1.2e-2, 2.5e-3, 5.4e-4 at eta = 0.05, 0.025, 0.0125 (SE 3e-4 to 7e-4).
-    At eta = 0.05 the order-2 error is *larger* than the order-1 error on our instances:
-    the order-1 error is -(order-1 minus order-2 difference, exactly O(eta)) plus the
-    order-2 error, whose eta^2 term still dominates there, so the order-1 slope over
-    [0.0125, 0.05] is 0.34 (95% interval 0.05-0.60). The spec's "eta <= 0.05" is therefore
-    replaced by eta <= 0.025 and the slope is fitted down to 0.00625 (docs/sme.md).
-    Not run in the development session (about an hour of CPU per dimension on 2 cores).
+    What theory guarantees is asserted for every d: the order-2 error is second order (the
+    95% interval of its slope contains 2). The spec's two statements hold only where the
+    transient's O(eta) error dominates (test above): on our d = 3 instance (far start),
+    where the order-2 error is below the order-1 error for eta <= 0.025 (not at 0.05) --
+    asserted; on the d = 2, 4, 5 instances (near stationarity by T = 2) the order-1 error
+    is itself ~eta^2 and the order-2 error larger at every eta, so they are not asserted.
+    The order-1 slope's interval is not asserted: at d = 3 its fit over this range is
+    flattened by the eta^2 term (0.34, 95% interval 0.01-0.64 over [0.0125, 0.05] with
+    1.2e5 chains), elsewhere it is ~2. Numbers in docs/sme.md. Not run in the development
+    session (about an hour of CPU per dimension on 2 cores).
     """
     etas = np.array([0.025, 0.0125, 0.00625])
     r = _check2_errors(d, etas, paths=1_000_000, t_max=2.0)
-    _, (lo, hi) = _slope_interval(etas, r["e1"], r["se1"])
-    assert lo <= 1.0 <= hi, (lo, hi, r)
-    assert np.all(np.abs(r["e2"]) < np.abs(r["e1"])), r
+    _, (lo, hi) = _slope_interval(etas, r["e2"], r["se2"])
+    assert lo <= 2.0 <= hi, (lo, hi, r)
+    if d == 3:
+        assert np.all(np.abs(r["e2"]) < np.abs(r["e1"])), r
 
 
 # ------------------------------------------------------------------ check 3

@@ -4,7 +4,8 @@ Stochastic modified equations of order 1 and 2 for SGD on a clean or adversarial
 (:mod:`~advdyn.sme.objectives`, :mod:`~advdyn.sme.equations`), exact second moments for least
 squares (:mod:`~advdyn.sme.moments`), gradient flows of clean vs adversarial training
 (:mod:`~advdyn.sme.flows`), learning-rate control (:mod:`~advdyn.sme.control`) and the
-alternating mini-max of PGD adversarial training (:mod:`~advdyn.sme.minimax`). Pure JAX
+alternating mini-max of PGD adversarial training (:mod:`~advdyn.sme.minimax`) and the
+alternating game with a persistent adversary and its SMEs (:mod:`~advdyn.sme.game`). Pure JAX
 mathematics; solvers return :class:`~advdyn.solution.Solution` pytrees.
 """
 
@@ -19,6 +20,16 @@ from advdyn.sme.equations import (
     solve_sme,
 )
 from advdyn.sme.flows import gradient_flow
+from advdyn.sme.game import (
+    AbstractGame,
+    GameMoments,
+    GameSME,
+    PerturbationGame,
+    QuadraticGame,
+    game_step,
+    quadratic_game_moments,
+    simulate_game,
+)
 from advdyn.sme.moments import MomentPaths, exact_second_moments, loglog_slope, weak_error_study
 from advdyn.sme.objectives import (
     AbstractObjective,
@@ -31,19 +42,27 @@ from advdyn.sme.objectives import (
 __all__ = [
     "SME",
     "SME_STREAM",
+    "AbstractGame",
     "AbstractObjective",
     "EmpiricalObjective",
+    "GameMoments",
+    "GameSME",
     "GaussianLeastSquares",
     "GridBrownianPath",
     "MomentPaths",
+    "PerturbationGame",
+    "QuadraticGame",
     "core_scaling",
     "exact_second_moments",
+    "game_step",
     "gradient_flow",
     "line_search_rate",
     "linear_predict",
     "loglog_slope",
     "optimal_policy",
+    "quadratic_game_moments",
     "recording_grid",
+    "simulate_game",
     "simulate_sgd",
     "solve_control",
     "solve_sme",

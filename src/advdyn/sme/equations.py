@@ -28,11 +28,15 @@ Randomness
 ----------
 The Brownian path of replicate ``r`` is :class:`GridBrownianPath` with key
 ``fold_in(fold_in(key, SME_STREAM), r)``; the increment of fine step ``j`` is drawn from
-``fold_in(path_key, j)``. Results depend only on ``(key, r, dt)``; adding paths leaves the
-existing ones unchanged, as for the core's simulators (:mod:`advdyn.simulate`).
+``fold_in(path_key, j)``. Results depend only on ``(key, r, dt)`` (or on ``brownian_dt``
+instead of ``dt`` when it is given: solves at several ``dt`` then share their paths); adding
+paths leaves the existing ones unchanged, as for the core's simulators
+(:mod:`advdyn.simulate`).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import diffrax
 import equinox as eqx
@@ -45,6 +49,9 @@ from jaxtyping import Array, Float
 from advdyn.precision import float64
 from advdyn.sme.objectives import AbstractObjective
 from advdyn.solution import Solution
+
+if TYPE_CHECKING:
+    from advdyn.sme.game import GameSME
 
 SME_STREAM = 0x534D4532
 """``fold_in`` constant (ASCII ``"SME2"``) separating the SME's Brownian stream from SGD's."""
@@ -136,6 +143,15 @@ class SME(eqx.Module):
             g = g + 0.5 * self.eta * hg
         return -self.time_scale * g
 
+    @property
+    def noise_dim(self) -> int:
+        """Brownian dimension (the objective's)."""
+        return self.objective.noise_dim
+
+    def observables(self, theta: Float[Array, " p"]) -> dict[str, Array]:
+        """The objective's recorded scalars."""
+        return self.objective.observables(theta)
+
     def diffusion(self, theta: Float[Array, " p"]) -> Float[Array, "p m"]:
         """``sqrt(c eta) F(theta)`` as a dense matrix."""
         return jnp.sqrt(self.time_scale * self.eta) * self.objective.noise_factor(theta)
@@ -194,7 +210,7 @@ def recording_grid(t_max: float, dt: float, n_times: int) -> tuple[np.ndarray, i
     return np.arange(n_rec + 1) * stride * dt, stride, n_rec * stride
 
 
-def _euler_path(sme: SME, theta0, bm, dt, ts):
+def _euler_path(sme: SME | GameSME, theta0, bm, dt, ts):
     terms: diffrax.MultiTerm = diffrax.MultiTerm(
         diffrax.ODETerm(lambda t, y, args: sme.drift(y)),
         diffrax.ControlTerm(lambda t, y, args: sme.diffusion_operator(y), bm),
@@ -207,18 +223,21 @@ def _euler_path(sme: SME, theta0, bm, dt, ts):
 
 
 @eqx.filter_jit
-def _solve_paths(sme: SME, theta0, base, rs, ts, dt, scheme: str, chunk: int):
-    shape = (sme.objective.noise_dim,)
-    obs = jax.vmap(sme.objective.observables)
+def _solve_paths(sme: SME | GameSME, theta0, base, rs, ts, dt, scheme: str, chunk: int,
+                 span: int):
+    # span: Brownian grid steps per Euler step (per fine step for "extrapolated")
+    shape = (sme.noise_dim,)
+    obs = jax.vmap(sme.observables)
 
     def one(r):
         k = jax.random.fold_in(base, r)
         if scheme == "euler":
-            bm = GridBrownianPath(k, dt, ts[0], ts[-1], shape, max_span=1)
+            bm = GridBrownianPath(k, dt / span, ts[0], ts[-1], shape, max_span=span)
             return obs(_euler_path(sme, theta0, bm, dt, ts))
-        # one path: the coarse solve sums pairs of the fine increments
-        coarse_bm = GridBrownianPath(k, dt / 2, ts[0], ts[-1], shape, max_span=2)
-        fine_bm = GridBrownianPath(k, dt / 2, ts[0], ts[-1], shape, max_span=1)
+        # one path: the coarse solve sums twice as many grid increments as the fine one
+        h = dt / (2 * span)
+        coarse_bm = GridBrownianPath(k, h, ts[0], ts[-1], shape, max_span=2 * span)
+        fine_bm = GridBrownianPath(k, h, ts[0], ts[-1], shape, max_span=span)
         coarse = obs(_euler_path(sme, theta0, coarse_bm, dt, ts))
         fine = obs(_euler_path(sme, theta0, fine_bm, dt / 2, ts))
         return jax.tree.map(lambda f, c: 2 * f - c, fine, coarse)
@@ -228,7 +247,7 @@ def _solve_paths(sme: SME, theta0, base, rs, ts, dt, scheme: str, chunk: int):
 
 @float64
 def solve_sme(
-    sme: SME,
+    sme: SME | GameSME,
     theta0: Float[Array, " p"],
     key: Array,
     *,
@@ -238,13 +257,16 @@ def solve_sme(
     paths: int = 100,
     scheme: str = "euler",
     chunk: int | None = None,
+    brownian_dt: float | None = None,
 ) -> Solution:
     """Solve the SME for many Brownian paths (vmapped) and record the objective's observables.
 
     Parameters
     ----------
-    sme : SME
-        The equation.
+    sme : SME or GameSME
+        The equation (anything with ``drift``, ``diffusion_operator``, ``noise_dim``,
+        ``observables``, ``eta``, ``order`` and ``time_scale``, e.g.
+        :class:`advdyn.sme.game.GameSME`).
     theta0 : Array, shape (p,)
         Deterministic initial condition.
     key : jax.random key
@@ -262,6 +284,11 @@ def solve_sme(
         Euler-Maruyama or its Talay-Tubaro extrapolation (weak order 2).
     chunk : int, optional
         Paths per vmapped batch (memory bound); all at once when omitted.
+    brownian_dt : float, optional
+        Step of the Brownian grid (:class:`GridBrownianPath`); it must divide the solver's
+        smallest step (``dt``, or ``dt / 2`` for ``"extrapolated"``), which is the default.
+        Solves with different ``dt`` and the same ``brownian_dt`` and key see the same
+        Brownian paths (for measuring the discretisation error with common noise).
 
     Returns
     -------
@@ -271,13 +298,18 @@ def solve_sme(
     """
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+    smallest = dt if scheme == "euler" else dt / 2
+    span = 1 if brownian_dt is None else round(smallest / brownian_dt)
+    if span < 1 or abs(span * (brownian_dt or smallest) - smallest) > 1e-9 * smallest:
+        raise ValueError(f"brownian_dt = {brownian_dt} must divide the solver step {smallest}")
     ts, _, _ = recording_grid(t_max, dt, n_times)
     theta0 = jnp.asarray(theta0, jnp.float64)
     base = jax.random.fold_in(key, SME_STREAM)
     ys = _solve_paths(sme, theta0, base, jnp.arange(paths), jnp.asarray(ts),
-                      jnp.asarray(dt, jnp.float64), scheme, int(chunk or paths))
+                      jnp.asarray(dt, jnp.float64), scheme, int(chunk or paths), span)
     ys = {k: np.asarray(v) for k, v in ys.items()}
-    stats = {"scheme": scheme, "dt": float(dt), "eta": float(sme.eta), "order": sme.order,
+    stats = {"scheme": scheme, "dt": float(dt), "brownian_dt": float(smallest / span),
+             "eta": float(sme.eta), "order": sme.order,
              "time_scale": float(sme.time_scale), "paths": int(paths),
              "stream": f"fold_in(key, {SME_STREAM:#x})"}
     return Solution(np.asarray(ts), ys, f"sme{sme.order}", replicated=True, stats=stats)

@@ -16,7 +16,7 @@ is exact adversarial training at the *effective radius* ``eps_K = min(K alpha, e
 and it coincides with the exact inner maximum once ``K alpha >= eps`` [R: our derivation,
 checked in ``tests/sme/test_sme_minimax.py``]. A warm-started adversary (keeping
 ``delta`` between rounds, "free" adversarial training) adds the adversary's state to the
-SDE; it is not implemented.
+SDE and an order-2 alternation cross term: :mod:`advdyn.sme.game`.
 """
 
 from __future__ import annotations
