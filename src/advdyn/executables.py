@@ -208,14 +208,6 @@ def executable_key(name: str, args: tuple) -> str | None:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def _compiler_options() -> dict | None:  # experiment: ADVDYN_FAST_COMPILE=1
-    import os
-
-    if os.environ.get("ADVDYN_FAST_COMPILE"):
-        return {"xla_llvm_disable_expensive_passes": True}
-    return None
-
-
 def _load(blob: bytes):
     """A stored program: its exported StableHLO and its output template."""
     payload, template = pickle.loads(blob)
@@ -223,7 +215,7 @@ def _load(blob: bytes):
     # the output structure travels as a template pytree (integers for leaves), not as a
     # pickled treedef: equinox's node data holds sentinels that must keep their identity
     out_tree = jax.tree.structure(template)
-    call = jax.jit(exported.call, compiler_options=_compiler_options())
+    call = jax.jit(exported.call)
 
     def run(*leaves):
         return jax.tree.unflatten(out_tree, call(*leaves))

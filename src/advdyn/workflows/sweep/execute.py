@@ -33,8 +33,10 @@ from advdyn.workflows.sweep.storage import (
     remove_stale_temporaries,
 )
 
+_WORKER_CACHE: list[bool] = []  # whether this process has turned the caches on
 
-def execute_point(fn: PointFunction, config: Config) -> tuple[str, Any, float]:
+
+def execute_point(fn: PointFunction, config: Config, cache: bool = False) -> tuple[str, Any, float]:
     """Run one point (on a worker); never raises.
 
     Parameters
@@ -43,6 +45,10 @@ def execute_point(fn: PointFunction, config: Config) -> tuple[str, Any, float]:
         The point kind's function.
     config : Config
         The point's configuration.
+    cache : bool
+        Turn on the compilation cache and the store of exported programs in this process
+        (once), as the submitting command line has (:mod:`advdyn.workflows.cache`): worker
+        processes then share what one of them, or an earlier run, compiled.
 
     Returns
     -------
@@ -53,6 +59,11 @@ def execute_point(fn: PointFunction, config: Config) -> tuple[str, Any, float]:
         Seconds spent.
     """
     start = time.perf_counter()
+    if cache and not _WORKER_CACHE:
+        from advdyn.workflows.cache import enable_compilation_cache
+
+        enable_compilation_cache()
+        _WORKER_CACHE.append(True)
     try:
         ds = fn(config)
         return "done", ds, time.perf_counter() - start
@@ -197,10 +208,13 @@ def _run_locked(spec, out, client, scheduler, workers, retry_failed, progress, n
             try:
                 from dask.distributed import as_completed
 
+                from advdyn.executables import store
+
+                cache = store() is not None  # the command line's caches, also on the workers
                 futures = {}
                 for p, fp, cfg in todo:
                     key = f"point-{p.id}-{uuid.uuid4().hex[:8]}"
-                    fut = client.submit(execute_point, fn, cfg, pure=False, key=key)
+                    fut = client.submit(execute_point, fn, cfg, cache, pure=False, key=key)
                     futures[fut] = (p, fp, cfg)
                 for fut in as_completed(list(futures)):
                     p, fp, cfg = futures[fut]
