@@ -5,9 +5,9 @@ adversarial least squares, uniform spectrum on [0.2, 1.8], eps = 0.5, sigma = 0.
 gamma = 0.8, 11 records): advdyn's compile time (first call minus second), its run time
 (median of the later calls), the numpy loop's run time and the ratio advdyn / numpy
 (target <= 1.0 in every row), and the memory estimate of the same run
-(:func:`advdyn.workflows.memory.estimate_memory`) against the peak resident memory measured
-in a fresh subprocess (``--memory``): the increase of the resident set during a second,
-compiled run (Linux ``/proc/self/clear_refs`` resets the high-water mark after the first).
+(:func:`advdyn.workflows.memory.estimate_memory`). ``--memory-only`` prints the estimate
+against XLA's buffer accounting of the same runs instead (``bench_memory.py``; the resident
+set of the process is dominated by the JAX runtime and cannot measure a run).
 
 The numpy loop is what a careful user writes: one ``Generator.standard_normal`` call per
 block of 64 steps for all replicates (numpy's float32 ziggurat, single-threaded), then per
@@ -17,7 +17,7 @@ device per core (set below before JAX is imported).
 
 Usage::
 
-    python benchmarks/bench_sgd_numpy.py [--repeats 3] [--memory]
+    python benchmarks/bench_sgd_numpy.py [--repeats 3] [--memory-only]
 """
 
 from __future__ import annotations
@@ -29,10 +29,7 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
                                f"device_count={max(1, min(os.cpu_count() or 1, 8))}").strip()
 
 import argparse
-import json
 import statistics
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -124,62 +121,17 @@ def bench_row(d: int, t_max: float, replicates: int, repeats: int) -> dict:
             "numpy_risk": float(np.mean(np_final)), "estimate_mb": est.peak / 1e6}
 
 
-_PEAK_SNIPPET = """
-import json, sys
-import bench_sgd_numpy as b
-import advdyn as ad
-from advdyn.config.build import instantiate
-from advdyn.theory.stationary import adversarial_optimum
-d, t_max, R = {d}, {t_max}, {R}
-cfg = b._config(d, t_max, R)
-inst = instantiate(cfg.problem); opt = adversarial_optimum(inst)
-def status(key):
-    for line in open('/proc/self/status'):
-        if line.startswith(key):
-            return int(line.split()[1]) * 1024 / 1e6
-def sim():
-    ad.simulate_sgd(inst, ad.Constant(b.GAMMA), ad.stream_key(0), t_max=t_max, n_times=11,
-                    replicates=R, dtype='float32', optimum=opt)
-sim()  # compiles: the compiler's memory is not the run's
-base = status('VmRSS')
-open('/proc/self/clear_refs', 'w').write('5')  # reset the peak (VmHWM) to the current RSS
-sim()
-print(json.dumps({{'base_mb': base, 'peak_mb': status('VmHWM')}}))
-"""
-
-
-def peak_memory(d: int, t_max: float, replicates: int) -> dict:
-    """Peak RSS of a second simulation in a fresh process (the first one compiles), and the
-    RSS before it; the difference is what the run itself allocates."""
-    code = _PEAK_SNIPPET.format(d=d, t_max=t_max, R=replicates)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [os.path.dirname(os.path.abspath(__file__)), os.environ.get("PYTHONPATH", "")]))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--memory", action="store_true", help="measure peak memory too")
     parser.add_argument("--sizes", type=str, default="500,4000,32000")
     parser.add_argument("--memory-only", action="store_true",
                         help="only the memory table (estimate vs measured peak)")
     args = parser.parse_args()
     if args.memory_only:
-        from advdyn.workflows.memory import estimate_memory
+        from bench_memory import memory_table
 
-        print(f"{'d':>6} {'R':>2} {'est MB':>7} {'peak MB':>8} {'base MB':>8} {'run MB':>7} "
-              f"{'est / run':>9}")
-        for d, t_max in [s for s in SIZES if str(s[0]) in args.sizes.split(",")]:
-            for R in (1, 8):
-                est = estimate_memory(_config(d, t_max, R), available=(1 << 40, "n/a"))
-                m = peak_memory(d, t_max, R)
-                run = m["peak_mb"] - m["base_mb"]
-                print(f"{d:>6} {R:>2} {est.peak / 1e6:>7.1f} {m['peak_mb']:>8.1f} "
-                      f"{m['base_mb']:>8.1f} {run:>7.1f} {est.peak / 1e6 / run:>9.2f}",
-                      flush=True)
+        memory_table([int(x) for x in args.sizes.split(",")])
         return
     import jax
 
@@ -189,18 +141,13 @@ def main() -> None:
           f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}")
     sizes = [s for s in SIZES if str(s[0]) in args.sizes.split(",")]
     print(f"{'d':>6} {'R':>2} {'steps':>6} {'dev':>3} {'compile s':>9} {'advdyn s':>9} "
-          f"{'numpy s':>8} {'ratio':>6} {'risk advdyn':>11} {'risk numpy':>10} {'est MB':>7}"
-          + (f" {'peak MB':>8} {'base MB':>8} {'peak-base':>9}" if args.memory else ""))
+          f"{'numpy s':>8} {'ratio':>6} {'risk advdyn':>11} {'risk numpy':>10} {'est MB':>7}")
     for d, t_max in sizes:
         for R in (1, 8):
             r = bench_row(d, t_max, R, args.repeats)
             line = (f"{d:>6} {R:>2} {r['steps']:>6} {r['devices']:>3} {r['compile_s']:>9.2f} "
                     f"{r['advdyn_s']:>9.3f} {r['numpy_s']:>8.3f} {r['ratio']:>6.2f} "
                     f"{r['advdyn_risk']:>11.4f} {r['numpy_risk']:>10.4f} {r['estimate_mb']:>7.1f}")
-            if args.memory:
-                m = peak_memory(d, t_max, R)
-                line += (f" {m['peak_mb']:>8.1f} {m['base_mb']:>8.1f} "
-                         f"{m['peak_mb'] - m['base_mb']:>9.1f}")
             print(line, flush=True)
 
 

@@ -1,20 +1,29 @@
 """Memory estimate of a run, and refusal of runs that cannot fit.
 
 :func:`estimate_memory` adds up the arrays a run holds at its peak (methods run one after
-the other, so the peak is the instance plus the largest method):
+the other, so the peak is the instance plus the largest method). The parts and their
+constants follow XLA's own buffer accounting of the executables a run compiles
+(``compiled.memory_analysis()``: arguments, outputs and temporaries per device;
+``benchmarks/bench_memory.py``, table in ``docs/benchmarks.md``):
 
 * **instance** (float64, when drawn): eigenvalues and means ``C d``, teacher and ``theta_0``
-  ``d`` each, plus the draw's temporaries;
-* **ODE per direction** (float64): the state ``(2 + C) d`` held about 14 times by the Tsit5
-  stages, error control and the interval carry (records are scalars: no saved states), and
-  the constant products ``theta*_i^2``, ``theta*_i mu_{c,i}``, ``mu_{c,i} mu_{c',i}``; with
-  ``run.bins`` the same for ``B`` bins (negligible);
-* **SGD / HSGD** (``run.dtype``): the iterates of all replicates (carried and updated: 3
-  copies); replicates run one after the other on each device (:mod:`advdyn.simulate.sgd`),
-  so only ``P = min(replicates, devices)`` replicates hold a sampling block at once: per
-  such replicate a block of ``block x d`` samples (the Philox words, 4 bytes each, the
-  Gaussians and the samples built from them) and the recording state ``(2 + C) d``; plus the
-  instance cast to the simulation dtype.
+  ``d`` each; the draw's temporaries (``3 d``) are freed before any method runs, so they
+  only count when no method holds more;
+* **ODE per direction** (float64): the state ``(2 + C) d`` held 13 times by the Tsit5
+  stages, error control and the interval carry (XLA's temporaries are exactly ``13 (2 + C)
+  d`` at ``d = 10^4 .. 10^6``; records are scalars: no saved states), and the optimum's
+  ``alpha``, ``beta`` (``(1 + C) d``) that ``dist_to_opt`` reads; with ``run.bins`` the same
+  for ``B`` bins (negligible);
+* **SGD / HSGD** (``run.dtype``): the iterates of all replicates, the input and the output of
+  a recording interval (2 copies; the carry is updated in place); replicates run one after
+  the other on each device (:mod:`advdyn.simulate.sgd`), so only ``P = min(replicates,
+  devices)`` replicates hold a sampling block at once: per such replicate a block of ``block
+  x d`` Philox words (uint32) and the samples built from them (one copy in ``run.dtype``: the
+  Gaussian transform is fused into ``x = mu + sqrt(lambda) z``; XLA's temporaries are 8 bytes
+  per entry in float32 and 12 in float64) and about 16 bytes per direction of working
+  vectors (the instance cast to the simulation dtype, the carried iterate); and on every
+  device but the first a copy of the float64 arrays a step reads (eigenvalues, means,
+  teacher: ``(2 C + 1) d``). The recorded statistics run in a separate, smaller executable.
 
 The estimate is an upper bound of the arrays' sizes, not of XLA's exact allocation; it is
 meant to catch runs that are off by factors (e.g. ``d = 10^7`` with many replicates or the
@@ -33,10 +42,13 @@ from dataclasses import dataclass, field
 from advdyn.config.schema import Config
 from advdyn.errors import ConfigError
 
-_ODE_STAGE_COPIES = 14  # Tsit5: 7 stages, y0, y1, error estimate, interval carry, temporaries
-_SGD_ITERATE_COPIES = 3  # carried iterate, updated iterate, gradient step
-_SGD_SAMPLE_COPIES = 2  # Gaussian block z, samples x = mu + sqrt(lambda) z
-_SGD_WORD_BYTES = 4  # the block's Philox output words (uint32)
+# Constants from XLA's memory_analysis() of the compiled executables (bench_memory.py):
+_ODE_STAGE_COPIES = 13  # Tsit5: 7 stages, y0, y1, error estimate, interval carry (temp = 13 x)
+_SGD_ITERATE_COPIES = 2  # the interval's input and output iterates (the carry is in place)
+_SGD_WORD_BYTES = 4  # per sample entry: the block's Philox words (uint32) ...
+_SGD_SAMPLE_COPIES = 1  # ... and x = mu + sqrt(lambda) z (the Gaussian transform is fused)
+_SGD_WORK_BYTES = 16  # per device and direction: instance cast to run.dtype, the carry
+_DRAW_TEMPORARIES = 3  # float64 vectors of d while the instance is drawn (freed after)
 _SAFETY = 0.9  # use at most this fraction of the available memory
 
 
@@ -140,17 +152,19 @@ def estimate_memory(config: Config, available: tuple[int, str] | None = None) ->
     item = 4 if rc.dtype == "float32" else 8
     parts: dict[str, int] = {}
     drawn = not config_path_applies(config)
-    # eigenvalues + means (C d), teacher, theta_0, draw temporaries (3 d)
-    parts["instance"] = (2 * n_comp + 5) * d * f64 if drawn else 0
+    # eigenvalues + means (C d), teacher, theta_0; the draw's temporaries are freed before
+    # any method runs
+    parts["instance"] = (2 * n_comp + 2) * d * f64 if drawn else 0
+    draw = _DRAW_TEMPORARIES * d * f64 if drawn else 0
     if p.spectrum.kind == "covariance_file":
-        parts["instance"] += 3 * d * d * f64  # dense covariance, its eigenvectors, eigh work
+        draw += 3 * d * d * f64  # dense covariance, its eigenvectors, eigh work
 
     method_parts: dict[str, dict[str, int]] = {}
     if "ode" in rc.methods:
         n = min(rc.bins, d) if rc.bins is not None else d
         state = (2 + n_comp) * n * f64
-        consts = (1 + n_comp + n_comp**2) * n * f64
-        method_parts["ode"] = {"ode": _ODE_STAGE_COPIES * state + consts}
+        optimum = (1 + n_comp) * n * f64  # alpha, beta of the optimum (dist_to_opt)
+        method_parts["ode"] = {"ode": _ODE_STAGE_COPIES * state + optimum}
     for m in ("sgd", "hsgd"):
         if m in rc.methods:
             from advdyn.simulate.sgd import time_grid
@@ -158,16 +172,17 @@ def estimate_memory(config: Config, available: tuple[int, str] | None = None) ->
             R = rc.replicates
             P = _concurrent_replicates(R)
             block = time_grid(d, rc.t_max, rc.n_times, rc.block_size).block
-            sample = _SGD_SAMPLE_COPIES * item + _SGD_WORD_BYTES
             method_parts[m] = {
                 f"{m}: iterates": _SGD_ITERATE_COPIES * R * d * item,
-                f"{m}: samples": P * block * d * sample,
-                f"{m}: recording": 2 * P * (2 + n_comp) * d * item + (2 * n_comp + 2) * d * item,
+                f"{m}: samples": P * block * d * (_SGD_SAMPLE_COPIES * item + _SGD_WORD_BYTES),
+                f"{m}: per device": P * _SGD_WORK_BYTES * d
+                + (P - 1) * (2 * n_comp + 1) * d * f64,
             }
     largest = max(method_parts.values(), key=lambda x: sum(x.values()), default={})
     for mp in method_parts.values():
         parts.update(mp)
-    peak = parts["instance"] + sum(largest.values())
+    parts["instance: draw temporaries"] = draw
+    peak = parts["instance"] + max(sum(largest.values()), draw)
     if available is None:
         if rc.memory_limit_gb is not None:
             available = (int(rc.memory_limit_gb * 1e9), "run.memory_limit_gb")
@@ -220,7 +235,7 @@ def check_memory(config: Config, available: tuple[int, str] | None = None) -> Me
     biggest = max(est.parts, key=lambda k: est.parts[k])
     if biggest.endswith("samples"):
         field_ = "run.block_size"
-    elif biggest.endswith(("iterates", "recording")):
+    elif biggest.endswith(("iterates", "per device")):
         field_ = "run.replicates"
     elif biggest == "ode" and rc.bins is None:
         field_ = "run.bins"
