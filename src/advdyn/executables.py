@@ -16,7 +16,8 @@ the program comes from code whose version the key records, i.e. the pytree node 
 static values of the arguments are advdyn's own classes, builtins, or those of JAX,
 equinox, diffrax, optimistix, lineax or NumPy, and functions among the static values are
 advdyn module-level functions. The key then holds the hash of advdyn's source files, the
-versions of those libraries, the backend, the device count, the x64 flag, the argument
+versions of those libraries, the backend, the device count, the x64 flag, the default
+matmul precision and ``EQX_ON_ERROR``, the argument
 structure with every static value, and every array's shape and dtype. Anything else (a
 user's loss function or learning-rate class, whose code may change between runs under the
 same name) bypasses the store and compiles as usual, and so does a function that cannot be
@@ -31,6 +32,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.metadata
+import os
 import pickle
 import types
 from collections.abc import Callable
@@ -195,7 +197,10 @@ def executable_key(name: str, args: tuple) -> str | None:
     if getattr(jax.config, "jax_default_device", None) is not None:
         return None  # executables are compiled for, and loaded onto, the first device
     parts = [name, _environment(), jax.default_backend(), str(jax.device_count()),
-             str(jax.dtypes.canonicalize_dtype(np.float64)), structure]
+             str(jax.dtypes.canonicalize_dtype(np.float64)), structure,
+             # settings that change the traced program: matmul precision, equinox's errors
+             str(getattr(jax.config, "jax_default_matmul_precision", None)),
+             os.environ.get("EQX_ON_ERROR", "")]
     for leaf in leaves:
         if eqx.is_array(leaf):
             parts.append(f"a:{np.dtype(leaf.dtype).str}{tuple(leaf.shape)}"
