@@ -221,3 +221,19 @@ def test_game_sme_validates_inputs(quad):
                             quad.noise_delta_factor, rho=2.0, eps=1.0)
     with pytest.raises(ValueError, match="eps"):
         quadratic_game_moments(bounded, TH0, DE0, 0.1, 1.0)
+
+
+def test_bad_game_inputs_are_refused_with_the_field_named():
+    import numpy as np
+
+    from advdyn.sme.game import GameSME, PerturbationGame, QuadraticGame
+
+    kw = dict(a=np.eye(2), b=np.ones((2, 2)), c=np.eye(2), theta_star=np.zeros(2),
+              noise_theta_factor=np.eye(2), noise_delta_factor=np.eye(2))
+    for bad, field in ((dict(b=np.ones(3)), "b"), (dict(rho=-1.0), "rho"), (dict(eps=0.0), "eps")):
+        with pytest.raises(ValueError, match=field):
+            QuadraticGame(**{**kw, **bad})
+    with pytest.raises(ValueError, match="eigenvalues"):
+        PerturbationGame(np.ones(2), np.ones(3), 0.5)
+    with pytest.raises(ValueError, match="time_scale"):
+        GameSME(QuadraticGame(**kw), 0.05, time_scale=2.0)

@@ -87,14 +87,17 @@ def plot_flows(ds: xr.Dataset, summary: dict) -> Figure:
     """Gradient flows of clean vs adversarial training: risks, norm, input-gradient norm."""
     fig = Figure(figsize=(11, 7.5))
     axes = fig.subplots(2, 2).flat
-    for ax, name in zip(axes, ("adv_risk", "clean_risk", "norm", "input_grad_norm"),
-                        strict=True):
+    titles = {"adv_risk": "adversarial risk R_eps (adv_risk)",
+              "clean_risk": "clean risk R_0 (clean_risk)", "norm": "|theta| (norm)",
+              "input_grad_norm": "input-gradient norm (input_grad_norm)"}
+    later = ds.isel(time=ds["time"].values > 0)  # log time axis: t = 0 is the dotted line
+    for ax, name in zip(axes, titles, strict=True):
         for train in ds["training"].values:
-            ax.plot(ds["time"], ds[name].sel(training=train), color=_TRAIN[str(train)],
+            ax.plot(later["time"], later[name].sel(training=train), color=_TRAIN[str(train)],
                     label=f"{train} flow")
-        ax.set_title(name)
-        ax.set_xscale("symlog", linthresh=1.0)
-        ax.set_xlabel("t")
+        ax.set_title(titles[name])
+        ax.set_xscale("log")
+        ax.set_xlabel("t (log scale)")
         ax.grid(alpha=0.3)
     axes[0].axhline(summary["adv_risk_start"], color="0.5", ls=":", lw=0.8,
                     label="R_eps(theta_0)")
@@ -111,9 +114,10 @@ def plot_minimax(ds: xr.Dataset, summary: dict) -> Figure:
     fig = Figure(figsize=(6.5, 4.5))
     ax = fig.subplots()
     for adv, r in zip(ds["adversary"].values, ds["effective_radius"].values, strict=True):
+        exact = adv == "exact"  # dashed and on top: a game that reaches eps shows beneath
         ax.plot(ds["time"], ds["adv_risk"].sel(adversary=adv),
-                label=f"{adv} (eps_K = {r:.2g})", color="black" if adv == "exact" else None,
-                lw=2 if adv == "exact" else 1.2)
+                label=f"{adv} (eps_K = {r:.2g})", color="black" if exact else None,
+                lw=1.2 if exact else 2.5, ls="--" if exact else "-", zorder=3 if exact else 2)
     ax.set_xlabel("t")
     ax.set_ylabel("R_eps (exact inner max)")
     ax.set_title(f"K PGD steps of size {ds.attrs['alpha']} vs exact inner maximum")

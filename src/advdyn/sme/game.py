@@ -220,6 +220,8 @@ class GameSME(eqx.Module):
             raise ValueError(f"order must be 1 or 2, got {self.order}")
         if not np.all(np.asarray(self.eta) > 0):
             raise ValueError(f"eta must be positive, got {self.eta}")
+        if not np.all(np.asarray(self.time_scale) == 1.0):
+            raise ValueError(f"time_scale must be 1 (time is tau = k eta), got {self.time_scale}")
 
     @property
     def noise_dim(self) -> int:
@@ -343,6 +345,17 @@ def simulate_game(
     return Solution(np.asarray(ts), ys, "game", replicated=True, stats=stats)
 
 
+def _check_game(rho, eps, shapes: dict[str, tuple[tuple, tuple]]) -> None:
+    """Refuse a non-positive ``rho``/``eps`` and arrays of the wrong shape (a clear error now,
+    not a shape error inside a solver)."""
+    for name, value in (("rho", rho), ("eps", eps)):
+        if not isinstance(value, jax.core.Tracer) and not np.all(np.asarray(value) > 0):
+            raise ValueError(f"{name} must be positive, got {value}")
+    for name, (got, want) in shapes.items():
+        if tuple(got) != tuple(want):
+            raise ValueError(f"{name} must have shape {tuple(want)}, got {tuple(got)}")
+
+
 class QuadraticGame(AbstractGame):
     """Quadratic game with additive Gaussian gradient noise [R].
 
@@ -379,6 +392,16 @@ class QuadraticGame(AbstractGame):
     noise_delta_factor: Array = eqx.field(converter=_leaf)
     rho: Array = eqx.field(converter=_leaf, default=1.0, kw_only=True)
     eps: Array = eqx.field(converter=_radius, default=float("inf"), kw_only=True)
+
+    def __check_init__(self):
+        p, q = self.a.shape[0], self.c.shape[0]
+        m, n = self.noise_theta_factor.shape[-1], self.noise_delta_factor.shape[-1]
+        _check_game(self.rho, self.eps, {
+            "a": (self.a.shape, (p, p)), "b": (self.b.shape, (p, q)),
+            "c": (self.c.shape, (q, q)), "theta_star": (self.theta_star.shape, (p,)),
+            "noise_theta_factor": (self.noise_theta_factor.shape, (p, m)),
+            "noise_delta_factor": (self.noise_delta_factor.shape, (q, n)),
+        })
 
     @property
     def dim_theta(self) -> int:
@@ -576,6 +599,10 @@ class PerturbationGame(AbstractGame):
     sigma: Array = eqx.field(converter=_leaf)
     rho: Array = eqx.field(converter=_leaf, default=1.0, kw_only=True)
     eps: Array = eqx.field(converter=_radius, default=float("inf"), kw_only=True)
+
+    def __check_init__(self):
+        d = self.theta_star.shape[0]
+        _check_game(self.rho, self.eps, {"eigenvalues": (self.eigenvalues.shape, (d,))})
 
     @property
     def dim_theta(self) -> int:

@@ -8,9 +8,9 @@ run of a problem shape compiles:
   ``~/.cache/advdyn/jax``), one subfolder per JAX version;
 * off: ``ADVDYN_NO_CACHE=1`` (any value but ``""`` and ``"0"``).
 
-Beside it, in ``executables/``, the same switch keeps advdyn's compiled solvers (the ODE,
-the adversarial optimum) as serialized executables (:mod:`advdyn.executables`), so that a
-rerun skips their tracing and lowering too, not only XLA's compilation.
+Beside it, in ``executables/``, the same switch keeps the exported programs (``jax.export``
+StableHLO) of advdyn's solvers (the ODE, the adversarial optimum; :mod:`advdyn.executables`),
+so that a rerun skips their tracing and lowering too, not only XLA's compilation.
 
 The solvers are written so that the cache can store them: no host callbacks on the default
 path (errors are returned as values, :func:`advdyn.theory.solve_ode`), and tolerances, times,
