@@ -255,7 +255,8 @@ def cached_jit(fun: Callable) -> Callable:
     Returns
     -------
     callable
-        Same results as ``equinox.filter_jit(fun)``.
+        Same results as ``equinox.filter_jit(fun)``; ``.lower`` (ahead-of-time lowering) and
+        ``.jitted`` (the plain ``filter_jit``) are those of ``equinox.filter_jit(fun)``.
     """
     jitted = eqx.filter_jit(fun)
     name = f"{fun.__module__}.{fun.__qualname__}"
@@ -299,4 +300,5 @@ def cached_jit(fun: Callable) -> Callable:
         return runner(*leaves)
 
     call.jitted = jitted  # type: ignore[attr-defined]
+    call.lower = jitted.lower  # type: ignore[attr-defined]  # ahead-of-time use, as filter_jit
     return call

@@ -27,7 +27,9 @@ def sme_command(
         bool, typer.Option("--no-minimax", help="Skip the mini-max part.")
     ] = False,
     only: Annotated[
-        str | None, typer.Option(help="Comma-separated parts to run (default: all enabled).")
+        str | None,
+        typer.Option(help="Comma-separated parts to run, also parts the config disables "
+                     "(default: all enabled)."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or table.")] = False,
 ):
@@ -46,11 +48,15 @@ def sme_command(
             cfg = cfg.with_overrides(**overrides)
         from advdyn.workflows.sme import run_sme
 
+        parts = None if only is None else [p.strip() for p in only.split(",") if p.strip()]
         progress = None
         if not quiet:
+            risks = f"; risks: eta = {cfg.risks.eta}, {cfg.risks.paths} paths" if (
+                parts is None or "risks" in parts) else ""
             err_console.print(escape(
-                f"advdyn sme: d = {len(cfg.problem.eigenvalues)}, eps = {cfg.problem.eps}, "
-                f"eta = {cfg.risks.eta}, {cfg.risks.paths} paths"), highlight=False)
+                f"advdyn sme: parts = {', '.join(parts) if parts else 'all enabled'}; "
+                f"d = {len(cfg.problem.eigenvalues)}, eps = {cfg.problem.eps}{risks}"),
+                highlight=False)
 
             done = [0]
 
@@ -58,7 +64,6 @@ def sme_command(
                 done[0] += advance
                 err_console.print(f"  parts done: {done[0]}/{total}", highlight=False)
 
-        parts = None if only is None else [p.strip() for p in only.split(",") if p.strip()]
         result = run_sme(cfg, out, progress=progress, parts=parts)
     except ConfigError as err:
         raise fail(str(err), EXIT_USER_ERROR) from None
