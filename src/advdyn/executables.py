@@ -118,7 +118,8 @@ def _trusted_module(module: str | None) -> bool:
 
 
 def _static_token(value: Any) -> str | None:
-    """A process-independent text for a static value, or ``None`` when it has none."""
+    """A process-independent text for a static value or a pytree node's auxiliary data
+    (dict keys, equinox field names and static fields), or ``None`` when it has none."""
     if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
         return repr(value)
     if isinstance(value, np.dtype):
@@ -136,6 +137,9 @@ def _static_token(value: Any) -> str | None:
         if any(p is None for p in parts):
             return None
         return f"{type(value).__name__}({','.join(parts)})"  # type: ignore[arg-type]
+    if (type(value).__module__ or "").startswith("equinox"):
+        text = repr(value)  # equinox's sentinels (e.g. MISSING): a fixed text
+        return None if " at 0x" in text else f"eqx:{text}"
     return None
 
 
@@ -150,7 +154,7 @@ def _structure_token(treedef) -> str | None:
             kind, aux = data
             if not _trusted_module(getattr(kind, "__module__", None)):
                 return None
-            aux_token = _aux_token(aux)
+            aux_token = _static_token(aux)
             if aux_token is None:
                 return None
             out.append(f"{kind.__module__}.{kind.__qualname__}[{aux_token}]")
@@ -158,20 +162,6 @@ def _structure_token(treedef) -> str | None:
             out.append("*" if node.num_leaves == 1 else "()")
         stack.extend(reversed(node.children()))
     return ";".join(out)
-
-
-def _aux_token(aux: Any) -> str | None:
-    """Auxiliary data of a pytree node (dict keys, equinox field names and static values)."""
-    if isinstance(aux, (tuple, list)):
-        parts = [_aux_token(a) for a in aux]
-        if any(p is None for p in parts):
-            return None
-        return "(" + ",".join(parts) + ")"  # type: ignore[arg-type]
-    token = _static_token(aux)
-    if token is None and (type(aux).__module__ or "").startswith("equinox"):
-        text = repr(aux)  # equinox's sentinels (e.g. MISSING): a fixed text
-        return None if " at 0x" in text else f"eqx:{text}"
-    return token
 
 
 def executable_key(name: str, args: tuple) -> str | None:
@@ -213,13 +203,8 @@ def executable_key(name: str, args: tuple) -> str | None:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def _load(blob: bytes):
-    """A stored program: its exported StableHLO and its output template."""
-    payload, template = pickle.loads(blob)
-    exported = jax.export.deserialize(payload)
-    # the output structure travels as a template pytree (integers for leaves), not as a
-    # pickled treedef: equinox's node data holds sentinels that must keep their identity
-    out_tree = jax.tree.structure(template)
+def _runner(exported, out_tree) -> Callable:
+    """Call an exported program on flat array leaves; return the output pytree."""
     call = jax.jit(exported.call)
 
     def run(*leaves):
@@ -228,7 +213,15 @@ def _load(blob: bytes):
     return run
 
 
-def _export(flat, leaves) -> tuple[Any, bytes]:
+def _load(blob: bytes) -> Callable:
+    """A stored program: its exported StableHLO and its output template."""
+    payload, template = pickle.loads(blob)
+    # the output structure travels as a template pytree (integers for leaves), not as a
+    # pickled treedef: equinox's node data holds sentinels that must keep their identity
+    return _runner(jax.export.deserialize(payload), jax.tree.structure(template))
+
+
+def _export(flat, leaves) -> tuple[Callable, bytes]:
     """Export ``flat`` at ``leaves`` (tracing it once); the runner and the stored bytes."""
     out_tree = None
 
@@ -240,8 +233,7 @@ def _export(flat, leaves) -> tuple[Any, bytes]:
     exported = jax.export.export(jax.jit(flat_out))(*leaves)
     assert out_tree is not None  # set while exporting
     template = jax.tree.unflatten(out_tree, range(out_tree.num_leaves))
-    blob = pickle.dumps((exported.serialize(), template))
-    return _load(blob), blob
+    return _runner(exported, out_tree), pickle.dumps((exported.serialize(), template))
 
 
 def cached_jit(fun: Callable) -> Callable:
@@ -264,13 +256,15 @@ def cached_jit(fun: Callable) -> Callable:
     @functools.wraps(fun)
     def call(*args):
         store = _STORE
-        key = None if store is None else executable_key(name, args)
-        if store is None or key is None:
+        if store is None:
             return jitted(*args)
         dynamic, static = eqx.partition(args, eqx.is_array)
         leaves, treedef = jax.tree.flatten(dynamic)
         if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
             return jitted(*args)  # called inside a transformation: nothing to keep
+        key = executable_key(name, args)
+        if key is None:
+            return jitted(*args)
         runner = _LOADED.get(key)
         if runner is not None:
             return runner(*leaves)

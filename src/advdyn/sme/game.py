@@ -62,6 +62,7 @@ import lineax as lx
 import numpy as np
 from jaxtyping import Array, Float
 
+from advdyn import checks
 from advdyn.precision import float64
 from advdyn.sme.equations import recording_grid
 from advdyn.solution import Solution
@@ -348,9 +349,9 @@ def simulate_game(
 def _check_game(rho, eps, shapes: dict[str, tuple[tuple, tuple]]) -> None:
     """Refuse a non-positive ``rho``/``eps`` and arrays of the wrong shape (a clear error now,
     not a shape error inside a solver)."""
-    for name, value in (("rho", rho), ("eps", eps)):
-        if not isinstance(value, jax.core.Tracer) and not np.all(np.asarray(value) > 0):
-            raise ValueError(f"{name} must be positive, got {value}")
+    checks.positive(rho, "rho")
+    if not float(eps) > 0:  # eps = inf (no projection) is allowed: not checks.positive
+        raise ValueError(f"eps must be positive, got {eps}")
     for name, (got, want) in shapes.items():
         if tuple(got) != tuple(want):
             raise ValueError(f"{name} must have shape {tuple(want)}, got {tuple(got)}")

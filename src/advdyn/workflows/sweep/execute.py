@@ -33,8 +33,6 @@ from advdyn.workflows.sweep.storage import (
     remove_stale_temporaries,
 )
 
-_WORKER_CACHE: list[bool] = []  # whether this process has turned the caches on
-
 
 def execute_point(fn: PointFunction, config: Config, cache: bool = False) -> tuple[str, Any, float]:
     """Run one point (on a worker); never raises.
@@ -59,11 +57,12 @@ def execute_point(fn: PointFunction, config: Config, cache: bool = False) -> tup
         Seconds spent.
     """
     start = time.perf_counter()
-    if cache and not _WORKER_CACHE:
+    if cache:
+        from advdyn.executables import store
         from advdyn.workflows.cache import enable_compilation_cache
 
-        enable_compilation_cache()
-        _WORKER_CACHE.append(True)
+        if store() is None:  # once per worker process
+            enable_compilation_cache()
     try:
         ds = fn(config)
         return "done", ds, time.perf_counter() - start
