@@ -8,9 +8,12 @@ Prints, from one run:
    (``time.process_time``; bins from the config, optimum, solve; min of 3 after a first
    call that compiles, reported apart; the d interleaved), the steps, and the largest
    relative error of ``adv_risk`` over the records against a reference solve (256 Gauss
-   bins, Tsit5, rtol 1e-10), with 32 bins at every d and with bins growing like ``ln d``
-   (:func:`log_scaled_bins`). Target: run time at 1e6 within 1.3x of 1e4 at the same
-   accuracy.
+   bins, Tsit5, rtol 1e-10): 32 and 28 bins with the decades relaxed before the first
+   record in coarser bins (what runs use, ``relaxed_eigenvalue``), 32 plain log bins, and
+   plain log bins growing like ``ln d`` (:func:`log_scaled_bins`). Target: run time at 1e6
+   within 1.3x of 1e4 at the same accuracy. Part 4 (``--parts 4``) matches the accuracy
+   more finely: 28 and 32 relaxed-decade bins at the small d against one and two more at
+   the large d.
 2. **Bins for power laws**: largest relative error against the reference for 8..128 bins,
    mean-eigenvalue bins against Gauss bins, at d = 1e4 and 1e6 (every solve Tsit5, rtol
    1e-10, so that only the bins differ).
@@ -37,7 +40,9 @@ import numpy as np
 import advdyn as ad
 from advdyn.config.build import binned_from_config, instantiate
 from advdyn.config.schema import ProblemConfig
+from advdyn.problem.losses import LeastSquares
 from advdyn.theory.stationary import adversarial_optimum
+from advdyn.workflows.bins import relaxed_eigenvalue
 
 TIMES = np.linspace(0, 10, 61)
 LR = 0.8
@@ -48,10 +53,16 @@ def _power(d: int) -> ProblemConfig:
                          task={"kind": "regression", "noise": 0.3}, epsilon=0.5)
 
 
-def _binned_run(d, bins, rtol=1e-8, solver="auto", gauss=True):
+def _relaxed_above() -> float:
+    """The eigenvalue above which modes relax before the first record (as runs compute it)."""
+    return relaxed_eigenvalue(ad.Constant(LR), TIMES, LeastSquares())
+
+
+def _binned_run(d, bins, rtol=1e-8, solver="auto", gauss=True, relaxed=False):
     """The whole binned run: bins from the config, optimum, solve. Returns (CPU s, Solution)."""
     start = time.process_time()
-    inst = binned_from_config(_power(d), bins, gauss=gauss)
+    above = _relaxed_above() if relaxed else None
+    inst = binned_from_config(_power(d), bins, gauss=gauss, relaxed_above=above)
     opt = adversarial_optimum(inst)
     sol = ad.solve_ode(inst, ad.Constant(LR), TIMES, rtol=rtol, optimum=opt, solver=solver)
     return time.process_time() - start, sol
@@ -85,6 +96,35 @@ def bench_binned(sizes=(10**4, 10**6), repeats: int = 3, parts=(1, 2)) -> None:
         bench_bins_table((sizes[0], sizes[-1]), refs)
     if 3 in parts:
         bench_top_bins(sizes[-1], refs)
+    if 4 in parts:
+        bench_matched((sizes[0], sizes[-1]), refs, repeats)
+
+
+def bench_matched(sizes, refs: dict, repeats: int) -> None:
+    """Part 4: accuracy matched more finely. Relaxed-decade bins (the runs' default) at the
+    small d (28, 32) against one and two more bins at the large d; time ratio and errors."""
+    small, large = sizes
+    for d in sizes:
+        if d not in refs:
+            refs[d] = _reference(d)
+    cases = [(small, 28), (large, 29), (large, 30), (small, 32), (large, 33), (large, 34)]
+    for d, bins in cases:  # compiles
+        _binned_run(d, bins, rtol=1e-7, relaxed=True)
+    best: dict = {c: (np.inf, None) for c in cases}
+    for _ in range(repeats):  # interleaved
+        for d, bins in cases:
+            cpu, sol = _binned_run(d, bins, rtol=1e-7, relaxed=True)
+            if cpu < best[(d, bins)][0]:
+                best[(d, bins)] = (cpu, sol)
+    print(f"\n4. matched accuracy, relaxed-decade Gauss bins, rtol 1e-7, CPU s min of {repeats}; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    for base in (28, 32):
+        t0, s0 = best[(small, base)]
+        for more in (1, 2):
+            t1, s1 = best[(large, base + more)]
+            print(f"  {small:.0e} {base} bins: err {_err(s0, refs[small]):.2e}, {t0:.3f} s | "
+                  f"{large:.0e} {base + more} bins: err {_err(s1, refs[large]):.2e}, "
+                  f"{t1:.3f} s | ratio {t1 / t0:.2f}", flush=True)
 
 
 def bench_binned_time(sizes, repeats: int, refs: dict) -> None:
@@ -99,13 +139,20 @@ def bench_binned_time(sizes, repeats: int, refs: dict) -> None:
               f"{time.process_time() - start:.1f} CPU s (first call)", flush=True)
     # 32 bins as in the first measurement; 64 Gauss bins (128 nodes) cost minutes per
     # implicit solve on the 2-core machine
-    settings = [("32 Gauss bins", lambda d: 32), ("32 * ln d / ln 1e4 Gauss bins", log_scaled_bins)]
-    for label, bins_of in settings:
-        first = {d: _binned_run(d, bins_of(d), rtol=1e-7)[0] for d in sizes}  # compiles
+    settings = [
+        ("32 Gauss bins, relaxed decades coarser (runs' default)", lambda d: 32, True),
+        ("28 Gauss bins, relaxed decades coarser", lambda d: 28, True),
+        ("32 Gauss bins, plain log bins", lambda d: 32, False),
+        ("32 * ln d / ln 1e4 Gauss bins, plain log bins", log_scaled_bins, False),
+    ]
+    print(f"  relaxed above lambda = {_relaxed_above():.1f} (20 / (gamma t_1))")
+    for label, bins_of, relaxed in settings:
+        first = {d: _binned_run(d, bins_of(d), rtol=1e-7, relaxed=relaxed)[0]
+                 for d in sizes}  # compiles
         best: dict = {d: (np.inf, None) for d in sizes}
         for _ in range(repeats):  # interleaved, so that load drifts hit every d alike
             for d in sizes:
-                cpu, sol = _binned_run(d, bins_of(d), rtol=1e-7)
+                cpu, sol = _binned_run(d, bins_of(d), rtol=1e-7, relaxed=relaxed)
                 if cpu < best[d][0]:
                     best[d] = (cpu, sol)
         print(f"  {label}: load average {os.getloadavg()[0]:.1f}")
@@ -113,9 +160,12 @@ def bench_binned_time(sizes, repeats: int, refs: dict) -> None:
               f"{'steps':>6} {'max rel err':>11} {'solver err':>10}")
         for d in sizes:
             cpu, sol = best[d]
-            nodes = binned_from_config(_power(d), bins_of(d), gauss=True).n_bins
+            above = _relaxed_above() if relaxed else None
+            nodes = binned_from_config(_power(d), bins_of(d), gauss=True,
+                                       relaxed_above=above).n_bins
             # the solver's own part: against Tsit5 at rtol 1e-10 on the same bins
-            _, same_bins = _binned_run(d, bins_of(d), rtol=1e-10, solver="tsit5")
+            _, same_bins = _binned_run(d, bins_of(d), rtol=1e-10, solver="tsit5",
+                                       relaxed=relaxed)
             print(f"  {d:>8} {bins_of(d):>5} {nodes:>5} {sol.stats['solver']:>9} "
                   f"{first[d]:>8.2f} {cpu:>7.3f} {sol.stats['steps']:>6} "
                   f"{_err(sol, refs[d]):>11.2e} {_err(sol, same_bins):>10.1e}", flush=True)

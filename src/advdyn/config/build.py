@@ -33,6 +33,7 @@ from advdyn.theory.spectral import (
     _f64,
     _rank_edges,
     _resolve_spacing,
+    relaxed_rank_edges,
 )
 
 
@@ -351,7 +352,10 @@ def _power_norm(spec, d: int) -> float | None:
     return d / raw.sum()
 
 
-def config_edges(config: C.ProblemConfig, n_bins: int, spacing: str = "auto") -> np.ndarray:
+def config_edges(
+    config: C.ProblemConfig, n_bins: int, spacing: str = "auto",
+    relaxed_above: float | None = None,
+) -> np.ndarray:
     """Direction-index edges of the bins :func:`binned_from_config` uses.
 
     Parameters
@@ -363,6 +367,10 @@ def config_edges(config: C.ProblemConfig, n_bins: int, spacing: str = "auto") ->
     spacing : {"auto", "quantile", "log"}
         ``"auto"`` is ``"log"`` when a component has a power-law spectrum (whose largest
         eigenvalues are then single-direction bins), else ``"quantile"``.
+    relaxed_above : float, optional
+        When every component is a power law (log spacing), the eigenvalues above it (modes
+        relaxed before the first record) get coarser bins
+        (:func:`~advdyn.theory.spectral.relaxed_rank_edges`); ignored otherwise.
 
     Returns
     -------
@@ -379,7 +387,18 @@ def config_edges(config: C.ProblemConfig, n_bins: int, spacing: str = "auto") ->
     breaks = sorted({p for s in specs for p in _breakpoints(s, d) if 0 < p < d})
     if all(s.kind in ("identity", "two_level") for s in specs):
         return np.array([0, *breaks, d], dtype=np.int64)  # piecewise constant: exact bins
-    edges = _rank_edges(d, n_bins, spacing)
+    if (spacing == "log" and relaxed_above is not None
+            and all(isinstance(s, C.PowerLawSpectrum) for s in specs)):
+        norms = [_power_norm(s, d) for s in specs]
+
+        def key_at(ranks):
+            ranks = np.asarray(ranks, dtype=np.float64)
+            return np.max([_eigen_at(s, d, ranks, c) for s, c in zip(specs, norms, strict=True)],
+                          axis=0)
+
+        edges = relaxed_rank_edges(d, n_bins, key_at, relaxed_above)
+    else:
+        edges = _rank_edges(d, n_bins, spacing)
     return np.unique(np.concatenate([edges, breaks]).astype(np.int64))
 
 
@@ -390,6 +409,7 @@ def binned_from_config(
     spacing: str = "auto",
     loss: Loss | None = None,
     gauss: bool = False,
+    relaxed_above: float | None = None,
 ) -> BinnedInstance:
     """Spectral bins of a problem built from its config, without drawing an instance.
 
@@ -428,6 +448,10 @@ def binned_from_config(
         eigenvalue (exact for linear functions only, second order). For power laws this
         reaches 1e-6 with tens of bins (``docs/benchmarks.md``). Off by default, so that
         ``n_bins`` entries mean ``n_bins`` bins.
+    relaxed_above : float, optional
+        Coarser bins for the power-law eigenvalues above it, the modes relaxed before the
+        first record (:func:`config_edges`; :func:`advdyn.workflows.relaxed_eigenvalue`
+        computes it from the learning rate and the record times).
 
     Returns
     -------
@@ -453,7 +477,7 @@ def binned_from_config(
         raise ConfigError("problem.init", "spectral bins without an instance need a "
                           "Gaussian init (a file init is not isotropic)")
     d = config.d
-    edges = config_edges(config, n_bins, spacing)
+    edges = config_edges(config, n_bins, spacing, relaxed_above)
     count = np.diff(edges).astype(np.float64)
     B, n_comp = count.size, len(comps)
     if all(s == specs[0] for s in specs) and gauss:

@@ -169,6 +169,72 @@ def _rank_edges(n: int, n_bins: int, spacing: str) -> np.ndarray:
     return edges(lo)
 
 
+#: a mode counts as relaxed before the first record when ``lambda int_0^{t_1} gamma`` exceeds
+#: this: its transient is then below ``e^-20 = 2e-9`` of its start (the slowest decay of the
+#: state is ``exp(-lambda int gamma)`` for least squares, whose ``D_i >= lambda_i``)
+RELAXED_EXPONENT = 20.0
+#: how many times wider, in ``log lambda``, the bins of the relaxed decades are
+RELAXED_WIDTH = 8.0
+
+
+def relaxed_rank_edges(
+    n: int, n_bins: int, key_at, relaxed_above: float, width: float = RELAXED_WIDTH
+) -> np.ndarray:
+    """Log bins whose decades above ``relaxed_above`` are ``width`` times coarser.
+
+    The modes with a key above ``relaxed_above`` have relaxed before the first record (see
+    :data:`RELAXED_EXPONENT`), so only their quasi-stationary values, smooth in the
+    eigenvalue, enter the records; the resolution goes to the decades below, where the
+    records see the dynamics. With ``L_top = ln(key_max / relaxed_above)`` and
+    ``L_low = ln(relaxed_above / key_min)``, the ranks above get
+    ``n_top = round(n_bins (L_top / width) / (L_low + L_top / width))`` log bins (at least
+    one) and those below the other ``n_bins - n_top``, equal in ``log`` rank (equal in
+    ``log lambda`` for a power law). For a power law ``L_low`` hardly depends on ``d`` while
+    ``L_top`` grows like ``ln d``, so at a fixed count the bins below keep their width as
+    ``d`` grows instead of widening like ``ln d`` (``docs/benchmarks.md``). Doubling
+    ``n_bins`` doubles both parts, so the doubled-bins check sees both.
+
+    Parameters
+    ----------
+    n : int
+        Number of ranks (directions).
+    n_bins : int
+        Requested number of bins.
+    key_at : callable
+        ``key_at(ranks) -> keys``: the (non-increasing) eigenvalue key at integer ranks.
+    relaxed_above : float
+        Keys above it count as relaxed.
+    width : float
+        Relative log-width of the relaxed bins.
+
+    Returns
+    -------
+    ndarray of int
+        Increasing edges from 0 to ``n``; plain log edges (:func:`_rank_edges`) when no key
+        exceeds ``relaxed_above`` or the keys are not positive and decreasing.
+    """
+    ends = np.asarray(key_at(np.array([0, n - 1])), dtype=np.float64)
+    k_max, k_min = float(ends[0]), float(ends[1])
+    plain = _rank_edges(n, n_bins, "log")
+    if n_bins < 2 or not (k_max > relaxed_above > k_min > 0):
+        return plain
+    # cut = number of ranks whose key exceeds relaxed_above (bisection; keys non-increasing)
+    lo, hi = 0, n - 1  # key_at(lo) > relaxed_above >= ... ; key_at(hi) <= relaxed_above
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if float(key_at(np.array([mid]))[0]) > relaxed_above:
+            lo = mid
+        else:
+            hi = mid
+    cut = hi
+    top_len = np.log(k_max / relaxed_above) / width
+    low_len = np.log(relaxed_above / k_min)
+    n_top = int(np.clip(round(n_bins * top_len / (top_len + low_len)), 1, min(cut, n_bins - 1)))
+    top = _rank_edges(cut, n_top, "log")
+    low = np.round(np.geomspace(cut, n, n_bins - n_top + 1)).astype(np.int64)
+    return np.unique(np.concatenate([top, low]))
+
+
 def _resolve_spacing(spacing: str, key: np.ndarray) -> str:
     if spacing not in ("auto", "quantile", "log"):
         raise ValueError(f"spacing must be 'auto', 'quantile' or 'log', got {spacing!r}")
@@ -181,7 +247,8 @@ def _resolve_spacing(spacing: str, key: np.ndarray) -> str:
 
 # ----------------------------------------------------------------------------- realised
 def bin_assignment(
-    eigenvalues, weights, n_bins: int, spacing: str = "auto"
+    eigenvalues, weights, n_bins: int, spacing: str = "auto",
+    relaxed_above: float | None = None,
 ) -> tuple[np.ndarray, int]:
     """Assign every direction of a realised spectrum to a bin.
 
@@ -197,6 +264,9 @@ def bin_assignment(
         ``"quantile"``: equal counts in the key's rank; ``"log"``: counts growing
         geometrically from the largest key (single directions at the top of a power law);
         ``"auto"``: ``"log"`` when the positive keys span more than a factor 100.
+    relaxed_above : float, optional
+        With log spacing, the keys above it (modes relaxed before the first record) get
+        coarser bins (:func:`relaxed_rank_edges`).
 
     Returns
     -------
@@ -224,7 +294,11 @@ def bin_assignment(
     key = np.asarray(weights, dtype=np.float64) @ lam
     order = np.argsort(-key, kind="stable")
     sorted_key = key[order]
-    edges = _rank_edges(d, n_bins, _resolve_spacing(spacing, key))
+    spacing = _resolve_spacing(spacing, key)
+    if spacing == "log" and relaxed_above is not None:
+        edges = relaxed_rank_edges(d, n_bins, lambda r: sorted_key[r], relaxed_above)
+    else:
+        edges = _rank_edges(d, n_bins, spacing)
     # never split a run of equal keys: move an edge to the end of the run it falls in
     neg = -sorted_key
     inner = edges[1:-1]
@@ -239,7 +313,8 @@ def bin_assignment(
 
 @float64
 def bin_instance(
-    instance: ProblemInstance, n_bins: int, spacing: str = "auto"
+    instance: ProblemInstance, n_bins: int, spacing: str = "auto",
+    relaxed_above: float | None = None,
 ) -> BinnedInstance:
     """Spectral bins of a realised problem instance.
 
@@ -251,6 +326,10 @@ def bin_instance(
         Requested number of bins; see :func:`bin_assignment` for how they are formed.
     spacing : {"auto", "quantile", "log"}
         Bin spacing, see :func:`bin_assignment`.
+    relaxed_above : float, optional
+        Coarser log bins above this eigenvalue key (:func:`relaxed_rank_edges`). Runs do not
+        use it here: the realised initial products vary by direction, so coarse bins make
+        the state at ``t = 0`` approximate (its statistics are then no longer exact).
 
     Returns
     -------
@@ -261,7 +340,9 @@ def bin_instance(
         at ``t = 0`` exactly (up to rounding).
     """
     lam = np.asarray(instance.eigenvalues)
-    index, n_used = bin_assignment(lam, np.asarray(instance.weights), n_bins, spacing)
+    index, n_used = bin_assignment(
+        lam, np.asarray(instance.weights), n_bins, spacing, relaxed_above
+    )
     count = np.bincount(index, minlength=n_used).astype(np.float64)
 
     def avg(x):

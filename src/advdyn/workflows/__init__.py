@@ -4,7 +4,7 @@ Workflows are where configs, the mathematics, files, progress bars and figures m
 calls them and nothing below them calls back.
 """
 
-from advdyn.workflows.bins import converge_bins
+from advdyn.workflows.bins import converge_bins, relaxed_eigenvalue
 from advdyn.workflows.limits import limit_report, monotone_scan
 from advdyn.workflows.run import RunResult, run
 from advdyn.workflows.sweep import load_sweep, run_sweep
@@ -15,6 +15,7 @@ __all__ = [
     "limit_report",
     "load_sweep",
     "monotone_scan",
+    "relaxed_eigenvalue",
     "run",
     "run_sweep",
 ]

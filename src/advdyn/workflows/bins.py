@@ -10,11 +10,81 @@ import numpy as np
 import xarray as xr
 
 from advdyn.config import schema as C
-from advdyn.config.build import binned_from_config, config_path_applies, instantiate
+from advdyn.config.build import (
+    binned_from_config,
+    config_path_applies,
+    instantiate,
+    make_learning_rate,
+)
 from advdyn.io import to_dataset
 from advdyn.precision import float64
+from advdyn.problem.losses import LeastSquares, make_loss
+from advdyn.simulate.sgd import time_grid
 from advdyn.theory.ode import solve_ode
-from advdyn.theory.spectral import BinnedInstance, bin_instance
+from advdyn.theory.rates import LearningRate
+from advdyn.theory.spectral import RELAXED_EXPONENT, BinnedInstance, bin_instance
+
+
+# ----------------------------------------------------------------------------- relaxed modes
+@float64
+def relaxed_eigenvalue(lr: LearningRate, times, loss) -> float | None:
+    """The eigenvalue above which modes have relaxed before the first record.
+
+    For least squares every coordinate of the state decays at least like
+    ``exp(-lambda int gamma)`` (its drift coefficient ``D_i >= lambda_i``), so a mode with
+    ``lambda int_{t_0}^{t_1} gamma >= RELAXED_EXPONENT`` (20) has shed its transient to
+    ``e^-20`` before the first record after ``t_0``, and only its quasi-stationary value,
+    smooth in ``lambda``, enters the records: such modes can share coarse bins
+    (:func:`~advdyn.theory.spectral.relaxed_rank_edges`).
+
+    Parameters
+    ----------
+    lr : LearningRate
+        The rule; only rules without state (constant, decay: monotone in time) qualify, and
+        ``int gamma`` is bounded below by ``(t_1 - t_0) min(gamma(t_0), gamma(t_1))``.
+    times : array_like
+        Recording times.
+    loss : Loss
+        Only :class:`~advdyn.problem.losses.LeastSquares` qualifies (other losses can have
+        curvature ``h_1 < 1``, so the decay bound does not hold).
+
+    Returns
+    -------
+    float or None
+        ``RELAXED_EXPONENT / ((t_1 - t_0) min(gamma(t_0), gamma(t_1)))``, or ``None`` when
+        the rule or the loss does not qualify.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    if lr.needs_state or not isinstance(loss, LeastSquares) or times.size < 2:
+        return None
+    t0, t1 = float(times[0]), float(times[1])
+    rate = min(abs(float(lr(t0))), abs(float(lr(t1))))
+    if not (rate > 0 and t1 > t0):
+        return None
+    return RELAXED_EXPONENT / (rate * (t1 - t0))
+
+
+def config_relaxed_eigenvalue(config: C.Config) -> float | None:
+    """:func:`relaxed_eigenvalue` of a run: its rule, its record grid and its loss.
+
+    Parameters
+    ----------
+    config : Config
+        A validated configuration.
+
+    Returns
+    -------
+    float or None
+        ``None`` when ``run.bins_relaxed`` is off or the rule has a state (Polyak, line
+        search). Runs apply it only to bins built from the config (:func:`spectral_instances`).
+    """
+    rc = config.run
+    if not rc.bins_relaxed or not isinstance(config.lr, (C.ConstantLR, C.DecayLR)):
+        return None
+    grid = time_grid(config.problem.d, rc.t_max, rc.n_times, rc.block_size)
+    return relaxed_eigenvalue(
+        make_learning_rate(config.lr), grid.times, make_loss(config.problem.loss)
+    )
 
 
 # ----------------------------------------------------------------------------- convergence
@@ -64,7 +134,9 @@ def adv_risk_change(a: xr.Dataset, b: xr.Dataset) -> float:
     return float(np.max(np.abs(ra - rb) / np.abs(ra)))
 
 
-def make_binned(source, n_bins: int, spacing: str = "auto") -> BinnedInstance:
+def make_binned(
+    source, n_bins: int, spacing: str = "auto", relaxed_above: float | None = None
+) -> BinnedInstance:
     """Bins of a config (without an instance) or of a realised instance.
 
     Parameters
@@ -76,14 +148,16 @@ def make_binned(source, n_bins: int, spacing: str = "auto") -> BinnedInstance:
         Requested number of bins.
     spacing : {"auto", "quantile", "log"}
         Bin spacing.
+    relaxed_above : float, optional
+        Coarser log bins above this eigenvalue (:func:`relaxed_eigenvalue`).
 
     Returns
     -------
     BinnedInstance
     """
     if isinstance(source, C.ProblemConfig):
-        return binned_from_config(source, n_bins, spacing)
-    return bin_instance(source, n_bins, spacing)
+        return binned_from_config(source, n_bins, spacing, relaxed_above=relaxed_above)
+    return bin_instance(source, n_bins, spacing, relaxed_above)
 
 
 @float64
@@ -96,6 +170,7 @@ def converge_bins(
     tol: float = 1e-4,
     max_bins: int = 4096,
     spacing: str = "auto",
+    relaxed: bool = True,
     **solve_kwargs,
 ) -> BinsConvergence:
     """Double the number of bins until ``adv_risk`` changes by less than ``tol``.
@@ -119,6 +194,11 @@ def converge_bins(
         Stop doubling here (``converged`` is then false if the change is still too big).
     spacing : {"auto", "quantile", "log"}
         Bin spacing.
+    relaxed : bool
+        Coarser log bins for the modes relaxed before the first record, where
+        :func:`relaxed_eigenvalue` applies (least squares, a rule without state) and the
+        source is a config (a realised instance's initial products vary by direction, so
+        coarse bins would misstate the record at ``t_0``).
     **solve_kwargs
         Passed to :func:`advdyn.ode.solve_ode` (``rtol``, ``atol``, ...).
 
@@ -126,15 +206,18 @@ def converge_bins(
     -------
     BinsConvergence
     """
-
-
-    binned = make_binned(source, bins, spacing)
+    # only bins built from a config: their initial products are the same in every direction,
+    # so coarse bins keep the record at t_0 exact (a realised instance's are not)
+    from_config = isinstance(source, C.ProblemConfig)
+    above = (relaxed_eigenvalue(lr, times, make_loss(source.loss))
+             if relaxed and from_config else None)
+    binned = make_binned(source, bins, spacing, above)
     prev = to_dataset(solve_ode(binned, lr, times, **solve_kwargs))
     history = [(bins, math.nan)]
     change = math.nan
     # exact bins (every bin holds equal eigenvalues) cannot improve with more bins
     while bins < max_bins:
-        finer = make_binned(source, 2 * bins, spacing)
+        finer = make_binned(source, 2 * bins, spacing, above)
         if finer.n_bins == binned.n_bins:
             change = 0.0
             history.append((2 * bins, change))
@@ -168,10 +251,13 @@ def spectral_instances(config: C.Config):
 
 
     bins = config.run.bins
+    above = config_relaxed_eigenvalue(config) if bins is not None else None
     if config_path_applies(config):
         assert bins is not None  # the config path needs run.bins
-        return None, binned_from_config(config.problem, bins)
+        return None, binned_from_config(config.problem, bins, relaxed_above=above)
     instance = instantiate(config.problem)
+    # a realised instance keeps plain bins: its initial products vary from direction to
+    # direction, so a coarse bin would misstate the record at t_0 (6.6% at d = 4000, 16 bins)
     return instance, (bin_instance(instance, bins) if bins is not None else None)
 
 
@@ -202,7 +288,8 @@ def doubled_bins_check(config: C.Config, instance, binned: BinnedInstance, ds, s
     source = config.problem if instance is None else instance
     bins = config.run.bins
     assert bins is not None  # doubled_bins_check runs only with run.bins
-    finer = make_binned(source, 2 * bins)
+    above = config_relaxed_eigenvalue(config) if instance is None else None
+    finer = make_binned(source, 2 * bins, relaxed_above=above)
     change = 0.0 if finer.n_bins == binned.n_bins else adv_risk_change(ds, solve(finer))
     return {
         "bins": int(bins),

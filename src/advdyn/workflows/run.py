@@ -7,6 +7,7 @@ every file atomically. It is what ``advdyn run`` calls.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,11 @@ from advdyn.simulate.hsgd import simulate_hsgd
 from advdyn.simulate.sgd import simulate_sgd, time_grid
 from advdyn.theory.ode import solve_ode
 from advdyn.theory.stationary import adversarial_optimum
-from advdyn.workflows.bins import doubled_bins_check, spectral_instances
+from advdyn.workflows.bins import (
+    config_relaxed_eigenvalue,
+    doubled_bins_check,
+    spectral_instances,
+)
 from advdyn.workflows.memory import check_memory
 from advdyn.workflows.progress import progress_callback, progress_phase
 
@@ -137,6 +142,9 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
 
             with progress_phase("ODE", enabled=progress):
                 ds = ode_on(binned if binned is not None else base)
+                if binned is not None:  # eigenvalue above which the bins are coarser
+                    above = config_relaxed_eigenvalue(config) if instance is None else None
+                    ds.attrs["bins_relaxed_above"] = math.nan if above is None else above
                 if binned is not None and rc.bins_check:  # the change at twice the bins
                     ds.attrs.update(doubled_bins_check(config, instance, binned, ds, ode_on))
         else:
@@ -170,6 +178,8 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
     if "ode" in datasets and "bins_used" in datasets["ode"].attrs:
         keys = ("bins", "bins_used", "bins_rel_change", "bins_source")
         summary["bins"] = {k: datasets["ode"].attrs[k] for k in keys}
+        above = float(datasets["ode"].attrs["bins_relaxed_above"])
+        summary["bins"]["bins_relaxed_above"] = None if math.isnan(above) else above
     summary["config"] = config.model_dump(mode="json")
 
     return RunResult(datasets, summary)
