@@ -47,10 +47,13 @@ Two constructions:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Int
 
 from advdyn.precision import float64
 from advdyn.problem.instance import AbstractInstance, ProblemInstance
@@ -178,8 +181,12 @@ RELAXED_WIDTH = 8.0
 
 
 def relaxed_rank_edges(
-    n: int, n_bins: int, key_at, relaxed_above: float, width: float = RELAXED_WIDTH
-) -> np.ndarray:
+    n: int,
+    n_bins: int,
+    key_at: Callable[[np.ndarray], np.ndarray],
+    relaxed_above: float,
+    width: float = RELAXED_WIDTH,
+) -> Int[np.ndarray, " B_plus_1"]:
     """Log bins whose decades above ``relaxed_above`` are ``width`` times coarser.
 
     The modes with a key above ``relaxed_above`` have relaxed before the first record (see

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
+from jaxtyping import ArrayLike, Float
 
 from advdyn.config import schema as C
 from advdyn.config.build import (
@@ -18,7 +19,7 @@ from advdyn.config.build import (
 )
 from advdyn.io import to_dataset
 from advdyn.precision import float64
-from advdyn.problem.losses import LeastSquares, make_loss
+from advdyn.problem.losses import LeastSquares, Loss, make_loss
 from advdyn.simulate.sgd import time_grid
 from advdyn.theory.ode import solve_ode
 from advdyn.theory.rates import LearningRate
@@ -27,7 +28,9 @@ from advdyn.theory.spectral import RELAXED_EXPONENT, BinnedInstance, bin_instanc
 
 # ----------------------------------------------------------------------------- relaxed modes
 @float64
-def relaxed_eigenvalue(lr: LearningRate, times, loss) -> float | None:
+def relaxed_eigenvalue(
+    lr: LearningRate, times: Float[ArrayLike, " T"], loss: Loss
+) -> float | None:
     """The eigenvalue above which modes have relaxed before the first record.
 
     For least squares every coordinate of the state decays at least like
