@@ -123,3 +123,28 @@ def test_realised_instance_keeps_plain_bins():
     assert instance is not None
     np.testing.assert_array_equal(binned.multiplicity, S.bin_instance(instance, 8).multiplicity)
     assert W.config_relaxed_eigenvalue(cfg) is not None  # it would apply to a config path
+
+
+def _run_config(spectrum, d=10**6, **run):
+    return validate_config({
+        "problem": {"d": d, "epsilon": 0.5, "task": {"noise": 0.3}, "spectrum": spectrum},
+        "lr": {"gamma": GAMMA},
+        "run": {"methods": ["ode"], "bins": 32, "t_max": 10.0, "n_times": 61, **run},
+    })
+
+
+def test_relaxed_eigenvalue_only_where_it_changes_the_bins():
+    law = {"kind": "power_law", "exponent": 1.0}
+    assert W.config_relaxed_eigenvalue(_run_config(law)) is not None
+    # a bounded spectrum keeps quantile bins; a small d has no eigenvalue above lambda_r
+    # (lambda_max = 1000 / H_1000 = 134 < 150): the bins stay plain, so nothing is reported
+    assert W.config_relaxed_eigenvalue(
+        _run_config({"kind": "uniform", "low": 0.2, "high": 1.8})) is None
+    assert W.config_relaxed_eigenvalue(_run_config(law, d=1000)) is None
+    assert W.config_relaxed_eigenvalue(_run_config(law, bins_relaxed=False)) is None
+
+
+@pytest.mark.parametrize("value", ["yes", 1])
+def test_bins_relaxed_is_a_strict_boolean(value):
+    with pytest.raises(ad.ConfigError, match=r"run\.bins_relaxed"):
+        _run_config({"kind": "power_law", "exponent": 1.0}, bins_relaxed=value)

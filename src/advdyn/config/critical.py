@@ -23,7 +23,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, StrictBool, field_validator
 
 from advdyn.config.command import (
     CommandConfig,
@@ -72,8 +72,8 @@ class AttackConfig(Section):
     train_steps: int = Field(default=5, ge=1)
     eval_steps: int = Field(default=10, ge=1)
     rel_step: float = Field(default=2.5, gt=0)
-    random_start: bool = False
-    clip: bool = Field(default=True, description="clip to the data domain when it has one")
+    random_start: StrictBool = False
+    clip: StrictBool = Field(default=True, description="clip to the data domain when it has one")
 
 
 class TrainConfig(Section):
@@ -137,7 +137,7 @@ class FastConfig(Section):
 class FGMConfig(Section):
     """FGM training to locate catastrophic overfitting (PGD test accuracy collapse)."""
 
-    enabled: bool = True
+    enabled: StrictBool = True
     eps: list[float] = [0.05, 0.1, 0.15, 0.2, 0.3]
     epochs: int | None = Field(default=None, ge=1, description="default: train.epochs")
     threshold: float = Field(default=0.2, gt=0, lt=1)
@@ -149,7 +149,7 @@ class StrongConfig(Section):
     """The strong evaluation: worst case per sample over the evaluation PGD, APGD-CE and
     APGD-DLR (random restarts), applied to the trained models of both estimators."""
 
-    enabled: bool = True
+    enabled: StrictBool = True
     steps: int = Field(default=20, ge=2, description="APGD iterations per restart")
     restarts: int = Field(default=1, ge=1)
 

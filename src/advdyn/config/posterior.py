@@ -17,7 +17,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StrictBool, field_validator, model_validator
 
 from advdyn.config.command import (
     CommandConfig,
@@ -120,7 +120,7 @@ class HighdimConfig(Section):
 class RobustConfig(Section):
     """Adversarial training with and without AWP, per-epoch bound terms."""
 
-    enabled: bool = True
+    enabled: StrictBool = True
     data: Literal["digits", "gaussian_mixture"] = "digits"
     n_train: int = Field(default=300, ge=20)
     n_test: int = Field(default=200, ge=10)

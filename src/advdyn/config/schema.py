@@ -37,6 +37,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StrictBool,
     Tag,
     ValidationError,
     ValidationInfo,
@@ -372,11 +373,11 @@ class RunConfig(_Model):
     # ODE by spectral quadrature with this many bins (advdyn.spectral); None: per direction
     bins: int | None = Field(strict=True, default=None, ge=1, le=1_000_000)
     # with bins: also solve with twice the bins and report the change (bins_rel_change)
-    bins_check: bool = True
+    bins_check: StrictBool = True
     # with bins built from a power-law config: coarser bins for the modes relaxed before the
     # first record
     # (least squares, constant or decaying rate; advdyn.workflows.relaxed_eigenvalue)
-    bins_relaxed: bool = True
+    bins_relaxed: StrictBool = True
     # memory available to the run in GB (advdyn.memory); None: measured on the machine
     memory_limit_gb: float | None = Field(strict=True, default=None, gt=0)
 

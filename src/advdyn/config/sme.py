@@ -15,7 +15,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StrictBool, field_validator, model_validator
 
 from advdyn.config.command import (
     CommandConfig,
@@ -116,7 +116,7 @@ class FlowsSection(Section):
 class MinimaxSection(Section):
     """K-step l2 PGD adversary of step ``alpha`` against the exact inner maximum."""
 
-    enabled: bool = True
+    enabled: StrictBool = True
     steps: list[int] = [1, 4]
     alpha: float = Field(default=0.1, gt=0)
     n: int = Field(default=200, ge=10)
@@ -133,7 +133,7 @@ class MinimaxSection(Section):
 class DigitsSection(Section):
     """Logistic (softmax) regression on the 8x8 digits, clean vs adversarial (l-inf PGD)."""
 
-    enabled: bool = True
+    enabled: StrictBool = True
     n_train: int = Field(default=200, ge=20)
     eps: float = Field(default=0.1, gt=0)
     attack_steps: int = Field(default=3, ge=1)

@@ -13,7 +13,9 @@ from jaxtyping import ArrayLike, Float
 from advdyn.config import schema as C
 from advdyn.config.build import (
     binned_from_config,
+    config_edges,
     config_path_applies,
+    config_supported,
     instantiate,
     make_learning_rate,
 )
@@ -78,16 +80,25 @@ def config_relaxed_eigenvalue(config: C.Config) -> float | None:
     Returns
     -------
     float or None
-        ``None`` when ``run.bins_relaxed`` is off or the rule has a state (Polyak, line
-        search). Runs apply it only to bins built from the config (:func:`spectral_instances`).
+        ``None`` unless it changes the run's bins: when ``run.bins`` is unset,
+        ``run.bins_relaxed`` is off, the rule has a state (Polyak, line search), the loss is
+        not least squares, or the bins built from the config stay the same (not a power
+        law, or no eigenvalue above it). Runs apply it only to bins built from the config
+        (:func:`spectral_instances`).
     """
     rc = config.run
-    if not rc.bins_relaxed or not isinstance(config.lr, (C.ConstantLR, C.DecayLR)):
+    if (rc.bins is None or not rc.bins_relaxed
+            or not isinstance(config.lr, (C.ConstantLR, C.DecayLR))
+            or not config_supported(config.problem)):
         return None
     grid = time_grid(config.problem.d, rc.t_max, rc.n_times, rc.block_size)
-    return relaxed_eigenvalue(
+    above = relaxed_eigenvalue(
         make_learning_rate(config.lr), grid.times, make_loss(config.problem.loss)
     )
+    if above is None or np.array_equal(config_edges(config.problem, rc.bins, relaxed_above=above),
+                                       config_edges(config.problem, rc.bins)):
+        return None
+    return above
 
 
 # ----------------------------------------------------------------------------- convergence
@@ -254,7 +265,7 @@ def spectral_instances(config: C.Config):
 
 
     bins = config.run.bins
-    above = config_relaxed_eigenvalue(config) if bins is not None else None
+    above = config_relaxed_eigenvalue(config)
     if config_path_applies(config):
         assert bins is not None  # the config path needs run.bins
         return None, binned_from_config(config.problem, bins, relaxed_above=above)

@@ -178,8 +178,11 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
     if "ode" in datasets and "bins_used" in datasets["ode"].attrs:
         keys = ("bins", "bins_used", "bins_rel_change", "bins_source")
         summary["bins"] = {k: datasets["ode"].attrs[k] for k in keys}
+    if "ode" in datasets and "bins_relaxed_above" in datasets["ode"].attrs:
         above = float(datasets["ode"].attrs["bins_relaxed_above"])
-        summary["bins"]["bins_relaxed_above"] = None if math.isnan(above) else above
+        summary.setdefault("bins", {})["bins_relaxed_above"] = (
+            None if math.isnan(above) else above
+        )
     summary["config"] = config.model_dump(mode="json")
 
     return RunResult(datasets, summary)
