@@ -122,3 +122,13 @@ def test_import_changes_no_global_state_and_the_theory_still_runs_in_float64():
     # ~1e-17 of its start, far below float32's resolution (1e-7): only float64 resolves it
     risk = info["risk"]
     assert 0 < risk[-1] < 1e-12 * risk[0]
+
+
+def test_solver_libraries_are_imported_only_when_a_solve_is_traced():
+    # a run that loads stored programs (advdyn.executables) never traces the ODE or the
+    # optimum, so importing the whole command-line stack must not import diffrax/optimistix
+    code = ("import sys, advdyn.cli, advdyn.workflows, advdyn.theory, advdyn.config; "
+            "print(sorted(m for m in ('diffrax', 'optimistix') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -21,7 +21,6 @@ beyond the final risk formula).
 
 from __future__ import annotations
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -114,6 +113,8 @@ def _ridge_field(t, y, args):
 
 @eqx.filter_jit
 def _solve_ridge(instance, times, values, rtol, atol):
+    import diffrax  # on tracing only (runs that do not solve it never import diffrax)
+
     coeffs = diffrax.CubicInterpolation(
         times, diffrax.backward_hermite_coefficients(times, values)
     )

@@ -13,7 +13,6 @@ which is THEORY's ``(P, Q, M)`` system after the substitution ``theta = e + thet
 
 from __future__ import annotations
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -150,6 +149,8 @@ def _solve(instance, lr, recorder, times, rtol, atol, max_steps: int, blowup, ki
     Tolerances, times and the divergence factor are traced, so new values reuse the
     compiled solve. After a failed interval the state is NaN and later intervals are skipped.
     """
+    import diffrax  # on tracing only: a run that loads the stored program does not need it
+
     y0 = initial_state(instance)
     # |theta - theta*|^2 is the direction sum of err2
     bound = blowup * (

@@ -31,7 +31,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optimistix as optx
 from jaxtyping import Float
 
 from advdyn.executables import cached_jit
@@ -220,6 +219,8 @@ def _scale(x: Array) -> Array:
 
 @cached_jit
 def _solve_fixed_point(instance, gamma, x0, rtol):
+    import optimistix as optx  # on tracing only: a stored program does not need it
+
     def damped(_, x):
         return (1 - _DAMPING) * x + _DAMPING * _fixed_point_map(x, instance, gamma)
 
