@@ -28,7 +28,7 @@ import numpy as np
 from jaxtyping import ArrayLike, Float
 
 from advdyn.precision import float64
-from advdyn.problem.instance import AbstractInstance
+from advdyn.problem.instance import AbstractInstance, ProblemInstance
 from advdyn.problem.losses import LeastSquares
 from advdyn.solution import Solution
 from advdyn.theory.drift import drift_terms
@@ -56,13 +56,14 @@ def equivalence_applies(instance: AbstractInstance) -> bool:
     -------
     bool
     """
-    return (
-        isinstance(instance.loss, LeastSquares)
-        and instance.task == "regression"
-        and instance.n_components == 1
-        and not np.any(np.asarray(instance.teacher_mean))
-        and not np.any(np.asarray(instance.mean_mean))
-    )
+    if not (isinstance(instance.loss, LeastSquares) and instance.task == "regression"
+            and instance.n_components == 1):
+        return False
+    if isinstance(instance, ProblemInstance):  # the products in numpy (no eager JAX kernels)
+        means = np.asarray(instance.means)
+        return not np.any(np.asarray(instance.theta_star) * means) and not np.any(means)
+    return (not np.any(np.asarray(instance.teacher_mean))
+            and not np.any(np.asarray(instance.mean_mean)))
 
 
 def ls_equivalence(

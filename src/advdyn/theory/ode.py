@@ -13,6 +13,7 @@ which is THEORY's ``(P, Q, M)`` system after the substitution ``theta = e + thet
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -108,7 +109,9 @@ def stiffness(instance, lr: LearningRate, times) -> float:
     """
     times = np.asarray(times, dtype=np.float64)
     with jax.enable_x64(True):
-        gamma0 = float(lr(jnp.asarray(times[0]), initial_state(instance), instance))
+        # a rule without state is evaluated without building the d-sized initial state
+        state = initial_state(instance) if lr.needs_state else None
+        gamma0 = float(lr(jnp.asarray(times[0]), state, instance))
     lam_max = float(np.max(np.asarray(instance.eigenvalues)))
     return abs(gamma0) * lam_max * float(times[-1] - times[0])
 
@@ -133,7 +136,9 @@ def choose_solver(instance, lr: LearningRate, times, solver: str = "auto") -> st
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     if solver != "auto":
         return solver
-    size = sum(np.size(leaf) for leaf in jax.tree.leaves(initial_state(instance)))
+    # shapes only: tracing, not computing, the initial state (no eager kernels to compile)
+    shapes = eqx.filter_eval_shape(initial_state, instance)
+    size = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(shapes))
     if size <= IMPLICIT_MAX_STATE and stiffness(instance, lr, times) > STIFFNESS_THRESHOLD:
         return "kvaerno5"
     return "tsit5"
