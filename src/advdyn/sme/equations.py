@@ -316,23 +316,58 @@ def solve_sme(
 
 
 @eqx.filter_jit
-def _sgd_paths(objective, eta, theta0, key, rs, stride, n_rec: int, chunk: int):
+def recorded_paths(step, observe, model, state0, key, rs, stride, n_rec: int, chunk: int):
+    """Independent runs of a stochastic recursion, recorded every ``stride`` steps.
+
+    Run ``r`` uses ``fold_in(key, r)`` and its step ``k`` ``fold_in(fold_in(key, r), k)``,
+    so a run's numbers depend only on the key, ``r`` and ``k`` (not on ``chunk``).
+
+    Parameters
+    ----------
+    step, observe : callable
+        ``step(model, state, key) -> state`` and ``observe(model, state) -> dict``;
+        module-level functions (static under ``jit``).
+    model, state0 : pytree
+        What ``step`` reads (e.g. ``(objective, eta)``) and the initial state.
+    key : jax.random key
+    rs : Array, shape (R,)
+        Run indices.
+    stride : Array
+        Steps per record.
+    n_rec : int
+        Records after the initial one.
+    chunk : int
+        Runs per vmapped batch.
+
+    Returns
+    -------
+    dict
+        ``observe``'s values, each of shape ``(R, n_rec + 1)``.
+    """
     def one(r):
         k_r = jax.random.fold_in(key, r)
 
-        def interval(theta, j):
-            def step(i, th):
-                g = objective.stochastic_gradient(th, jax.random.fold_in(k_r, j * stride + i))
-                return th - eta * g
+        def interval(state, j):
+            def body(i, st):
+                return step(model, st, jax.random.fold_in(k_r, j * stride + i))
 
-            theta = jax.lax.fori_loop(0, stride, step, theta)
-            return theta, theta
+            state = jax.lax.fori_loop(0, stride, body, state)
+            return state, state
 
-        _, thetas = jax.lax.scan(interval, theta0, jnp.arange(n_rec))
-        thetas = jnp.concatenate([theta0[None], thetas])
-        return jax.vmap(objective.observables)(thetas)
+        _, states = jax.lax.scan(interval, state0, jnp.arange(n_rec))
+        states = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), state0, states)
+        return jax.vmap(lambda s: observe(model, s))(states)
 
     return jax.lax.map(one, rs, batch_size=chunk)
+
+
+def _sgd_step(model, theta, key):
+    objective, eta = model
+    return theta - eta * objective.stochastic_gradient(theta, key)
+
+
+def _sgd_observe(model, theta):
+    return model[0].observables(theta)
 
 
 @float64
@@ -380,9 +415,9 @@ def simulate_sgd(
     """
     dt = eta / time_scale
     ts, stride, _ = recording_grid(t_max, dt, n_times)
-    ys = _sgd_paths(objective, jnp.asarray(eta, jnp.float64), jnp.asarray(theta0, jnp.float64),
-                    key, jnp.arange(paths), jnp.asarray(stride), len(ts) - 1,
-                    int(chunk or paths))
+    ys = recorded_paths(_sgd_step, _sgd_observe, (objective, jnp.asarray(eta, jnp.float64)),
+                        jnp.asarray(theta0, jnp.float64), key, jnp.arange(paths),
+                        jnp.asarray(stride), len(ts) - 1, int(chunk or paths))
     ys = {k: np.asarray(v) for k, v in ys.items()}
     stats = {"eta": float(eta), "time_scale": float(time_scale), "paths": int(paths),
              "stream": "fold_in(key, r), fold_in(., k)"}

@@ -64,7 +64,7 @@ from jaxtyping import Array, Float
 
 from advdyn import checks
 from advdyn.precision import float64
-from advdyn.sme.equations import recording_grid
+from advdyn.sme.equations import recorded_paths, recording_grid
 from advdyn.solution import Solution
 
 
@@ -272,26 +272,13 @@ class GameSME(eqx.Module):
         return self.game.observables(*self.game.split(z))
 
 
-@eqx.filter_jit
-def _game_paths(game, eta, theta0, delta0, key, rs, stride, n_rec: int, alternating: bool,
-                chunk: int):
-    def one(r):
-        k_r = jax.random.fold_in(key, r)
+def _game_step(model, state, key):
+    game, eta, alternating = model
+    return game_step(game, eta, *state, key, alternating)
 
-        def interval(state, j):
-            def step(i, st):
-                return game_step(game, eta, *st, jax.random.fold_in(k_r, j * stride + i),
-                                 alternating)
 
-            state = jax.lax.fori_loop(0, stride, step, state)
-            return state, state
-
-        _, (ths, des) = jax.lax.scan(interval, (theta0, delta0), jnp.arange(n_rec))
-        ths = jnp.concatenate([theta0[None], ths])
-        des = jnp.concatenate([delta0[None], des])
-        return jax.vmap(game.observables)(ths, des)
-
-    return jax.lax.map(one, rs, batch_size=chunk)
+def _game_observe(model, state):
+    return model[0].observables(*state)
 
 
 @float64
@@ -337,9 +324,10 @@ def simulate_game(
         ``ys[name]`` of shape ``(paths, T)``, ``method = "game"``.
     """
     ts, stride, _ = recording_grid(t_max, eta, n_times)
-    ys = _game_paths(game, jnp.asarray(eta, jnp.float64), jnp.asarray(theta0, jnp.float64),
-                     jnp.asarray(delta0, jnp.float64), key, jnp.arange(paths),
-                     jnp.asarray(stride), len(ts) - 1, bool(alternating), int(chunk or paths))
+    model = (game, jnp.asarray(eta, jnp.float64), bool(alternating))
+    state0 = (jnp.asarray(theta0, jnp.float64), jnp.asarray(delta0, jnp.float64))
+    ys = recorded_paths(_game_step, _game_observe, model, state0, key, jnp.arange(paths),
+                        jnp.asarray(stride), len(ts) - 1, int(chunk or paths))
     ys = {k: np.asarray(v) for k, v in ys.items()}
     stats = {"eta": float(eta), "rho": float(game.rho), "paths": int(paths),
              "alternating": bool(alternating), "stream": "fold_in(key, r), fold_in(., k)"}
