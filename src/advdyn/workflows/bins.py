@@ -262,12 +262,10 @@ def spectral_instances(config: C.Config):
         ``None`` without ``run.bins``; built from the config when ``instance`` is ``None``,
         else by :func:`bin_instance`.
     """
-
-
     bins = config.run.bins
-    above = config_relaxed_eigenvalue(config)
     if config_path_applies(config):
         assert bins is not None  # the config path needs run.bins
+        above = config_relaxed_eigenvalue(config)
         return None, binned_from_config(config.problem, bins, relaxed_above=above)
     instance = instantiate(config.problem)
     # a realised instance keeps plain bins: its initial products vary from direction to
@@ -275,7 +273,10 @@ def spectral_instances(config: C.Config):
     return instance, (bin_instance(instance, bins) if bins is not None else None)
 
 
-def doubled_bins_check(config: C.Config, instance, binned: BinnedInstance, ds, solve) -> dict:
+def doubled_bins_check(
+    config: C.Config, instance, binned: BinnedInstance, ds, solve,
+    relaxed_above: float | None = None,
+) -> dict:
     """Re-solve with twice the bins and report the change of ``adv_risk``.
 
     Parameters
@@ -290,6 +291,9 @@ def doubled_bins_check(config: C.Config, instance, binned: BinnedInstance, ds, s
         Its ODE solution.
     solve : callable
         ``solve(binned_instance) -> Dataset`` (same grid, rule and tolerances).
+    relaxed_above : float, optional
+        The relaxed-decade eigenvalue the run's bins used (:func:`config_relaxed_eigenvalue`),
+        so that the doubled bins are built the same way.
 
     Returns
     -------
@@ -302,8 +306,7 @@ def doubled_bins_check(config: C.Config, instance, binned: BinnedInstance, ds, s
     source = config.problem if instance is None else instance
     bins = config.run.bins
     assert bins is not None  # doubled_bins_check runs only with run.bins
-    above = config_relaxed_eigenvalue(config) if instance is None else None
-    finer = make_binned(source, 2 * bins, relaxed_above=above)
+    finer = make_binned(source, 2 * bins, relaxed_above=relaxed_above)
     change = 0.0 if finer.n_bins == binned.n_bins else adv_risk_change(ds, solve(finer))
     return {
         "bins": int(bins),

@@ -145,8 +145,10 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
                 if binned is not None:  # eigenvalue above which the bins are coarser
                     above = config_relaxed_eigenvalue(config) if instance is None else None
                     ds.attrs["bins_relaxed_above"] = math.nan if above is None else above
-                if binned is not None and rc.bins_check:  # the change at twice the bins
-                    ds.attrs.update(doubled_bins_check(config, instance, binned, ds, ode_on))
+                    if rc.bins_check:  # the change at twice the bins
+                        ds.attrs.update(
+                            doubled_bins_check(config, instance, binned, ds, ode_on, above)
+                        )
         else:
             simulate = {"sgd": simulate_sgd, "hsgd": simulate_hsgd}[method]
             with progress_callback(method.upper(), enabled=progress) as report:
