@@ -71,3 +71,15 @@ def test_instance_draws_follow_config():
     np.testing.assert_allclose(inst.means[0] @ inst.theta_star, 1.5 * 2.0)
     # same seed, same instance
     np.testing.assert_array_equal(ad.instantiate(cfg).theta0, inst.theta0)
+
+
+@pytest.mark.parametrize("exponent", [0.0, 0.5, 0.999999, 1.0, 1.5, 3.0])
+@pytest.mark.parametrize("d", [1, 1023, 1024, 1025, 12_345, 2_000_000])
+def test_power_law_sum_matches_the_direct_sum(d, exponent):
+    # independent reference: the d terms added in extended precision; the Euler-Maclaurin
+    # remainder (order n^-(s+9), n = 1024) is far below float64 rounding, so only rounding
+    # (a few ulp) separates them
+    direct = np.sum(np.arange(1, d + 1, dtype=np.longdouble) ** -np.longdouble(exponent))
+    assert spectra.power_law_sum(d, exponent) == pytest.approx(float(direct), rel=1e-14)
+    if d <= 12_345:  # and the normalisation power_law uses
+        assert spectra.power_law(d, exponent).sum() == pytest.approx(float(d), rel=1e-12)

@@ -23,6 +23,7 @@ from advdyn.problem.spectra import (
     marchenko_pastur,
     marchenko_pastur_quantiles,
     power_law,
+    power_law_sum,
     two_level,
     uniform,
 )
@@ -347,9 +348,7 @@ def _power_norm(spec, d: int) -> float | None:
     """``c`` with ``sum_{i=1}^d c i^-exponent = d`` (as :func:`advdyn.spectra.power_law`)."""
     if not isinstance(spec, C.PowerLawSpectrum):
         return None
-    edges = _rank_edges(d, 512, "log")
-    raw = _bin_means(spec, d, edges, 1.0) * np.diff(edges)
-    return d / raw.sum()
+    return d / power_law_sum(d, spec.exponent)
 
 
 def config_edges(

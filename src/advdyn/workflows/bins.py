@@ -226,6 +226,7 @@ def converge_bins(
     above = (relaxed_eigenvalue(lr, times, make_loss(source.loss))
              if relaxed and from_config else None)
     binned = make_binned(source, bins, spacing, above)
+    solve_kwargs = {"relaxed_above": above, **solve_kwargs}
     prev = to_dataset(solve_ode(binned, lr, times, **solve_kwargs))
     history = [(bins, math.nan)]
     change = math.nan

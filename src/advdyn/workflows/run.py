@@ -128,6 +128,9 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
 
     datasets: dict[str, xr.Dataset] = {}
     timings: dict[str, float] = {}
+    # bins built from the config: the eigenvalue above which modes relaxed before the first
+    # record, binned coarser and followed at a looser tolerance there (one decision)
+    above = config_relaxed_eigenvalue(config) if binned is not None and instance is None else None
     for method in rc.methods:
         start = time.perf_counter()
         if method == "ode":
@@ -137,13 +140,13 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
                 sol = solve_ode(
                     inst, rate, grid.times, rtol=rc.rtol, atol=rc.atol,
                     divergence_factor=rc.divergence_factor, optimum=opt, solver=rc.solver,
+                    relaxed_above=above,
                 )
                 return to_dataset(sol, attrs)
 
             with progress_phase("ODE", enabled=progress):
                 ds = ode_on(binned if binned is not None else base)
                 if binned is not None:  # eigenvalue above which the bins are coarser
-                    above = config_relaxed_eigenvalue(config) if instance is None else None
                     ds.attrs["bins_relaxed_above"] = math.nan if above is None else above
                     if rc.bins_check:  # the change at twice the bins
                         ds.attrs.update(
