@@ -71,7 +71,7 @@ _EXPORTS: dict[str, str] = {
     "limit_report": "advdyn.workflows",
     "monotone_scan": "advdyn.workflows",
     "converge_bins": "advdyn.workflows",
-    "relaxed_eigenvalue": "advdyn.workflows",
+    "relaxed_eigenvalue": "advdyn.theory.spectral",
     "load_sweep": "advdyn.workflows",
     "run_sweep": "advdyn.workflows",
 }
@@ -135,7 +135,8 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
         solve_ode,
         solve_ridge_ode,
     )
-    from advdyn.workflows.bins import converge_bins, relaxed_eigenvalue
+    from advdyn.theory.spectral import relaxed_eigenvalue
+    from advdyn.workflows.bins import converge_bins
     from advdyn.workflows.limits import limit_report, monotone_scan
     from advdyn.workflows.run import RunResult, run
     from advdyn.workflows.sweep import load_sweep, run_sweep

@@ -8,6 +8,7 @@ import pytest
 import advdyn as ad
 from advdyn.config import build as B
 from advdyn.config.schema import ProblemConfig, validate_config
+from advdyn.errors import ConfigError
 from advdyn.problem.losses import LeastSquares, Logistic
 from advdyn.theory import spectral as S
 from advdyn.theory.stationary import adversarial_optimum
@@ -172,3 +173,19 @@ def test_relaxed_tolerance_saves_steps_and_keeps_the_solver_error():
     assert relaxed.stats["steps"] < 0.97 * plain.stats["steps"]
     err = np.max(np.abs(relaxed["adv_risk"] / ref["adv_risk"] - 1))
     assert err < 3 * rtol
+
+
+def test_relaxed_above_is_checked_against_the_proven_bound():
+    d = 10**4
+    above = W.relaxed_eigenvalue(LR, TIMES, LeastSquares())
+    binned = B.binned_from_config(power(d), 8, relaxed_above=above)
+    # not a positive number
+    for bad in (0.0, -1.0, float("nan"), "150"):
+        with pytest.raises(ConfigError, match="relaxed_above"):
+            ad.solve_ode(binned, LR, TIMES, relaxed_above=bad)
+    # below 20 / int gamma: modes there have not provably relaxed by the first record
+    with pytest.raises(ConfigError, match="at least 150"):
+        ad.solve_ode(binned, LR, TIMES, relaxed_above=0.5 * above)
+    # a rule with a state has no bound
+    with pytest.raises(ConfigError, match="rule without state"):
+        ad.solve_ode(binned, ad.LineSearch(1.0), TIMES, relaxed_above=above)

@@ -449,7 +449,7 @@ def binned_from_config(
         ``n_bins`` entries mean ``n_bins`` bins.
     relaxed_above : float, optional
         Coarser bins for the power-law eigenvalues above it, the modes relaxed before the
-        first record (:func:`config_edges`; :func:`advdyn.workflows.relaxed_eigenvalue`
+        first record (:func:`config_edges`; :func:`advdyn.theory.spectral.relaxed_eigenvalue`
         computes it from the learning rate and the record times).
 
     Returns

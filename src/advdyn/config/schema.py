@@ -376,7 +376,7 @@ class RunConfig(_Model):
     bins_check: StrictBool = True
     # with bins built from a power-law config: coarser bins for the modes relaxed before the
     # first record
-    # (least squares, constant or decaying rate; advdyn.workflows.relaxed_eigenvalue)
+    # (least squares, constant or decaying rate; advdyn.theory.spectral.relaxed_eigenvalue)
     bins_relaxed: StrictBool = True
     # memory available to the run in GB (advdyn.memory); None: measured on the machine
     memory_limit_gb: float | None = Field(strict=True, default=None, gt=0)

@@ -20,7 +20,7 @@ import numpy as np
 from jaxtyping import ArrayLike, Float
 
 from advdyn import checks
-from advdyn.errors import DivergenceError
+from advdyn.errors import ConfigError, DivergenceError
 from advdyn.executables import cached_jit
 from advdyn.precision import float64
 from advdyn.problem.instance import AbstractInstance
@@ -28,6 +28,7 @@ from advdyn.solution import Solution
 from advdyn.theory.drift import flow
 from advdyn.theory.rates import LearningRate
 from advdyn.theory.recording import make_recorder
+from advdyn.theory.spectral import RELAXED_EXPONENT, relaxed_eigenvalue
 from advdyn.theory.stationary import StationaryPoint
 from advdyn.theory.statistics import DirectionState, direction_sum
 
@@ -225,6 +226,21 @@ def _solve(
     return out, ok, steps
 
 
+def _relaxed_above(value, instance, lr: LearningRate, times: np.ndarray) -> float:
+    """``value`` checked against the eigenvalue where relaxation before ``t_1`` is proven."""
+    value = checks.positive(value, "relaxed_above")
+    bound = relaxed_eigenvalue(lr, times, instance.loss)
+    if bound is None:
+        raise ConfigError("relaxed_above", "needs the least-squares loss and a rule without "
+                          "state (constant or decay), where modes provably relax by the first "
+                          "record; leave it unset")
+    if value < bound * (1 - 1e-12):
+        raise ConfigError("relaxed_above", f"must be at least {bound:.6g} = "
+                          f"{RELAXED_EXPONENT:g} / int_t0^t1 gamma (modes below it have not "
+                          f"relaxed by the first record), got {value:.6g}")
+    return value
+
+
 @float64
 def solve_ode(
     instance: AbstractInstance,
@@ -273,12 +289,13 @@ def solve_ode(
         with a PID controller (``pcoeff = icoeff = 0.3``) for stiff spectra (e.g. power laws
         with ``tr K = d``, whose top eigenvalue grows with ``d``).
     relaxed_above : float, optional
-        The eigenvalue above which modes have relaxed before the first record
-        (:func:`advdyn.workflows.relaxed_eigenvalue`; least squares and a rule without state
-        only). On the first recording interval those modes weigh :data:`RELAXED_WEIGHT` in the
-        controller's error norm: their transients, which records never see, are then followed
-        at a looser tolerance, which saves the implicit solver steps that grow with
-        ``ln lambda_max``. Runs pass it where their bins are relaxed.
+        The eigenvalue above which modes have relaxed before the first record: at least
+        :func:`~advdyn.theory.spectral.relaxed_eigenvalue` of ``lr``, ``times`` and the
+        instance's loss (least squares and a rule without state only). On the first
+        recording interval those modes weigh :data:`RELAXED_WEIGHT` in the controller's error
+        norm: their transients, which records never see, are then followed at a looser
+        tolerance, which saves the implicit solver steps that grow with ``ln lambda_max``.
+        Runs pass it where their bins are relaxed.
 
     Returns
     -------
@@ -290,6 +307,10 @@ def solve_ode(
 
     Raises
     ------
+    ConfigError
+        If ``times`` are not increasing recording times, or ``relaxed_above`` is not a
+        positive number at least :func:`~advdyn.theory.spectral.relaxed_eigenvalue` (or that
+        bound does not apply to the loss or the rule).
     DivergenceError
         If the trajectory blows up (``adv_risk`` not finite or the bound above is
         crossed) or the solver fails (e.g. runs out of ``max_steps``); it names the time
@@ -298,6 +319,8 @@ def solve_ode(
     checks.recording_times(times, "times")
     times_np = np.asarray(times, dtype=np.float64)
     times = jnp.asarray(times_np)
+    if relaxed_above is not None:
+        relaxed_above = _relaxed_above(relaxed_above, instance, lr, times_np)
     kind = choose_solver(instance, lr, times_np, solver)
     d = float(getattr(instance, "dimension", instance.d))
     atol_used = max(atol, IMPLICIT_ATOL * rtol / d) if kind == "kvaerno5" else atol

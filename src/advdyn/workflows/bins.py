@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
-from jaxtyping import ArrayLike, Float
 
 from advdyn.config import schema as C
 from advdyn.config.build import (
@@ -21,52 +20,10 @@ from advdyn.config.build import (
 )
 from advdyn.io import to_dataset
 from advdyn.precision import float64
-from advdyn.problem.losses import LeastSquares, Loss, make_loss
+from advdyn.problem.losses import make_loss
 from advdyn.simulate.sgd import time_grid
 from advdyn.theory.ode import solve_ode
-from advdyn.theory.rates import LearningRate
-from advdyn.theory.spectral import RELAXED_EXPONENT, BinnedInstance, bin_instance
-
-
-# ----------------------------------------------------------------------------- relaxed modes
-@float64
-def relaxed_eigenvalue(
-    lr: LearningRate, times: Float[ArrayLike, " T"], loss: Loss
-) -> float | None:
-    """The eigenvalue above which modes have relaxed before the first record.
-
-    For least squares every coordinate of the state decays at least like
-    ``exp(-lambda int gamma)`` (its drift coefficient ``D_i >= lambda_i``), so a mode with
-    ``lambda int_{t_0}^{t_1} gamma >= RELAXED_EXPONENT`` (20) has shed its transient to
-    ``e^-20`` before the first record after ``t_0``, and only its quasi-stationary value,
-    smooth in ``lambda``, enters the records: such modes can share coarse bins
-    (:func:`~advdyn.theory.spectral.relaxed_rank_edges`).
-
-    Parameters
-    ----------
-    lr : LearningRate
-        The rule; only rules without state (constant, decay: monotone in time) qualify, and
-        ``int gamma`` is bounded below by ``(t_1 - t_0) min(gamma(t_0), gamma(t_1))``.
-    times : array_like
-        Recording times.
-    loss : Loss
-        Only :class:`~advdyn.problem.losses.LeastSquares` qualifies (other losses can have
-        curvature ``h_1 < 1``, so the decay bound does not hold).
-
-    Returns
-    -------
-    float or None
-        ``RELAXED_EXPONENT / ((t_1 - t_0) min(gamma(t_0), gamma(t_1)))``, or ``None`` when
-        the rule or the loss does not qualify.
-    """
-    times = np.asarray(times, dtype=np.float64)
-    if lr.needs_state or not isinstance(loss, LeastSquares) or times.size < 2:
-        return None
-    t0, t1 = float(times[0]), float(times[1])
-    rate = min(abs(float(lr(t0))), abs(float(lr(t1))))
-    if not (rate > 0 and t1 > t0):
-        return None
-    return RELAXED_EXPONENT / (rate * (t1 - t0))
+from advdyn.theory.spectral import BinnedInstance, bin_instance, relaxed_eigenvalue
 
 
 def config_relaxed_eigenvalue(config: C.Config) -> float | None:
