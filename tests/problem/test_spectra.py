@@ -83,3 +83,13 @@ def test_power_law_sum_matches_the_direct_sum(d, exponent):
     assert spectra.power_law_sum(d, exponent) == pytest.approx(float(direct), rel=1e-14)
     if d <= 12_345:  # and the normalisation power_law uses
         assert spectra.power_law(d, exponent).sum() == pytest.approx(float(d), rel=1e-12)
+
+
+@pytest.mark.parametrize(("d", "exponent", "field"), [
+    (0, 1.0, "d"), (10.5, 1.0, "d"), (True, 1.0, "d"), (10, -1.0, "exponent"),
+    (10, float("nan"), "exponent"),
+])
+def test_power_law_sum_refuses_bad_input(d, exponent, field):
+    with pytest.raises(ad.ConfigError) as err:
+        spectra.power_law_sum(d, exponent)
+    assert err.value.field == field

@@ -189,3 +189,8 @@ def test_relaxed_above_is_checked_against_the_proven_bound():
     # a rule with a state has no bound
     with pytest.raises(ConfigError, match="rule without state"):
         ad.solve_ode(binned, ad.LineSearch(1.0), TIMES, relaxed_above=above)
+    # the explicit solver, whose steps the stability limit sets, ignores it (and says so)
+    explicit = ad.solve_ode(binned, LR, TIMES, relaxed_above=above, solver="tsit5")
+    assert "relaxed_above" not in explicit.stats
+    plain = ad.solve_ode(binned, LR, TIMES, solver="tsit5")
+    np.testing.assert_array_equal(explicit["adv_risk"], plain["adv_risk"])

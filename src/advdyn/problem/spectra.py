@@ -11,6 +11,8 @@ import numpy as np
 from jaxtyping import Float
 from numpy.typing import ArrayLike
 
+from advdyn import checks
+
 
 def _midpoints(d: int) -> np.ndarray:
     return (np.arange(d) + 0.5) / d
@@ -114,8 +116,14 @@ def power_law_sum(d: int, exponent: float) -> float:
     Returns
     -------
     float
+
+    Raises
+    ------
+    ConfigError
+        If ``d`` is not an integer ``>= 1`` or ``exponent`` not a finite number ``>= 0``.
     """
-    s = float(exponent)
+    d = checks.integer(d, "d", minimum=1)
+    s = checks.nonnegative(exponent, "exponent")
     n = _EULER_MACLAURIN_START
     if d < n:
         return float(np.sum(np.arange(1, d + 1, dtype=np.float64) ** -s))

@@ -165,8 +165,8 @@ def _solve(
     output buffer is carried through every step); the records are the scan's outputs.
     Tolerances, times and the divergence factor are traced, so new values reuse the
     compiled solve. After a failed interval the state is NaN and later intervals are skipped.
-    With ``relaxed_above``, the modes above it weigh :data:`RELAXED_WEIGHT` in the error norm
-    of the first interval.
+    With ``relaxed_above`` and the implicit solver, the modes above it weigh
+    :data:`RELAXED_WEIGHT` in the error norm of the first interval.
     """
     import diffrax  # on tracing only: a run that loads the stored program does not need it
 
@@ -185,7 +185,7 @@ def _solve(
     event = diffrax.Event(blown_up)
 
     def controller(first):
-        if relaxed_above is None:
+        if relaxed_above is None or kind != "kvaerno5":
             return diffrax.PIDController(rtol=rtol, atol=atol, **gains)
         import optimistix as optx
 
@@ -292,10 +292,11 @@ def solve_ode(
         The eigenvalue above which modes have relaxed before the first record: at least
         :func:`~advdyn.theory.spectral.relaxed_eigenvalue` of ``lr``, ``times`` and the
         instance's loss (least squares and a rule without state only). On the first
-        recording interval those modes weigh :data:`RELAXED_WEIGHT` in the controller's error
-        norm: their transients, which records never see, are then followed at a looser
-        tolerance, which saves the implicit solver steps that grow with ``ln lambda_max``.
-        Runs pass it where their bins are relaxed.
+        recording interval those modes weigh :data:`RELAXED_WEIGHT` in the implicit solver's
+        error norm (its step-size control and Newton iterations): their transients, which
+        records never see, are then followed at a looser tolerance, which saves steps that
+        grow with ``ln lambda_max`` (none for the explicit solver, whose steps the stability
+        limit sets; it is ignored there). Runs pass it where their bins are relaxed.
 
     Returns
     -------
@@ -347,6 +348,6 @@ def solve_ode(
         "atol": float(atol_used),
         "steps": int(steps),
     }
-    if relaxed_above is not None:
+    if relaxed_above is not None and kind == "kvaerno5":
         info["relaxed_above"] = float(relaxed_above)
     return Solution(np.asarray(times_np), out, "ode", stats={**info, **(attrs or {})})
