@@ -13,6 +13,8 @@ which is THEORY's ``(P, Q, M)`` system after the substitution ``theta = e + thet
 
 from __future__ import annotations
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -153,6 +155,34 @@ def choose_solver(instance, lr: LearningRate, times, solver: str = "auto") -> st
     return "tsit5"
 
 
+#: a Newton update whose size, in units of the tolerance, is below this has converged
+SETTLED_UPDATE = 1e-3
+
+
+@functools.cache
+def _chord():
+    """Diffrax's ``VeryChord``, which also stops when an update is below
+    :data:`SETTLED_UPDATE` of the tolerance.
+
+    ``VeryChord`` judges convergence by the ratio of successive updates. Near a stationary
+    state the predictor is already exact to rounding, both updates are rounding noise, and
+    their ratio is noise: it reads as divergence (ratio > 2) or never as convergence, and
+    the step is rejected. On a power law with exponent 2 at ``d = 10^6`` (32 log bins, rtol
+    1e-7) half the steps after ``t = 5`` were rejected that way: 4,172 steps, against 638
+    with this rule; the power law with exponent 1 takes the same steps either way.
+    """
+    import diffrax
+    import optimistix as optx
+
+    class SettledChord(diffrax.VeryChord):
+        def terminate(self, fn, y, args, options, state, tags):
+            stop, result = super().terminate(fn, y, args, options, state, tags)
+            settled = (state.step >= 1) & (state.diffsize < SETTLED_UPDATE)
+            return stop | settled, optx.RESULTS.where(settled, optx.RESULTS.successful, result)
+
+    return SettledChord
+
+
 @cached_jit
 def _solve(
     instance, lr, recorder, times, rtol, atol, max_steps: int, blowup, kind: str,
@@ -180,7 +210,8 @@ def _solve(
         return direction_sum(y.err2, instance) > bound
 
     term = diffrax.ODETerm(vector_field)
-    solver = diffrax.Kvaerno5() if kind == "kvaerno5" else diffrax.Tsit5()
+    solver = (diffrax.Kvaerno5(root_finder=diffrax.with_stepsize_controller_tols(_chord())())
+              if kind == "kvaerno5" else diffrax.Tsit5())
     gains = {"pcoeff": 0.3, "icoeff": 0.3} if kind == "kvaerno5" else {}
     event = diffrax.Event(blown_up)
 
