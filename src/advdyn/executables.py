@@ -208,7 +208,13 @@ def _runner(exported, out_tree) -> Callable:
     call = jax.jit(exported.call)
 
     def run(*leaves):
-        return jax.tree.unflatten(out_tree, call(*leaves))
+        out = call(*leaves)
+        if jax.device_count() > 1:
+            # an exported program's outputs are committed to its one device; jit's are not.
+            # Uncommitted, they combine with arrays sharded over several devices (the
+            # command line's SGD replicates), as the same function under jit would
+            out = [jax.device_put(np.asarray(x)) for x in out]
+        return jax.tree.unflatten(out_tree, out)
 
     return run
 

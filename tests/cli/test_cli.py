@@ -265,9 +265,9 @@ def test_divergence_exits_3(write_toml, tmp_path, method):
 
 
 # ----------------------------------------------------------------------------- console script
-def console(*args, cwd=None):
+def console(*args, cwd=None, env=None):
     # JAX_PLATFORMS=cpu keeps JAX's "no GPU backend" warning off stderr on GPU hosts
-    env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
+    env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu"), **(env or {})}
     return subprocess.run(
         [*CONSOLE, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
     )
@@ -281,6 +281,18 @@ def test_console_script_run_without_quiet(tmp_path):
     assert "adv_risk" in proc.stdout and "wall time" in proc.stdout  # the summary table
     assert "results written to" in proc.stdout
     assert {p.name for p in tmp_path.iterdir()} >= {"ode.nc", "sgd.nc", "summary.json", "risk.png"}
+
+
+def test_console_script_sgd_over_two_devices_with_an_empty_program_store(tmp_path):
+    # the README's first run: an empty store, replicates split over two CPU devices. Stored
+    # programs (the optimum) once returned arrays committed to device 0, which the SGD's
+    # records, sharded over both devices, refused ("incompatible devices")
+    env = {"ADVDYN_CACHE_DIR": str(tmp_path / "cache"),
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    proc = console("run", "-q", "-o", tmp_path / "out", "--d", "100", "--t-max", "0.5",
+                   "--replicates", "2", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert {p.name for p in (tmp_path / "out").iterdir()} >= {"ode.nc", "sgd.nc"}
 
 
 def test_console_script_exit_codes(tmp_path):
