@@ -37,12 +37,16 @@ import time
 
 # the third-party modules a warm run loads (its sys.modules at exit): JAX and equinox for the
 # stored programs, pydantic/typer/rich for the config and the command line, xarray (which
-# imports dask.array on the first DataArray, dask being installed for sweeps) and the
-# `distributed` its to_netcdf imports, matplotlib's Agg figure, netCDF4, and the
-# scipy.linalg that JAX's LAPACK kernels load; diffrax and optimistix are imported only
-# when a program is traced (a cache miss)
-FLOOR = ("import jax.numpy, equinox, pydantic, typer, rich, xarray, dask.array, distributed, "
-         "matplotlib.figure, matplotlib.backends.backend_agg, netCDF4, scipy.linalg")
+# imports dask.array on the first DataArray, dask being installed for sweeps), matplotlib's
+# Agg figure, netCDF4, and the scipy.linalg that JAX's LAPACK kernels load; diffrax and
+# optimistix are imported only when a program is traced (a cache miss), and `distributed`
+# no longer (advdyn.io writes NetCDF without asking Dask for its scheduler). Imported under
+# the console script's garbage-collector policy (advdyn.__main__: collector off during the
+# imports, everything frozen at exit), so that the floor is what a run cannot go below.
+FLOOR = ("import gc; gc.disable(); "
+         "import jax.numpy, equinox, pydantic, typer, rich, xarray, dask.array, "
+         "matplotlib.figure, matplotlib.backends.backend_agg, netCDF4, scipy.linalg; "
+         "gc.freeze()")
 
 
 def _timed(cmd: list[str], env: dict) -> tuple[float, float]:

@@ -20,8 +20,9 @@ from advdyn.cli._app import EXIT_DIVERGED, EXIT_USER_ERROR, app
 
 runner = CliRunner()
 SMALL = ["--d", "200", "--t-max", "1"]
-# The console script, run in a fresh interpreter exactly as the `advdyn` entry point does.
-CONSOLE = [sys.executable, "-c", "from advdyn.cli import main; main()"]
+# The console script, run in a fresh interpreter exactly as the `advdyn` entry point does
+# (pyproject.toml: advdyn = "advdyn.__main__:main"; test_console_entry_point checks it).
+CONSOLE = [sys.executable, "-c", "from advdyn.__main__ import main; main()"]
 
 
 def invoke(*args):

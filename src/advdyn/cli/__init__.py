@@ -22,7 +22,7 @@ from advdyn.cli import sweep as _sweep  # noqa: F401  (registers its commands)
 from advdyn.cli import theory as _theory  # noqa: F401  (registers its commands)
 from advdyn.cli._app import EXIT_DIVERGED, EXIT_USER_ERROR, app, err_console, fail
 
-__all__ = ["EXIT_DIVERGED", "EXIT_USER_ERROR", "app", "fail", "main"]
+__all__ = ["EXIT_DIVERGED", "EXIT_USER_ERROR", "app", "configure", "dispatch", "fail", "main"]
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -46,10 +46,17 @@ def _configure_runtime() -> None:
     enable_compilation_cache()
 
 
-def main() -> None:
-    """Console-script entry point."""
+def configure() -> None:
+    """Set up the process for a command: one-line warnings, XLA's devices, the caches.
+
+    This imports the numerical stack (JAX, xarray, matplotlib through the workflows).
+    """
     warnings.showwarning = _show_warning
     _configure_runtime()
+
+
+def dispatch() -> None:
+    """Run the command named on the command line; exit with its status (:func:`sys.exit`)."""
     try:
         # with standalone_mode=False, typer/click *return* the code of a typer.Exit raised
         # inside a command instead of raising it: propagate it as the process exit status.
@@ -69,3 +76,10 @@ def main() -> None:
         if isinstance(exc, typer.Abort):
             sys.exit(130)
         raise
+
+
+def main() -> None:
+    """Entry point: :func:`configure`, then :func:`dispatch` (the console script adds a
+    garbage-collector policy for short-lived processes, :mod:`advdyn.__main__`)."""
+    configure()
+    dispatch()

@@ -9,6 +9,7 @@ an instance (:func:`binned_from_config`), and a learning-rate config becomes a r
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -183,7 +184,8 @@ def instantiate(config: C.ProblemConfig, loss: Loss | None = None) -> ProblemIns
         if basis is not None:
             theta0 = basis.T @ theta0
 
-    f64 = lambda x: jnp.asarray(x, dtype=jnp.float64)  # noqa: E731
+    # device_put, not jnp.asarray: placing a NumPy array compiles no conversion kernel
+    f64 = lambda x: jax.device_put(np.asarray(x, dtype=np.float64))  # noqa: E731
     labels = [0.0 if c.label is None else float(c.label) for c in comps]
     return ProblemInstance(
         eigenvalues=f64(np.stack(eigenvalues)),

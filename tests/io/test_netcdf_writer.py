@@ -1,0 +1,75 @@
+"""advdyn.io.write_netcdf: the same file as xarray's to_netcdf, without importing Dask's
+distributed scheduler."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import netCDF4
+import numpy as np
+import pytest
+import xarray as xr
+
+from advdyn.io import make_dataset, read_netcdf, write_netcdf
+
+
+def _dataset() -> xr.Dataset:
+    times = np.linspace(0.0, 2.0, 5)
+    rng = np.random.default_rng(0)
+    values = {"adv_risk": rng.random((3, 5)), "norm": np.full((3, 5), np.nan)}
+    return make_dataset(times, values, "sgd", replicates=True,
+                        attrs={"config": '{"d": 10}', "seed": 3, "eps": 0.5})
+
+
+def _same_file(a_path, b_path) -> None:
+    def same(x, y):
+        try:
+            return np.array_equal(x, y, equal_nan=True)
+        except TypeError:  # strings
+            return x == y
+
+    with netCDF4.Dataset(a_path) as a, netCDF4.Dataset(b_path) as b:
+        assert a.data_model == b.data_model
+        assert a.ncattrs() == b.ncattrs()
+        assert all(same(a.getncattr(k), b.getncattr(k)) for k in a.ncattrs())
+        assert list(a.dimensions) == list(b.dimensions)
+        assert list(a.variables) == list(b.variables)
+        for name in a.variables:
+            va, vb = a[name], b[name]
+            assert va.dtype == vb.dtype and va.dimensions == vb.dimensions, name
+            assert va.ncattrs() == vb.ncattrs(), name  # e.g. _FillValue, long_name, units
+            assert all(same(va.getncattr(k), vb.getncattr(k)) for k in va.ncattrs()), name
+            assert va.filters() == vb.filters(), name
+            np.testing.assert_array_equal(va[:], vb[:])
+
+
+def test_written_file_equals_to_netcdf(tmp_path):
+    ds = _dataset()
+    ds.to_netcdf(tmp_path / "xarray.nc", engine="netcdf4")
+    write_netcdf(ds, tmp_path / "advdyn.nc")
+    _same_file(tmp_path / "xarray.nc", tmp_path / "advdyn.nc")
+    xr.testing.assert_identical(read_netcdf(tmp_path / "advdyn.nc"), ds)
+
+
+def test_chunked_dataset_goes_through_to_netcdf(tmp_path):
+    pytest.importorskip("dask")
+    ds = _dataset()
+    write_netcdf(ds.chunk({"replicate": 1}), tmp_path / "chunked.nc")
+    xr.testing.assert_identical(read_netcdf(tmp_path / "chunked.nc"), ds)
+
+
+def test_writing_does_not_import_dask_distributed(tmp_path):
+    # to_netcdf asks Dask for its scheduler, which imports dask.distributed (0.2 s of a
+    # command-line run); a fresh interpreter shows whether the writer still does
+    code = (
+        "import sys, numpy as np\n"
+        "from advdyn.io import make_dataset, write_netcdf\n"
+        "ds = make_dataset(np.arange(3.0), {'adv_risk': np.ones(3)}, 'ode')\n"
+        f"write_netcdf(ds, {str(tmp_path / 'x.nc')!r})\n"
+        "print('distributed' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+    assert (tmp_path / "x.nc").exists()
