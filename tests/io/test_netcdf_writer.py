@@ -73,3 +73,23 @@ def test_writing_does_not_import_dask_distributed(tmp_path):
                          check=True)
     assert out.stdout.strip() == "False"
     assert (tmp_path / "x.nc").exists()
+
+
+def test_unlimited_dimension_is_kept(tmp_path):
+    ds = _dataset()
+    ds.encoding["unlimited_dims"] = {"time"}
+    ds.to_netcdf(tmp_path / "xarray.nc", engine="netcdf4")
+    write_netcdf(ds, tmp_path / "advdyn.nc")
+    with netCDF4.Dataset(tmp_path / "advdyn.nc") as f:
+        assert f.dimensions["time"].isunlimited()
+    _same_file(tmp_path / "xarray.nc", tmp_path / "advdyn.nc")
+
+
+@pytest.mark.parametrize("value", [None, {"a": 1}, True])
+def test_attribute_netcdf_cannot_hold_is_named(tmp_path, value):
+    # such a dataset goes through to_netcdf, whose message names the attribute
+    ds = _dataset()
+    ds.attrs["odd_attribute"] = value
+    with pytest.raises((TypeError, ValueError), match="odd_attribute"):
+        write_netcdf(ds, tmp_path / "x.nc")
+    assert not (tmp_path / "x.nc").exists()

@@ -23,7 +23,7 @@ def test_steep_power_law_has_no_erratic_late_phase():
     # Newton predictor is exact to rounding, and diffrax's VeryChord read the ratio of two
     # rounding-noise updates as divergence, rejecting half the steps (4,172 steps here;
     # deterministic counts). With updates below 1e-3 of the tolerance counted as converged:
-    # 638 (388 at d = 1e4); 552 (334) since each interval resumes its controller's step.
+    # 638 (388 at d = 1e4).
     binned = B.binned_from_config(power(10**6, 2.0), 32)
     sol = ad.solve_ode(binned, LR, TIMES, rtol=1e-7, optimum=adversarial_optimum(binned))
     assert sol.stats["solver"] == "kvaerno5"

@@ -154,3 +154,19 @@ def test_sweep_limit_point_kind():
     polyak = cfg.with_overrides(**{"lr": {"kind": "polyak"}})
     with pytest.raises(ConfigError, match="lr"):
         limit_point(polyak)
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_sweep_run_point_with_bins(check):
+    # the shipped sweep examples/sweeps/epsilon_gamma.toml bins without the doubled-bins
+    # check: its points once failed with KeyError 'bins_rel_change' (summary["bins"] then
+    # holds only bins_relaxed_above)
+    from advdyn.workflows.sweep import run_point
+
+    cfg = advdyn.default_config().with_overrides(**{
+        "problem.d": 10**6, "problem.spectrum": {"kind": "uniform", "low": 0.2, "high": 1.8},
+        "run.methods": ["ode"], "run.bins": 8, "run.bins_check": check, "run.t_max": 1.0,
+    })
+    ds = run_point(cfg)
+    assert "ode_adv_risk" in ds
+    assert ("ode_bins_rel_change" in ds) == check

@@ -114,10 +114,14 @@ def _to_netcdf4(ds: xr.Dataset, path: Path) -> None:
 
     For its file lock, ``to_netcdf`` looks up the active Dask scheduler, which imports
     ``dask.distributed`` wherever Dask is installed (0.2 s, a sixteenth of a command-line
-    run), even for a dataset of NumPy arrays. For such a dataset the lock only guards this
-    one write, so a thread lock does; a dataset with Dask chunks goes through ``to_netcdf``.
+    run), even for a dataset of NumPy arrays. For such a dataset (advdyn's results) the
+    store is opened here, with a lock private to this call (the file is a fresh temporary
+    one), and the dataset's ``unlimited_dims`` encoding is passed on. A dataset with Dask
+    chunks, or with an attribute that is not a string or a number (which ``to_netcdf``
+    refuses with a message naming it), goes through ``to_netcdf``.
     """
-    if any(v.chunks is not None for v in ds.variables.values()):
+    plain = all(_plain_attrs(v.attrs) for v in ds.variables.values()) and _plain_attrs(ds.attrs)
+    if not plain or any(v.chunks is not None for v in ds.variables.values()):
         ds.to_netcdf(path, engine="netcdf4")
         return
     import threading
@@ -126,9 +130,18 @@ def _to_netcdf4(ds: xr.Dataset, path: Path) -> None:
 
     store = NetCDF4DataStore.open(str(path), mode="w", lock=threading.Lock())
     try:
-        ds.dump_to_store(store)
+        ds.dump_to_store(store, unlimited_dims=ds.encoding.get("unlimited_dims"))
     finally:
         store.close()
+
+
+def _plain_attrs(attrs: Mapping) -> bool:
+    """Whether every attribute is a string or a (non-boolean) number."""
+    return all(
+        isinstance(v, (str, int, float, np.integer, np.floating))
+        and not isinstance(v, (bool, np.bool_))
+        for v in attrs.values()
+    )
 
 
 
