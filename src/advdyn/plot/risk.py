@@ -12,6 +12,7 @@ from pathlib import Path
 import matplotlib
 import xarray as xr
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatter
 
 from advdyn.io import atomic_path
 
@@ -85,6 +86,13 @@ def plot_quantities(
     return fig
 
 
+class _PlainLogFormatter(LogFormatter):
+    """Matplotlib's ``LogFormatter`` choice of labelled ticks, labels as ``f"{x:g}"``."""
+
+    def __call__(self, x, pos=None):
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
 def _log_y(ax) -> None:
     """A logarithmic y axis with plain-text tick labels (``0.5``, ``2``, ``1e-05``).
 
@@ -93,15 +101,9 @@ def _log_y(ax) -> None:
     figure (profiled). Which ticks carry a label is left to matplotlib's ``LogFormatter``
     (e.g. minor ticks when fewer than two decades show); only the text differs.
     """
-    from matplotlib.ticker import LogFormatter
-
-    class PlainLogFormatter(LogFormatter):
-        def __call__(self, x, pos=None):
-            return f"{x:g}" if super().__call__(x, pos) else ""
-
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(PlainLogFormatter(base=10))
-    ax.yaxis.set_minor_formatter(PlainLogFormatter(base=10, labelOnlyBase=False))
+    ax.yaxis.set_major_formatter(_PlainLogFormatter(base=10))
+    ax.yaxis.set_minor_formatter(_PlainLogFormatter(base=10, labelOnlyBase=False))
 
 
 def _monotone_map(ax, scan, title: str | None = None) -> None:
