@@ -15,13 +15,15 @@ Targets: warm run <= 4x the import of ``jax.numpy``; cold run <= 5.5 s.
 With ``--paired SRC1,SRC2,...`` it instead times the warm run of several checkouts of
 advdyn (each ``src`` folder put first on ``PYTHONPATH``, each with its own cache folder,
 filled by one run first), interleaved over ``--repeats`` rounds with ``import jax.numpy``,
-so that two versions are compared under the same load.
+so that two versions are compared under the same load; with ``--cold`` each of those runs
+gets an empty cache folder (first runs, which compile).
 
 Usage::
 
     python benchmarks/bench_startup.py [--repeats 3]
     git worktree add /tmp/before <commit>
     python benchmarks/bench_startup.py --paired /tmp/before/src,src --repeats 6
+    python benchmarks/bench_startup.py --paired /tmp/before/src,src --repeats 4 --cold
 """
 
 from __future__ import annotations
@@ -59,32 +61,36 @@ def _timed(cmd: list[str], env: dict) -> tuple[float, float]:
     return wall, cpu
 
 
-def paired(sources: list[str], rounds: int) -> None:
-    """Warm runs of several checkouts, interleaved (see the module docstring)."""
+def paired(sources: list[str], rounds: int, cold: bool = False) -> None:
+    """Warm (or, with ``cold``, first) runs of several checkouts, interleaved (see the
+    module docstring)."""
     py = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
-        envs = {}
-        for i, src in enumerate(sources):
-            env = dict(os.environ, PYTHONPATH=os.path.abspath(src),
-                       ADVDYN_CACHE_DIR=os.path.join(tmp, f"cache{i}"))
+        def env_for(i: int, src: str, r: int) -> dict:
+            # a cold run gets a fresh, empty cache folder in every round
+            cache = os.path.join(tmp, f"cache{i}-{r}" if cold else f"cache{i}")
+            env = dict(os.environ, PYTHONPATH=os.path.abspath(src), ADVDYN_CACHE_DIR=cache)
             env.pop("ADVDYN_NO_CACHE", None)
-            envs[src] = env
+            return env
+
         runs = {src: [py, "-m", "advdyn", "run", "--method", "ode", "-q", "-o",
                       os.path.join(tmp, f"out{i}")] for i, src in enumerate(sources)}
-        for src in sources:  # fill each cache
-            _timed(runs[src], envs[src])
-        jnp, warm = [], {src: [] for src in sources}
-        for _ in range(rounds):
+        if not cold:
+            for i, src in enumerate(sources):  # fill each cache
+                _timed(runs[src], env_for(i, src, 0))
+        jnp, times = [], {src: [] for src in sources}
+        for r in range(rounds):
             jnp.append(_timed([py, "-c", "import jax.numpy"], dict(os.environ))[0])
-            for src in sources:
-                warm[src].append(_timed(runs[src], envs[src])[0])
+            for i, src in enumerate(sources):
+                times[src].append(_timed(runs[src], env_for(i, src, r))[0])
+    kind = "cold" if cold else "warm"
     print(f"load average {os.getloadavg()[0]:.1f}; {rounds} interleaved rounds; wall s")
     base = statistics.median(jnp)
     print(f"{'import jax.numpy':<40} median {base:.2f}")
     for src in sources:
-        med = statistics.median(warm[src])
-        print(f"{'warm run, ' + src:<40} median {med:.2f} ({med / base:.1f}x), min "
-              f"{min(warm[src]):.2f}, all {' '.join(f'{x:.2f}' for x in warm[src])}")
+        med = statistics.median(times[src])
+        print(f"{kind + ' run, ' + src:<40} median {med:.2f} ({med / base:.1f}x), min "
+              f"{min(times[src]):.2f}, all {' '.join(f'{x:.2f}' for x in times[src])}")
 
 
 def main() -> None:
@@ -92,9 +98,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--paired", type=str, default=None,
                         help="comma-separated src folders of checkouts to compare")
+    parser.add_argument("--cold", action="store_true",
+                        help="with --paired: time first runs, each with an empty cache")
     args = parser.parse_args()
     if args.paired:
-        paired(args.paired.split(","), args.repeats)
+        paired(args.paired.split(","), args.repeats, cold=args.cold)
         return
     py = sys.executable
     with tempfile.TemporaryDirectory() as tmp:

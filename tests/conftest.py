@@ -32,3 +32,33 @@ def _float64():
 
     with x64():
         yield
+
+
+class _DictStore:
+    """An in-memory :class:`advdyn.executables.ExecutableStore` (a dict of key to bytes)."""
+
+    def __init__(self):
+        self.data: dict[str, bytes] = {}
+
+    def get(self, key):
+        return self.data.get(key)
+
+    def put(self, key, blob):
+        self.data[key] = blob
+
+
+@pytest.fixture
+def new_program_store():
+    """Return the in-memory executable store class: each call makes an empty store."""
+    return _DictStore
+
+
+@pytest.fixture
+def program_store(new_program_store):
+    """An empty in-memory executable store, set for the test (the previous one restored)."""
+    from advdyn.executables import set_store
+
+    s = new_program_store()
+    old = set_store(s)
+    yield s
+    set_store(old)

@@ -7,6 +7,9 @@ a new process sees, and a Python-side counter inside a traced function counts th
 
 from __future__ import annotations
 
+import threading
+import time
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -16,6 +19,7 @@ import pytest
 import advdyn
 from advdyn import executables
 from advdyn.executables import cached_jit, executable_key, set_store
+from advdyn.precision import x64
 from advdyn.theory.ode import choose_solver
 from advdyn.workflows.cache import ExecutableFolder
 
@@ -32,23 +36,9 @@ class UserModule(eqx.Module):  # defined outside advdyn: its code is not in the 
     a: jax.Array
 
 
-class DictStore:
-    def __init__(self):
-        self.data: dict[str, bytes] = {}
-
-    def get(self, key):
-        return self.data.get(key)
-
-    def put(self, key, blob):
-        self.data[key] = blob
-
-
 @pytest.fixture
-def store():
-    s = DictStore()
-    old = set_store(s)
-    yield s
-    set_store(old)
+def store(program_store):
+    return program_store
 
 
 def _fresh_process(store):
@@ -128,3 +118,84 @@ def test_calls_inside_a_transformation_use_plain_jit(store):
     assert len(store.data) == 0  # traced arguments: nothing is stored
     np.testing.assert_array_equal(y, np.arange(3.0) * 2.0)
     np.testing.assert_array_equal(g, np.ones(3))
+
+
+# --- programs prepared ahead of their arguments, and the in-process store --------------
+
+SLOW = {"n": 0}
+TRACING = threading.Event()
+
+
+@cached_jit
+def _slow(x):
+    SLOW["n"] += 1
+    TRACING.set()
+    time.sleep(0.3)  # (Python time while tracing: the other thread's call arrives meanwhile)
+    return x + 1.0
+
+
+@cached_jit
+def _with_callback(x):
+    TRACES["n"] += 1
+    return jax.pure_callback(lambda v: np.asarray(v) * 2.0,
+                             jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+
+
+def test_prepare_from_shapes_compiles_what_the_call_runs(store):
+    x = jnp.arange(4.0)
+    TRACES["n"] = 0
+    assert _affine.prepare(jax.ShapeDtypeStruct(x.shape, x.dtype), 2.0, "shift")
+    assert TRACES["n"] == 1 and len(store.data) == 1
+    out = _affine(x, 2.0, "shift")  # the same key: runs the prepared program
+    assert TRACES["n"] == 1 and len(store.data) == 1
+    np.testing.assert_array_equal(out["y"], np.arange(4.0) * 2.0 + 1.0)
+
+
+def test_a_call_waits_for_the_program_another_thread_prepares(store):
+    x = jnp.arange(3.0)
+    SLOW["n"] = 0
+    TRACING.clear()
+
+    def prepare():  # (x64 is thread-local: the worker enters it as the test does)
+        with x64():
+            _slow.prepare(jax.ShapeDtypeStruct((3,), x.dtype))
+
+    worker = threading.Thread(target=prepare)
+    worker.start()
+    assert TRACING.wait(30)
+    out = _slow(x)  # arrives while the worker traces: waits instead of tracing again
+    worker.join()
+    assert SLOW["n"] == 1
+    np.testing.assert_array_equal(out, np.arange(3.0) + 1.0)
+
+
+def test_unexportable_function_falls_back_to_jit_once(store):
+    x = jnp.arange(3.0)
+    TRACES["n"] = 0
+    np.testing.assert_array_equal(_with_callback(x), np.arange(3.0) * 2.0)
+    first = TRACES["n"]  # the failed export's trace and jit's
+    np.testing.assert_array_equal(_with_callback(x), np.arange(3.0) * 2.0)
+    assert TRACES["n"] == first and len(store.data) == 0  # no second export attempt
+
+
+def test_without_a_store_programs_are_kept_for_the_process():
+    old = set_store(None)
+    try:
+        x = jnp.arange(5.0)
+        TRACES["n"] = 0
+        a = _affine(x, 3.0, "none")
+        b = _affine(x, 3.0, "none")
+        assert TRACES["n"] == 1
+        np.testing.assert_array_equal(a["y"], b["y"])
+        np.testing.assert_array_equal(a["y"], _affine.jitted(x, 3.0, "none")["y"])
+    finally:
+        set_store(old)
+
+
+def test_an_xla_without_the_compiler_options_still_compiles(store, monkeypatch):
+    # an XLA that does not know an option rejects it ("No such compile option"): the
+    # program is then compiled with XLA's defaults
+    monkeypatch.setattr(executables, "CPU_COMPILER_OPTIONS", {"xla_cpu_no_such_option": True})
+    x = jnp.arange(3.0)
+    np.testing.assert_array_equal(_affine(x, 5.0, "none")["y"], np.arange(3.0) * 5.0)
+    assert len(store.data) == 1

@@ -3,13 +3,19 @@
 JAX's persistent compilation cache (:mod:`advdyn.workflows.cache`) saves the XLA
 compilation of a rerun, but every process still traces and lowers each jitted function
 before it can look that cache up; for the ODE and the adversarial optimum this is about a
-second of a command-line run. :func:`cached_jit` is ``equinox.filter_jit`` plus an optional
+second of a command-line run. :func:`cached_jit` is ``equinox.filter_jit`` plus a
 *store*: when one is set (:func:`set_store`; the command line sets a folder next to JAX's
 cache), a call looks its program up by a key computed from the arguments alone, without
 tracing. The store holds the function's exported StableHLO (:mod:`jax.export`, a
 serialization format with compatibility guarantees) and a template of its output pytree;
 compiling the loaded program is then a hit of JAX's persistent compilation cache. On a
-miss the function is exported once (one trace) and stored.
+miss the function is exported once (one trace) and stored. Without a store the programs
+are made the same way and kept for the process only, so that the library and the command
+line run the same compiled programs.
+
+On the CPU the programs are compiled with :data:`CPU_COMPILER_OPTIONS` (XLA's loop
+emitters rather than its MLIR fusion emitters): 25-30% less compile time for the ODE and
+the optimum's fixed point, and no slower to run (``docs/benchmarks.md``, "Start-up").
 
 The key is safe by construction: it is computed only when every Python object that shapes
 the program comes from code whose version the key records, i.e. the pytree node types and
@@ -24,7 +30,14 @@ same name) bypasses the store and compiles as usual, and so does a function that
 exported (e.g. one with a host callback). An entry that cannot be read back or run is
 recompiled and replaced.
 
-This module writes no files: the store is any object with ``get`` and ``put``.
+A program can also be made ready before its arguments exist: ``prepare`` takes the
+arguments with :class:`jax.ShapeDtypeStruct` in place of arrays and loads or exports and
+compiles the program, so that a command can compile one solver in a thread while another
+computes (e.g. the ODE while the adversarial optimum it needs is being found). A call that
+needs a program another thread is preparing waits for it instead of compiling it again.
+
+This module writes no files and starts no threads: the store is any object with ``get``
+and ``put``.
 """
 
 from __future__ import annotations
@@ -34,6 +47,7 @@ import hashlib
 import importlib.metadata
 import os
 import pickle
+import threading
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -63,8 +77,23 @@ class ExecutableStore(Protocol):
         ...
 
 
+class _InProcess:
+    """The store when none is set: nothing is kept beyond the process (its programs are
+    still exported, compiled with :data:`CPU_COMPILER_OPTIONS` and reused, as with a store)."""
+
+    def get(self, key: str) -> bytes | None:
+        return None
+
+    def put(self, key: str, blob: bytes) -> None:
+        pass
+
+
+_IN_PROCESS = _InProcess()
 _STORE: ExecutableStore | None = None
 _LOADED: dict[str, Any] = {}  # executables of this process, by key
+_PENDING: dict[str, threading.Event] = {}  # keys a thread is loading or compiling
+_UNEXPORTABLE: set[str] = set()  # keys whose function cannot be exported: plain jit
+_LOCK = threading.Lock()
 
 
 def set_store(new: ExecutableStore | None) -> ExecutableStore | None:
@@ -80,8 +109,10 @@ def set_store(new: ExecutableStore | None) -> ExecutableStore | None:
         The previous store.
     """
     global _STORE
-    old, _STORE = _STORE, new
-    _LOADED.clear()
+    with _LOCK:
+        old, _STORE = _STORE, new
+        _LOADED.clear()
+        _UNEXPORTABLE.clear()
     return old
 
 
@@ -164,6 +195,11 @@ def _structure_token(treedef) -> str | None:
     return ";".join(out)
 
 
+def _is_traced(x: Any) -> bool:
+    """Whether a leaf is traced: an array, or an abstract one (``jax.ShapeDtypeStruct``)."""
+    return eqx.is_array(x) or isinstance(x, jax.ShapeDtypeStruct)
+
+
 def executable_key(name: str, args: tuple) -> str | None:
     """The store key of calling function ``name`` on ``args``, or ``None`` (not storable).
 
@@ -172,8 +208,8 @@ def executable_key(name: str, args: tuple) -> str | None:
     name : str
         The function's qualified name.
     args : tuple
-        Its positional arguments (arrays are traced, everything else static, as in
-        ``equinox.filter_jit``).
+        Its positional arguments (arrays, or ``jax.ShapeDtypeStruct`` in their place, are
+        traced, everything else static, as in ``equinox.filter_jit``).
 
     Returns
     -------
@@ -192,7 +228,7 @@ def executable_key(name: str, args: tuple) -> str | None:
              str(getattr(jax.config, "jax_default_matmul_precision", None)),
              os.environ.get("EQX_ON_ERROR", "")]
     for leaf in leaves:
-        if eqx.is_array(leaf):
+        if _is_traced(leaf):
             parts.append(f"a:{np.dtype(leaf.dtype).str}{tuple(leaf.shape)}"
                          f"{'w' if getattr(leaf, 'weak_type', False) else ''}")
         else:
@@ -203,12 +239,32 @@ def executable_key(name: str, args: tuple) -> str | None:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
+#: XLA options for the stored programs on the CPU: XLA's older loop emitters instead of its
+#: MLIR fusion emitters compile the ODE and the optimum's fixed point with 25-30% less CPU
+#: time, and they run as fast (``docs/benchmarks.md``, "Start-up", sixth round)
+CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+
+
+def _compile(lowered):
+    """Compile with :data:`CPU_COMPILER_OPTIONS` on the CPU (without them where this XLA
+    does not know them)."""
+    if jax.default_backend() == "cpu":
+        try:
+            return lowered.compile(CPU_COMPILER_OPTIONS)
+        except Exception:  # (an XLA without the option)
+            pass
+    return lowered.compile()
+
+
 def _runner(exported, out_tree) -> Callable:
-    """Call an exported program on flat array leaves; return the output pytree."""
-    call = jax.jit(exported.call)
+    """Compile an exported program now (a hit of JAX's persistent cache where it has run
+    before); call it on flat array leaves and return the output pytree."""
+    specs = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type)
+             for a in exported.in_avals]
+    compiled = _compile(jax.jit(exported.call).lower(*specs))
 
     def run(*leaves):
-        out = call(*leaves)
+        out = compiled(*leaves)
         if jax.device_count() > 1:
             # an exported program's outputs are committed to its one device; jit's are not.
             # Uncommitted, they combine with arrays sharded over several devices (the
@@ -227,8 +283,8 @@ def _load(blob: bytes) -> Callable:
     return _runner(jax.export.deserialize(payload), jax.tree.structure(template))
 
 
-def _export(flat, leaves) -> tuple[Callable, bytes]:
-    """Export ``flat`` at ``leaves`` (tracing it once); the runner and the stored bytes."""
+def _export(flat, avals) -> tuple[Callable, bytes]:
+    """Export ``flat`` at ``avals`` (tracing it once); the runner and the stored bytes."""
     out_tree = None
 
     def flat_out(*arrays):
@@ -236,10 +292,48 @@ def _export(flat, leaves) -> tuple[Callable, bytes]:
         out, out_tree = jax.tree.flatten(flat(*arrays))
         return out
 
-    exported = jax.export.export(jax.jit(flat_out))(*leaves)
+    exported = jax.export.export(jax.jit(flat_out))(*avals)
     assert out_tree is not None  # set while exporting
     template = jax.tree.unflatten(out_tree, range(out_tree.num_leaves))
     return _runner(exported, out_tree), pickle.dumps((exported.serialize(), template))
+
+
+def _spec(leaf) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
+                                weak_type=bool(getattr(leaf, "weak_type", False)))
+
+
+def _current() -> ExecutableStore:
+    return _STORE if _STORE is not None else _IN_PROCESS
+
+
+def _obtain(key: str, store: ExecutableStore, make: Callable[[bool], Callable | None]):
+    """The runner of ``key``: loaded in this process, prepared by another thread (waited
+    for), read from the store, or made. ``make(use_store)`` returns ``None`` when the
+    program cannot be exported; then so does this."""
+    while True:
+        with _LOCK:
+            runner = _LOADED.get(key)
+            if runner is not None or key in _UNEXPORTABLE:
+                return runner
+            event = _PENDING.get(key)
+            if event is None:  # this thread makes it
+                event = _PENDING[key] = threading.Event()
+                break
+        event.wait()  # another thread is making it: use what it made (or make it here)
+    try:
+        runner = make(True)
+        with _LOCK:
+            if _current() is store:  # (not for a store set meanwhile)
+                if runner is None:
+                    _UNEXPORTABLE.add(key)
+                else:
+                    _LOADED[key] = runner
+        return runner
+    finally:
+        with _LOCK:
+            _PENDING.pop(key, None)
+        event.set()
 
 
 def cached_jit(fun: Callable) -> Callable:
@@ -254,51 +348,89 @@ def cached_jit(fun: Callable) -> Callable:
     -------
     callable
         Same results as ``equinox.filter_jit(fun)``; ``.lower`` (ahead-of-time lowering) and
-        ``.jitted`` (the plain ``filter_jit``) are those of ``equinox.filter_jit(fun)``.
+        ``.jitted`` (the plain ``filter_jit``) are those of ``equinox.filter_jit(fun)``;
+        ``.prepare(*args)`` makes the program of a call ready (loaded or compiled) without
+        running it, from arguments that may hold ``jax.ShapeDtypeStruct`` for arrays; it is
+        thread-safe, and a call waits for a program another thread is preparing.
     """
     jitted = eqx.filter_jit(fun)
     name = f"{fun.__module__}.{fun.__qualname__}"
 
-    @functools.wraps(fun)
-    def call(*args):
-        store = _STORE
-        if store is None:
-            return jitted(*args)
-        dynamic, static = eqx.partition(args, eqx.is_array)
+    def entry(args, store):
+        """``(key, leaves, make)`` of a call on ``args``, or ``None`` (not storable)."""
+        dynamic, static = eqx.partition(args, _is_traced)
         leaves, treedef = jax.tree.flatten(dynamic)
         if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
-            return jitted(*args)  # called inside a transformation: nothing to keep
+            return None  # called inside a transformation: nothing to keep
         key = executable_key(name, args)
         if key is None:
-            return jitted(*args)
-        runner = _LOADED.get(key)
-        if runner is not None:
-            return runner(*leaves)
-        blob = store.get(key)
-        if blob is not None:
-            try:  # an entry that cannot be read back or run is recompiled and replaced
-                runner = _load(blob)
-                out = runner(*leaves)
-            except Exception:  # unreadable or stale: recompile
-                runner = None
-            else:
-                _LOADED[key] = runner
-                return out
+            return None
 
         def flat(*arrays):
             return fun(*eqx.combine(jax.tree.unflatten(treedef, arrays), static))
 
-        try:
-            runner, blob = _export(flat, leaves)
-        except Exception:  # (not exportable, e.g. a host callback: plain jit)
+        def make(use_store: bool) -> Callable | None:
+            blob = store.get(key) if use_store else None
+            if blob is not None:
+                try:  # an entry that cannot be read back is recompiled and replaced
+                    return _load(blob)
+                except Exception:  # unreadable or stale: recompile
+                    pass
+            try:
+                runner, blob = _export(flat, [_spec(leaf) for leaf in leaves])
+            except Exception:  # (not exportable, e.g. a host callback: plain jit)
+                return None
+            try:
+                store.put(key, blob)
+            except Exception:  # (a store that cannot write costs speed only)
+                pass
+            return runner
+
+        return key, leaves, make
+
+    @functools.wraps(fun)
+    def call(*args):
+        store = _current()
+        found = entry(args, store)
+        if found is None:
+            return jitted(*args)
+        key, leaves, make = found
+        runner = _obtain(key, store, make)
+        if runner is None:
             return jitted(*args)
         try:
-            store.put(key, blob)
-        except Exception:  # (a store that cannot write costs speed only)
-            pass
-        _LOADED[key] = runner
-        return runner(*leaves)
+            return runner(*leaves)
+        except Exception:  # a stored program that does not run: made afresh, once
+            runner = make(False)
+            if runner is None:
+                return jitted(*args)
+            with _LOCK:
+                _LOADED[key] = runner
+            return runner(*leaves)
+
+    def prepare(*args) -> bool:
+        """Load or compile the program of a call on ``args`` without running it.
+
+        Parameters
+        ----------
+        *args
+            As for the function, with arrays or ``jax.ShapeDtypeStruct`` of their shape
+            and dtype (``equinox.filter_eval_shape`` output).
+
+        Returns
+        -------
+        bool
+            Whether the program is now ready in this process (``False`` when the call is
+            not storable or not exportable: it then compiles when called, as jit does).
+        """
+        store = _current()
+        found = entry(args, store)
+        if found is None:
+            return False
+        key, _, make = found
+        return _obtain(key, store, make) is not None
 
     call.jitted = jitted  # type: ignore[attr-defined]
     call.lower = jitted.lower  # type: ignore[attr-defined]  # ahead-of-time use, as filter_jit
+    call.prepare = prepare  # type: ignore[attr-defined]
     return call

@@ -93,3 +93,30 @@ def test_failed_write_keeps_previous_file_and_leaves_no_temporary(tmp_path):
         pass
     assert __import__("json").loads(target.read_text()) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_the_ode_a_run_compiles_in_its_second_thread_is_the_one_it_solves(new_program_store):
+    # advdyn.run compiles the ODE from the optimum's shape while the optimum is computed
+    # (workflows.run._prepare_ode); a stand-in keyed unlike the real call would compile a
+    # program nobody runs. A run from an empty store must make no key beyond the prepared
+    # ODE's and the optimum's programs, and the prepared key must be among the run's.
+    import sys
+
+    from advdyn.executables import set_store
+    from advdyn.simulate.sgd import time_grid
+
+    run_module = sys.modules["advdyn.workflows.run"]
+
+    cfg = ad.default_config().with_overrides(**{"problem.d": 48, "run.methods": ["ode"]})
+    inst = ad.instantiate(cfg.problem)
+    grid = time_grid(48, cfg.run.t_max, cfg.run.n_times, cfg.run.block_size)
+    alone, whole = new_program_store(), new_program_store()
+    old = set_store(alone)
+    try:
+        assert run_module._prepare_ode(cfg, inst, grid.times, None)
+        set_store(whole)
+        result = ad.run(cfg)
+    finally:
+        set_store(old)
+    assert set(alone.data) <= set(whole.data)
+    assert np.isfinite(result.datasets["ode"]["adv_risk"]).all()

@@ -340,6 +340,71 @@ def _relaxed_above(value, instance, lr: LearningRate, times: np.ndarray) -> floa
     return value
 
 
+def _arguments(instance, lr, times_np, t_dev, rtol, atol, max_steps, divergence_factor,
+               optimum, solver, relaxed_above):
+    """The arguments of :func:`_solve` for :func:`solve_ode`'s, with the solver chosen and
+    the absolute tolerance and ``relaxed_above`` as used."""
+    if relaxed_above is not None:
+        relaxed_above = _relaxed_above(relaxed_above, instance, lr, times_np)
+    kind = choose_solver(instance, lr, times_np, solver)
+    if kind != "kvaerno5":  # the stability limit, not the tolerance, sets explicit steps
+        relaxed_above = None
+    d = float(getattr(instance, "dimension", instance.d))
+    atol_used = max(atol, IMPLICIT_ATOL * rtol / d) if kind == "kvaerno5" else atol
+    recorder = make_recorder(instance, optimum)
+    f64 = jnp.float64
+    args = (
+        instance, lr, recorder, t_dev, jnp.asarray(rtol, f64), jnp.asarray(atol_used, f64),
+        int(max_steps), jnp.asarray(divergence_factor, f64), kind,
+        None if relaxed_above is None else jnp.asarray(relaxed_above, f64),
+    )
+    return args, kind, atol_used, relaxed_above
+
+
+@float64
+def prepare_ode(
+    instance: AbstractInstance,
+    lr: LearningRate,
+    times: Float[ArrayLike, " T"],
+    *,
+    rtol: float = 1e-8,
+    atol: float = 1e-20,
+    max_steps: int = 1_000_000,
+    divergence_factor: float = 1e6,
+    optimum: StationaryPoint,
+    solver: str = "auto",
+    relaxed_above: float | None = None,
+) -> bool:
+    """Make the compiled solve of :func:`solve_ode` ready without solving.
+
+    With an executable store set (:func:`advdyn.executables.set_store`; the command line
+    sets one), the solve of these arguments is loaded from the store, or traced, stored and
+    compiled, so that a later :func:`solve_ode` with the same shapes runs at once. The
+    optimum may be abstract (:func:`~advdyn.theory.stationary.optimum_shape`): a command
+    can thus compile the ODE in one thread while another computes the optimum it needs.
+
+    Parameters
+    ----------
+    instance, lr, times, rtol, atol, max_steps, divergence_factor, solver, relaxed_above
+        As for :func:`solve_ode`; only shapes and structure matter, not values.
+    optimum : StationaryPoint
+        The adversarial optimum, or its :func:`~advdyn.theory.stationary.optimum_shape`.
+
+    Returns
+    -------
+    bool
+        Whether the solve is now ready (``False`` without a store, or for arguments that
+        are not storable, e.g. a user's own loss or rule: :func:`solve_ode` then compiles).
+    """
+    checks.recording_times(times, "times")
+    times_np = np.asarray(times, dtype=np.float64)
+    args, _, _, _ = _arguments(
+        instance, lr, times_np, jax.ShapeDtypeStruct(times_np.shape, jnp.float64), rtol, atol,
+        max_steps, divergence_factor, optimum, solver, relaxed_above,
+    )
+    return bool(_solve.prepare(*args))  # type: ignore[attr-defined]
+
+
 @float64
 def solve_ode(
     instance: AbstractInstance,
@@ -419,20 +484,11 @@ def solve_ode(
     checks.recording_times(times, "times")
     times_np = np.asarray(times, dtype=np.float64)
     t_dev = jax.device_put(times_np)  # (jnp.asarray would compile a copy kernel)
-    if relaxed_above is not None:
-        relaxed_above = _relaxed_above(relaxed_above, instance, lr, times_np)
-    kind = choose_solver(instance, lr, times_np, solver)
-    if kind != "kvaerno5":  # the stability limit, not the tolerance, sets explicit steps
-        relaxed_above = None
-    d = float(getattr(instance, "dimension", instance.d))
-    atol_used = max(atol, IMPLICIT_ATOL * rtol / d) if kind == "kvaerno5" else atol
-    recorder = make_recorder(instance, optimum)
-    f64 = jnp.float64
-    out, ok, steps = _solve(
-        instance, lr, recorder, t_dev, jnp.asarray(rtol, f64), jnp.asarray(atol_used, f64),
-        int(max_steps), jnp.asarray(divergence_factor, f64), kind,
-        None if relaxed_above is None else jnp.asarray(relaxed_above, f64),
+    args, kind, atol_used, relaxed_above = _arguments(
+        instance, lr, times_np, t_dev, rtol, atol, max_steps, divergence_factor, optimum,
+        solver, relaxed_above,
     )
+    out, ok, steps = _solve(*args)
     out = {k: np.asarray(v) for k, v in out.items()}
     finite = np.isfinite(out["adv_risk"])
     if not bool(ok) or not finite.all():

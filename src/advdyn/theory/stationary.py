@@ -372,6 +372,30 @@ def adversarial_optimum(
 
 
 @float64
+def optimum_shape(instance: AbstractInstance) -> StationaryPoint:
+    """The structure of :func:`adversarial_optimum`'s result, without computing it.
+
+    Parameters
+    ----------
+    instance : AbstractInstance
+
+    Returns
+    -------
+    StationaryPoint
+        With ``jax.ShapeDtypeStruct`` leaves: what :func:`advdyn.theory.ode.prepare_ode`
+        needs to compile the ODE while the optimum is being computed.
+    """
+    size = 3 * instance.n_components + 2
+    x = jax.ShapeDtypeStruct((size,), jnp.float64)
+    residual = jax.ShapeDtypeStruct((), jnp.float64)
+    build = _build.jitted  # type: ignore[attr-defined]  # (cached_jit's plain filter_jit)
+    shape = eqx.filter_eval_shape(build, instance, 0.0, x, residual, False, 1e-9)
+    # the optimum's arrays are never weakly typed (a program's outputs moved between
+    # devices lose the flag), so neither are their stand-ins
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), shape)
+
+
+@float64
 def constant_rate_limit(
     instance, gamma: float, *, start: StationaryPoint | None = None, rtol: float = 1e-12,
     tol: float = 1e-9,

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +28,8 @@ from advdyn.plot.risk import plot_quantities, save_figure
 from advdyn.problem.instance import stream_key
 from advdyn.simulate.hsgd import simulate_hsgd
 from advdyn.simulate.sgd import simulate_sgd, time_grid
-from advdyn.theory.ode import solve_ode
-from advdyn.theory.stationary import adversarial_optimum
+from advdyn.theory.ode import prepare_ode, solve_ode
+from advdyn.theory.stationary import adversarial_optimum, optimum_shape
 from advdyn.workflows.bins import (
     config_relaxed_eigenvalue,
     doubled_bins_check,
@@ -118,19 +121,24 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
     check_memory(config)  # ConfigError naming problem.d / run.replicates / run.block_size
     # with run.bins the ODE runs on spectral bins; an ODE-only run of an isotropic spectrum
     # builds them from the config and draws no instance (advdyn.spectral)
+    grid = time_grid(config.problem.d, rc.t_max, rc.n_times, rc.block_size)
     with progress_phase("instance and optimum", enabled=progress):
         instance, binned = spectral_instances(config)
         base = instance if instance is not None else binned
-        optimum = adversarial_optimum(base)
+        # bins built from the config: the eigenvalue above which modes relaxed before the
+        # first record, binned coarser and followed at a looser tolerance there (one decision)
+        above = (config_relaxed_eigenvalue(config)
+                 if binned is not None and instance is None else None)
+        ode_inst = binned if binned is not None else base
+        # the ODE compiles in a second thread while this one finds the optimum it records
+        with _alongside(_prepare_ode, config, ode_inst, grid.times, above,
+                        when="ode" in rc.methods):
+            optimum = adversarial_optimum(base)
     lr = make_learning_rate(config.lr, base, optimum=optimum)
-    grid = time_grid(config.problem.d, rc.t_max, rc.n_times, rc.block_size)
     attrs = {"config": config.to_json(), "advdyn_version": __version__, "seed": config.problem.seed}
 
     datasets: dict[str, xr.Dataset] = {}
     timings: dict[str, float] = {}
-    # bins built from the config: the eigenvalue above which modes relaxed before the first
-    # record, binned coarser and followed at a looser tolerance there (one decision)
-    above = config_relaxed_eigenvalue(config) if binned is not None and instance is None else None
     for method in rc.methods:
         start = time.perf_counter()
         if method == "ode":
@@ -191,6 +199,34 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
     summary["config"] = config.model_dump(mode="json")
 
     return RunResult(datasets, summary)
+
+
+@contextmanager
+def _alongside(fn, *args, when: bool = True) -> Iterator[None]:
+    """Run ``fn(*args)`` in a second thread while the block runs; wait for it at the end.
+
+    Only for work that prepares (compiles) and whose failure costs nothing but the time
+    it saves: its exceptions are dropped, and what it prepared the block's successors
+    find in :mod:`advdyn.executables`. Nothing runs when ``when`` is false.
+    """
+    if not when:
+        yield
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="advdyn-prepare") as pool:
+        pool.submit(fn, *args)
+        yield
+
+
+def _prepare_ode(config: Config, instance, times, above: float | None) -> bool:
+    """Compile the ODE of a run before its optimum exists (see :func:`prepare_ode`)."""
+    rc = config.run
+    shape = optimum_shape(instance)
+    rate = make_learning_rate(config.lr, instance, optimum=shape)
+    return prepare_ode(
+        instance, rate, times, rtol=rc.rtol, atol=rc.atol,
+        divergence_factor=rc.divergence_factor, optimum=shape, solver=rc.solver,
+        relaxed_above=above,
+    )
 
 
 # every file a run may write: what a new run does not write again is removed
