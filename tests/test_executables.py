@@ -199,3 +199,16 @@ def test_an_xla_without_the_compiler_options_still_compiles(store, monkeypatch):
     x = jnp.arange(3.0)
     np.testing.assert_array_equal(_affine(x, 5.0, "none")["y"], np.arange(3.0) * 5.0)
     assert len(store.data) == 1
+
+
+def test_a_program_that_does_not_run_falls_back_to_jit(store, monkeypatch):
+    # e.g. arguments committed to a device other than the one the program was compiled
+    # for: the call still answers, through equinox.filter_jit
+    def broken(exported, out_tree):
+        def run(*leaves):
+            raise RuntimeError("compiled for another device")
+        return run
+
+    monkeypatch.setattr(executables, "_runner", broken)
+    x = jnp.arange(3.0)
+    np.testing.assert_array_equal(_affine(x, 7.0, "none")["y"], np.arange(3.0) * 7.0)

@@ -401,12 +401,18 @@ def cached_jit(fun: Callable) -> Callable:
         try:
             return runner(*leaves)
         except Exception:  # a stored program that does not run: made afresh, once
-            runner = make(False)
-            if runner is None:
-                return jitted(*args)
-            with _LOCK:
-                _LOADED[key] = runner
-            return runner(*leaves)
+            pass
+        runner = make(False)
+        if runner is not None:
+            try:
+                out = runner(*leaves)
+            except Exception:  # e.g. arguments committed to another device: plain jit
+                pass
+            else:
+                with _LOCK:
+                    _LOADED[key] = runner
+                return out
+        return jitted(*args)
 
     def prepare(*args) -> bool:
         """Load or compile the program of a call on ``args`` without running it.
