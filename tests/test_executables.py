@@ -203,12 +203,43 @@ def test_an_xla_without_the_compiler_options_still_compiles(store, monkeypatch):
 
 def test_a_program_that_does_not_run_falls_back_to_jit(store, monkeypatch):
     # e.g. arguments committed to a device other than the one the program was compiled
-    # for: the call still answers, through equinox.filter_jit
+    # for: the call still answers, through equinox.filter_jit, and later calls go there
+    # directly (no export and compile per call)
+    made = {"n": 0}
+
     def broken(exported, out_tree):
+        made["n"] += 1
+
         def run(*leaves):
             raise RuntimeError("compiled for another device")
         return run
 
     monkeypatch.setattr(executables, "_runner", broken)
     x = jnp.arange(3.0)
-    np.testing.assert_array_equal(_affine(x, 7.0, "none")["y"], np.arange(3.0) * 7.0)
+    TRACES["n"] = 0
+    for _ in range(3):
+        np.testing.assert_array_equal(_affine(x, 7.0, "none")["y"], np.arange(3.0) * 7.0)
+    assert made["n"] == 1 and TRACES["n"] == 2  # one export, one jit trace
+
+
+def test_a_stored_program_that_does_not_run_is_made_afresh_once(store, monkeypatch):
+    x = jnp.arange(3.0)
+    _affine(x, 4.0, "none")
+    assert len(store.data) == 1
+    _fresh_process(store)
+    real = executables._runner
+    calls = {"n": 0}
+
+    def fails_once(exported, out_tree):  # the stored program fails, a fresh one runs
+        calls["n"] += 1
+        if calls["n"] == 1:
+            def run(*leaves):
+                raise RuntimeError("stale")
+            return run
+        return real(exported, out_tree)
+
+    monkeypatch.setattr(executables, "_runner", fails_once)
+    TRACES["n"] = 0
+    np.testing.assert_array_equal(_affine(x, 4.0, "none")["y"], np.arange(3.0) * 4.0)
+    np.testing.assert_array_equal(_affine(x, 4.0, "none")["y"], np.arange(3.0) * 4.0)
+    assert calls["n"] == 2 and TRACES["n"] == 1  # re-exported once, then kept

@@ -14,8 +14,8 @@ are made the same way and kept for the process only, so that the library and the
 line run the same compiled programs.
 
 On the CPU the programs are compiled with :data:`CPU_COMPILER_OPTIONS` (XLA's loop
-emitters rather than its MLIR fusion emitters): 25-30% less compile time for the ODE and
-the optimum's fixed point, and no slower to run (``docs/benchmarks.md``, "Start-up").
+emitters rather than its MLIR fusion emitters): 22-27% less compile CPU time for the ODE
+and the optimum's fixed point, and no slower to run (``docs/benchmarks.md``, "Start-up").
 
 The key is safe by construction: it is computed only when every Python object that shapes
 the program comes from code whose version the key records, i.e. the pytree node types and
@@ -240,8 +240,9 @@ def executable_key(name: str, args: tuple) -> str | None:
 
 
 #: XLA options for the stored programs on the CPU: XLA's older loop emitters instead of its
-#: MLIR fusion emitters compile the ODE and the optimum's fixed point with 25-30% less CPU
-#: time, and they run as fast (``docs/benchmarks.md``, "Start-up", sixth round)
+#: MLIR fusion emitters compile the ODE and the optimum's fixed point with 27% and 22% less
+#: CPU time (23% and 16% less wall time), and they run as fast (``docs/benchmarks.md``,
+#: "Start-up", sixth round)
 CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 
 
@@ -373,7 +374,9 @@ def cached_jit(fun: Callable) -> Callable:
             blob = store.get(key) if use_store else None
             if blob is not None:
                 try:  # an entry that cannot be read back is recompiled and replaced
-                    return _load(blob)
+                    runner = _load(blob)
+                    runner.stored = True  # type: ignore[attr-defined]
+                    return runner
                 except Exception:  # unreadable or stale: recompile
                     pass
             try:
@@ -400,18 +403,25 @@ def cached_jit(fun: Callable) -> Callable:
             return jitted(*args)
         try:
             return runner(*leaves)
-        except Exception:  # a stored program that does not run: made afresh, once
+        except Exception:  # handled below
             pass
-        runner = make(False)
-        if runner is not None:
+        if getattr(runner, "stored", False):  # a stored program that does not run: made
+            runner = make(False)               # afresh (and stored again), once
             try:
-                out = runner(*leaves)
-            except Exception:  # e.g. arguments committed to another device: plain jit
-                pass
-            else:
+                out = runner(*leaves) if runner is not None else None
+            except Exception:
+                runner = None
+            if runner is not None:
                 with _LOCK:
-                    _LOADED[key] = runner
+                    if _current() is store:
+                        _LOADED[key] = runner
                 return out
+        # a program made here that does not run on these arguments (e.g. they are committed
+        # to another device than the one it was compiled for): plain jit, from now on
+        with _LOCK:
+            if _current() is store:
+                _LOADED.pop(key, None)
+                _UNEXPORTABLE.add(key)
         return jitted(*args)
 
     def prepare(*args) -> bool:

@@ -377,9 +377,10 @@ def prepare_ode(
 ) -> bool:
     """Make the compiled solve of :func:`solve_ode` ready without solving.
 
-    With an executable store set (:func:`advdyn.executables.set_store`; the command line
-    sets one), the solve of these arguments is loaded from the store, or traced, stored and
-    compiled, so that a later :func:`solve_ode` with the same shapes runs at once. The
+    The solve of these arguments is loaded from the executable store
+    (:func:`advdyn.executables.set_store`; the command line sets one), or traced, stored and
+    compiled (without a store: compiled and kept for the process), so that a later
+    :func:`solve_ode` with the same shapes runs at once. The
     optimum may be abstract (:func:`~advdyn.theory.stationary.optimum_shape`): a command
     can thus compile the ODE in one thread while another computes the optimum it needs.
 
@@ -393,8 +394,8 @@ def prepare_ode(
     Returns
     -------
     bool
-        Whether the solve is now ready (``False`` without a store, or for arguments that
-        are not storable, e.g. a user's own loss or rule: :func:`solve_ode` then compiles).
+        Whether the solve is now ready (``False`` for arguments that are not storable, e.g.
+        a user's own loss or rule: :func:`solve_ode` then compiles as it runs).
     """
     checks.recording_times(times, "times")
     times_np = np.asarray(times, dtype=np.float64)

@@ -7,6 +7,7 @@ every file atomically. It is what ``advdyn run`` calls.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jax
+import numpy as np
 import xarray as xr
 
 from advdyn._version import __version__
@@ -207,21 +210,32 @@ def _alongside(fn, *args, when: bool = True) -> Iterator[None]:
 
     Only for work that prepares (compiles) and whose failure costs nothing but the time
     it saves: its exceptions are dropped, and what it prepared the block's successors
-    find in :mod:`advdyn.executables`. Nothing runs when ``when`` is false.
+    find in :mod:`advdyn.executables` (a failure is logged at debug level). Nothing runs
+    when ``when`` is false. The block's exit, an exception's included, waits for ``fn``.
     """
     if not when:
         yield
         return
     with ThreadPoolExecutor(1, thread_name_prefix="advdyn-prepare") as pool:
-        pool.submit(fn, *args)
+        future = pool.submit(fn, *args)
+        future.add_done_callback(_log_failure)
         yield
+
+
+def _log_failure(future) -> None:
+    error = future.exception()
+    if error is not None:  # (speed only: the block's successors compile what they need)
+        logging.getLogger(__name__).debug("preparing in a second thread failed: %r", error)
 
 
 def _prepare_ode(config: Config, instance, times, above: float | None) -> bool:
     """Compile the ODE of a run before its optimum exists (see :func:`prepare_ode`)."""
     rc = config.run
     shape = optimum_shape(instance)
-    rate = make_learning_rate(config.lr, instance, optimum=shape)
+    # a rule built from the optimum (Polyak's reads its minimum objective) is built from
+    # zeros of the optimum's shapes: only the shapes of its arrays shape the program
+    zeros = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), shape)
+    rate = make_learning_rate(config.lr, instance, optimum=zeros)
     return prepare_ode(
         instance, rate, times, rtol=rc.rtol, atol=rc.atol,
         divergence_factor=rc.divergence_factor, optimum=shape, solver=rc.solver,
