@@ -257,12 +257,15 @@ def _compile(lowered):
     return lowered.compile()
 
 
+def _spec(leaf) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
+                                weak_type=bool(getattr(leaf, "weak_type", False)))
+
+
 def _runner(exported, out_tree) -> Callable:
     """Compile an exported program now (a hit of JAX's persistent cache where it has run
     before); call it on flat array leaves and return the output pytree."""
-    specs = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type)
-             for a in exported.in_avals]
-    compiled = _compile(jax.jit(exported.call).lower(*specs))
+    compiled = _compile(jax.jit(exported.call).lower(*map(_spec, exported.in_avals)))
 
     def run(*leaves):
         out = compiled(*leaves)
@@ -297,11 +300,6 @@ def _export(flat, avals) -> tuple[Callable, bytes]:
     assert out_tree is not None  # set while exporting
     template = jax.tree.unflatten(out_tree, range(out_tree.num_leaves))
     return _runner(exported, out_tree), pickle.dumps((exported.serialize(), template))
-
-
-def _spec(leaf) -> jax.ShapeDtypeStruct:
-    return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
-                                weak_type=bool(getattr(leaf, "weak_type", False)))
 
 
 def _current() -> ExecutableStore:

@@ -121,7 +121,8 @@ def test_the_ode_a_run_compiles_in_its_second_thread_is_the_one_it_solves(new_pr
     old = set_store(alone)
     try:
         worker = threading.Thread(target=lambda: prepared.append(
-            run_module._prepare_ode(cfg, inst, grid.times, None)))
+            run_module._prepare_ode(cfg.lr, inst, grid.times,
+                                    run_module._ode_options(cfg, None))))
         worker.start()
         worker.join()
         set_store(whole)

@@ -144,8 +144,6 @@ def _plain_attrs(attrs: Mapping) -> bool:
     )
 
 
-
-
 def read_netcdf(path: str | Path) -> xr.Dataset:
     """Load a result file fully into memory (the file is closed on return).
 

@@ -133,8 +133,9 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
         above = (config_relaxed_eigenvalue(config)
                  if binned is not None and instance is None else None)
         ode_inst = binned if binned is not None else base
+        ode_options = _ode_options(config, above)
         # the ODE compiles in a second thread while this one finds the optimum it records
-        with _alongside(_prepare_ode, config, ode_inst, grid.times, above,
+        with _alongside(_prepare_ode, config.lr, ode_inst, grid.times, ode_options,
                         when="ode" in rc.methods):
             optimum = adversarial_optimum(base)
     lr = make_learning_rate(config.lr, base, optimum=optimum)
@@ -148,11 +149,7 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
             def ode_on(inst):
                 opt = optimum if inst is base else adversarial_optimum(inst)
                 rate = lr if inst is base else make_learning_rate(config.lr, inst, optimum=opt)
-                sol = solve_ode(
-                    inst, rate, grid.times, rtol=rc.rtol, atol=rc.atol,
-                    divergence_factor=rc.divergence_factor, optimum=opt, solver=rc.solver,
-                    relaxed_above=above,
-                )
+                sol = solve_ode(inst, rate, grid.times, optimum=opt, **ode_options)
                 return to_dataset(sol, attrs)
 
             with progress_phase("ODE", enabled=progress):
@@ -228,19 +225,20 @@ def _log_failure(future) -> None:
         logging.getLogger(__name__).debug("preparing in a second thread failed: %r", error)
 
 
-def _prepare_ode(config: Config, instance, times, above: float | None) -> bool:
-    """Compile the ODE of a run before its optimum exists (see :func:`prepare_ode`)."""
+def _ode_options(config: Config, relaxed_above: float | None) -> dict[str, Any]:
+    """The keyword arguments of a run's :func:`solve_ode` (and :func:`prepare_ode`)."""
     rc = config.run
-    shape = optimum_shape(instance)
-    # a rule built from the optimum (Polyak's reads its minimum objective) is built from
-    # zeros of the optimum's shapes: only the shapes of its arrays shape the program
-    zeros = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), shape)
-    rate = make_learning_rate(config.lr, instance, optimum=zeros)
-    return prepare_ode(
-        instance, rate, times, rtol=rc.rtol, atol=rc.atol,
-        divergence_factor=rc.divergence_factor, optimum=shape, solver=rc.solver,
-        relaxed_above=above,
-    )
+    return {"rtol": rc.rtol, "atol": rc.atol, "solver": rc.solver,
+            "divergence_factor": rc.divergence_factor, "relaxed_above": relaxed_above}
+
+
+def _prepare_ode(lr_config, instance, times, options: dict) -> bool:
+    """Compile the ODE of a run before its optimum exists (see :func:`prepare_ode`)."""
+    # zeros of the optimum's shapes stand in for it, in the recorder and in a rule built
+    # from it (Polyak's reads its minimum objective): only shapes shape the program
+    optimum = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), optimum_shape(instance))
+    rate = make_learning_rate(lr_config, instance, optimum=optimum)
+    return prepare_ode(instance, rate, times, optimum=optimum, **options)
 
 
 # every file a run may write: what a new run does not write again is removed
