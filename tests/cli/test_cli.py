@@ -313,6 +313,26 @@ def test_console_script_exit_codes(tmp_path):
     assert "Traceback" not in proc.stderr and "--d" in proc.stderr
 
 
+@pytest.mark.parametrize("after", [0.3, 1.5], ids=["while loading", "later"])
+def test_ctrl_c_exits_130_without_a_traceback(tmp_path, after):
+    # Ctrl-C signals the whole foreground process group: advdyn and its figure process
+    # (advdyn.plot.process). While the stack loads (0.3 s) or later in the run, one exit
+    # status 130 and no traceback from either process (before, a Ctrl-C during the imports
+    # printed one; the figure process's own start-up printed a second)
+    import signal
+    import time
+
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.Popen([*CONSOLE, "run", "-o", str(tmp_path), "--d", "300"],
+                            start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(after)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+
+
 @pytest.mark.skipif(shutil.which("advdyn") is None, reason="advdyn console script not on PATH")
 def test_installed_console_script(tmp_path):
     proc = subprocess.run(

@@ -157,7 +157,7 @@ def test_run_replaces_the_whole_set_of_result_files(tmp_path, monkeypatch):
     run_module = importlib.import_module("advdyn.workflows.run")
 
     # the solvers are tested elsewhere: a stand-in computation keeps this test about files
-    def compute(config, progress):
+    def compute(config, progress, solved=None):
         t = np.linspace(0.0, 1.0, 3)
         datasets = {m: make_dataset(t, {"adv_risk": 1.0 + t, "clean_risk": 1.0 + t}, m)
                     for m in config.run.methods}

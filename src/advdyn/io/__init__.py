@@ -7,7 +7,7 @@ Everything that touches the file system or xarray lives here; the mathematics
 
 from advdyn.io.arrays import load_npy
 from advdyn.io.compare import compare, relative_gap
-from advdyn.io.files import atomic_path, write_json
+from advdyn.io.files import atomic_path, put_in_place, temporary_path, write_json
 from advdyn.io.netcdf import UNITS, as_dataset, make_dataset, read_netcdf, to_dataset, write_netcdf
 
 __all__ = [
@@ -17,8 +17,10 @@ __all__ = [
     "compare",
     "load_npy",
     "make_dataset",
+    "put_in_place",
     "read_netcdf",
     "relative_gap",
+    "temporary_path",
     "to_dataset",
     "write_json",
     "write_netcdf",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import xarray as xr
 
 from advdyn.io.netcdf import as_dataset
-from advdyn.solution import Solution
+
+if TYPE_CHECKING:
+    from advdyn.solution import Solution
 
 
 def relative_gap(reference: xr.DataArray, estimate: xr.DataArray, floor: float = 1e-2):

@@ -42,17 +42,60 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     Path
         Where to write.
     """
+    tmp = temporary_path(path, suffix)
+    try:
+        yield tmp
+        put_in_place(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def temporary_path(path: str | Path, suffix: str = ".tmp") -> Path:
+    """Create a fresh, empty temporary file beside ``path`` (named ``.<name>.*<suffix>``).
+
+    The caller writes it and then :func:`put_in_place` it, or removes it. Missing parent
+    folders are created. :func:`atomic_path` is the two steps in one block; these are for
+    a write that another process does (e.g. a figure, :mod:`advdyn.plot.process`).
+
+    Parameters
+    ----------
+    path : str or Path
+        Final destination.
+    suffix : str
+        Suffix of the temporary file.
+
+    Returns
+    -------
+    Path
+        The temporary file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return Path(tmp)
+
+
+def put_in_place(tmp: str | Path, path: str | Path) -> Path:
+    """Give a written temporary file the mode of a plain ``open(path, "w")`` (``0o666`` less
+    the umask) and rename it onto ``path`` (atomic on one file system).
+
+    Parameters
+    ----------
+    tmp : str or Path
+        The written file (from :func:`temporary_path`).
+    path : str or Path
+        Final destination.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+    return Path(path)
 
 
 def write_json(data: object, path: str | Path) -> Path:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
 
 from advdyn.io.files import atomic_path
-from advdyn.solution import Solution
+
+if TYPE_CHECKING:  # (not at run time: equinox and JAX stay out of a figure's process)
+    from advdyn.solution import Solution
 
 UNITS = {
     "adv_risk": "adversarial population risk R_eps (ridge excluded)",
@@ -161,10 +164,6 @@ def read_netcdf(path: str | Path) -> xr.Dataset:
         return ds.load()
 
 
-
-
-
-
 def to_dataset(solution: Solution, attrs: Mapping[str, object] | None = None) -> xr.Dataset:
     """Label a solver's :class:`~advdyn.solution.Solution` as an xarray dataset.
 
@@ -202,4 +201,4 @@ def as_dataset(result: xr.Dataset | Solution) -> xr.Dataset:
     -------
     xarray.Dataset
     """
-    return to_dataset(result) if isinstance(result, Solution) else result
+    return result if isinstance(result, xr.Dataset) else to_dataset(result)

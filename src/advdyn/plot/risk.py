@@ -10,11 +10,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter
 
-from advdyn.io import atomic_path
+from advdyn.io import atomic_path, make_dataset
 
 _STYLE = {
     "ode": {"color": "black", "lw": 1.8, "ls": "-", "label": "ODE (d -> inf)"},
@@ -108,8 +109,6 @@ def _log_y(ax) -> None:
 
 def _monotone_map(ax, scan, title: str | None = None) -> None:
     """Left panel: monotone (green), not (red) or diverged (grey, labelled) per rate/start."""
-    import numpy as np
-
     both = (scan.monotone_risk & scan.monotone_dist).values.astype(float)
     diverged = scan.diverged.values
     both[diverged] = np.nan
@@ -130,8 +129,6 @@ def _monotone_map(ax, scan, title: str | None = None) -> None:
 
 def _monotone_curves(ax, scan, init: str) -> None:
     """Right panel: excess risk ``R - R*`` from ``init`` for every rate, log scale."""
-    import numpy as np
-
     opt = float(scan.attrs["adv_risk_opt"])
     for g in scan.lr.values:
         if bool(scan.diverged.sel(lr=g, init=init)):
@@ -197,7 +194,7 @@ def plot_monotone_comparison(scans: Mapping[str, xr.Dataset],
     return fig
 
 
-def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+def save_figure(fig, path: str | Path, dpi: int = 120, atomic: bool = True) -> Path:
     """Save a figure atomically.
 
     Parameters
@@ -209,6 +206,10 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
         are created.
     dpi : int
         Resolution.
+    atomic : bool
+        Write a temporary file and rename it onto ``path`` (default). False writes ``path``
+        itself, for a path that is already a temporary file which the caller puts in place
+        (:func:`advdyn.io.files.put_in_place`).
 
     Returns
     -------
@@ -216,6 +217,45 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
         ``path``.
     """
     path = Path(path)
+    if not atomic:
+        fig.savefig(path, dpi=dpi, format=path.suffix.lstrip(".") or None)
+        return path
     with atomic_path(path, suffix=path.suffix) as tmp:
         fig.savefig(tmp, dpi=dpi)
     return path
+
+
+def save_quantities(
+    results: Mapping[str, xr.Dataset | tuple[np.ndarray, Mapping[str, np.ndarray], bool]],
+    path: str | Path,
+    names: tuple[str, ...] = ("adv_risk", "clean_risk"),
+    logy: bool = True,
+    title: str | None = None,
+    atomic: bool = True,
+) -> Path:
+    """Draw :func:`plot_quantities` and save it (:func:`save_figure`).
+
+    Parameters
+    ----------
+    results : mapping of method name to Dataset or (times, quantities, replicated)
+        As for :func:`plot_quantities`; a result may also be given as plain arrays, a
+        :class:`~advdyn.solution.Solution`'s ``ts``, ``ys`` and ``replicated``, labelled
+        here with :func:`advdyn.io.make_dataset` as :func:`advdyn.io.to_dataset` labels
+        them. That is what a :class:`~advdyn.plot.process.FigureProcess` draws for
+        ``advdyn run``: NumPy arrays, no JAX or equinox objects to unpickle.
+    path : str or Path
+        Destination; its suffix picks the format.
+    names, logy, title
+        As for :func:`plot_quantities`.
+    atomic : bool
+        As for :func:`save_figure`.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    datasets = {m: r if isinstance(r, xr.Dataset) else make_dataset(r[0], r[1], m, replicates=r[2])
+                for m, r in results.items()}
+    fig = plot_quantities(datasets, names, logy=logy, title=title)
+    return save_figure(fig, path, atomic=atomic)

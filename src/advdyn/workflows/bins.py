@@ -22,6 +22,7 @@ from advdyn.io import to_dataset
 from advdyn.precision import float64
 from advdyn.problem.losses import make_loss
 from advdyn.simulate.sgd import time_grid
+from advdyn.solution import Solution
 from advdyn.theory.ode import solve_ode
 from advdyn.theory.spectral import BinnedInstance, bin_instance, relaxed_eigenvalue
 
@@ -88,20 +89,20 @@ class BinsConvergence:
     dataset: xr.Dataset
 
 
-def adv_risk_change(a: xr.Dataset, b: xr.Dataset) -> float:
+def adv_risk_change(a: xr.Dataset | Solution, b: xr.Dataset | Solution) -> float:
     """Largest relative difference of ``adv_risk`` between two ODE solutions on one grid.
 
     Parameters
     ----------
-    a, b : xarray.Dataset
-        Solutions with ``adv_risk`` on the same ``time`` coordinate.
+    a, b : xarray.Dataset or Solution
+        Solutions with ``adv_risk`` on the same time grid.
 
     Returns
     -------
     float
         ``max_t |a - b| / |a|``.
     """
-    ra, rb = np.asarray(a.adv_risk), np.asarray(b.adv_risk)
+    ra, rb = np.asarray(a["adv_risk"]), np.asarray(b["adv_risk"])
     return float(np.max(np.abs(ra - rb) / np.abs(ra)))
 
 
@@ -245,10 +246,11 @@ def doubled_bins_check(
         The realised instance the bins came from, or ``None`` for the config path.
     binned : BinnedInstance
         The bins the run used.
-    ds : xarray.Dataset
+    ds : xarray.Dataset or Solution
         Its ODE solution.
     solve : callable
-        ``solve(binned_instance) -> Dataset`` (same grid, rule and tolerances).
+        ``solve(binned_instance) -> Dataset`` or ``-> Solution`` (same grid, rule and
+        tolerances).
     relaxed_above : float, optional
         The relaxed-decade eigenvalue the run's bins used (:func:`config_relaxed_eigenvalue`),
         so that the doubled bins are built the same way.

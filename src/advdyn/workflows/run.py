@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
@@ -26,11 +26,12 @@ from advdyn.config.build import make_learning_rate
 from advdyn.config.schema import Config
 from advdyn.errors import DivergenceError
 from advdyn.io import compare, to_dataset, write_json, write_netcdf
-from advdyn.io.files import folder_lock
-from advdyn.plot.risk import plot_quantities, save_figure
+from advdyn.io.files import folder_lock, put_in_place, temporary_path
+from advdyn.plot.process import FigureProcessLost
 from advdyn.problem.instance import stream_key
 from advdyn.simulate.hsgd import simulate_hsgd
 from advdyn.simulate.sgd import simulate_sgd, time_grid
+from advdyn.solution import Solution
 from advdyn.theory.ode import prepare_ode, solve_ode
 from advdyn.theory.stationary import adversarial_optimum, optimum_shape
 from advdyn.workflows.bins import (
@@ -40,6 +41,9 @@ from advdyn.workflows.bins import (
 )
 from advdyn.workflows.memory import check_memory
 from advdyn.workflows.progress import progress_callback, progress_phase
+
+if TYPE_CHECKING:
+    from advdyn.plot.process import FigureProcess
 
 
 @dataclass
@@ -65,7 +69,12 @@ class RunResult:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-def run(config: Config, out_dir: str | Path | None = None, progress: bool = False) -> RunResult:
+def run(
+    config: Config,
+    out_dir: str | Path | None = None,
+    progress: bool = False,
+    figures: FigureProcess | None = None,
+) -> RunResult:
     """Run every method of ``config.run.methods`` on the same instance and time grid.
 
     The SGD sample stream uses :func:`~advdyn.problem.stream_key`, independent of the
@@ -82,6 +91,11 @@ def run(config: Config, out_dir: str | Path | None = None, progress: bool = Fals
         written when omitted.
     progress : bool
         Show progress bars.
+    figures : FigureProcess, optional
+        A second interpreter that draws ``risk.png`` from the solutions as soon as they
+        exist, while this one labels and writes them (:mod:`advdyn.plot.process`; the
+        console script starts one for ``advdyn run``). Without one, or if it fails, the
+        figure is drawn here; the file is the same.
 
     Returns
     -------
@@ -93,33 +107,42 @@ def run(config: Config, out_dir: str | Path | None = None, progress: bool = Fals
     ConfigError
         If the instance cannot be drawn (e.g. a bad spectrum or init file), ``out_dir``
         names a file, or another run or sweep is writing into ``out_dir`` (field ``out``).
+    DivergenceError
+        If a method's trajectory blows up.
 
     Notes
     -----
     With ``out_dir`` the folder is locked for the whole run (:func:`advdyn.io.folder_lock`),
     and the run replaces the whole set of result files: ``summary.json`` lists them
     (``files``) and is written last; ``ode.nc``/``sgd.nc``/``hsgd.nc``/``risk.png`` of an
-    earlier run that this one does not write are removed.
-    DivergenceError
-        If a method's trajectory blows up.
+    earlier run that this one does not write are removed, and so are temporary files of an
+    interrupted write. A figure drawn by ``figures`` goes to a temporary file first and
+    takes its place beside the NetCDF files only once they are written.
     """
     if out_dir is None:
         return _compute(config, progress)
     out = Path(out_dir)
     with folder_lock(out, "advdyn run"):
-        result = _compute(config, progress)
-        _write(result, config, out)
+        for name in RESULT_FILES:  # temporary files of an interrupted write
+            for path in out.glob(f".{name}.*"):
+                path.unlink(missing_ok=True)
+        with _Figure(config, out, figures) as figure:
+            result = _compute(config, progress, solved=figure.send)
+            _write(result, out, figure)
     return result
 
 
-def _compute(config: Config, progress: bool) -> RunResult:
+def _compute(config: Config, progress: bool,
+             solved: Callable[[dict[str, Solution]], None] | None = None) -> RunResult:
     try:
-        return _compute_methods(config, progress)
+        return _compute_methods(config, progress, solved)
     except DivergenceError as err:  # advice for the loss at hand
         raise err.with_loss(config.model_dump(mode="json")["problem"]["loss"]) from None
 
 
-def _compute_methods(config: Config, progress: bool) -> RunResult:
+def _compute_methods(config: Config, progress: bool,
+                     solved: Callable[[dict[str, Solution]], None] | None) -> RunResult:
+    """Every method's solution, labelled; ``solved`` gets the solutions before labelling."""
     rc = config.run
     check_memory(config)  # ConfigError naming problem.d / run.replicates / run.block_size
     # with run.bins the ODE runs on spectral bins; an ODE-only run of an isotropic spectrum
@@ -141,24 +164,24 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
     lr = make_learning_rate(config.lr, base, optimum=optimum)
     attrs = {"config": config.to_json(), "advdyn_version": __version__, "seed": config.problem.seed}
 
-    datasets: dict[str, xr.Dataset] = {}
+    solutions: dict[str, Solution] = {}
+    bins_attrs: dict[str, Any] = {}
     timings: dict[str, float] = {}
     for method in rc.methods:
         start = time.perf_counter()
         if method == "ode":
-            def ode_on(inst):
+            def ode_on(inst) -> Solution:
                 opt = optimum if inst is base else adversarial_optimum(inst)
                 rate = lr if inst is base else make_learning_rate(config.lr, inst, optimum=opt)
-                sol = solve_ode(inst, rate, grid.times, optimum=opt, **ode_options)
-                return to_dataset(sol, attrs)
+                return solve_ode(inst, rate, grid.times, optimum=opt, **ode_options)
 
             with progress_phase("ODE", enabled=progress):
-                ds = ode_on(binned if binned is not None else base)
+                sol = ode_on(binned if binned is not None else base)
                 if binned is not None:  # eigenvalue above which the bins are coarser
-                    ds.attrs["bins_relaxed_above"] = math.nan if above is None else above
+                    bins_attrs["bins_relaxed_above"] = math.nan if above is None else above
                     if rc.bins_check:  # the change at twice the bins
-                        ds.attrs.update(
-                            doubled_bins_check(config, instance, binned, ds, ode_on, above)
+                        bins_attrs.update(
+                            doubled_bins_check(config, instance, binned, sol, ode_on, above)
                         )
         else:
             simulate = {"sgd": simulate_sgd, "hsgd": simulate_hsgd}[method]
@@ -169,9 +192,14 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
                     block_size=rc.block_size, divergence_factor=rc.divergence_factor,
                     progress=report, optimum=optimum,
                 )
-            ds = to_dataset(sol, attrs)
         timings[method] = time.perf_counter() - start
-        datasets[method] = ds
+        solutions[method] = sol
+    if solved is not None:
+        solved(solutions)
+
+    datasets = {m: to_dataset(sol, attrs) for m, sol in solutions.items()}
+    if "ode" in datasets:
+        datasets["ode"].attrs.update(bins_attrs)
 
     summary: dict[str, Any] = {
         "advdyn_version": __version__,
@@ -245,28 +273,81 @@ def _prepare_ode(lr_config, instance, times, options: dict) -> bool:
 RESULT_FILES = ("ode.nc", "sgd.nc", "hsgd.nc", "summary.json", "risk.png")
 
 
-def _write(result: RunResult, config: Config, out: Path) -> None:
+def _write(result: RunResult, out: Path, figure: _Figure) -> None:
     """Write one consistent set of result files into ``out`` (the caller holds its lock).
 
-    ``summary.json`` lists the set (``files``); result files of an earlier run that this
-    run does not write (e.g. ``hsgd.nc`` of a run with more methods) are removed, and so
-    are temporary files of an interrupted write.
+    ``summary.json`` lists the set (``files``) and is written last; result files of an
+    earlier run that this run does not write (e.g. ``hsgd.nc`` of a run with more methods)
+    are removed first.
     """
     datasets, summary = result.datasets, result.summary
     names = [f"{m}.nc" for m in datasets] + ["summary.json", "risk.png"]
     summary["files"] = names
-    stale = [out / n for n in RESULT_FILES if n not in names and (out / n).exists()]
-    for name in RESULT_FILES:
-        stale += out.glob(f".{name}.*")
-    for path in stale:  # before writing: a crash below never leaves an old file beside
-        path.unlink(missing_ok=True)
+    for name in RESULT_FILES:  # before writing: a crash below never leaves an old file beside
+        if name not in names:
+            (out / name).unlink(missing_ok=True)
     for name, ds in datasets.items():
         result.files[name] = write_netcdf(ds, out / f"{name}.nc")
-    fig = plot_quantities(
-        datasets, ("adv_risk", "clean_risk", "clean_error", "robust_error"),
-        title=f"d = {config.problem.d}, eps = {config.problem.epsilon}, loss = "
-        f"{config.problem.loss}",
-    )
-    result.files["plot"] = save_figure(fig, out / "risk.png")
+    result.files["plot"] = figure.write(datasets)
     # last: a summary.json whose manifest matches the files present marks a complete run
     result.files["summary"] = write_json(summary, out / "summary.json")
+
+
+_RISK_NAMES = ("adv_risk", "clean_risk", "clean_error", "robust_error")
+
+
+class _Figure:
+    """A run's ``risk.png``: drawn by a figure process from the solutions as soon as they
+    exist (into a temporary file, put in place by :meth:`write`), or else here.
+
+    Whatever goes wrong with the process (:class:`~advdyn.plot.process.FigureProcessLost`)
+    only moves the drawing back here; an error of the drawing itself is raised. Leaving the
+    context removes a temporary file that was not put in place.
+    """
+
+    def __init__(self, config: Config, out: Path, figures: FigureProcess | None) -> None:
+        self.path = out / "risk.png"
+        self.title = (f"d = {config.problem.d}, eps = {config.problem.epsilon}, "
+                      f"loss = {config.problem.loss}")
+        self.figures = figures
+        self.pending: Any = None
+        self.partial: Path | None = None
+
+    def send(self, solutions: dict[str, Solution]) -> None:
+        """Hand the solutions to the figure process, if there is one, to draw."""
+        if self.figures is None:
+            return
+        # plain arrays: the other process labels them itself (it imports no JAX)
+        recorded = {m: (np.asarray(s.ts), {k: np.asarray(v) for k, v in s.ys.items()},
+                        bool(s.replicated)) for m, s in solutions.items()}
+        self.partial = temporary_path(self.path, suffix=".png")
+        try:  # (named, not imported: matplotlib stays out of this process)
+            self.pending = self.figures.submit(
+                "advdyn.plot.risk:save_quantities", recorded, self.partial, names=_RISK_NAMES,
+                title=self.title, atomic=False,
+            )
+        except FigureProcessLost as err:
+            logging.getLogger(__name__).debug("%s; drawing here", err)
+
+    def write(self, datasets: dict[str, xr.Dataset]) -> Path:
+        """Put the drawn figure in place, or draw it here; return its path."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            try:
+                pending.result()
+            except FigureProcessLost as err:
+                logging.getLogger(__name__).debug("%s; drawing here", err)
+            else:
+                assert self.partial is not None
+                partial, self.partial = self.partial, None
+                return put_in_place(partial, self.path)
+        from advdyn.plot.risk import save_quantities  # matplotlib: imported where it draws
+
+        return save_quantities(datasets, self.path, names=_RISK_NAMES, title=self.title)
+
+    def __enter__(self) -> _Figure:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.partial is not None:
+            self.partial.unlink(missing_ok=True)

@@ -1,0 +1,153 @@
+"""The figure process (advdyn.plot.process): drawings run in a second interpreter, its
+errors reach the caller as they were raised, and anything wrong with the process itself is
+``FigureProcessLost`` (the caller then draws in its own process)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from advdyn.io import make_dataset
+from advdyn.plot.process import FigureProcess, FigureProcessLost, cores_available
+from advdyn.plot.risk import save_quantities
+
+# what the second process has imported, asked of the second process
+_LOADED = ("sorted({m.split('.')[0] for m in __import__('sys').modules} "
+           "& {'jax', 'equinox', 'matplotlib', 'xarray'})")
+
+
+@pytest.fixture(scope="module")
+def figures():
+    with FigureProcess() as process:
+        yield process
+
+
+def test_a_drawing_runs_in_the_other_process(figures):
+    assert figures.submit(os.getpid).result() == figures.pid != os.getpid()
+    # by name, imported there only
+    assert figures.submit("os:getpid").result() == figures.pid
+    # the plotting stack without the numerical one (the point: JAX loads in the caller)
+    assert figures.submit(eval, _LOADED).result() == ["matplotlib", "xarray"]
+
+
+def test_the_drawings_error_is_raised_here(figures):
+    with pytest.raises(ValueError, match="invalid literal"):
+        figures.submit(int, "x").result()
+    with pytest.raises(ModuleNotFoundError):
+        figures.submit("advdyn.no_such_module:f").result()
+    assert figures.submit(abs, -2).result() == 2  # and the process carries on
+
+
+def test_an_unpicklable_drawing_is_lost_and_the_process_carries_on(figures):
+    with pytest.raises(FigureProcessLost):
+        figures.submit(lambda: 1)
+    assert figures.submit(abs, -3).result() == 3
+
+
+def test_submitting_twice_waits_for_the_first(figures):
+    first = figures.submit(time.sleep, 0.2)
+    second = figures.submit(abs, -4)
+    assert second.result() == 4
+    assert first.result() is None
+
+
+def test_a_dead_process_is_lost():
+    process = FigureProcess(preload=())
+    try:
+        os.kill(process.pid, signal.SIGKILL)
+        time.sleep(0.2)
+        with pytest.raises(FigureProcessLost):
+            process.submit(abs, -1).result()
+    finally:
+        process.close()
+
+
+def test_ctrl_c_is_the_owners_and_close_ends_the_process():
+    process = FigureProcess(preload=())
+    try:
+        assert process.submit(abs, -1).result() == 1  # (its signal handler is set by now)
+        os.kill(process.pid, signal.SIGINT)
+        assert process.submit(abs, -5).result() == 5
+    finally:
+        process.close()
+    assert not process._process.is_alive()
+    with pytest.raises(FigureProcessLost):
+        process.submit(abs, -1)
+
+
+def test_close_does_not_wait_for_the_imports():
+    # a command that fails at once (a bad config) must not wait for matplotlib to load
+    process = FigureProcess(preload=("matplotlib.figure", "xarray", "advdyn.plot.risk"))
+    start = time.perf_counter()
+    process.close()
+    assert not process._process.is_alive()
+    # the imports alone take about 0.5 s on the reference machine; terminating is at once
+    assert time.perf_counter() - start < 2.0
+
+
+def test_the_recorded_arrays_draw_the_same_figure_as_the_datasets(tmp_path, figures):
+    # the run sends plain arrays (what to_dataset labels) and the other process labels them
+    t = np.linspace(0.0, 2.0, 9)
+    ode = {"adv_risk": 1.0 + np.exp(-t), "clean_risk": 0.5 + np.exp(-2 * t)}
+    sgd = {k: v[None, :] * np.array([[0.95], [1.05]]) for k, v in ode.items()}
+    recorded = {"ode": (t, ode, False), "sgd": (t, sgd, True)}
+    datasets = {"ode": make_dataset(t, ode, "ode"),
+                "sgd": make_dataset(t, sgd, "sgd", replicates=True)}
+    here = save_quantities(datasets, tmp_path / "here.png", title="x")
+    there = figures.submit(save_quantities, recorded, tmp_path / "there.png", title="x",
+                           atomic=False).result()
+    assert there == tmp_path / "there.png"
+    assert here.read_bytes() == there.read_bytes()
+
+
+@pytest.mark.skipif(cores_available() < 2, reason="the console script uses it on 2+ cores")
+def test_the_console_script_draws_in_a_second_process_with_the_same_figure(tmp_path):
+    # one run with the figure process, one without (ADVDYN_FIGURE_PROCESS=0): the same PNG,
+    # no temporary file left, and only the second process imported matplotlib
+    script = ("import atexit, sys\n"
+              "atexit.register(lambda: print('matplotlib' in sys.modules))\n"
+              "from advdyn.__main__ import main\nmain()\n")
+    args = ["run", "-q", "--method", "ode", "--d", "100", "--t-max", "0.5"]
+    loaded = {}
+    for flag in ("1", "0"):
+        out = tmp_path / f"out{flag}"
+        proc = subprocess.run([sys.executable, "-c", script, *args, "-o", str(out)],
+                              capture_output=True, text=True, timeout=300,
+                              env=dict(os.environ, ADVDYN_FIGURE_PROCESS=flag))
+        assert proc.returncode == 0, proc.stderr
+        loaded[flag] = proc.stdout.split()[-1]
+        assert sorted(p.name for p in out.iterdir()) == [
+            ".advdyn.lock", "ode.nc", "risk.png", "summary.json"]
+    assert loaded == {"1": "False", "0": "True"}
+    assert (tmp_path / "out1/risk.png").read_bytes() == (tmp_path / "out0/risk.png").read_bytes()
+
+
+@pytest.mark.parametrize(("argv", "main_file", "spec", "env", "starts"), [
+    (["run"], "/venv/bin/advdyn", None, "1", True),  # the console script
+    (["run", "-q", "x.toml"], None, None, "1", True),  # python -c
+    (["run"], None, "advdyn.__main__", "1", True),  # python -m advdyn
+    (["run"], "/home/me/myscript.py", None, "1", False),  # a script: spawn would rerun it
+    (["run"], None, "mytool", "1", False),
+    (["run", "--help"], None, None, "1", False),
+    (["sweep", "s.toml"], None, None, "1", False),  # (only run is a short command)
+    (["run"], None, None, "0", False),  # ADVDYN_FIGURE_PROCESS=0
+])
+def test_which_command_lines_start_a_figure_process(monkeypatch, argv, main_file, spec, env,
+                                                     starts):
+    import types
+
+    from advdyn.__main__ import _starts_figure_process
+
+    main = types.ModuleType("__main__")
+    if main_file is not None:
+        main.__file__ = main_file
+    main.__spec__ = None if spec is None else types.SimpleNamespace(name=spec)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.setenv("ADVDYN_FIGURE_PROCESS", env)
+    assert _starts_figure_process(argv) is starts
