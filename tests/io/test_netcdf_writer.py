@@ -93,3 +93,32 @@ def test_attribute_netcdf_cannot_hold_is_named(tmp_path, value):
     with pytest.raises((TypeError, ValueError), match="odd_attribute"):
         write_netcdf(ds, tmp_path / "x.nc")
     assert not (tmp_path / "x.nc").exists()
+
+
+def test_files_written_and_read_from_many_threads_at_once(tmp_path):
+    # netCDF-C/HDF5 are not thread-safe: 8 threads writing and reading back 10 files each
+    # crashed the process (segmentation fault; xarray's to_netcdf as well) before the writes
+    # and reads held one lock (io.netcdf.NETCDF_LOCK). Run in a child process, so that a
+    # crash fails this test rather than ending the test session.
+    script = f"""
+import threading
+import numpy as np, xarray as xr
+from advdyn.io import read_netcdf, write_netcdf
+ds = xr.Dataset({{f"v{{i}}": ("time", np.arange(2000.0) + i) for i in range(20)}},
+                coords={{"time": np.arange(2000.0)}})
+bad = []
+def work(k):
+    for j in range(10):
+        path = write_netcdf(ds, r"{tmp_path}" + f"/{{k}}-{{j}}.nc")
+        if not read_netcdf(path).identical(ds):
+            bad.append(path)
+threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(len(bad))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["0"]
+    assert len(list(tmp_path.glob("*.nc"))) == 80

@@ -7,6 +7,7 @@ version, so that a result file documents how it was made.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -89,6 +90,13 @@ def make_dataset(
 
 
 
+NETCDF_LOCK = threading.RLock()
+"""Held by :func:`write_netcdf` and :func:`read_netcdf` for a whole write or read: the
+netCDF-C and HDF5 libraries under netCDF4 are not thread-safe, and files written from
+several threads at once crashed the process (segmentation fault), with xarray's own
+``to_netcdf`` as well. One file at a time per process; processes do not share it."""
+
+
 def write_netcdf(ds: xr.Dataset, path: str | Path) -> Path:
     """Write ``ds`` to ``path`` atomically (temporary file in the same folder, then rename).
 
@@ -108,7 +116,8 @@ def write_netcdf(ds: xr.Dataset, path: str | Path) -> Path:
         ``path``.
     """
     with atomic_path(path) as tmp:
-        _to_netcdf4(ds, tmp)
+        with NETCDF_LOCK:
+            _to_netcdf4(ds, tmp)
     return Path(path)
 
 
@@ -122,13 +131,12 @@ def _to_netcdf4(ds: xr.Dataset, path: Path) -> None:
     one), and the dataset's ``unlimited_dims`` encoding is passed on. A dataset with Dask
     chunks, or with an attribute that is not a string or a number (which ``to_netcdf``
     refuses with a message naming it), goes through ``to_netcdf``.
+    The caller holds :data:`NETCDF_LOCK`.
     """
     plain = all(_plain_attrs(v.attrs) for v in ds.variables.values()) and _plain_attrs(ds.attrs)
     if not plain or any(v.chunks is not None for v in ds.variables.values()):
         ds.to_netcdf(path, engine="netcdf4")
         return
-    import threading
-
     from xarray.backends import NetCDF4DataStore
 
     store = NetCDF4DataStore.open(str(path), mode="w", lock=threading.Lock())
@@ -160,7 +168,7 @@ def read_netcdf(path: str | Path) -> xr.Dataset:
     xarray.Dataset
         The loaded dataset.
     """
-    with xr.open_dataset(path, engine="netcdf4") as ds:
+    with NETCDF_LOCK, xr.open_dataset(path, engine="netcdf4") as ds:
         return ds.load()
 
 
