@@ -307,10 +307,13 @@ def test_console_script_exit_codes(tmp_path):
         proc = console(*args, cwd=tmp_path)
         assert proc.returncode == code, (args, proc.stderr)
         assert_one_error_line(proc.stderr, *fields)
-    # click usage errors (not config errors) also exit 2 without a traceback
+    # click usage errors (not config errors) also exit 2 with one line naming the option
     proc = console("run", "--d", "abc", cwd=tmp_path)
     assert proc.returncode == EXIT_USER_ERROR
-    assert "Traceback" not in proc.stderr and "--d" in proc.stderr
+    assert_one_error_line(proc.stderr, "--d", "advdyn run --help")
+    proc = console("runn", cwd=tmp_path)
+    assert proc.returncode == EXIT_USER_ERROR
+    assert_one_error_line(proc.stderr, "runn", "Did you mean 'run'?")
 
 
 @pytest.mark.parametrize("after", [0.3, 1.5], ids=["while loading", "later"])

@@ -60,7 +60,7 @@ def dispatch() -> None:
     try:
         # with standalone_mode=False, typer/click *return* the code of a typer.Exit raised
         # inside a command instead of raising it: propagate it as the process exit status.
-        rv = app(standalone_mode=False)
+        rv = app(standalone_mode=False, prog_name="advdyn")
         sys.exit(rv if isinstance(rv, int) else 0)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -71,7 +71,10 @@ def dispatch() -> None:
             c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
         )
         if isinstance(exc, click_exception):
-            exc.show()  # type: ignore[attr-defined]  # a click exception, found at run time
+            # one line like every user error (click's own form adds a usage block)
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            fail(exc.format_message() + hint)  # type: ignore[attr-defined]  # (found at run time)
             sys.exit(EXIT_USER_ERROR)
         if isinstance(exc, typer.Abort):
             sys.exit(130)
