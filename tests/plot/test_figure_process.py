@@ -151,3 +151,25 @@ def test_which_command_lines_start_a_figure_process(monkeypatch, argv, main_file
     monkeypatch.setitem(sys.modules, "__main__", main)
     monkeypatch.setenv("ADVDYN_FIGURE_PROCESS", env)
     assert _starts_figure_process(argv) is starts
+
+
+def test_threads_sharing_the_process_take_turns(figures):
+    # two threads submitting and waiting at once each get their own answer (they waited
+    # for each other's on one pipe for ever before the process took a lock)
+    import threading
+
+    answers: dict[int, list] = {0: [], 1: []}
+
+    def work(k: int) -> None:
+        for j in range(5):
+            pending = figures.submit(abs, -(10 * k + j))
+            time.sleep(0.01 * k)
+            answers[k].append(pending.result())
+
+    threads = [threading.Thread(target=work, args=(k,), daemon=True) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert not any(t.is_alive() for t in threads)
+    assert answers == {0: [0, 1, 2, 3, 4], 1: [10, 11, 12, 13, 14]}

@@ -81,8 +81,9 @@ class PendingResult:
         Exception
             Whatever the function raised, re-raised here.
         """
-        if self._outcome is None:
-            self._outcome = self._owner._receive()
+        with self._owner._lock:
+            if self._outcome is None:
+                self._outcome = self._owner._receive()
         ok, value = self._outcome
         if ok:
             return value
@@ -92,8 +93,9 @@ class PendingResult:
 class FigureProcess:
     """A spawned interpreter that imports ``preload`` at once, then runs drawings on request.
 
-    One drawing at a time, from one thread: :meth:`submit` sends one (after the answer to
-    the one before), :meth:`PendingResult.result` waits for it. Use as a context manager, or
+    One drawing at a time: :meth:`submit` sends one (after the answer to the one before,
+    so that threads sharing the process take turns), :meth:`PendingResult.result` waits for
+    it. Use as a context manager, or
     call :meth:`close`. As with every ``spawn`` process, the second interpreter imports the
     main module of this one (a script's code must sit under ``if __name__ == "__main__":``).
 
@@ -130,6 +132,8 @@ class FigureProcess:
         finally:
             child.close()  # the child holds its own copy
         self._pending: PendingResult | None = None
+        # one drawing on the pipe at a time: the answer on it is always the one pending
+        self._lock = threading.Lock()
 
     @property
     def pid(self) -> int | None:
@@ -158,14 +162,15 @@ class FigureProcess:
         FigureProcessLost
             If the process is gone or the message cannot be pickled; nothing was sent.
         """
-        if self._pending is not None and self._pending._outcome is None:
-            self._pending._outcome = self._receive()  # one at a time: the one before first
-        try:
-            self._connection.send((fn, args, kwargs))
-        except Exception as err:  # a closed pipe, a dead process, an unpicklable argument
-            raise FigureProcessLost(f"cannot send a drawing: {err!r}") from err
-        self._pending = PendingResult(self)
-        return self._pending
+        with self._lock:
+            if self._pending is not None and self._pending._outcome is None:
+                self._pending._outcome = self._receive()  # one at a time: the one before first
+            try:
+                self._connection.send((fn, args, kwargs))
+            except Exception as err:  # a closed pipe, a dead process, an unpicklable argument
+                raise FigureProcessLost(f"cannot send a drawing: {err!r}") from err
+            self._pending = PendingResult(self)
+            return self._pending
 
     def _receive(self) -> tuple[bool, Any]:
         try:
