@@ -13,10 +13,11 @@ the objects alive at exit are frozen too, so that the interpreter's final collec
 them (the process is ending; files are closed by then).
 
 For ``advdyn run`` it first starts a second interpreter that imports matplotlib while
-this one imports JAX, and draws the run's figure (:mod:`advdyn.plot.process`): on two
-cores a warm run no longer waits for matplotlib (about 0.4 s). It is skipped on one core,
-for ``--help``, and with ``ADVDYN_FIGURE_PROCESS=0``; if it fails, the run draws the
-figure itself.
+this one imports JAX, and draws the run's figure (:mod:`advdyn.plot.process`): with a core
+to spare a warm run no longer waits for matplotlib (about 0.3 s). It is skipped when less
+than half a core is idle (:data:`SPARE_CORES_NEEDED`: one core, a one-core quota, a busy
+machine) unless ``ADVDYN_FIGURE_PROCESS=1``, with ``ADVDYN_FIGURE_PROCESS=0``, and for
+``--help``; if it fails, the run draws the figure itself.
 """
 
 from __future__ import annotations
@@ -25,17 +26,23 @@ import gc
 import os
 import sys
 
+#: with ``ADVDYN_FIGURE_PROCESS`` unset (or ``auto``), the console script starts the figure
+#: process for ``advdyn run`` when at least this many cores are idle
+#: (:func:`advdyn.plot.process.spare_cores`: the cores this process may use, a cgroup quota
+#: included, less the 1-minute load average); ``1`` starts it on any machine, ``0`` never
+SPARE_CORES_NEEDED = 0.5
+
 
 def main() -> None:
     """Run the command line (console-script entry point)."""
     gc.disable()
-    figures = _starts_figure_process(sys.argv[1:])
+    figures = False
     try:
+        figures = _starts_figure_process(sys.argv[1:])
         if figures:
-            from advdyn.plot.process import cores_available, start_shared
+            from advdyn.plot.process import start_shared
 
-            if cores_available() >= 2:
-                start_shared()
+            start_shared()
         from advdyn import cli
 
         cli.configure()
@@ -54,9 +61,12 @@ def main() -> None:
 
 
 def _starts_figure_process(argv: list[str]) -> bool:
-    """Whether the command line is one whose figure a second process draws (``run``).
+    """Whether a second process should draw this command line's figure.
 
-    Only where the main module is one a ``spawn`` process may import again: this module
+    For ``advdyn run`` (not its ``--help``), as ``ADVDYN_FIGURE_PROCESS`` says: ``0``
+    never, ``1`` always, unset or ``auto`` where a core is (about) idle (under a one-core
+    quota or beside other busy processes, a second interpreter costs more than it saves).
+    And only where the main module is one a ``spawn`` process may import again: this module
     (``python -m advdyn``), the console script, or none (``python -c``); a script of the
     user's that calls :func:`main` without a ``__main__`` guard would run again there.
     """
@@ -65,12 +75,14 @@ def _starts_figure_process(argv: list[str]) -> bool:
     path = getattr(main, "__file__", None)
     safe = (spec.name == "advdyn.__main__" if spec is not None
             else path is None or os.path.basename(path) in ("advdyn", "advdyn-script.py"))
-    return (
-        safe
-        and argv[:1] == ["run"]
-        and not {"-h", "--help"} & set(argv)
-        and os.environ.get("ADVDYN_FIGURE_PROCESS", "1") != "0"
-    )
+    setting = os.environ.get("ADVDYN_FIGURE_PROCESS", "auto").strip().lower()
+    if not (safe and argv[:1] == ["run"] and not {"-h", "--help"} & set(argv)):
+        return False
+    if setting in ("0", "1"):
+        return setting == "1"
+    from advdyn.plot.process import spare_cores
+
+    return spare_cores() >= SPARE_CORES_NEEDED
 
 
 if __name__ == "__main__":

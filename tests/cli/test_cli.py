@@ -316,24 +316,54 @@ def test_console_script_exit_codes(tmp_path):
     assert_one_error_line(proc.stderr, "runn", "Did you mean 'run'?")
 
 
-@pytest.mark.parametrize("after", [0.3, 1.5], ids=["while loading", "later"])
+def _children(pid: int) -> set[int]:
+    """Processes whose parent is ``pid`` (Linux /proc; empty elsewhere)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.parametrize("after", [0.3, 2.0], ids=["while loading", "later"])
 def test_ctrl_c_exits_130_without_a_traceback(tmp_path, after):
     # Ctrl-C signals the whole foreground process group: advdyn and its figure process
-    # (advdyn.plot.process). While the stack loads (0.3 s) or later in the run, one exit
-    # status 130 and no traceback from either process (before, a Ctrl-C during the imports
-    # printed one; the figure process's own start-up printed a second)
+    # (advdyn.plot.process). While the stack loads (0.3 s) or later in the run (a run of
+    # several seconds), one exit status 130, no traceback from either process (before, a
+    # Ctrl-C during the imports printed one; the figure process's start-up a second), and
+    # no process left behind
     import signal
     import time
 
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.Popen([*CONSOLE, "run", "-o", str(tmp_path), "--d", "300"],
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "ADVDYN_FIGURE_PROCESS": "1"}
+    proc = subprocess.Popen([*CONSOLE, "run", "-o", str(tmp_path), "--d", "2000",
+                             "--t-max", "12"],
                             start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     time.sleep(after)
+    children = _children(proc.pid)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
+    deadline = time.monotonic() + 10
+    while children and time.monotonic() < deadline:
+        children = {c for c in children if _running(c)}
+        time.sleep(0.1)
+    assert not children
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (exited, not yet reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 @pytest.mark.skipif(shutil.which("advdyn") is None, reason="advdyn console script not on PATH")

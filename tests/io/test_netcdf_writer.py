@@ -122,3 +122,26 @@ print(len(bad))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["0"]
     assert len(list(tmp_path.glob("*.nc"))) == 80
+
+
+def test_a_netcdf_library_error_is_an_oserror_and_leaves_no_temporary(tmp_path, monkeypatch):
+    # netCDF4 raises the C library's errors as RuntimeError ("NetCDF: HDF error" on a full
+    # disk, seen on a 64 KiB tmpfs): the command line reports OSErrors as one line, exit 2,
+    # and printed a traceback for this one
+    import advdyn.io.netcdf as netcdf
+
+    def full_disk(ds, path):
+        path.write_bytes(b"partial")
+        raise RuntimeError("NetCDF: HDF error")
+
+    monkeypatch.setattr(netcdf, "_to_netcdf4", full_disk)
+    with pytest.raises(OSError, match="NetCDF: HDF error"):
+        write_netcdf(_dataset(), tmp_path / "x.nc")
+    assert list(tmp_path.iterdir()) == []
+
+    def other(ds, path):
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(netcdf, "_to_netcdf4", other)
+    with pytest.raises(RuntimeError, match="something else"):  # not every RuntimeError
+        write_netcdf(_dataset(), tmp_path / "x.nc")

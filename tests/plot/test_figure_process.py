@@ -106,10 +106,10 @@ def test_the_recorded_arrays_draw_the_same_figure_as_the_datasets(tmp_path, figu
     assert here.read_bytes() == there.read_bytes()
 
 
-@pytest.mark.skipif(cores_available() < 2, reason="the console script uses it on 2+ cores")
 def test_the_console_script_draws_in_a_second_process_with_the_same_figure(tmp_path):
-    # one run with the figure process, one without (ADVDYN_FIGURE_PROCESS=0): the same PNG,
-    # no temporary file left, and only the second process imported matplotlib
+    # one run with the figure process (ADVDYN_FIGURE_PROCESS=1: whatever the load), one
+    # without (0): the same PNG, no temporary file left, and only the second process
+    # imported matplotlib
     script = ("import atexit, sys\n"
               "atexit.register(lambda: print('matplotlib' in sys.modules))\n"
               "from advdyn.__main__ import main\nmain()\n")
@@ -128,20 +128,24 @@ def test_the_console_script_draws_in_a_second_process_with_the_same_figure(tmp_p
     assert (tmp_path / "out1/risk.png").read_bytes() == (tmp_path / "out0/risk.png").read_bytes()
 
 
-@pytest.mark.parametrize(("argv", "main_file", "spec", "env", "starts"), [
-    (["run"], "/venv/bin/advdyn", None, "1", True),  # the console script
-    (["run", "-q", "x.toml"], None, None, "1", True),  # python -c
-    (["run"], None, "advdyn.__main__", "1", True),  # python -m advdyn
-    (["run"], "/home/me/myscript.py", None, "1", False),  # a script: spawn would rerun it
-    (["run"], None, "mytool", "1", False),
-    (["run", "--help"], None, None, "1", False),
-    (["sweep", "s.toml"], None, None, "1", False),  # (only run is a short command)
-    (["run"], None, None, "0", False),  # ADVDYN_FIGURE_PROCESS=0
+@pytest.mark.parametrize(("argv", "main_file", "spec", "env", "spare", "starts"), [
+    (["run"], "/venv/bin/advdyn", None, "1", 0.0, True),  # the console script, forced
+    (["run", "-q", "x.toml"], None, None, "1", 0.0, True),  # python -c
+    (["run"], None, "advdyn.__main__", "1", 0.0, True),  # python -m advdyn
+    (["run"], "/home/me/myscript.py", None, "1", 2.0, False),  # a script: spawn reruns it
+    (["run"], None, "mytool", "1", 2.0, False),
+    (["run", "--help"], None, None, "1", 2.0, False),
+    (["sweep", "s.toml"], None, None, "1", 2.0, False),  # (only run is a short command)
+    (["run"], None, None, "0", 2.0, False),  # ADVDYN_FIGURE_PROCESS=0
+    (["run"], None, None, None, 1.5, True),  # unset: where a core is idle
+    (["run"], None, None, "auto", 0.6, True),
+    (["run"], None, None, None, 0.4, False),  # a busy machine, a one-core quota
 ])
 def test_which_command_lines_start_a_figure_process(monkeypatch, argv, main_file, spec, env,
-                                                     starts):
+                                                     spare, starts):
     import types
 
+    import advdyn.plot.process as process
     from advdyn.__main__ import _starts_figure_process
 
     main = types.ModuleType("__main__")
@@ -149,8 +153,40 @@ def test_which_command_lines_start_a_figure_process(monkeypatch, argv, main_file
         main.__file__ = main_file
     main.__spec__ = None if spec is None else types.SimpleNamespace(name=spec)
     monkeypatch.setitem(sys.modules, "__main__", main)
-    monkeypatch.setenv("ADVDYN_FIGURE_PROCESS", env)
+    if env is None:
+        monkeypatch.delenv("ADVDYN_FIGURE_PROCESS", raising=False)
+    else:
+        monkeypatch.setenv("ADVDYN_FIGURE_PROCESS", env)
+    monkeypatch.setattr(process, "spare_cores", lambda: spare)
     assert _starts_figure_process(argv) is starts
+
+
+@pytest.mark.parametrize(("files", "quota"), [
+    # cgroup v2: the group's cpu.max, and the smallest along its path
+    ({"cgroup": "0::/a/b\n", "a/b/cpu.max": "150000 100000\n"}, 1.5),
+    ({"cgroup": "0::/a/b\n", "a/cpu.max": "50000 100000\n", "a/b/cpu.max": "max 100000\n"},
+     0.5),
+    ({"cgroup": "0::/\n", "cpu.max": "max 100000\n"}, None),
+    # cgroup v1: cpu.cfs_quota_us / cpu.cfs_period_us (-1: no quota)
+    ({"cgroup": "4:memory:/x\n1:cpu,cpuacct:/a\n",
+      "cpu,cpuacct/a/cpu.cfs_quota_us": "100000\n",
+      "cpu,cpuacct/a/cpu.cfs_period_us": "100000\n"}, 1.0),
+    ({"cgroup": "1:cpu:/\n", "cpu/cpu.cfs_quota_us": "-1\n",
+      "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({"cgroup": "1:cpu:/a\n"}, None),  # no files to read
+])
+def test_a_cgroup_cpu_quota_caps_the_cores(tmp_path, files, quota):
+    # a container limited to one CPU still shows the machine's cores in its affinity mask:
+    # the quota decides (a run under a one-CPU quota was 31% slower with the process)
+    from advdyn.plot.process import _cgroup_cpu_quota
+
+    for name, text in files.items():
+        path = tmp_path / ("proc_self_cgroup" if name == "cgroup" else f"fs/{name}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    got = _cgroup_cpu_quota(tmp_path / "fs", tmp_path / "proc_self_cgroup")
+    assert got == (None if quota is None else pytest.approx(quota))
+    assert 0 < cores_available() <= (os.cpu_count() or 1)
 
 
 def test_threads_sharing_the_process_take_turns(figures):

@@ -114,10 +114,20 @@ def write_netcdf(ds: xr.Dataset, path: str | Path) -> Path:
     -------
     Path
         ``path``.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be written, an error of the netCDF-C library included (e.g.
+        ``NetCDF: HDF error`` on a full disk, which netCDF4 raises as ``RuntimeError``).
     """
-    with atomic_path(path) as tmp:
-        with NETCDF_LOCK:
+    try:
+        with atomic_path(path) as tmp, NETCDF_LOCK:
             _to_netcdf4(ds, tmp)
+    except RuntimeError as err:  # netCDF4 reports the C library's errors (a full disk) so
+        if not str(err).startswith("NetCDF:"):
+            raise
+        raise OSError(f"cannot write {path}: {err}") from err
     return Path(path)
 
 

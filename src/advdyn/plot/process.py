@@ -9,6 +9,11 @@ the other core while this one imports JAX and computes; the command then sends i
 drawing (a picklable function and its arguments, e.g. :func:`advdyn.plot.risk.save_quantities`)
 and writes its other files while the figure is drawn.
 
+On POSIX, ``spawn`` also starts multiprocessing's small resource-tracker process, which
+ends with this one. While the second process is being started (a few milliseconds),
+SIGINT is ignored here, so that it inherits the disposition; a Ctrl-C in that window is
+lost.
+
 The process is an optimisation only. Whatever goes wrong with it (it cannot start, it
 died, a message cannot be pickled) surfaces as :class:`FigureProcessLost`, and the caller
 draws in its own process instead; an exception raised by the drawing itself (e.g. an
@@ -24,9 +29,11 @@ import multiprocessing
 import os
 import signal
 import threading
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -37,6 +44,7 @@ __all__ = [
     "close_shared",
     "cores_available",
     "shared",
+    "spare_cores",
     "start_shared",
 ]
 
@@ -66,8 +74,15 @@ class PendingResult:
         self._owner = owner
         self._outcome: tuple[bool, Any] | None = None
 
-    def result(self) -> Any:
+    def result(self, timeout: float | None = None) -> Any:
         """Wait for the drawing and return what the function returned.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait at most (for ever when None). A process that has not answered
+            by then is taken as lost and ended: its answer could no longer be told apart
+            from the next one's.
 
         Returns
         -------
@@ -77,13 +92,15 @@ class PendingResult:
         Raises
         ------
         FigureProcessLost
-            If the process died or its answer could not be read.
+            If the process died, did not answer within ``timeout`` or its answer could not
+            be read.
         Exception
-            Whatever the function raised, re-raised here.
+            Whatever the function raised, re-raised here (with a note giving the other
+            process's traceback).
         """
         with self._owner._lock:
             if self._outcome is None:
-                self._outcome = self._owner._receive()
+                self._outcome = self._owner._receive(timeout)
         ok, value = self._outcome
         if ok:
             return value
@@ -95,9 +112,9 @@ class FigureProcess:
 
     One drawing at a time: :meth:`submit` sends one (after the answer to the one before,
     so that threads sharing the process take turns), :meth:`PendingResult.result` waits for
-    it. Use as a context manager, or
-    call :meth:`close`. As with every ``spawn`` process, the second interpreter imports the
-    main module of this one (a script's code must sit under ``if __name__ == "__main__":``).
+    it. Use as a context manager, or call :meth:`close`. As with every ``spawn`` process,
+    the second interpreter imports the main module of this one (a script's code must sit
+    under ``if __name__ == "__main__":``).
 
     Parameters
     ----------
@@ -172,9 +189,14 @@ class FigureProcess:
             self._pending = PendingResult(self)
             return self._pending
 
-    def _receive(self) -> tuple[bool, Any]:
+    def _receive(self, timeout: float | None = None) -> tuple[bool, Any]:
         try:
+            if timeout is not None and not self._connection.poll(timeout):
+                self.close()  # (stalled: its late answer would be read as the next one's)
+                raise FigureProcessLost(f"the figure process did not answer in {timeout:g} s")
             return self._connection.recv()
+        except FigureProcessLost:
+            raise
         except Exception as err:  # EOF (the process died), an answer that does not unpickle
             raise FigureProcessLost(f"the figure process did not answer: {err!r}") from err
 
@@ -187,7 +209,10 @@ class FigureProcess:
         self._connection.close()
         if self._process.is_alive():
             self._process.terminate()
-        self._process.join(timeout=5)
+            self._process.join(timeout=2)
+        if self._process.is_alive():  # (e.g. stopped: SIGTERM waits until it continues)
+            self._process.kill()
+        self._process.join()
 
     def __enter__(self) -> FigureProcess:
         return self
@@ -242,6 +267,7 @@ def _serve(connection: Connection, preload: tuple[str, ...]) -> None:
             try:
                 answer = (True, _resolve(fn)(*args, **kwargs))
             except BaseException as err:  # (handed to the owner, which raises it)
+                err.add_note("raised in advdyn's figure process:\n" + traceback.format_exc())
                 answer = (False, err)
         try:
             try:
@@ -263,12 +289,74 @@ def _resolve(fn: Callable[..., Any] | str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), name)
 
 
-def cores_available() -> int:
-    """Cores this process may run on (the affinity mask where the platform has one)."""
+def cores_available() -> float:
+    """Cores this process may use: its affinity mask, capped by a cgroup CPU quota.
+
+    A container limited to one CPU (``docker --cpus=1``, a Kubernetes limit) still shows
+    every core of the machine in its affinity mask; its quota (cgroup v2 ``cpu.max``, v1
+    ``cpu.cfs_quota_us / cpu.cfs_period_us``, the smallest along the group's path) is the
+    real limit.
+
+    Returns
+    -------
+    float
+        The number of cores (a fraction under a fractional quota).
+    """
     try:
-        return len(os.sched_getaffinity(0))
+        cores: float = len(os.sched_getaffinity(0))
     except AttributeError:  # (not on every platform)
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    return cores if quota is None else min(cores, quota)
+
+
+def _cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup"),
+                      membership: Path = Path("/proc/self/cgroup")) -> float | None:
+    """The CPU quota of this process's cgroup in cores, or None (none, or not Linux)."""
+    try:
+        lines = membership.read_text().splitlines()
+    except OSError:
+        return None
+    quotas = []
+    for line in lines:
+        _, controllers, group = line.split(":", 2)
+        if controllers == "":  # cgroup v2: "0::/path", cpu.max is "max 100000" or "50000 100000"
+            folders, name = [root], "cpu.max"
+        elif "cpu" in controllers.split(","):  # v1: cpu.cfs_quota_us is -1 without a quota
+            folders, name = [root / "cpu", root / "cpu,cpuacct"], "cpu.cfs_quota_us"
+        else:
+            continue
+        parts = Path(group.lstrip("/")).parts
+        for base in folders:
+            for depth in range(len(parts) + 1):  # the group and each group above it
+                folder = base.joinpath(*parts[:depth])
+                try:
+                    if name == "cpu.max":
+                        quota, period = (folder / name).read_text().split()[:2]
+                    else:
+                        quota = (folder / name).read_text().strip()
+                        period = (folder / "cpu.cfs_period_us").read_text().strip()
+                    if quota not in ("max", "-1") and float(period) > 0:
+                        quotas.append(float(quota) / float(period))
+                except (OSError, ValueError):
+                    continue
+    return min(quotas) if quotas else None
+
+
+def spare_cores() -> float:
+    """Cores left idle: :func:`cores_available` less the 1-minute load average.
+
+    Returns
+    -------
+    float
+        Negative on an overloaded machine; the load average where the platform has none
+        is taken as 0.
+    """
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # (not on every platform)
+        load = 0.0
+    return cores_available() - load
 
 
 _SHARED: FigureProcess | None = None

@@ -7,6 +7,7 @@ every file atomically. It is what ``advdyn run`` calls.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -95,7 +96,9 @@ def run(
         A second interpreter that draws ``risk.png`` from the solutions as soon as they
         exist, while this one labels and writes them (:mod:`advdyn.plot.process`; the
         console script starts one for ``advdyn run``). Without one, or if it fails, the
-        figure is drawn here; the file is the same.
+        figure is drawn here; the file is the same. (Its interpreter imports the main
+        module of this one: a script's code must sit under ``if __name__ ==
+        "__main__":``.)
 
     Returns
     -------
@@ -294,6 +297,8 @@ def _write(result: RunResult, out: Path, figure: _Figure) -> None:
 
 
 _RISK_NAMES = ("adv_risk", "clean_risk", "clean_error", "robust_error")
+# a figure takes well under a second: a process that has not answered in a minute is lost
+_FIGURE_TIMEOUT = 60.0
 
 
 class _Figure:
@@ -317,8 +322,10 @@ class _Figure:
         """Hand the solutions to the figure process, if there is one, to draw."""
         if self.figures is None:
             return
-        # plain arrays: the other process labels them itself (it imports no JAX)
-        recorded = {m: (np.asarray(s.ts), {k: np.asarray(v) for k, v in s.ys.items()},
+        # plain arrays of the quantities drawn: the other process labels them itself (it
+        # imports no JAX)
+        recorded = {m: (np.asarray(s.ts),
+                        {k: np.asarray(v) for k, v in s.ys.items() if k in _RISK_NAMES},
                         bool(s.replicated)) for m, s in solutions.items()}
         self.partial = temporary_path(self.path, suffix=".png")
         try:  # (named, not imported: matplotlib stays out of this process)
@@ -334,13 +341,14 @@ class _Figure:
         if self.pending is not None:
             pending, self.pending = self.pending, None
             try:
-                pending.result()
+                pending.result(timeout=_FIGURE_TIMEOUT)
             except FigureProcessLost as err:
                 logging.getLogger(__name__).debug("%s; drawing here", err)
             else:
                 assert self.partial is not None
-                partial, self.partial = self.partial, None
-                return put_in_place(partial, self.path)
+                path = put_in_place(self.partial, self.path)
+                self.partial = None  # (only once in place: else the exit removes it)
+                return path
         from advdyn.plot.risk import save_quantities  # matplotlib: imported where it draws
 
         return save_quantities(datasets, self.path, names=_RISK_NAMES, title=self.title)
@@ -350,4 +358,7 @@ class _Figure:
 
     def __exit__(self, *exc: object) -> None:
         if self.partial is not None:
-            self.partial.unlink(missing_ok=True)
+            # best effort: a failure here must not hide the error that ended the run (the
+            # next run removes what is left)
+            with contextlib.suppress(OSError):
+                self.partial.unlink(missing_ok=True)
