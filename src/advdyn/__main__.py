@@ -15,9 +15,10 @@ them (the process is ending; files are closed by then).
 For ``advdyn run`` it first starts a second interpreter that imports matplotlib while
 this one imports JAX, and draws the run's figure (:mod:`advdyn.plot.process`): with a core
 to spare a warm run no longer waits for matplotlib (about 0.3 s). It is skipped when less
-than half a core is idle (:data:`SPARE_CORES_NEEDED`: one core, a one-core quota, a busy
-machine) unless ``ADVDYN_FIGURE_PROCESS=1``, with ``ADVDYN_FIGURE_PROCESS=0``, and for
-``--help``; if it fails, the run draws the figure itself.
+than half a core is idle besides this process's (:data:`SPARE_CORES_NEEDED`: one core, a
+one-core quota, another busy process on two cores) unless ``ADVDYN_FIGURE_PROCESS=1``,
+with ``ADVDYN_FIGURE_PROCESS=0``, and for ``--help``; if it fails, the run draws the
+figure itself.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ import os
 import sys
 
 #: with ``ADVDYN_FIGURE_PROCESS`` unset (or ``auto``), the console script starts the figure
-#: process for ``advdyn run`` when at least this many cores are idle
-#: (:func:`advdyn.plot.process.spare_cores`: the cores this process may use, a cgroup quota
-#: included, less the 1-minute load average); ``1`` starts it on any machine, ``0`` never
+#: process for ``advdyn run`` when at least this many cores are idle besides its own
+#: (:func:`advdyn.plot.process.spare_cores`: the cores it may use, a cgroup quota included,
+#: less the tasks running at start); ``1`` starts it on any machine, ``0`` never
 SPARE_CORES_NEEDED = 0.5
 
 

@@ -161,6 +161,18 @@ def test_which_command_lines_start_a_figure_process(monkeypatch, argv, main_file
     assert _starts_figure_process(argv) is starts
 
 
+@pytest.mark.parametrize(("text", "others"), [
+    ("0.90 1.04 1.24 1/345 12345\n", 0.0),  # this process alone: two idle cores on two
+    ("2.10 1.80 1.24 3/345 12345\n", 2.0),
+])
+def test_spare_cores_counts_the_tasks_running_now(tmp_path, text, others):
+    # (not the load average: runs one after another would hold each other back)
+    from advdyn.plot.process import spare_cores
+
+    (tmp_path / "loadavg").write_text(text)
+    assert spare_cores(tmp_path / "loadavg") == pytest.approx(cores_available() - 1 - others)
+
+
 @pytest.mark.parametrize(("files", "quota"), [
     # cgroup v2: the group's cpu.max, and the smallest along its path
     ({"cgroup": "0::/a/b\n", "a/b/cpu.max": "150000 100000\n"}, 1.5),

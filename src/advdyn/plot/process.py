@@ -343,20 +343,33 @@ def _cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup"),
     return min(quotas) if quotas else None
 
 
-def spare_cores() -> float:
-    """Cores left idle: :func:`cores_available` less the 1-minute load average.
+def spare_cores(loadavg: Path = Path("/proc/loadavg")) -> float:
+    """Cores idle at this moment besides this process's own: :func:`cores_available` less
+    the tasks running now, this one included.
+
+    On Linux the running tasks are counted at this instant (``/proc/loadavg``'s
+    ``running/total`` field), so that the runs of one command one after the other do not
+    hold each other back, as they would through the load average, which remembers the last
+    minute; elsewhere the 1-minute load average (0 where there is none) stands in.
+
+    Parameters
+    ----------
+    loadavg : Path
+        The kernel's load file (a parameter for tests).
 
     Returns
     -------
     float
-        Negative on an overloaded machine; the load average where the platform has none
-        is taken as 0.
+        Negative on a machine with more running tasks than cores.
     """
     try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # (not on every platform)
-        load = 0.0
-    return cores_available() - load
+        running = float(loadavg.read_text().split()[3].split("/")[0])
+    except (OSError, IndexError, ValueError):
+        try:
+            running = os.getloadavg()[0]
+        except (AttributeError, OSError):  # (not on every platform)
+            running = 0.0
+    return cores_available() - max(running, 1.0)
 
 
 _SHARED: FigureProcess | None = None
