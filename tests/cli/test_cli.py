@@ -340,7 +340,12 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path, after):
     import time
 
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "ADVDYN_FIGURE_PROCESS": "1"}
-    proc = subprocess.Popen([*CONSOLE, "run", "-o", str(tmp_path), "--d", "2000",
+    # as from a terminal: Python's own Ctrl-C handler, which a process started with SIGINT
+    # ignored (a pytest-xdist worker's children) would not install
+    console = [sys.executable, "-c", "import signal; "
+               "signal.signal(signal.SIGINT, signal.default_int_handler); "
+               "from advdyn.__main__ import main; main()"]
+    proc = subprocess.Popen([*console, "run", "-o", str(tmp_path), "--d", "2000",
                              "--t-max", "12"],
                             start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
