@@ -218,7 +218,7 @@ def save_figure(fig, path: str | Path, dpi: int = 120, atomic: bool = True) -> P
     """
     path = Path(path)
     if not atomic:
-        fig.savefig(path, dpi=dpi, format=path.suffix.lstrip(".") or None)
+        fig.savefig(path, dpi=dpi)
         return path
     with atomic_path(path, suffix=path.suffix) as tmp:
         fig.savefig(tmp, dpi=dpi)
