@@ -51,7 +51,11 @@ def main() -> None:
         gc.enable()
         cli.dispatch()
     except KeyboardInterrupt:  # Ctrl-C while the stack loads (the commands handle their own)
-        sys.exit(130)
+        # one line, and no interpreter finalisation under threads the imports may have
+        # started (as advdyn.cli.interrupted; the figure process ends with its pipe)
+        sys.stderr.write("interrupted\n")
+        sys.stderr.flush()
+        os._exit(130)
     finally:
         if figures:
             from advdyn.plot.process import close_shared

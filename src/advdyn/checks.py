@@ -14,7 +14,10 @@ This module is pure Python and NumPy (no pydantic, no JAX): every room may impor
 from __future__ import annotations
 
 import math
+import os
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -150,6 +153,39 @@ def recording_times(times: Any, field: str = "times") -> np.ndarray:
     return arr
 
 
+#: the most steps a time horizon may take: beyond ``2**53``, step counts and times ``k * dt``
+#: are no longer exact in float64 (and such a run would never end)
+MAX_STEPS = 2**53
+
+
+def step_count(steps: float, field: str, what: str) -> float:
+    """A number of time steps that a run can take: at most :data:`MAX_STEPS`.
+
+    Parameters
+    ----------
+    steps : float
+        Horizon over step size (e.g. ``t_max * d`` for SGD, ``t_max / eta`` for an SME).
+    field : str
+        The field to change, named in the message.
+    what : str
+        What makes the steps, for the message (e.g. ``"t_max = 1e+300 at d = 1000"``).
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ConfigError
+        If ``steps`` exceeds :data:`MAX_STEPS` or is not finite.
+    """
+    if not steps <= MAX_STEPS:
+        raise ConfigError(field, f"{what} makes {steps:.3g} steps, more than 2^53 = "
+                          f"{MAX_STEPS:.3g} (beyond, step times are not exact in float64); "
+                          f"lower {field}")
+    return steps
+
+
 def horizon(t_max: Any, d: int, field: str = "t_max") -> float:
     """A time horizon of at least one SGD step, ``t_max >= 1/d``.
 
@@ -169,10 +205,11 @@ def horizon(t_max: Any, d: int, field: str = "t_max") -> float:
     Raises
     ------
     ConfigError
-        If ``t_max`` is not positive or shorter than one step (it would silently be
-        rounded up to one step otherwise).
+        If ``t_max`` is not positive, shorter than one step (it would silently be
+        rounded up to one step otherwise) or more than :data:`MAX_STEPS` steps.
     """
     t = positive(t_max, field)
+    step_count(t * d, field, f"t_max = {t:g} at d = {d}")
     if t * d < 1 - 1e-9:
         raise ConfigError(
             field, f"t_max = {t:g} is shorter than one SGD step 1/d = {1 / d:g} (d = {d}); "
@@ -245,3 +282,67 @@ def simulation(d: int, t_max: Any, n_times: Any, replicates: Any, block_size: An
     integer(n_times, "n_times", 2)
     integer(replicates, "replicates", 1)
     integer(block_size, "block_size", 1)
+
+
+def output_folder(value: Any, field: str = "out") -> Path:
+    """A result folder: a non-empty path that is not an existing file.
+
+    Whether the folder can be created and written is for :func:`advdyn.io.folder_lock`,
+    which every command that writes a result folder holds before it computes.
+
+    Parameters
+    ----------
+    value : str or os.PathLike
+        The folder (created later if missing).
+    field : str
+        Name of the field in error messages.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ConfigError
+        If ``value`` is not a path, is empty (``""`` would silently mean the current
+        folder) or names something that exists and is not a folder.
+    """
+    if not isinstance(value, str | os.PathLike) or isinstance(value, bytes):
+        raise ConfigError(field, f"must be a folder path, got {value!r}")
+    text = os.fspath(value)
+    if not text.strip() or "\x00" in text:
+        raise ConfigError(field, f"must be a folder path, got {text!r}; use . for the "
+                          "current folder")
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(field, f"cannot write results to {path}: it is a file, not a "
+                          "folder; choose another --out")
+    return path
+
+
+_ADDRESS = re.compile(r"^([a-z][a-z0-9+.-]*://)?[^\s/]+:[0-9]{1,5}$")
+
+
+def scheduler_address(value: Any, field: str = "scheduler") -> str:
+    """The address of a Dask scheduler: ``[protocol://]host:port`` (e.g. ``tcp://h:8786``).
+
+    Parameters
+    ----------
+    value : str
+        The address.
+    field : str
+        Name of the field in error messages.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ConfigError
+        If ``value`` is not a string of that form (a port is required).
+    """
+    if not isinstance(value, str) or not _ADDRESS.match(value.strip()):
+        raise ConfigError(field, f"expected a scheduler address like tcp://host:8786, got "
+                          f"{value!r}")
+    return value.strip()

@@ -40,23 +40,31 @@ class DivergenceError(RuntimeError):
     loss : str, optional
         Name of the loss, when known: the advice is then specific to it (the stable range
         of the rate of least squares is only stated for least squares).
+    advice : str, optional
+        What to do, replacing the advice to lower the learning rate.
     """
 
     def __init__(self, method: str, time: float, lr: float, detail: str,
-                 loss: str | None = None):
+                 loss: str | None = None, advice: str | None = None):
         self.method = method
         self.time = time
         self.lr = lr
         self.detail = detail
         self.loss = loss
+        self.advice = advice
         super().__init__(
             f"{method} diverged at t = {time:.4g} with learning rate gamma = {lr:.4g}: "
-            f"{detail}. {_advice(loss)}"
+            f"{detail}. {advice if advice is not None else _advice(loss)}"
         )
 
     def with_loss(self, loss: str) -> DivergenceError:
         """The same error with advice for ``loss`` (a built-in name or ``custom:...``)."""
-        return DivergenceError(self.method, self.time, self.lr, self.detail, loss)
+        return DivergenceError(self.method, self.time, self.lr, self.detail, loss, self.advice)
+
+    def with_advice(self, advice: str) -> DivergenceError:
+        """The same error with ``advice`` in place of the learning-rate advice (for a
+        caller that knows the rate is not the cause, e.g. a solver's step budget)."""
+        return DivergenceError(self.method, self.time, self.lr, self.detail, self.loss, advice)
 
 
 def _advice(loss: str | None) -> str:

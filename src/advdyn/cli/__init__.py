@@ -20,9 +20,18 @@ from advdyn.cli import run as _run  # noqa: F401  (registers its commands)
 from advdyn.cli import sme as _sme  # noqa: F401  (registers its commands)
 from advdyn.cli import sweep as _sweep  # noqa: F401  (registers its commands)
 from advdyn.cli import theory as _theory  # noqa: F401  (registers its commands)
-from advdyn.cli._app import EXIT_DIVERGED, EXIT_USER_ERROR, app, err_console, fail
+from advdyn.cli._app import (
+    EXIT_DIVERGED,
+    EXIT_USER_ERROR,
+    app,
+    err_console,
+    fail,
+    handle_interrupts,
+    interrupted,
+)
 
-__all__ = ["EXIT_DIVERGED", "EXIT_USER_ERROR", "app", "configure", "dispatch", "fail", "main"]
+__all__ = ["EXIT_DIVERGED", "EXIT_USER_ERROR", "app", "configure", "dispatch", "fail",
+           "handle_interrupts", "interrupted", "main"]
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -56,7 +65,11 @@ def configure() -> None:
 
 
 def dispatch() -> None:
-    """Run the command named on the command line; exit with its status (:func:`sys.exit`)."""
+    """Run the command named on the command line; exit with its status (:func:`sys.exit`).
+
+    Ctrl-C ends the command at once with status 130 and one line (:func:`interrupted`).
+    """
+    handle_interrupts()
     try:
         # with standalone_mode=False, typer/click *return* the code of a typer.Exit raised
         # inside a command instead of raising it: propagate it as the process exit status.
@@ -76,9 +89,11 @@ def dispatch() -> None:
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
             fail(exc.format_message() + hint)  # type: ignore[attr-defined]  # (found at run time)
             sys.exit(EXIT_USER_ERROR)
-        if isinstance(exc, typer.Abort):
-            sys.exit(130)
+        if isinstance(exc, typer.Abort):  # click's form of a KeyboardInterrupt
+            interrupted()
         raise
+    except KeyboardInterrupt:  # (outside click's own handling)
+        interrupted()
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ Every ``advdyn`` subcommand lives in one module of this package and registers it
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated
 
 import typer
@@ -49,6 +50,115 @@ def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:
     """
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def _folder(value) -> object:
+    from advdyn import checks
+    from advdyn.errors import ConfigError
+
+    try:
+        return checks.output_folder(value, "--out")
+    except ConfigError as err:
+        raise typer.BadParameter(err.message) from None
+
+
+def out_option(help: str = "Result folder.") -> typing.Any:
+    """The ``--out``/``-o`` option of a command that writes a result folder.
+
+    Parsed by :func:`advdyn.checks.output_folder`: an empty path or an existing file is a
+    usage error (exit 2) before the command starts. The command then holds the folder
+    with :func:`advdyn.io.folder_lock` before it computes.
+
+    Parameters
+    ----------
+    help : str
+        The option's help text.
+
+    Returns
+    -------
+    typer option information (the default of ``Annotated[Path, out_option()]``).
+    """
+    return typer.Option("--out", "-o", help=help, parser=_folder)
+
+
+def interrupted(*_: object) -> typing.NoReturn:
+    """End the process at once after Ctrl-C: one line on standard error, exit status 130.
+
+    The command line's SIGINT handler (:func:`handle_interrupts`). Unfinished writes are
+    removed first (:func:`advdyn.io.files.abandon`: temporary files, a result folder this
+    process created and left empty); finished result files stay, and the folder's lock
+    goes with the process. The process then ends with :func:`os._exit`, without unwinding
+    and without the interpreter's finalisation: a ``KeyboardInterrupt`` raised while
+    JAX traces, compiles or dispatches (or finalisation under XLA's running threads)
+    crashed ``advdyn sme`` (segmentation fault, ``pure virtual method called``)
+    instead of exiting 130.
+    """
+    import os
+    import sys
+
+    try:
+        from advdyn.io.files import abandon
+
+        abandon()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        show_cursor = "\x1b[?25h" if os.isatty(2) else ""  # a progress bar may hide it
+        os.write(2, f"{show_cursor}\ninterrupted\n".encode() if show_cursor
+                 else b"interrupted\n")
+    finally:
+        os._exit(130)
+
+
+def handle_interrupts() -> None:
+    """Make Ctrl-C (SIGINT) end the process with :func:`interrupted`.
+
+    Only where SIGINT has Python's default handler: a process started with SIGINT
+    ignored (a background job) keeps ignoring it. Call from the main thread, before
+    helper processes start.
+    """
+    import signal
+    import sys
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, interrupted)
+    # multiprocessing's resource tracker (started later, e.g. by a sweep's Dask workers)
+    # takes this process's -W options: a process ended by Ctrl-C did not release its
+    # semaphores, and the tracker's warning about it is not the user's concern
+    sys.warnoptions.append("ignore:resource_tracker:UserWarning")
+
+
+def print_default(name: str) -> None:
+    """Write the embedded default config ``advdyn/defaults/<name>`` to standard output.
+
+    Parameters
+    ----------
+    name : str
+        File name under ``advdyn/defaults``.
+
+    Raises
+    ------
+    typer.Exit
+        Status 2 with one line when standard output cannot be written (a full disk, a
+        closed pipe).
+    """
+    import os
+    import sys
+    from importlib import resources
+
+    text = resources.files("advdyn").joinpath(f"defaults/{name}").read_text()
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as err:
+        # what is still buffered cannot be written either: drop it, so that the
+        # interpreter's exit does not try again (and print a traceback)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        raise fail(f"cannot write the config to standard output: {err.strerror or err}") from None
 
 
 def load_with_overrides(config, overrides: dict):

@@ -4,8 +4,6 @@ the critical attack strength eps* (paper seed 004)."""
 from __future__ import annotations
 
 import math
-import sys
-from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +11,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from advdyn.cli._app import EXIT_USER_ERROR, app, err_console, fail, out_console
+from advdyn.cli._app import (
+    EXIT_USER_ERROR,
+    app,
+    err_console,
+    fail,
+    out_console,
+    out_option,
+    print_default,
+)
 
 
 @app.command("critical-eps")
@@ -21,7 +27,7 @@ def critical_eps_command(
     config: Annotated[
         Path | None, typer.Argument(help="TOML config; the embedded default when omitted.")
     ] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Result folder.")] = Path(
+    out: Annotated[Path, out_option()] = Path(
         "critical-eps-out"
     ),
     width: Annotated[int | None, typer.Option(help="Override model.width.")] = None,
@@ -100,14 +106,12 @@ def critical_eps_command(
 @app.command("critical-eps-config")
 def critical_eps_config_command():
     """Print the embedded critical-eps default config (MLP on the 8x8 digits)."""
-    sys.stdout.write(
-        resources.files("advdyn").joinpath("defaults/critical_eps.toml").read_text()
-    )
+    print_default("critical_eps.toml")
 
 
 @app.command("critical-linear")
 def critical_linear_command(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Result folder.")] = Path(
+    out: Annotated[Path, out_option()] = Path(
         "critical-linear-out"
     ),
     seed: Annotated[int, typer.Option(help="Seed of teachers and data.")] = 0,
@@ -120,54 +124,63 @@ def critical_linear_command(
     scaling of the Theorem-1 crossing and of the surrogate eps*."""
     import numpy as np
 
+    from advdyn import checks
     from advdyn.critical import linear
-    from advdyn.io import write_json, write_netcdf
+    from advdyn.errors import ConfigError
+    from advdyn.io import folder_lock, write_json, write_netcdf
     from advdyn.plot.critical import plot_linear_fig2, plot_linear_fig3, plot_scaling
     from advdyn.plot.risk import save_figure
     from advdyn.precision import x64
 
     try:
-        with x64():  # the linear theory is float64 (its studies are not entry points)
-            result = _linear_studies(seed)
-        traj, pv, pairs, study = result
-        files = [
-            save_figure(plot_linear_fig2(traj, pv), out / "linear_fig2.png"),
-            save_figure(plot_linear_fig3(pv), out / "linear_fig3.png"),
-            save_figure(plot_scaling(study), out / "linear_scaling.png"),
-            write_netcdf(study, out / "linear_scaling.nc"),
-        ]
-        ratio = study["d"].values / study["n"].values
-        summary = {
-            "pairs": [list(map(int, p)) for p in pairs],
-            "eps_cross": study["eps_cross"].values.tolist(),
-            "eps_surrogate": study["eps_surrogate"].values.tolist(),
-            "slope_cross": linear.loglog_slope(ratio, study["eps_cross"].values),
-            "slope_surrogate": linear.loglog_slope(ratio, study["eps_surrogate"].values),
-            "p_theta": {str(p.attrs["d"]): p["p_theta"].values.tolist() for p in pv},
-            "p_loss": {str(p.attrs["d"]): p["p_loss"].values.tolist() for p in pv},
-            "log_ratio_pvalues": np.linspace(-3, 2, 11).tolist(),
-        }
-        if streaming:
-            from advdyn.critical import exact
-            from advdyn.simulate.sgd import time_grid
-
-            d_s, grid_eps = 100, np.geomspace(1e-3, 1.0, 16)
-            times = time_grid(d_s, 32.0, 11).times
-            ode = exact.ode_critical_radius(d_s, times, grid_eps, seed=seed)
-            sgd = exact.sgd_critical_radius(d_s, 32.0, 11, grid_eps, replicates=8, seed=seed)
-            m = sgd["eps_star_margin"].values
-            summary["streaming"] = {
-                "d": d_s, "lr": "gamma_t = 1/(1 + t)", "t": times.tolist(),
-                "eps_star_paper_ode": ode["eps_star"].values.tolist(),
-                "eps_star_paper_sgd_max": sgd["eps_star"].values.max(axis=0).tolist(),
-                "eps_star_gap_matched_ode": ode["eps_star_margin"].values.tolist(),
-                "eps_star_gap_matched_sgd_mean": m.mean(axis=0).tolist(),
-                "eps_star_gap_matched_sgd_sd": m.std(axis=0, ddof=1).tolist(),
-                "slope_ode_t_ge_4": exact.scaling_slope(times, ode["eps_star_margin"].values,
-                                                        4.0),
+        checks.integer(seed, "--seed", 0)  # (before the folder is taken)
+        with folder_lock(out, "advdyn critical-linear"):
+            with x64():  # the linear theory is float64 (its studies are not entry points)
+                result = _linear_studies(seed)
+            traj, pv, pairs, study = result
+            ratio = study["d"].values / study["n"].values
+            summary = {
+                "pairs": [list(map(int, p)) for p in pairs],
+                "eps_cross": study["eps_cross"].values.tolist(),
+                "eps_surrogate": study["eps_surrogate"].values.tolist(),
+                "slope_cross": linear.loglog_slope(ratio, study["eps_cross"].values),
+                "slope_surrogate": linear.loglog_slope(ratio, study["eps_surrogate"].values),
+                "p_theta": {str(p.attrs["d"]): p["p_theta"].values.tolist() for p in pv},
+                "p_loss": {str(p.attrs["d"]): p["p_loss"].values.tolist() for p in pv},
+                "log_ratio_pvalues": np.linspace(-3, 2, 11).tolist(),
             }
-            files.append(write_netcdf(ode, out / "linear_streaming_ode.nc"))
-        files.append(write_json(summary, out / "linear.json"))
+            if streaming:
+                from advdyn.critical import exact
+                from advdyn.simulate.sgd import time_grid
+
+                d_s, grid_eps = 100, np.geomspace(1e-3, 1.0, 16)
+                times = time_grid(d_s, 32.0, 11).times
+                ode = exact.ode_critical_radius(d_s, times, grid_eps, seed=seed)
+                sgd = exact.sgd_critical_radius(d_s, 32.0, 11, grid_eps, replicates=8, seed=seed)
+                m = sgd["eps_star_margin"].values
+                summary["streaming"] = {
+                    "d": d_s, "lr": "gamma_t = 1/(1 + t)", "t": times.tolist(),
+                    "eps_star_paper_ode": ode["eps_star"].values.tolist(),
+                    "eps_star_paper_sgd_max": sgd["eps_star"].values.max(axis=0).tolist(),
+                    "eps_star_gap_matched_ode": ode["eps_star_margin"].values.tolist(),
+                    "eps_star_gap_matched_sgd_mean": m.mean(axis=0).tolist(),
+                    "eps_star_gap_matched_sgd_sd": m.std(axis=0, ddof=1).tolist(),
+                    "slope_ode_t_ge_4": exact.scaling_slope(times, ode["eps_star_margin"].values,
+                                                            4.0),
+                }
+            # every study is computed before a file is written (an interrupted run leaves
+            # the previous files as they were)
+            files = [
+                save_figure(plot_linear_fig2(traj, pv), out / "linear_fig2.png"),
+                save_figure(plot_linear_fig3(pv), out / "linear_fig3.png"),
+                save_figure(plot_scaling(study), out / "linear_scaling.png"),
+                write_netcdf(study, out / "linear_scaling.nc"),
+            ]
+            if streaming:
+                files.append(write_netcdf(ode, out / "linear_streaming_ode.nc"))
+            files.append(write_json(summary, out / "linear.json"))
+    except ConfigError as err:
+        raise fail(str(err), EXIT_USER_ERROR) from None
     except OSError as err:
         raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
     if not quiet:
@@ -242,9 +255,12 @@ def _print_summary(result) -> None:
             f" fine-tune {_fmt(s['eps_star_fast'])} / {_fmt(strong['eps_star_fast'])}",
             highlight=False)
     px = e["pixel_units"] or {}
+    # what the JSON says the band is: a prediction interval only over >= 2 estimates
+    band = (f"{e['level']:.0%} prediction interval" if e["method"].startswith("Student-t")
+            else e["method"])
     out_console.print(
         f"eps* over {len(s['repeats'])} splits/seeds ({e['evaluation']} evaluation): "
-        f"{_fmt(e['mean'])} {px.get('mean') or ''}, {e['level']:.0%} prediction interval "
+        f"{_fmt(e['mean'])} {px.get('mean') or ''}, {band} "
         f"[{_fmt(e['lower'])}, {_fmt(e['upper'])}] {px.get('lower') or ''} "
         f"{px.get('upper') or ''}", highlight=False)
     out_console.print(

@@ -3,15 +3,21 @@ PAC-Bayes bound on the robust risk, robust overfitting and AWP (paper seed 003).
 
 from __future__ import annotations
 
-import sys
-from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from advdyn.cli._app import EXIT_USER_ERROR, app, err_console, fail, out_console
+from advdyn.cli._app import (
+    EXIT_USER_ERROR,
+    app,
+    err_console,
+    fail,
+    out_console,
+    out_option,
+    print_default,
+)
 
 
 @app.command("posterior")
@@ -19,7 +25,7 @@ def posterior_command(
     config: Annotated[
         Path | None, typer.Argument(help="TOML config; the embedded default when omitted.")
     ] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Result folder.")] = Path(
+    out: Annotated[Path, out_option()] = Path(
         "posterior-out"
     ),
     epochs: Annotated[int | None, typer.Option(help="Override robust.epochs.")] = None,
@@ -79,4 +85,4 @@ def posterior_command(
 @app.command("posterior-config")
 def posterior_config_command():
     """Print the embedded posterior default config."""
-    sys.stdout.write(resources.files("advdyn").joinpath("defaults/posterior.toml").read_text())
+    print_default("posterior.toml")

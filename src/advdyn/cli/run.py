@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +16,8 @@ from advdyn.cli._app import (
     fail,
     load_with_overrides,
     out_console,
+    out_option,
+    print_default,
     titled_table,
 )
 
@@ -31,7 +31,7 @@ def run_command(
         list[str] | None,
         typer.Option("--method", "-m", help="ode, sgd and/or hsgd (repeat or comma-separate)."),
     ] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Result folder.")] = Path(
+    out: Annotated[Path, out_option()] = Path(
         "advdyn-out"
     ),
     replicates: Annotated[int | None, typer.Option(help="SGD/HSGD replicates.")] = None,
@@ -86,7 +86,7 @@ def run_command(
 @app.command("default-config")
 def default_config_command():
     """Print the embedded default config (a starting point for your own TOML file)."""
-    sys.stdout.write(resources.files("advdyn").joinpath("defaults/default.toml").read_text())
+    print_default("default.toml")
 
 
 def _compile_status() -> None:

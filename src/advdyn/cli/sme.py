@@ -3,8 +3,6 @@ SGD (paper seed 002)."""
 
 from __future__ import annotations
 
-import sys
-from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +10,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from advdyn.cli._app import EXIT_USER_ERROR, app, err_console, fail, out_console
+from advdyn.cli._app import (
+    EXIT_USER_ERROR,
+    app,
+    err_console,
+    fail,
+    out_console,
+    out_option,
+    print_default,
+)
 
 
 @app.command("sme")
@@ -20,7 +26,7 @@ def sme_command(
     config: Annotated[
         Path | None, typer.Argument(help="TOML config; the embedded default when omitted.")
     ] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Result folder.")] = Path("sme-out"),
+    out: Annotated[Path, out_option()] = Path("sme-out"),
     paths: Annotated[int | None, typer.Option(help="Override risks.paths.")] = None,
     no_digits: Annotated[bool, typer.Option("--no-digits", help="Skip the digits part.")] = False,
     no_minimax: Annotated[
@@ -104,4 +110,4 @@ def _print_summary(summary: dict) -> None:
 @app.command("sme-config")
 def sme_config_command():
     """Print the embedded default config of ``advdyn sme``."""
-    sys.stdout.write(resources.files("advdyn").joinpath("defaults/sme.toml").read_text())
+    print_default("sme.toml")

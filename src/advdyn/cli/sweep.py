@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from advdyn.cli._app import EXIT_USER_ERROR, app, err_console, fail, out_console, titled_table
+from advdyn.cli._app import (
+    EXIT_USER_ERROR,
+    app,
+    err_console,
+    fail,
+    out_console,
+    out_option,
+    titled_table,
+)
 
 
 @app.command("sweep")
@@ -21,7 +29,7 @@ def sweep_command(
         int | None, typer.Option(min=1, help="Worker processes of the local Dask cluster.")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Result folder (overrides `out`).")
+        Path | None, out_option("Result folder (overrides `out`).")
     ] = None,
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Run again points recorded as failed.")

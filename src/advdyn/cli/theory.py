@@ -16,6 +16,7 @@ from advdyn.cli._app import (
     fail,
     load_with_overrides,
     out_console,
+    out_option,
     titled_table,
 )
 
@@ -53,7 +54,7 @@ def limit_command(
     gamma: Annotated[
         float | None, typer.Option(help="Constant learning rate (default: the config's lr).")
     ] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Result folder.")] = Path(
+    out: Annotated[Path, out_option()] = Path(
         "advdyn-out"
     ),
     d: Annotated[int | None, typer.Option("--d", help="Override the dimension.")] = None,
@@ -64,7 +65,7 @@ def limit_command(
 ):
     """Adversarial optimum and constant-rate limit; writes limit.json (bins with run.bins)."""
     from advdyn.errors import ConfigError
-    from advdyn.io import write_json
+    from advdyn.io import folder_lock, write_json
     from advdyn.workflows.limits import limit_from_config
 
     try:
@@ -72,9 +73,10 @@ def limit_command(
         g = _constant_gamma(cfg, gamma)
         from advdyn.workflows.progress import progress_phase
 
-        with progress_phase("limit (fixed point and ODE check)"):
+        with folder_lock(out, "advdyn limit"), \
+                progress_phase("limit (fixed point and ODE check)"):
             report = limit_from_config(cfg, g, check_with_ode=not no_ode_check)
-        path = write_json(report, out / "limit.json")
+            path = write_json(report, out / "limit.json")
     except ConfigError as err:
         raise fail(str(err), EXIT_USER_ERROR) from None
     except OSError as err:
@@ -109,7 +111,7 @@ def monotone_command(
     ] = 3,
     t_max: Annotated[float, typer.Option(help="ODE horizon.")] = 20.0,
     n_times: Annotated[int, typer.Option(help="Records along each ODE run.")] = 401,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Result folder.")] = Path(
+    out: Annotated[Path, out_option()] = Path(
         "advdyn-out"
     ),
     d: Annotated[int | None, typer.Option("--d", help="Override the dimension.")] = None,
@@ -117,7 +119,7 @@ def monotone_command(
 ):
     """Scan constant rates and initialisations for monotone descent of risk and distance."""
     from advdyn.errors import ConfigError
-    from advdyn.io import write_netcdf
+    from advdyn.io import folder_lock, write_netcdf
     from advdyn.plot.risk import plot_monotone_scan, save_figure
     from advdyn.workflows.limits import monotone_from_config
 
@@ -130,10 +132,11 @@ def monotone_command(
         if n_times < 3:
             raise ConfigError("--n-times", f"must be >= 3, got {n_times}")
         cfg = load_with_overrides(config, {"problem.d": d})
-        ds = monotone_from_config(cfg, rates, random_inits=random_inits, t_max=t_max,
-                                  n_times=n_times, progress=not quiet)
-        nc = write_netcdf(ds, out / "monotone.nc")
-        png = save_figure(plot_monotone_scan(ds), out / "monotone.png")
+        with folder_lock(out, "advdyn monotone"):
+            ds = monotone_from_config(cfg, rates, random_inits=random_inits, t_max=t_max,
+                                      n_times=n_times, progress=not quiet)
+            nc = write_netcdf(ds, out / "monotone.nc")
+            png = save_figure(plot_monotone_scan(ds), out / "monotone.png")
     except ConfigError as err:
         raise fail(str(err), EXIT_USER_ERROR) from None
     except OSError as err:
@@ -166,11 +169,12 @@ def figure_command(
         str, typer.Argument(help="agreement (a), monotone (b), adaptive (c) or limit (d).")
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder for the image and its numbers.")
+        Path, out_option("Folder for the image and its numbers.")
     ] = Path("advdyn-figures"),
 ):
     """Build one of the figures of docs/figures.md; writes fig_NAME.png and fig_NAME.json."""
-    from advdyn.io import write_json
+    from advdyn.errors import ConfigError
+    from advdyn.io import folder_lock, write_json
     from advdyn.plot.risk import save_figure
     from advdyn.workflows.figures import ALIASES, FIGURES
 
@@ -180,12 +184,15 @@ def figure_command(
         raise fail(f"NAME: unknown figure {name!r}; choose one of {choices}", EXIT_USER_ERROR)
     from advdyn.workflows.progress import progress_callback
 
-    err_console.print(f"building figure {key} (this runs the computations behind it)...")
-    with progress_callback(f"figure {key}") as report:
-        fig, info = FIGURES[key](progress=report)
     try:
-        png = save_figure(fig, out / f"fig_{key}.png")
-        js = write_json(info, out / f"fig_{key}.json")
+        with folder_lock(out, "advdyn figure"):
+            err_console.print(f"building figure {key} (this runs the computations behind it)...")
+            with progress_callback(f"figure {key}") as report:
+                fig, info = FIGURES[key](progress=report)
+            png = save_figure(fig, out / f"fig_{key}.png")
+            js = write_json(info, out / f"fig_{key}.json")
+    except ConfigError as err:
+        raise fail(str(err), EXIT_USER_ERROR) from None
     except OSError as err:
         raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
     out_console.print(escape(f"written {png}, {js}"), highlight=False)

@@ -19,6 +19,7 @@ from typing import Literal
 
 from pydantic import Field, StrictBool, field_validator, model_validator
 
+from advdyn import checks
 from advdyn.config.command import (
     CommandConfig,
     Section,
@@ -114,6 +115,8 @@ class HighdimConfig(Section):
             raise ValueError("highdim.t_drop must be below highdim.t_max")
         if self.groups > self.d:
             raise ValueError("highdim.groups must not exceed highdim.d")
+        checks.as_value_error(checks.step_count)(
+            self.t_max * self.d, "highdim.t_max", f"t_max = {self.t_max:g} at d = {self.d}")
         return self
 
 

@@ -541,11 +541,16 @@ def read_toml(path: str | Path, field: str = "config") -> dict:
     Raises
     ------
     ConfigError
-        If the file is missing or is not valid TOML.
+        If the file is missing, a folder or not a regular file (a device, a FIFO), cannot
+        be read, or is not valid UTF-8 TOML.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(field, f"file not found: {path}")
+    if path.is_dir():
+        raise ConfigError(field, f"{path} is a folder, not a TOML file")
+    if not path.is_file():  # a device, a FIFO (reading it could block or never end)
+        raise ConfigError(field, f"{path} is not a regular file; give a TOML file")
     try:
         raw = path.read_bytes()
     except OSError as err:

@@ -17,6 +17,7 @@ from typing import Literal
 
 from pydantic import Field, StrictBool, field_validator, model_validator
 
+from advdyn import checks
 from advdyn.config.command import (
     CommandConfig,
     Section,
@@ -62,6 +63,12 @@ class RisksSection(Section):
     dt_factor: float = Field(default=0.5, gt=0, le=1, description="SME step = dt_factor * eta")
     scheme: Literal["euler", "extrapolated"] = "extrapolated"
 
+    @model_validator(mode="after")
+    def _steps(self):
+        checks.as_value_error(checks.step_count)(
+            self.t_max / (self.dt_factor * self.eta), "risks.t_max", f"t_max = {self.t_max:g}")
+        return self
+
 
 def _decreasing_positive(v: list[float]) -> list[float]:
     if len(v) < 2 or any(x <= 0 for x in v) or any(b >= a for a, b in pairwise(v)):
@@ -84,6 +91,8 @@ class WeakErrorSection(Section):
     def _lengths(self):
         if len(self.delta0) != len(self.eigenvalues) or any(x <= 0 for x in self.eigenvalues):
             raise ValueError("delta0 and eigenvalues need equal lengths, eigenvalues > 0")
+        checks.as_value_error(checks.step_count)(
+            self.t_max / self.etas[-1], "weak_error.t_max", f"t_max = {self.t_max:g}")
         return self
 
 
@@ -103,6 +112,12 @@ class ControlSection(Section):
         if any(not 0 < u <= 1 for u in v):
             raise ValueError("fixed multipliers must lie in (0, 1]")
         return v
+
+    @model_validator(mode="after")
+    def _steps(self):
+        checks.as_value_error(checks.step_count)(
+            self.t_max / self.eta, "control.t_max", f"t_max = {self.t_max:g}")
+        return self
 
 
 class FlowsSection(Section):

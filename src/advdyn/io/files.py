@@ -11,6 +11,33 @@ from contextlib import contextmanager
 from pathlib import Path
 
 _UMASK_LOCK = threading.Lock()
+_PENDING_LOCK = threading.Lock()
+#: temporary files not yet put in place, and folders a running lock created: what
+#: :func:`abandon` removes when the process is ended at once (Ctrl-C on the command line)
+_PENDING: set[Path] = set()
+_CREATED: set[Path] = set()
+
+
+def abandon() -> None:
+    """Remove this process's unfinished writes: its temporary files not yet put in place,
+    and the folders its :func:`folder_lock` created in which nothing else was written.
+
+    For a process about to end without unwinding (:func:`os._exit` after Ctrl-C,
+    :func:`advdyn.cli.interrupted`): the finished result files stay as they were, so a
+    previous result set is never mixed with part of a new one beyond what was complete.
+    """
+    with _PENDING_LOCK:
+        for tmp in list(_PENDING):
+            tmp.unlink(missing_ok=True)
+        for folder in list(_CREATED):
+            try:
+                if [p.name for p in folder.iterdir()] == [".advdyn.lock"]:
+                    (folder / ".advdyn.lock").unlink(missing_ok=True)
+                    folder.rmdir()
+            except OSError:
+                pass
+        _PENDING.clear()
+        _CREATED.clear()
 
 
 def _umask() -> int:
@@ -48,6 +75,8 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
         put_in_place(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        with _PENDING_LOCK:
+            _PENDING.discard(tmp)
         raise
 
 
@@ -74,6 +103,8 @@ def temporary_path(path: str | Path, suffix: str = ".tmp") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
+    with _PENDING_LOCK:
+        _PENDING.add(Path(tmp))
     return Path(tmp)
 
 
@@ -95,6 +126,8 @@ def put_in_place(tmp: str | Path, path: str | Path) -> Path:
     """
     os.chmod(tmp, 0o666 & ~_umask())
     os.replace(tmp, path)
+    with _PENDING_LOCK:
+        _PENDING.discard(Path(tmp))
     return Path(path)
 
 
@@ -143,24 +176,29 @@ def folder_lock(folder: str | Path, what: str = "advdyn") -> Iterator[Path]:
     Raises
     ------
     ConfigError
-        Field ``out``: if ``folder`` names an existing file, or another process holds the
-        lock (its process id and command are named).
+        Field ``out``: if ``folder`` is empty or names an existing file, cannot be created
+        or written (read-only, full), or another process holds the lock (its process id and
+        command are named). All of it is checked before the block runs, so that a command
+        holding the lock around its computation refuses a bad folder before computing.
     """
     import fcntl
 
+    from advdyn import checks
     from advdyn.errors import ConfigError
 
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(
-            "out", f"cannot write results to {folder}: it is a file, not a folder; choose another "
-            "--out"
-        )
+    folder = checks.output_folder(folder, "out")
     created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = folder / ".advdyn.lock"
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = folder / ".advdyn.lock"
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as err:
+        raise ConfigError("out", f"cannot write results to {folder}: "
+                          f"{err.strerror or err}; choose another --out") from None
     failed = False
+    if created:
+        with _PENDING_LOCK:
+            _CREATED.add(folder)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -170,15 +208,23 @@ def folder_lock(folder: str | Path, what: str = "advdyn") -> Iterator[Path]:
                 "out", f"{folder} is in use by {holder}; wait for it to finish or choose "
                 "another --out"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{what} (pid {os.getpid()})\n".encode(), 0)
         try:
-            yield lock
-        except BaseException:
-            failed = True
-            raise
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{what} (pid {os.getpid()})\n".encode(), 0)
+            probe_fd, probe = tempfile.mkstemp(prefix=".advdyn.probe.", dir=folder)
+            os.close(probe_fd)  # results can be created here
+            os.unlink(probe)
+        except OSError as err:  # a read-only folder or file system, a full disk, ...
+            raise ConfigError("out", f"cannot write results to {folder}: "
+                              f"{err.strerror or err}; choose another --out") from None
+        yield lock
+    except BaseException:
+        failed = True
+        raise
     finally:
         if failed and created and [p.name for p in folder.iterdir()] == [lock.name]:
             lock.unlink(missing_ok=True)  # a run that failed before writing leaves no folder
             folder.rmdir()
+        with _PENDING_LOCK:
+            _CREATED.discard(folder)
         os.close(fd)  # releases the lock

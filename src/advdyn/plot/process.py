@@ -44,6 +44,7 @@ __all__ = [
     "close_shared",
     "cores_available",
     "shared",
+    "sigint_ignored",
     "spare_cores",
     "start_shared",
 ]
@@ -141,7 +142,7 @@ class FigureProcess:
             target=_serve, args=(child, tuple(preload)), name="advdyn-figures", daemon=True
         )
         try:
-            with _sigint_ignored():  # inherited: Ctrl-C never interrupts its start-up either
+            with sigint_ignored():  # inherited: Ctrl-C never interrupts its start-up either
                 self._process.start()
         except Exception as err:  # (e.g. no process may be started here)
             self._connection.close()
@@ -222,7 +223,7 @@ class FigureProcess:
 
 
 @contextmanager
-def _sigint_ignored() -> Iterator[None]:
+def sigint_ignored() -> Iterator[None]:
     """Ignore SIGINT while the block runs, where this thread may set signal handlers.
 
     A process started meanwhile inherits the disposition through ``exec``, and Python does

@@ -50,6 +50,7 @@ from advdyn.critical.estimators import (
 )
 from advdyn.critical.verdict import Verdict, diagnose, verdict
 from advdyn.io import atomic_path, write_json, write_netcdf
+from advdyn.io.files import folder_lock
 
 
 def build_data(cfg: CriticalConfig) -> ArrayData:
@@ -226,7 +227,21 @@ def run_critical(cfg: CriticalConfig, out_dir: str | Path | None = None,
     Returns
     -------
     CriticalResult
+
+    Raises
+    ------
+    ConfigError
+        If ``out_dir`` cannot be written or is in use by another command (field ``out``;
+        :func:`advdyn.io.folder_lock`, held from before the first training).
     """
+    if out_dir is None:
+        return _run_critical(cfg, None, progress, eps, backend)
+    with folder_lock(out_dir, "advdyn critical-eps"):
+        return _run_critical(cfg, Path(out_dir), progress, eps, backend)
+
+
+def _run_critical(cfg: CriticalConfig, out_dir: Path | None, progress: bool,
+                  eps: float | None, backend: Backend | None) -> CriticalResult:
     from advdyn.adversarial.training import CompileClock
     from advdyn.workflows.progress import progress_bar
 
@@ -298,6 +313,8 @@ def run_critical(cfg: CriticalConfig, out_dir: str | Path | None = None,
     judged = verdict(eps_query if eps_query is not None else 0.0,
                      [np.nan if v is None else v for v in values], cfg.verdict.level,
                      pixel, warnings)
+    warnings = list(judged.warnings)  # the verdict's own notes too (e.g. no interval): all of
+    # them in the JSON and printed by the command line
     clean_grads = int(scratch.table["grad_evals"].values[0])
     clean_compile = scratch.clean.compile_time
     sc_compute = scratch.wall_time - scratch.compile_time

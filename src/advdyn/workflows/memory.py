@@ -249,3 +249,33 @@ def check_memory(config: Config, available: tuple[int, str] | None = None) -> Me
         f"run.block_size, use run.bins (spectral quadrature) for an ODE-only run, or set "
         f"run.memory_limit_gb to override the limit",
     )
+
+
+def check_size(nbytes: float, field: str, what: str,
+               available: tuple[int, str] | None = None) -> None:
+    """Refuse a computation whose arrays alone need more than 90% of the available memory.
+
+    For the commands without a full estimate (:func:`estimate_memory` is ``advdyn run``'s):
+    ``nbytes`` is a lower bound (the largest arrays the computation holds at once), so a
+    refusal is certain to be right.
+
+    Parameters
+    ----------
+    nbytes : float
+        Lower bound of the bytes needed.
+    field : str
+        The config field to lower, named in the message.
+    what : str
+        What needs the memory (e.g. ``"the SGD paths of risks"``).
+    available : (int, str), optional
+        Override of :func:`available_memory`.
+
+    Raises
+    ------
+    ConfigError
+        ``field``, when ``nbytes`` exceeds 90% of the available memory.
+    """
+    limit, source = available if available is not None else available_memory()
+    if nbytes > 0.9 * limit:
+        raise ConfigError(field, f"{what} need at least {_gb(nbytes)} of memory, more than "
+                          f"90% of the {_gb(limit)} available ({source}); lower {field}")

@@ -38,6 +38,7 @@ from advdyn.config.posterior import (
 )
 from advdyn.errors import ConfigError
 from advdyn.io import write_json, write_netcdf
+from advdyn.io.files import folder_lock
 from advdyn.posterior import (
     UnstableRateError,
     adversarial_ls_gradient_moment,
@@ -59,6 +60,7 @@ from advdyn.precision import float64
 from advdyn.problem import LeastSquares, ProblemInstance, stream_key
 from advdyn.simulate import sgd_iterates
 from advdyn.theory.rates import StepDrop
+from advdyn.workflows.memory import check_size
 
 
 @dataclass(frozen=True)
@@ -359,12 +361,25 @@ def run_posterior(cfg: PosteriorConfig, out: str | Path, progress: bool = False,
     Returns
     -------
     PosteriorResult
+
+    Raises
+    ------
+    ConfigError
+        If the high-dimensional part's iterates would not fit in memory (field
+        ``highdim.d``), or ``out`` cannot be written or is in use by another command
+        (field ``out``; :func:`advdyn.io.folder_lock`, held from before the first part runs).
     """
+    h = cfg.highdim  # the recorded SGD iterates (replicates, n_times, d), float64, at least
+    check_size(8.0 * h.replicates * h.n_times * h.d, "highdim.d", "the recorded SGD iterates")
+    with folder_lock(out, "advdyn posterior"):
+        return _run_posterior(cfg, Path(out), progress, figures)
+
+
+def _run_posterior(cfg: PosteriorConfig, out: Path, progress: bool,
+                   figures: bool) -> PosteriorResult:
     from advdyn.workflows.progress import progress_bar
 
     start = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     ds: dict[str, xr.Dataset] = {}
     for name, part in (("small", lambda: run_small(cfg.small)),

@@ -24,7 +24,7 @@ import xarray as xr
 
 from advdyn._version import __version__
 from advdyn.config.build import make_learning_rate
-from advdyn.config.schema import Config
+from advdyn.config.schema import Config, ConstantLR
 from advdyn.errors import DivergenceError
 from advdyn.io import compare, to_dataset, write_json, write_netcdf
 from advdyn.io.files import folder_lock, put_in_place, temporary_path
@@ -139,8 +139,41 @@ def _compute(config: Config, progress: bool,
              solved: Callable[[dict[str, Solution]], None] | None = None) -> RunResult:
     try:
         return _compute_methods(config, progress, solved)
-    except DivergenceError as err:  # advice for the loss at hand
-        raise err.with_loss(config.model_dump(mode="json")["problem"]["loss"]) from None
+    except DivergenceError as err:  # advice for the loss at hand, or what else happened
+        raise _explain(err.with_loss(config.model_dump(mode="json")["problem"]["loss"]),
+                       config) from None
+
+
+def _explain(err: DivergenceError, config: Config) -> DivergenceError:
+    """Say what a divergence means for ``config`` where the learning rate is not the cause.
+
+    A trajectory not finite at its first record (``t = 0``, before any step) means the
+    problem's own numbers overflow float64 (an absurd attack radius, say). An ODE that
+    fails with a constant least-squares rate inside the rate's stable range
+    (``gamma * tr(K)/d < 2``, THEORY 7) did not diverge: its solver stopped (the step
+    budget for the horizon ran out). Otherwise the loss's learning-rate advice stands.
+    """
+    p = config.problem
+    if err.time <= 0.0:
+        return err.with_advice(
+            "Not a learning-rate problem: the risk is not finite before any step, so a "
+            f"value of the problem overflows float64 (problem.epsilon = {p.epsilon:g}, "
+            "the spectrum, the init); use smaller values")
+    lr = config.lr
+    if err.method == "ode" and isinstance(lr, ConstantLR) and p.loss == "least_squares":
+        try:
+            from advdyn.config.build import eigen_decomposition
+
+            mean_eig = float(np.mean(eigen_decomposition(p.spectrum, p.d)[0]))
+        except Exception:  # a spectrum that cannot be summarised here: keep the advice
+            return err
+        if lr.gamma * mean_eig < 2:
+            return err.with_advice(
+                f"Not a learning-rate problem: gamma * tr(K)/d = {lr.gamma * mean_eig:.3g} is "
+                "inside the stable range (< 2); the ODE solver stopped before the horizon "
+                f"(its step budget ran out for run.t_max = {config.run.t_max:g}): shorten "
+                "run.t_max")
+    return err
 
 
 def _compute_methods(config: Config, progress: bool,

@@ -20,7 +20,9 @@ import xarray as xr
 
 from advdyn.config.sme import SMERunConfig
 from advdyn.errors import ConfigError
+from advdyn.io.files import folder_lock
 from advdyn.precision import x64
+from advdyn.workflows.memory import check_size
 
 Progress = Callable[[int, int], None]
 PARTS = ("risks", "weak_error", "control", "flows", "minimax", "digits")
@@ -250,17 +252,29 @@ def run_sme(cfg: SMERunConfig, out: str | Path, progress: Progress | None = None
     Raises
     ------
     ConfigError
-        If ``parts`` names an unknown part (field ``only``).
+        If ``parts`` names an unknown part (field ``only``), the recorded paths of
+        ``risks`` would not fit in memory (field ``risks.paths``), or ``out`` cannot be written
+        or is in use by another command (field ``out``; :func:`advdyn.io.folder_lock`,
+        checked before any part runs).
     """
     if parts is not None:
         unknown = sorted(set(parts) - set(PARTS))
         if unknown or not parts:
             raise ConfigError("only", f"unknown or empty parts {unknown}; choose from {PARTS}")
-    return _run(cfg, Path(out), progress, parts)
+    if (parts is None and cfg.risks is not None) or (parts is not None and "risks" in parts):
+        r = cfg.risks  # the recorded SGD paths (paths, n_times, d), float64, at least
+        check_size(8.0 * r.paths * r.n_times * len(cfg.problem.eigenvalues), "risks.paths",
+                   "the recorded SGD paths of risks")
+    with folder_lock(out, "advdyn sme"):  # checked and held before any part runs
+        return _run(cfg, Path(out), progress, parts)
 
 
 def _run(cfg, out, progress, selected) -> SMEResult:
-    """See :func:`run_sme`.
+    """See :func:`run_sme` (the caller holds the folder's lock).
+
+    Every part is computed before any file is written, so that an interrupted run leaves
+    the previous result set as it was; the set is then replaced as a whole (files of parts
+    not run this time are removed: ``sme_summary.json`` describes every file present).
 
     Returns
     -------
@@ -271,7 +285,6 @@ def _run(cfg, out, progress, selected) -> SMEResult:
     from advdyn.plot.risk import save_figure
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     parts = [p for p in PARTS if getattr(getattr(cfg, p), "enabled", True)]
     if selected is not None:
         parts = [p for p in PARTS if p in selected]
@@ -293,12 +306,18 @@ def _run(cfg, out, progress, selected) -> SMEResult:
             timing[part] = time.perf_counter() - t0
             result.datasets[part] = ds
             result.summary[part] = summ
-            result.files[f"{part}.nc"] = write_netcdf(ds, out / f"sme_{part}.nc")
-            fig = getattr(plots, f"plot_{part}")(ds, summ)
-            result.files[f"{part}.png"] = save_figure(fig, out / f"sme_{part}.png")
             if progress is not None:
                 progress(1, len(parts))
     result.summary["seconds"] = timing
     result.summary["config"] = cfg.model_dump(mode="json")
+    for part in PARTS:
+        if part not in parts:  # of an earlier run with other parts
+            for suffix in ("nc", "png"):
+                (out / f"sme_{part}.{suffix}").unlink(missing_ok=True)
+    for part in parts:
+        ds, summ = result.datasets[part], result.summary[part]
+        result.files[f"{part}.nc"] = write_netcdf(ds, out / f"sme_{part}.nc")
+        fig = getattr(plots, f"plot_{part}")(ds, summ)
+        result.files[f"{part}.png"] = save_figure(fig, out / f"sme_{part}.png")
     result.files["summary.json"] = write_json(result.summary, out / "sme_summary.json")
     return result

@@ -17,8 +17,9 @@ A sweep file (TOML) names a base config and a grid of dotted config fields::
 Every combination of grid values is a *point*, identified by a stable id (a hash of its grid
 values, :func:`point_id`). Points run as tasks on a Dask cluster (a ``LocalCluster`` of worker
 processes by default, or an existing scheduler). As each finishes, the client writes it
-atomically to ``points/<id>.nc`` and ``points/<id>.json``; a failing point (invalid value,
-divergence, any exception) is written to ``points/<id>.error.json`` and the sweep goes on.
+atomically to ``points/<id>.nc`` and ``points/<id>.json``; a failing point (divergence, any
+exception) is written to ``points/<id>.error.json`` and the sweep goes on. Grid values that
+make an invalid config are refused before any point runs (:func:`check_points`).
 Re-running a sweep skips every point whose files record the same fingerprint (base config,
 point overrides and kind); failed points are skipped too unless ``retry_failed``. Finally all
 points are merged into one dataset with the swept fields as dimensions (:func:`merge_points`),
@@ -36,7 +37,7 @@ fingerprints), :mod:`~advdyn.workflows.sweep.storage` (point files),
 :mod:`~advdyn.workflows.sweep.merge` and :mod:`~advdyn.workflows.sweep.execute` (Dask).
 """
 
-from advdyn.workflows.sweep.execute import SweepResult, execute_point, run_sweep
+from advdyn.workflows.sweep.execute import SweepResult, check_points, execute_point, run_sweep
 from advdyn.workflows.sweep.kinds import (
     PointFunction,
     limit_point,
@@ -54,6 +55,7 @@ __all__ = [
     "SweepConfig",
     "SweepResult",
     "SweepSpec",
+    "check_points",
     "execute_point",
     "fingerprint",
     "grid_points",

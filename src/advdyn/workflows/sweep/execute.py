@@ -14,11 +14,13 @@ from typing import Any
 
 import xarray as xr
 
+from advdyn import checks
 from advdyn._version import __version__
 from advdyn.config.schema import Config
 from advdyn.errors import ConfigError
 from advdyn.io import write_json, write_netcdf
 from advdyn.io.files import folder_lock
+from advdyn.plot.process import sigint_ignored
 from advdyn.workflows.progress import progress_bar
 from advdyn.workflows.sweep.kinds import PointFunction, point_function
 from advdyn.workflows.sweep.merge import merge_points
@@ -83,8 +85,8 @@ class SweepResult:
         The merged dataset (also written to ``sweep.nc``).
     summary : dict
         Contents of ``sweep.json``: counts (``points``, ``run``, ``skipped``, ``done``,
-        ``failed``; ``run`` counts the tasks executed, ``invalid`` the points refused at
-        validation, ``skipped`` those already recorded), ``rerun_untrusted`` (id to why its
+        ``failed``; ``run`` counts the tasks executed, ``skipped`` those already
+        recorded), ``rerun_untrusted`` (id to why its
         recorded file was not trusted), ``errors`` (id to values and message), the grid,
         ``wall_time_s``.
     files : dict of str to Path
@@ -100,13 +102,42 @@ def _make_client(scheduler: str | None, workers: int | None, n_tasks: int):
     from dask.distributed import Client, LocalCluster
 
     if scheduler is not None:
-        return Client(scheduler), None
+        try:
+            return Client(scheduler, timeout="10s"), None
+        except (OSError, ValueError) as err:  # nothing there, a malformed address
+            raise ConfigError("scheduler", f"cannot reach a Dask scheduler at {scheduler}: "
+                              f"{err}") from None
     n = workers if workers is not None else max(1, min(os.cpu_count() or 1, n_tasks))
-    cluster = LocalCluster(
-        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-        silence_logs=logging.ERROR,
-    )
+    # the worker processes start with SIGINT ignored: a Ctrl-C (sent to the whole process
+    # group) is this process's to handle, which ends them; otherwise each worker printed
+    # its own KeyboardInterrupt traceback
+    with sigint_ignored():
+        cluster = LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
     return Client(cluster), cluster
+
+
+def check_points(spec: SweepSpec) -> None:
+    """Validate the configuration of every point of a sweep before any of it runs.
+
+    Parameters
+    ----------
+    spec : SweepSpec
+        The sweep.
+
+    Raises
+    ------
+    ConfigError
+        Field ``grid``, naming the first point whose values make an invalid configuration
+        (e.g. ``"problem.epsilon" = [0.1, "x"]``) and why.
+    """
+    for p in grid_points(spec.sweep.grid):
+        try:
+            point_config(spec, p)
+        except ConfigError as err:
+            raise ConfigError("grid", f"point {canonical(p.values)} is invalid: {err}") from None
 
 
 def run_sweep(
@@ -153,8 +184,11 @@ def run_sweep(
     Raises
     ------
     ConfigError
-        If no output folder is given, ``out`` names a file, or another process is running
-        a sweep (or a run) on the same folder (field ``out``).
+        Before anything runs: if no output folder is given, ``out`` names a file or cannot
+        be written, or another process is running a sweep (or a run) on the same folder
+        (field ``out``); if a grid point's values are invalid (field ``grid``,
+        :func:`check_points`); if ``scheduler`` is not an address ``[protocol://]host:port``
+        or no scheduler answers there (field ``scheduler``).
 
     Notes
     -----
@@ -164,6 +198,9 @@ def run_sweep(
     out = Path(out_dir) if out_dir is not None else spec.out
     if out is None:
         raise ConfigError("out", "no output folder: set `out` in the sweep file or pass one")
+    if client is None and scheduler is not None:
+        checks.scheduler_address(scheduler, "scheduler")
+    check_points(spec)
     with folder_lock(out, "advdyn sweep"):
         return _run_locked(spec, out, client, scheduler, workers, retry_failed, progress,
                            notify or (lambda message: None))
@@ -178,7 +215,7 @@ def _run_locked(spec, out, client, scheduler, workers, retry_failed, progress, n
     fn = point_function(spec.sweep.kind)
     points = grid_points(grid)
     todo, skipped = [], 0
-    invalid = 0
+    configs = {p.id: point_config(spec, p) for p in points}  # (checked by run_sweep)
     rerun: dict[str, str] = {}
     for p in points:
         fp = fingerprint(spec, p)
@@ -189,14 +226,7 @@ def _run_locked(spec, out, client, scheduler, workers, retry_failed, progress, n
         if status == "done" or (status == "failed" and not retry_failed):
             skipped += 1
             continue
-        try:
-            cfg = point_config(spec, p)
-        except ConfigError as err:  # invalid value: recorded without a task
-            payload = {"error_type": "ConfigError", "error": str(err), "traceback": ""}
-            record_point(out, p, fp, "failed", payload, 0.0, None)
-            invalid += 1
-            continue
-        todo.append((p, fp, cfg))
+        todo.append((p, fp, configs[p.id]))
 
     with progress_bar(f"sweep ({spec.sweep.kind})", total=len(points), enabled=progress) as adv:
         adv(len(points) - len(todo))
@@ -255,7 +285,6 @@ def _run_locked(spec, out, client, scheduler, workers, retry_failed, progress, n
         "overrides": spec.sweep.overrides,
         "points": len(points),
         "run": len(todo),
-        "invalid": invalid,
         "skipped": skipped,
         "rerun_untrusted": rerun,
         "done": len(points) - len(errors),
