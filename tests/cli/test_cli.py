@@ -236,7 +236,7 @@ def test_unwritable_output_folder(tmp_path):
     assert result.exit_code == EXIT_USER_ERROR
     # refused while the options are parsed (one line through advdyn.cli.dispatch, the
     # console's form; tests/cli/test_command_contract.py checks that form for every command)
-    text = " ".join(stderr_of(result).split())
+    text = " ".join(stderr_of(result).replace("│", " ").split())  # (click's box, wrapped)
     assert "cannot write results" in text and "it is a file" in text, text
 
 

@@ -122,18 +122,22 @@ def critical_linear_command(
 ):
     """Linear-regression theory (paper section 4): figures 2 and 3 analogues, the sqrt(d/n)
     scaling of the Theorem-1 crossing and of the surrogate eps*."""
+    from advdyn import checks
+    from advdyn.errors import ConfigError
+
+    try:
+        checks.integer(seed, "--seed", 0)  # (before the studies' imports and the folder)
+    except ConfigError as err:
+        raise fail(str(err), EXIT_USER_ERROR) from None
     import numpy as np
 
-    from advdyn import checks
     from advdyn.critical import linear
-    from advdyn.errors import ConfigError
     from advdyn.io import folder_lock, write_json, write_netcdf
     from advdyn.plot.critical import plot_linear_fig2, plot_linear_fig3, plot_scaling
     from advdyn.plot.risk import save_figure
     from advdyn.precision import x64
 
     try:
-        checks.integer(seed, "--seed", 0)  # (before the folder is taken)
         with folder_lock(out, "advdyn critical-linear"):
             with x64():  # the linear theory is float64 (its studies are not entry points)
                 result = _linear_studies(seed)

@@ -91,9 +91,9 @@ def default_config_command():
 
 def _compile_status() -> None:
     """One status line when this run compiles from scratch (empty or no compilation cache)."""
-    from advdyn.workflows.cache import cache_dir, is_cold
+    from advdyn.workflows.cache import active_cache_dir, is_cold
 
-    folder = cache_dir()
+    folder = active_cache_dir()  # (None where the cache is off or its folder unusable)
     if folder is not None and folder.is_dir() and not is_cold(folder):
         return
     where = f"; later runs reuse the cache in {folder}" if folder is not None else ""

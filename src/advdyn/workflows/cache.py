@@ -21,11 +21,14 @@ program. Python users can call :func:`enable_compilation_cache` themselves.
 from __future__ import annotations
 
 import os
+import tempfile
+import warnings
 from pathlib import Path
 
 # cache every compilation: a warm run reads even the small ones (5-40 ms to compile, a few
 # ms to read back) from the cache
 _MIN_COMPILE_S = 0.0
+_ACTIVE: Path | None = None  # the folder enable_compilation_cache turned on
 
 
 def cache_dir() -> Path | None:
@@ -52,14 +55,23 @@ def enable_compilation_cache() -> Path | None:
     Returns
     -------
     Path or None
-        The folder, or ``None`` when the cache is off (or the folder cannot be created).
+        The folder, or ``None`` when the cache is off, or when the folder cannot be
+        created or written (a ``RuntimeWarning`` says so).
     """
+    global _ACTIVE
     folder = cache_dir()
     if folder is None:
         return None
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
+        fd, probe = tempfile.mkstemp(prefix=".probe.", dir=folder)  # writable?
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:  # a file, a read-only folder, ...: say so (runs stay correct)
+        warnings.warn(
+            f"the compilation cache is off: cannot write {folder} ({err.strerror or err}); "
+            "set ADVDYN_CACHE_DIR to a writable folder (or ADVDYN_NO_CACHE=1)",
+            RuntimeWarning, stacklevel=2)
         return None
     import jax
 
@@ -69,7 +81,19 @@ def enable_compilation_cache() -> Path | None:
     from advdyn.executables import set_store
 
     set_store(ExecutableFolder(folder / "executables"))
+    _ACTIVE = folder
     return folder
+
+
+def active_cache_dir() -> Path | None:
+    """The folder :func:`enable_compilation_cache` turned on in this process, or ``None``
+    (not called, the cache off, or its folder not writable).
+
+    Returns
+    -------
+    Path or None
+    """
+    return _ACTIVE
 
 
 class ExecutableFolder:
