@@ -27,7 +27,18 @@ from advdyn.errors import ConfigError
 BUILTIN_LOSSES = ("least_squares", "logistic", "squared_hinge")
 
 
-def _is_real_number(value: Any) -> bool:
+def is_real_number(value: Any) -> bool:
+    """Whether ``value`` is a real number: a Python or NumPy int or float, or a 0-d array
+    of a real dtype (not a boolean, a string, bytes or a complex number).
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    bool
+    """
     if isinstance(value, bool | str | bytes | complex | np.complexfloating | np.bool_):
         return False
     if isinstance(value, int | float | np.integer | np.floating):
@@ -61,7 +72,7 @@ def real(value: Any, field: str) -> float:
     ConfigError
         If ``value`` is not a finite real number.
     """
-    if not _is_real_number(value):
+    if not is_real_number(value):
         raise ConfigError(field, f"must be a real number, got {value!r}")
     x = float(value)
     if not math.isfinite(x):
@@ -261,7 +272,8 @@ def as_value_error(check: Callable[..., Any]) -> Callable[..., Any]:
     return validator
 
 
-def simulation(d: int, t_max: Any, n_times: Any, replicates: Any, block_size: Any) -> None:
+def simulation(d: int, t_max: Any, n_times: Any, replicates: Any, block_size: Any,
+               lr: Any = None, key: Any = None, dtype: Any = None) -> None:
     """Arguments of the simulators (:func:`~advdyn.simulate.simulate_sgd` and the SDE).
 
     Parameters
@@ -272,6 +284,9 @@ def simulation(d: int, t_max: Any, n_times: Any, replicates: Any, block_size: An
         As in :func:`~advdyn.simulate.simulate_sgd`; checked with the same rules as
         ``run.t_max``, ``run.n_times`` (>= 2), ``run.replicates`` and ``run.block_size``
         (>= 1).
+    lr, key, dtype : optional
+        The rule (:func:`learning_rate`), the PRNG key (:func:`prng_key`) and the precision
+        (:func:`dtype_name`), checked when given.
 
     Raises
     ------
@@ -282,6 +297,12 @@ def simulation(d: int, t_max: Any, n_times: Any, replicates: Any, block_size: An
     integer(n_times, "n_times", 2)
     integer(replicates, "replicates", 1)
     integer(block_size, "block_size", 1)
+    if lr is not None:
+        learning_rate(lr, "lr")
+    if key is not None:
+        prng_key(key, "key")
+    if dtype is not None:
+        dtype_name(dtype, "dtype")
 
 
 def output_folder(value: Any, field: str = "out") -> Path:
@@ -346,3 +367,69 @@ def scheduler_address(value: Any, field: str = "scheduler") -> str:
         raise ConfigError(field, f"expected a scheduler address like tcp://host:8786, got "
                           f"{value!r}")
     return value.strip()
+
+
+def seed(value: Any, field: str = "seed") -> int:
+    """A seed: an integer in ``[0, 2^63 - 1]`` (what a config's ``seed`` accepts).
+
+    Raises
+    ------
+    ConfigError
+        If ``value`` is not an integer in that range.
+    """
+    n = integer(value, field, 0)
+    if n > 2**63 - 1:
+        raise ConfigError(field, f"must be <= 2^63 - 1, got {n}")
+    return n
+
+
+def learning_rate(value: Any, field: str = "lr") -> Any:
+    """A learning-rate rule: a callable ``rule(t, state, instance)`` such as
+    :class:`advdyn.Constant` (a bare number is refused: which rule it means is not said).
+
+    Raises
+    ------
+    ConfigError
+        If ``value`` is not callable.
+    """
+    if not callable(value):
+        raise ConfigError(field, f"must be a learning-rate rule such as advdyn.Constant(0.8), "
+                          f"got {value!r}")
+    return value
+
+
+def prng_key(value: Any, field: str = "key") -> Any:
+    """A JAX PRNG key: a typed key (``jax.random.key``) or a raw ``uint32`` key of shape
+    ``(2,)``, possibly traced.
+
+    Raises
+    ------
+    ConfigError
+        If ``value`` is neither (an int seed, say: pass ``advdyn.stream_key(seed)``).
+    """
+    dtype = getattr(value, "dtype", None)
+    shape = getattr(value, "shape", None)
+    typed = dtype is not None and str(dtype).startswith("key<")
+    raw = dtype is not None and str(dtype) == "uint32" and shape == (2,)
+    if not (typed or raw):
+        raise ConfigError(field, f"must be a JAX PRNG key such as advdyn.stream_key(seed), "
+                          f"got {value!r}")
+    return value
+
+
+def dtype_name(value: Any, field: str = "dtype",
+               allowed: tuple[str, ...] = ("float32", "float64")) -> str:
+    """A floating-point precision among ``allowed`` (a name or a NumPy dtype).
+
+    Raises
+    ------
+    ConfigError
+        If ``value`` names another or no dtype.
+    """
+    try:
+        name = np.dtype(value).name if not isinstance(value, str) else value
+    except TypeError:
+        name = None
+    if name not in allowed:
+        raise ConfigError(field, f"must be one of {', '.join(allowed)}, got {value!r}")
+    return name

@@ -250,3 +250,43 @@ def test_sme_interrupted_ten_times_at_random_moments_exits_130(tmp_path):
     with a caught KeyboardInterrupt (SIGSEGV, SIGABRT): the run takes about 60 s here."""
     rng = random.Random(2026)
     _interrupt_sme(tmp_path, [rng.uniform(0.0, 40.0) for _ in range(10)])
+
+
+def test_divergence_blame_says_what_happened():
+    """A divergence at t = 0 (values overflow) or an ODE failure with a stable constant rate
+    (the solver's step budget) is not blamed on the learning rate; a real one still is."""
+    from advdyn.config.schema import default_config
+    from advdyn.errors import DivergenceError
+    from advdyn.workflows.run import _explain
+
+    cfg = default_config()  # least squares, constant gamma = 0.8, gamma tr(K)/d < 2
+
+    def explained(method, t, config=cfg):
+        return str(_explain(DivergenceError(method, t, 0.8, "x", "least_squares"), config))
+
+    assert "overflows float64" in explained("ode", 0.0)
+    assert "Lower the learning rate" not in explained("ode", 0.0)
+    assert "step budget" in explained("ode", 5.0)
+    assert "Lower the learning rate" in explained("sgd", 5.0)  # SGD itself blew up
+    unstable = cfg.with_overrides(**{"lr.gamma": 10.0})
+    assert "Lower the learning rate" in explained("ode", 1.0, unstable)
+
+
+def test_a_solver_out_of_steps_is_said_as_such():
+    from advdyn.cli._app import solver_stopped
+
+    err = RuntimeError("The maximum number of solver steps was reached. Try increasing "
+                       "`max_steps`.")
+    assert "step budget" in solver_stopped(err)
+    assert solver_stopped(RuntimeError("something else")) is None
+
+
+def test_an_unusable_compilation_cache_folder_is_said(tmp_path, monkeypatch):
+    from advdyn.workflows.cache import enable_compilation_cache
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setenv("ADVDYN_CACHE_DIR", str(blocker))
+    monkeypatch.delenv("ADVDYN_NO_CACHE", raising=False)
+    with pytest.warns(RuntimeWarning, match="compilation cache is off"):
+        assert enable_compilation_cache() is None

@@ -12,6 +12,7 @@ import xarray as xr
 from typer.testing import CliRunner
 
 from advdyn.cli._app import EXIT_USER_ERROR, app
+from advdyn.errors import ConfigError
 from advdyn.workflows.sweep import (
     grid_points,
     load_sweep,
@@ -61,20 +62,26 @@ def executions(counter: Path) -> int:
     return len(list(counter.iterdir()))
 
 
-def test_run_sweep_on_two_workers_matches_closed_form_and_records_invalid_point(client, tmp_path):
+def test_run_sweep_on_two_workers_matches_closed_form_and_refuses_invalid_point(client,
+                                                                               tmp_path):
     # identity spectrum, eps = 0, ODE-only with bins: the config path gives the closed-form
     # risk R(t) = (s2_inf + (s2_0 - s2_inf) exp(-(2g - g^2) t)) / 2 with
     # s2_0 = |theta_0|^2 + |theta*|^2 + sigma^2 = 1 + 1 + 0.09 (expected initial products)
-    spec = sweep_from_dict({
+    bad = sweep_from_dict({
         "base": BASE,
         "grid": {"lr.gamma": [0.5], "problem.epsilon": [0.0, -0.5]},
     })
-    # one valid point (each worker process compiles the ODE on its first point: seconds);
+    # a grid value that makes an invalid config: refused before anything runs or is written
+    with pytest.raises(ConfigError) as exc:
+        run_sweep(bad, tmp_path / "out", client=client)
+    assert exc.value.field == "grid" and "problem.epsilon" in str(exc.value)
+    assert not (tmp_path / "out").exists()
+    spec = sweep_from_dict({"base": BASE, "grid": {"lr.gamma": [0.5], "problem.epsilon": [0.0]}})
+    # one point (each worker process compiles the ODE on its first point: seconds);
     # the cheap point kinds below exercise both workers and the merging
     res = run_sweep(spec, tmp_path / "out", client=client)
     ds = res.dataset
-    assert res.summary["done"] == 1 and res.summary["failed"] == 1
-    assert res.summary["invalid"] == 1  # refused at validation, never sent to a worker
+    assert res.summary["done"] == 1 and res.summary["failed"] == 0
     assert set(ds.dims) >= {"lr.gamma", "problem.epsilon", "time"}
     t = ds.time.values
     for g in (0.5,):
@@ -83,14 +90,9 @@ def test_run_sweep_on_two_workers_matches_closed_form_and_records_invalid_point(
         got = ds.ode_adv_risk.sel({"lr.gamma": g, "problem.epsilon": 0.0}).values
         # the ODE runs at rtol 1e-8; 1e-6 leaves two decades for accumulation
         np.testing.assert_allclose(got, want, rtol=1e-6)
-        bad = ds.sel({"lr.gamma": g, "problem.epsilon": -0.5})
-        assert np.isnan(bad.ode_adv_risk.values).all()
-        assert "problem.epsilon" in str(bad.error.values)
     assert (tmp_path / "out" / "sweep.nc").is_file()
     for p in grid_points(spec.sweep.grid):
-        done = p.values["problem.epsilon"] == 0.0
-        assert (tmp_path / "out" / "points" / f"{p.id}.nc").is_file() == done
-        assert (tmp_path / "out" / "points" / f"{p.id}.error.json").is_file() != done
+        assert (tmp_path / "out" / "points" / f"{p.id}.nc").is_file()
 
 
 def test_resumption_runs_only_missing_points_and_failures_do_not_stop(client, tmp_path):

@@ -21,6 +21,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from advdyn import checks
+
 NORMS = ("linf", "l2")
 METHODS = ("fgm", "pgd")
 
@@ -60,7 +62,8 @@ class Attack(eqx.Module):
     clip: tuple[float, float] | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
-        if self.norm not in NORMS:
+        if not isinstance(self.eps, jax.core.Tracer):  # (a traced radius: checked outside)
+            checks.nonnegative(self.eps, "eps")  # ("8/255": advdyn.critical.parse_eps)
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")

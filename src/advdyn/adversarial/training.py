@@ -37,6 +37,7 @@ import numpy as np
 import optax
 import xarray as xr
 
+from advdyn import checks
 from advdyn.adversarial.attacks import Attack, perturb
 from advdyn.adversarial.data import ArrayData
 
@@ -135,6 +136,11 @@ class Schedule:
     beta: float = 6.0
 
     def __post_init__(self):
+        checks.integer(self.epochs, "epochs", 1)
+        checks.integer(self.batch_size, "batch_size", 1)
+        checks.positive(self.lr, "lr")
+        checks.nonnegative(self.momentum, "momentum")
+        checks.nonnegative(self.weight_decay, "weight_decay")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.loss not in LOSSES:

@@ -130,6 +130,28 @@ def handle_interrupts() -> None:
     sys.warnoptions.append("ignore:resource_tracker:UserWarning")
 
 
+def solver_stopped(err: BaseException) -> str | None:
+    """The one-line message for a solver that ran out of steps, or ``None`` for another error.
+
+    Diffrax raises (through equinox) a runtime error when ``max_steps`` is reached; that is
+    neither a divergence of the dynamics nor a learning-rate problem, but a horizon too long
+    for the solver's step budget. (Where the workflows read a solver's result code instead,
+    this is where the command line says what it means.)
+
+    Parameters
+    ----------
+    err : BaseException
+
+    Returns
+    -------
+    str or None
+    """
+    if isinstance(err, RuntimeError) and "maximum number of solver steps" in str(err):
+        return ("a solver stopped before its horizon: its step budget (max_steps) ran out; "
+                "shorten the part's t_max (not a divergence, not a learning-rate problem)")
+    return None
+
+
 def print_default(name: str) -> None:
     """Write the embedded default config ``advdyn/defaults/<name>`` to standard output.
 

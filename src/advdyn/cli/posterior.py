@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from advdyn.cli._app import (
+    EXIT_DIVERGED,
     EXIT_USER_ERROR,
     app,
     err_console,
@@ -17,6 +18,7 @@ from advdyn.cli._app import (
     out_console,
     out_option,
     print_default,
+    solver_stopped,
 )
 
 
@@ -64,6 +66,11 @@ def posterior_command(
         raise fail(str(err), 3) from None
     except OSError as err:
         raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
+    except RuntimeError as err:
+        message = solver_stopped(err)
+        if message is None:
+            raise
+        raise fail(message, EXIT_DIVERGED) from None
     if not quiet:
         s = result.summary
         out_console.print(escape(

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from advdyn.cli._app import (
+    EXIT_DIVERGED,
     EXIT_USER_ERROR,
     app,
     err_console,
@@ -18,6 +19,7 @@ from advdyn.cli._app import (
     out_console,
     out_option,
     print_default,
+    solver_stopped,
 )
 
 
@@ -77,6 +79,11 @@ def sme_command(
         raise fail(f"invalid config: {err}", EXIT_USER_ERROR) from None
     except OSError as err:
         raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
+    except RuntimeError as err:
+        message = solver_stopped(err)
+        if message is None:
+            raise
+        raise fail(message, EXIT_DIVERGED) from None
     if not quiet:
         _print_summary(result.summary)
     files = ", ".join(p.name for p in result.files.values())

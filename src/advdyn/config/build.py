@@ -150,8 +150,21 @@ def instantiate(config: C.ProblemConfig, loss: Loss | None = None) -> ProblemIns
     ConfigError
         If a spectrum, covariance or init file is unreadable, non-finite or of the wrong
         shape, or a spectrum is invalid (see
-        :func:`~advdyn.spectra.eigen_decomposition`).
+        :func:`~advdyn.spectra.eigen_decomposition`); if ``config`` is not a
+        :class:`ProblemConfig` (field ``config``); if the instance does not fit in memory
+        (field ``problem.d``).
     """
+    if not isinstance(config, C.ProblemConfig):
+        raise ConfigError("config", "must be an advdyn.ProblemConfig (e.g. "
+                          f"ProblemConfig(d=1000, ...)), got {config!r}")
+    try:
+        return _instantiate(config, loss)
+    except MemoryError:
+        raise ConfigError("problem.d", f"the instance at d = {config.d} does not fit in "
+                          "memory; lower problem.d (or use run.bins)") from None
+
+
+def _instantiate(config: C.ProblemConfig, loss: Loss | None) -> ProblemInstance:
     d = config.d
     rng = np.random.default_rng(_seed_sequences(config.seed)[0])
     lam, basis = eigen_decomposition(config.spectrum, d)

@@ -56,8 +56,13 @@ def compare(
         For each quantity recorded by both except ``lr``: ``max_relative_gap`` (see
         :func:`relative_gap`), ``at_time`` where it occurs, and ``max_abs_gap``. ``other``
         is interpolated linearly onto the reference times.
+
+    Raises
+    ------
+    ConfigError
+        If an argument is neither a Solution nor a Dataset (naming it).
     """
-    reference, other = as_dataset(reference), as_dataset(other)
+    reference, other = as_dataset(reference, "reference"), as_dataset(other, "other")
     mean = other.mean("replicate") if "replicate" in other.dims else other
     out: dict[str, dict[str, float]] = {}
     for name in reference.data_vars:

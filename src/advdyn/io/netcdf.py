@@ -208,15 +208,29 @@ def to_dataset(solution: Solution, attrs: Mapping[str, object] | None = None) ->
     )
 
 
-def as_dataset(result: xr.Dataset | Solution) -> xr.Dataset:
+def as_dataset(result: xr.Dataset | Solution, field: str = "result") -> xr.Dataset:
     """``result`` as a dataset (a :class:`~advdyn.solution.Solution` is labelled first).
 
     Parameters
     ----------
     result : Dataset or Solution
+    field : str
+        Name of the argument in the error message.
 
     Returns
     -------
     xarray.Dataset
+
+    Raises
+    ------
+    ConfigError
+        If ``result`` is neither.
     """
-    return result if isinstance(result, xr.Dataset) else to_dataset(result)
+    if isinstance(result, xr.Dataset):
+        return result
+    if not (hasattr(result, "ts") and hasattr(result, "ys")):  # (a Solution; not imported:
+        from advdyn.errors import ConfigError  # JAX stays out of a figure's process)
+
+        raise ConfigError(field, "must be an advdyn.Solution or an xarray.Dataset, got "
+                          f"{type(result).__name__}")
+    return to_dataset(result)

@@ -35,6 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from advdyn import checks
+from advdyn.errors import ConfigError
 from advdyn.precision import float64
 
 
@@ -277,9 +279,19 @@ def stationary_covariance(
     ------
     UnstableRateError
         If some ``eta h`` lies outside ``(0, 2 (1 + m))`` (checked when inputs are concrete).
+    ConfigError
+        If ``H`` is not square, ``C`` not of its shape, ``eta`` not a positive number or
+        ``batch`` not an integer ``>= 1`` (the last two when concrete).
     """
     H = jnp.asarray(H, jnp.float64)
     C = jnp.asarray(C, jnp.float64)
+    if H.ndim != 2 or H.shape[0] != H.shape[1]:
+        raise ConfigError("H", f"must be a square matrix, got shape {H.shape}")
+    if C.shape != H.shape:
+        raise ConfigError("C", f"must have the shape of H {H.shape}, got {C.shape}")
+    if _is_concrete(eta, batch):
+        checks.positive(eta, "eta")
+        checks.integer(batch, "batch", 1)
     h, U = jnp.linalg.eigh(0.5 * (H + H.T))
     if _is_concrete(h, eta, momentum):
         check_stable(np.asarray(h), eta, momentum)

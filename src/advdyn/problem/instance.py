@@ -15,6 +15,7 @@ import jax
 import numpy as np
 from equinox import AbstractVar
 
+from advdyn import checks
 from advdyn.problem.losses import Loss
 from advdyn.problem.state import DirectionState
 
@@ -177,6 +178,7 @@ class ProblemInstance(AbstractInstance):
 
 
 def _seed_sequences(seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
+    checks.seed(seed, "seed")
     instance_seq, stream_seq = np.random.SeedSequence(seed).spawn(2)
     return instance_seq, stream_seq
 
@@ -193,6 +195,11 @@ def stream_key(seed: int) -> Array:
     -------
     jax.Array
         A typed PRNG key (``jax.random.key``).
+
+    Raises
+    ------
+    ConfigError
+        If ``seed`` is not an integer in ``[0, 2^63 - 1]`` (field ``seed``).
     """
     _, stream_seq = _seed_sequences(seed)
     return jax.random.key(int(stream_seq.generate_state(1, dtype=np.uint32)[0]))

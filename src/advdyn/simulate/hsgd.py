@@ -209,7 +209,7 @@ def simulate_hsgd(
     DivergenceError
         If the risk becomes non-finite or exceeds the divergence threshold.
     """
-    checks.simulation(instance.d, t_max, n_times, replicates, block_size)
+    checks.simulation(instance.d, t_max, n_times, replicates, block_size, lr, key, dtype)
     scheme = {"scheme": "euler-maruyama, dt = 1/d", "stream": f"fold_in(key, {HSGD_STREAM:#x})"}
     return _simulate(
         "hsgd", _hsgd_block, instance, lr, stream_words(hsgd_key(key)), replicates, t_max=t_max,

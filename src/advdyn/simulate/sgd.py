@@ -291,7 +291,7 @@ def simulate_sgd(
     DivergenceError
         If the risk becomes non-finite or exceeds the divergence threshold.
     """
-    checks.simulation(instance.d, t_max, n_times, replicates, block_size)
+    checks.simulation(instance.d, t_max, n_times, replicates, block_size, lr, key, dtype)
     return _simulate(
         "sgd", _sgd_block, instance, lr, stream_words(key), replicates, t_max=t_max,
         n_times=n_times, dtype=dtype, block_size=block_size,

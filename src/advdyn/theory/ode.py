@@ -398,6 +398,7 @@ def prepare_ode(
         a user's own loss or rule: :func:`solve_ode` then compiles as it runs).
     """
     checks.recording_times(times, "times")
+    checks.learning_rate(lr, "lr")
     times_np = np.asarray(times, dtype=np.float64)
     args, _, _, _ = _arguments(
         instance, lr, times_np, jax.ShapeDtypeStruct(times_np.shape, jnp.float64), rtol, atol,
@@ -483,6 +484,7 @@ def solve_ode(
         and the learning rate.
     """
     checks.recording_times(times, "times")
+    checks.learning_rate(lr, "lr")
     times_np = np.asarray(times, dtype=np.float64)
     t_dev = jax.device_put(times_np)  # (jnp.asarray would compile a copy kernel)
     args, kind, atol_used, relaxed_above = _arguments(

@@ -34,7 +34,11 @@ Array = jax.Array
 def _as_f64(x: ArrayLike) -> np.ndarray:
     # rule parameters are float64 arrays, i.e. traced leaves: a jitted solver compiled for
     # one rate is reused for every other rate instead of recompiling per Python float
-    # (NumPy float64: kept exactly even when JAX's x64 is off at construction time)
+    # (NumPy float64: kept exactly even when JAX's x64 is off at construction time).
+    # Anything but a real number is kept as given, for the rule's __check_init__ to refuse
+    # by name (None would become NaN, "0.8" a number)
+    if not checks.is_real_number(x):
+        return x  # type: ignore[return-value]
     return np.asarray(x, dtype=np.float64)
 
 

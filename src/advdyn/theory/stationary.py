@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float
 
+from advdyn import checks
 from advdyn.executables import cached_jit
 from advdyn.precision import float64
 from advdyn.problem.instance import AbstractInstance, ProblemInstance
@@ -423,7 +424,15 @@ def constant_rate_limit(
     StationaryPoint
         ``converged`` is False when no admissible fixed point was found (for instance when
         ``gamma`` is so large that the fluctuations have no stationary level).
+
+    Raises
+    ------
+    ConfigError
+        If ``gamma`` is not a positive finite number (when concrete; a traced rate is
+        the caller's to check).
     """
+    if not isinstance(gamma, jax.core.Tracer):
+        checks.positive(gamma, "gamma")
     if start is None:
         start = adversarial_optimum(instance, rtol=rtol, tol=tol)
     x0 = _pack(start.stats)
