@@ -102,6 +102,7 @@ def _is_concrete(*xs) -> bool:
     return not any(isinstance(x, jax.core.Tracer) for x in xs)
 
 
+@float64
 def transition_matrix(H: Float[ArrayLike, "p p"], eta, momentum=0.0) -> Float[Array, "2p 2p"]:
     """``A = [[I - eta H, m I], [-eta H, m I]]`` of heavy-ball SGD on ``z = (x, v)``.
 
@@ -126,6 +127,7 @@ def transition_matrix(H: Float[ArrayLike, "p p"], eta, momentum=0.0) -> Float[Ar
     return jnp.concatenate([top, bottom], axis=0)
 
 
+@float64
 def noise_matrix(C: Float[ArrayLike, "p p"], eta, batch=1) -> Float[Array, "2p 2p"]:
     """``Q = (eta^2 / B) [[C, C], [C, C]]``: the covariance injected per step into ``(x, v)``.
 
@@ -146,6 +148,7 @@ def noise_matrix(C: Float[ArrayLike, "p p"], eta, batch=1) -> Float[Array, "2p 2
     return (eta**2 / batch) * jnp.block([[C, C], [C, C]])
 
 
+@float64
 @functools.partial(jax.jit, static_argnames=("method", "iterations"))
 def solve_discrete_lyapunov(
     A: Float[ArrayLike, "n n"],
@@ -192,6 +195,7 @@ def solve_discrete_lyapunov(
     return 0.5 * (S + S.T)
 
 
+@float64
 def eigenbasis_variance(h, c, eta, momentum=0.0, batch=1):
     """Stationary position variance per eigen-direction when ``H`` and ``C`` commute.
 
@@ -218,6 +222,7 @@ def eigenbasis_variance(h, c, eta, momentum=0.0, batch=1):
     return eta * jnp.asarray(c) * (1 + m) / (batch * h * (1 - m) * (2 * (1 + m) - eta * h))
 
 
+@float64
 def eigenbasis_covariance(h, C, eta, momentum=0.0, batch=1):
     """Stationary covariance of ``(x, v)`` in the eigenbasis of ``H`` for any ``C``.
 
@@ -592,6 +597,7 @@ def curvature_trace(H: Float[ArrayLike, "p p"], Sigma: Float[ArrayLike, "p p"]) 
     return jnp.sum(jnp.asarray(H) * jnp.asarray(Sigma).T)
 
 
+@float64
 def leading_curvature_trace(trace_C, eta, momentum=0.0, batch=1):
     """Leading order in ``eta`` of ``tr(H S_inf) = eta tr(C) / (2 B (1 - m))``.
 
