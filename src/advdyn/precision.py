@@ -1,12 +1,20 @@
 """Float64 for the theory without touching the user's process-wide JAX settings.
 
-The deterministic-equivalent ODE, the statistics and the fixed points need float64, which
-JAX only provides while ``jax_enable_x64`` is on. Importing advdyn changes no global state:
-every public theory entry point (:func:`~advdyn.theory.solve_ode`,
-:func:`~advdyn.theory.adversarial_optimum`, the simulators, ...) is wrapped in
-:func:`float64`, which turns x64 on for the duration of the call only (JAX's thread-local
-``jax.enable_x64`` context). Constructors keep their parameters as NumPy float64 arrays, so
-nothing is truncated before a solver runs.
+The deterministic-equivalent ODE, the statistics, the fixed points, the posterior
+covariances and bounds and the SMEs need float64, which JAX only provides while
+``jax_enable_x64`` is on. Importing advdyn changes no global state; one mechanism gives
+float64 whatever the caller's settings:
+
+- :func:`float64`, the decorator on every public entry point of the theory rooms
+  (``problem``, ``theory``, ``simulate``, ``posterior``, ``sme``, ``critical``'s linear
+  and exact theory): it turns x64 on for the duration of the call only (JAX's thread-local
+  ``jax.enable_x64`` context) and casts the call's floating inputs to float64 at the
+  boundary, leaf by leaf through pytrees (arrays, instances, learning rates), so a float32
+  JAX array given by a caller whose x64 is off is computed on in float64 (its float32
+  value, widened exactly) instead of truncating the computation or failing inside a solver;
+- :func:`as_float64`, the one converter for parameters stored by constructors (equinox
+  fields): NumPy float64 when x64 is off (kept exactly until a solver runs), a float64 JAX
+  array when it is on, a traced value cast when it can be.
 
 Users who call the low-level building blocks (e.g. :func:`advdyn.theory.statistics`)
 directly can either wrap their code in ``with advdyn.precision.x64():`` or make the one
@@ -18,9 +26,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -38,13 +48,81 @@ def x64() -> Iterator[None]:
         yield
 
 
+def _x64_on() -> bool:
+    return jax.dtypes.canonicalize_dtype(np.float64) == np.float64
+
+
+def _wide(dtype) -> np.dtype:
+    return np.dtype(np.complex128 if np.issubdtype(dtype, np.complexfloating) else np.float64)
+
+
+def as_float64(x: Any) -> Any:
+    """One parameter as a float64 array (the converter of the theory's constructors).
+
+    Parameters
+    ----------
+    x : array_like or jax.Array
+        A number or array (integers are converted too; complex values become complex128).
+
+    Returns
+    -------
+    numpy.ndarray or jax.Array
+        A float64 NumPy array when JAX's x64 is off (exact, without enabling x64), a float64
+        JAX array when it is on; a traced value is cast under x64 and returned unchanged
+        otherwise (a float32 trace cannot hold float64).
+    """
+    if isinstance(x, jax.core.Tracer):
+        return x.astype(_wide(x.dtype)) if _x64_on() else x
+    dtype = _wide(x.dtype if hasattr(x, "dtype") else np.result_type(x))
+    if _x64_on():
+        return jnp.asarray(x, dtype)
+    return np.asarray(x, dtype)
+
+
+def _widen_leaf(x: Any) -> Any:
+    """A floating array narrower than 64 bits, widened; anything else unchanged."""
+    if not isinstance(x, (jax.Array, np.ndarray, np.generic)):
+        return x
+    dtype = x.dtype
+    if not jnp.issubdtype(dtype, jnp.inexact) or dtype in (np.float64, np.complex128):
+        return x
+    return as_float64(x)
+
+
+def widen(tree: Any) -> Any:
+    """Cast the floating array leaves of a pytree to float64 (complex to complex128).
+
+    Integer, boolean and key arrays, Python scalars and non-array leaves are returned as
+    they are; the tree is rebuilt only where a leaf changes.
+
+    Parameters
+    ----------
+    tree : pytree
+
+    Returns
+    -------
+    pytree
+        The same structure.
+    """
+    leaves, treedef = jax.tree.flatten(tree)
+    widened = [_widen_leaf(x) for x in leaves]
+    if all(a is b for a, b in zip(widened, leaves, strict=True)):
+        return tree
+    return jax.tree.unflatten(treedef, widened)
+
+
 def float64(fn: Callable[P, R]) -> Callable[P, R]:
-    """Decorator: run ``fn`` with JAX's float64 enabled (see :func:`x64`).
+    """Decorator of an entry point: float64 for the call and for its inputs.
+
+    Runs ``fn`` with JAX's float64 enabled (see :func:`x64`) on its arguments with every
+    floating array leaf widened to float64 (:func:`widen`), whatever the caller's JAX
+    settings.
 
     Parameters
     ----------
     fn : callable
-        A public entry point of the theory or the simulators.
+        A public entry point of the theory rooms (a function, a method or a property
+        getter).
 
     Returns
     -------
@@ -55,8 +133,10 @@ def float64(fn: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         with jax.enable_x64(True):
-            return fn(*args, **kwargs)
+            wide_args, wide_kwargs = widen((args, kwargs))
+            return fn(*wide_args, **wide_kwargs)
 
+    wrapper.__advdyn_float64__ = True  # type: ignore[attr-defined]
     return wrapper
 
 

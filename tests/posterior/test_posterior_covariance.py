@@ -57,6 +57,55 @@ def test_check1_momentum_closed_form_matches_lyapunov(m):
         np.testing.assert_allclose(np.asarray(auto.position), closed, atol=1e-12)
 
 
+def test_repeated_curvature_keeps_the_off_diagonal_noise():
+    # H = I commutes with every C, but eigh(I) need not diagonalise C: the stationary
+    # covariance is eta C / (B h (2 - eta h)) = C / 19 entry by entry (m = 0, B = 1)
+    C = np.array([[1.0, 0.5], [0.5, 1.0]])
+    S = stationary_covariance(np.eye(2), C, 0.1)
+    assert S.method == "eigen"
+    np.testing.assert_allclose(np.asarray(S.position), C / 19, rtol=1e-14)
+
+
+def _curvatures(kind, rng, p, eta, m):
+    """Hessians whose eigenbasis does not diagonalise a generic C, and one such C."""
+    U, _ = np.linalg.qr(rng.standard_normal((p, p)))
+    h = rng.uniform(0.1, 0.95 * 2 * (1 + m) / eta, p)
+    if kind == "repeated":
+        h[: p // 2] = h[0]
+    elif kind == "nearly repeated":  # commutes with C to ~1e-12, below any tolerance
+        h[: p // 2] = h[0] * (1 + 1e-12 * np.arange(p // 2))
+    H = U @ np.diag(h) @ U.T
+    Y = rng.standard_normal((p, p))
+    if kind == "non-commuting":
+        C = Y @ Y.T / p
+    else:  # commutes with H up to rounding, dense inside the (nearly) repeated eigenspace
+        k = p // 2
+        Ce = np.diag(rng.uniform(0.1, 2.0, p))
+        Ce[:k, :k] = Y[:k, :k] @ Y[:k, :k].T / k + 0.1 * np.eye(k)
+        C = U @ Ce @ U.T
+    return H, C
+
+
+@pytest.mark.parametrize("kind", ["repeated", "nearly repeated", "non-commuting"])
+@pytest.mark.parametrize(("m", "batch"), [(0.0, 1), (0.5, 8), (0.9, 3)])
+def test_eigenbasis_path_matches_dense_solve(kind, m, batch):
+    # the dense (kron) solve of the 2p x 2p Lyapunov system is the reference; both are
+    # exact, so they agree to rounding amplified by the conditioning of I - A (x) A
+    # (~ 1 / (eta h_min (1 - m)) <= 1e3 here): 1e-11 of the largest entry
+    rng = np.random.default_rng(7)
+    eta, p = 0.1, 6
+    H, C = _curvatures(kind, rng, p, eta, m)
+    dense = stationary_covariance(H, C, eta, m, batch, method="kron")
+    scale = np.abs(np.asarray(dense.full)).max()
+    for method in ("eigen", "auto"):
+        fast = stationary_covariance(H, C, eta, m, batch, method=method)
+        np.testing.assert_allclose(np.asarray(fast.position), np.asarray(dense.position),
+                                   rtol=0, atol=1e-11 * scale)
+        np.testing.assert_allclose(np.asarray(fast.full), np.asarray(dense.full), rtol=0,
+                                   atol=1e-11 * scale)
+        assert fast.method == "eigen"
+
+
 def test_doubling_solves_lyapunov_without_commuting():
     rng = np.random.default_rng(2)
     p = 15

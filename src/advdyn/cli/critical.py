@@ -135,13 +135,10 @@ def critical_linear_command(
     from advdyn.io import folder_lock, write_json, write_netcdf
     from advdyn.plot.critical import plot_linear_fig2, plot_linear_fig3, plot_scaling
     from advdyn.plot.risk import save_figure
-    from advdyn.precision import x64
 
     try:
         with folder_lock(out, "advdyn critical-linear"):
-            with x64():  # the linear theory is float64 (its studies are not entry points)
-                result = _linear_studies(seed)
-            traj, pv, pairs, study = result
+            traj, pv, pairs, study = _linear_studies(seed)  # float64 entry points
             ratio = study["d"].values / study["n"].values
             summary = {
                 "pairs": [list(map(int, p)) for p in pairs],

@@ -16,7 +16,7 @@ import numpy as np
 from advdyn.config import schema as C
 from advdyn.errors import ConfigError
 from advdyn.io.arrays import load_npy
-from advdyn.precision import float64
+from advdyn.precision import as_float64, float64
 from advdyn.problem.instance import ProblemInstance, _seed_sequences
 from advdyn.problem.losses import Loss, make_loss
 from advdyn.problem.spectra import (
@@ -32,7 +32,6 @@ from advdyn.theory.rates import Constant, Decay, LearningRate, LineSearch, Polya
 from advdyn.theory.spectral import (
     ISOTROPIC_KINDS,
     BinnedInstance,
-    _f64,
     _rank_edges,
     _resolve_spacing,
     relaxed_rank_edges,
@@ -520,22 +519,22 @@ def binned_from_config(
     ones = np.ones(B)
     labels = [0.0 if c.label is None else float(c.label) for c in comps]
     return BinnedInstance(
-        eigenvalues=_f64(lam),
-        multiplicity=_f64(count),
-        teacher2=_f64(ones * T**2 / d),
-        teacher_mean=_f64(tm[:, None] * ones),
-        mean_mean=_f64(mm[:, :, None] * ones),
-        init_err2=_f64(ones * (scale**2 + T**2) / d),
-        init_err_teacher=_f64(-ones * T**2 / d),
-        init_err_mean=_f64(-tm[:, None] * ones),
-        weights=_f64([c.weight for c in comps]),
-        labels=_f64(labels),
-        noise=_f64(getattr(config.task, "noise", 0.0)),
-        epsilon=_f64(config.epsilon),
-        ridge=_f64(config.ridge),
+        eigenvalues=as_float64(lam),
+        multiplicity=as_float64(count),
+        teacher2=as_float64(ones * T**2 / d),
+        teacher_mean=as_float64(tm[:, None] * ones),
+        mean_mean=as_float64(mm[:, :, None] * ones),
+        init_err2=as_float64(ones * (scale**2 + T**2) / d),
+        init_err_teacher=as_float64(-ones * T**2 / d),
+        init_err_mean=as_float64(-tm[:, None] * ones),
+        weights=as_float64([c.weight for c in comps]),
+        labels=as_float64(labels),
+        noise=as_float64(getattr(config.task, "noise", 0.0)),
+        epsilon=as_float64(config.epsilon),
+        ridge=as_float64(config.ridge),
         loss=loss if loss is not None else make_loss(config.loss),
         task=config.task.kind,
-        d=_f64(d),
+        d=as_float64(d),
     )
 
 

@@ -84,12 +84,13 @@ def least_squares_instance(d: int, eps: float, sigma: float = 1.0,
     )
 
 
+@float64
 def default_rate() -> LearningRate:
     """``gamma_t = 1/(1 + t)``: the excess risk of clean SGD then decays like ``d/n``."""
-    one = jnp.asarray(1.0, jnp.float64)
-    return Decay(one, one, one)
+    return Decay(1.0, 1.0, 1.0)
 
 
+@float64
 def critical_curve(eps, adv_risk, clean_risk, margin: float = 0.0,
                    floor: float = 0.0) -> np.ndarray:
     """``eps*(t)`` from risks on a radius grid.
@@ -222,6 +223,7 @@ def sgd_critical_radius(d: int, t_max: float, n_times: int, eps_grid,
     )
 
 
+@float64
 def scaling_slope(t, eps_star, t_min: float) -> float:
     """Log-log slope of ``eps*`` against ``n/d = t`` over ``t >= t_min`` (finite values)."""
     t = np.asarray(t, np.float64)

@@ -46,14 +46,17 @@ import xarray as xr
 from scipy import stats
 
 from advdyn.critical.estimators import crossing
+from advdyn.precision import float64
 
 
+@float64
 def teacher(d: int, seed: int = 0) -> jax.Array:
     """Unit-norm teacher ``theta0`` (a uniform direction drawn from ``seed``)."""
     g = jax.random.normal(jax.random.key(seed), (d,), jnp.float64)
     return g / jnp.linalg.norm(g)
 
 
+@float64
 def draw_data(key, theta0: jax.Array, n: int, sigma: float):
     """Draw ``n`` samples ``x ~ N(0, I)``, ``y = <theta0, x> + sigma z`` (float64)."""
     kx, ke = jax.random.split(key)
@@ -65,6 +68,7 @@ def _dual(theta, norm):
     return jnp.linalg.norm(theta) if norm == "l2" else jnp.sum(jnp.abs(theta))
 
 
+@float64
 def adversarial_risk(theta, x, y, eps, norm: str = "l2"):
     """Empirical adversarial square loss ``mean (|r| + eps |theta|_*)^2`` (closed-form max).
 
@@ -89,6 +93,7 @@ def adversarial_risk(theta, x, y, eps, norm: str = "l2"):
     return jnp.mean((jnp.abs(r) + eps * _dual(theta, norm)) ** 2)
 
 
+@float64
 def adversarial_gradient(theta, x, y, eps, norm: str = "l2"):
     """Subgradient of :func:`adversarial_risk` (0 used for the kinks at ``theta = 0``)."""
     r = x @ theta - y
@@ -102,6 +107,7 @@ def adversarial_gradient(theta, x, y, eps, norm: str = "l2"):
     return 2.0 * (x.T @ (w * jnp.sign(r)) / x.shape[0] + eps * jnp.mean(w) * ddual)
 
 
+@float64
 def gradient_descent(x, y, eps, norm: str, lr: float, steps: int, record: bool = True):
     """Full-batch gradient descent on the adversarial risk from ``theta = 0``.
 
@@ -182,6 +188,7 @@ def _check_finite(a, where):
         raise FloatingPointError(f"{where}: gradient descent diverged (lower the step size)")
 
 
+@float64
 def trajectory_study(
     d: int, n: int, log_ratio, reps: int = 20, steps: int = 100, sigma: float = 1.0,
     norm: str = "l2", seed: int = 0,
@@ -278,6 +285,7 @@ def t_pvalue(values: np.ndarray, clean: np.ndarray) -> np.ndarray:
     return 2 * stats.t.sf(np.abs(t), m - 1)
 
 
+@float64
 def pvalue_study(
     d: int, n: int, log_ratio, clean_reps: int = 300, adv_reps: int = 50, steps: int = 100,
     sigma: float = 1.0, norm: str = "l2", seed: int = 0,
@@ -335,6 +343,7 @@ def pvalue_study(
     )
 
 
+@float64
 def critical_study(
     pairs, eps_grid=None, reps: int = 10, steps: int = 1500, sigma: float = 1.0,
     norm: str = "l2", seed: int = 0,

@@ -17,8 +17,10 @@ When ``H`` and ``C`` commute (eigenvalues ``h``, ``c``) the position variance is
 
     Var x = eta c (1 + m) / (B h (1 - m) (2 (1 + m) - eta h)),
 
-stable iff ``0 < eta h < 2 (1 + m)``. This *additive* model freezes the noise at the
-optimum; for least squares the exact noise is multiplicative,
+stable iff ``0 < eta h < 2 (1 + m)``. For any ``C``, in the eigenbasis of ``H`` the equation
+decouples into one equation per pair of eigen-directions (:func:`eigenbasis_covariance`),
+which :func:`stationary_covariance` solves by default. This *additive* model freezes the
+noise at the optimum; for least squares the exact noise is multiplicative,
 ``Cov(xi | x) = (K S K + tr(K S) K + sigma^2 K)`` for Gaussian inputs, and
 :func:`least_squares_fixed_point` solves that linear fixed point exactly.
 
@@ -102,6 +104,7 @@ def _is_concrete(*xs) -> bool:
     return not any(isinstance(x, jax.core.Tracer) for x in xs)
 
 
+@float64
 def transition_matrix(H: Float[ArrayLike, "p p"], eta, momentum=0.0) -> Float[Array, "2p 2p"]:
     """``A = [[I - eta H, m I], [-eta H, m I]]`` of heavy-ball SGD on ``z = (x, v)``.
 
@@ -126,6 +129,7 @@ def transition_matrix(H: Float[ArrayLike, "p p"], eta, momentum=0.0) -> Float[Ar
     return jnp.concatenate([top, bottom], axis=0)
 
 
+@float64
 def noise_matrix(C: Float[ArrayLike, "p p"], eta, batch=1) -> Float[Array, "2p 2p"]:
     """``Q = (eta^2 / B) [[C, C], [C, C]]``: the covariance injected per step into ``(x, v)``.
 
@@ -146,6 +150,7 @@ def noise_matrix(C: Float[ArrayLike, "p p"], eta, batch=1) -> Float[Array, "2p 2
     return (eta**2 / batch) * jnp.block([[C, C], [C, C]])
 
 
+@float64
 @functools.partial(jax.jit, static_argnames=("method", "iterations"))
 def solve_discrete_lyapunov(
     A: Float[ArrayLike, "n n"],
@@ -192,6 +197,7 @@ def solve_discrete_lyapunov(
     return 0.5 * (S + S.T)
 
 
+@float64
 def eigenbasis_variance(h, c, eta, momentum=0.0, batch=1):
     """Stationary position variance per eigen-direction when ``H`` and ``C`` commute.
 
@@ -218,6 +224,53 @@ def eigenbasis_variance(h, c, eta, momentum=0.0, batch=1):
     return eta * jnp.asarray(c) * (1 + m) / (batch * h * (1 - m) * (2 * (1 + m) - eta * h))
 
 
+@float64
+def eigenbasis_covariance(h, C, eta, momentum=0.0, batch=1):
+    """Stationary covariance of ``(x, v)`` in the eigenbasis of ``H`` for any ``C``.
+
+    With ``H = U diag(h) U^T`` the transition matrix is block diagonal in ``U``, so the
+    Lyapunov equation decouples into one 4-unknown equation per pair ``(i, j)`` of
+    eigen-directions, linear in ``c_ij = (U^T C U)_ij``. Its solution, element-wise::
+
+        Cov(x_i, x_j) = eta c_ij (1 - m^2) / (B D_ij)
+        Cov(x_i, v_j) = eta^2 c_ij (h_i - m h_j) / (B D_ij)
+        Cov(v_i, v_j) = eta^2 c_ij (1 - m) (h_i + h_j) / (B D_ij)
+        D_ij = (1 - m)^2 ((1 + m)(h_i + h_j) - eta h_i h_j) + eta m (h_i - h_j)^2.
+
+    No assumption on ``C``: a repeated eigenvalue of ``H``, or a ``C`` that does not commute
+    with ``H``, only makes ``c`` non-diagonal. The diagonal ``i = j`` is
+    :func:`eigenbasis_variance`.
+
+    Parameters
+    ----------
+    h : array, shape (p,)
+        Eigenvalues of ``H``.
+    C : array, shape (p, p)
+        Per-sample gradient covariance in the same eigenbasis, ``U^T C U``.
+    eta : float
+        Learning rate.
+    momentum : float
+        Heavy-ball momentum ``m``.
+    batch : int
+        Minibatch size ``B``.
+
+    Returns
+    -------
+    array, shape (2p, 2p)
+        ``[[Cov(x, x), Cov(x, v)], [Cov(v, x), Cov(v, v)]]`` in the eigenbasis (no stability
+        check: see :func:`check_stable`).
+    """
+    h = jnp.asarray(h)
+    hi, hj = h[:, None], h[None, :]
+    m = momentum
+    D = (1 - m) ** 2 * ((1 + m) * (hi + hj) - eta * hi * hj) + eta * m * (hi - hj) ** 2
+    scaled = jnp.asarray(C) / (batch * D)
+    xx = eta * (1 - m**2) * scaled
+    xv = eta**2 * (hi - m * hj) * scaled
+    vv = eta**2 * (1 - m) * (hi + hj) * scaled
+    return jnp.block([[xx, xv], [xv.T, vv]])
+
+
 class StationaryCovariance(eqx.Module):
     """Stationary law of linearised heavy-ball SGD.
 
@@ -225,22 +278,15 @@ class StationaryCovariance(eqx.Module):
     ----------
     position : array, shape (p, p)
         ``Cov x`` (the posterior covariance of the weights).
-    full : array, shape (2p, 2p) or None
-        Covariance of ``(x, v)`` (``None`` on the eigenbasis path).
+    full : array, shape (2p, 2p)
+        Covariance of ``(x, v)``.
     method : str
         ``"eigen"``, ``"kron"`` or ``"doubling"``.
     """
 
     position: Float[Array, "p p"]
-    full: Float[Array, "n n"] | None
+    full: Float[Array, "n n"]
     method: str = eqx.field(static=True)
-
-
-def _commute(H, C, rtol=1e-10) -> bool:
-    H = np.asarray(H)
-    C = np.asarray(C)
-    scale = max(np.linalg.norm(H) * np.linalg.norm(C), 1e-300)
-    return bool(np.linalg.norm(H @ C - C @ H) <= rtol * scale)
 
 
 @float64
@@ -253,6 +299,9 @@ def stationary_covariance(
     method: str = "auto",
 ) -> StationaryCovariance:
     """Stationary covariance of heavy-ball minibatch SGD near an optimum (additive noise).
+
+    ``H`` and ``C`` enter through their symmetric parts ``(H + H^T) / 2`` and
+    ``(C + C^T) / 2`` in every method.
 
     Parameters
     ----------
@@ -267,9 +316,10 @@ def stationary_covariance(
     batch : int
         Minibatch size ``B``.
     method : {"auto", "eigen", "kron", "doubling"}
-        ``"eigen"``: diagonalise ``H`` and use :func:`eigenbasis_variance` (requires
-        ``HC = CH``); ``"auto"`` takes it when ``H`` and ``C`` commute (checked
-        numerically), else the dense Lyapunov solve of :func:`solve_discrete_lyapunov`.
+        ``"eigen"``: diagonalise ``H``, rotate ``C`` into its eigenbasis and solve the
+        decoupled pair equations there (:func:`eigenbasis_covariance`; exact for any ``C``,
+        ``O(p^3)``); ``"kron"``, ``"doubling"``: the dense Lyapunov solve of
+        :func:`solve_discrete_lyapunov` on ``(x, v)``. ``"auto"`` is ``"eigen"``.
 
     Returns
     -------
@@ -283,8 +333,8 @@ def stationary_covariance(
         If ``H`` is not square, ``C`` not of its shape, ``eta`` not a positive number or
         ``batch`` not an integer ``>= 1`` (the last two when concrete).
     """
-    H = jnp.asarray(H, jnp.float64)
-    C = jnp.asarray(C, jnp.float64)
+    H = jnp.asarray(H)
+    C = jnp.asarray(C)
     if H.ndim != 2 or H.shape[0] != H.shape[1]:
         raise ConfigError("H", f"must be a square matrix, got shape {H.shape}")
     if C.shape != H.shape:
@@ -292,22 +342,26 @@ def stationary_covariance(
     if _is_concrete(eta, batch):
         checks.positive(eta, "eta")
         checks.integer(batch, "batch", 1)
-    h, U = jnp.linalg.eigh(0.5 * (H + H.T))
+    H = 0.5 * (H + H.T)
+    C = 0.5 * (C + C.T)
+    h, U = jnp.linalg.eigh(H)
     if _is_concrete(h, eta, momentum):
         check_stable(np.asarray(h), eta, momentum)
     if method == "auto":
-        method = "eigen" if _is_concrete(H, C) and _commute(H, C) else "dense"
+        method = "eigen"
     if method == "eigen":
-        c = jnp.einsum("ip,ij,jp->p", U, C, U)
-        v = eigenbasis_variance(h, c, eta, momentum, batch)
-        return StationaryCovariance((U * v) @ U.T, None, "eigen")
-    A = transition_matrix(H, eta, momentum)
-    Q = noise_matrix(C, eta, batch)
-    inner = "auto" if method == "dense" else method
-    S = solve_discrete_lyapunov(A, Q, inner)
+        G = eigenbasis_covariance(h, U.T @ C @ U, eta, momentum, batch)
+        V = jax.scipy.linalg.block_diag(U, U)
+        S = V @ G @ V.T
+    elif method in ("kron", "doubling"):
+        A = transition_matrix(H, eta, momentum)
+        Q = noise_matrix(C, eta, batch)
+        S = solve_discrete_lyapunov(A, Q, method)
+    else:
+        raise ValueError(f"method must be auto, eigen, kron or doubling, got {method!r}")
+    S = 0.5 * (S + S.T)
     p = H.shape[0]
-    used = inner if inner != "auto" else ("kron" if 2 * p <= 24 else "doubling")
-    return StationaryCovariance(S[:p, :p], S, used)
+    return StationaryCovariance(S[:p, :p], S, method)
 
 
 class Transient(eqx.Module):
@@ -555,6 +609,7 @@ def curvature_trace(H: Float[ArrayLike, "p p"], Sigma: Float[ArrayLike, "p p"]) 
     return jnp.sum(jnp.asarray(H) * jnp.asarray(Sigma).T)
 
 
+@float64
 def leading_curvature_trace(trace_C, eta, momentum=0.0, batch=1):
     """Leading order in ``eta`` of ``tr(H S_inf) = eta tr(C) / (2 B (1 - m))``.
 

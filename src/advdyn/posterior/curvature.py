@@ -140,6 +140,7 @@ def adversarial_ls_gradient_moment(
     )
 
 
+@float64
 def adversarial_ls_sample_gradient(theta, x, y, eps):
     """Per-sample gradient ``(|r| + a)(sign(r) x + eps theta/|theta|)`` (batch of samples).
 

@@ -161,6 +161,7 @@ def posterior_path(
     return PosteriorPath(times, v, states.err2, states.err_teacher, D, N, rates, curvature, risk)
 
 
+@float64
 def stationary_variance(D, N, gamma, d) -> Array:
     """``v_inf = gamma N / (2 d D)``: the constant-rate limit of the posterior variance.
 
@@ -180,6 +181,7 @@ def stationary_variance(D, N, gamma, d) -> Array:
     return gamma * jnp.asarray(N) / (2 * d * jnp.asarray(D))
 
 
+@float64
 def frozen_transient(v0, D, N, gamma2, dt, d):
     """Posterior variance ``dt`` after a rate change with frozen coefficients.
 
@@ -208,6 +210,7 @@ def frozen_transient(v0, D, N, gamma2, dt, d):
     return jnp.asarray(v0)[None, :] * decay, v_inf[None, :] * (1 - decay)
 
 
+@float64
 def posterior_kl(path: PosteriorPath, instance, prior_variance) -> Array:
     """``KL(N(E theta_t, diag v_t) || N(0, s0^2 I))`` along the path, for each prior variance.
 
@@ -241,6 +244,7 @@ def posterior_kl(path: PosteriorPath, instance, prior_variance) -> Array:
     return out if jnp.ndim(prior_variance) else out[0]
 
 
+@float64
 def replicate_variance(thetas: np.ndarray) -> np.ndarray:
     """Per-direction variance over SGD replicates (unbiased), shape ``(T, d)``.
 
@@ -256,6 +260,7 @@ def replicate_variance(thetas: np.ndarray) -> np.ndarray:
     return np.var(np.asarray(thetas, dtype=np.float64), axis=0, ddof=1)
 
 
+@float64
 def group_by_eigenvalue(values: np.ndarray, eigenvalues: np.ndarray, groups: int):
     """Average per-direction values over groups of (sorted) eigenvalues.
 

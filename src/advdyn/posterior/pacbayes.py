@@ -23,7 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from advdyn.precision import float64
 
+
+@float64
 def gaussian_kl(
     m1: Float[ArrayLike, " p"],
     S1: Float[ArrayLike, "p p"],
@@ -56,6 +59,7 @@ def gaussian_kl(
     return 0.5 * (jnp.sum(A * A) + b @ b - p + logdet0 - logdet1)
 
 
+@float64
 def gaussian_kl_diag(m1, v1, m0, v0) -> Float[Array, ""]:
     """KL between Gaussians with diagonal covariances (variances ``v1``, ``v0``).
 
@@ -75,6 +79,7 @@ def gaussian_kl_diag(m1, v1, m0, v0) -> Float[Array, ""]:
     return 0.5 * jnp.sum(r + (jnp.asarray(m0) - m1) ** 2 / v0 - 1.0 - jnp.log(r))
 
 
+@float64
 def expected_quadratic_loss(
     loss_at_optimum,
     H: Float[ArrayLike, "p p"],
@@ -103,6 +108,7 @@ def expected_quadratic_loss(
     return loss_at_optimum + 0.5 * d @ jnp.asarray(H) @ d + 0.5 * jnp.sum(H * jnp.asarray(Sigma).T)
 
 
+@float64
 def mcallester_complexity(kl, n: int, delta: float):
     """``sqrt((KL + ln(2 sqrt(n) / delta)) / (2 n))`` (McAllester-Maurer).
 
@@ -122,6 +128,7 @@ def mcallester_complexity(kl, n: int, delta: float):
     return jnp.sqrt((kl + jnp.log(2 * jnp.sqrt(n) / delta)) / (2 * n))
 
 
+@float64
 def catoni_complexity(kl, n: int, delta: float, lam):
     """``(KL + ln(1/delta)) / lambda + lambda / (8 n)`` (Catoni-type, fixed ``lambda``).
 
@@ -143,6 +150,7 @@ def catoni_complexity(kl, n: int, delta: float, lam):
     return (kl + jnp.log(1.0 / delta)) / lam + lam / (8 * n)
 
 
+@float64
 def mcallester_bound(empirical, kl, n: int, delta: float):
     """McAllester-Maurer bound ``E_Q L_hat + sqrt((KL + ln(2 sqrt n / delta)) / 2n)``.
 
@@ -164,6 +172,7 @@ def mcallester_bound(empirical, kl, n: int, delta: float):
     return empirical + mcallester_complexity(kl, n, delta)
 
 
+@float64
 def catoni_bound(empirical, kl, n: int, delta: float, lam):
     """Catoni-type bound ``E_Q L_hat + (KL + ln 1/delta)/lambda + lambda/(8n)``.
 
@@ -200,6 +209,7 @@ class GridBound(eqx.Module):
     bounds: Float[Array, " G"]
 
 
+@float64
 def grid_bound(empirical, kl, n: int, delta: float, kind: str = "mcallester",
                lam=None) -> GridBound:
     """Minimise a PAC-Bayes bound over a grid, paying ``ln G`` for the choice.
@@ -271,6 +281,7 @@ class BoundTerms(eqx.Module):
     estimated: tuple[str, ...] = eqx.field(static=True, default=())
 
 
+@float64
 def bound_terms(
     train, curvature, kl, n: int, delta: float = 0.05, kind: str = "mcallester",
     loss_scale: float = 1.0, lam=None, estimated: tuple[str, ...] = ("curvature", "kl"),

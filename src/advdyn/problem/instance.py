@@ -16,6 +16,7 @@ import numpy as np
 from equinox import AbstractVar
 
 from advdyn import checks
+from advdyn.precision import float64
 from advdyn.problem.losses import Loss
 from advdyn.problem.state import DirectionState
 
@@ -152,20 +153,24 @@ class ProblemInstance(AbstractInstance):
         return None
 
     @property
+    @float64
     def teacher2(self) -> Array:
         """``theta*_i^2``, shape ``(d,)``."""
         return self.theta_star**2
 
     @property
+    @float64
     def teacher_mean(self) -> Array:
         """``theta*_i mu_{c,i}``, shape ``(C, d)``."""
         return self.theta_star * self.means
 
     @property
+    @float64
     def mean_mean(self) -> Array:
         """``mu_{c,i} mu_{c',i}``, shape ``(C, C, d)``."""
         return self.means[:, None, :] * self.means[None, :, :]
 
+    @float64
     def initial_state(self):
         """Per-direction state of ``theta_0`` (products of the coordinates of ``theta_0 - theta*``).
 

@@ -38,6 +38,7 @@ from advdyn.precision import float64
 from advdyn.sme.objectives import AbstractObjective
 
 
+@float64
 def switch_time(a: float, noise: float, eta: float, m0: float) -> float:
     """Time ``t*`` at which the optimal multiplier leaves 1 (toy problem).
 
@@ -63,6 +64,7 @@ def switch_time(a: float, noise: float, eta: float, m0: float) -> float:
     return float(np.log((m0 - m_inf) / m_inf) / (2 * a))
 
 
+@float64
 def optimal_policy(t, a: float, noise: float, eta: float, m0: float):
     """Closed form ``u*(t) = 1`` before ``t*``, ``1 / (1 + a (t - t*))`` after.
 

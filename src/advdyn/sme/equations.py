@@ -46,7 +46,7 @@ import lineax as lx
 import numpy as np
 from jaxtyping import Array, Float
 
-from advdyn.precision import float64
+from advdyn.precision import as_float64, float64
 from advdyn.sme.objectives import AbstractObjective
 from advdyn.solution import Solution
 
@@ -57,12 +57,6 @@ SME_STREAM = 0x534D4532
 """``fold_in`` constant (ASCII ``"SME2"``) separating the SME's Brownian stream from SGD's."""
 
 SCHEMES = ("euler", "extrapolated")
-
-
-def _as_f64(x):
-    # traced leaves (NumPy float64 keeps the value exactly without global x64): one
-    # compilation serves every learning rate
-    return np.asarray(x, dtype=np.float64)
 
 
 class GridBrownianPath(diffrax.AbstractBrownianPath):
@@ -125,9 +119,9 @@ class SME(eqx.Module):
     """
 
     objective: AbstractObjective
-    eta: Array | float = eqx.field(converter=_as_f64)
+    eta: Array | float = eqx.field(converter=as_float64)
     order: int = eqx.field(static=True, default=1)
-    time_scale: Array | float = eqx.field(converter=_as_f64, default=1.0)
+    time_scale: Array | float = eqx.field(converter=as_float64, default=1.0)
 
     def __check_init__(self):
         if self.order not in (1, 2):
@@ -164,6 +158,7 @@ class SME(eqx.Module):
             lambda z: scale * self.objective.noise_apply(theta, z), structure)
 
 
+@float64
 def core_scaling(objective: AbstractObjective, gamma: float, d: int, order: int = 1) -> SME:
     """The SME in advdyn's scaling: ``eta = gamma / d``, time ``t = k / d`` (``c = gamma``).
 

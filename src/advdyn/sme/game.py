@@ -63,17 +63,13 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from advdyn import checks
-from advdyn.precision import float64
+from advdyn.precision import as_float64, float64
 from advdyn.sme.equations import recorded_paths, recording_grid
 from advdyn.solution import Solution
 
 
-def _leaf(x):
-    return x if isinstance(x, jax.Array) else np.asarray(x, dtype=np.float64)
-
-
 def _radius(x):
-    return np.asarray(np.inf if x is None else x, dtype=np.float64)
+    return as_float64(np.inf if x is None else x)
 
 
 class AbstractGame(eqx.Module):
@@ -158,6 +154,7 @@ def project(delta: Float[Array, " q"], eps) -> Float[Array, " q"]:
     return jnp.where(n > eps, delta * (eps / jnp.where(n > 0, n, 1.0)), delta)
 
 
+@float64
 def game_step(game: AbstractGame, eta, theta: Float[Array, " p"], delta: Float[Array, " q"],
               key: Array, alternating: bool = True) -> tuple[Array, Array]:
     """One round: the adversary's projected ascent step, then the learner's descent step.
@@ -211,10 +208,10 @@ class GameSME(eqx.Module):
     """
 
     game: AbstractGame
-    eta: Array | float = eqx.field(converter=_leaf)
+    eta: Array | float = eqx.field(converter=as_float64)
     order: int = eqx.field(static=True, default=1)
     alternation: bool = eqx.field(static=True, default=True)
-    time_scale: Array | float = eqx.field(converter=_leaf, default=1.0)
+    time_scale: Array | float = eqx.field(converter=as_float64, default=1.0)
 
     def __check_init__(self):
         if self.order not in (1, 2):
@@ -373,13 +370,13 @@ class QuadraticGame(AbstractGame):
         Ball radius (``inf``: no projection; needed for :func:`quadratic_game_moments`).
     """
 
-    a: Array = eqx.field(converter=_leaf)
-    b: Array = eqx.field(converter=_leaf)
-    c: Array = eqx.field(converter=_leaf)
-    theta_star: Array = eqx.field(converter=_leaf)
-    noise_theta_factor: Array = eqx.field(converter=_leaf)
-    noise_delta_factor: Array = eqx.field(converter=_leaf)
-    rho: Array = eqx.field(converter=_leaf, default=1.0, kw_only=True)
+    a: Array = eqx.field(converter=as_float64)
+    b: Array = eqx.field(converter=as_float64)
+    c: Array = eqx.field(converter=as_float64)
+    theta_star: Array = eqx.field(converter=as_float64)
+    noise_theta_factor: Array = eqx.field(converter=as_float64)
+    noise_delta_factor: Array = eqx.field(converter=as_float64)
+    rho: Array = eqx.field(converter=as_float64, default=1.0, kw_only=True)
     eps: Array = eqx.field(converter=_radius, default=float("inf"), kw_only=True)
 
     def __check_init__(self):
@@ -469,6 +466,7 @@ class GameMoments(eqx.Module):
         return float(abs(self.observable("game", name)[-1] - self.observable(method, name)[-1]))
 
 
+@float64
 def quadratic_game_moments(game: QuadraticGame, theta0, delta0, eta: float, t_max: float,
                            alternating: bool = True) -> GameMoments:
     """Exact first and second moments of the game's rounds and of its SMEs (NumPy float64).
@@ -583,10 +581,10 @@ class PerturbationGame(AbstractGame):
         Ball radius (``inf``: none).
     """
 
-    eigenvalues: Array = eqx.field(converter=_leaf)
-    theta_star: Array = eqx.field(converter=_leaf)
-    sigma: Array = eqx.field(converter=_leaf)
-    rho: Array = eqx.field(converter=_leaf, default=1.0, kw_only=True)
+    eigenvalues: Array = eqx.field(converter=as_float64)
+    theta_star: Array = eqx.field(converter=as_float64)
+    sigma: Array = eqx.field(converter=as_float64)
+    rho: Array = eqx.field(converter=as_float64, default=1.0, kw_only=True)
     eps: Array = eqx.field(converter=_radius, default=float("inf"), kw_only=True)
 
     def __check_init__(self):

@@ -28,6 +28,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from advdyn.adversarial.attacks import Attack
+from advdyn.precision import as_float64
 from advdyn.sme.objectives import EmpiricalObjective, linear_predict, squared_loss
 
 
@@ -98,7 +99,7 @@ def game_objective(
 class _GameObjective(EmpiricalObjective):
     """Training against PGD, ``adv_risk`` at the exact l2 inner maximum of radius ``eps``."""
 
-    exact_eps: Array | float = eqx.field(converter=lambda v: np.asarray(v, np.float64), default=0.0)
+    exact_eps: Array | float = eqx.field(converter=as_float64, default=0.0)
 
     def observables(self, theta):
         out = super().observables(theta)

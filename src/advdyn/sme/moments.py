@@ -23,6 +23,8 @@ from __future__ import annotations
 import equinox as eqx
 import numpy as np
 
+from advdyn.precision import float64
+
 
 class MomentPaths(eqx.Module):
     """Second moments ``S = E Delta Delta^T`` on the grid ``tau_k = k eta``.
@@ -76,6 +78,7 @@ def _noise(s, k, sigma, batch):
     return (k @ s @ k + np.trace(k @ s) * k + sigma**2 * k) / batch
 
 
+@float64
 def exact_second_moments(
     eigenvalues,
     sigma: float,
@@ -141,6 +144,7 @@ def exact_second_moments(
                        sme(k + 0.5 * eta * k @ k), lam, float(sigma))
 
 
+@float64
 def loglog_slope(x, y) -> tuple[float, float]:
     """Least-squares slope of ``log y`` on ``log x`` and its standard error.
 
@@ -165,6 +169,7 @@ def loglog_slope(x, y) -> tuple[float, float]:
     return float(coef[0]), float(se)
 
 
+@float64
 def weak_error_study(
     eigenvalues, sigma: float, delta0, etas, t_max: float, name: str = "dist2",
     at: str = "final",

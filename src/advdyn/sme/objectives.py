@@ -35,16 +35,12 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from advdyn.adversarial.attacks import Attack, perturb
+from advdyn.precision import as_float64, float64
 
 C0 = float(np.sqrt(2.0 / np.pi))
 """``c0 = E|Z| = sqrt(2/pi)``."""
 
 NOISE_MODES = ("exact", "homogenized")
-
-
-def _leaf(x):
-    """Array leaf in float64 (Python floats would be static under ``eqx.filter_jit``)."""
-    return x if isinstance(x, jax.Array) else np.asarray(x, dtype=np.float64)
 
 
 def _train_flag(value) -> np.ndarray:
@@ -139,10 +135,10 @@ class GaussianLeastSquares(AbstractObjective):
         Mini-batch size ``B`` (``Sigma / B``).
     """
 
-    eigenvalues: Array = eqx.field(converter=_leaf)
-    theta_star: Array = eqx.field(converter=_leaf)
-    sigma: Array | float = eqx.field(converter=_leaf)
-    eps: Array | float = eqx.field(converter=_leaf)
+    eigenvalues: Array = eqx.field(converter=as_float64)
+    theta_star: Array = eqx.field(converter=as_float64)
+    sigma: Array | float = eqx.field(converter=as_float64)
+    eps: Array | float = eqx.field(converter=as_float64)
     train: Array | str = eqx.field(converter=_train_flag, default="adversarial")
     noise: str = eqx.field(static=True, default="exact")
     batch: int = eqx.field(static=True, default=1)
@@ -154,6 +150,7 @@ class GaussianLeastSquares(AbstractObjective):
             raise ValueError(f"batch must be >= 1, got {self.batch}")
 
     @classmethod
+    @float64
     def from_instance(cls, instance, train: str = "adversarial", noise: str = "exact",
                       batch: int = 1) -> GaussianLeastSquares:
         """The same problem as a core :class:`~advdyn.problem.ProblemInstance`.
@@ -195,6 +192,7 @@ class GaussianLeastSquares(AbstractObjective):
         return self.dim
 
     @property
+    @float64
     def train_eps(self) -> Array:
         """Radius of the training loss: ``eps``, or 0 for clean training."""
         return jnp.asarray(self.eps) * jnp.asarray(self.train)
@@ -205,15 +203,18 @@ class GaussianLeastSquares(AbstractObjective):
         n, e = _safe_norm(theta)
         return delta, s, n, e, eps * n
 
+    @float64
     def risk(self, theta: Float[Array, " d"], eps) -> Float[Array, ""]:
         """Adversarial risk ``R_eps(theta)`` at radius ``eps`` (``R_0`` at ``eps = 0``)."""
         _, s, _, _, a = self._scalars(theta, eps)
         return 0.5 * (s + C0 * a) ** 2 + 0.5 * a**2 * (1 - C0**2)
 
+    @float64
     def loss(self, theta: Float[Array, " d"]) -> Float[Array, ""]:
         """``R_eps`` (adversarial training) or ``R_0`` (clean training)."""
         return self.risk(theta, self.train_eps)
 
+    @float64
     def gradient(self, theta: Float[Array, " d"]) -> Float[Array, " d"]:
         """Closed form ``h1 K Delta + eps abar e`` (subgradient with ``e = 0`` at 0)."""
         eps = self.train_eps
@@ -231,6 +232,7 @@ class GaussianLeastSquares(AbstractObjective):
         u = jnp.stack([self.eigenvalues * delta, e], axis=1)
         return m0, u, c
 
+    @float64
     def gradient_covariance(self, theta: Float[Array, " d"]) -> Float[Array, "d d"]:
         """Exact ``Sigma(theta) = Cov(grad l_eps)`` of one sample, divided by ``batch``."""
         m0, u, c = self._moments(theta)
@@ -261,10 +263,12 @@ class GaussianLeastSquares(AbstractObjective):
         b = (mat + sdet * jnp.eye(2)) / jnp.sqrt(jnp.trace(mat) + 2 * sdet)
         return m0, root, q, b
 
+    @float64
     def noise_factor(self, theta: Float[Array, " d"]) -> Float[Array, "d d"]:
         """``F`` with ``F F^T = Sigma`` (exact) or ``sqrt(I K / B)`` (homogenized), dense."""
         return jax.vmap(lambda z: self.noise_apply(theta, z), out_axes=1)(jnp.eye(self.dim))
 
+    @float64
     def noise_apply(self, theta: Float[Array, " d"], z: Float[Array, " d"]) -> Float[Array, " d"]:
         """``F z`` in ``O(d)``: the exact factor is ``K^{1/2}`` times a rank-two update of
         ``sqrt(M0) I`` (see :meth:`_root_parts`); the homogenized one ``sqrt(M0 K / B) z``."""
@@ -276,6 +280,7 @@ class GaussianLeastSquares(AbstractObjective):
         inner = jnp.sqrt(m0) * (z - q @ qz) + q @ (b @ qz)
         return root * inner / np.sqrt(self.batch)
 
+    @float64
     def stochastic_gradient(self, theta: Float[Array, " d"], key: Array) -> Float[Array, " d"]:
         """Mean of ``batch`` per-sample gradients ``(|u| + a)(sign(u) x + eps e)``."""
         kx, kn = jax.random.split(key)
@@ -289,6 +294,7 @@ class GaussianLeastSquares(AbstractObjective):
         g = amp[:, None] * (jnp.sign(u)[:, None] * x + eps * e)
         return jnp.mean(g, axis=0)
 
+    @float64
     def observables(self, theta: Float[Array, " d"]) -> dict[str, Array]:
         """``clean_risk``, ``adv_risk`` (radius ``eps``), ``norm``, ``input_grad_norm``
         (``E |grad_x l_0| = c0 s |theta|``) and ``dist2 = |theta - theta*|^2``."""
@@ -302,11 +308,13 @@ class GaussianLeastSquares(AbstractObjective):
         }
 
 
+@float64
 def linear_predict(theta: Float[Array, " p"], x: Float[Array, "n p"]) -> Float[Array, " n"]:
     """The linear model ``r = <theta, x>`` (default model of :class:`EmpiricalObjective`)."""
     return x @ theta
 
 
+@float64
 def squared_loss(pred: Array, y: Array) -> Array:
     """``(pred - y)^2 / 2`` per sample."""
     return 0.5 * (pred - y) ** 2
@@ -400,10 +408,12 @@ class EmpiricalObjective(AbstractObjective):
         flag = jnp.asarray(self.train)
         return flag * adv + (1 - flag) * clean
 
+    @float64
     def loss(self, theta: Float[Array, " p"]) -> Float[Array, ""]:
         """Mean training loss over the data set."""
         return jnp.mean(self._train_losses(theta, self.x, self.y))
 
+    @float64
     def per_sample_gradients(self, theta: Float[Array, " p"]) -> Float[Array, "n p"]:
         """Gradients of every sample's training loss, shape ``(n, p)``."""
         def one(xj, yj):
@@ -411,18 +421,21 @@ class EmpiricalObjective(AbstractObjective):
 
         return jax.vmap(one)(self.x, self.y)
 
+    @float64
     def noise_factor(self, theta: Float[Array, " p"]) -> Float[Array, "p n"]:
         """``G_c^T / sqrt(n B)`` (``F F^T`` is the covariance of one mini-batch gradient)."""
         g = self.per_sample_gradients(theta)
         gc = g - jnp.mean(g, axis=0)
         return gc.T / np.sqrt(self.noise_dim * self.batch)
 
+    @float64
     def stochastic_gradient(self, theta: Float[Array, " p"], key: Array) -> Float[Array, " p"]:
         """Gradient on ``batch`` indices drawn uniformly with replacement."""
         idx = jax.random.randint(key, (self.batch,), 0, self.noise_dim)
         return jax.grad(lambda th: jnp.mean(self._train_losses(th, self.x[idx], self.y[idx])))(
             theta)
 
+    @float64
     def observables(self, theta: Float[Array, " p"]) -> dict[str, Array]:
         """``clean_risk``, ``adv_risk`` (evaluation attack), ``norm`` and the mean l2 norm
         of the clean loss's input gradient ``input_grad_norm``."""

@@ -13,11 +13,11 @@ from typing import ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from equinox import AbstractClassVar
 from jax.typing import ArrayLike
 
 from advdyn import checks
+from advdyn.precision import as_float64, float64, widen
 from advdyn.problem.instance import AbstractInstance
 from advdyn.theory.drift import flow
 from advdyn.theory.statistics import (
@@ -31,15 +31,13 @@ from advdyn.theory.statistics import (
 Array = jax.Array
 
 
-def _as_f64(x: ArrayLike) -> np.ndarray:
-    # rule parameters are float64 arrays, i.e. traced leaves: a jitted solver compiled for
-    # one rate is reused for every other rate instead of recompiling per Python float
-    # (NumPy float64: kept exactly even when JAX's x64 is off at construction time).
-    # Anything but a real number is kept as given, for the rule's __check_init__ to refuse
-    # by name (None would become NaN, "0.8" a number)
-    if not checks.is_real_number(x):
-        return x  # type: ignore[return-value]
-    return np.asarray(x, dtype=np.float64)
+def _parameter(x: ArrayLike) -> ArrayLike:
+    # a rule parameter as a float64 array (a traced leaf: one compiled solver serves every
+    # rate); anything that is not a number is kept as given, for the rule's __check_init__
+    # to refuse by name (None would become NaN, "0.8" a number)
+    if x is None or isinstance(x, str | bytes | bool | complex):
+        return x
+    return as_float64(x)
 
 
 class AbstractLearningRate(eqx.Module):
@@ -90,7 +88,7 @@ class Constant(AbstractLearningRate):
         The learning rate.
     """
 
-    gamma: ArrayLike = eqx.field(converter=_as_f64)
+    gamma: ArrayLike = eqx.field(converter=_parameter)
     needs_state: ClassVar[bool] = False
 
     def __check_init__(self):
@@ -127,9 +125,9 @@ class Decay(AbstractLearningRate):
         Decay exponent.
     """
 
-    gamma0: ArrayLike = eqx.field(converter=_as_f64)
-    tau: ArrayLike = eqx.field(converter=_as_f64, default=1.0)
-    beta: ArrayLike = eqx.field(converter=_as_f64, default=1.0)
+    gamma0: ArrayLike = eqx.field(converter=_parameter)
+    tau: ArrayLike = eqx.field(converter=_parameter, default=1.0)
+    beta: ArrayLike = eqx.field(converter=_parameter, default=1.0)
     needs_state: ClassVar[bool] = False
 
     def __check_init__(self):
@@ -167,9 +165,9 @@ class StepDrop(AbstractLearningRate):
         Time ``t = k/d`` of the drop.
     """
 
-    gamma1: ArrayLike = eqx.field(converter=_as_f64)
-    gamma2: ArrayLike = eqx.field(converter=_as_f64)
-    t_drop: ArrayLike = eqx.field(converter=_as_f64)
+    gamma1: ArrayLike = eqx.field(converter=_parameter)
+    gamma2: ArrayLike = eqx.field(converter=_parameter)
+    t_drop: ArrayLike = eqx.field(converter=_parameter)
     needs_state: ClassVar[bool] = False
 
     def __check_init__(self):
@@ -196,6 +194,7 @@ class StepDrop(AbstractLearningRate):
         return jnp.where(t < self.t_drop, self.gamma1, self.gamma2)
 
 
+@float64
 def objective(state: DirectionState, instance) -> Array:
     """Training objective ``R_eps + delta/2 |theta|^2`` at a per-direction state.
 
@@ -216,10 +215,7 @@ def objective(state: DirectionState, instance) -> Array:
     return training_objective(instance.weights @ ex.adv_risk, stats.norm2, instance.ridge)
 
 
-def _f64(state: DirectionState) -> DirectionState:
-    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), state)
-
-
+@float64
 def mean_eigenvalue(instance) -> Array:
     """``tr K / d`` with ``K = sum_c pi_c K_c`` (the Polyak normalisation of THEORY 6).
 
@@ -255,8 +251,8 @@ class Polyak(AbstractLearningRate):
         Cap.
     """
 
-    min_objective: ArrayLike = eqx.field(converter=_as_f64)
-    gamma_max: ArrayLike = eqx.field(converter=_as_f64, default=10.0)
+    min_objective: ArrayLike = eqx.field(converter=_parameter)
+    gamma_max: ArrayLike = eqx.field(converter=_parameter, default=10.0)
     needs_state: ClassVar[bool] = True
 
     def __check_init__(self):
@@ -265,7 +261,7 @@ class Polyak(AbstractLearningRate):
 
     def __call__(self, t, state=None, instance=None):
         # docstring: _STATE_RULE_DOC (shared with LineSearch)
-        state = _f64(state)
+        state = widen(state)
         stats = statistics(state, instance)
         ex = expectations(stats, instance)
         obj = training_objective(instance.weights @ ex.adv_risk, stats.norm2, instance.ridge)
@@ -297,7 +293,7 @@ class LineSearch(AbstractLearningRate):
         Cap (also used when ``C <= 0``).
     """
 
-    gamma_max: ArrayLike = eqx.field(converter=_as_f64, default=10.0)
+    gamma_max: ArrayLike = eqx.field(converter=_parameter, default=10.0)
     needs_state: ClassVar[bool] = True
 
     def __check_init__(self):
@@ -305,7 +301,7 @@ class LineSearch(AbstractLearningRate):
 
     def __call__(self, t, state=None, instance=None):
         # docstring: _STATE_RULE_DOC (shared with Polyak)
-        state = _f64(state)
+        state = widen(state)
         drift, noise = flow(state, instance)
         f = lambda s: objective(s, instance)  # noqa: E731
         _, A = jax.jvp(f, (state,), (drift,))

@@ -52,11 +52,10 @@ from typing import TYPE_CHECKING
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jaxtyping import ArrayLike, Float, Int
 
-from advdyn.precision import float64
+from advdyn.precision import as_float64, float64
 from advdyn.problem.instance import AbstractInstance, ProblemInstance
 from advdyn.problem.losses import LeastSquares, Loss
 from advdyn.problem.state import DirectionState
@@ -142,10 +141,6 @@ class BinnedInstance(AbstractInstance):
             ``(init_err2, init_err_teacher, init_err_mean)`` as float64 arrays.
         """
         return DirectionState(self.init_err2, self.init_err_teacher, self.init_err_mean)
-
-
-def _f64(x) -> Array:
-    return jnp.asarray(np.asarray(x, dtype=np.float64))
 
 
 # ----------------------------------------------------------------------------- bin edges
@@ -404,14 +399,14 @@ def bin_instance(
 
     s0 = instance.initial_state()
     return BinnedInstance(
-        eigenvalues=_f64(avg(lam)),
-        multiplicity=_f64(count),
-        teacher2=_f64(avg(instance.teacher2)),
-        teacher_mean=_f64(avg(instance.teacher_mean)),
-        mean_mean=_f64(avg(instance.mean_mean)),
-        init_err2=_f64(avg(s0.err2)),
-        init_err_teacher=_f64(avg(s0.err_teacher)),
-        init_err_mean=_f64(avg(s0.err_mean)),
+        eigenvalues=as_float64(avg(lam)),
+        multiplicity=as_float64(count),
+        teacher2=as_float64(avg(instance.teacher2)),
+        teacher_mean=as_float64(avg(instance.teacher_mean)),
+        mean_mean=as_float64(avg(instance.mean_mean)),
+        init_err2=as_float64(avg(s0.err2)),
+        init_err_teacher=as_float64(avg(s0.err_teacher)),
+        init_err_mean=as_float64(avg(s0.err_mean)),
         weights=instance.weights,
         labels=instance.labels,
         noise=instance.noise,
@@ -419,7 +414,7 @@ def bin_instance(
         ridge=instance.ridge,
         loss=instance.loss,
         task=instance.task,
-        d=_f64(instance.d),
+        d=as_float64(instance.d),
     )
 
 

@@ -99,6 +99,7 @@ class StationaryPoint(eqx.Module):
     at_zero: Array
 
     @property
+    @float64
     def adv_risk(self) -> Array:
         """Adversarial risk ``R_eps`` at the stationary point (ridge excluded).
 
@@ -109,6 +110,7 @@ class StationaryPoint(eqx.Module):
         return self.observables["adv_risk"]
 
     @property
+    @float64
     def effective_ridge(self) -> Array:
         """Effective ridge ``lambda = rho / h_1`` (least squares with one class, THEORY 7).
 
@@ -120,6 +122,7 @@ class StationaryPoint(eqx.Module):
         """
         return jnp.where(self.at_zero, jnp.nan, self.terms.rho / self.terms.expectations.h1[0])
 
+    @float64
     def relaxation_time(self, gamma: float) -> float:
         """``1 / (gamma min_i D_i)``: the e-folding time of the slowest linear mode here.
 
@@ -138,6 +141,7 @@ class StationaryPoint(eqx.Module):
         slowest = float(gamma * jnp.min(self.terms.D))
         return 1.0 / slowest if slowest > 0 else float("inf")
 
+    @float64
     def distance2(self, state: DirectionState, instance: AbstractInstance) -> Float[Array, ""]:
         """``|theta - theta_mean|^2`` for the per-direction ``state`` (THEORY 7).
 
@@ -443,6 +447,7 @@ def constant_rate_limit(
     return _build(instance, gamma, x, residual, False, tol)
 
 
+@float64
 def optimum_vector(instance: ProblemInstance, point: StationaryPoint) -> Float[np.ndarray, " d"]:
     """The stationary mean iterate as a vector in the eigenbasis (per-direction instances).
 

@@ -110,8 +110,7 @@ def run_small(c: SmallConfig) -> xr.Dataset:
         raise ConfigError("small.eta", str(err)) from None
     eta2 = c.eta / c.decay_factor
     steps = np.asarray(c.transient_steps)
-    tr = transient_covariance(H, C, eta2, old.full if old.full is not None else old.position,
-                              steps)
+    tr = transient_covariance(H, C, eta2, old.full, steps)
     rates = np.concatenate([np.full(c.burn_in, c.eta), np.full(int(steps.max()), eta2)])
     it = np.asarray(ls_chains(np.asarray(c.spectrum), ts, c.sigma, c.eps, opt, rates,
                               c.burn_in + steps, c.chains, c.seed))

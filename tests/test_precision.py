@@ -1,0 +1,88 @@
+"""Float64 whatever the caller's JAX settings (advdyn.precision).
+
+Every public entry point of the theory rooms is called in a fresh interpreter whose float64
+is off (``JAX_ENABLE_X64=0``), with Python, NumPy float64 and float32 JAX inputs
+(``tests/float64_calls.py``); each floating leaf of each result must be float64 and equal the
+same call made here, where float64 is on, to 1e-12 relative (the two runs compute the same
+float64 operations: only compilation may reorder them, far below 1e-12; a float32 computation
+anywhere differs by ~1e-8 or more).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+CALLS = Path(__file__).with_name("float64_calls.py")
+
+#: the theory rooms and their public functions that are not float64 entry points
+ROOMS = ("advdyn.problem", "advdyn.theory", "advdyn.posterior", "advdyn.sme",
+         "advdyn.critical.linear", "advdyn.critical.exact", "advdyn.posterior.highdim")
+NOT_ENTRY_POINTS = {
+    # no floating result: a key, a loss object, a check, an integer grid, p-value helpers
+    # on NumPy float64 samples
+    "stream_key", "make_loss", "check_stable", "recording_grid",
+    "teacher_direction", "hotelling_pvalue", "t_pvalue", "loglog_slope", "scaling_slope",
+    "default_lr", "common_lr", "crossing", "prior_variance_grid", "replicate_variance",
+    "group_by_eigenvalue",
+    # measurements of a user's model: computed in the model's own dtype (flat_loss(dtype=))
+    "flat_loss", "exact_hessian", "per_sample_gradients", "gradient_covariance", "hvp",
+    "hutchinson_trace", "lanczos_top_k", "subspace_gradient_covariance",
+    "gradient_noise_trace",
+}
+
+
+def _public_functions():
+    for room in ROOMS:
+        module = importlib.import_module(room)
+        names = getattr(module, "__all__", None) or [
+            n for n, o in vars(module).items()
+            if not n.startswith("_") and inspect.isfunction(o) and o.__module__ == room]
+        for name in names:
+            obj = getattr(module, name)
+            if inspect.isfunction(obj) and name not in NOT_ENTRY_POINTS:
+                yield f"{room}.{name}", obj
+
+
+def test_theory_entry_points_return_float64_when_jax_float64_is_off(tmp_path):
+    undecorated = [n for n, f in _public_functions() if not hasattr(f, "__advdyn_float64__")]
+    assert not undecorated, f"public theory functions without @float64: {undecorated}"
+
+    out = tmp_path / "off.pkl"
+    env = {**os.environ, "JAX_ENABLE_X64": "0"}
+    child = subprocess.Popen([sys.executable, str(CALLS), str(out)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    spec = importlib.util.spec_from_file_location("float64_calls", CALLS)
+    calls = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(calls)
+    reference = calls.run()  # float64 on here (conftest), while the child runs without
+    _, err = child.communicate(timeout=1200)
+    assert child.returncode == 0, err[-3000:]
+    off = pickle.loads(out.read_bytes())
+    assert off["x64"] is False
+    failures = []
+    for name, ref in reference.items():
+        got = off["report"][name]
+        if "error" in ref or "error" in got:
+            failures.append(f"{name}: {ref.get('error') or got.get('error')}")
+            continue
+        narrow = [t for t in got["dtypes"] if t in ("float32", "float16", "bfloat16",
+                                                    "complex64")]
+        if narrow:
+            failures.append(f"{name}: {narrow} without float64")
+        for a, b in zip(got["values"], ref["values"], strict=True):
+            if a is None or b is None:
+                continue
+            if a.shape != b.shape or not np.allclose(a, b, rtol=1e-12, atol=0.0,
+                                                     equal_nan=True):
+                failures.append(f"{name}: values differ from float64 "
+                                f"(max {np.max(np.abs(a - b)) if a.shape == b.shape else a.shape})")
+                break
+    assert not failures, "\n".join(failures)
