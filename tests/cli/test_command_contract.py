@@ -26,8 +26,6 @@ import pytest
 from advdyn import cli
 from advdyn.io.files import folder_lock
 
-CONSOLE = [sys.executable, "-c", "from advdyn.__main__ import main; main()"]
-
 #: every command that writes a result folder, with the arguments it needs besides --out
 #: (-q where a command prints what it is about to compute: the error is then the one line)
 WRITERS = {
@@ -184,12 +182,14 @@ def test_a_folder_in_use_is_refused_by_every_writing_command(workdir, monkeypatc
 
 
 def _start_sme(out: Path, cwd: Path) -> subprocess.Popen:
-    # SIGINT restored in the child: a test runner's worker may start children with it
-    # ignored (then Python installs no handler and the interrupt would be lost)
+    # as from a terminal: Python's own Ctrl-C handler, which a process started with SIGINT
+    # ignored (a pytest-xdist worker's children) would not install
+    console = [sys.executable, "-c", "import signal; "
+               "signal.signal(signal.SIGINT, signal.default_int_handler); "
+               "from advdyn.__main__ import main; main()"]
     return subprocess.Popen(
-        [*CONSOLE, "sme", "-o", str(out), "-q"], cwd=cwd, stdout=subprocess.PIPE,
+        [*console, "sme", "-o", str(out), "-q"], cwd=cwd, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

@@ -62,8 +62,10 @@ class Attack(eqx.Module):
     clip: tuple[float, float] | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
-        if not isinstance(self.eps, jax.core.Tracer):  # (a traced radius: checked outside)
+        # a concrete scalar radius (a traced one, or one per sample, is the caller's)
+        if not isinstance(self.eps, jax.core.Tracer) and getattr(self.eps, "ndim", 0) == 0:
             checks.nonnegative(self.eps, "eps")  # ("8/255": advdyn.critical.parse_eps)
+        if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")

@@ -27,9 +27,7 @@ def critical_eps_command(
     config: Annotated[
         Path | None, typer.Argument(help="TOML config; the embedded default when omitted.")
     ] = None,
-    out: Annotated[Path, out_option()] = Path(
-        "critical-eps-out"
-    ),
+    out: Annotated[Path, out_option()] = Path("critical-eps-out"),
     width: Annotated[int | None, typer.Option(help="Override model.width.")] = None,
     n_train: Annotated[int | None, typer.Option(help="Override data.n_train.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Override train.epochs.")] = None,
@@ -111,9 +109,7 @@ def critical_eps_config_command():
 
 @app.command("critical-linear")
 def critical_linear_command(
-    out: Annotated[Path, out_option()] = Path(
-        "critical-linear-out"
-    ),
+    out: Annotated[Path, out_option()] = Path("critical-linear-out"),
     seed: Annotated[int, typer.Option(help="Seed of teachers and data.")] = 0,
     streaming: Annotated[
         bool, typer.Option(help="Also the exact streaming eps*(n/d) (ODE vs SGD, ~1-2 min).")

@@ -27,9 +27,7 @@ def posterior_command(
     config: Annotated[
         Path | None, typer.Argument(help="TOML config; the embedded default when omitted.")
     ] = None,
-    out: Annotated[Path, out_option()] = Path(
-        "posterior-out"
-    ),
+    out: Annotated[Path, out_option()] = Path("posterior-out"),
     epochs: Annotated[int | None, typer.Option(help="Override robust.epochs.")] = None,
     no_robust: Annotated[
         bool, typer.Option("--no-robust", help="Skip adversarial training (AT, AWP).")

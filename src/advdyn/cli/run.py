@@ -31,9 +31,7 @@ def run_command(
         list[str] | None,
         typer.Option("--method", "-m", help="ode, sgd and/or hsgd (repeat or comma-separate)."),
     ] = None,
-    out: Annotated[Path, out_option()] = Path(
-        "advdyn-out"
-    ),
+    out: Annotated[Path, out_option()] = Path("advdyn-out"),
     replicates: Annotated[int | None, typer.Option(help="SGD/HSGD replicates.")] = None,
     d: Annotated[int | None, typer.Option("--d", help="Override the dimension.")] = None,
     t_max: Annotated[float | None, typer.Option(help="Override the time horizon.")] = None,

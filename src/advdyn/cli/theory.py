@@ -54,9 +54,7 @@ def limit_command(
     gamma: Annotated[
         float | None, typer.Option(help="Constant learning rate (default: the config's lr).")
     ] = None,
-    out: Annotated[Path, out_option()] = Path(
-        "advdyn-out"
-    ),
+    out: Annotated[Path, out_option()] = Path("advdyn-out"),
     d: Annotated[int | None, typer.Option("--d", help="Override the dimension.")] = None,
     epsilon: Annotated[float | None, typer.Option(help="Override the attack radius.")] = None,
     no_ode_check: Annotated[
@@ -111,9 +109,7 @@ def monotone_command(
     ] = 3,
     t_max: Annotated[float, typer.Option(help="ODE horizon.")] = 20.0,
     n_times: Annotated[int, typer.Option(help="Records along each ODE run.")] = 401,
-    out: Annotated[Path, out_option()] = Path(
-        "advdyn-out"
-    ),
+    out: Annotated[Path, out_option()] = Path("advdyn-out"),
     d: Annotated[int | None, typer.Option("--d", help="Override the dimension.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ):
