@@ -12,7 +12,7 @@ import advdyn as ad
 from advdyn.config.build import binned_from_config
 from advdyn.config.schema import ProblemConfig
 from advdyn.solution import RESULTS
-from advdyn.theory.ode import make_integrator, ode, solve_ode
+from advdyn.theory.ode import integrate_ode, make_integrator, solve_ode
 from advdyn.theory.stationary import adversarial_optimum, optimum
 
 TIMES = np.linspace(0.0, 4.0, 9)
@@ -31,8 +31,8 @@ def _binned(loss="least_squares", d=10**6, bins=16, **task):
 
 def _point(base, integrator, eps, gamma):
     inst = eqx.tree_at(lambda i: i.epsilon, base, eps)
-    return ode(inst, eqx.tree_at(lambda r: r.gamma, ad.Constant(1.0), gamma), TIMES, integrator,
-               throw=False)
+    rate = eqx.tree_at(lambda r: r.gamma, ad.Constant(1.0), gamma)
+    return integrate_ode(inst, rate, TIMES, integrator, throw=False)
 
 
 def test_vmapped_binned_ode_matches_point_solves_and_marks_divergence():
@@ -65,7 +65,7 @@ def test_pure_ode_throws_on_a_single_failed_call():
     base = _binned()
     integrator = make_integrator("tsit5", rtol=1e-8, atol=1e-20)
     with pytest.raises(Exception, match="diverged"):
-        sol = ode(base, ad.Constant(6.0), TIMES, integrator)
+        sol = integrate_ode(base, ad.Constant(6.0), TIMES, integrator)
         jax.block_until_ready(sol.ys)
 
 
@@ -96,7 +96,7 @@ def test_gradient_of_final_adversarial_risk_matches_finite_differences(loss):
     def final(eps, gamma):
         inst = eqx.tree_at(lambda i: i.epsilon, base, eps)
         rate = eqx.tree_at(lambda r: r.gamma, ad.Constant(1.0), gamma)
-        return ode(inst, rate, GRAD_TIMES, integrator, optimum=opt).ys["adv_risk"][-1]
+        return integrate_ode(inst, rate, GRAD_TIMES, integrator, optimum=opt).ys["adv_risk"][-1]
 
     x = (jnp.asarray(0.3), jnp.asarray(gamma0))
     grads = jax.jit(jax.grad(final, argnums=(0, 1)))(*x)

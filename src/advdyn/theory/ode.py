@@ -420,7 +420,7 @@ def _solve(
 
 
 @float64
-def ode(
+def integrate_ode(
     instance: AbstractInstance,
     lr: LearningRate,
     times: Float[ArrayLike, " T"],
