@@ -74,6 +74,11 @@ _EXPORTS: dict[str, str] = {
     "relaxed_eigenvalue": "advdyn.theory.spectral",
     "load_sweep": "advdyn.workflows",
     "run_sweep": "advdyn.workflows",
+    "phase_diagram": "advdyn.workflows",
+    "integrate_ode": "advdyn.theory",
+    "optimum": "advdyn.theory",
+    "make_integrator": "advdyn.theory",
+    "RESULTS": "advdyn.solution",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -120,7 +125,7 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
         stream_key,
     )
     from advdyn.simulate import simulate_hsgd, simulate_sgd, time_grid
-    from advdyn.solution import Solution
+    from advdyn.solution import RESULTS, Solution
     from advdyn.theory import (
         BinnedInstance,
         Constant,
@@ -132,11 +137,15 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
         adversarial_optimum,
         bin_instance,
         constant_rate_limit,
+        integrate_ode,
+        make_integrator,
+        optimum,
         solve_ode,
         solve_ridge_ode,
     )
     from advdyn.theory.spectral import relaxed_eigenvalue
     from advdyn.workflows.bins import converge_bins
     from advdyn.workflows.limits import limit_report, monotone_scan
+    from advdyn.workflows.phase import phase_diagram
     from advdyn.workflows.run import RunResult, run
     from advdyn.workflows.sweep import load_sweep, run_sweep

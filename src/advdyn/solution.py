@@ -8,12 +8,31 @@ labels it as an :class:`xarray.Dataset`. The mathematics never builds a dataset 
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from typing import Any
 
 import equinox as eqx
+import jax
 import numpy as np
 from jaxtyping import Float
+
+
+class RESULTS(enum.IntEnum):
+    """How a solve ended: the integer code a :class:`Solution` carries in ``result``.
+
+    Inside ``jit``/``vmap`` a failure is data (the code, and NaN records from the failure
+    on); solvers called with ``throw=True`` turn a nonzero code into an exception.
+    """
+
+    #: every record was reached with a finite state
+    successful = 0
+    #: ``|theta - theta*|^2`` crossed the divergence bound, or a record was not finite
+    diverged = 1
+    #: the step budget (``max_steps`` per recording interval) ran out
+    max_steps_reached = 2
+    #: the integrator failed otherwise (e.g. its nonlinear solve did not converge)
+    solver_failed = 3
 
 
 class Solution(eqx.Module):
@@ -21,9 +40,9 @@ class Solution(eqx.Module):
 
     Attributes
     ----------
-    ts : ndarray, shape (T,)
+    ts : ndarray or Array, shape (T,)
         Recording times ``t = k/d`` (float64).
-    ys : dict of str to ndarray
+    ys : dict of str to ndarray or Array
         THEORY section 11 names; shape ``(T,)``, or ``(R, T)`` when ``replicated``.
     method : str
         ``"ode"``, ``"sgd"``, ``"hsgd"`` or ``"ridge_ode"``.
@@ -31,13 +50,20 @@ class Solution(eqx.Module):
         Whether every array carries a leading replicate axis.
     stats : mapping
         Scalars describing the solve (steps, dtype, block, stride, integrator, ...).
+    result : Array of int, optional
+        A :class:`RESULTS` code (solvers that report one; ``None`` otherwise). Under
+        ``vmap`` one code per batch element.
+    steps : Array of int, optional
+        Accepted and rejected integrator steps, where the solver counts them.
     """
 
-    ts: Float[np.ndarray, " time"]
-    ys: dict[str, np.ndarray]
+    ts: Float[np.ndarray, " time"] | Float[jax.Array, " time"]
+    ys: dict[str, Any]
     method: str = eqx.field(static=True)
     replicated: bool = eqx.field(static=True, default=False)
     stats: Mapping[str, Any] = eqx.field(static=True, default_factory=dict)
+    result: Any = None
+    steps: Any = None
 
     def __getitem__(self, name: str) -> np.ndarray:
         """The recorded array ``name`` (e.g. ``sol["adv_risk"]``)."""

@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 
 from advdyn.cli import critical as _critical  # noqa: F401  (registers its commands)
+from advdyn.cli import phase as _phase  # noqa: F401  (registers its commands)
 from advdyn.cli import posterior as _posterior  # noqa: F401  (registers its commands)
 from advdyn.cli import run as _run  # noqa: F401  (registers its commands)
 from advdyn.cli import sme as _sme  # noqa: F401  (registers its commands)

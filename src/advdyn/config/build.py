@@ -28,6 +28,7 @@ from advdyn.problem.spectra import (
     two_level,
     uniform,
 )
+from advdyn.theory.ode import Integrator
 from advdyn.theory.rates import Constant, Decay, LearningRate, LineSearch, Polyak
 from advdyn.theory.spectral import (
     ISOTROPIC_KINDS,
@@ -251,6 +252,36 @@ def make_learning_rate(config: C.LearningRateConfig, instance=None, optimum=None
     if isinstance(config, C.LineSearchLR):
         return LineSearch(config.gamma_max)
     raise TypeError(f"unknown learning-rate config {config!r}")  # pragma: no cover
+
+
+def integrator_for(run: C.RunConfig, instance, lr: LearningRate, times) -> Integrator:
+    """The ODE's :class:`~advdyn.theory.ode.Integrator` chosen by a run config's ``solver``.
+
+    ``"auto"`` resolves with :func:`~advdyn.theory.ode.choose_solver` on ``instance``,
+    ``lr`` and ``times``; the implicit solver's absolute tolerance is raised to
+    ``IMPLICIT_ATOL rtol / d`` as :func:`~advdyn.theory.solve_ode` does.
+
+    Parameters
+    ----------
+    run : RunConfig
+        Supplies ``solver``, ``rtol`` and ``atol``.
+    instance : AbstractInstance
+    lr : LearningRate
+    times : array_like
+        Recording times.
+
+    Returns
+    -------
+    Integrator
+    """
+    from advdyn.theory.ode import IMPLICIT_ATOL, choose_solver, make_integrator
+
+    kind = choose_solver(instance, lr, times, run.solver)
+    atol = run.atol
+    if kind == "kvaerno5":
+        d = float(getattr(instance, "dimension", instance.d))
+        atol = max(atol, IMPLICIT_ATOL * run.rtol / d)
+    return make_integrator(kind, rtol=run.rtol, atol=atol)
 
 
 # ----------------------------------------------------------------------------- from a config

@@ -200,7 +200,7 @@ def to_dataset(solution: Solution, attrs: Mapping[str, object] | None = None) ->
         See :func:`make_dataset`; the solution's ``stats`` become attributes.
     """
     return make_dataset(
-        solution.ts,
+        np.asarray(solution.ts),
         solution.ys,
         solution.method,
         replicates=solution.replicated,

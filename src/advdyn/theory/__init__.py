@@ -7,10 +7,15 @@ mathematics in float64 (:mod:`advdyn.precision`); solvers return
 """
 
 from advdyn.theory.equivalence import solve_ridge_ode
-from advdyn.theory.ode import solve_ode
+from advdyn.theory.ode import integrate_ode, make_integrator, solve_ode
 from advdyn.theory.rates import Constant, Decay, LearningRate, LineSearch, Polyak, StepDrop
 from advdyn.theory.spectral import BinnedInstance, bin_instance
-from advdyn.theory.stationary import StationaryPoint, adversarial_optimum, constant_rate_limit
+from advdyn.theory.stationary import (
+    StationaryPoint,
+    adversarial_optimum,
+    constant_rate_limit,
+    optimum,
+)
 
 __all__ = [
     "BinnedInstance",
@@ -24,6 +29,9 @@ __all__ = [
     "adversarial_optimum",
     "bin_instance",
     "constant_rate_limit",
+    "integrate_ode",
+    "make_integrator",
+    "optimum",
     "solve_ode",
     "solve_ridge_ode",
 ]

@@ -14,6 +14,7 @@ which is THEORY's ``(P, Q, M)`` system after the substitution ``theta = e + thet
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -26,7 +27,7 @@ from advdyn.errors import ConfigError, DivergenceError
 from advdyn.executables import cached_jit
 from advdyn.precision import float64
 from advdyn.problem.instance import AbstractInstance
-from advdyn.solution import Solution
+from advdyn.solution import RESULTS, Solution
 from advdyn.theory.drift import flow
 from advdyn.theory.rates import LearningRate
 from advdyn.theory.recording import make_recorder
@@ -235,23 +236,110 @@ def _chord():
     return SettledChord
 
 
-@cached_jit
-def _solve(
-    instance, lr, recorder, times, rtol, atol, max_steps: int, blowup, kind: str,
-    relaxed_above=None,
-):
+class Integrator(eqx.Module):
+    """How the ODE is integrated: a diffrax solver, its step-size controller and a budget.
+
+    Build one with :func:`make_integrator` (or, from a config's ``run.solver`` string,
+    :func:`advdyn.config.build.make_integrator`); the solvers take it as an argument, the way
+    ``diffrax.diffeqsolve`` takes its solver and controller. Its tolerances are array
+    leaves: new values reuse a compiled solve.
+
+    Attributes
+    ----------
+    solver : diffrax.AbstractSolver
+        E.g. ``diffrax.Tsit5()`` or ``diffrax.Kvaerno5(...)``.
+    controller : diffrax.PIDController
+        Adaptive step-size control (``rtol``, ``atol``, gains).
+    max_steps : int
+        Step budget per recording interval.
+    resume : bool
+        Whether each recording interval starts from the step the controller proposed last
+        on the one before (the explicit solver), rather than selecting one afresh.
+    """
+
+    solver: Any
+    controller: Any
+    max_steps: int = eqx.field(static=True, default=1_000_000)
+    resume: bool = eqx.field(static=True, default=True)
+
+    @property
+    def name(self) -> str:
+        """The solver's name in lower case (``"tsit5"``, ``"kvaerno5"``, ...)."""
+        return type(self.solver).__name__.lower()
+
+
+def make_integrator(
+    kind: str = "tsit5", *, rtol: float = 1e-8, atol: float = 1e-20, max_steps: int = 1_000_000
+) -> Integrator:
+    """The :class:`Integrator` of a solver name, as :func:`solve_ode` uses it.
+
+    Parameters
+    ----------
+    kind : {"tsit5", "kvaerno5"}
+        Explicit Tsit5 (resuming its step across records), or implicit Kvaerno5 with the
+        chord root finder of :func:`_chord` and PID gains ``pcoeff = icoeff = 0.3``.
+    rtol, atol : float
+        Tolerances of the step-size controller, used as given (see :func:`solve_ode` for the
+        absolute tolerance it passes for the implicit solver).
+    max_steps : int
+        Step budget per recording interval.
+
+    Returns
+    -------
+    Integrator
+
+    Raises
+    ------
+    ValueError
+        For another ``kind`` (``"auto"`` is resolved by :func:`choose_solver`, which needs
+        the problem).
+    """
+    import diffrax
+
+    if kind not in SOLVERS[1:]:
+        raise ValueError(f"kind must be one of {SOLVERS[1:]}, got {kind!r}")
+    r, a = jnp.asarray(rtol, jnp.float64), jnp.asarray(atol, jnp.float64)
+    if kind == "kvaerno5":
+        solver = diffrax.Kvaerno5(root_finder=diffrax.with_stepsize_controller_tols(_chord())())
+        return Integrator(solver, diffrax.PIDController(rtol=r, atol=a, pcoeff=0.3, icoeff=0.3),
+                          int(max_steps), resume=False)
+    return Integrator(diffrax.Tsit5(), diffrax.PIDController(rtol=r, atol=a), int(max_steps))
+
+
+def _code(result) -> Array:
+    """The :class:`~advdyn.solution.RESULTS` code of a diffrax result."""
+    import diffrax
+
+    R = diffrax.RESULTS
+    return jnp.where(
+        result == R.successful, RESULTS.successful,
+        jnp.where(result == R.event_occurred, RESULTS.diverged,
+                  jnp.where(result == R.max_steps_reached, RESULTS.max_steps_reached,
+                            RESULTS.solver_failed)),
+    ).astype(jnp.int32)
+
+
+def _integrate(instance, lr, recorder, times, integrator: Integrator, blowup,
+               relaxed_above=None):
     """The ODE from record to record: one ``diffeqsolve`` per interval under ``lax.scan``.
 
-    Each interval saves only its end state (no ``SaveAt(ts=...)``: its ``ts`` checks are
-    host callbacks, which keep JAX's persistent cache from storing the solve, and its
-    output buffer is carried through every step); the records are the scan's outputs.
-    With the explicit solver each interval starts with the step its controller proposed
-    last on the one before (:func:`_resumable`); the implicit solver selects its first step
-    afresh on every interval. Tolerances,
-    times and the divergence factor are traced, so new values reuse the compiled solve.
-    After a failed interval the state is NaN and later intervals are skipped.
-    With ``relaxed_above`` (given for the implicit solver only), the modes above it weigh
-    :data:`RELAXED_WEIGHT` in the error norm of the first interval.
+    Pure: ``jit``, ``vmap`` and ``grad`` go through it. Each interval saves only its end
+    state (no ``SaveAt(ts=...)``: its ``ts`` checks are host callbacks, which keep JAX's
+    persistent cache from storing the solve, and its output buffer is carried through every
+    step); the records are the scan's outputs. With ``integrator.resume`` each interval
+    starts with the step its controller proposed last on the one before
+    (:func:`_resumable`); otherwise the first step is selected afresh on every interval.
+    After a failed interval the state is NaN and later intervals are skipped. With
+    ``relaxed_above``, the modes above it weigh :data:`RELAXED_WEIGHT` in the error norm of
+    the first interval.
+
+    Returns
+    -------
+    records : dict of str to Array, shape (T,)
+    result : Array of int
+        A :class:`~advdyn.solution.RESULTS` code.
+    steps : Array of int
+        Steps taken over all intervals.
     """
     import diffrax  # on tracing only: a run that loads the stored program does not need it
 
@@ -265,24 +353,17 @@ def _solve(
         return direction_sum(y.err2, instance) > bound
 
     term = diffrax.ODETerm(vector_field)
-    solver = (diffrax.Kvaerno5(root_finder=diffrax.with_stepsize_controller_tols(_chord())())
-              if kind == "kvaerno5" else diffrax.Tsit5())
-    gains = {"pcoeff": 0.3, "icoeff": 0.3} if kind == "kvaerno5" else {}
     event = diffrax.Event(blown_up)
 
     if relaxed_above is not None:  # the modes above it, by their largest eigenvalue
         eigenvalues = jnp.asarray(instance.eigenvalues)
         relaxed = jnp.max(eigenvalues.reshape(-1, eigenvalues.shape[-1]), axis=0) > relaxed_above
 
-    # the explicit solver resumes each interval with its controller's last step; the implicit
-    # one selects a first step afresh, as resuming made its errors 2-10 times larger (0.3 ->
-    # 2.4 rtol for adv_risk on relaxed power-law bins) for 20-40% fewer steps
-    resume = kind == "tsit5"
+    resume = integrator.resume
 
     def controller(first, dt):
-        if relaxed_above is None:
-            pid = diffrax.PIDController(rtol=rtol, atol=atol, **gains)
-        else:
+        pid = integrator.controller
+        if relaxed_above is not None:
             import optimistix as optx
 
             weight = jnp.where(first & relaxed, RELAXED_WEIGHT, 1.0)
@@ -290,39 +371,120 @@ def _solve(
             def norm(scaled_error):  # RMS (diffrax's default) of the weighted errors
                 return optx.rms_norm(jax.tree.map(lambda e: e * weight, scaled_error))
 
-            pid = diffrax.PIDController(rtol=rtol, atol=atol, norm=norm, **gains)
+            pid = type(pid)(rtol=pid.rtol, atol=pid.atol, pcoeff=pid.pcoeff,
+                            icoeff=pid.icoeff, dcoeff=pid.dcoeff, norm=norm)
         return _resumable()(pid, dt) if resume else pid
 
     def interval(carry, ts):
-        y, dt, ok, steps = carry
+        y, dt, code, steps = carry
         t0, t1 = ts
-
-        def go(y):
-            sol = diffrax.diffeqsolve(
-                term, solver, t0=t0, t1=t1, dt0=None, y0=y, args=(instance, lr),
-                saveat=diffrax.SaveAt(t1=True, controller_state=resume),
-                stepsize_controller=controller(t0 == times[0], dt),
-                max_steps=max_steps, event=event, throw=False,
-            )
-            y1 = jax.tree.map(lambda a: a[-1], sol.ys)
-            proposed = sol.controller_state[1] if resume else dt
-            return (y1, proposed, sol.result == diffrax.RESULTS.successful,
-                    sol.stats["num_steps"])
-
-        def skip(y):
-            return y, dt, jnp.asarray(False), jnp.asarray(0, jnp.int64)
-
-        y1, dt1, ok1, n = jax.lax.cond(ok, go, skip, y)
-        ok1 = ok & ok1
-        y1 = jax.tree.map(lambda a: jnp.where(ok1, a, jnp.nan), y1)
-        return (y1, dt1, ok1, steps + n), recorder(t1, y1, instance, lr)
+        ok = code == RESULTS.successful
+        # after a failure: an empty interval from a finite state (no branch, so that a
+        # batch under vmap does not run both sides of a cond)
+        sol = diffrax.diffeqsolve(
+            term, integrator.solver, t0=t0, t1=jnp.where(ok, t1, t0), dt0=None,
+            y0=jax.tree.map(lambda a, b: jnp.where(ok, a, b), y, y0), args=(instance, lr),
+            saveat=diffrax.SaveAt(t1=True, controller_state=resume),
+            stepsize_controller=controller(t0 == times[0], dt),
+            max_steps=integrator.max_steps, event=event, throw=False,
+        )
+        y1 = jax.tree.map(lambda a: a[-1], sol.ys)
+        dt1 = jnp.where(ok, sol.controller_state[1], dt) if resume else dt
+        code1 = jnp.where(ok, _code(sol.result), code)
+        n = jnp.where(ok, sol.stats["num_steps"], 0).astype(jnp.int64)
+        y1 = jax.tree.map(lambda a: jnp.where(code1 == RESULTS.successful, a, jnp.nan), y1)
+        return (y1, dt1, code1, steps + n), recorder(t1, y1, instance, lr)
 
     # dt <= 0: the first interval selects its first step as diffrax does
-    init = (y0, jnp.asarray(-1.0, times.dtype), jnp.asarray(True), jnp.asarray(0, jnp.int64))
-    (_, _, ok, steps), recs = jax.lax.scan(interval, init, (times[:-1], times[1:]))
+    init = (y0, jnp.asarray(-1.0, times.dtype), jnp.asarray(RESULTS.successful, jnp.int32),
+            jnp.asarray(0, jnp.int64))
+    (_, _, code, steps), recs = jax.lax.scan(interval, init, (times[:-1], times[1:]))
     first = recorder(times[0], y0, instance, lr)
     out = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, recs)
-    return out, ok, steps
+    # a record that is not finite (e.g. an overflow below the bound) is a divergence
+    finite = jnp.all(jnp.isfinite(out["adv_risk"]))
+    code = jnp.where((code == RESULTS.successful) & ~finite, RESULTS.diverged, code)
+    return out, code.astype(jnp.int32), steps
+
+
+@cached_jit
+def _solve(
+    instance, lr, recorder, times, rtol, atol, max_steps: int, blowup, kind: str,
+    relaxed_above=None,
+):
+    """:func:`_integrate` with the integrator of ``kind`` (built on tracing, so that a run
+    that loads the stored program imports no diffrax). Tolerances, times and the divergence
+    factor are traced, so new values reuse the compiled solve."""
+    integrator = make_integrator(kind, rtol=rtol, atol=atol, max_steps=max_steps)
+    return _integrate(instance, lr, recorder, times, integrator, blowup, relaxed_above)
+
+
+@float64
+def integrate_ode(
+    instance: AbstractInstance,
+    lr: LearningRate,
+    times: Float[ArrayLike, " T"],
+    integrator: Integrator,
+    *,
+    optimum: StationaryPoint | None = None,
+    divergence_factor: float | Array = 1e6,
+    relaxed_above: float | Array | None = None,
+    throw: bool = True,
+) -> Solution:
+    """The deterministic-equivalent ODE as a pure function: ``jit``, ``vmap``, ``grad``.
+
+    The same integration as :func:`solve_ode` (one recording interval after another), with
+    no host work: no checks of ``times``, no solver chosen from the problem, no Python
+    exception from inside. Every argument that is an array may be traced, so a batch of
+    instances (e.g. ``eqx.tree_at`` of ``instance.epsilon``) and rates solves as one
+    ``jax.vmap``, and ``jax.grad`` of a record differentiates through the integrator
+    (diffrax's default ``RecursiveCheckpointAdjoint``).
+
+    Parameters
+    ----------
+    instance : AbstractInstance
+        Per-direction or binned problem.
+    lr : LearningRate
+        Learning-rate rule.
+    times : array_like, shape (T,)
+        Increasing recording times (not checked here; see :func:`solve_ode`).
+    integrator : Integrator
+        Solver, controller and step budget (:func:`make_integrator`).
+    optimum : StationaryPoint, optional
+        The adversarial optimum for ``dist_to_opt``; computed by the pure
+        :func:`~advdyn.theory.stationary.optimum` when omitted.
+    divergence_factor : float
+        The solve stops when ``|theta - theta*|^2`` exceeds this factor times
+        ``|theta_0 - theta*|^2 + |theta*|^2 + 1``.
+    relaxed_above : float, optional
+        Modes above this eigenvalue weigh :data:`RELAXED_WEIGHT` in the error norm of the
+        first interval (see :func:`solve_ode`; not checked here).
+    throw : bool
+        Raise (through ``equinox.error_if``, also under ``jit``) when the result is not
+        successful. Under ``vmap`` a single failing element raises: pass ``False`` to get
+        failure as data.
+
+    Returns
+    -------
+    Solution
+        ``ts`` and ``ys`` as JAX arrays (shape ``(T,)`` each, ``(..., T)`` under ``vmap``);
+        ``result`` a :class:`~advdyn.solution.RESULTS` code (NaN records from a failure on);
+        ``steps`` the integrator's steps; ``stats`` the solver's name.
+    """
+    from advdyn.theory.stationary import optimum as pure_optimum
+
+    times = jnp.asarray(times, jnp.float64)
+    if optimum is None:
+        optimum = pure_optimum(instance)
+    recorder = make_recorder(instance, optimum)
+    blowup = jnp.asarray(divergence_factor, jnp.float64)
+    above = None if relaxed_above is None else jnp.asarray(relaxed_above, jnp.float64)
+    out, code, steps = _integrate(instance, lr, recorder, times, integrator, blowup, above)
+    if throw:
+        out = eqx.error_if(out, code != RESULTS.successful,
+                           "the ODE diverged or its integrator failed (see Solution.result)")
+    return Solution(times, out, "ode", stats={"solver": integrator.name}, result=code,
+                    steps=steps)
 
 
 def _relaxed_above(value, instance, lr: LearningRate, times: np.ndarray) -> float:
@@ -491,10 +653,10 @@ def solve_ode(
         instance, lr, times_np, t_dev, rtol, atol, max_steps, divergence_factor, optimum,
         solver, relaxed_above,
     )
-    out, ok, steps = _solve(*args)
+    out, code, steps = _solve(*args)
     out = {k: np.asarray(v) for k, v in out.items()}
     finite = np.isfinite(out["adv_risk"])
-    if not bool(ok) or not finite.all():
+    if int(code) != RESULTS.successful or not finite.all():
         i = int(np.argmin(finite)) if not finite.all() else len(finite) - 1
         # the rate at the last finite record (state-dependent rules need a finite state)
         lr_at = float(out["lr"][max(i - 1, 0)]) if lr.needs_state else float(lr(t_dev[i]))

@@ -230,13 +230,15 @@ def _solve_fixed_point(instance, gamma, x0, rtol):
         return (1 - _DAMPING) * x + _DAMPING * _fixed_point_map(x, instance, gamma)
 
     x1 = jax.lax.fori_loop(0, _DAMPED_STEPS, damped, x0)
-    x1 = jnp.where(jnp.all(jnp.isfinite(x1)), x1, x0)
+    # only a starting point: the derivative is Newton's, by the implicit function theorem
+    x1 = jax.lax.stop_gradient(jnp.where(jnp.all(jnp.isfinite(x1)), x1, x0))
     sol = optx.root_find(
         lambda x, args: _fixed_point_map(x, instance, gamma) - x,
         optx.Newton(rtol=rtol, atol=rtol),
         x1,
         max_steps=200,
         throw=False,
+        adjoint=optx.ImplicitAdjoint(),
     )
     x = jnp.where(jnp.all(jnp.isfinite(sol.value)), sol.value, x1)
     residual = jnp.max(jnp.abs(_fixed_point_map(x, instance, gamma) - x)) / _scale(x)
@@ -328,10 +330,42 @@ def _start(instance) -> Array:
 
 
 @float64
+def optimum(instance: AbstractInstance, *, rtol: float = 1e-12,
+            tol: float = 1e-9) -> StationaryPoint:
+    """The adversarial optimum as a pure function: ``jit``, ``vmap`` and ``grad`` go through.
+
+    The same point as :func:`adversarial_optimum` (which calls it), computed without a host
+    decision: both the exact zero optimum and the fixed point are computed and the test
+    of THEORY 7 selects between them, so a batch of instances needs one program. Its
+    derivatives are those of the fixed point by the implicit function theorem
+    (optimistix's ``ImplicitAdjoint``), not of the iterations that found it.
+
+    Parameters
+    ----------
+    instance : AbstractInstance
+    rtol, tol : float
+        Newton tolerance and the largest relative residual accepted as ``converged``.
+
+    Returns
+    -------
+    StationaryPoint
+        As :func:`adversarial_optimum`; ``converged`` says whether it is trustworthy (no
+        warning is issued).
+    """
+    is_zero, s0, terms0 = _zero_optimum_test(instance)
+    zero = _zero_point(instance, s0, terms0)
+    x, residual = _solve_fixed_point(instance, 0.0, _start(instance), rtol)
+    point = _build(instance, 0.0, x, residual, False, tol)
+    return jax.tree.map(lambda a, b: jnp.where(is_zero, a, b), zero, point)
+
+
+@float64
 def adversarial_optimum(
     instance: AbstractInstance, *, rtol: float = 1e-12, tol: float = 1e-9
 ) -> StationaryPoint:
     """The adversarial optimum ``theta_eps^*`` and the minimum risk (THEORY section 7).
+
+    :func:`optimum` at the host boundary: it warns when the fixed point did not converge.
 
     Parameters
     ----------
@@ -359,11 +393,7 @@ def adversarial_optimum(
     >>> bool(opt.converged)
     True
     """
-    is_zero, s0, terms0 = _zero_optimum_test(instance)
-    if bool(is_zero):
-        return _zero_point(instance, s0, terms0)
-    x, residual = _solve_fixed_point(instance, 0.0, _start(instance), rtol)
-    point = _build(instance, 0.0, x, residual, False, tol)
+    point = optimum(instance, rtol=rtol, tol=tol)
     if not bool(point.converged):
         warnings.warn(
             f"adversarial optimum: the fixed point stopped at relative residual "

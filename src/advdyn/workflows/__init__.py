@@ -6,6 +6,7 @@ calls them and nothing below them calls back.
 
 from advdyn.workflows.bins import converge_bins, relaxed_eigenvalue
 from advdyn.workflows.limits import limit_report, monotone_scan
+from advdyn.workflows.phase import phase_diagram
 from advdyn.workflows.run import RunResult, run
 from advdyn.workflows.sweep import load_sweep, run_sweep
 
@@ -15,6 +16,7 @@ __all__ = [
     "limit_report",
     "load_sweep",
     "monotone_scan",
+    "phase_diagram",
     "relaxed_eigenvalue",
     "run",
     "run_sweep",

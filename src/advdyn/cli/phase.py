@@ -1,0 +1,67 @@
+"""``advdyn phase`` and ``advdyn phase-config``: the ODE over a grid of one or two config
+fields, as one batched solve."""
+
+from __future__ import annotations
+
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from advdyn.cli._app import EXIT_USER_ERROR, app, err_console, fail, out_console
+
+
+@app.command("phase")
+def phase_command(
+    config: Annotated[
+        Path | None, typer.Argument(help="Phase TOML (run config + \\[phase]); the embedded "
+                                    "default when omitted.")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Result folder.")] = Path("phase-out"),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or table.")] = False,
+):
+    """Phase diagram of the ODE over one or two config fields (e.g. problem.epsilon x
+    lr.gamma), solved as one batched, compiled solve; write phase.nc, phase.png and
+    phase.json. Diverging points are marked cells, not failures."""
+    from advdyn.config.phase import default_phase_config, load_phase_config
+    from advdyn.errors import ConfigError
+    from advdyn.workflows.phase import write_phase
+
+    try:
+        cfg = load_phase_config(config) if config is not None else default_phase_config()
+        ph = cfg.phase
+        axes = [ph.x] + ([ph.y] if ph.y is not None else [])
+        progress = None
+        if not quiet:
+            grid = " x ".join(f"{a.field} ({len(a.grid())})" for a in axes)
+            err_console.print(escape(f"advdyn phase: {grid}"), highlight=False)
+
+            def progress(advance: int, total: int, done=[0]) -> None:  # noqa: B006
+                done[0] += advance
+                err_console.print(f"  points solved: {done[0]}/{total}", highlight=False)
+
+        result = write_phase(cfg, out, progress=progress)
+    except ConfigError as err:
+        raise fail(str(err), EXIT_USER_ERROR) from None
+    except OSError as err:
+        raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
+    if not quiet:
+        import numpy as np
+
+        codes = np.asarray(result.dataset["result"])
+        t = result.timings
+        err_console.print(escape(
+            f"  {codes.size} points: {int(np.sum(codes == 0))} converged, "
+            f"{int(np.sum(codes != 0))} diverged or failed; compile {t['compile_s']:.1f} s, "
+            f"solve {t['solve_s']:.1f} s"), highlight=False)
+    files = ", ".join(p.name for p in result.files.values())
+    out_console.print(escape(f"results written to {out}/: {files}"), highlight=False)
+
+
+@app.command("phase-config")
+def phase_config_command():
+    """Print the embedded default config of ``advdyn phase``."""
+    sys.stdout.write(resources.files("advdyn").joinpath("defaults/phase.toml").read_text())

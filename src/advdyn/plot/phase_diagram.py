@@ -1,0 +1,151 @@
+"""Figures of a phase diagram (:func:`advdyn.workflows.phase.phase_diagram`): heat maps of
+the final risks, the monotone descent of the distance to the optimum and the time to come
+near the optimum, with the failed (diverged) points marked and the boundaries drawn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from matplotlib.colors import ListedColormap, LogNorm
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from advdyn.plot.risk import save_figure
+
+#: readable axis labels of the usual swept fields
+LABELS = {
+    "problem.epsilon": "attack radius $\\varepsilon$",
+    "problem.ridge": "ridge $\\delta$",
+    "problem.task.noise": "label noise $\\sigma$",
+    "lr.gamma": "learning rate $\\gamma$",
+    "lr.gamma0": "initial learning rate $\\gamma_0$",
+    "lr.tau": "decay time $\\tau$",
+    "lr.beta": "decay exponent $\\beta$",
+    "lr.gamma_max": "largest learning rate $\\gamma_{\\max}$",
+}
+_FAILED = "0.75"
+
+
+def _edges(values: np.ndarray) -> np.ndarray:
+    """Cell edges around grid values (geometric midpoints on a log-spaced positive grid)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 1:
+        return np.array([v[0] - 0.5, v[0] + 0.5]) if v[0] <= 0 else v[0] * np.array([0.8, 1.25])
+    log = bool(np.all(v > 0)) and _is_log(v)
+    w = np.log(v) if log else v
+    mid = (w[1:] + w[:-1]) / 2
+    e = np.concatenate([[2 * w[0] - mid[0]], mid, [2 * w[-1] - mid[-1]]])
+    return np.exp(e) if log else e
+
+
+def _is_log(v: np.ndarray) -> bool:
+    if v.size < 3 or np.any(v <= 0):
+        return False
+    r = np.diff(np.log(v))
+    return bool(np.allclose(r, r[0], rtol=1e-6)) and not np.allclose(np.diff(v), np.diff(v)[0])
+
+
+def plot_phase(ds: xr.Dataset, title: str | None = None) -> Figure:
+    """Four panels over the grid of ``ds``: final adversarial risk, final clean risk,
+    monotone descent of ``dist_to_opt`` and the time to come within the factor of the
+    optimum; failed points (nonzero ``result``) are grey cells with a cross, and the
+    boundary of the converged region is a black line on every panel.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A phase-diagram dataset (one or two grid dimensions).
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fields = list(ds.attrs["fields"]) if "fields" in ds.attrs else [
+        d for d in ds["result"].dims]
+    if isinstance(fields, str):
+        fields = [fields]
+    fig = Figure(figsize=(11, 8.5), layout="constrained")
+    axes = fig.subplots(2, 2)
+    failed = np.asarray(ds["result"]) != 0
+    factor = float(ds.attrs.get("factor", np.nan))
+    panels = [
+        ("final_adv_risk", "final adversarial risk $R_\\varepsilon(t_{\\max})$", "log"),
+        ("final_clean_risk", "final clean risk $R(t_{\\max})$", "log"),
+        ("monotone_dist", "$|\\theta_t-\\theta^*_\\varepsilon|^2$ descends monotonically",
+         "binary"),
+        ("time_within", f"time until $R_\\varepsilon \\leq {factor:g}\\,R_\\varepsilon^*$",
+         "linear"),
+    ]
+    for ax, (var, label, scale) in zip(axes.flat, panels, strict=True):
+        values = np.asarray(ds[var], dtype=np.float64)
+        if len(fields) == 1:
+            _line(ax, ds, fields[0], values, failed, label, scale)
+        else:
+            _heat(fig, ax, ds, fields, values, failed, label, scale)
+    t_max = float(ds["time"][-1])
+    fig.suptitle(title or f"phase diagram of the ODE (t_max = {t_max:g}; grey x: diverged "
+                 "or solver failed)")
+    return fig
+
+
+def _heat(fig, ax, ds, fields, values, failed, label, scale) -> None:
+    x, y = (np.asarray(ds[f]) for f in fields)
+    # values are (x, y): rows of the image are y
+    z = np.ma.masked_invalid(np.where(failed, np.nan, values)).T
+    if scale == "binary":
+        cmap = ListedColormap(["#d95f02", "#1b9e77"])
+        mesh = ax.pcolormesh(_edges(x), _edges(y), z, cmap=cmap, vmin=-0.5, vmax=1.5)
+        handles = [Patch(color="#1b9e77", label="monotone"),
+                   Patch(color="#d95f02", label="not monotone"),
+                   Patch(color=_FAILED, label="diverged / failed")]
+        ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.9)
+        if np.any(z == 1) and np.any(z == 0):
+            ax.contour(x, y, np.ma.filled(z, 0.5), levels=[0.5], colors="white",
+                       linewidths=1.0, linestyles="--")
+    else:
+        finite = z.compressed()
+        norm = None
+        if scale == "log" and finite.size and np.all(finite > 0):
+            norm = LogNorm(vmin=finite.min(), vmax=finite.max())
+        mesh = ax.pcolormesh(_edges(x), _edges(y), z, cmap="viridis", norm=norm)
+        fig.colorbar(mesh, ax=ax, label=label)
+    ax.set_facecolor(_FAILED)
+    if np.any(failed):
+        fx, fy = np.nonzero(failed)
+        ax.plot(x[fx], y[fy], "x", color="0.3", markersize=3, linestyle="none")
+        if not np.all(failed):
+            ax.contour(x, y, failed.T.astype(float), levels=[0.5], colors="black",
+                       linewidths=1.2)
+    for axis, f, v in ((ax.xaxis, fields[0], x), (ax.yaxis, fields[1], y)):
+        axis.set_label_text(LABELS.get(f, f))
+        if _is_log(v):
+            (ax.set_xscale if axis is ax.xaxis else ax.set_yscale)("log")
+    ax.set_title(label, fontsize=10)
+
+
+def _line(ax, ds, field_name, values, failed, label, scale) -> None:
+    x = np.asarray(ds[field_name])
+    ok = ~failed
+    ax.plot(x[ok], values[ok], "o-", markersize=3, label="converged")
+    if np.any(failed):
+        ax.plot(x[failed], np.zeros(int(failed.sum())) if scale == "binary" else
+                np.full(int(failed.sum()), np.nanmin(values[ok]) if np.any(ok) else 0.0),
+                "x", color="0.3", label="diverged / failed")
+        ax.legend(fontsize=8)
+    if scale == "log" and np.all(values[ok] > 0):
+        ax.set_yscale("log")
+    if scale == "binary":
+        ax.set_yticks([0, 1], ["no", "yes"])
+    if _is_log(x):
+        ax.set_xscale("log")
+    ax.set_xlabel(LABELS.get(field_name, field_name))
+    ax.set_title(label, fontsize=10)
+
+
+def save_phase_figure(ds: xr.Dataset, path: str | Path, title: str | None = None) -> Path:
+    """Draw :func:`plot_phase` and write it atomically to ``path``; return the path."""
+    return save_figure(plot_phase(ds, title), Path(path))

@@ -1,0 +1,292 @@
+"""Phase diagrams: the ODE over a grid of one or two config fields, as one batched solve.
+
+:func:`phase_diagram` builds the run's instance and rule once, substitutes each grid point's
+values into their array leaves (``equinox.tree_at``), and solves every point with
+``jax.jit(jax.vmap(...))`` of the pure :func:`advdyn.theory.ode.integrate_ode` and
+:func:`advdyn.theory.stationary.optimum`, in chunks of equal size (one compilation) that fit
+memory. A point that diverges is a :data:`~advdyn.solution.RESULTS` code and NaN records,
+never a failed study. :func:`write_phase` writes the dataset and the figures; it is what
+``advdyn phase`` calls.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from advdyn._version import __version__
+from advdyn.config.build import integrator_for, make_learning_rate
+from advdyn.config.schema import Config
+from advdyn.errors import ConfigError
+from advdyn.io import write_json, write_netcdf
+from advdyn.io.files import folder_lock
+from advdyn.precision import float64
+from advdyn.simulate.sgd import time_grid
+from advdyn.solution import RESULTS
+from advdyn.theory.ode import integrate_ode
+from advdyn.theory.rates import Polyak
+from advdyn.theory.stationary import optimum
+from advdyn.workflows.bins import spectral_instances
+
+#: config fields that are array leaves of the built instance or rule: a grid over them is
+#: one compiled, vmapped solve (``instance`` or ``lr`` attribute they set)
+LEAF_FIELDS: dict[str, tuple[str, str]] = {
+    "problem.epsilon": ("instance", "epsilon"),
+    "problem.ridge": ("instance", "ridge"),
+    "problem.task.noise": ("instance", "noise"),
+    "lr.gamma": ("lr", "gamma"),
+    "lr.gamma0": ("lr", "gamma0"),
+    "lr.tau": ("lr", "tau"),
+    "lr.beta": ("lr", "beta"),
+    "lr.gamma_max": ("lr", "gamma_max"),
+}
+
+#: memory per batched solve (bytes) that sets the chunk when none is given
+CHUNK_BYTES = 512 * 2**20
+
+#: per-point quantities of the dataset (besides the records on ``time``)
+POINT_VARIABLES = ("result", "steps", "adv_risk_opt", "final_adv_risk", "final_clean_risk",
+                   "monotone_dist", "time_within")
+
+
+@dataclass
+class PhaseResult:
+    """What :func:`phase_diagram` produced.
+
+    Attributes
+    ----------
+    dataset : xarray.Dataset
+        Records on ``(fields..., time)`` and per-point quantities on ``(fields...)``.
+    timings : dict
+        ``compile_s`` (tracing and compiling the batched solve, once) and ``solve_s`` (all
+        chunks), wall seconds.
+    files : dict of label to Path
+        Written files (empty unless :func:`write_phase` wrote them).
+    """
+
+    dataset: xr.Dataset
+    timings: dict[str, float]
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def _check_axes(config: Config, axes: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
+    """The grid values as float64 arrays, each value validated as the config's field."""
+    if not 1 <= len(axes) <= 2:
+        raise ConfigError("phase", f"needs one or two fields, got {len(axes)}")
+    out = {}
+    for name, values in axes.items():
+        if name not in LEAF_FIELDS:
+            raise ConfigError(name, "cannot be swept in one batched solve; fields that can: "
+                              + ", ".join(LEAF_FIELDS))
+        grid = np.asarray(values, dtype=np.float64).reshape(-1)
+        if grid.size == 0:
+            raise ConfigError(name, "needs at least one value")
+        for v in (grid.min(), grid.max()):  # the config's own checks (bounds are monotone)
+            config.with_overrides(**{name: float(v)})
+        out[name] = grid
+    if any(f.startswith("lr.") and f.split(".")[1] not in type(config.lr).model_fields
+           for f in out):
+        bad = next(f for f in out if f.startswith("lr.")
+                   and f.split(".")[1] not in type(config.lr).model_fields)
+        raise ConfigError(bad, f"is not a field of the rule kind = {config.lr.kind!r}")
+    return out
+
+
+def _substitute(obj, attr: str, value):
+    return eqx.tree_at(lambda o: getattr(o, attr), obj, value)
+
+
+@float64
+def phase_diagram(
+    config: Config,
+    axes: Mapping[str, Sequence[float]],
+    *,
+    factor: float = 1.1,
+    chunk: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> PhaseResult:
+    """The ODE of ``config`` on the grid of ``axes``, solved as one batched, compiled solve.
+
+    Parameters
+    ----------
+    config : Config
+        The run config every point starts from; its ODE settings (``run.bins``,
+        ``run.t_max``, ``run.n_times``, ``run.rtol``, ``run.atol``, ``run.solver``,
+        ``run.divergence_factor``) apply. With ``run.bins`` the binned ODE runs (bins built
+        without the relaxed coarsening, which would depend on the rate).
+    axes : mapping of str to sequence of float
+        One or two dotted config fields of :data:`LEAF_FIELDS` and their values; the
+        dataset's dimensions, in this order.
+    factor : float
+        ``time_within`` is the first recorded time at which ``adv_risk`` is within this
+        factor of the optimum's ``adv_risk_opt`` (NaN if never).
+    chunk : int, optional
+        Grid points per batched solve (default: as many as :data:`CHUNK_BYTES` allows).
+    progress : callable, optional
+        ``progress(advance, total)`` in grid points.
+
+    Returns
+    -------
+    PhaseResult
+        Dataset variables: the ODE records (``adv_risk``, ``clean_risk``, ``dist_to_opt``,
+        ...) on ``(fields..., time)``; ``result`` (:class:`~advdyn.solution.RESULTS` code),
+        ``steps``, ``adv_risk_opt`` (the optimum's adversarial risk), ``final_adv_risk``,
+        ``final_clean_risk``, ``monotone_dist`` (1 when ``dist_to_opt`` never increases
+        between records, beyond ``1e-9`` of its largest value; NaN for a failed point) and
+        ``time_within`` on ``(fields...)``.
+
+    Raises
+    ------
+    ConfigError
+        A field that cannot be swept, a value the config refuses, or more than two fields.
+    """
+    grids = _check_axes(config, axes)
+    if not factor > 1:
+        raise ConfigError("phase.factor", f"must be > 1, got {factor:g}")
+    rc = config.run
+    base_config = config.with_overrides(**{"run.bins_relaxed": False}) if rc.bins else config
+    instance, binned = spectral_instances(base_config)
+    inst = binned if binned is not None else instance
+    base_opt = optimum(inst)
+    lr = make_learning_rate(config.lr, inst, optimum=base_opt)
+    times = time_grid(config.problem.d, rc.t_max, rc.n_times, rc.block_size).times
+    names = list(grids)
+    mesh = np.meshgrid(*grids.values(), indexing="ij")
+    flat = np.stack([m.reshape(-1) for m in mesh], axis=-1)  # (points, fields)
+    n_points = flat.shape[0]
+
+    def build(values):
+        i, r = inst, lr
+        for k, name in enumerate(names):
+            where, attr = LEAF_FIELDS[name]
+            if where == "instance":
+                i = _substitute(i, attr, values[k])
+            else:
+                r = _substitute(r, attr, values[k])
+        return i, r
+
+    # the integrator of the stiffest point: the largest value of every field
+    i_max, r_max = build(jnp.asarray(flat.max(axis=0)))
+    integrator = integrator_for(rc, i_max, r_max, times)
+    blowup = jnp.asarray(rc.divergence_factor, jnp.float64)
+    t_dev = jnp.asarray(times)
+
+    def point(values):
+        i, r = build(values)
+        opt = optimum(i)
+        if isinstance(r, Polyak):  # its minimum objective follows the point's optimum
+            r = _substitute(r, "min_objective", opt.objective)
+        sol = integrate_ode(i, r, t_dev, integrator, optimum=opt, divergence_factor=blowup,
+                            throw=False)
+        ys = sol.ys
+        adv_opt = opt.adv_risk
+        dist = ys["dist_to_opt"]
+        ok = sol.result == RESULTS.successful
+        rise = jnp.max(jnp.diff(dist)) <= 1e-9 * jnp.max(jnp.abs(dist))
+        within = ys["adv_risk"] <= factor * adv_opt
+        first = jnp.argmax(within)
+        t_within = jnp.where(jnp.any(within) & ok, t_dev[first], jnp.nan)
+        per_point = {
+            "result": sol.result,
+            "steps": sol.steps,
+            "adv_risk_opt": adv_opt,
+            "final_adv_risk": ys["adv_risk"][-1],
+            "final_clean_risk": ys["clean_risk"][-1],
+            "monotone_dist": jnp.where(ok, rise.astype(jnp.float64), jnp.nan),
+            "time_within": t_within,
+        }
+        return ys, per_point
+
+    size = _chunk_size(inst, len(times), n_points, chunk)
+    batched = jax.jit(jax.vmap(point))
+    pad = (-n_points) % size
+    padded = np.concatenate([flat, np.repeat(flat[-1:], pad, axis=0)]) if pad else flat
+
+    start = time.perf_counter()
+    compiled = batched.lower(jnp.asarray(padded[:size])).compile()
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    parts = []
+    for lo in range(0, padded.shape[0], size):
+        out = compiled(jnp.asarray(padded[lo:lo + size]))
+        parts.append(jax.tree.map(np.asarray, out))
+        if progress is not None:
+            progress(min(size, n_points - lo), n_points)
+    solve_s = time.perf_counter() - start
+    ys, per_point = jax.tree.map(lambda *a: np.concatenate(a)[:n_points], *parts)
+    shape = tuple(len(g) for g in grids.values())
+    coords = {name: (name, g) for name, g in grids.items()}
+    data = {k: ([*names, "time"], v.reshape(*shape, -1)) for k, v in ys.items()}
+    data.update({k: (names, v.reshape(shape)) for k, v in per_point.items()})
+    ds = xr.Dataset(data, coords={**coords, "time": ("time", np.asarray(times))})
+    ds["result"].attrs["meaning"] = ", ".join(f"{r.value} = {r.name}" for r in RESULTS)
+    ds["monotone_dist"].attrs["meaning"] = "1 if dist_to_opt never increases between records"
+    ds["time_within"].attrs["meaning"] = f"first time with adv_risk <= {factor:g} adv_risk_opt"
+    ds.attrs.update({
+        "config": config.to_json(), "advdyn_version": __version__, "fields": names,
+        "factor": factor, "solver": integrator.name, "method": "ode",
+        "binned": int(binned is not None), "chunk": size,
+    })
+    return PhaseResult(ds, {"compile_s": compile_s, "solve_s": solve_s,
+                            "points": float(n_points)})
+
+
+def _chunk_size(instance, n_times: int, n_points: int, chunk: int | None) -> int:
+    """Points per batched solve: ``chunk``, or what :data:`CHUNK_BYTES` holds."""
+    if chunk is not None:
+        return max(1, min(chunk, n_points))
+    state = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(instance.initial_state()))
+    # the solver's stages and controller copies of the state, the records, the instance
+    per_point = 8 * (64 * state + 32 * n_times + 4 * state)
+    return max(1, min(n_points, CHUNK_BYTES // per_point))
+
+
+# every file a phase study writes
+PHASE_FILES = ("phase.nc", "phase.png", "phase.json")
+
+
+def write_phase(config, out_dir: str | Path, *, progress=None) -> PhaseResult:
+    """Solve the phase diagram of a :class:`~advdyn.config.phase.PhaseConfig` and write
+    ``phase.nc``, ``phase.png`` and ``phase.json`` (last) into ``out_dir``, atomically.
+
+    Raises
+    ------
+    ConfigError
+        An invalid grid, ``out_dir`` naming a file, or another command writing there
+        (field ``out``).
+    """
+    from advdyn.plot.phase_diagram import save_phase_figure
+
+    ph = config.phase
+    axes = {ph.x.field: ph.x.grid()}
+    if ph.y is not None:
+        axes[ph.y.field] = ph.y.grid()
+    out = Path(out_dir)
+    with folder_lock(out, "advdyn phase"):
+        start = time.perf_counter()
+        result = phase_diagram(config.run_config(), axes, factor=ph.factor, chunk=ph.chunk,
+                               progress=progress)
+        result.files["phase.nc"] = write_netcdf(result.dataset, out / "phase.nc")
+        result.files["phase.png"] = save_phase_figure(result.dataset, out / "phase.png")
+        ds = result.dataset
+        codes = np.asarray(ds["result"]).reshape(-1)
+        summary: dict[str, Any] = {
+            "advdyn_version": __version__,
+            "fields": list(axes),
+            "points": int(codes.size),
+            "results": {r.name: int(np.sum(codes == r.value)) for r in RESULTS},
+            "wall_time_s": {**result.timings, "total_s": time.perf_counter() - start},
+            "files": list(PHASE_FILES),
+            "config": config.model_dump(mode="json"),
+        }
+        result.files["phase.json"] = write_json(summary, out / "phase.json")
+    return result
