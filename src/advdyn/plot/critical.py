@@ -178,7 +178,7 @@ def plot_linear_fig2(trajectories, pvalues) -> Figure:
                 label=f"log(eps/eps*) = {float(ds['log_ratio'][i]):.2f}", **_series(k))
     a1.set_yscale("log")
     a1.set_xlabel("gradient-descent step t")
-    a1.set_ylabel("relative difference |theta_t(eps) - theta_t(0)| / |theta_t(0)|")
+    a1.set_ylabel("|theta_t(eps) - theta_t(0)| / |theta_t(0)|")
     a1.set_title(f"trajectories, d={ds.attrs['d']}, n={ds.attrs['n']}")
     style.legend(a1)
     _pvalue_panel(a2, pvalues, "p_theta", "p-value: theta_T(eps) ~ law of theta_T(0)")

@@ -6,6 +6,7 @@ advdyn never changes the user's matplotlib backend and works on machines without
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -115,6 +116,7 @@ def _monotone_map(ax, scan, title: str | None = None) -> None:
              if bool((scan.monotone_risk & scan.monotone_dist).sel(lr=g).all())]
     verdict = (f"monotone from every start at gamma = {', '.join(every)}" if every
                else "no rate monotone from every start")
+    verdict = textwrap.fill(verdict, 50)  # a long list of rates stays over its panel
     ax.set_title(f"{title}\n{verdict}" if title else verdict)
     style.legend(ax, handles=[
         Patch(color=style.COLORS["green"], label="risk and distance\nboth monotone"),

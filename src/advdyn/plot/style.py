@@ -97,8 +97,15 @@ def figure_legend(fig: Figure, handles: Sequence | None = None,
 
 
 def caption(fig: Figure, text: str) -> None:
-    """A one-line note under the figure (what blank cells mean, a caveat on a fit)."""
-    fig.supxlabel(text, fontsize=FONT_SMALL, style="italic")
+    """A one-line note under the figure (what blank cells mean, a caveat on a fit).
+
+    With a legend under the figure (`figure_legend`, called first) the note is that
+    legend's title, so that the two never overlap.
+    """
+    if fig.legends:
+        fig.legends[-1].set_title(text, prop={"size": FONT_SMALL, "style": "italic"})
+    else:
+        fig.supxlabel(text, fontsize=FONT_SMALL, style="italic")
 
 
 class ReadableLogFormatter(Formatter):
