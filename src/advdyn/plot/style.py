@@ -24,6 +24,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.ticker import Formatter, LogFormatter
 
 from advdyn.plot import power_of_ten
@@ -103,7 +104,7 @@ def caption(fig: Figure, text: str) -> None:
     legend's title, so that the two never overlap.
     """
     if fig.legends:
-        fig.legends[-1].set_title(text, prop={"size": FONT_SMALL, "style": "italic"})
+        fig.legends[-1].set_title(text, prop=FontProperties(size=FONT_SMALL, style="italic"))
     else:
         fig.supxlabel(text, fontsize=FONT_SMALL, style="italic")
 
