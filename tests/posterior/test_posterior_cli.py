@@ -71,6 +71,7 @@ def test_cli_small_run_writes_files(tmp_path, write_toml):
         assert ds["top_eigenvalues"].shape == (2, 2, 2)
         assert (abs(ds["gap"] - (ds["test_loss"] - ds["train_loss"])) < 1e-6).all()
         assert (ds["kl"] > 0).all() and (ds["bound"] >= ds["train_loss"] / 5.0).all()
+        assert ds["time"].attrs["units"] == "s"  # wall-clock seconds, not a time axis
     with xr.open_dataset(out / "posterior_highdim.nc") as ds:
         assert ds["ode_variance"].shape == (5, 60)
     with xr.open_dataset(out / "posterior_small.nc") as ds:

@@ -76,12 +76,7 @@ def critical_eps_command(
 
         build_data(cfg)  # data errors (sizes) are user errors: surface them before training
         if not quiet:
-            err_console.print(
-                escape(f"advdyn critical-eps: {cfg.data.kind}, {cfg.model.kind} width "
-                       f"{cfg.model.width}, {cfg.attack.norm} PGD, scratch eps "
-                       f"{cfg.scratch.eps}, fine-tune eps {cfg.fast.eps}"),
-                highlight=False,
-            )
+            err_console.print(escape(_header(cfg)), highlight=False)
         result = run_critical(cfg, out, progress=not quiet)
     except ConfigError as err:
         raise fail(str(err), EXIT_USER_ERROR) from None
@@ -99,6 +94,15 @@ def critical_eps_command(
         out_console.print(escape(result.verdict.sentence()), highlight=False)
     files = ", ".join(p.name for p in result.files.values())
     out_console.print(escape(f"results written to {out}/: {files}"), highlight=False)
+
+
+def _header(cfg) -> str:
+    """The first line of ``critical-eps``: the recipe being run (loss, optimizer, attacks)."""
+    loss = "cross-entropy" if cfg.train.loss == "ce" else cfg.train.loss.upper()
+    return (f"advdyn critical-eps: {cfg.data.kind}, {cfg.model.kind} width {cfg.model.width},"
+            f" {cfg.attack.norm} attacks, {loss} training with {cfg.train.optimizer}; from "
+            f"scratch: PGD, eps {cfg.scratch.eps}; fine-tuning: {cfg.fast.attack.upper()}, "
+            f"eps {cfg.fast.eps}")
 
 
 @app.command("critical-eps-config")
@@ -155,13 +159,18 @@ def critical_linear_command(
                 ode = exact.ode_critical_radius(d_s, times, grid_eps, seed=seed)
                 sgd = exact.sgd_critical_radius(d_s, 32.0, 11, grid_eps, replicates=8, seed=seed)
                 m = sgd["eps_star_margin"].values
+                # at t = 0 (no sample yet) every replicate's eps* is inf: the sd there is
+                # undefined (nan), said here instead of numpy's "invalid value" warning
+                finite = np.isfinite(m).all(axis=0)
+                sd = np.full(m.shape[1], np.nan)
+                sd[finite] = m[:, finite].std(axis=0, ddof=1)
                 summary["streaming"] = {
                     "d": d_s, "lr": "gamma_t = 1/(1 + t)", "t": times.tolist(),
                     "eps_star_paper_ode": ode["eps_star"].values.tolist(),
                     "eps_star_paper_sgd_max": sgd["eps_star"].values.max(axis=0).tolist(),
                     "eps_star_gap_matched_ode": ode["eps_star_margin"].values.tolist(),
                     "eps_star_gap_matched_sgd_mean": m.mean(axis=0).tolist(),
-                    "eps_star_gap_matched_sgd_sd": m.std(axis=0, ddof=1).tolist(),
+                    "eps_star_gap_matched_sgd_sd": sd.tolist(),
                     "slope_ode_t_ge_4": exact.scaling_slope(times, ode["eps_star_margin"].values,
                                                             4.0),
                 }
@@ -192,15 +201,26 @@ def critical_linear_command(
                           f"surrogate {summary['slope_surrogate']:.3f}")
         st = summary.get("streaming")
         if st is not None:
+            # the paper's eps* is 0 at every n/d in streaming (advdyn.critical.exact): a
+            # column of zeros says nothing, one line says it; a nonzero value keeps the column
+            paper = [st["eps_star_paper_ode"][i] for i in range(1, len(st["t"]))]
             t2 = Table(title=f"streaming least squares (d = {st['d']}, {st['lr']}): eps*(n/d)")
-            for c in ("n/d", "paper's eps* (ODE)", "gap-matched eps* ODE", "SGD mean +- sd"):
+            columns = ["n/d", "gap-matched eps* ODE", "SGD mean +- sd"]
+            if any(p != 0 for p in paper):
+                columns.insert(1, "paper's eps* (ODE)")
+            for c in columns:
                 t2.add_column(c, justify="right")
             for i in range(1, len(st["t"])):
-                t2.add_row(f"{st['t'][i]:.3g}", f"{st['eps_star_paper_ode'][i]:.3g}",
-                           f"{st['eps_star_gap_matched_ode'][i]:.4g}",
-                           f"{st['eps_star_gap_matched_sgd_mean'][i]:.4g} +- "
-                           f"{st['eps_star_gap_matched_sgd_sd'][i]:.2g}")
+                row = [f"{st['t'][i]:.3g}", f"{st['eps_star_gap_matched_ode'][i]:.4g}",
+                       f"{st['eps_star_gap_matched_sgd_mean'][i]:.4g} +- "
+                       f"{st['eps_star_gap_matched_sgd_sd'][i]:.2g}"]
+                if len(columns) == 4:
+                    row.insert(1, f"{paper[i - 1]:.3g}")
+                t2.add_row(*row)
             out_console.print(t2)
+            if len(columns) == 3:
+                out_console.print("paper's eps* (adversarial training loss <= clean test "
+                                  "loss): 0 at every n/d in streaming (docs/critical_eps.md)")
             out_console.print(f"gap-matched streaming eps* ~ (n/d)^{st['slope_ode_t_ge_4']:.3f}")
     out_console.print(escape(f"results written to {out}/: "
                              + ", ".join(p.name for p in files)), highlight=False)

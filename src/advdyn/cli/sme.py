@@ -59,12 +59,7 @@ def sme_command(
         parts = None if only is None else [p.strip() for p in only.split(",") if p.strip()]
         progress = None
         if not quiet:
-            risks = f"; risks: eta = {cfg.risks.eta}, {cfg.risks.paths} paths" if (
-                parts is None or "risks" in parts) else ""
-            err_console.print(escape(
-                f"advdyn sme: parts = {', '.join(parts) if parts else 'all enabled'}; "
-                f"d = {len(cfg.problem.eigenvalues)}, eps = {cfg.problem.eps}{risks}"),
-                highlight=False)
+            err_console.print(escape(_header(cfg, parts)), highlight=False)
 
             done = [0]
 
@@ -118,3 +113,17 @@ def _print_summary(summary: dict) -> None:
 def sme_config_command():
     """Print the embedded default config of ``advdyn sme``."""
     print_default("sme.toml")
+
+
+def _header(cfg, parts: list[str] | None) -> str:
+    """The first line of ``advdyn sme``: the parts, and the problem only for the parts that
+    use it (risks, minimax; the digits part has its own data)."""
+    def runs(part: str) -> bool:
+        return parts is None or part in parts
+
+    line = f"advdyn sme: parts = {', '.join(parts) if parts else 'all enabled'}"
+    if runs("risks") or runs("minimax"):
+        line += f"; d = {len(cfg.problem.eigenvalues)}, eps = {cfg.problem.eps}"
+    if runs("risks"):
+        line += f"; risks: eta = {cfg.risks.eta}, {cfg.risks.paths} paths"
+    return line

@@ -7,6 +7,8 @@ import xarray as xr
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
+from advdyn.plot import style
+
 
 def final_values(ds: xr.Dataset, var: str, time: int | float | None = -1) -> xr.DataArray:
     """A variable of a merged sweep at one time, averaged over replicates.
@@ -59,7 +61,8 @@ def plot_phase_diagram(
 ) -> Figure:
     """Heatmap of a final value over two swept fields (e.g. epsilon and learning rate).
 
-    Failed points (NaN) are left blank. Grid values are placed at equal spacing and labelled
+    Failed or non-convergent points (NaN) are left blank, and a note under the figure says
+    so (with their number). Grid values are placed at equal spacing and labelled
     with their values, so uneven and categorical grids display the same way.
 
     Parameters
@@ -96,10 +99,11 @@ def plot_phase_diagram(
     values = np.asarray(da.values, dtype=float)
     finite = values[np.isfinite(values)]
     norm = LogNorm() if log and finite.size and finite.min() > 0 else None
-    fig = Figure(figsize=(1.6 + 0.7 * max(4, da.sizes[x]), 1.4 + 0.5 * max(4, da.sizes[y])))
-    ax = fig.subplots()
+    fig, axes = style.new_figure(1, 1, width=2.6 + 0.7 * max(4, da.sizes[x]),
+                                 height=2.0 + 0.5 * max(4, da.sizes[y]))
+    ax = axes[0, 0]
     mesh = ax.pcolormesh(np.ma.masked_invalid(values), cmap=cmap, norm=norm)
-    fig.colorbar(mesh, ax=ax, label=var)
+    fig.colorbar(mesh, ax=ax, label=var + (" (log scale)" if norm is not None else ""))
     ax.set_xticks(np.arange(da.sizes[x]) + 0.5, [f"{v:.3g}" if isinstance(v, float) else str(v)
                                                  for v in da[x].values.tolist()])
     ax.set_yticks(np.arange(da.sizes[y]) + 0.5, [f"{v:.3g}" if isinstance(v, float) else str(v)
@@ -107,5 +111,9 @@ def plot_phase_diagram(
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     ax.set_title(title or var)
-    fig.tight_layout()
-    return fig
+    blank = int(np.sum(~np.isfinite(values)))
+    if blank:
+        ax.set_facecolor("white")
+        style.caption(fig, f"blank cells ({blank} of {values.size}): no value, the point "
+                           "failed or did not converge (no finite limit)")
+    return style.finish(fig, grid=False)

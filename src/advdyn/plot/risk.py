@@ -6,21 +6,35 @@ advdyn never changes the user's matplotlib backend and works on machines without
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import xarray as xr
-from matplotlib.figure import Figure
-from matplotlib.ticker import LogFormatter
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
 
 from advdyn.io import atomic_path, make_dataset
+from advdyn.plot import style
 
 _STYLE = {
-    "ode": {"color": "black", "lw": 1.8, "ls": "-", "label": "ODE (d -> inf)"},
-    "sgd": {"color": "tab:blue", "lw": 1.2, "ls": "--", "label": "SGD mean"},
-    "hsgd": {"color": "tab:orange", "lw": 1.2, "ls": "-.", "label": "homogenized SGD mean"},
+    "ode": {"color": style.COLORS["black"], "lw": 1.8, "ls": "-", "label": "ODE (d -> inf)",
+            "zorder": 3},
+    "sgd": {"color": style.COLORS["blue"], "lw": 1.3, "ls": "--", "label": "SGD"},
+    "hsgd": {"color": style.COLORS["vermillion"], "lw": 1.3, "ls": "-.",
+             "label": "homogenized SGD"},
+}
+#: Axis labels of the recorded quantities (the variable name in brackets).
+LABELS = {
+    "adv_risk": "adversarial risk R_eps (adv_risk)",
+    "clean_risk": "clean risk R_0 (clean_risk)",
+    "clean_error": "clean test error (clean_error)",
+    "robust_error": "robust test error (robust_error)",
+    "norm": "|theta|^2 (norm)",
+    "overlap": "<theta, theta*> (overlap)",
+    "dist_to_opt": "|theta - theta_eps*|^2 (dist_to_opt)",
+    "lr": "learning rate gamma_t (lr)",
 }
 
 
@@ -50,81 +64,65 @@ def plot_quantities(
     Returns
     -------
     matplotlib.figure.Figure
-        One row of panels against ``time t = k/d``.
+        Panels (two per row) against ``time t = k/d``, one legend under them.
     """
     names = tuple(n for n in names if any(n in ds for ds in results.values()))
     ncols = min(len(names), 2)
     nrows = -(-len(names) // ncols)
-    fig = Figure(figsize=(5.5 * ncols, 3.8 * nrows))
-    axes = fig.subplots(nrows, ncols, squeeze=False)
+    fig, axes = style.new_figure(nrows, ncols, height=style.PANEL_HEIGHT * nrows + 0.6)
     for ax in axes.flat[len(names):]:
         ax.set_visible(False)
     for ax, name in zip(axes.flat, names, strict=False):
         for method, ds in results.items():
             if name not in ds:
                 continue
-            style = dict(_STYLE.get(method, {"label": method}))
+            line = dict(_STYLE.get(method, {"label": method}))
+            label = line.pop("label")
             da = ds[name]
             if "replicate" in da.dims:
-                mean = da.mean("replicate")
+                n = da.sizes["replicate"]
                 ax.fill_between(
                     ds.time, da.min("replicate"), da.max("replicate"),
-                    color=style.get("color"), alpha=0.25, lw=0,
-                    label=f"{method} range over {da.sizes['replicate']} replicates",
+                    color=line.get("color"), alpha=0.25, lw=0,
+                    label=f"{label}: range over {n} replicates",
                 )
-                ax.plot(ds.time, mean, **style)
+                ax.plot(ds.time, da.mean("replicate"), label=f"{label}: mean of {n}", **line)
             else:
-                ax.plot(ds.time, da, **style)
+                ax.plot(ds.time, da, label=label, **line)
         ax.set_xlabel("time t = k/d")
-        ax.set_ylabel(name)
+        ax.set_ylabel(LABELS.get(name, name))
         if logy:
-            _log_y(ax)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+            ax.set_yscale("log")
+    style.figure_legend(fig, ncol=3)
     if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-class _PlainLogFormatter(LogFormatter):
-    """Matplotlib's ``LogFormatter`` choice of labelled ticks, labels as ``f"{x:g}"``."""
-
-    def __call__(self, x, pos=None):
-        return f"{x:g}" if super().__call__(x, pos) else ""
-
-
-def _log_y(ax) -> None:
-    """A logarithmic y axis with plain-text tick labels (``0.5``, ``2``, ``1e-05``).
-
-    Matplotlib's default log labels are mathtext (``10^{-2}``); building its parser and
-    laying out the labels took 0.25 s of the 0.56 s this module spent on the command line's
-    figure (profiled). Which ticks carry a label is left to matplotlib's ``LogFormatter``
-    (e.g. minor ticks when fewer than two decades show); only the text differs.
-    """
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(_PlainLogFormatter(base=10))
-    ax.yaxis.set_minor_formatter(_PlainLogFormatter(base=10, labelOnlyBase=False))
+        fig.suptitle(title, fontsize=style.FONT_TITLE)
+    return style.finish(fig)
 
 
 def _monotone_map(ax, scan, title: str | None = None) -> None:
-    """Left panel: monotone (green), not (red) or diverged (grey, labelled) per rate/start."""
+    """Left panel: monotone (green), not (vermillion) or diverged (grey) per rate and start."""
     both = (scan.monotone_risk & scan.monotone_dist).values.astype(float)
     diverged = scan.diverged.values
     both[diverged] = np.nan
-    cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="0.6")
+    cmap = ListedColormap([style.COLORS["vermillion"], style.COLORS["green"]]).with_extremes(
+        bad="0.75")
     ax.imshow(both, cmap=cmap, vmin=0, vmax=1, aspect="auto")
-    for i, j in zip(*np.nonzero(diverged), strict=True):
-        ax.text(j, i, "div.", ha="center", va="center", fontsize=7, color="white")
     ax.set_yticks(range(scan.sizes["lr"]), [f"{g:g}" for g in scan.lr.values])
-    ax.set_xticks(range(scan.sizes["init"]), list(scan.init.values), rotation=45,
-                  ha="right", fontsize=8)
-    ax.set_ylabel("constant learning rate")
+    ax.set_xticks(range(scan.sizes["init"]), list(scan.init.values), rotation=30,
+                  ha="right")
+    ax.set_ylabel("constant learning rate gamma")
+    ax.set_xlabel("start theta_0 (initialisation)")
     every = [f"{g:g}" for g in scan.lr.values
              if bool((scan.monotone_risk & scan.monotone_dist).sel(lr=g).all())]
     verdict = (f"monotone from every start at gamma = {', '.join(every)}" if every
                else "no rate monotone from every start")
-    ax.set_title(f"{title}\n{verdict}" if title else verdict, fontsize=9)
+    verdict = textwrap.fill(verdict, 50)  # a long list of rates stays over its panel
+    ax.set_title(f"{title}\n{verdict}" if title else verdict)
+    style.legend(ax, handles=[
+        Patch(color=style.COLORS["green"], label="risk and distance\nboth monotone"),
+        Patch(color=style.COLORS["vermillion"], label="not monotone"),
+        Patch(color="0.75", label="diverged"),
+    ])
 
 
 def _monotone_curves(ax, scan, init: str) -> None:
@@ -136,21 +134,20 @@ def _monotone_curves(ax, scan, init: str) -> None:
             continue
         excess = scan.adv_risk.sel(lr=g, init=init).values - opt
         ax.plot(scan.time, np.maximum(excess, 1e-16), label=f"gamma = {g:g}")
-    _log_y(ax)
-    ax.set_xlabel("time t")
-    ax.set_ylabel("R_eps - min R_eps (ODE)")
-    ax.set_title(f"from start '{init}'", fontsize=9)
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3, which="both")
+    ax.set_yscale("log")
+    ax.set_xlabel("time t = k/d")
+    ax.set_ylabel("excess risk R_eps - min R_eps (ODE)")
+    ax.set_title(f"from start '{init}'")
+    style.legend(ax)
 
 
 def plot_monotone_scan(scan, curves_init: str = "near_optimum"):
     """Figure of a monotone-descent scan (:func:`advdyn.limits.monotone_scan`).
 
     Left: for each rate and initialisation, whether both the adversarial risk and the
-    distance to the optimum decreased monotonically (diverged runs grey and labelled).
-    Right: the excess risk over the minimum from ``curves_init`` for every rate, on a log
-    scale (a diverged rate is listed as such).
+    distance to the optimum decreased monotonically (green), not (vermillion), or the run
+    diverged (grey); a legend names the colours. Right: the excess risk over the minimum
+    from ``curves_init`` for every rate, on a log scale (a diverged rate is listed as such).
 
     Parameters
     ----------
@@ -183,15 +180,13 @@ def plot_monotone_comparison(scans: Mapping[str, xr.Dataset],
     matplotlib.figure.Figure
         Per row: the map of :func:`plot_monotone_scan` and the log-scale excess risk.
     """
-    fig = Figure(figsize=(12, 4.4 * len(scans)))
-    axes = fig.subplots(len(scans), 2, squeeze=False,
-                        gridspec_kw={"width_ratios": [1.1, 1]})
+    fig, axes = style.new_figure(len(scans), 2, width=12, height=4.2 * len(scans),
+                                 gridspec_kw={"width_ratios": [1, 1.1]})
     for (ax_map, ax_curve), (title, scan) in zip(axes, scans.items(), strict=True):
         _monotone_map(ax_map, scan, title)
         init = curves_init if curves_init in scan.init.values else str(scan.init.values[0])
         _monotone_curves(ax_curve, scan, init)
-    fig.tight_layout()
-    return fig
+    return style.finish(fig)
 
 
 def save_figure(fig, path: str | Path, dpi: int = 120, atomic: bool = True) -> Path:

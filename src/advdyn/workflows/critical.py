@@ -460,7 +460,12 @@ def write_results(out: Path, scratch: ScratchEstimate, fast: FineTuneEstimate,
     })
     files["netcdf"] = write_netcdf(ds, out / "critical_eps.nc")
     files["json"] = write_json(summary, out / "critical_eps.json")
-    fig = plot_critical(scratch, fast, fgm, strong_scratch, strong_fast)
+    judged, star = summary.get("verdict") or {}, summary.get("eps_star") or {}
+    lower, upper = star.get("lower"), star.get("upper")  # None where undefined
+    interval = ((float(lower), float(upper), float(star.get("level", 0.95)))
+                if lower is not None and upper is not None else None)
+    fig = plot_critical(scratch, fast, fgm, strong_scratch, strong_fast,
+                        radius=judged.get("eps"), interval=interval)
     files["figure"] = save_figure(fig, out / "critical_eps.png")
     return files
 

@@ -79,10 +79,14 @@ def figure_agreement(d: int = 2000, replicates: int = 8,
     })
     cases = {"adversarial least squares": default_config(),
              "adversarial logistic regression": logistic}
-    fig = Figure(figsize=(11, 7))
-    axes = fig.subplots(2, 2, sharex="col", gridspec_kw={"height_ratios": [2, 1]})
+    from advdyn.plot import style
+
+    fig, axes = style.new_figure(2, 2, width=11, height=7.4, sharex="col",
+                                 gridspec_kw={"height_ratios": [2, 1]})
     info: dict = {"d": d, "replicates": replicates}
-    styles = {"sgd": ("tab:blue", "SGD"), "hsgd": ("tab:orange", "SDE (homogenized SGD)")}
+    widest = 0.0  # the largest relative sd, for the note under the figure
+    styles = {"sgd": (style.COLORS["blue"], "SGD"),
+              "hsgd": (style.COLORS["vermillion"], "SDE (homogenized SGD)")}
     for (ax, ax_gap), (title, cfg) in zip(axes.T, cases.items(), strict=True):
         cfg = cfg.with_overrides(**{"problem.d": d, "run.replicates": replicates,
                                     "run.methods": ["ode", "sgd", "hsgd"]})
@@ -91,27 +95,34 @@ def figure_agreement(d: int = 2000, replicates: int = 8,
         for method, (color, label) in styles.items():
             ds = result.datasets[method]
             mean, sd = ds["adv_risk"].mean("replicate"), ds["adv_risk"].std("replicate")
-            ax.fill_between(ds.time, mean - sd, mean + sd, color=color, alpha=0.25, lw=0)
-            ax.plot(ds.time, mean, color=color, lw=1.5, label=f"{label}, mean of {replicates}")
+            widest = max(widest, float((sd / mean).max()))
+            # bands: +-1 sd of the replicates (top), +-1 standard error of the mean (bottom);
+            # opaque enough to see, edged so that overlapping bands stay apart
+            ax.fill_between(ds.time, mean - sd, mean + sd, color=color, alpha=0.3, lw=0.8,
+                            edgecolor=color, label=f"{label}: +-1 sd of {replicates} replicates")
+            ax.plot(ds.time, mean, color=color, lw=1.5, label=f"{label}: mean of {replicates}")
             rel = 100 * (mean / ode["adv_risk"] - 1)
             se = 100 * sd / np.sqrt(replicates) / ode["adv_risk"]
-            ax_gap.fill_between(ds.time, rel - se, rel + se, color=color, alpha=0.25, lw=0)
-            ax_gap.plot(ds.time, rel, color=color, lw=1.2, label=label)
+            ax_gap.fill_between(ds.time, rel - se, rel + se, color=color, alpha=0.3, lw=0.8,
+                                edgecolor=color)
+            ax_gap.plot(ds.time, rel, color=color, lw=1.2)
             gap = compare(ode, ds)["adv_risk"]["max_relative_gap"]
             info.setdefault(title, {})[f"max_gap_{method}_vs_ode"] = gap
-        ax.plot(ode.time, ode["adv_risk"], "k--", lw=1.2, label="ODE (d -> inf)")
-        ax.set_title(f"{title}, d = {d}, eps = {cfg.problem.epsilon:g}", fontsize=10)
+        ax.plot(ode.time, ode["adv_risk"], color=style.COLORS["black"], ls="--", lw=1.2,
+                label="ODE (d -> inf)", zorder=3)
+        ax.set_title(f"{title}, d = {style.power_of_ten(d)}, eps = {cfg.problem.epsilon:g}")
         ax.set_ylabel("adversarial risk R_eps")
-        ax.legend(fontsize=8)
-        ax_gap.axhline(0, color="k", lw=0.8)
-        ax_gap.set_ylabel("mean / ODE - 1 (%)")
+        ax_gap.axhline(0, color=style.COLORS["black"], lw=0.8)
+        ax_gap.set_ylabel("mean / ODE - 1 (%), +-1 s.e.")
         ax_gap.set_xlabel("time t = k/d")
-        for a in (ax, ax_gap):
-            a.grid(alpha=0.3)
         if progress is not None:
             progress(1, len(cases))
-    fig.tight_layout()
-    return fig, info
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    style.figure_legend(fig, handles, labels, ncol=3)
+    style.caption(fig, f"top: the +-1 sd bands are at most {100 * widest:.1f}% of the risk "
+                       f"at d = {style.power_of_ten(d)}, hardly wider than the lines; bottom: "
+                       "the means' gaps to the ODE in %, with +-1 standard-error bands")
+    return style.finish(fig), info
 
 
 # ----------------------------------------------------------------------------- (b)
@@ -305,9 +316,11 @@ def figure_adaptive(d: int = 1000, level: float = 1e-2, t_max: float = 40.0,
         "ridge = lambda*/10 (clean), anisotropic": _ls_config(d, aniso, eps=0.0,
                                                               ridge=lam_star / 10),
     }
-    fig = Figure(figsize=(12, 10))
-    axes = fig.subplots(len(scenarios), 2)
-    colors = {"polyak": "tab:red", "line_search": "tab:blue", "best constant": "k"}
+    from advdyn.plot import style
+
+    fig, axes = style.new_figure(len(scenarios), 2, width=13, height=2.7 * len(scenarios))
+    colors = {"polyak": style.COLORS["vermillion"], "line_search": style.COLORS["blue"],
+              "best constant": style.COLORS["black"]}
     info: dict = {"d": d, "level": level, "lambda_star_anisotropic": lam_star, "scenarios": {}}
     for row, (title, cfg) in zip(axes, scenarios.items(), strict=True):
         case = _adaptive_case(cfg, t_max, level, rates)
@@ -324,23 +337,22 @@ def figure_adaptive(d: int = 1000, level: float = 1e-2, t_max: float = 40.0,
             label = name if name != "best constant" else f"best constant ({case['best_gamma']:.3g})"
             t_hit = hits[name]
             label += f", t = {t_hit:.2f}" if np.isfinite(t_hit) else ", never"
-            row[0].semilogy(case["times"], sub, color=colors[name], label=label)
+            row[0].plot(case["times"], sub, color=colors[name], label=label)
             row[1].plot(case["times"], ds["lr"], color=colors[name], label=name)
-        row[0].axhline(level * case["runs"]["polyak"][1][0], color="0.5", ls=":", lw=1)
-        row[0].set_title(f"{title}: suboptimality", fontsize=9)
+        row[0].set_yscale("log")
+        row[0].axhline(level * case["runs"]["polyak"][1][0], color=style.COLORS["grey"],
+                       ls=":", lw=1, label="target level")
+        row[0].set_title(f"{title}: suboptimality")
         row[0].set_ylabel("Rtilde - Rtilde*")
-        row[0].legend(fontsize=7)
-        row[1].set_title(f"{title}: learning rate", fontsize=9)
-        row[1].set_ylabel("gamma_t")
-        row[1].legend(fontsize=7)
+        style.legend(row[0], title="time to the target")
+        row[1].set_title(f"{title}: learning rate")
+        row[1].set_ylabel("learning rate gamma_t")
+        style.legend(row[1])
         for ax in row:
-            ax.grid(alpha=0.3)
+            ax.set_xlabel("time t = k/d")
         if progress is not None:
             progress(1, len(scenarios))
-    for ax in axes[-1]:
-        ax.set_xlabel("time t")
-    fig.tight_layout()
-    return fig, info
+    return style.finish(fig), info
 
 
 # ----------------------------------------------------------------------------- (d)
@@ -405,12 +417,15 @@ def figure_limit(d: int = 1000, rates=None,
     if not rows:
         raise ValueError("no rate has a convergent limit: choose smaller rates")
     g = np.array([r["gamma"] for r in rows])
-    fig = Figure(figsize=(13, 4))
-    ax_r, ax_o, ax_l = fig.subplots(1, 3)
+    from advdyn.plot import style
+
+    fig, axes = style.new_figure(1, 3, width=14, height=4.6)
+    ax_r, ax_o, ax_l = axes[0]
     ax_r.plot(g, [r["fixed_point_adv_risk"] for r in rows], "-", label="fixed point")
     ax_r.plot(g, [r["ode_adv_risk"] for r in rows], "o", mfc="none", label="ODE at large t")
-    ax_r.axhline(float(opt.adv_risk), color="k", ls="--", lw=1, label="min R_eps")
-    ax_r.set_ylabel("limiting adversarial risk")
+    ax_r.axhline(float(opt.adv_risk), color=style.COLORS["black"], ls="--", lw=1,
+                 label="min R_eps")
+    ax_r.set_ylabel("limiting adversarial risk R_eps")
     ax_r.set_yscale("log")
     ax_o.plot(g, [r["fixed_point_overlap"] for r in rows], "-", label="fixed point")
     ax_o.plot(g, [r["ode_overlap"] for r in rows], "o", mfc="none", label="ODE at large t")
@@ -418,15 +433,16 @@ def figure_limit(d: int = 1000, rates=None,
               label="ridge solution, lambda_eff")
     ax_o.set_ylabel("<theta, theta*> in the limit")
     ax_l.plot(g, [r["lambda_eff"] for r in rows], "o-", label="lambda_eff (limit)")
-    ax_l.axhline(float(opt.effective_ridge), color="k", ls="--", lw=1, label="lambda* (optimum)")
+    ax_l.axhline(float(opt.effective_ridge), color=style.COLORS["black"], ls="--", lw=1,
+                 label="lambda* (optimum)")
     ax_l.set_ylabel("effective ridge")
     for ax in (ax_r, ax_o, ax_l):
         ax.set_xscale("log")
         ax.set_xlabel("constant learning rate gamma")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    fig.suptitle(f"constant-rate limit, adversarial least squares, d = {d}, eps = 0.5")
-    fig.tight_layout()
+    style.figure_legend(fig, ncol=3)  # the entries of the three panels, each once
+    fig.suptitle(f"constant-rate limit, adversarial least squares, d = {style.power_of_ten(d)}, "
+                 "eps = 0.5", fontsize=style.FONT_TITLE)
+    style.finish(fig)
     gaps = [abs(r["ode_adv_risk"] / r["fixed_point_adv_risk"] - 1) for r in rows]
     ov_gaps = [abs(r["ridge_solution_overlap"] / r["fixed_point_overlap"] - 1) for r in rows]
     info = {"d": d, "adv_risk_opt": float(opt.adv_risk), "lambda_opt": float(opt.effective_ridge),

@@ -294,6 +294,7 @@ def run_robust(c: RobustConfig, advance=None) -> tuple[xr.Dataset, list[RobustRe
                "n_train": data.n_train, "eps": c.eps, "norm": c.norm,
                "loss_scale": c.loss_scale, "delta": c.delta},
     )
+    ds["time"].attrs.update(units="s", long_name="wall-clock time since the start of training")
     return ds, records
 
 

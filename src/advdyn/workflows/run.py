@@ -345,7 +345,9 @@ class _Figure:
 
     def __init__(self, config: Config, out: Path, figures: FigureProcess | None) -> None:
         self.path = out / "risk.png"
-        self.title = (f"d = {config.problem.d}, eps = {config.problem.epsilon}, "
+        from advdyn.plot import power_of_ten  # no matplotlib import
+
+        self.title = (f"d = {power_of_ten(config.problem.d)}, eps = {config.problem.epsilon}, "
                       f"loss = {config.problem.loss}")
         self.figures = figures
         self.pending: Any = None
