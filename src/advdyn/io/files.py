@@ -183,10 +183,10 @@ def folder_lock(folder: str | Path, what: str = "advdyn") -> Iterator[Path]:
     """
     import fcntl
 
-    from advdyn import checks
+    from advdyn.checks import output_folder
     from advdyn.errors import ConfigError
 
-    folder = checks.output_folder(folder, "out")
+    folder = output_folder(folder, "out")
     created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
