@@ -86,15 +86,19 @@ def calls():
         "StationaryPoint.relaxation_time": lambda: lim.relaxation_time(0.3),
         "StationaryPoint.distance2": lambda: opt.distance2(inst.initial_state(), inst),
         "constant_rate_limit": lambda: th.constant_rate_limit(inst, 0.3),
+        "constant_rate_limit f32": lambda: th.constant_rate_limit(inst32, f32(0.3)),
         "optimum_vector": lambda: stationary.optimum_vector(inst, opt),
         "solve_ridge_ode": lambda: th.solve_ridge_ode(
             inst, times, np.full(5, 0.3), np.full(5, 0.2), np.full(5, 1.0)),
         "bin_instance": lambda: th.bin_instance(inst, 4),
+        "bin_instance f32": lambda: th.bin_instance(inst32, 4),
         "relaxed_eigenvalue": lambda: spectral.relaxed_eigenvalue(th.Constant(0.3), times,
                                                                   inst.loss),
         "mean_eigenvalue": lambda: rates.mean_eigenvalue(inst),
         "simulate_sgd": lambda: advdyn.simulate_sgd(inst, th.Constant(0.3), key, t_max=2.0,
                                                     n_times=3, replicates=2),
+        "simulate_sgd f32 instance": lambda: advdyn.simulate_sgd(
+            inst32, th.Constant(f32(0.3)), key, t_max=2.0, n_times=3, replicates=2),
         "simulate_hsgd": lambda: advdyn.simulate_hsgd(inst, th.Constant(0.3), key, t_max=2.0,
                                                       n_times=3, replicates=2),
         # posterior
