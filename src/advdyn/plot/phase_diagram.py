@@ -87,7 +87,7 @@ def plot_phase(ds: xr.Dataset, title: str | None = None) -> Figure:
         else:
             _heat(fig, ax, ds, fields, values, failed, label, scale)
     t_max = float(ds["time"][-1])
-    fig.suptitle(title or f"phase diagram of the ODE (t_max = {t_max:g}; grey x: diverged "
+    fig.suptitle(title or f"phase diagram of the ODE (t_max = {t_max:.4g}; grey x: diverged "
                  "or solver failed)")
     return fig
 
