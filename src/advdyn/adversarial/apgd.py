@@ -470,8 +470,8 @@ def _strong_chunk(model, x, y, mask, attacks, key):
     return head, jnp.stack(per)
 
 
-def strong_evaluate(model, x, y, attacks: tuple[Attack | APGD, ...] | None = None,
-                    seed: int = 0, chunk: int = 512) -> dict:
+def strong_evaluate(model, x, y, attacks: tuple[Attack | APGD, ...], seed: int = 0,
+                    chunk: int = 512) -> dict:
     """Worst case over attacks: per sample, the largest cross-entropy over the points the
     attacks return and correctness under every attack.
 
@@ -481,11 +481,9 @@ def strong_evaluate(model, x, y, attacks: tuple[Attack | APGD, ...] | None = Non
         Batch of inputs to logits.
     x, y : arrays
         Inputs ``(n, ...)`` and labels ``(n,)``.
-    attacks : tuple of Attack or APGD, optional
-        The ensemble (e.g. :func:`strong_attacks`). Default: PGD-10 (step ``2.5 eps/10``,
-        zero start, no domain), APGD-CE and APGD-T (20 iterations, 9 targets or all other
-        classes) at ``eps = 8/255`` in l-infinity; pass your own for any other radius,
-        norm or domain.
+    attacks : tuple of Attack or APGD
+        The ensemble; :func:`strong_attacks` builds the default one (the evaluation PGD,
+        APGD-CE and APGD-T).
     seed : int
         Seed of the random starts.
     chunk : int
@@ -500,9 +498,6 @@ def strong_evaluate(model, x, y, attacks: tuple[Attack | APGD, ...] | None = Non
     """
     n = len(y)
     xp, yp, mask, n_chunks, chunk = padded_chunks(x, y, chunk)
-    if attacks is None:
-        classes = int(jax.eval_shape(model, xp[:1]).shape[-1])
-        attacks = strong_attacks(Attack(eps=8 / 255, norm="linf", steps=10), classes)
     key = jax.random.key(seed)
     head = jnp.zeros(4)
     per = jnp.zeros((len(attacks), 2))
