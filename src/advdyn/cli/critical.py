@@ -57,7 +57,7 @@ def critical_eps_command(
 ):
     """Estimate eps* from scratch (grid + interpolation) and by fine-tuning + extrapolation
     (Algorithm A.1) under PGD and a strong evaluation (worst case over PGD, APGD-CE,
-    APGD-DLR), with a prediction interval over data splits and seeds; with --eps, say whether
+    APGD-T), with a prediction interval over data splits and seeds; with --eps, say whether
     that radius is below, near or beyond eps*. Writes critical_eps.{csv,nc,json,png}."""
     from advdyn.config.critical import default_critical_config, load_critical_config
     from advdyn.errors import ConfigError

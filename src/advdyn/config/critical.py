@@ -146,12 +146,25 @@ class FGMConfig(Section):
 
 
 class StrongConfig(Section):
-    """The strong evaluation: worst case per sample over the evaluation PGD, APGD-CE and
-    APGD-DLR (random restarts), applied to the trained models of both estimators."""
+    """The strong evaluation: worst case per sample over the evaluation PGD and the APGD
+    attacks (default AutoAttack's standard APGD-CE and APGD-T), applied to the trained models
+    of both estimators."""
 
     enabled: StrictBool = True
     steps: int = Field(default=20, ge=2, description="APGD iterations per restart")
     restarts: int = Field(default=1, ge=1)
+    attacks: list[Literal["apgd-ce", "apgd-dlr", "apgd-t"]] = Field(
+        default=["apgd-ce", "apgd-t"], min_length=1,
+        description="APGD attacks added to the evaluation PGD")
+    targets: int = Field(default=9, ge=1,
+                         description="APGD-T target classes (capped at classes - 1)")
+
+    @field_validator("attacks")
+    @classmethod
+    def _distinct(cls, v):
+        if len(set(v)) != len(v):
+            raise ValueError("attacks must be distinct")
+        return v
 
 
 class VerdictConfig(Section):

@@ -505,7 +505,7 @@ def strong_estimate(estimate: ScratchEstimate | FineTuneEstimate, data: ArrayDat
     data : ArrayData
         The training data of the estimate.
     attacks_at : callable
-        ``eps -> tuple of attacks`` (e.g. PGD, APGD-CE, APGD-DLR at that radius).
+        ``eps -> tuple of attacks`` (e.g. PGD, APGD-CE, APGD-T at that radius).
     names : list of str
         Names of the attacks, for ``per_attack``.
     level : float

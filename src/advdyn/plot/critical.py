@@ -33,7 +33,7 @@ def plot_critical(scratch, fast, fgm=None, strong_scratch=None, strong_fast=None
         Adds a panel with the PGD test accuracy of FGM- and PGD-trained models.
     strong_scratch, strong_fast : StrongEstimate, optional
         The same models' adversarial training losses under the strong evaluation (worst
-        case over PGD, APGD-CE, APGD-DLR) and their eps*.
+        case over PGD, APGD-CE, APGD-T) and their eps*.
     radius : float, optional
         The radius being judged (``--eps``): a vertical line.
     interval : (float, float, float), optional

@@ -11,10 +11,11 @@ Files written in the output folder (atomically):
 * ``critical_eps.nc``: the same tables as one NetCDF (dimensions ``eps``, ``eps_ft``,
   ``eps_fgm``) plus the per-epoch histories of the from-scratch runs (``epoch``).
 * ``critical_eps.json``: both eps* estimates under PGD and under the strong evaluation
-  (worst case over PGD, APGD-CE, APGD-DLR), the per-repeat estimates over data splits and
-  seeds with their prediction interval, the verdict on ``verdict.eps`` (below / near /
-  beyond), warnings, the level, the compute of each method (gradient evaluations; wall time
-  split into compilation and the rest) and their ratios, the FGM unstable radius, the config.
+  (worst case over PGD and, by default, APGD-CE and APGD-T), the per-repeat estimates over
+  data splits and seeds with their prediction interval, the verdict on ``verdict.eps``
+  (below / near / beyond), warnings, the level, the compute of each method (gradient
+  evaluations; wall time split into compilation and the rest) and their ratios, the FGM
+  unstable radius, the config.
 * ``critical_eps.png``: adversarial training loss against eps (:mod:`.figures`).
 """
 
@@ -258,13 +259,15 @@ def _run_critical(cfg: CriticalConfig, out_dir: Path | None, progress: bool,
         from advdyn.critical.verdict import parse_eps
 
         eps_query = parse_eps(eps_query)
-    names = attack_names(strong_attacks(pgd_eval, data.classes))
+    st = cfg.strong
 
     def attacks_for(d):
         def at(e):
-            return strong_attacks(with_eps(pgd_eval, e), d.classes, cfg.strong.steps,
-                                  cfg.strong.restarts)
+            return strong_attacks(with_eps(pgd_eval, e), d.classes, st.steps, st.restarts,
+                                  tuple(st.attacks), st.targets)
         return at
+
+    names = attack_names(attacks_for(data)(pgd_eval.eps))
 
     def strong(est, d, seed):
         if not cfg.strong.enabled:
@@ -338,6 +341,7 @@ def _run_critical(cfg: CriticalConfig, out_dir: Path | None, progress: bool,
             "attacks": names,
             "steps": cfg.strong.steps,
             "restarts": cfg.strong.restarts,
+            "targets": cfg.strong.targets,
             "eps_star_scratch": _num(strong_scratch.eps_star),
             "eps_star_fast": _num(strong_fast.eps_star) if strong_fast else None,
             "timing": _timing(strong_scratch.wall_time + (strong_fast.wall_time
