@@ -73,7 +73,9 @@ def as_float64(x: Any) -> Any:
     """
     if isinstance(x, jax.core.Tracer):
         return x.astype(_wide(x.dtype)) if _x64_on() else x
-    dtype = _wide(x.dtype if hasattr(x, "dtype") else np.result_type(x))
+    if not hasattr(x, "dtype"):
+        x = np.asarray(x)  # numbers, sequences
+    dtype = _wide(x.dtype)
     if _x64_on():
         return jnp.asarray(x, dtype)
     return np.asarray(x, dtype)
