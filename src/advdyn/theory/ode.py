@@ -378,6 +378,14 @@ def _integrate(instance, lr, recorder, times, integrator: Integrator, blowup,
     def interval(carry, ts):
         y, dt, code, steps = carry
         t0, t1 = ts
+        # a vector field that is not finite where the interval starts (e.g. gamma^2 or the
+        # radius overflowing float64) is a divergence now: the controller would otherwise
+        # reject every step until the step budget runs out
+        field = vector_field(t0, jax.tree.map(lambda a, b: jnp.where(code == RESULTS.successful, a, b), y, y0),
+                             (instance, lr))
+        finite_field = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a))
+                                          for a in jax.tree.leaves(field)]))
+        code = jnp.where((code == RESULTS.successful) & ~finite_field, RESULTS.diverged, code)
         ok = code == RESULTS.successful
         # after a failure: an empty interval from a finite state (no branch, so that a
         # batch under vmap does not run both sides of a cond)
