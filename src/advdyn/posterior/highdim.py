@@ -215,8 +215,10 @@ def posterior_kl(path: PosteriorPath, instance, prior_variance) -> Array:
     """``KL(N(E theta_t, diag v_t) || N(0, s0^2 I))`` along the path, for each prior variance.
 
     The posterior is the Gaussian with the ODE's mean and per-direction variance in the
-    eigenbasis (cross-direction covariances neglected). With ``E theta_i^2 = (err2_i - v_i)
-    + 2 err_teacher_i + theta*_i^2``:
+    eigenbasis: a diagonal approximation. The cross-direction covariances, ``O(1/d)`` each,
+    are neglected (the ODE carries none); the exact KL of a Gaussian with the same variances
+    is never smaller than this one (see ``docs/posterior.md``, limitations). With
+    ``E theta_i^2 = (err2_i - v_i) + 2 err_teacher_i + theta*_i^2``:
     ``KL = 1/2 sum_i [v_i / s0^2 + (E theta_i)^2 / s0^2 - 1 - ln(v_i / s0^2)]``.
 
     Parameters

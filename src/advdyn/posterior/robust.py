@@ -8,14 +8,16 @@ reconstruction of the paper's construction, see ``docs/posterior.md``):
 
 * curvature: Lanczos top-``k`` eigenpairs ``(h_i, u_i)`` and a Hutchinson trace of the
   Hessian of the adversarial training loss on a fixed training subset; gradient noise
-  ``c_i = u_i^T C u_i`` and ``tr(C)`` from per-sample gradients;
+  ``G_ij = u_i^T C u_j`` and ``tr(C)`` from per-sample gradients;
 * posterior covariance: the stationary heavy-ball covariance at the epoch's rate ``eta``,
-  momentum ``m``, batch ``B`` -- exactly (eigenbasis formula) in the top-``k`` subspace, and
+  momentum ``m``, batch ``B`` -- exactly in the top-``k`` subspace (eigenbasis formula with
+  the full rotated noise ``V^T C V``, cross-direction covariances included), and
   the curvature term ``1/2 tr(H Sigma) ~ eta tr(C) / (4 B (1 - m))`` to leading order over
   all directions (independent of ``H``);
 * KL to the prior ``N(w_0, s0^2 I)`` (``w_0`` the initialisation, drawn before the data):
-  the top-``k`` variances against ``s0^2``, the remaining directions at the prior variance,
-  plus the mean term ``|w - w_0|^2 / (2 s0^2)``; ``s0^2`` from a geometric grid (union bound);
+  the top-``k`` covariance against ``s0^2 I`` (:func:`subspace_kl`), the remaining
+  directions at the prior variance, plus the mean term ``|w - w_0|^2 / (2 s0^2)``;
+  ``s0^2`` from a geometric grid (union bound);
 * bound: McAllester-Maurer with the cross-entropy taken as bounded by ``loss_scale``.
 """
 
@@ -36,7 +38,7 @@ from advdyn.adversarial.attacks import Attack
 from advdyn.adversarial.data import ArrayData
 from advdyn.adversarial.training import Schedule, attacked, evaluate, sample_loss
 from advdyn.posterior.awp import awp
-from advdyn.posterior.covariance import eigenbasis_variance
+from advdyn.posterior.covariance import eigenbasis_covariance
 from advdyn.posterior.curvature import (
     flat_loss,
     gradient_noise_trace,
@@ -45,7 +47,7 @@ from advdyn.posterior.curvature import (
     lanczos_top_k,
     subspace_gradient_covariance,
 )
-from advdyn.posterior.pacbayes import bound_terms
+from advdyn.posterior.pacbayes import bound_terms, gaussian_kl
 
 #: names of the per-epoch scalar records
 RECORDS = (  # the first six every epoch, the rest (but time) when measured
@@ -167,6 +169,59 @@ def _epoch(model, opt_state, xb, yb, lrs, keys, attack, gamma, warmup, weight_de
     return eqx.combine(params, static), opt_state, losses.mean()
 
 
+def subspace_kl(h, G, eta, momentum, batch, dist2, prior_variances):
+    """KL of the stationary posterior in the top-``k`` curvature subspace to ``N(w_0, s0^2 I)``.
+
+    The posterior covariance of the positions in the subspace is the position block of
+    :func:`~advdyn.posterior.covariance.eigenbasis_covariance` with the full rotated noise
+    ``G = V^T C V`` (its off-diagonal entries correlate the directions and raise the KL over
+    the per-direction product). Directions that are not curved (``h <= 0``) or not stable
+    (``eta h >= 2 (1 + m)``) are left at the prior (they contribute nothing). Per prior
+    variance ``s0^2``::
+
+        KL = gaussian_kl(0, P, 0, s0^2 I) + |w - w_0|^2 / (2 s0^2)
+
+    Parameters
+    ----------
+    h : array, shape (k,)
+        Curvatures (Lanczos eigenvalues).
+    G : array, shape (k, k)
+        Per-sample gradient covariance in the eigenbasis, ``V^T C V`` (symmetrised here).
+    eta, momentum, batch : float, float, int
+        Rate, heavy-ball momentum ``m`` and minibatch size ``B`` of the stationary law.
+    dist2 : float
+        ``|w - w_0|^2``.
+    prior_variances : array, shape (G,)
+        ``s0^2`` grid.
+
+    Returns
+    -------
+    variance : array, shape (k,)
+        Stationary position variance per direction (0 where left at the prior or without
+        noise).
+    kl : array, shape (G,)
+        ``+inf`` where the subspace covariance is singular (a direction without noise).
+    """
+    h = np.asarray(h, np.float64)
+    G = np.asarray(G, np.float64)
+    G = 0.5 * (G + G.T)
+    s = np.asarray(prior_variances, np.float64)
+    ok = (h > 0) & (eta * h < 2 * (1 + momentum))
+    k = int(ok.sum())
+    P = np.asarray(eigenbasis_covariance(h[ok], G[np.ix_(ok, ok)], eta, momentum, batch))
+    P = P[:k, :k]
+    variance = np.zeros_like(h)
+    variance[ok] = np.diag(P)
+    mean = 0.5 * dist2 / s
+    if k == 0:
+        return variance, mean
+    if np.linalg.eigvalsh(P)[0] <= 0:
+        return variance, np.full_like(s, np.inf)
+    zero = np.zeros(k)
+    kl = np.array([float(gaussian_kl(zero, P, zero, s0 * np.eye(k))) for s0 in s])
+    return variance, kl + mean
+
+
 def _posterior_terms(model, w0, x, y, attack, eta, momentum, batch, n, measure: Measure, key):
     k1, k2, k3 = jax.random.split(key, 3)
     loss = flat_loss(model, x, y, attack, k1)
@@ -174,20 +229,13 @@ def _posterior_terms(model, w0, x, y, attack, eta, momentum, batch, n, measure: 
     p = op.size
     top = lanczos_top_k(op, p, measure.top_k, k2, min(p, measure.lanczos_iterations))
     trace = hutchinson_trace(op, p, k3, measure.probes)
-    c = np.asarray(jnp.diag(subspace_gradient_covariance(loss, top.vectors)), np.float64)
+    G = np.asarray(subspace_gradient_covariance(loss, top.vectors), np.float64)
     tr_c = float(gradient_noise_trace(loss))
     h = np.asarray(top.values, dtype=np.float64)
-    ok = (h > 0) & (eta * h < 2 * (1 + momentum))
-    v = np.where(ok, np.asarray(eigenbasis_variance(np.where(ok, h, 1.0), c, eta, momentum,
-                                                    batch)), 0.0)
+    dist2 = float(jnp.sum((loss.w - w0) ** 2))
+    v, kl = subspace_kl(h, G, eta, momentum, batch, dist2, measure.prior_variances)
     curv_topk = 0.5 * float(np.sum(h * v))
     curv = eta * tr_c / (4 * batch * (1 - momentum))
-    dist2 = float(jnp.sum((loss.w - w0) ** 2))
-    s = np.asarray(measure.prior_variances, dtype=np.float64)
-    vk = v[ok]
-    kl = np.array([
-        0.5 * (np.sum(vk / s0 - 1.0 - np.log(vk / s0)) + dist2 / s0) for s0 in s
-    ])
     return top, trace, tr_c, curv_topk, curv, kl, dist2
 
 
