@@ -1,4 +1,4 @@
-"""Issue 13, finding 4: one validation layer for the CLI and the Python API.
+"""One validation layer for the CLI and the Python API (config fields and constructors).
 
 Every case here was accepted (or crashed with a traceback) before the fix.
 """

@@ -1,4 +1,4 @@
-"""Issue 13, finding 7: labels, titles, help and README commands that read right."""
+"""Labels, titles, help and README commands that read right."""
 
 from __future__ import annotations
 

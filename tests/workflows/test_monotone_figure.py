@@ -1,4 +1,4 @@
-"""Issue 13, finding 8: figure (b) shows the paper's claim against its control."""
+"""Figure (b), monotone descent: the paper's claim against its control."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 13, finding 6: an ODE for a non-smooth custom loss, accurate and affordable.
+"""The ODE of a non-smooth custom loss: accurate and affordable.
 
 Before the fix the README's Huber loss at d = 1000, t <= 3 ran 7.5 minutes in ``solve_ode``
 and then reported a false divergence with advice for least squares.

@@ -1,4 +1,4 @@
-"""Issue 13, findings 1, 2 and 5: no stale or corrupt results, one writer per folder, umask.
+"""Result files: no stale or corrupt results, one writer per folder, umask.
 
 Each test reproduces one finding of the issue and fails on the code before the fix:
 a truncated or empty point file blocked the sweep for ever, temporary files of a killed
