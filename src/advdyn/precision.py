@@ -67,17 +67,21 @@ def as_float64(x: Any) -> Any:
     Returns
     -------
     numpy.ndarray or jax.Array
-        A float64 NumPy array when JAX's x64 is off (exact, without enabling x64), a float64
-        JAX array when it is on; a traced value is cast under x64 and returned unchanged
-        otherwise (a float32 trace cannot hold float64).
+        A float64 NumPy array for numbers, sequences and NumPy arrays (exact whatever JAX's
+        settings); a float64 JAX array for a JAX array when x64 is on; a traced value is
+        cast under x64 and returned unchanged otherwise (a float32 trace cannot hold
+        float64).
     """
     if isinstance(x, jax.core.Tracer):
         return x.astype(_wide(x.dtype)) if _x64_on() else x
     if not hasattr(x, "dtype"):
         x = np.asarray(x)  # numbers, sequences
     dtype = _wide(x.dtype)
-    if _x64_on():
-        return jnp.asarray(x, dtype)
+    if isinstance(x, jax.Array) and _x64_on():
+        return x.astype(dtype)
+    # NumPy for everything else: exact whatever JAX's settings, and concrete even when a
+    # constructor runs inside a trace (a rule built inside a jitted function can still
+    # check its parameters)
     return np.asarray(x, dtype)
 
 
@@ -129,11 +133,22 @@ def float64(fn: Callable[P, R]) -> Callable[P, R]:
     Returns
     -------
     callable
-        ``fn`` with the same signature and docstring.
+        ``fn`` with the same signature and docstring. It raises ``TypeError`` when called
+        on traced arguments (inside ``jit``, ``vmap`` or ``grad``) while JAX's float64 is
+        off: a float64 result cannot leave a float32 trace.
     """
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        if not _x64_on() and any(
+            isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((args, kwargs))
+        ):
+            # the caller's trace is float32: a float64 result cannot leave it
+            raise TypeError(
+                f"{fn.__qualname__} is traced (jit, vmap or grad) with JAX's float64 off: "
+                "turn it on first (jax.config.update('jax_enable_x64', True), or trace "
+                "inside advdyn.precision.x64())"
+            )
         with jax.enable_x64(True):
             wide_args, wide_kwargs = widen((args, kwargs))
             return fn(*wide_args, **wide_kwargs)

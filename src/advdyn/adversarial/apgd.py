@@ -348,7 +348,7 @@ def _classifier_search(attack: APGD, model, x, y, key):
         if classes < 3 or attack.targets > classes - 1:
             raise ValueError(f"APGD-T with {attack.targets} targets needs at least "
                              f"{max(3, attack.targets + 1)} classes, the model has {classes}")
-        # target of rank r: the class of (r + 2)-th largest clean logit
+        # target of rank r: the class of (r + 1)-th largest clean logit (rank 0 is the top one)
         order = jnp.argsort(-jax.lax.stop_gradient(model(x)), axis=-1)
         params = jnp.repeat(jnp.arange(1, attack.targets + 1), attack.restarts)
 

@@ -11,7 +11,14 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from advdyn.cli._app import EXIT_USER_ERROR, app, err_console, fail, out_console
+from advdyn.cli._app import (
+    EXIT_USER_ERROR,
+    app,
+    err_console,
+    fail,
+    out_console,
+    out_option,
+)
 
 
 @app.command("phase")
@@ -20,7 +27,7 @@ def phase_command(
         Path | None, typer.Argument(help="Phase TOML (run config + \\[phase]); the embedded "
                                     "default when omitted.")
     ] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Result folder.")] = Path("phase-out"),
+    out: Annotated[Path, out_option()] = Path("phase-out"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or table.")] = False,
 ):
     """Phase diagram of the ODE over one or two config fields (e.g. problem.epsilon x
@@ -54,7 +61,7 @@ def phase_command(
         codes = np.asarray(result.dataset["result"])
         t = result.timings
         err_console.print(escape(
-            f"  {codes.size} points: {int(np.sum(codes == 0))} converged, "
+            f"  {codes.size} points: {int(np.sum(codes == 0))} without divergence by t_max, "
             f"{int(np.sum(codes != 0))} diverged or failed; compile {t['compile_s']:.1f} s, "
             f"solve {t['solve_s']:.1f} s"), highlight=False)
     files = ", ".join(p.name for p in result.files.values())

@@ -26,7 +26,11 @@ def abandon() -> None:
     :func:`advdyn.cli.interrupted`): the finished result files stay as they were, so a
     previous result set is never mixed with part of a new one beyond what was complete.
     """
-    with _PENDING_LOCK:
+    # a signal handler runs in the main thread between two bytecodes, possibly while that
+    # thread holds the lock (registering a file): wait briefly, then go on without it (the
+    # process ends right after, so the sets are only read)
+    held = _PENDING_LOCK.acquire(timeout=0.5)
+    try:
         for tmp in list(_PENDING):
             tmp.unlink(missing_ok=True)
         for folder in list(_CREATED):
@@ -38,6 +42,9 @@ def abandon() -> None:
                 pass
         _PENDING.clear()
         _CREATED.clear()
+    finally:
+        if held:
+            _PENDING_LOCK.release()
 
 
 def _umask() -> int:

@@ -51,7 +51,8 @@ def plot_phase(ds: xr.Dataset, title: str | None = None) -> Figure:
     """Four panels over the grid of ``ds``: final adversarial risk, final clean risk,
     monotone descent of ``dist_to_opt`` and the time to come within the factor of the
     optimum; failed points (nonzero ``result``) are grey cells with a cross, and the
-    boundary of the converged region is a black line on every panel.
+    boundary of the region where no divergence was detected by ``t_max`` is a black line
+    on every panel (not a proof of convergence: a slowly growing risk stays inside it).
 
     Parameters
     ----------
@@ -130,7 +131,7 @@ def _heat(fig, ax, ds, fields, values, failed, label, scale) -> None:
 def _line(ax, ds, field_name, values, failed, label, scale) -> None:
     x = np.asarray(ds[field_name])
     ok = ~failed
-    ax.plot(x[ok], values[ok], "o-", markersize=3, label="converged")
+    ax.plot(x[ok], values[ok], "o-", markersize=3, label="no divergence by t_max")
     if np.any(failed):
         ax.plot(x[failed], np.zeros(int(failed.sum())) if scale == "binary" else
                 np.full(int(failed.sum()), np.nanmin(values[ok]) if np.any(ok) else 0.0),

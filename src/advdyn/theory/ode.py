@@ -25,7 +25,7 @@ from jaxtyping import ArrayLike, Float
 from advdyn import checks
 from advdyn.errors import ConfigError, DivergenceError
 from advdyn.executables import cached_jit
-from advdyn.precision import float64
+from advdyn.precision import as_float64, float64
 from advdyn.problem.instance import AbstractInstance
 from advdyn.solution import RESULTS, Solution
 from advdyn.theory.drift import flow
@@ -240,7 +240,7 @@ class Integrator(eqx.Module):
     """How the ODE is integrated: a diffrax solver, its step-size controller and a budget.
 
     Build one with :func:`make_integrator` (or, from a config's ``run.solver`` string,
-    :func:`advdyn.config.build.make_integrator`); the solvers take it as an argument, the way
+    :func:`advdyn.config.build.integrator_for`); the solvers take it as an argument, the way
     ``diffrax.diffeqsolve`` takes its solver and controller. Its tolerances are array
     leaves: new values reuse a compiled solve.
 
@@ -298,7 +298,7 @@ def make_integrator(
 
     if kind not in SOLVERS[1:]:
         raise ValueError(f"kind must be one of {SOLVERS[1:]}, got {kind!r}")
-    r, a = jnp.asarray(rtol, jnp.float64), jnp.asarray(atol, jnp.float64)
+    r, a = as_float64(rtol), as_float64(atol)  # float64 whatever JAX's settings
     if kind == "kvaerno5":
         solver = diffrax.Kvaerno5(root_finder=diffrax.with_stepsize_controller_tols(_chord())())
         return Integrator(solver, diffrax.PIDController(rtol=r, atol=a, pcoeff=0.3, icoeff=0.3),
@@ -381,8 +381,9 @@ def _integrate(instance, lr, recorder, times, integrator: Integrator, blowup,
         # a vector field that is not finite where the interval starts (e.g. gamma^2 or the
         # radius overflowing float64) is a divergence now: the controller would otherwise
         # reject every step until the step budget runs out
-        field = vector_field(t0, jax.tree.map(lambda a, b: jnp.where(code == RESULTS.successful, a, b), y, y0),
-                             (instance, lr))
+        going = code == RESULTS.successful
+        start = jax.tree.map(lambda a, b: jnp.where(going, a, b), y, y0)
+        field = vector_field(t0, start, (instance, lr))
         finite_field = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a))
                                           for a in jax.tree.leaves(field)]))
         code = jnp.where((code == RESULTS.successful) & ~finite_field, RESULTS.diverged, code)
