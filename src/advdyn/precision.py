@@ -67,21 +67,20 @@ def as_float64(x: Any) -> Any:
     Returns
     -------
     numpy.ndarray or jax.Array
-        A float64 NumPy array for numbers, sequences and NumPy arrays (exact whatever JAX's
-        settings); a float64 JAX array for a JAX array when x64 is on; a traced value is
-        cast under x64 and returned unchanged otherwise (a float32 trace cannot hold
-        float64).
+        A float64 NumPy array when JAX's x64 is off (exact, without enabling x64), a concrete
+        float64 JAX array when it is on (also inside a trace); a traced value is cast under
+        x64 and returned unchanged otherwise (a float32 trace cannot hold float64).
     """
     if isinstance(x, jax.core.Tracer):
         return x.astype(_wide(x.dtype)) if _x64_on() else x
     if not hasattr(x, "dtype"):
         x = np.asarray(x)  # numbers, sequences
     dtype = _wide(x.dtype)
-    if isinstance(x, jax.Array) and _x64_on():
-        return x.astype(dtype)
-    # NumPy for everything else: exact whatever JAX's settings, and concrete even when a
-    # constructor runs inside a trace (a rule built inside a jitted function can still
-    # check its parameters)
+    if _x64_on():
+        # concrete even when a constructor runs inside a trace (a rule built inside a
+        # jitted function can still check its parameters)
+        with jax.ensure_compile_time_eval():
+            return jnp.asarray(x, dtype)
     return np.asarray(x, dtype)
 
 

@@ -268,6 +268,7 @@ class Integrator(eqx.Module):
         return type(self.solver).__name__.lower()
 
 
+@float64
 def make_integrator(
     kind: str = "tsit5", *, rtol: float = 1e-8, atol: float = 1e-20, max_steps: int = 1_000_000
 ) -> Integrator:
