@@ -5,7 +5,7 @@ optimum's fixed-point solve and the per-direction ODE of the default problem
 (``d = 1000``; Tsit5, 61 records) ahead of time and reports the compile time (wall and
 CPU seconds: XLA's CPU compiler runs on several threads) and the run time of the compiled
 programs at ``d = 1000`` and ``d = 10^5`` (min of 3 after a first call). advdyn compiles its
-stored programs with ``advdyn.executables.CPU_COMPILER_OPTIONS``; this script measures
+stored programs with ``advdyn.cli._programs.CPU_COMPILER_OPTIONS``; this script measures
 them through ``XLA_FLAGS`` (process-wide) so that every candidate is measured the same way.
 
 Usage::
@@ -48,19 +48,19 @@ for d in (1000, 100000):
     inst = advdyn.instantiate(advdyn.default_config().with_overrides(**{"problem.d": d}).problem)
     with jax.enable_x64(True):
         x0 = st._start(inst)
-        low = st._solve_fixed_point.jitted.lower(inst, 0.0, x0, 1e-12)
+        low = st._solve_fixed_point.lower(inst, 0.0, x0, 1e-12)
         c, t = time.process_time(), time.perf_counter()
         low.compile()
         fp = (time.perf_counter() - t, time.process_time() - c)
         opt = st.adversarial_optimum(inst)
         args = ode._arguments(inst, advdyn.Constant(0.8), times, jnp.asarray(times), 1e-8,
                               1e-20, 10**6, 1e6, opt, "auto", None)[0]
-        low = ode._solve.jitted.lower(*args)
+        low = ode._solve.lower(*args)
         c, t = time.process_time(), time.perf_counter()
         compiled = low.compile()
         oc = (time.perf_counter() - t, time.process_time() - c)
         run_ode = best(lambda: compiled(*args))
-        run_fp = best(lambda: st._solve_fixed_point.jitted(inst, 0.0, x0, 1e-12))
+        run_fp = best(lambda: st._solve_fixed_point(inst, 0.0, x0, 1e-12))
     if d == 1000:
         row += [*fp, *oc]
     row += [run_ode * 1e3, run_fp * 1e3]

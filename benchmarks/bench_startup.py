@@ -6,8 +6,7 @@ Prints, from one run, the wall and CPU seconds (user + system of the child proce
 * ``advdyn run --method ode -q`` on the embedded default problem with an empty compilation
   cache (``ADVDYN_CACHE_DIR`` a fresh temporary folder): the first run, which compiles;
 * the same command again (the persistent cache is warm), ``--repeats`` times (median),
-* and, for reference, the second run with the figure drawn in the same process
-  (``ADVDYN_FIGURE_PROCESS=0``) and with the cache off (``ADVDYN_NO_CACHE=1``);
+* and, for reference, the second run with the caches off (``ADVDYN_NO_CACHE=1``);
 * the *import floor*: ``python -c "import ..."`` of the third-party modules a warm run
   loads (:data:`FLOOR`), i.e. the least a run can cost with this stack.
 
@@ -41,15 +40,14 @@ import time
 # the third-party modules a warm run loads (its sys.modules at exit): JAX and equinox for the
 # stored programs, pydantic/typer/rich for the config and the command line, xarray (which
 # imports dask.array on the first DataArray, dask being installed for sweeps), netCDF4, the
-# scipy.linalg that JAX's LAPACK kernels load, and multiprocessing, which starts the figure
-# process; matplotlib loads in that second process (advdyn.plot.process), diffrax and
-# optimistix only when a program is traced (a cache miss), and `distributed` no longer
+# scipy.linalg that JAX's LAPACK kernels load, and matplotlib's Agg figure for risk.png;
+# diffrax and optimistix only when a program is traced (a cache miss), and `distributed` no longer
 # (advdyn.io writes NetCDF without asking Dask for its scheduler). Imported under the console
 # script's garbage-collector policy (advdyn.__main__: collector off during the imports,
 # everything frozen at exit), so that the floor is what a run cannot go below.
 FLOOR = ("import gc; gc.disable(); "
          "import jax.numpy, equinox, pydantic, typer, rich, xarray, dask.array, netCDF4, "
-         "scipy.linalg, multiprocessing.connection; gc.freeze()")
+         "scipy.linalg, matplotlib.figure, matplotlib.backends.backend_agg; gc.freeze()")
 
 
 def _timed(cmd: list[str], env: dict) -> tuple[float, float]:
@@ -114,7 +112,6 @@ def main() -> None:
         floor = [_timed([py, "-c", FLOOR], env) for _ in range(args.repeats)]
         cold = _timed(run, env)
         warm = [_timed(run, env) for _ in range(args.repeats)]
-        alone = [_timed(run, dict(env, ADVDYN_FIGURE_PROCESS="0")) for _ in range(args.repeats)]
         off = _timed(run, dict(env, ADVDYN_NO_CACHE="1"))
     med = lambda rows, i: statistics.median(r[i] for r in rows)  # noqa: E731
     print(f"load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs")
@@ -124,7 +121,6 @@ def main() -> None:
                          ("import floor (the stack a run loads)", (med(floor, 0), med(floor, 1))),
                          ("advdyn run --method ode, cold", cold),
                          ("advdyn run --method ode, warm", (med(warm, 0), med(warm, 1))),
-                         ("  warm, figure in the same process", (med(alone, 0), med(alone, 1))),
                          ("advdyn run --method ode, no cache", off)):
         print(f"{name:<38} {w:>7.2f} {c:>7.2f} {w / base_w:>13.1f} {c / base_c:>12.1f}")
 

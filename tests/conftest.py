@@ -35,7 +35,7 @@ def _float64():
 
 
 class _DictStore:
-    """An in-memory :class:`advdyn.executables.ExecutableStore` (a dict of key to bytes)."""
+    """An in-memory :class:`advdyn.cli._programs.ExecutableStore` (a dict of key to bytes)."""
 
     def __init__(self):
         self.data: dict[str, bytes] = {}
@@ -56,7 +56,7 @@ def new_program_store():
 @pytest.fixture
 def program_store(new_program_store):
     """An empty in-memory executable store, set for the test (the previous one restored)."""
-    from advdyn.executables import set_store
+    from advdyn.cli._programs import set_store
 
     s = new_program_store()
     old = set_store(s)

@@ -24,6 +24,11 @@ ROOMS = ("problem", "theory", "simulate", "adversarial", "critical", "posterior"
 #: what a room may not import (advdyn subpackages, and third-party UI/plotting libraries)
 FORBIDDEN_ADVDYN = ("config", "io", "plot", "workflows", "cli")
 FORBIDDEN_THIRD_PARTY = ("rich", "matplotlib", "typer", "pydantic", "netCDF4")
+#: start-up machinery (issue 24): the program store lives in the CLI (advdyn.cli._programs,
+#: which wraps the rooms' filter_jit functions from outside), and no room starts processes,
+#: thread pools or tunes the garbage collector
+STARTUP_MACHINERY = ("advdyn.cli", "advdyn.executables", "advdyn.__main__", "multiprocessing",
+                     "concurrent", "gc")
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:
@@ -68,6 +73,15 @@ def test_mathematics_imports_no_foundation(path):
     assert not bad, f"{path.relative_to(SRC)} imports a foundation: {bad}"
 
 
+@pytest.mark.parametrize("path", _room_modules(), ids=lambda p: str(p.relative_to(SRC)))
+def test_rooms_import_no_startup_machinery(path):
+    bad = [f"line {lineno}: {module}" for lineno, module in _imports(path)
+           if any(module == m or module.startswith(m + ".") for m in STARTUP_MACHINERY)]
+    source = path.read_text()
+    bad += [name for name in ("cached_jit", "set_store", ".prepare(") if name in source]
+    assert not bad, f"{path.relative_to(SRC)} uses start-up machinery: {bad}"
+
+
 def test_foundations_do_not_import_the_cli():
     # arrows point one way: cli -> workflows -> maths; nothing below the CLI imports it
     for path in SRC.rglob("*.py"):
@@ -105,7 +119,8 @@ cfg = advdyn.ProblemConfig(d=200, task={"kind": "regression", "noise": 0.0}, eps
                            spectrum={"kind": "identity"})
 inst = advdyn.instantiate(cfg)
 sol = advdyn.solve_ode(inst, advdyn.Constant(0.5), np.linspace(0.0, 40.0, 5))
-print(json.dumps({"before": before, "after_import": after_import,
+cli = sorted(m for m in sys.modules if m.startswith(("advdyn.cli", "advdyn.__main__")))
+print(json.dumps({"before": before, "after_import": after_import, "cli": cli,
                   "after_solve": bool(jax.config.jax_enable_x64), "heavy": heavy,
                   "risk": sol["adv_risk"].tolist(), "dtype": str(sol["adv_risk"].dtype)}))
 """
@@ -117,6 +132,7 @@ def test_import_changes_no_global_state_and_the_theory_still_runs_in_float64():
     info = json.loads(out.stdout.strip().splitlines()[-1])
     assert info == {**info, "before": False, "after_import": False, "after_solve": False}
     assert info["heavy"] == [], f"import advdyn loaded {info['heavy']}"
+    assert info["cli"] == [], f"a solve through the API loaded {info['cli']}"
     assert info["dtype"] == "float64"
     # noiseless isotropic least squares at eps = 0 decays exponentially; at t = 40 the risk is
     # ~1e-17 of its start, far below float32's resolution (1e-7): only float64 resolves it
@@ -125,7 +141,7 @@ def test_import_changes_no_global_state_and_the_theory_still_runs_in_float64():
 
 
 def test_solver_libraries_are_imported_only_when_a_solve_is_traced():
-    # a run that loads stored programs (advdyn.executables) never traces the ODE or the
+    # a run that loads stored programs (advdyn.cli._programs) never traces the ODE or the
     # optimum, so importing the whole command-line stack must not import diffrax/optimistix
     code = ("import sys, advdyn.cli, advdyn.workflows, advdyn.theory, advdyn.config; "
             "print(sorted(m for m in ('diffrax', 'optimistix') if m in sys.modules))")

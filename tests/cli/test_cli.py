@@ -334,15 +334,13 @@ def _children(pid: int) -> set[int]:
 
 @pytest.mark.parametrize("after", [0.3, 2.0], ids=["while loading", "later"])
 def test_ctrl_c_exits_130_without_a_traceback(tmp_path, after):
-    # Ctrl-C signals the whole foreground process group: advdyn and its figure process
-    # (advdyn.plot.process). While the stack loads (0.3 s) or later in the run (a run of
-    # several seconds), one exit status 130, no traceback from either process (before, a
-    # Ctrl-C during the imports printed one; the figure process's start-up a second), and
-    # no process left behind
+    # Ctrl-C signals the whole foreground process group. While the stack loads (0.3 s) or
+    # later in the run (a run of several seconds), one exit status 130, no traceback (before,
+    # a Ctrl-C during the imports printed one), and no process left behind
     import signal
     import time
 
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "ADVDYN_FIGURE_PROCESS": "1"}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     # as from a terminal: Python's own Ctrl-C handler, which a process started with SIGINT
     # ignored (a pytest-xdist worker's children) would not install
     console = [sys.executable, "-c", "import signal; "

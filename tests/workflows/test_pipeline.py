@@ -6,7 +6,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 import advdyn as ad
 from advdyn.config.schema import ProblemConfig
@@ -94,41 +93,3 @@ def test_failed_write_keeps_previous_file_and_leaves_no_temporary(tmp_path):
         pass
     assert __import__("json").loads(target.read_text()) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
-
-
-@pytest.mark.parametrize("lr", [{"kind": "constant", "gamma": 0.8},
-                                {"kind": "polyak", "gamma_max": 2.0}])
-def test_the_ode_a_run_compiles_in_its_second_thread_is_the_one_it_solves(new_program_store, lr):
-    # advdyn.run compiles the ODE from the optimum's shape while the optimum is computed
-    # (workflows.run._prepare_ode, in a thread of its own, whose JAX settings are the
-    # defaults); a stand-in keyed unlike the real call would compile a program nobody runs.
-    # The prepared key must be among those of a run from an empty store. Polyak's rule is
-    # built from the optimum's minimum objective, which the stand-in does not have.
-    import importlib
-    import threading
-
-    from advdyn.executables import set_store
-    from advdyn.simulate.sgd import time_grid
-
-    run_module = importlib.import_module("advdyn.workflows.run")
-    cfg = ad.default_config().with_overrides(**{"problem.d": 48, "run.methods": ["ode"]})
-    cfg = cfg.model_copy(update={"lr": type(cfg).model_validate(
-        {**cfg.model_dump(), "lr": lr}).lr})
-    inst = ad.instantiate(cfg.problem)
-    grid = time_grid(48, cfg.run.t_max, cfg.run.n_times, cfg.run.block_size)
-    alone, whole = new_program_store(), new_program_store()
-    prepared = []
-    old = set_store(alone)
-    try:
-        worker = threading.Thread(target=lambda: prepared.append(
-            run_module._prepare_ode(cfg.lr, inst, grid.times,
-                                    run_module._ode_options(cfg, None))))
-        worker.start()
-        worker.join()
-        set_store(whole)
-        result = ad.run(cfg)
-    finally:
-        set_store(old)
-    assert prepared == [True]
-    assert set(alone.data) <= set(whole.data)
-    assert np.isfinite(result.datasets["ode"]["adv_risk"]).all()

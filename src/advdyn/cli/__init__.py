@@ -43,8 +43,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def _configure_runtime() -> None:
     """Before JAX starts: one XLA CPU device per core (the simulators split replicates over
-    them, :mod:`advdyn.simulate.sgd`) unless ``XLA_FLAGS`` already says otherwise, and the
-    persistent compilation cache (:mod:`advdyn.workflows.cache`)."""
+    them, :mod:`advdyn.simulate.sgd`) unless ``XLA_FLAGS`` already says otherwise, the
+    persistent compilation cache (:mod:`advdyn.workflows.cache`) and, in it, the solvers'
+    program store (:mod:`advdyn.cli._programs`)."""
     import os
 
     flags = os.environ.get("XLA_FLAGS", "")
@@ -53,7 +54,11 @@ def _configure_runtime() -> None:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
     from advdyn.workflows.cache import enable_compilation_cache
 
-    enable_compilation_cache()
+    folder = enable_compilation_cache()
+    if folder is not None:  # the solvers' exported programs beside it (advdyn.cli._programs)
+        from advdyn.cli._programs import ExecutableFolder, install
+
+        install(ExecutableFolder(folder / "executables"))
 
 
 def configure() -> None:

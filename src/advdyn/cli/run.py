@@ -64,10 +64,7 @@ def run_command(
                 highlight=False,
             )
             _compile_status()
-        from advdyn.plot.process import shared
-
-        # the console script started a process that draws risk.png (advdyn.__main__)
-        result = run(cfg, out, progress=not quiet, figures=shared())
+        result = run(cfg, out, progress=not quiet)
     except ConfigError as err:
         raise fail(str(err), EXIT_USER_ERROR) from None
     except DivergenceError as err:

@@ -92,7 +92,7 @@ def temporary_path(path: str | Path, suffix: str = ".tmp") -> Path:
 
     The caller writes it and then :func:`put_in_place` it, or removes it. Missing parent
     folders are created. :func:`atomic_path` is the two steps in one block; these are for
-    a write that another process does (e.g. a figure, :mod:`advdyn.plot.process`).
+    a write that another process does.
 
     Parameters
     ----------

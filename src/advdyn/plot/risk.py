@@ -236,8 +236,7 @@ def save_quantities(
         As for :func:`plot_quantities`; a result may also be given as plain arrays, a
         :class:`~advdyn.solution.Solution`'s ``ts``, ``ys`` and ``replicated``, labelled
         here with :func:`advdyn.io.make_dataset` as :func:`advdyn.io.to_dataset` labels
-        them. That is what a :class:`~advdyn.plot.process.FigureProcess` draws for
-        ``advdyn run``: NumPy arrays, no JAX or equinox objects to unpickle.
+        them.
     path : str or Path
         Destination; its suffix picks the format.
     names, logy, title

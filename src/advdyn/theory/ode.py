@@ -24,7 +24,6 @@ from jaxtyping import ArrayLike, Float
 
 from advdyn import checks
 from advdyn.errors import ConfigError, DivergenceError
-from advdyn.executables import cached_jit
 from advdyn.precision import as_float64, float64
 from advdyn.problem.instance import AbstractInstance
 from advdyn.solution import RESULTS, Solution
@@ -417,13 +416,13 @@ def _integrate(instance, lr, recorder, times, integrator: Integrator, blowup,
     return out, code.astype(jnp.int32), steps
 
 
-@cached_jit
+@eqx.filter_jit
 def _solve(
     instance, lr, recorder, times, rtol, atol, max_steps: int, blowup, kind: str,
     relaxed_above=None,
 ):
     """:func:`_integrate` with the integrator of ``kind`` (built on tracing, so that a run
-    that loads the stored program imports no diffrax). Tolerances, times and the divergence
+    that loads a stored program imports no diffrax). Tolerances, times and the divergence
     factor are traced, so new values reuse the compiled solve."""
     integrator = make_integrator(kind, rtol=rtol, atol=atol, max_steps=max_steps)
     return _integrate(instance, lr, recorder, times, integrator, blowup, relaxed_above)
@@ -531,52 +530,6 @@ def _arguments(instance, lr, times_np, t_dev, rtol, atol, max_steps, divergence_
         None if relaxed_above is None else jnp.asarray(relaxed_above, f64),
     )
     return args, kind, atol_used, relaxed_above
-
-
-@float64
-def prepare_ode(
-    instance: AbstractInstance,
-    lr: LearningRate,
-    times: Float[ArrayLike, " T"],
-    *,
-    rtol: float = 1e-8,
-    atol: float = 1e-20,
-    max_steps: int = 1_000_000,
-    divergence_factor: float = 1e6,
-    optimum: StationaryPoint,
-    solver: str = "auto",
-    relaxed_above: float | None = None,
-) -> bool:
-    """Make the compiled solve of :func:`solve_ode` ready without solving.
-
-    The solve of these arguments is loaded from the executable store
-    (:func:`advdyn.executables.set_store`; the command line sets one), or traced, stored and
-    compiled (without a store: compiled and kept for the process), so that a later
-    :func:`solve_ode` with the same shapes runs at once. The
-    optimum may be abstract (:func:`~advdyn.theory.stationary.optimum_shape`): a command
-    can thus compile the ODE in one thread while another computes the optimum it needs.
-
-    Parameters
-    ----------
-    instance, lr, times, rtol, atol, max_steps, divergence_factor, solver, relaxed_above
-        As for :func:`solve_ode`; only shapes and structure matter, not values.
-    optimum : StationaryPoint
-        The adversarial optimum, or its :func:`~advdyn.theory.stationary.optimum_shape`.
-
-    Returns
-    -------
-    bool
-        Whether the solve is now ready (``False`` for arguments that are not storable, e.g.
-        a user's own loss or rule: :func:`solve_ode` then compiles as it runs).
-    """
-    checks.recording_times(times, "times")
-    checks.learning_rate(lr, "lr")
-    times_np = np.asarray(times, dtype=np.float64)
-    args, _, _, _ = _arguments(
-        instance, lr, times_np, jax.ShapeDtypeStruct(times_np.shape, jnp.float64), rtol, atol,
-        max_steps, divergence_factor, optimum, solver, relaxed_above,
-    )
-    return bool(_solve.prepare(*args))  # type: ignore[attr-defined]
 
 
 @float64

@@ -34,7 +34,6 @@ import numpy as np
 from jaxtyping import Float
 
 from advdyn import checks
-from advdyn.executables import cached_jit
 from advdyn.precision import float64
 from advdyn.problem.instance import AbstractInstance, ProblemInstance
 from advdyn.theory.drift import DriftTerms, drift_terms
@@ -222,7 +221,7 @@ def _scale(x: Array) -> Array:
     return 1.0 + jnp.max(jnp.abs(x))
 
 
-@cached_jit
+@eqx.filter_jit
 def _solve_fixed_point(instance, gamma, x0, rtol):
     import optimistix as optx  # on tracing only: a stored program does not need it
 
@@ -245,7 +244,7 @@ def _solve_fixed_point(instance, gamma, x0, rtol):
     return x, residual
 
 
-@cached_jit
+@eqx.filter_jit
 def _zero_optimum_test(instance) -> tuple[Array, Statistics, DriftTerms]:
     """Whether ``theta = 0`` is optimal, and the statistics and drift terms of ``theta = 0``."""
     w, mstar = _constants(instance)
@@ -265,7 +264,7 @@ def _zero_optimum_test(instance) -> tuple[Array, Statistics, DriftTerms]:
     return jnp.sqrt(jnp.maximum(g2, 0.0)) <= instance.epsilon * abar0, s0, terms
 
 
-@cached_jit
+@eqx.filter_jit
 def _build(instance, gamma, x, residual, at_zero, tol) -> StationaryPoint:
     alpha, beta, mean_state, state, terms = _stationary_state(x, instance, gamma)
     stats = statistics(state, instance)
@@ -298,7 +297,7 @@ def _build(instance, gamma, x, residual, at_zero, tol) -> StationaryPoint:
     )
 
 
-@cached_jit
+@eqx.filter_jit
 def _zero_point(instance, s0: Statistics, terms: DriftTerms) -> StationaryPoint:
     C, n = instance.n_components, instance.teacher2.shape[-1]
     state = DirectionState(
@@ -321,7 +320,7 @@ def _zero_point(instance, s0: Statistics, terms: DriftTerms) -> StationaryPoint:
     )
 
 
-@cached_jit
+@eqx.filter_jit
 def _start(instance) -> Array:
     """Statistics of ``theta = theta*`` (``e = 0``): the default starting point."""
     C = instance.n_components
@@ -404,30 +403,6 @@ def adversarial_optimum(
             stacklevel=2,
         )
     return point
-
-
-@float64
-def optimum_shape(instance: AbstractInstance) -> StationaryPoint:
-    """The structure of :func:`adversarial_optimum`'s result, without computing it.
-
-    Parameters
-    ----------
-    instance : AbstractInstance
-
-    Returns
-    -------
-    StationaryPoint
-        With ``jax.ShapeDtypeStruct`` leaves: what :func:`advdyn.theory.ode.prepare_ode`
-        needs to compile the ODE while the optimum is being computed.
-    """
-    size = 3 * instance.n_components + 2
-    x = jax.ShapeDtypeStruct((size,), jnp.float64)
-    residual = jax.ShapeDtypeStruct((), jnp.float64)
-    build = _build.jitted  # type: ignore[attr-defined]  # (cached_jit's plain filter_jit)
-    shape = eqx.filter_eval_shape(build, instance, 0.0, x, residual, False, 1e-9)
-    # the optimum's arrays are never weakly typed (a program's outputs moved between
-    # devices lose the flag), so neither are their stand-ins
-    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), shape)
 
 
 @float64

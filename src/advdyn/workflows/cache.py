@@ -8,9 +8,10 @@ run of a problem shape compiles:
   ``~/.cache/advdyn/jax``), one subfolder per JAX version;
 * off: ``ADVDYN_NO_CACHE=1`` (any value but ``""`` and ``"0"``).
 
-Beside it, in ``executables/``, the same switch keeps the exported programs (``jax.export``
-StableHLO) of advdyn's solvers (the ODE, the adversarial optimum; :mod:`advdyn.executables`),
-so that a rerun skips their tracing and lowering too, not only XLA's compilation.
+Beside it, in ``executables/``, the command line keeps the exported programs (``jax.export``
+StableHLO) of advdyn's solvers (the ODE, the adversarial optimum), so that a rerun skips
+their tracing and lowering too, not only XLA's compilation (:mod:`advdyn.cli._programs`,
+under the same switch).
 
 The solvers are written so that the cache can store them: no host callbacks on the default
 path (errors are returned as values, :func:`advdyn.theory.solve_ode`), and tolerances, times,
@@ -78,9 +79,6 @@ def enable_compilation_cache() -> Path | None:
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", _MIN_COMPILE_S)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    from advdyn.executables import set_store
-
-    set_store(ExecutableFolder(folder / "executables"))
     _ACTIVE = folder
     return folder
 
@@ -94,40 +92,6 @@ def active_cache_dir() -> Path | None:
     Path or None
     """
     return _ACTIVE
-
-
-class ExecutableFolder:
-    """An :class:`advdyn.executables.ExecutableStore` in a folder: one file per key.
-
-    Files are written atomically (:func:`advdyn.io.atomic_path`), so a reader sees a whole
-    entry or none; an entry that cannot be read back is recompiled and replaced by
-    :func:`advdyn.executables.cached_jit`. Failures to read or write cost speed only.
-
-    Parameters
-    ----------
-    folder : Path
-        Created on the first write.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
-
-    def get(self, key: str) -> bytes | None:
-        """The entry ``key``, or ``None``."""
-        try:
-            return (self.folder / f"{key}.bin").read_bytes()
-        except OSError:
-            return None
-
-    def put(self, key: str, blob: bytes) -> None:
-        """Write the entry ``key`` atomically (errors are ignored)."""
-        from advdyn.io.files import atomic_path
-
-        try:
-            with atomic_path(self.folder / f"{key}.bin") as tmp:
-                tmp.write_bytes(blob)
-        except OSError:
-            pass
 
 
 def is_cold(folder: Path | None) -> bool:

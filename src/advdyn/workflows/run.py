@@ -7,18 +7,12 @@ every file atomically. It is what ``advdyn run`` calls.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import jax
 import numpy as np
 import xarray as xr
 
@@ -27,14 +21,13 @@ from advdyn.config.build import make_learning_rate
 from advdyn.config.schema import Config, ConstantLR
 from advdyn.errors import DivergenceError
 from advdyn.io import compare, to_dataset, write_json, write_netcdf
-from advdyn.io.files import folder_lock, put_in_place, temporary_path
-from advdyn.plot.process import FigureProcessLost
+from advdyn.io.files import folder_lock
 from advdyn.problem.instance import stream_key
 from advdyn.simulate.hsgd import simulate_hsgd
 from advdyn.simulate.sgd import simulate_sgd, time_grid
 from advdyn.solution import Solution
-from advdyn.theory.ode import prepare_ode, solve_ode
-from advdyn.theory.stationary import adversarial_optimum, optimum_shape
+from advdyn.theory.ode import solve_ode
+from advdyn.theory.stationary import adversarial_optimum
 from advdyn.workflows.bins import (
     config_relaxed_eigenvalue,
     doubled_bins_check,
@@ -42,9 +35,6 @@ from advdyn.workflows.bins import (
 )
 from advdyn.workflows.memory import check_memory
 from advdyn.workflows.progress import progress_callback, progress_phase
-
-if TYPE_CHECKING:
-    from advdyn.plot.process import FigureProcess
 
 
 @dataclass
@@ -74,7 +64,6 @@ def run(
     config: Config,
     out_dir: str | Path | None = None,
     progress: bool = False,
-    figures: FigureProcess | None = None,
 ) -> RunResult:
     """Run every method of ``config.run.methods`` on the same instance and time grid.
 
@@ -92,13 +81,6 @@ def run(
         written when omitted.
     progress : bool
         Show progress bars.
-    figures : FigureProcess, optional
-        A second interpreter that draws ``risk.png`` from the solutions as soon as they
-        exist, while this one labels and writes them (:mod:`advdyn.plot.process`; the
-        console script starts one for ``advdyn run``). Without one, or if it fails, the
-        figure is drawn here; the file is the same. (Its interpreter imports the main
-        module of this one: a script's code must sit under ``if __name__ ==
-        "__main__":``.)
 
     Returns
     -------
@@ -119,8 +101,7 @@ def run(
     and the run replaces the whole set of result files: ``summary.json`` lists them
     (``files``) and is written last; ``ode.nc``/``sgd.nc``/``hsgd.nc``/``risk.png`` of an
     earlier run that this one does not write are removed, and so are temporary files of an
-    interrupted write. A figure drawn by ``figures`` goes to a temporary file first and
-    takes its place beside the NetCDF files only once they are written.
+    interrupted write.
     """
     if out_dir is None:
         return _compute(config, progress)
@@ -129,16 +110,14 @@ def run(
         for name in RESULT_FILES:  # temporary files of an interrupted write
             for path in out.glob(f".{name}.*"):
                 path.unlink(missing_ok=True)
-        with _Figure(config, out, figures) as figure:
-            result = _compute(config, progress, solved=figure.send)
-            _write(result, out, figure)
+        result = _compute(config, progress)
+        _write(result, out, config)
     return result
 
 
-def _compute(config: Config, progress: bool,
-             solved: Callable[[dict[str, Solution]], None] | None = None) -> RunResult:
+def _compute(config: Config, progress: bool) -> RunResult:
     try:
-        return _compute_methods(config, progress, solved)
+        return _compute_methods(config, progress)
     except DivergenceError as err:  # advice for the loss at hand, or what else happened
         raise _explain(err.with_loss(config.model_dump(mode="json")["problem"]["loss"]),
                        config) from None
@@ -176,9 +155,8 @@ def _explain(err: DivergenceError, config: Config) -> DivergenceError:
     return err
 
 
-def _compute_methods(config: Config, progress: bool,
-                     solved: Callable[[dict[str, Solution]], None] | None) -> RunResult:
-    """Every method's solution, labelled; ``solved`` gets the solutions before labelling."""
+def _compute_methods(config: Config, progress: bool) -> RunResult:
+    """Every method's solution, labelled."""
     rc = config.run
     check_memory(config)  # ConfigError naming problem.d / run.replicates / run.block_size
     # with run.bins the ODE runs on spectral bins; an ODE-only run of an isotropic spectrum
@@ -191,12 +169,8 @@ def _compute_methods(config: Config, progress: bool,
         # first record, binned coarser and followed at a looser tolerance there (one decision)
         above = (config_relaxed_eigenvalue(config)
                  if binned is not None and instance is None else None)
-        ode_inst = binned if binned is not None else base
         ode_options = _ode_options(config, above)
-        # the ODE compiles in a second thread while this one finds the optimum it records
-        with _alongside(_prepare_ode, config.lr, ode_inst, grid.times, ode_options,
-                        when="ode" in rc.methods):
-            optimum = adversarial_optimum(base)
+        optimum = adversarial_optimum(base)
     lr = make_learning_rate(config.lr, base, optimum=optimum)
     attrs = {"config": config.to_json(), "advdyn_version": __version__, "seed": config.problem.seed}
 
@@ -230,8 +204,6 @@ def _compute_methods(config: Config, progress: bool,
                 )
         timings[method] = time.perf_counter() - start
         solutions[method] = sol
-    if solved is not None:
-        solved(solutions)
 
     datasets = {m: to_dataset(sol, attrs) for m, sol in solutions.items()}
     if "ode" in datasets:
@@ -265,51 +237,18 @@ def _compute_methods(config: Config, progress: bool,
     return RunResult(datasets, summary)
 
 
-@contextmanager
-def _alongside(fn, *args, when: bool = True) -> Iterator[None]:
-    """Run ``fn(*args)`` in a second thread while the block runs; wait for it at the end.
-
-    Only for work that prepares (compiles) and whose failure costs nothing but the time
-    it saves: its exceptions are dropped, and what it prepared the block's successors
-    find in :mod:`advdyn.executables` (a failure is logged at debug level). Nothing runs
-    when ``when`` is false. The block's exit, an exception's included, waits for ``fn``.
-    """
-    if not when:
-        yield
-        return
-    with ThreadPoolExecutor(1, thread_name_prefix="advdyn-prepare") as pool:
-        future = pool.submit(fn, *args)
-        future.add_done_callback(_log_failure)
-        yield
-
-
-def _log_failure(future) -> None:
-    error = future.exception()
-    if error is not None:  # (speed only: the block's successors compile what they need)
-        logging.getLogger(__name__).debug("preparing in a second thread failed: %r", error)
-
-
 def _ode_options(config: Config, relaxed_above: float | None) -> dict[str, Any]:
-    """The keyword arguments of a run's :func:`solve_ode` (and :func:`prepare_ode`)."""
+    """The keyword arguments of a run's :func:`solve_ode`."""
     rc = config.run
     return {"rtol": rc.rtol, "atol": rc.atol, "solver": rc.solver,
             "divergence_factor": rc.divergence_factor, "relaxed_above": relaxed_above}
-
-
-def _prepare_ode(lr_config, instance, times, options: dict) -> bool:
-    """Compile the ODE of a run before its optimum exists (see :func:`prepare_ode`)."""
-    # zeros of the optimum's shapes stand in for it, in the recorder and in a rule built
-    # from it (Polyak's reads its minimum objective): only shapes shape the program
-    optimum = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), optimum_shape(instance))
-    rate = make_learning_rate(lr_config, instance, optimum=optimum)
-    return prepare_ode(instance, rate, times, optimum=optimum, **options)
 
 
 # every file a run may write: what a new run does not write again is removed
 RESULT_FILES = ("ode.nc", "sgd.nc", "hsgd.nc", "summary.json", "risk.png")
 
 
-def _write(result: RunResult, out: Path, figure: _Figure) -> None:
+def _write(result: RunResult, out: Path, config: Config) -> None:
     """Write one consistent set of result files into ``out`` (the caller holds its lock).
 
     ``summary.json`` lists the set (``files``) and is written last; result files of an
@@ -324,76 +263,19 @@ def _write(result: RunResult, out: Path, figure: _Figure) -> None:
             (out / name).unlink(missing_ok=True)
     for name, ds in datasets.items():
         result.files[name] = write_netcdf(ds, out / f"{name}.nc")
-    result.files["plot"] = figure.write(datasets)
+    result.files["plot"] = _draw(datasets, out / "risk.png", config)
     # last: a summary.json whose manifest matches the files present marks a complete run
     result.files["summary"] = write_json(summary, out / "summary.json")
 
 
 _RISK_NAMES = ("adv_risk", "clean_risk", "clean_error", "robust_error")
-# a figure takes well under a second: a process that has not answered in a minute is lost
-_FIGURE_TIMEOUT = 60.0
 
 
-class _Figure:
-    """A run's ``risk.png``: drawn by a figure process from the solutions as soon as they
-    exist (into a temporary file, put in place by :meth:`write`), or else here.
+def _draw(datasets: dict[str, xr.Dataset], path: Path, config: Config) -> Path:
+    """Draw a run's ``risk.png`` (atomically); return its path."""
+    from advdyn.plot import power_of_ten
+    from advdyn.plot.risk import save_quantities  # matplotlib: imported where it draws
 
-    Whatever goes wrong with the process (:class:`~advdyn.plot.process.FigureProcessLost`)
-    only moves the drawing back here; an error of the drawing itself is raised. Leaving the
-    context removes a temporary file that was not put in place.
-    """
-
-    def __init__(self, config: Config, out: Path, figures: FigureProcess | None) -> None:
-        self.path = out / "risk.png"
-        from advdyn.plot import power_of_ten  # no matplotlib import
-
-        self.title = (f"d = {power_of_ten(config.problem.d)}, eps = {config.problem.epsilon}, "
-                      f"loss = {config.problem.loss}")
-        self.figures = figures
-        self.pending: Any = None
-        self.partial: Path | None = None
-
-    def send(self, solutions: dict[str, Solution]) -> None:
-        """Hand the solutions to the figure process, if there is one, to draw."""
-        if self.figures is None:
-            return
-        # plain arrays of the quantities drawn: the other process labels them itself (it
-        # imports no JAX)
-        recorded = {m: (np.asarray(s.ts),
-                        {k: np.asarray(v) for k, v in s.ys.items() if k in _RISK_NAMES},
-                        bool(s.replicated)) for m, s in solutions.items()}
-        self.partial = temporary_path(self.path, suffix=".png")
-        try:  # (named, not imported: matplotlib stays out of this process)
-            self.pending = self.figures.submit(
-                "advdyn.plot.risk:save_quantities", recorded, self.partial, names=_RISK_NAMES,
-                title=self.title, atomic=False,
-            )
-        except FigureProcessLost as err:
-            logging.getLogger(__name__).debug("%s; drawing here", err)
-
-    def write(self, datasets: dict[str, xr.Dataset]) -> Path:
-        """Put the drawn figure in place, or draw it here; return its path."""
-        if self.pending is not None:
-            pending, self.pending = self.pending, None
-            try:
-                pending.result(timeout=_FIGURE_TIMEOUT)
-            except FigureProcessLost as err:
-                logging.getLogger(__name__).debug("%s; drawing here", err)
-            else:
-                assert self.partial is not None
-                path = put_in_place(self.partial, self.path)
-                self.partial = None  # (only once in place: else the exit removes it)
-                return path
-        from advdyn.plot.risk import save_quantities  # matplotlib: imported where it draws
-
-        return save_quantities(datasets, self.path, names=_RISK_NAMES, title=self.title)
-
-    def __enter__(self) -> _Figure:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.partial is not None:
-            # best effort: a failure here must not hide the error that ended the run (the
-            # next run removes what is left)
-            with contextlib.suppress(OSError):
-                self.partial.unlink(missing_ok=True)
+    title = (f"d = {power_of_ten(config.problem.d)}, eps = {config.problem.epsilon}, "
+             f"loss = {config.problem.loss}")
+    return save_quantities(datasets, path, names=_RISK_NAMES, title=title)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,6 @@ from advdyn.config.schema import Config
 from advdyn.errors import ConfigError
 from advdyn.io import write_json, write_netcdf
 from advdyn.io.files import folder_lock
-from advdyn.plot.process import sigint_ignored
 from advdyn.workflows.progress import progress_bar
 from advdyn.workflows.sweep.kinds import PointFunction, point_function
 from advdyn.workflows.sweep.merge import merge_points
@@ -46,8 +48,8 @@ def execute_point(fn: PointFunction, config: Config, cache: bool = False) -> tup
     config : Config
         The point's configuration.
     cache : bool
-        Turn on the compilation cache and the store of exported programs in this process
-        (once), as the submitting command line has (:mod:`advdyn.workflows.cache`): worker
+        Turn on the compilation cache in this process (once), as the submitting command
+        line has (:mod:`advdyn.workflows.cache`): worker
         processes then share what one of them, or an earlier run, compiled.
 
     Returns
@@ -60,10 +62,9 @@ def execute_point(fn: PointFunction, config: Config, cache: bool = False) -> tup
     """
     start = time.perf_counter()
     if cache:
-        from advdyn.executables import store
-        from advdyn.workflows.cache import enable_compilation_cache
+        from advdyn.workflows.cache import active_cache_dir, enable_compilation_cache
 
-        if store() is None:  # once per worker process
+        if active_cache_dir() is None:  # once per worker process
             enable_compilation_cache()
     try:
         ds = fn(config)
@@ -96,6 +97,25 @@ class SweepResult:
     dataset: xr.Dataset
     summary: dict
     files: dict[str, Path] = field(default_factory=dict)
+
+
+@contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT while the block runs, where this thread may set signal handlers.
+
+    A process started meanwhile inherits the disposition through ``exec``, and Python does
+    not install its ``KeyboardInterrupt`` handler where SIGINT is ignored at start-up: so a
+    Ctrl-C (sent to the whole foreground process group) cannot interrupt the second
+    process's start-up with a traceback of its own.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _make_client(scheduler: str | None, workers: int | None, n_tasks: int):
@@ -237,9 +257,10 @@ def _run_locked(spec, out, client, scheduler, workers, retry_failed, progress, n
             try:
                 from dask.distributed import as_completed
 
-                from advdyn.executables import store
+                from advdyn.workflows.cache import active_cache_dir
 
-                cache = store() is not None  # the command line's caches, also on the workers
+                # the command line's compilation cache, also on the workers
+                cache = active_cache_dir() is not None
                 futures = {}
                 for p, fp, cfg in todo:
                     key = f"point-{p.id}-{uuid.uuid4().hex[:8]}"

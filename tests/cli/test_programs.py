@@ -1,4 +1,4 @@
-"""advdyn.executables: programs kept across processes give the same numbers, never stale ones.
+"""advdyn.cli._programs: programs kept across processes give the same numbers, never stale ones.
 
 The store is exercised in-process: clearing the loaded programs (``set_store`` again) is what
 a new process sees, and a Python-side counter inside a traced function counts the traces
@@ -7,6 +7,7 @@ a new process sees, and a Python-side counter inside a traced function counts th
 
 from __future__ import annotations
 
+import importlib
 import threading
 import time
 
@@ -17,11 +18,17 @@ import numpy as np
 import pytest
 
 import advdyn
-from advdyn import executables
-from advdyn.executables import cached_jit, executable_key, set_store
+from advdyn.cli import _programs as executables
+from advdyn.cli._programs import (
+    PROGRAMS,
+    ExecutableFolder,
+    cached_jit,
+    executable_key,
+    install,
+    set_store,
+)
 from advdyn.precision import x64
 from advdyn.theory.ode import choose_solver
-from advdyn.workflows.cache import ExecutableFolder
 
 TRACES = {"n": 0}
 
@@ -91,20 +98,52 @@ def test_unreadable_entry_is_recompiled_and_replaced(store):
     assert TRACES["n"] == 1 and store.data[key] != b"not a program"
 
 
-def test_ode_and_optimum_through_a_folder_store_are_bitwise_equal(tmp_path):
+def _room_function(entry):
+    module, name = entry.split(":")
+    return importlib.import_module(module), name
+
+
+@pytest.fixture
+def installed():
+    """Undo :func:`install` after the test: the rooms' own functions and the old store."""
+    saved = [(*_room_function(e), getattr(*_room_function(e))) for e in PROGRAMS]
+    old = executables.store()
+    yield
+    for module, name, fn in saved:
+        setattr(module, name, fn)
+    set_store(old)
+
+
+def test_the_rooms_solvers_are_plain_filter_jit_until_the_command_line_installs_the_store(
+        installed, tmp_path):
+    # the rooms import no start-up machinery: each registered name is equinox's filter_jit
+    # (a name that no longer exists, or is not jitted, fails here rather than silently
+    # leaving a solver outside the store)
+    for entry in PROGRAMS:
+        fn = getattr(*_room_function(entry))
+        assert type(fn).__module__.startswith("equinox"), entry
+        assert not getattr(fn, "stored_programs", False), entry
+    install(ExecutableFolder(tmp_path))
+    install(ExecutableFolder(tmp_path))  # again: wraps once
+    for entry in PROGRAMS:
+        fn = getattr(*_room_function(entry))
+        assert fn.stored_programs, entry
+        assert not getattr(fn.jitted, "stored_programs", False), entry
+
+
+def test_ode_and_optimum_through_a_folder_store_are_bitwise_equal(installed, tmp_path):
     cfg = advdyn.default_config().with_overrides(**{"problem.d": 64})
     inst = advdyn.instantiate(cfg.problem)
     lr = advdyn.Constant(0.8)
     times = np.linspace(0.0, 2.0, 5)
     plain = advdyn.solve_ode(inst, lr, times)
-    old = set_store(ExecutableFolder(tmp_path))
-    try:
-        stored = advdyn.solve_ode(inst, lr, times)
-        assert len(list(tmp_path.glob("*.bin"))) >= 2  # the ODE and the optimum's parts
-        set_store(ExecutableFolder(tmp_path))  # a new process: loads what the first stored
-        loaded = advdyn.solve_ode(inst, lr, times)
-    finally:
-        set_store(old)
+    old = executables.store()
+    install(ExecutableFolder(tmp_path))
+    stored = advdyn.solve_ode(inst, lr, times)
+    assert len(list(tmp_path.glob("*.bin"))) >= 2  # the ODE and the optimum's parts
+    set_store(ExecutableFolder(tmp_path))  # a new process: loads what the first stored
+    loaded = advdyn.solve_ode(inst, lr, times)
+    set_store(old)
     for key in plain.ys:
         np.testing.assert_array_equal(plain.ys[key], stored.ys[key], err_msg=key)
         np.testing.assert_array_equal(plain.ys[key], loaded.ys[key], err_msg=key)
@@ -120,7 +159,7 @@ def test_calls_inside_a_transformation_use_plain_jit(store):
     np.testing.assert_array_equal(g, np.ones(3))
 
 
-# --- programs prepared ahead of their arguments, and the in-process store --------------
+# --- threads, and the in-process store -----------------------------------------------
 
 SLOW = {"n": 0}
 TRACING = threading.Event()
@@ -141,26 +180,16 @@ def _with_callback(x):
                              jax.ShapeDtypeStruct(x.shape, x.dtype), x)
 
 
-def test_prepare_from_shapes_compiles_what_the_call_runs(store):
-    x = jnp.arange(4.0)
-    TRACES["n"] = 0
-    assert _affine.prepare(jax.ShapeDtypeStruct(x.shape, x.dtype), 2.0, "shift")
-    assert TRACES["n"] == 1 and len(store.data) == 1
-    out = _affine(x, 2.0, "shift")  # the same key: runs the prepared program
-    assert TRACES["n"] == 1 and len(store.data) == 1
-    np.testing.assert_array_equal(out["y"], np.arange(4.0) * 2.0 + 1.0)
-
-
-def test_a_call_waits_for_the_program_another_thread_prepares(store):
+def test_a_call_waits_for_the_program_another_thread_makes(store):
     x = jnp.arange(3.0)
     SLOW["n"] = 0
     TRACING.clear()
 
-    def prepare():  # (x64 is thread-local: the worker enters it as the test does)
+    def first():  # (x64 is thread-local: the worker enters it as the test does)
         with x64():
-            _slow.prepare(jax.ShapeDtypeStruct((3,), x.dtype))
+            _slow(x)
 
-    worker = threading.Thread(target=prepare)
+    worker = threading.Thread(target=first)
     worker.start()
     assert TRACING.wait(30)
     out = _slow(x)  # arrives while the worker traces: waits instead of tracing again

@@ -1,19 +1,24 @@
-"""Compiled solvers kept across processes: a rerun skips tracing and lowering.
+"""The command line's program store: a rerun skips tracing and lowering the solvers.
 
 JAX's persistent compilation cache (:mod:`advdyn.workflows.cache`) saves the XLA
 compilation of a rerun, but every process still traces and lowers each jitted function
-before it can look that cache up; for the ODE and the adversarial optimum this is about a
-second of a command-line run. :func:`cached_jit` is ``equinox.filter_jit`` plus a
-*store*: when one is set (:func:`set_store`; the command line sets a folder next to JAX's
-cache), a call looks its program up by a key computed from the arguments alone, without
-tracing. The store holds the function's exported StableHLO (:mod:`jax.export`, a
-serialization format with compatibility guarantees) and a template of its output pytree;
-compiling the loaded program is then a hit of JAX's persistent compilation cache. On a
-miss the function is exported once (one trace) and stored. Without a store the programs
-are made the same way and kept for the process only, so that the library and the command
-line run the same compiled programs.
+before it can look that cache up; for the ODE and the adversarial optimum this is most of a
+warm command-line run beyond its imports (``docs/benchmarks.md``, "Start-up").
+:func:`cached_jit` is ``equinox.filter_jit`` plus a *store*: a call looks its program up by a
+key computed from the arguments alone, without tracing. The store holds the function's
+exported StableHLO (:mod:`jax.export`, a serialization format with compatibility
+guarantees) and a template of its output pytree; compiling the loaded program is then a hit
+of JAX's persistent compilation cache. On a miss the function is exported once (one trace)
+and stored.
 
-On the CPU the programs are compiled with :data:`CPU_COMPILER_OPTIONS` (XLA's loop
+The rooms know nothing of this: their solvers are plain ``equinox.filter_jit`` functions.
+:func:`install` (called by :func:`advdyn.cli.configure` when the caches are on) sets the
+store and replaces each function named in :data:`PROGRAMS`, in its module, by the
+:func:`cached_jit` of the function it wraps; the rooms call them through their module's
+globals, so a command's solves go through the store, and a process that never installs it
+(the Python API, the tests) runs the plain ``filter_jit`` functions.
+
+On the CPU the stored programs are compiled with :data:`CPU_COMPILER_OPTIONS` (XLA's loop
 emitters rather than its MLIR fusion emitters): 22-27% less compile CPU time for the ODE
 and the optimum's fixed point, and no slower to run (``docs/benchmarks.md``, "Start-up").
 
@@ -27,24 +32,19 @@ matmul precision and ``EQX_ON_ERROR``, the argument
 structure with every static value, and every array's shape and dtype. Anything else (a
 user's loss function or learning-rate class, whose code may change between runs under the
 same name) bypasses the store and compiles as usual, and so does a function that cannot be
-exported (e.g. one with a host callback). An entry that cannot be read back or run is
-recompiled and replaced.
-
-A program can also be made ready before its arguments exist: ``prepare`` takes the
-arguments with :class:`jax.ShapeDtypeStruct` in place of arrays and loads or exports and
-compiles the program, so that a command can compile one solver in a thread while another
-computes (e.g. the ODE while the adversarial optimum it needs is being found). A call that
-needs a program another thread is preparing waits for it instead of compiling it again.
-
-This module writes no files and starts no threads: the store is any object with ``get``
-and ``put``.
+exported (e.g. one with a host callback), and a call inside a transformation (``vmap``,
+``grad``, an outer ``jit``). An entry that cannot be read back or run is recompiled and
+replaced. Calls from several threads are safe: a call that needs a program another thread
+is making waits for it.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import importlib.metadata
+import inspect
 import os
 import pickle
 import threading
@@ -57,7 +57,19 @@ import equinox as eqx
 import jax
 import numpy as np
 
-__all__ = ["ExecutableStore", "cached_jit", "executable_key", "set_store", "store"]
+__all__ = ["PROGRAMS", "ExecutableFolder", "ExecutableStore", "cached_jit", "executable_key",
+           "install", "set_store", "store"]
+
+#: the rooms' jitted solvers that :func:`install` routes through the store, as
+#: ``"module:name"`` (each an ``equinox.filter_jit`` function of its module)
+PROGRAMS = (
+    "advdyn.theory.ode:_solve",
+    "advdyn.theory.stationary:_solve_fixed_point",
+    "advdyn.theory.stationary:_zero_optimum_test",
+    "advdyn.theory.stationary:_build",
+    "advdyn.theory.stationary:_zero_point",
+    "advdyn.theory.stationary:_start",
+)
 
 #: libraries whose classes and functions may shape a stored program (their versions are in the key)
 _PINNED = ("jax", "jaxlib", "equinox", "diffrax", "optimistix", "lineax", "numpy")
@@ -130,7 +142,7 @@ def store() -> ExecutableStore | None:
 def _environment() -> str:
     """advdyn's source hash and the pinned libraries' versions (once per process)."""
     digest = hashlib.sha256()
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parents[1]  # the advdyn package
     for path in sorted(root.rglob("*.py")):
         digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
@@ -347,10 +359,7 @@ def cached_jit(fun: Callable) -> Callable:
     -------
     callable
         Same results as ``equinox.filter_jit(fun)``; ``.lower`` (ahead-of-time lowering) and
-        ``.jitted`` (the plain ``filter_jit``) are those of ``equinox.filter_jit(fun)``;
-        ``.prepare(*args)`` makes the program of a call ready (loaded or compiled) without
-        running it, from arguments that may hold ``jax.ShapeDtypeStruct`` for arrays; it is
-        thread-safe, and a call waits for a program another thread is preparing.
+        ``.jitted`` (the plain ``filter_jit``) are those of ``equinox.filter_jit(fun)``.
     """
     jitted = eqx.filter_jit(fun)
     name = f"{fun.__module__}.{fun.__qualname__}"
@@ -422,29 +431,62 @@ def cached_jit(fun: Callable) -> Callable:
                 _UNEXPORTABLE.add(key)
         return jitted(*args)
 
-    def prepare(*args) -> bool:
-        """Load or compile the program of a call on ``args`` without running it.
-
-        Parameters
-        ----------
-        *args
-            As for the function, with arrays or ``jax.ShapeDtypeStruct`` of their shape
-            and dtype (``equinox.filter_eval_shape`` output).
-
-        Returns
-        -------
-        bool
-            Whether the program is now ready in this process (``False`` when the call is
-            not storable or not exportable: it then compiles when called, as jit does).
-        """
-        store = _current()
-        found = entry(args, store)
-        if found is None:
-            return False
-        key, _, make = found
-        return _obtain(key, store, make) is not None
-
     call.jitted = jitted  # type: ignore[attr-defined]
     call.lower = jitted.lower  # type: ignore[attr-defined]  # ahead-of-time use, as filter_jit
-    call.prepare = prepare  # type: ignore[attr-defined]
+    call.stored_programs = True  # type: ignore[attr-defined]  # (install's mark)
     return call
+
+
+def install(new: ExecutableStore | None) -> None:
+    """Set the store and route the rooms' solvers (:data:`PROGRAMS`) through it.
+
+    Each ``module:name`` of :data:`PROGRAMS` is replaced, in its module, by the
+    :func:`cached_jit` of the function its ``filter_jit`` wraps (once: installing again only
+    sets the store). With ``None`` the solvers still run their exported programs, kept for
+    the process only.
+
+    Parameters
+    ----------
+    new : ExecutableStore or None
+    """
+    set_store(new)
+    for entry in PROGRAMS:
+        module_name, name = entry.split(":")
+        module = importlib.import_module(module_name)
+        current = getattr(module, name)
+        if not getattr(current, "stored_programs", False):
+            setattr(module, name, cached_jit(inspect.unwrap(current)))
+
+
+class ExecutableFolder:
+    """An :class:`ExecutableStore` in a folder: one file per key.
+
+    Files are written atomically (:func:`advdyn.io.atomic_path`), so a reader sees a whole
+    entry or none; an entry that cannot be read back is recompiled and replaced by
+    :func:`cached_jit`. Failures to read or write cost speed only.
+
+    Parameters
+    ----------
+    folder : Path
+        Created on the first write.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def get(self, key: str) -> bytes | None:
+        """The entry ``key``, or ``None``."""
+        try:
+            return (self.folder / f"{key}.bin").read_bytes()
+        except OSError:
+            return None
+
+    def put(self, key: str, blob: bytes) -> None:
+        """Write the entry ``key`` atomically (errors are ignored)."""
+        from advdyn.io.files import atomic_path
+
+        try:
+            with atomic_path(self.folder / f"{key}.bin") as tmp:
+                tmp.write_bytes(blob)
+        except OSError:
+            pass
