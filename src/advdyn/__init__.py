@@ -1,14 +1,16 @@
 """advdyn: the learning dynamics of adversarial training.
 
-Exact high-dimensional dynamics of l2-adversarial streaming SGD (:mod:`advdyn.problem`,
-:mod:`advdyn.theory`, :mod:`advdyn.simulate`), the critical attack strength eps*
-(:mod:`advdyn.critical`), on shared foundations (:mod:`advdyn.config`, :mod:`advdyn.io`,
-:mod:`advdyn.plot`, :mod:`advdyn.workflows`, :mod:`advdyn.cli`). See
+Exact high-dimensional dynamics of l2-adversarial streaming SGD ([`advdyn.problem`][advdyn.problem],
+[`advdyn.theory`][advdyn.theory], [`advdyn.simulate`][advdyn.simulate]), the critical attack
+strength eps*
+([`advdyn.critical`][advdyn.critical]), on shared foundations ([`advdyn.config`][advdyn.config],
+[`advdyn.io`][advdyn.io],
+`advdyn.plot`, [`advdyn.workflows`][advdyn.workflows], `advdyn.cli`). See
 ``docs/architecture.md``.
 
 Importing advdyn is cheap and changes no global state: the names below are imported on
 first use, and float64 is enabled per call by the theory's entry points
-(:mod:`advdyn.precision`), never for the whole process.
+([`advdyn.precision`][advdyn.precision]), never for the whole process.
 """
 
 from __future__ import annotations

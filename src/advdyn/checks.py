@@ -2,10 +2,12 @@
 
 Each check takes the value and the name of the field it belongs to, returns the value
 (normalised where that is harmless, e.g. an int given for a float) and raises
-:class:`advdyn.errors.ConfigError` ``(field, message)`` otherwise. The pydantic models of
-:mod:`advdyn.config.schema` call the same checks as the public constructors and functions
-(:class:`~advdyn.theory.rates.Constant`, :func:`~advdyn.theory.solve_ode`,
-:func:`~advdyn.simulate.simulate_sgd`, :func:`~advdyn.problem.make_loss`, ...), so that a
+[`advdyn.errors.ConfigError`][advdyn.errors.ConfigError] ``(field, message)`` otherwise. The
+pydantic models of
+`advdyn.config.schema` call the same checks as the public constructors and functions
+([`Constant`][advdyn.theory.rates.Constant], [`solve_ode`][advdyn.theory.solve_ode],
+[`simulate_sgd`][advdyn.simulate.simulate_sgd], [`make_loss`][advdyn.problem.make_loss], ...), so
+that a
 value refused in a TOML file is refused with the same message from Python.
 
 This module is pure Python and NumPy (no pydantic, no JAX): every room may import it.
@@ -81,7 +83,7 @@ def real(value: Any, field: str) -> float:
 
 
 def positive(value: Any, field: str) -> float:
-    """A finite real number ``> 0`` (see :func:`real`)."""
+    """A finite real number ``> 0`` (see `real`)."""
     x = real(value, field)
     if not x > 0:
         raise ConfigError(field, f"must be > 0, got {x:g}")
@@ -89,7 +91,7 @@ def positive(value: Any, field: str) -> float:
 
 
 def nonnegative(value: Any, field: str) -> float:
-    """A finite real number ``>= 0`` (see :func:`real`)."""
+    """A finite real number ``>= 0`` (see `real`)."""
     x = real(value, field)
     if not x >= 0:
         raise ConfigError(field, f"must be >= 0, got {x:g}")
@@ -170,7 +172,7 @@ MAX_STEPS = 2**53
 
 
 def step_count(steps: float, field: str, what: str) -> float:
-    """A number of time steps that a run can take: at most :data:`MAX_STEPS`.
+    """A number of time steps that a run can take: at most `MAX_STEPS`.
 
     Parameters
     ----------
@@ -188,7 +190,7 @@ def step_count(steps: float, field: str, what: str) -> float:
     Raises
     ------
     ConfigError
-        If ``steps`` exceeds :data:`MAX_STEPS` or is not finite.
+        If ``steps`` exceeds `MAX_STEPS` or is not finite.
     """
     if not steps <= MAX_STEPS:
         raise ConfigError(field, f"{what} makes {steps:.3g} steps, more than 2^53 = "
@@ -217,7 +219,7 @@ def horizon(t_max: Any, d: int, field: str = "t_max") -> float:
     ------
     ConfigError
         If ``t_max`` is not positive, shorter than one step (it would silently be
-        rounded up to one step otherwise) or more than :data:`MAX_STEPS` steps.
+        rounded up to one step otherwise) or more than `MAX_STEPS` steps.
     """
     t = positive(t_max, field)
     step_count(t * d, field, f"t_max = {t:g} at d = {d}")
@@ -247,7 +249,8 @@ def loss_function(value: Any, field: str = "fn") -> Callable:
 
 
 def as_value_error(check: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a check for a pydantic validator: :class:`ConfigError` becomes ``ValueError``.
+    """Wrap a check for a pydantic validator: [`ConfigError`][advdyn.ConfigError] becomes
+    ``ValueError``.
 
     pydantic names the field itself (with its full dotted location), so only the
     message is kept.
@@ -274,19 +277,19 @@ def as_value_error(check: Callable[..., Any]) -> Callable[..., Any]:
 
 def simulation(d: int, t_max: Any, n_times: Any, replicates: Any, block_size: Any,
                lr: Any = None, key: Any = None, dtype: Any = None) -> None:
-    """Arguments of the simulators (:func:`~advdyn.simulate.simulate_sgd` and the SDE).
+    """Arguments of the simulators ([`simulate_sgd`][advdyn.simulate.simulate_sgd] and the SDE).
 
     Parameters
     ----------
     d : int
         Dimension of the instance.
     t_max, n_times, replicates, block_size
-        As in :func:`~advdyn.simulate.simulate_sgd`; checked with the same rules as
+        As in [`simulate_sgd`][advdyn.simulate.simulate_sgd]; checked with the same rules as
         ``run.t_max``, ``run.n_times`` (>= 2), ``run.replicates`` and ``run.block_size``
         (>= 1).
     lr, key, dtype : optional
-        The rule (:func:`learning_rate`), the PRNG key (:func:`prng_key`) and the precision
-        (:func:`dtype_name`), checked when given.
+        The rule (`learning_rate`), the PRNG key (`prng_key`) and the precision
+        (`dtype_name`), checked when given.
 
     Raises
     ------
@@ -308,7 +311,8 @@ def simulation(d: int, t_max: Any, n_times: Any, replicates: Any, block_size: An
 def output_folder(value: Any, field: str = "out") -> Path:
     """A result folder: a non-empty path that is not an existing file.
 
-    Whether the folder can be created and written is for :func:`advdyn.io.folder_lock`,
+    Whether the folder can be created and written is for
+    [`advdyn.io.folder_lock`][advdyn.io.folder_lock],
     which every command that writes a result folder holds before it computes.
 
     Parameters
@@ -385,7 +389,8 @@ def seed(value: Any, field: str = "seed") -> int:
 
 def learning_rate(value: Any, field: str = "lr") -> Any:
     """A learning-rate rule: a callable ``rule(t, state, instance)`` such as
-    :class:`advdyn.Constant` (a bare number is refused: which rule it means is not said).
+    [`advdyn.Constant`][advdyn.Constant] (a bare number is refused: which rule it means is not
+    said).
 
     Raises
     ------

@@ -1,6 +1,7 @@
 """Exceptions that carry a user-facing message.
 
-The CLI turns :class:`ConfigError` into exit code 2 and :class:`DivergenceError` into exit
+The CLI turns [`ConfigError`][advdyn.errors.ConfigError] into exit code 2 and
+[`DivergenceError`][advdyn.errors.DivergenceError] into exit
 code 3, each printed as one line without a traceback.
 """
 

@@ -5,20 +5,22 @@ covariances and bounds and the SMEs need float64, which JAX only provides while
 ``jax_enable_x64`` is on. Importing advdyn changes no global state; one mechanism gives
 float64 whatever the caller's settings:
 
-- :func:`float64`, the decorator on every public entry point of the theory rooms
+- [`float64`][advdyn.precision.float64], the decorator on every public entry point of the theory
+rooms
   (``problem``, ``theory``, ``simulate``, ``posterior``, ``sme``, ``critical``'s linear
   and exact theory): it turns x64 on for the duration of the call only (JAX's thread-local
   ``jax.enable_x64`` context) and casts the call's floating inputs to float64 at the
   boundary, leaf by leaf through pytrees (arrays, instances, learning rates), so a float32
   JAX array given by a caller whose x64 is off is computed on in float64 (its float32
   value, widened exactly) instead of truncating the computation or failing inside a solver;
-- :func:`as_float64`, the one converter for parameters stored by constructors (equinox
+- [`as_float64`][advdyn.precision.as_float64], the one converter for parameters stored by
+constructors (equinox
   fields): NumPy float64 when x64 is off (kept exactly until a solver runs), a float64 JAX
   array when it is on, a traced value cast when it can be.
 
-Users who call the low-level building blocks (e.g. :func:`advdyn.theory.statistics`)
+Users who call the low-level building blocks (e.g. `advdyn.theory.statistics`)
 directly can either wrap their code in ``with advdyn.precision.x64():`` or make the one
-documented, explicit, process-wide call :func:`enable_x64`.
+documented, explicit, process-wide call [`enable_x64`][advdyn.precision.enable_x64].
 """
 
 from __future__ import annotations
@@ -119,8 +121,10 @@ def widen(tree: Any) -> Any:
 def float64(fn: Callable[P, R]) -> Callable[P, R]:
     """Decorator of an entry point: float64 for the call and for its inputs.
 
-    Runs ``fn`` with JAX's float64 enabled (see :func:`x64`) on its arguments with every
-    floating array leaf widened to float64 (:func:`widen`), whatever the caller's JAX
+    Runs ``fn`` with JAX's float64 enabled (see [`x64`][advdyn.precision.x64]) on its arguments with
+    every
+    floating array leaf widened to float64 ([`widen`][advdyn.precision.widen]), whatever the
+    caller's JAX
     settings.
 
     Parameters

@@ -1,9 +1,11 @@
 """What every solver returns: recorded quantities on a time grid, as a small pytree.
 
-:func:`~advdyn.theory.solve_ode`, :func:`~advdyn.simulate.simulate_sgd`,
-:func:`~advdyn.simulate.simulate_hsgd` and :func:`~advdyn.theory.solve_ridge_ode` return a
-:class:`Solution` (the way diffrax returns its own ``Solution``); :func:`advdyn.io.to_dataset`
-labels it as an :class:`xarray.Dataset`. The mathematics never builds a dataset itself.
+[`solve_ode`][advdyn.theory.solve_ode], [`simulate_sgd`][advdyn.simulate.simulate_sgd],
+[`simulate_hsgd`][advdyn.simulate.simulate_hsgd] and
+[`solve_ridge_ode`][advdyn.theory.solve_ridge_ode] return a
+[`Solution`][advdyn.solution.Solution] (the way diffrax returns its own ``Solution``);
+[`advdyn.io.to_dataset`][advdyn.io.to_dataset]
+labels it as an `xarray.Dataset`. The mathematics never builds a dataset itself.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from jaxtyping import Float
 
 
 class RESULTS(enum.IntEnum):
-    """How a solve ended: the integer code a :class:`Solution` carries in ``result``.
+    """How a solve ended: the integer code a [`Solution`][advdyn.solution.Solution] carries in
+    ``result``.
 
     Inside ``jit``/``vmap`` a failure is data (the code, and NaN records from the failure
     on); solvers called with ``throw=True`` turn a nonzero code into an exception.
@@ -51,7 +54,8 @@ class Solution(eqx.Module):
     stats : mapping
         Scalars describing the solve (steps, dtype, block, stride, integrator, ...).
     result : Array of int, optional
-        A :class:`RESULTS` code (solvers that report one; ``None`` otherwise). Under
+        A [`RESULTS`][advdyn.solution.RESULTS] code (solvers that report one; ``None`` otherwise).
+        Under
         ``vmap`` one code per batch element.
     steps : Array of int, optional
         Accepted and rejected integrator steps, where the solver counts them.

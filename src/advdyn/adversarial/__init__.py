@@ -1,6 +1,7 @@
 """What the adversarial rooms share: attacks, small models, data sets, adversarial training.
 
-Used by the eps* room (:mod:`advdyn.critical`) and the posterior and SME rooms; none of them
+Used by the eps* room ([`advdyn.critical`][advdyn.critical]) and the posterior and SME rooms; none
+of them
 imports another room for these.
 """
 

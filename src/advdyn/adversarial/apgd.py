@@ -15,7 +15,8 @@ halves and the iterate restarts from the best point so far when either fewer tha
 change at the previous checkpoint and the best value did not improve since. Every run starts,
 as AutoAttack's do, from a random point on the sphere of the ball (l-infinity:
 ``eps t/|t|_inf``, ``t`` uniform in the cube; l2: a uniform direction), clipped to the domain;
-the starting point counts as an iterate. (The evaluation PGD of :func:`strong_attacks` covers
+the starting point counts as an iterate. (The evaluation PGD of
+[`strong_attacks`][advdyn.adversarial.apgd.strong_attacks] covers
 the clean start.)
 
 What is returned per sample is AutoAttack's bookkeeping: when a *success* test is given (for a
@@ -31,8 +32,10 @@ invariant to shifts and scalings of the logits and so does not suffer from satur
 ``-(z_y - z_t) / (z_(1) - (z_(3) + z_(4))/2)`` (``z_(1) - z_(3)`` with 3 classes), run once per
 target ``t`` among the ``targets`` classes of largest clean logit other than the top one.
 
-:func:`strong_evaluate` evaluates a classifier under several attacks at once (by default the
-given PGD, APGD-CE and APGD-T, :func:`strong_attacks`): per sample, the worst cross-entropy
+[`strong_evaluate`][advdyn.adversarial.apgd.strong_evaluate] evaluates a classifier under several
+attacks at once (by default the
+given PGD, APGD-CE and APGD-T, [`strong_attacks`][advdyn.adversarial.apgd.strong_attacks]): per
+sample, the worst cross-entropy
 over every point the attacks return and correctness under all of them.
 """
 
@@ -59,7 +62,8 @@ from advdyn.adversarial.attacks import (
 from advdyn.adversarial.training import padded_chunks
 
 APGD_LOSSES = ("ce", "dlr", "dlr-targeted")
-#: The attacks :func:`strong_attacks` can add to the evaluation PGD, by name.
+#: The attacks [`strong_attacks`][advdyn.adversarial.apgd.strong_attacks] can add to the evaluation
+# PGD, by name.
 STRONG_ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t")
 #: AutoAttack's "standard" gradient attacks, in its order.
 STANDARD_ATTACKS = ("apgd-ce", "apgd-t")
@@ -97,7 +101,8 @@ class APGD(eqx.Module):
     norm : {"linf", "l2"}
         Norm of the ball (over all non-batch axes of a sample).
     loss : {"ce", "dlr", "dlr-targeted"}
-        Objective maximised (for :func:`apgd_classifier`); ``"dlr-targeted"`` is APGD-T.
+        Objective maximised (for [`apgd_classifier`][advdyn.adversarial.apgd.apgd_classifier]);
+        ``"dlr-targeted"`` is APGD-T.
     steps : int
         Iterations per run (after the starting point, which is evaluated too).
     restarts : int
@@ -339,7 +344,7 @@ def targeted_dlr_loss(logits: Float[Array, "B K"], y: Int[Array, " B"],
 
 
 def _classifier_search(attack: APGD, model, x, y, key):
-    """APGD on a classifier: ``(point, highest-loss point)`` (see :func:`_search`)."""
+    """APGD on a classifier: ``(point, highest-loss point)`` (see `_search`)."""
     def misclassified(logits):
         return jnp.argmax(logits, -1) != y
 
@@ -417,7 +422,7 @@ def strong_attacks(pgd: Attack, classes: int, steps: int = 20, restarts: int = 1
     steps, restarts : int
         APGD iterations and restarts (per target for APGD-T).
     attacks : tuple of str
-        Names among :data:`STRONG_ATTACKS`; default AutoAttack's standard APGD-CE and APGD-T.
+        Names among `STRONG_ATTACKS`; default AutoAttack's standard APGD-CE and APGD-T.
     targets : int
         APGD-T targets, capped at ``classes - 1``.
 
@@ -482,7 +487,8 @@ def strong_evaluate(model, x, y, attacks: tuple[Attack | APGD, ...], seed: int =
     x, y : arrays
         Inputs ``(n, ...)`` and labels ``(n,)``.
     attacks : tuple of Attack or APGD
-        The ensemble; :func:`strong_attacks` builds the default one (the evaluation PGD,
+        The ensemble; [`strong_attacks`][advdyn.adversarial.apgd.strong_attacks] builds the default
+        one (the evaluation PGD,
         APGD-CE and APGD-T).
     seed : int
         Seed of the random starts.

@@ -10,7 +10,7 @@ one input is that sample's own gradient.
 For a linear model ``f(x) = <theta, x>`` with a loss that is monotone in ``|f(x) - y|`` the
 worst case is known in closed form: ``delta = eps s theta/|theta|_2`` (l2) or
 ``delta = eps s sign(theta)`` (l-infinity), ``s = sign(f(x) - y)``. FGM from a zero start
-hits it exactly; see :func:`linear_worst_case`.
+hits it exactly; see [`linear_worst_case`][advdyn.adversarial.attacks.linear_worst_case].
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 ``advdyn[reference]``: Croce and Hein's ``pyautoattack``, install it with ``--no-deps`` beside
 the pinned torch).
 
-:func:`autoattack_accuracy` runs the reference implementation on a ``torch.nn.Module``;
-:func:`strong_accuracy` runs advdyn's strong evaluation (:func:`~advdyn.adversarial.apgd.
-strong_evaluate` through :class:`~advdyn.adversarial.torch_adapter.TorchModel`) on the same
-module and points; :func:`digits_torch_mlps` trains the torch MLPs on the 8x8 digits that
+`autoattack_accuracy` runs the reference implementation on a ``torch.nn.Module``;
+`strong_accuracy` runs advdyn's strong evaluation
+([`strong_evaluate`][advdyn.adversarial.apgd.strong_evaluate] through `TorchModel`) on the same
+module and points; `digits_torch_mlps` trains the torch MLPs on the 8x8 digits that
 the comparison in ``docs/critical_eps.md`` uses. Host-only: everything here runs torch
 eagerly.
 """
@@ -141,7 +141,7 @@ def strong_accuracy(module, x, y, eps: float, norm: str = "linf", steps: int = 1
     Parameters
     ----------
     module : torch.nn.Module
-        Classifier (wrapped by :class:`~advdyn.adversarial.torch_adapter.TorchModel`,
+        Classifier (wrapped by `TorchModel`,
         ``eval()`` mode).
     x, y : arrays
         Inputs ``(n, ...)`` in ``[0, 1]`` and labels ``(n,)``.
@@ -161,7 +161,7 @@ def strong_accuracy(module, x, y, eps: float, norm: str = "linf", steps: int = 1
     Returns
     -------
     dict
-        :func:`~advdyn.adversarial.apgd.strong_evaluate`'s, with ``names``.
+        [`strong_evaluate`][advdyn.adversarial.apgd.strong_evaluate]'s, with ``names``.
     """
     from advdyn.adversarial.apgd import attack_names
     from advdyn.adversarial.torch_adapter import TorchModel
@@ -186,7 +186,7 @@ def digits_torch_mlps(width: int = 64, epochs: int = 30, train_eps: float = 0.1,
     width : int
         Hidden units (one hidden ReLU layer).
     epochs : int
-        Training epochs (:class:`~advdyn.adversarial.training.Schedule`'s defaults: SGD with
+        Training epochs ([`Schedule`][advdyn.adversarial.training.Schedule]'s defaults: SGD with
         momentum, lr / 10 at 50% and 75%, epoch of smallest adversarial test loss).
     train_eps : float
         Radius of the adversarial training.

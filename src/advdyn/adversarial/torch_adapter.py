@@ -1,7 +1,7 @@
 """Use a PyTorch model with the attacks, training and estimators (optional extra
 ``advdyn[torch]``, CPU torch).
 
-:class:`TorchModel` wraps a ``torch.nn.Module`` as an equinox module: its parameters become
+`TorchModel` wraps a ``torch.nn.Module`` as an equinox module: its parameters become
 float32 JAX arrays (trainable leaves), and the forward pass and its vector-Jacobian products
 (with respect to inputs *and* parameters) are computed by PyTorch through
 ``jax.pure_callback`` under a ``jax.custom_vjp``. Everything that needs gradients (PGD/FGM,
@@ -10,7 +10,7 @@ batch independently per sample (no batch normalisation in training mode). Buffer
 BatchNorm running statistics) travel as non-trainable leaves, so modules of one architecture
 can share one compiled graph (``wrap(..., template=other)``). To *train* a module in PyTorch
 (train/eval modes, BatchNorm, Dropout, devices, DataLoaders, checkpoints) use
-:mod:`advdyn.adversarial.torch_training` instead.
+`advdyn.adversarial.torch_training` instead.
 
 Example
 -------
@@ -178,7 +178,7 @@ class TorchModel(eqx.Module):
 def arrays_from_torch(x_train, y_train, x_test, y_test, classes: int | None = None,
                       domain: tuple[float, float] | None = None,
                       name: str = "torch tensors") -> ArrayData:
-    """Build :class:`~advdyn.critical.data.ArrayData` from torch tensors (or arrays).
+    """Build `ArrayData` from torch tensors (or arrays).
 
     Parameters
     ----------

@@ -1,22 +1,23 @@
 """Adversarial training and fine-tuning natively in PyTorch (optional extra ``advdyn[torch]``).
 
 For a ``torch.nn.Module`` this is the PyTorch twin of
-:func:`advdyn.adversarial.training.adversarial_train`: the same attacks (FGM and PGD,
-l-infinity and l2, random start, clipping to the domain: :func:`torch_perturb`), the same
+[`advdyn.adversarial.training.adversarial_train`][advdyn.adversarial.training.adversarial_train]:
+the same attacks (FGM and PGD,
+l-infinity and l2, random start, clipping to the domain: `torch_perturb`), the same
 recipes (cross-entropy, TRADES, MART; SGD with momentum or Adam), the same schedules, the
 same epoch selection (smallest adversarial test loss) and the same
-:class:`~advdyn.adversarial.training.TrainResult`, so the eps* estimators of
-:mod:`advdyn.critical.estimators` run on it unchanged (pass ``trainer=torch_adversarial_train``).
+[`TrainResult`][advdyn.adversarial.training.TrainResult], so the eps* estimators of
+`advdyn.critical.estimators` run on it unchanged (pass ``trainer=torch_adversarial_train``).
 
-What it does natively, unlike the numpy-callback adapter of :mod:`.torch_adapter`:
+What it does natively, unlike the numpy-callback adapter of `.torch_adapter`:
 
 * **modes**: the attack is computed in ``eval()`` mode (running BatchNorm statistics,
   Dropout off: the usual practice, so that the attack sees the deterministic network) and
   the parameter update in ``train()`` mode (batch statistics, running averages updated,
   Dropout on); evaluation is in ``eval()`` mode;
 * **any device**: ``device="cuda"`` (or a ``torch.device``) moves the model and batches;
-* **DataLoaders streamed as they are** (:class:`TorchData`): one pass per epoch, batches
-  moved to the device on the fly; :class:`~advdyn.adversarial.data.ArrayData` is wrapped in
+* **DataLoaders streamed as they are** (`TorchData`): one pass per epoch, batches
+  moved to the device on the fly; [`ArrayData`][advdyn.adversarial.data.ArrayData] is wrapped in
   seeded DataLoaders;
 * **checkpoints**: ``checkpoint=path`` saves model, optimiser, best model, history and the
   generator state after every epoch (atomically); a later call with the same path resumes
@@ -83,7 +84,8 @@ class TorchData:
 
 
 def loaders(data: ArrayData | TorchData, batch_size: int, seed: int) -> TorchData:
-    """DataLoaders of an :class:`ArrayData` (shuffled by a generator seeded with ``seed``;
+    """DataLoaders of an [`ArrayData`][advdyn.adversarial.ArrayData] (shuffled by a generator seeded
+    with ``seed``;
     the last incomplete batch dropped, like the JAX loop), or ``data`` itself."""
     if isinstance(data, TorchData):
         return data
@@ -129,7 +131,8 @@ def _constrain(x, delta, attack: Attack):
 
 
 def torch_perturb(attack: Attack, loss: Callable, x, y, generator=None):
-    """FGM / PGD in PyTorch (the algorithm of :func:`advdyn.adversarial.attacks.perturb`).
+    """FGM / PGD in PyTorch (the algorithm of
+    [`advdyn.adversarial.attacks.perturb`][advdyn.adversarial.attacks.perturb]).
 
     Parameters
     ----------

@@ -3,17 +3,19 @@ adversarial train/test metrics, and selection of the epoch with the smallest adv
 test loss (the paper's early stopping).
 
 The model is any equinox module mapping a batch of inputs to logits (see
-:mod:`advdyn.critical.models`); the loss is the softmax cross-entropy. One epoch (shuffle,
+`advdyn.critical.models`); the loss is the softmax cross-entropy. One epoch (shuffle,
 attack every minibatch, SGD step) is a single jitted ``lax.scan``; the attack radius is a
 traced value, so one compilation serves every ``eps``.
 
 Compute is counted in *gradient evaluations*: per-sample backward passes, whether with
 respect to the input (one per attack step) or to the parameters (one per training sample
 and step). Forward-only passes are not counted. Wall time is split into JIT compilation
-(tracing, lowering and XLA compilation, measured by :class:`CompileClock` from JAX's own
+(tracing, lowering and XLA compilation, measured by
+[`CompileClock`][advdyn.adversarial.training.CompileClock] from JAX's own
 monitoring events) and the rest.
 
-Training recipes (:class:`Schedule`): the objective ``loss`` is the adversarial
+Training recipes ([`Schedule`][advdyn.adversarial.training.Schedule]): the objective ``loss`` is the
+adversarial
 cross-entropy (``"ce"``, Madry et al.), TRADES (``"trades"``: clean cross-entropy plus
 ``beta`` times the KL divergence from the clean to the attacked prediction, the attack
 maximising that KL) or MART (``"mart"``: boosted cross-entropy on the attacked input plus

@@ -43,9 +43,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def _configure_runtime() -> None:
     """Before JAX starts: one XLA CPU device per core (the simulators split replicates over
-    them, :mod:`advdyn.simulate.sgd`) unless ``XLA_FLAGS`` already says otherwise, the
-    persistent compilation cache (:mod:`advdyn.workflows.cache`) and, in it, the solvers'
-    program store (:mod:`advdyn.cli._programs`)."""
+    them, `advdyn.simulate.sgd`) unless ``XLA_FLAGS`` already says otherwise, the
+    persistent compilation cache (`advdyn.workflows.cache`) and, in it, the solvers'
+    program store (`advdyn.cli._programs`)."""
     import os
 
     flags = os.environ.get("XLA_FLAGS", "")
@@ -71,9 +71,9 @@ def configure() -> None:
 
 
 def dispatch() -> None:
-    """Run the command named on the command line; exit with its status (:func:`sys.exit`).
+    """Run the command named on the command line; exit with its status (`sys.exit`).
 
-    Ctrl-C ends the command at once with status 130 and one line (:func:`interrupted`).
+    Ctrl-C ends the command at once with status 130 and one line (`interrupted`).
     """
     handle_interrupts()
     try:
@@ -103,7 +103,7 @@ def dispatch() -> None:
 
 
 def main() -> None:
-    """Entry point: :func:`configure`, then :func:`dispatch` (the console script adds a
-    garbage-collector policy for short-lived processes, :mod:`advdyn.__main__`)."""
+    """Entry point: `configure`, then `dispatch` (the console script adds a
+    garbage-collector policy for short-lived processes, `advdyn.__main__`)."""
     configure()
     dispatch()

@@ -1,7 +1,7 @@
 """Shared pieces of the command-line interface: the typer app, consoles, exit codes.
 
 Every ``advdyn`` subcommand lives in one module of this package and registers itself on
-:data:`app` when imported; :mod:`advdyn.cli` imports them all.
+`app` when imported; `advdyn.cli` imports them all.
 """
 
 from __future__ import annotations
@@ -65,9 +65,9 @@ def _folder(value) -> object:
 def out_option(help: str = "Result folder.") -> typing.Any:
     """The ``--out``/``-o`` option of a command that writes a result folder.
 
-    Parsed by :func:`advdyn.checks.output_folder`: an empty path or an existing file is a
+    Parsed by `advdyn.checks.output_folder`: an empty path or an existing file is a
     usage error (exit 2) before the command starts. The command then holds the folder
-    with :func:`advdyn.io.folder_lock` before it computes.
+    with [`advdyn.io.folder_lock`][advdyn.io.folder_lock] before it computes.
 
     Parameters
     ----------
@@ -84,10 +84,10 @@ def out_option(help: str = "Result folder.") -> typing.Any:
 def interrupted(*_: object) -> typing.NoReturn:
     """End the process at once after Ctrl-C: one line on standard error, exit status 130.
 
-    The command line's SIGINT handler (:func:`handle_interrupts`). Unfinished writes are
-    removed first (:func:`advdyn.io.files.abandon`: temporary files, a result folder this
+    The command line's SIGINT handler (`handle_interrupts`). Unfinished writes are
+    removed first (`advdyn.io.files.abandon`: temporary files, a result folder this
     process created and left empty); finished result files stay, and the folder's lock
-    goes with the process. The process then ends with :func:`os._exit`, without unwinding
+    goes with the process. The process then ends with `os._exit`, without unwinding
     and without the interpreter's finalisation: a ``KeyboardInterrupt`` raised while
     JAX traces, compiles or dispatches (or finalisation under XLA's running threads)
     crashed ``advdyn sme`` (segmentation fault, ``pure virtual method called``)
@@ -113,7 +113,7 @@ def interrupted(*_: object) -> typing.NoReturn:
 
 
 def handle_interrupts() -> None:
-    """Make Ctrl-C (SIGINT) end the process with :func:`interrupted`.
+    """Make Ctrl-C (SIGINT) end the process with `interrupted`.
 
     Only where SIGINT has Python's default handler: a process started with SIGINT
     ignored (a background job) keeps ignoring it. Call from the main thread, before
@@ -234,7 +234,7 @@ def titled_table(title: str, **kwargs):
     title : str
         Table title.
     **kwargs
-        Passed to :class:`rich.table.Table`.
+        Passed to `rich.table.Table`.
 
     Returns
     -------

@@ -1,24 +1,24 @@
 """The command line's program store: a rerun skips tracing and lowering the solvers.
 
-JAX's persistent compilation cache (:mod:`advdyn.workflows.cache`) saves the XLA
+JAX's persistent compilation cache (`advdyn.workflows.cache`) saves the XLA
 compilation of a rerun, but every process still traces and lowers each jitted function
 before it can look that cache up; for the ODE and the adversarial optimum this is most of a
 warm command-line run beyond its imports (``docs/benchmarks.md``, "Start-up").
-:func:`cached_jit` is ``equinox.filter_jit`` plus a *store*: a call looks its program up by a
+`cached_jit` is ``equinox.filter_jit`` plus a *store*: a call looks its program up by a
 key computed from the arguments alone, without tracing. The store holds the function's
-exported StableHLO (:mod:`jax.export`, a serialization format with compatibility
+exported StableHLO (`jax.export`, a serialization format with compatibility
 guarantees) and a template of its output pytree; compiling the loaded program is then a hit
 of JAX's persistent compilation cache. On a miss the function is exported once (one trace)
 and stored.
 
 The rooms know nothing of this: their solvers are plain ``equinox.filter_jit`` functions.
-:func:`install` (called by :func:`advdyn.cli.configure` when the caches are on) sets the
-store and replaces each function named in :data:`PROGRAMS`, in its module, by the
-:func:`cached_jit` of the function it wraps; the rooms call them through their module's
+`install` (called by `advdyn.cli.configure` when the caches are on) sets the
+store and replaces each function named in `PROGRAMS`, in its module, by the
+`cached_jit` of the function it wraps; the rooms call them through their module's
 globals, so a command's solves go through the store, and a process that never installs it
 (the Python API, the tests) runs the plain ``filter_jit`` functions.
 
-On the CPU the stored programs are compiled with :data:`CPU_COMPILER_OPTIONS` (XLA's loop
+On the CPU the stored programs are compiled with `CPU_COMPILER_OPTIONS` (XLA's loop
 emitters rather than its MLIR fusion emitters): 22-27% less compile CPU time for the ODE
 and the optimum's fixed point, and no slower to run (``docs/benchmarks.md``, "Start-up").
 
@@ -60,7 +60,7 @@ import numpy as np
 __all__ = ["PROGRAMS", "ExecutableFolder", "ExecutableStore", "cached_jit", "executable_key",
            "install", "set_store", "store"]
 
-#: the rooms' jitted solvers that :func:`install` routes through the store, as
+#: the rooms' jitted solvers that `install` routes through the store, as
 #: ``"module:name"`` (each an ``equinox.filter_jit`` function of its module)
 PROGRAMS = (
     "advdyn.theory.ode:_solve",
@@ -91,7 +91,7 @@ class ExecutableStore(Protocol):
 
 class _InProcess:
     """The store when none is set: nothing is kept beyond the process (its programs are
-    still exported, compiled with :data:`CPU_COMPILER_OPTIONS` and reused, as with a store)."""
+    still exported, compiled with `CPU_COMPILER_OPTIONS` and reused, as with a store)."""
 
     def get(self, key: str) -> bytes | None:
         return None
@@ -259,7 +259,7 @@ CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 
 
 def _compile(lowered):
-    """Compile with :data:`CPU_COMPILER_OPTIONS` on the CPU (without them where this XLA
+    """Compile with `CPU_COMPILER_OPTIONS` on the CPU (without them where this XLA
     does not know them)."""
     if jax.default_backend() == "cpu":
         try:
@@ -438,10 +438,10 @@ def cached_jit(fun: Callable) -> Callable:
 
 
 def install(new: ExecutableStore | None) -> None:
-    """Set the store and route the rooms' solvers (:data:`PROGRAMS`) through it.
+    """Set the store and route the rooms' solvers (`PROGRAMS`) through it.
 
-    Each ``module:name`` of :data:`PROGRAMS` is replaced, in its module, by the
-    :func:`cached_jit` of the function its ``filter_jit`` wraps (once: installing again only
+    Each ``module:name`` of `PROGRAMS` is replaced, in its module, by the
+    `cached_jit` of the function its ``filter_jit`` wraps (once: installing again only
     sets the store). With ``None`` the solvers still run their exported programs, kept for
     the process only.
 
@@ -459,11 +459,12 @@ def install(new: ExecutableStore | None) -> None:
 
 
 class ExecutableFolder:
-    """An :class:`ExecutableStore` in a folder: one file per key.
+    """An `ExecutableStore` in a folder: one file per key.
 
-    Files are written atomically (:func:`advdyn.io.atomic_path`), so a reader sees a whole
+    Files are written atomically ([`advdyn.io.atomic_path`][advdyn.io.atomic_path]), so a reader
+    sees a whole
     entry or none; an entry that cannot be read back is recompiled and replaced by
-    :func:`cached_jit`. Failures to read or write cost speed only.
+    `cached_jit`. Failures to read or write cost speed only.
 
     Parameters
     ----------

@@ -1,7 +1,7 @@
 """Config schemas (pydantic) and the one place that turns a config into objects.
 
-:mod:`advdyn.config.schema` validates ``advdyn run`` configs, :mod:`advdyn.config.critical`
-the ``advdyn critical-eps`` configs, and :mod:`advdyn.config.build` builds instances, bins
+`advdyn.config.schema` validates ``advdyn run`` configs, [`advdyn.config.critical`][advdyn.critical]
+the ``advdyn critical-eps`` configs, and `advdyn.config.build` builds instances, bins
 and learning-rate rules from them. The mathematics never imports this package.
 """
 

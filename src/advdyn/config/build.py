@@ -1,10 +1,14 @@
 """The one place that turns a validated config into the objects the mathematics uses.
 
-Spectrum configs become eigenvalues (:func:`eigen_decomposition`), a problem config becomes a
-drawn :class:`~advdyn.problem.ProblemInstance` (:func:`instantiate`) or spectral bins without
-an instance (:func:`binned_from_config`), and a learning-rate config becomes a rule
-(:func:`make_learning_rate`). Nothing under :mod:`advdyn.problem`, :mod:`advdyn.theory` or
-:mod:`advdyn.simulate` imports a config class.
+Spectrum configs become eigenvalues
+([`eigen_decomposition`][advdyn.config.build.eigen_decomposition]), a problem config becomes a
+drawn [`ProblemInstance`][advdyn.problem.ProblemInstance]
+([`instantiate`][advdyn.config.build.instantiate]) or spectral bins without
+an instance ([`binned_from_config`][advdyn.config.build.binned_from_config]), and a learning-rate
+config becomes a rule
+([`make_learning_rate`][advdyn.config.build.make_learning_rate]). Nothing under
+[`advdyn.problem`][advdyn.problem], [`advdyn.theory`][advdyn.theory] or
+[`advdyn.simulate`][advdyn.simulate] imports a config class.
 """
 
 from __future__ import annotations
@@ -130,14 +134,14 @@ def instantiate(config: C.ProblemConfig, loss: Loss | None = None) -> ProblemIns
 
     So for the same seed, adding a ``"random"`` component (or switching one to or from
     ``"random"``) changes ``theta_0``, while ``theta*`` and the common direction stay
-    the same. The SGD sample stream (:func:`stream_key`) is unaffected.
+    the same. The SGD sample stream ([`stream_key`][advdyn.stream_key]) is unaffected.
 
     Parameters
     ----------
     config : ProblemConfig
         Validated problem definition.
     loss : Loss, optional
-        Overrides ``config.loss`` (e.g. a :class:`~advdyn.losses.Loss` with custom
+        Overrides ``config.loss`` (e.g. a `Loss` with custom
         quadrature settings).
 
     Returns
@@ -150,8 +154,9 @@ def instantiate(config: C.ProblemConfig, loss: Loss | None = None) -> ProblemIns
     ConfigError
         If a spectrum, covariance or init file is unreadable, non-finite or of the wrong
         shape, or a spectrum is invalid (see
-        :func:`~advdyn.spectra.eigen_decomposition`); if ``config`` is not a
-        :class:`ProblemConfig` (field ``config``); if the instance does not fit in memory
+        [`eigen_decomposition`][advdyn.config.eigen_decomposition]); if ``config`` is not a
+        [`ProblemConfig`][advdyn.config.ProblemConfig] (field ``config``); if the instance does not
+        fit in memory
         (field ``problem.d``).
     """
     if not isinstance(config, C.ProblemConfig):
@@ -255,11 +260,11 @@ def make_learning_rate(config: C.LearningRateConfig, instance=None, optimum=None
 
 
 def integrator_for(run: C.RunConfig, instance, lr: LearningRate, times) -> Integrator:
-    """The ODE's :class:`~advdyn.theory.ode.Integrator` chosen by a run config's ``solver``.
+    """The ODE's `Integrator` chosen by a run config's ``solver``.
 
-    ``"auto"`` resolves with :func:`~advdyn.theory.ode.choose_solver` on ``instance``,
+    ``"auto"`` resolves with `choose_solver` on ``instance``,
     ``lr`` and ``times``; the implicit solver's absolute tolerance is raised to
-    ``IMPLICIT_ATOL rtol / d`` as :func:`~advdyn.theory.solve_ode` does.
+    ``IMPLICIT_ATOL rtol / d`` as [`solve_ode`][advdyn.theory.solve_ode] does.
 
     Parameters
     ----------
@@ -294,7 +299,8 @@ def _spectra(config: C.ProblemConfig) -> list:
 
 
 def config_supported(config: C.ProblemConfig) -> bool:
-    """Whether :func:`binned_from_config` can build this problem without an instance.
+    """Whether [`binned_from_config`][advdyn.config.build.binned_from_config] can build this problem
+    without an instance.
 
     Parameters
     ----------
@@ -304,7 +310,7 @@ def config_supported(config: C.ProblemConfig) -> bool:
     Returns
     -------
     bool
-        True when every component's spectrum is one of :data:`ISOTROPIC_KINDS` and the
+        True when every component's spectrum is one of `ISOTROPIC_KINDS` and the
         init is Gaussian (files give directions, which are not isotropic).
     """
     return isinstance(config.init, C.GaussianInit) and all(
@@ -314,7 +320,7 @@ def config_supported(config: C.ProblemConfig) -> bool:
 
 def _eigen_at(spec, d: int, idx: np.ndarray, power_norm: float | None) -> np.ndarray:
     """Eigenvalue of direction ``idx`` (float index allowed) of a deterministic spectrum,
-    the same formulas as :mod:`advdyn.spectra` without building ``d`` values."""
+    the same formulas as `advdyn.spectra` without building ``d`` values."""
     if isinstance(spec, C.IdentitySpectrum):
         return np.ones_like(idx, dtype=np.float64)
     if isinstance(spec, C.TwoLevelSpectrum):
@@ -360,7 +366,7 @@ def _bin_gauss_nodes(spec, d: int, edges: np.ndarray, power_norm: float | None):
     """Two-point Gauss rule of the eigenvalue distribution inside every bin.
 
     From the mean ``m``, variance ``v`` and third central moment ``k3`` of the bin's
-    eigenvalues (the directions themselves, or the midpoint sub-grid of :func:`_bin_means`),
+    eigenvalues (the directions themselves, or the midpoint sub-grid of `_bin_means`),
     the nodes ``m + sqrt(v) z_pm`` with ``z_pm = (g -+ sqrt(g^2 + 4)) / 2``, ``g = k3 / v^1.5``,
     and weights ``z_+ / (z_+ - z_-)``, ``-z_- / (z_+ - z_-)`` integrate every cubic in the
     eigenvalue exactly, so the quadrature error of a bin falls as its width to the fourth
@@ -390,7 +396,7 @@ def _bin_gauss_nodes(spec, d: int, edges: np.ndarray, power_norm: float | None):
 
 
 def _power_norm(spec, d: int) -> float | None:
-    """``c`` with ``sum_{i=1}^d c i^-exponent = d`` (as :func:`advdyn.spectra.power_law`)."""
+    """``c`` with ``sum_{i=1}^d c i^-exponent = d`` (as `advdyn.spectra.power_law`)."""
     if not isinstance(spec, C.PowerLawSpectrum):
         return None
     return d / power_law_sum(d, spec.exponent)
@@ -400,12 +406,13 @@ def config_edges(
     config: C.ProblemConfig, n_bins: int, spacing: str = "auto",
     relaxed_above: float | None = None,
 ) -> np.ndarray:
-    """Direction-index edges of the bins :func:`binned_from_config` uses.
+    """Direction-index edges of the bins
+    [`binned_from_config`][advdyn.config.build.binned_from_config] uses.
 
     Parameters
     ----------
     config : ProblemConfig
-        A problem accepted by :func:`config_supported`.
+        A problem accepted by [`config_supported`][advdyn.config.build.config_supported].
     n_bins : int
         Requested number of bins.
     spacing : {"auto", "quantile", "log"}
@@ -414,7 +421,7 @@ def config_edges(
     relaxed_above : float, optional
         When every component is a power law (log spacing), the eigenvalues above it (modes
         relaxed before the first record) get coarser bins
-        (:func:`~advdyn.theory.spectral.relaxed_rank_edges`); ignored otherwise.
+        (`relaxed_rank_edges`); ignored otherwise.
 
     Returns
     -------
@@ -458,9 +465,9 @@ def binned_from_config(
     """Spectral bins of a problem built from its config, without drawing an instance.
 
     The bins are ranges of direction indices of the deterministic spectra of
-    :mod:`advdyn.spectra` (:func:`config_edges`); their eigenvalues are the mean over the
+    `advdyn.spectra` (`config_edges`); their eigenvalues are the mean over the
     range (exact for bins of up to 1024 directions, a 1024-point midpoint sub-grid beyond).
-    The products are the expectations under :func:`~advdyn.problem.instantiate`'s isotropic
+    The products are the expectations under [`instantiate`][advdyn.config.instantiate]'s isotropic
     draws, the same in every direction: with ``T = teacher_norm``, ``s = init.scale`` and
     ``m_c``, ``s_c`` the mean norm and sign of component ``c``,
 
@@ -478,23 +485,24 @@ def binned_from_config(
     Parameters
     ----------
     config : ProblemConfig
-        A problem accepted by :func:`config_supported`.
+        A problem accepted by [`config_supported`][advdyn.config.build.config_supported].
     n_bins : int
-        Requested number of bins (see :func:`config_edges`).
+        Requested number of bins (see `config_edges`).
     spacing : {"auto", "quantile", "log"}
         Bin spacing in the direction index.
     loss : Loss, optional
         Overrides ``config.loss``.
     gauss : bool
         When every component has the same spectrum, represent each bin by the two nodes of
-        its Gauss rule (:func:`_bin_gauss_nodes`; up to ``2 n_bins`` entries, exact for
+        its Gauss rule (`_bin_gauss_nodes`; up to ``2 n_bins`` entries, exact for
         cubics in the eigenvalue, error fourth order in the bin width) instead of its mean
         eigenvalue (exact for linear functions only, second order). For power laws this
         reaches 1e-6 with tens of bins (``docs/benchmarks.md``). Off by default, so that
         ``n_bins`` entries mean ``n_bins`` bins.
     relaxed_above : float, optional
         Coarser bins for the power-law eigenvalues above it, the modes relaxed before the
-        first record (:func:`config_edges`; :func:`advdyn.theory.spectral.relaxed_eigenvalue`
+        first record (`config_edges`;
+        [`advdyn.theory.spectral.relaxed_eigenvalue`][advdyn.theory.spectral.relaxed_eigenvalue]
         computes it from the learning rate and the record times).
 
     Returns
@@ -505,7 +513,8 @@ def binned_from_config(
     ------
     ConfigError
         If a spectrum is not isotropic-given-the-eigenvalue (files) or the init is a file
-        (naming the field); bin the realised instance with :func:`bin_instance` instead.
+        (naming the field); bin the realised instance with [`bin_instance`][advdyn.bin_instance]
+        instead.
     """
     if n_bins < 1:
         raise ConfigError("run.bins", f"must be >= 1, got {n_bins}")
@@ -582,7 +591,8 @@ def config_path_applies(config: C.Config) -> bool:
     -------
     bool
         True when ``run.bins`` is set, the ODE is the only method and
-        :func:`config_supported` holds. The ODE then uses the ``d -> inf`` expected initial
+        [`config_supported`][advdyn.config.build.config_supported] holds. The ODE then uses the ``d
+        -> inf`` expected initial
         products: the seed does not enter, and nothing of size ``d`` is allocated.
     """
     rc = config.run

@@ -1,7 +1,7 @@
 """What every command's config shares: frozen sections, JSON, dotted overrides, validation.
 
 ``advdyn critical-eps``, ``advdyn posterior`` and ``advdyn sme`` each define a
-:class:`CommandConfig` of :class:`Section` tables; reading, validating, overriding and the
+`CommandConfig` of `Section` tables; reading, validating, overriding and the
 embedded default are the same for all of them and live here once.
 """
 
@@ -28,7 +28,7 @@ class Section(BaseModel):
 
 
 class CommandConfig(Section):
-    """A complete command config (a :class:`Section` of sections)."""
+    """A complete command config (a `Section` of sections)."""
 
     def to_json(self) -> str:
         """Serialise to JSON (sorted keys)."""

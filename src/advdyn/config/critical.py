@@ -1,6 +1,6 @@
 """Validated configuration of an ``advdyn critical-eps`` run (pydantic, immutable).
 
-A TOML file maps one-to-one onto :class:`CriticalConfig`; every section is optional and
+A TOML file maps one-to-one onto `CriticalConfig`; every section is optional and
 defaults to the embedded ``defaults/critical_eps.toml`` values (an MLP on the 8x8 digits)::
 
     [data]
@@ -202,7 +202,7 @@ class CriticalConfig(CommandConfig):
 
 
 def validate_critical_config(data: dict) -> CriticalConfig:
-    """Validate a mapping into a :class:`CriticalConfig`.
+    """Validate a mapping into a `CriticalConfig`.
 
     Raises
     ------

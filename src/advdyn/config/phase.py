@@ -92,12 +92,14 @@ class PhaseConfig(CommandConfig):
 
 
 def validate_phase_config(data: dict) -> PhaseConfig:
-    """Validate a mapping (:class:`~advdyn.errors.ConfigError` naming the field if invalid)."""
+    """Validate a mapping ([`ConfigError`][advdyn.errors.ConfigError] naming the field if
+    invalid)."""
     return validate_command(PhaseConfig, data)
 
 
 def load_phase_config(path: str | Path) -> PhaseConfig:
-    """Read and validate a phase TOML file (:class:`~advdyn.errors.ConfigError` if invalid)."""
+    """Read and validate a phase TOML file ([`ConfigError`][advdyn.errors.ConfigError] if
+    invalid)."""
     return load_command(PhaseConfig, path)
 
 

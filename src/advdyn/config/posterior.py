@@ -1,6 +1,6 @@
 """Validated configuration of an ``advdyn posterior`` run (pydantic, immutable).
 
-A TOML file maps one-to-one onto :class:`PosteriorConfig`; every section is optional and
+A TOML file maps one-to-one onto `PosteriorConfig`; every section is optional and
 defaults to the embedded ``defaults/posterior.toml``::
 
     [small]        # adversarial least squares in d = 4: covariance, transient, chains
@@ -182,7 +182,7 @@ class PosteriorConfig(CommandConfig):
 
 
 def validate_posterior_config(data: dict) -> PosteriorConfig:
-    """Validate a mapping into a :class:`PosteriorConfig`.
+    """Validate a mapping into a `PosteriorConfig`.
 
     Raises
     ------

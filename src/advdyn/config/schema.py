@@ -1,7 +1,7 @@
 """Validated configuration: the problem, the learning rate and the run.
 
 Every model forbids unknown keys, rejects NaN and infinity, and is immutable. A TOML file
-maps one-to-one onto :class:`Config`::
+maps one-to-one onto [`Config`][advdyn.config.schema.Config]::
 
     [problem]
     d = 1000
@@ -54,13 +54,13 @@ __all__ = ["BUILTIN_LOSSES", "Config", "load_config", "read_toml", "validate_con
 
 
 def _checked(check: Callable[..., Any], name: str) -> AfterValidator:
-    """A pydantic validator running ``check(value, name)`` of :mod:`advdyn.checks`."""
+    """A pydantic validator running ``check(value, name)`` of `advdyn.checks`."""
     wrapped = checks.as_value_error(check)
     return AfterValidator(lambda value: wrapped(value, name))
 
 
 def _number(check: Callable[..., Any], name: str) -> Any:
-    """Annotated float field checked by :mod:`advdyn.checks` (same message as the API)."""
+    """Annotated float field checked by `advdyn.checks` (same message as the API)."""
     return Annotated[float, Field(strict=True), _checked(check, name)]
 
 
@@ -504,7 +504,7 @@ _UNION_TAGS = frozenset(
 
 
 def validate_config(data: dict, base_dir: Path | None = None) -> Config:
-    """Validate a mapping into a :class:`Config`.
+    """Validate a mapping into a [`Config`][advdyn.config.schema.Config].
 
     Parameters
     ----------

@@ -1,6 +1,6 @@
 """Validated configuration of an ``advdyn sme`` run (pydantic, immutable).
 
-A TOML file maps one-to-one onto :class:`SMERunConfig`; every section is optional and
+A TOML file maps one-to-one onto `SMERunConfig`; every section is optional and
 defaults to the embedded ``defaults/sme.toml``. Sections: ``problem`` (adversarial least
 squares in the eigenbasis), ``risks`` (SGD vs SMEs, clean and adversarial training),
 ``weak_error`` (exact moments), ``control`` (optimal vs fixed rates), ``flows`` (gradient
@@ -172,7 +172,7 @@ class SMERunConfig(CommandConfig):
 
 
 def validate_sme_config(data: dict) -> SMERunConfig:
-    """Validate a mapping into a :class:`SMERunConfig`.
+    """Validate a mapping into a `SMERunConfig`.
 
     Parameters
     ----------

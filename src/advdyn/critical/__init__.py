@@ -1,12 +1,13 @@
 """Critical attack strength eps*: where adversarial training stops resembling clean training.
 
 The room of seed 004. It keeps what is specific to eps*: the linear-regression theory of the
-paper's section 4 (:mod:`.linear`) and the two eps* estimators (:mod:`.estimators`). What
+paper's section 4 (`.linear`) and the two eps* estimators (`.estimators`). What
 it shares with the other adversarial rooms (attacks, models, data, the adversarial training
-loop, the PyTorch adapter) lives in :mod:`advdyn.adversarial` and is re-exported here; the
-config schema is :mod:`advdyn.config.critical`, the end-to-end run behind
-``advdyn critical-eps`` is :mod:`advdyn.workflows.critical` and its figures are
-:mod:`advdyn.plot.critical`.
+loop, the PyTorch adapter) lives in [`advdyn.adversarial`][advdyn.adversarial] and is re-exported
+here; the
+config schema is [`advdyn.config.critical`][advdyn.critical], the end-to-end run behind
+``advdyn critical-eps`` is [`advdyn.workflows.critical`][advdyn.critical] and its figures are
+[`advdyn.plot.critical`][advdyn.critical].
 """
 
 from advdyn.adversarial.attacks import Attack, linear_worst_case, perturb

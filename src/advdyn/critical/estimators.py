@@ -5,17 +5,20 @@
 the largest radius at which the adversarial *training* loss of the adversarially trained
 model does not exceed the clean *test* loss of the clean model (the paper's definition).
 
-* :func:`from_scratch`: adversarial training from scratch on a grid of radii, then linear
+* [`from_scratch`][advdyn.critical.estimators.from_scratch]: adversarial training from scratch on a
+grid of radii, then linear
   interpolation of the adversarial training loss (section 5.2 of the paper).
-* :func:`fine_tune_estimate`: the paper's Algorithm A.1. Adversarial fine-tuning of the clean
+* [`fine_tune_estimate`][advdyn.critical.estimators.fine_tune_estimate]: the paper's Algorithm A.1.
+Adversarial fine-tuning of the clean
   model at a few small radii (warm-up then decay of the learning rate), then linear
   (least-squares line) or isotonic extrapolation of the points ``(0, R_0), (eps_k, R_k)`` to
   the level of the clean test loss.
-* :func:`catastrophic_overfitting`: FGM training at several radii; the smallest radius at
+* [`catastrophic_overfitting`][advdyn.critical.estimators.catastrophic_overfitting]: FGM training at
+several radii; the smallest radius at
   which the PGD test accuracy of the FGM-trained model collapses.
 
 Every estimator reports the compute it used: gradient evaluations (per-sample backward
-passes, see :mod:`advdyn.critical.training`) and wall time.
+passes, see `advdyn.critical.training`) and wall time.
 """
 
 from __future__ import annotations
@@ -187,8 +190,8 @@ def from_scratch(
     advance : callable, optional
         Progress callback (one unit per epoch).
     trainer : callable
-        The training loop (:func:`~advdyn.adversarial.training.adversarial_train`, or
-        :func:`~advdyn.adversarial.torch_training.torch_adversarial_train` for PyTorch).
+        The training loop ([`adversarial_train`][advdyn.adversarial.training.adversarial_train], or
+        `torch_adversarial_train` for PyTorch).
 
     Returns
     -------
@@ -296,7 +299,8 @@ def fine_tune_estimate(
         refinement points only (a short, local extrapolation that the curvature of the loss
         cannot bias much), the isotonic one from all points.
     trainer : callable
-        The training loop (JAX or PyTorch), as in :func:`from_scratch`.
+        The training loop (JAX or PyTorch), as in
+        [`from_scratch`][advdyn.critical.estimators.from_scratch].
 
     Returns
     -------
@@ -474,7 +478,7 @@ class StrongEstimate:
 
 def _as_jax_model(model, classes: int):
     """JAX models as they are; a ``torch.nn.Module`` wrapped (CPU copy, ``eval()`` mode, its
-    trained BatchNorm statistics) through :class:`~advdyn.adversarial.torch_adapter.TorchModel`."""
+    trained BatchNorm statistics) through `TorchModel`."""
     if isinstance(model, eqx.Module) or not hasattr(model, "state_dict"):
         return model
     import copy

@@ -1,7 +1,8 @@
 """eps* made exact: the critical radius of *streaming* adversarial least squares from the
-core's deterministic-equivalent ODE (:func:`advdyn.theory.solve_ode`), as a function of the
+core's deterministic-equivalent ODE ([`advdyn.theory.solve_ode`][advdyn.theory.solve_ode]), as a
+function of the
 number of samples ``n = t d``, next to finite-``d`` streaming SGD
-(:func:`advdyn.simulate.simulate_sgd`).
+([`advdyn.simulate.simulate_sgd`][advdyn.simulate.simulate_sgd]).
 
 Model (THEORY): ``x ~ N(0, I_d)``, ``y = <theta*, x> + sigma z``, ``|theta*| = 1``, one fresh
 sample per step, ``theta <- theta - (gamma_t/d) grad`` of the l2-adversarial square loss
@@ -133,7 +134,7 @@ def ode_critical_radius(d: int, times, eps_grid, lr: LearningRate | None = None,
     eps_grid : array
         Positive increasing radii.
     lr : LearningRate, optional
-        Default :func:`default_rate`.
+        Default `default_rate`.
     sigma : float
         Label noise.
     seed : int
@@ -184,7 +185,7 @@ def sgd_critical_radius(d: int, t_max: float, n_times: int, eps_grid,
     eps_grid : array
         Positive increasing radii.
     lr : LearningRate, optional
-        Default :func:`default_rate`.
+        Default `default_rate`.
     sigma : float
         Label noise.
     replicates : int

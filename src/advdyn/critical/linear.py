@@ -14,9 +14,9 @@ Full-batch gradient descent from zero runs on it with the explicit (sub)gradient
 
 Studies (each returns an ``xarray.Dataset``):
 
-* :func:`trajectory_study`: relative difference ``|theta_t(eps) - theta_t(0)| / |theta_t(0)|``
+* `trajectory_study`: relative difference ``|theta_t(eps) - theta_t(0)| / |theta_t(0)|``
   on the same data (paper's figure 2, left), against ``log(eps/eps*)``, ``eps* = sqrt(d/n)``.
-* :func:`pvalue_study`: p-values that the adversarially trained estimator and its training
+* `pvalue_study`: p-values that the adversarially trained estimator and its training
   loss come from the distribution of clean training, estimated from 300 clean repetitions
   (figures 2 right and 3). Tests used:
 
@@ -29,7 +29,7 @@ Studies (each returns an ``xarray.Dataset``):
     Student's t with ``M - 1`` degrees of freedom, two-sided.
 
   Both assume the clean quantities are Gaussian (the paper's "asymptotic distribution").
-* :func:`critical_study`: converged estimators ``theta(eps)`` and ``theta(0)`` on the same
+* `critical_study`: converged estimators ``theta(eps)`` and ``theta(0)`` on the same
   data; the eps at which ``|theta(eps) - theta(0)| / |Std theta(0)|_F`` crosses 1
   (Theorem 1: it scales like ``sqrt(d/n)``), with ``|Std theta(0)|_F = sigma sqrt(d/(n-d-1))``
   (Lemma 1, exact for least squares with Gaussian design, ``d < n - 1``); and the surrogate
@@ -95,7 +95,7 @@ def adversarial_risk(theta, x, y, eps, norm: str = "l2"):
 
 @float64
 def adversarial_gradient(theta, x, y, eps, norm: str = "l2"):
-    """Subgradient of :func:`adversarial_risk` (0 used for the kinks at ``theta = 0``)."""
+    """Subgradient of `adversarial_risk` (0 used for the kinks at ``theta = 0``)."""
     r = x @ theta - y
     if norm == "l2":
         nrm = jnp.linalg.norm(theta)
@@ -214,7 +214,7 @@ def trajectory_study(
 
     Notes
     -----
-    Every run uses the step size :func:`common_lr` of the largest eps.
+    Every run uses the step size `common_lr` of the largest eps.
 
     Returns
     -------
@@ -294,10 +294,10 @@ def pvalue_study(
 
     ``clean_reps`` clean runs on independent datasets give the reference distribution of
     ``theta_T(0)`` and of its training loss ``R_n(theta_T(0), 0)``; ``adv_reps`` adversarial
-    runs on further independent datasets are tested with :func:`hotelling_pvalue` (estimator)
-    and :func:`t_pvalue` (training loss ``R_n(theta_T(eps), eps)``).
+    runs on further independent datasets are tested with `hotelling_pvalue` (estimator)
+    and `t_pvalue` (training loss ``R_n(theta_T(eps), eps)``).
     Every run (clean and adversarial) uses the same ``T`` and the step size
-    :func:`common_lr` of the largest eps.
+    `common_lr` of the largest eps.
 
     Parameters
     ----------

@@ -12,7 +12,8 @@ linear model in the tests). ``eps`` is *below* eps* when it lies under the inter
 *beyond* when over it, and *near* otherwise. With ``R = 1`` there is no interval: the verdict
 is *near* within a factor 1.5 of the estimate and a warning says so.
 
-Diagnostics (:func:`diagnose`) turn the silent failures of the estimators into warnings: the
+Diagnostics ([`diagnose`][advdyn.critical.verdict.diagnose]) turn the silent failures of the
+estimators into warnings: the
 crossing outside the grid, a failed fit, an unconverged clean model, an adversarial training
 loss that is not increasing in eps.
 """
@@ -185,7 +186,7 @@ def verdict(eps: float, values, level: float = 0.95, pixel_scale: float | None =
     pixel_scale : float, optional
         255 for 8-bit images scaled to ``[0, 1]``.
     warnings : sequence of str
-        Diagnostics to carry along (see :func:`diagnose`).
+        Diagnostics to carry along (see [`diagnose`][advdyn.critical.verdict.diagnose]).
 
     Returns
     -------

@@ -1,8 +1,9 @@
 """Labelled results and files: solver pytrees as xarray datasets, atomic writes, comparisons.
 
 Everything that touches the file system or xarray lives here; the mathematics
-(:mod:`advdyn.problem`, :mod:`advdyn.theory`, :mod:`advdyn.simulate`) returns
-:class:`~advdyn.solution.Solution` pytrees and never imports this package.
+([`advdyn.problem`][advdyn.problem], [`advdyn.theory`][advdyn.theory],
+[`advdyn.simulate`][advdyn.simulate]) returns
+[`Solution`][advdyn.solution.Solution] pytrees and never imports this package.
 """
 
 from advdyn.io.arrays import load_npy

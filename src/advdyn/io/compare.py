@@ -54,7 +54,8 @@ def compare(
     -------
     dict
         For each quantity recorded by both except ``lr``: ``max_relative_gap`` (see
-        :func:`relative_gap`), ``at_time`` where it occurs, and ``max_abs_gap``. ``other``
+        [`relative_gap`][advdyn.io.compare.relative_gap]), ``at_time`` where it occurs, and
+        ``max_abs_gap``. ``other``
         is interpolated linearly onto the reference times.
 
     Raises

@@ -13,17 +13,18 @@ from pathlib import Path
 _UMASK_LOCK = threading.Lock()
 _PENDING_LOCK = threading.Lock()
 #: temporary files not yet put in place, and folders a running lock created: what
-#: :func:`abandon` removes when the process is ended at once (Ctrl-C on the command line)
+#: `abandon` removes when the process is ended at once (Ctrl-C on the command line)
 _PENDING: set[Path] = set()
 _CREATED: set[Path] = set()
 
 
 def abandon() -> None:
     """Remove this process's unfinished writes: its temporary files not yet put in place,
-    and the folders its :func:`folder_lock` created in which nothing else was written.
+    and the folders its [`folder_lock`][advdyn.io.files.folder_lock] created in which nothing else
+    was written.
 
-    For a process about to end without unwinding (:func:`os._exit` after Ctrl-C,
-    :func:`advdyn.cli.interrupted`): the finished result files stay as they were, so a
+    For a process about to end without unwinding (`os._exit` after Ctrl-C,
+    `advdyn.cli.interrupted`): the finished result files stay as they were, so a
     previous result set is never mixed with part of a new one beyond what was complete.
     """
     # a signal handler runs in the main thread between two bytecodes, possibly while that
@@ -90,8 +91,10 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
 def temporary_path(path: str | Path, suffix: str = ".tmp") -> Path:
     """Create a fresh, empty temporary file beside ``path`` (named ``.<name>.*<suffix>``).
 
-    The caller writes it and then :func:`put_in_place` it, or removes it. Missing parent
-    folders are created. :func:`atomic_path` is the two steps in one block; these are for
+    The caller writes it and then [`put_in_place`][advdyn.io.files.put_in_place] it, or removes it.
+    Missing parent
+    folders are created. [`atomic_path`][advdyn.io.files.atomic_path] is the two steps in one block;
+    these are for
     a write that another process does.
 
     Parameters
@@ -122,7 +125,7 @@ def put_in_place(tmp: str | Path, path: str | Path) -> Path:
     Parameters
     ----------
     tmp : str or Path
-        The written file (from :func:`temporary_path`).
+        The written file (from [`temporary_path`][advdyn.io.files.temporary_path]).
     path : str or Path
         Final destination.
 
@@ -139,7 +142,7 @@ def put_in_place(tmp: str | Path, path: str | Path) -> Path:
 
 
 def write_json(data: object, path: str | Path) -> Path:
-    """Write JSON atomically (same rule as :func:`write_netcdf`).
+    """Write JSON atomically (same rule as [`write_netcdf`][advdyn.io.write_netcdf]).
 
     Parameters
     ----------

@@ -68,9 +68,9 @@ def make_dataset(
     -------
     xarray.Dataset
         float64 variables on ``("time",)`` or ``("replicate", "time")``, each with a
-        ``long_name`` attribute from :data:`UNITS` (the name itself if not listed); the
+        ``long_name`` attribute from `UNITS` (the name itself if not listed); the
         ``time`` and ``replicate`` coordinates carry ``long_name`` and ``units``
-        (:data:`COORDINATE_ATTRS`).
+        (`COORDINATE_ATTRS`).
     """
     dims = ("replicate", "time") if replicates else ("time",)
     data_vars = {}
@@ -91,7 +91,8 @@ def make_dataset(
 
 
 NETCDF_LOCK = threading.RLock()
-"""Held by :func:`write_netcdf` and :func:`read_netcdf` for a whole write or read: the
+"""Held by [`write_netcdf`][advdyn.io.netcdf.write_netcdf] and
+[`read_netcdf`][advdyn.io.netcdf.read_netcdf] for a whole write or read: the
 netCDF-C and HDF5 libraries under netCDF4 are not thread-safe, and files written from
 several threads at once crashed the process (segmentation fault), with xarray's own
 ``to_netcdf`` as well. One file at a time per process; processes do not share it."""
@@ -141,7 +142,7 @@ def _to_netcdf4(ds: xr.Dataset, path: Path) -> None:
     one), and the dataset's ``unlimited_dims`` encoding is passed on. A dataset with Dask
     chunks, or with an attribute that is not a string or a number (which ``to_netcdf``
     refuses with a message naming it), goes through ``to_netcdf``.
-    The caller holds :data:`NETCDF_LOCK`.
+    The caller holds `NETCDF_LOCK`.
     """
     plain = all(_plain_attrs(v.attrs) for v in ds.variables.values()) and _plain_attrs(ds.attrs)
     if not plain or any(v.chunks is not None for v in ds.variables.values()):
@@ -171,7 +172,7 @@ def read_netcdf(path: str | Path) -> xr.Dataset:
     Parameters
     ----------
     path : str or Path
-        A NetCDF file written by :func:`write_netcdf`.
+        A NetCDF file written by [`write_netcdf`][advdyn.io.netcdf.write_netcdf].
 
     Returns
     -------
@@ -183,13 +184,14 @@ def read_netcdf(path: str | Path) -> xr.Dataset:
 
 
 def to_dataset(solution: Solution, attrs: Mapping[str, object] | None = None) -> xr.Dataset:
-    """Label a solver's :class:`~advdyn.solution.Solution` as an xarray dataset.
+    """Label a solver's [`Solution`][advdyn.solution.Solution] as an xarray dataset.
 
     Parameters
     ----------
     solution : Solution
-        What :func:`~advdyn.theory.solve_ode`, :func:`~advdyn.simulate.simulate_sgd`,
-        :func:`~advdyn.simulate.simulate_hsgd` or :func:`~advdyn.theory.solve_ridge_ode`
+        What [`solve_ode`][advdyn.theory.solve_ode], [`simulate_sgd`][advdyn.simulate.simulate_sgd],
+        [`simulate_hsgd`][advdyn.simulate.simulate_hsgd] or
+        [`solve_ridge_ode`][advdyn.theory.solve_ridge_ode]
         returned.
     attrs : mapping, optional
         Extra attributes (e.g. the config as JSON).
@@ -197,7 +199,8 @@ def to_dataset(solution: Solution, attrs: Mapping[str, object] | None = None) ->
     Returns
     -------
     xarray.Dataset
-        See :func:`make_dataset`; the solution's ``stats`` become attributes.
+        See [`make_dataset`][advdyn.io.netcdf.make_dataset]; the solution's ``stats`` become
+        attributes.
     """
     return make_dataset(
         np.asarray(solution.ts),
@@ -209,7 +212,7 @@ def to_dataset(solution: Solution, attrs: Mapping[str, object] | None = None) ->
 
 
 def as_dataset(result: xr.Dataset | Solution, field: str = "result") -> xr.Dataset:
-    """``result`` as a dataset (a :class:`~advdyn.solution.Solution` is labelled first).
+    """``result`` as a dataset (a [`Solution`][advdyn.solution.Solution] is labelled first).
 
     Parameters
     ----------

@@ -1,11 +1,11 @@
 """Figures of the critical-eps study (matplotlib ``Figure`` objects, no pyplot state).
 
-* :func:`plot_critical`: adversarial training loss against eps (from scratch and after
+* `plot_critical`: adversarial training loss against eps (from scratch and after
   fine-tuning), the clean test loss as a horizontal line, both eps* crossings marked; FGM
   panel when available.
-* :func:`plot_linear_fig2` / :func:`plot_linear_fig3`: analogues of the paper's figures 2
-  and 3 for linear regression (:mod:`advdyn.critical.linear`).
-* :func:`plot_scaling`: Theorem-1 crossing and surrogate eps* against ``d/n``.
+* `plot_linear_fig2` / `plot_linear_fig3`: analogues of the paper's figures 2
+  and 3 for linear regression (`advdyn.critical.linear`).
+* `plot_scaling`: Theorem-1 crossing and surrogate eps* against ``d/n``.
 """
 
 from __future__ import annotations
@@ -142,9 +142,9 @@ def plot_linear_fig2(trajectories, pvalues) -> Figure:
     Parameters
     ----------
     trajectories : list of xarray.Dataset
-        :func:`~advdyn.critical.linear.trajectory_study` results (``d > n`` and ``d < n``).
+        `trajectory_study` results (``d > n`` and ``d < n``).
     pvalues : list of xarray.Dataset
-        :func:`~advdyn.critical.linear.pvalue_study` results.
+        `pvalue_study` results.
 
     Returns
     -------
@@ -211,7 +211,7 @@ def plot_scaling(study) -> Figure:
     Parameters
     ----------
     study : xarray.Dataset
-        :func:`~advdyn.critical.linear.critical_study` result.
+        `critical_study` result.
 
     Returns
     -------

@@ -16,7 +16,7 @@ def final_values(ds: xr.Dataset, var: str, time: int | float | None = -1) -> xr.
     Parameters
     ----------
     ds : xarray.Dataset
-        Merged sweep (:func:`advdyn.sweep.merge_points`).
+        Merged sweep (`advdyn.sweep.merge_points`).
     var : str
         Variable, e.g. ``"ode_adv_risk"``.
     time : int, float or None
@@ -74,7 +74,7 @@ def plot_phase_diagram(
     x, y : str
         Swept fields (dimension names, e.g. ``"problem.epsilon"``, ``"lr.gamma"``).
     time : int, float or None
-        Which time (see :func:`final_values`); default the last record.
+        Which time (see `final_values`); default the last record.
     log : bool
         Logarithmic colour scale (when every shown value is positive).
     title : str, optional

@@ -1,4 +1,5 @@
-"""Figures of a phase diagram (:func:`advdyn.workflows.phase.phase_diagram`): heat maps of
+"""Figures of a phase diagram
+([`advdyn.workflows.phase.phase_diagram`][advdyn.workflows.phase.phase_diagram]): heat maps of
 the final risks, the monotone descent of the distance to the optimum and the time to come
 near the optimum, with the failed (diverged) points marked and the boundaries drawn."""
 
@@ -148,5 +149,5 @@ def _line(ax, ds, field_name, values, failed, label, scale) -> None:
 
 
 def save_phase_figure(ds: xr.Dataset, path: str | Path, title: str | None = None) -> Path:
-    """Draw :func:`plot_phase` and write it atomically to ``path``; return the path."""
+    """Draw `plot_phase` and write it atomically to ``path``; return the path."""
     return save_figure(plot_phase(ds, title), Path(path))

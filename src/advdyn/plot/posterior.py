@@ -1,11 +1,11 @@
 """Figures of the posterior / PAC-Bayes study (seed 003), as matplotlib ``Figure`` objects.
 
-* :func:`plot_bound_terms`: robust train/test loss, gap, curvature and KL terms and the
+* `plot_bound_terms`: robust train/test loss, gap, curvature and KL terms and the
   bound over adversarial training, AT against AWP.
-* :func:`plot_shrinkage`: the covariance after a rate decay against theory (``d = 4``
+* `plot_shrinkage`: the covariance after a rate decay against theory (``d = 4``
   chains; the high-dimensional ODE against SGD replicates).
-* :func:`plot_sweep`: ``tr(H Sigma)`` over learning rates and batch sizes.
-* :func:`plot_variance_spectrum`: per-direction posterior variance against eigenvalue.
+* `plot_sweep`: ``tr(H Sigma)`` over learning rates and batch sizes.
+* `plot_variance_spectrum`: per-direction posterior variance against eigenvalue.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Figures (matplotlib): risk curves of the ODE and the simulators.
 
-Figures are built as :class:`matplotlib.figure.Figure` objects without pyplot, so importing
+Figures are built as `matplotlib.figure.Figure` objects without pyplot, so importing
 advdyn never changes the user's matplotlib backend and works on machines without a display.
 """
 
@@ -142,7 +142,8 @@ def _monotone_curves(ax, scan, init: str) -> None:
 
 
 def plot_monotone_scan(scan, curves_init: str = "near_optimum"):
-    """Figure of a monotone-descent scan (:func:`advdyn.limits.monotone_scan`).
+    """Figure of a monotone-descent scan
+    ([`advdyn.limits.monotone_scan`][advdyn.workflows.monotone_scan]).
 
     Left: for each rate and initialisation, whether both the adversarial risk and the
     distance to the optimum decreased monotonically (green), not (vermillion), or the run
@@ -152,7 +153,7 @@ def plot_monotone_scan(scan, curves_init: str = "near_optimum"):
     Parameters
     ----------
     scan : xarray.Dataset
-        Output of :func:`~advdyn.limits.monotone_scan`.
+        Output of [`monotone_scan`][advdyn.workflows.monotone_scan].
     curves_init : str
         Initialisation whose curves are drawn (the first one if absent).
 
@@ -170,7 +171,8 @@ def plot_monotone_comparison(scans: Mapping[str, xr.Dataset],
     Parameters
     ----------
     scans : mapping of title to Dataset
-        Outputs of :func:`~advdyn.limits.monotone_scan` (e.g. the ``eps = 0`` control and
+        Outputs of [`monotone_scan`][advdyn.workflows.monotone_scan] (e.g. the ``eps = 0`` control
+        and
         the adversarial problem).
     curves_init : str
         Initialisation whose curves are drawn (the first one if absent).
@@ -178,7 +180,7 @@ def plot_monotone_comparison(scans: Mapping[str, xr.Dataset],
     Returns
     -------
     matplotlib.figure.Figure
-        Per row: the map of :func:`plot_monotone_scan` and the log-scale excess risk.
+        Per row: the map of `plot_monotone_scan` and the log-scale excess risk.
     """
     fig, axes = style.new_figure(len(scans), 2, width=12, height=4.2 * len(scans),
                                  gridspec_kw={"width_ratios": [1, 1.1]})
@@ -204,7 +206,7 @@ def save_figure(fig, path: str | Path, dpi: int = 120, atomic: bool = True) -> P
     atomic : bool
         Write a temporary file and rename it onto ``path`` (default). False writes ``path``
         itself, for a path that is already a temporary file which the caller puts in place
-        (:func:`advdyn.io.files.put_in_place`).
+        ([`advdyn.io.files.put_in_place`][advdyn.io.files.put_in_place]).
 
     Returns
     -------
@@ -228,21 +230,22 @@ def save_quantities(
     title: str | None = None,
     atomic: bool = True,
 ) -> Path:
-    """Draw :func:`plot_quantities` and save it (:func:`save_figure`).
+    """Draw `plot_quantities` and save it (`save_figure`).
 
     Parameters
     ----------
     results : mapping of method name to Dataset or (times, quantities, replicated)
-        As for :func:`plot_quantities`; a result may also be given as plain arrays, a
-        :class:`~advdyn.solution.Solution`'s ``ts``, ``ys`` and ``replicated``, labelled
-        here with :func:`advdyn.io.make_dataset` as :func:`advdyn.io.to_dataset` labels
+        As for `plot_quantities`; a result may also be given as plain arrays, a
+        [`Solution`][advdyn.solution.Solution]'s ``ts``, ``ys`` and ``replicated``, labelled
+        here with [`advdyn.io.make_dataset`][advdyn.io.make_dataset] as
+        [`advdyn.io.to_dataset`][advdyn.io.to_dataset] labels
         them.
     path : str or Path
         Destination; its suffix picks the format.
     names, logy, title
-        As for :func:`plot_quantities`.
+        As for `plot_quantities`.
     atomic : bool
-        As for :func:`save_figure`.
+        As for `save_figure`.
 
     Returns
     -------

@@ -1,7 +1,7 @@
 """Figures of ``advdyn sme`` (seed 002), built without pyplot.
 
-Each function takes the dataset of one part of :func:`advdyn.workflows.sme.run_sme` and its
-summary and returns a :class:`matplotlib.figure.Figure`.
+Each function takes the dataset of one part of `advdyn.workflows.sme.run_sme` and its
+summary and returns a `matplotlib.figure.Figure`.
 """
 
 from __future__ import annotations

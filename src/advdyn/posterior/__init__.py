@@ -1,13 +1,13 @@
 """SGD's posterior covariance, curvature, PAC-Bayes bounds on the robust risk (seed 003).
 
-Pure mathematics (JAX, float64 on the entry points): :mod:`~advdyn.posterior.covariance`
+Pure mathematics (JAX, float64 on the entry points): `covariance`
 (stationary and transient covariance of heavy-ball minibatch SGD near an optimum, the exact
-least-squares fixed point), :mod:`~advdyn.posterior.curvature` (closed forms for adversarial
+least-squares fixed point), `curvature` (closed forms for adversarial
 least squares; Hessians, Hutchinson traces, Lanczos and gradient covariances of models),
-:mod:`~advdyn.posterior.pacbayes` (Gaussian KL, McAllester and Catoni bounds),
-:mod:`~advdyn.posterior.highdim` (the exact high-dimensional posterior variance from the ODE),
-:mod:`~advdyn.posterior.awp` (adversarial weight perturbation as an optax transform) and
-:mod:`~advdyn.posterior.robust` (robust overfitting, per-epoch bound terms).
+`pacbayes` (Gaussian KL, McAllester and Catoni bounds),
+`highdim` (the exact high-dimensional posterior variance from the ODE),
+`awp` (adversarial weight perturbation as an optax transform) and
+`robust` (robust overfitting, per-epoch bound terms).
 """
 
 from advdyn.posterior.covariance import (

@@ -12,7 +12,7 @@ or more axes (weight matrices, convolution kernels) are perturbed; biases are no
 public AWP code. ``gamma = 5e-3`` is that code's default; a warm-up leaves the first
 ``warmup_steps`` steps unperturbed.
 
-:func:`awp` wraps any optax transformation (the inner optimiser sees the perturbed
+`awp` wraps any optax transformation (the inner optimiser sees the perturbed
 gradient); its ``update`` needs the extra argument ``grad_fn`` (weights to gradient).
 """
 
@@ -55,7 +55,7 @@ def awp_perturbation(params, grads, gamma):
 
 
 class AWPState(NamedTuple):
-    """State of :func:`awp`: the step count (for the warm-up) and the inner state."""
+    """State of `awp`: the step count (for the warm-up) and the inner state."""
 
     step: jax.Array
     inner: optax.OptState

@@ -18,13 +18,16 @@ When ``H`` and ``C`` commute (eigenvalues ``h``, ``c``) the position variance is
     Var x = eta c (1 + m) / (B h (1 - m) (2 (1 + m) - eta h)),
 
 stable iff ``0 < eta h < 2 (1 + m)``. For any ``C``, in the eigenbasis of ``H`` the equation
-decouples into one equation per pair of eigen-directions (:func:`eigenbasis_covariance`),
-which :func:`stationary_covariance` solves by default. This *additive* model freezes the
+decouples into one equation per pair of eigen-directions
+([`eigenbasis_covariance`][advdyn.posterior.covariance.eigenbasis_covariance]),
+which [`stationary_covariance`][advdyn.posterior.covariance.stationary_covariance] solves by
+default. This *additive* model freezes the
 noise at the optimum; for least squares the exact noise is multiplicative,
 ``Cov(xi | x) = (K S K + tr(K S) K + sigma^2 K)`` for Gaussian inputs, and
-:func:`least_squares_fixed_point` solves that linear fixed point exactly.
+[`least_squares_fixed_point`][advdyn.posterior.covariance.least_squares_fixed_point] solves that
+linear fixed point exactly.
 
-Everything is float64 (:func:`advdyn.precision.float64` on the entry points).
+Everything is float64 ([`advdyn.precision.float64`][advdyn.precision.float64] on the entry points).
 """
 
 from __future__ import annotations
@@ -74,7 +77,8 @@ class UnstableRateError(ValueError):
 
 
 def check_stable(h: Float[ArrayLike, " p"] | np.ndarray, eta: float, momentum: float = 0.0) -> None:
-    """Raise :class:`UnstableRateError` unless ``0 < eta h < 2 (1 + m)`` for every ``h``.
+    """Raise [`UnstableRateError`][advdyn.posterior.covariance.UnstableRateError] unless ``0 < eta h
+    < 2 (1 + m)`` for every ``h``.
 
     Parameters
     ----------
@@ -217,7 +221,8 @@ def eigenbasis_variance(h, c, eta, momentum=0.0, batch=1):
     Returns
     -------
     array, shape (p,)
-        Variances (no stability check: see :func:`check_stable`).
+        Variances (no stability check: see
+        [`check_stable`][advdyn.posterior.covariance.check_stable]).
     """
     h = jnp.asarray(h)
     m = momentum
@@ -239,7 +244,7 @@ def eigenbasis_covariance(h, C, eta, momentum=0.0, batch=1):
 
     No assumption on ``C``: a repeated eigenvalue of ``H``, or a ``C`` that does not commute
     with ``H``, only makes ``c`` non-diagonal. The diagonal ``i = j`` is
-    :func:`eigenbasis_variance`.
+    [`eigenbasis_variance`][advdyn.posterior.covariance.eigenbasis_variance].
 
     Parameters
     ----------
@@ -258,7 +263,7 @@ def eigenbasis_covariance(h, C, eta, momentum=0.0, batch=1):
     -------
     array, shape (2p, 2p)
         ``[[Cov(x, x), Cov(x, v)], [Cov(v, x), Cov(v, v)]]`` in the eigenbasis (no stability
-        check: see :func:`check_stable`).
+        check: see [`check_stable`][advdyn.posterior.covariance.check_stable]).
     """
     h = jnp.asarray(h)
     hi, hj = h[:, None], h[None, :]
@@ -317,9 +322,12 @@ def stationary_covariance(
         Minibatch size ``B``.
     method : {"auto", "eigen", "kron", "doubling"}
         ``"eigen"``: diagonalise ``H``, rotate ``C`` into its eigenbasis and solve the
-        decoupled pair equations there (:func:`eigenbasis_covariance`; exact for any ``C``,
+        decoupled pair equations there
+        ([`eigenbasis_covariance`][advdyn.posterior.covariance.eigenbasis_covariance]; exact for any
+        ``C``,
         ``O(p^3)``); ``"kron"``, ``"doubling"``: the dense Lyapunov solve of
-        :func:`solve_discrete_lyapunov` on ``(x, v)``. ``"auto"`` is ``"eigen"``.
+        [`solve_discrete_lyapunov`][advdyn.posterior.covariance.solve_discrete_lyapunov] on ``(x,
+        v)``. ``"auto"`` is ``"eigen"``.
 
     Returns
     -------
@@ -489,7 +497,8 @@ def least_squares_fixed_point(
 
     generalised here to momentum and minibatches; solved as one linear system in
     ``vec S`` (exact; ``(2p)^2`` unknowns, so for ``p`` up to about 20). The additive
-    formula (:func:`stationary_covariance` with ``C = sigma^2 K``) is its leading order in
+    formula ([`stationary_covariance`][advdyn.posterior.covariance.stationary_covariance] with ``C =
+    sigma^2 K``) is its leading order in
     ``eta``.
 
     Parameters

@@ -10,7 +10,7 @@ Adversarial least squares (POSTERIOR section 3, one centred class ``x ~ N(0, K)`
 
 For a model (an equinox module mapping a batch to logits), the *adversarial training loss*
 at weights ``w`` is the mean cross-entropy at the adversarial inputs found by the project's
-attacks (:mod:`advdyn.adversarial.attacks`) at ``w``. Its Hessian is taken with those inputs
+attacks (`advdyn.adversarial.attacks`) at ``w``. Its Hessian is taken with those inputs
 held fixed (Danskin's theorem: the envelope's gradient is the gradient at the maximiser;
 the second-order effect of the moving maximiser is left out, as in the usual practice of
 measuring the adversarial loss landscape).
@@ -87,7 +87,8 @@ def adversarial_ls_hessian(
     Parameters
     ----------
     theta, K, theta_star, sigma, eps
-        As in :func:`adversarial_ls_risk` (``theta != 0``).
+        As in [`adversarial_ls_risk`][advdyn.posterior.curvature.adversarial_ls_risk] (``theta !=
+        0``).
 
     Returns
     -------
@@ -121,7 +122,7 @@ def adversarial_ls_gradient_moment(
     Parameters
     ----------
     theta, K, theta_star, sigma, eps
-        As in :func:`adversarial_ls_risk`.
+        As in [`adversarial_ls_risk`][advdyn.posterior.curvature.adversarial_ls_risk].
 
     Returns
     -------
@@ -180,7 +181,7 @@ def adversarial_ls_optimum(
     Parameters
     ----------
     K, theta_star, sigma, eps
-        As in :func:`adversarial_ls_risk`.
+        As in [`adversarial_ls_risk`][advdyn.posterior.curvature.adversarial_ls_risk].
     iterations : int
         Newton steps.
 

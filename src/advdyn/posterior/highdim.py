@@ -1,6 +1,6 @@
 """The exact high-dimensional posterior variance of streaming adversarial SGD (POSTERIOR 3).
 
-In the deterministic-equivalent ODE (:mod:`advdyn.theory.ode`) the per-direction second
+In the deterministic-equivalent ODE (`advdyn.theory.ode`) the per-direction second
 moment ``err2_i = E e_i^2`` has drift ``-2 gamma (D_i err2_i + (D_i + H_i) err_teacher_i +
 sum_c pe_c err_mean_ci)`` and noise ``gamma^2 N_i / d``. The squared mean ``m_i^2`` (with
 ``m_i = E e_i``) obeys the same equation *without* the noise (the mean is linear in the
@@ -12,8 +12,9 @@ with ``D_i``, ``N_i`` evaluated along the ODE trajectory. At a constant rate
 ``v_i -> gamma N_i / (2 d D_i)``; after ``gamma1 -> gamma2`` at ``t0`` with frozen
 coefficients, ``v_i(t) = v_i^inf(gamma2) + (v_i(t0) - v_i^inf(gamma2))
 exp(-2 gamma2 D_i (t - t0))``: the continuous-time "propagation" and "injected" parts. The
-same equation holds bin by bin for a spectral-bin instance (:class:`~advdyn.theory.
-BinnedInstance`), free of ``d``. This module integrates it together with the ODE (diffrax,
+same equation holds bin by bin for a spectral-bin instance
+([`BinnedInstance`][advdyn.theory.BinnedInstance]), free of ``d``. This module integrates it
+together with the ODE (diffrax,
 Tsit5, float64, the rate's jumps as step boundaries) and derives the curvature term
 ``1/2 sum_i D_i v_i`` and the KL divergence to a Gaussian prior ``N(0, s0^2 I)``.
 """
@@ -128,7 +129,7 @@ def posterior_path(
     instance : ProblemInstance or BinnedInstance
         The problem (initial state from ``theta_0``: ``v(0) = 0``).
     lr : LearningRate
-        Rate rule (e.g. :class:`StepDrop`).
+        Rate rule (e.g. [`StepDrop`][advdyn.theory.rates.StepDrop]).
     times : array_like, shape (T,)
         Increasing recording times from 0.
     jumps : array_like, optional
@@ -253,7 +254,7 @@ def replicate_variance(thetas: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     thetas : array, shape (R, T, d)
-        Iterates from :func:`advdyn.simulate.sgd_iterates`.
+        Iterates from [`advdyn.simulate.sgd_iterates`][advdyn.simulate.sgd_iterates].
 
     Returns
     -------

@@ -12,7 +12,8 @@ Choosing the prior variance (or ``lambda``) from a grid of ``G`` values after se
 data costs a union bound: ``delta -> delta / G``, i.e. ``+ ln G`` inside the bracket.
 
 The paper's route (reconstruction) replaces ``E_Q L_hat`` by its quadratic expansion
-``L_hat(w*) + 1/2 (mu - w*)^T H (mu - w*) + 1/2 tr(H Sigma)``; :class:`BoundTerms` records
+``L_hat(w*) + 1/2 (mu - w*)^T H (mu - w*) + 1/2 tr(H Sigma)``;
+[`BoundTerms`][advdyn.posterior.pacbayes.BoundTerms] records
 which of the terms are then estimates rather than exact values.
 """
 
@@ -179,7 +180,7 @@ def catoni_bound(empirical, kl, n: int, delta: float, lam):
     Parameters
     ----------
     empirical, kl, n, delta, lam
-        See :func:`catoni_complexity`.
+        See `catoni_complexity`.
 
     Returns
     -------
@@ -305,7 +306,7 @@ def bound_terms(
     loss_scale : float
         ``L`` such that the loss lies in ``[0, L]``; train and curvature are divided by it.
     lam : array, optional
-        Catoni temperatures (see :func:`grid_bound`).
+        Catoni temperatures (see [`grid_bound`][advdyn.posterior.pacbayes.grid_bound]).
     estimated : tuple of str
         Which of ``train``, ``curvature``, ``kl`` are estimates.
 

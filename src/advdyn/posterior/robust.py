@@ -2,8 +2,9 @@
 rate decay (optionally with AWP), recording per epoch the robust train/test loss and gap,
 the top Hessian eigenvalues, the posterior's curvature and KL terms and the PAC-Bayes bound.
 
-Reuses :mod:`advdyn.adversarial` (attacks, models, data, :class:`~advdyn.adversarial.
-Schedule`, :func:`~advdyn.adversarial.evaluate`). The posterior model per epoch (our
+Reuses [`advdyn.adversarial`][advdyn.adversarial] (attacks, models, data,
+[`Schedule`][advdyn.adversarial.Schedule], [`evaluate`][advdyn.adversarial.evaluate]). The posterior
+model per epoch (our
 reconstruction of the paper's construction, see ``docs/posterior.md``):
 
 * curvature: Lanczos top-``k`` eigenpairs ``(h_i, u_i)`` and a Hutchinson trace of the
@@ -15,7 +16,7 @@ reconstruction of the paper's construction, see ``docs/posterior.md``):
   the curvature term ``1/2 tr(H Sigma) ~ eta tr(C) / (4 B (1 - m))`` to leading order over
   all directions (independent of ``H``);
 * KL to the prior ``N(w_0, s0^2 I)`` (``w_0`` the initialisation, drawn before the data):
-  the top-``k`` covariance against ``s0^2 I`` (:func:`subspace_kl`), the remaining
+  the top-``k`` covariance against ``s0^2 I`` (`subspace_kl`), the remaining
   directions at the prior variance, plus the mean term ``|w - w_0|^2 / (2 s0^2)``;
   ``s0^2`` from a geometric grid (union bound);
 * bound: McAllester-Maurer with the cross-entropy taken as bounded by ``loss_scale``.
@@ -173,7 +174,8 @@ def subspace_kl(h, G, eta, momentum, batch, dist2, prior_variances):
     """KL of the stationary posterior in the top-``k`` curvature subspace to ``N(w_0, s0^2 I)``.
 
     The posterior covariance of the positions in the subspace is the position block of
-    :func:`~advdyn.posterior.covariance.eigenbasis_covariance` with the full rotated noise
+    [`eigenbasis_covariance`][advdyn.posterior.covariance.eigenbasis_covariance] with the full
+    rotated noise
     ``G = V^T C V`` (its off-diagonal entries correlate the directions and raise the KL over
     the per-direction product). Directions that are not curved (``h <= 0``) or not stable
     (``eta h >= 2 (1 + m)``) are left at the prior (they contribute nothing). Per prior

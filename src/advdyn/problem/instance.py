@@ -1,10 +1,13 @@
 """A drawn problem instance, in the eigenbasis of the covariances (THEORY section 1).
 
-:func:`instantiate` turns a validated :class:`~advdyn.config.ProblemConfig` into a
-:class:`ProblemInstance`: eigenvalues, teacher, component means and weights, labels and the
+[`instantiate`][advdyn.instantiate] turns a validated [`ProblemConfig`][advdyn.config.ProblemConfig]
+into a
+[`ProblemInstance`][advdyn.problem.instance.ProblemInstance]: eigenvalues, teacher, component means
+and weights, labels and the
 initial iterate, all as coordinates in the common eigenbasis. The instance is drawn from
 the first of two independent seeds spawned from ``config.seed``; the second seeds the SGD
-sample stream (:func:`stream_key`), so the two never share random numbers (THEORY 10).
+sample stream ([`stream_key`][advdyn.problem.instance.stream_key]), so the two never share random
+numbers (THEORY 10).
 """
 
 import abc
@@ -26,8 +29,10 @@ Array = jax.Array
 class AbstractInstance(eqx.Module):
     """The interface the statistics, the ODE and the fixed points read (THEORY section 5).
 
-    Two final implementations: :class:`ProblemInstance` (one entry per direction, drawn in
-    the eigenbasis) and :class:`~advdyn.theory.BinnedInstance` (one entry per spectral bin,
+    Two final implementations: [`ProblemInstance`][advdyn.problem.instance.ProblemInstance] (one
+    entry per direction, drawn in
+    the eigenbasis) and [`BinnedInstance`][advdyn.theory.BinnedInstance] (one entry per spectral
+    bin,
     ``multiplicity`` directions each). The theory only needs per-direction products of the
     constant vectors, never the vectors themselves.
     """
@@ -70,7 +75,9 @@ class AbstractInstance(eqx.Module):
             """The dimension ``d`` as it enters formulas (the ``1/d`` of the SGD noise).
 
             A Python int for a drawn instance, a float64 scalar array for bins (a new ``d``
-            then does not recompile a solver); :attr:`dimension` is always the Python int.
+            then does not recompile a solver);
+            [`dimension`][advdyn.problem.instance.AbstractInstance.dimension] is always the Python
+            int.
             """
             ...
 
@@ -141,7 +148,8 @@ class ProblemInstance(AbstractInstance):
 
     @property
     def dimension(self) -> int:
-        """Dimension ``d`` (the same Python int as :attr:`d`)."""
+        """Dimension ``d`` (the same Python int as
+        [`d`][advdyn.problem.instance.ProblemInstance.d])."""
         return self.theta_star.shape[-1]
 
     # The ODE, the statistics and the fixed points only need the per-direction products of

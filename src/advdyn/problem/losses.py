@@ -1,6 +1,6 @@
 """Losses, their l2-adversarial version, and their Gaussian expectations (THEORY 2 and 4).
 
-A :class:`Loss` knows three things:
+A `Loss` knows three things:
 
 * ``loss(r, y)`` -- the clean pointwise loss ``l(r, y)`` of the prediction ``r``;
 * ``loss.adversarial(r, a, y)`` -- the worst case over ``|s| <= a`` by the endpoint rule,
@@ -10,10 +10,11 @@ A :class:`Loss` knows three things:
   moments of ``(r, r*)`` in each class.
 
 Built-in losses use closed forms (least squares and squared hinge) or one-dimensional
-quadrature (logistic). :class:`CustomLoss` wraps any JAX function ``l(r, y)`` convex in
+quadrature (logistic). [`CustomLoss`][advdyn.problem.losses.CustomLoss] wraps any JAX function
+``l(r, y)`` convex in
 ``r``: the endpoint rule and autodiff give its pointwise derivatives, and quadrature its
 expectations -- for classification a composite Gauss-Legendre rule refined around the
-margin transition (:func:`margin_rule`, accurate for any ``<theta, K theta>``), for
+margin transition (`margin_rule`, accurate for any ``<theta, K theta>``), for
 regression a 2-D Gauss-Hermite rule over ``(y, r)``.
 """
 
@@ -144,7 +145,7 @@ class AbstractLoss(eqx.Module):
 
     Every concrete loss is a small final class that implements the three methods, with
     closed forms where they exist and otherwise the generic rules
-    :func:`endpoint_adversarial` (autodiff of ``l``) and :func:`quadrature_expectations`.
+    `endpoint_adversarial` (autodiff of ``l``) and `quadrature_expectations`.
     """
 
     @abc.abstractmethod
@@ -367,7 +368,7 @@ class Logistic(AbstractLoss):
     Parameters
     ----------
     quadrature_nodes : int
-        Nodes of the regression rule (classification uses :func:`margin_rule`).
+        Nodes of the regression rule (classification uses `margin_rule`).
     """
 
     quadrature_nodes: int = eqx.field(default=96, static=True, kw_only=True)
@@ -386,7 +387,7 @@ class Logistic(AbstractLoss):
         return jax.nn.softplus(t), -y * p, p
 
     def expectations(self, mom: ClassMoments, a, task: str) -> Expectations:
-        """By quadrature (:func:`quadrature_expectations`)."""
+        """By quadrature (`quadrature_expectations`)."""
         return quadrature_expectations(self, mom, a, task, self.quadrature_nodes)
 
 
@@ -401,7 +402,7 @@ class SquaredHinge(AbstractLoss):
         return jax.nn.relu(1 - y * r) ** 2
 
     def adversarial(self, r, a, y):
-        """``(v^2, -2 y v, 2 v)``, ``v = max(0, 1 + a - y r)``; see :func:`endpoint_adversarial`."""
+        """``(v^2, -2 y v, 2 v)``, ``v = max(0, 1 + a - y r)``; see `endpoint_adversarial`."""
         v = jax.nn.relu(1 + a - y * r)
         return v**2, -2 * y * v, 2 * v
 
@@ -430,7 +431,7 @@ class SquaredHinge(AbstractLoss):
         )
 
 
-# residual rule for regression custom losses (:func:`residual_rule`): the Gaussian body of
+# residual rule for regression custom losses (`residual_rule`): the Gaussian body of
 # u = r - y on [-_Z_MAX, _Z_MAX] cut into _BODY_PANELS equal panels, further cut at every
 # kink; _RES_NODES Gauss-Legendre nodes per panel; _Y_NODES Gauss-Hermite nodes for y | u
 _BODY_PANELS, _RES_NODES, _Y_NODES = 8, 12, 8
@@ -481,12 +482,12 @@ class CustomLoss(Loss):
         Regression: values of the residual ``u = r - y`` where ``fn`` is not smooth, e.g.
         ``(-1.0, 1.0)`` for the Huber loss of width 1. The expectations are then computed
         with a rule cut at these points and at the kinks the attack adds (``u = 0`` and
-        ``u = k +/- a``), accurate to about 1e-12 (:func:`residual_rule`); without them a
+        ``u = k +/- a``), accurate to about 1e-12 (`residual_rule`); without them a
         kink of ``fn`` costs accuracy (algebraic convergence, about 1e-6 relative).
-        Classification uses :func:`margin_rule` and ignores ``kinks``.
+        Classification uses `margin_rule` and ignores ``kinks``.
     quadrature_nodes : int
         Gauss-Hermite nodes of the legacy 2-D rule (kept for compatibility; the regression
-        expectations use :func:`residual_rule`).
+        expectations use `residual_rule`).
     """
 
     fn: Callable = eqx.field(static=True)
@@ -504,13 +505,13 @@ class CustomLoss(Loss):
         return self.fn(r, y)
 
     def adversarial(self, r, a, y):
-        """By the endpoint rule (:func:`endpoint_adversarial`)."""
+        """By the endpoint rule (`endpoint_adversarial`)."""
         return endpoint_adversarial(self, r, a, y)
 
     def expectations(self, mom: ClassMoments, a, task: str) -> Expectations:
         """Per-class expectations; regression by the kink-aware rule over ``(u, y)``.
 
-        The residual ``u = r - y`` is the outer variable (:func:`residual_rule`, cut at the
+        The residual ``u = r - y`` is the outer variable (`residual_rule`, cut at the
         kinks), ``y`` given ``u`` the inner one (Gauss-Hermite). Stein's lemma in these
         coordinates gives ``E[dL_r/du]`` and ``E[dL_r/dy]``, hence ``h1`` and ``h2``.
 
@@ -586,13 +587,14 @@ BUILTIN = {"least_squares": LeastSquares, "logistic": Logistic, "squared_hinge":
 
 
 def make_loss(spec: str | Callable | Loss) -> Loss:
-    """Return a :class:`Loss` from a built-in name, a callable ``l(r, y)`` or a Loss.
+    """Return a `Loss` from a built-in name, a callable ``l(r, y)`` or a Loss.
 
     Parameters
     ----------
     spec : str, callable or Loss
         ``"least_squares"``, ``"logistic"``, ``"squared_hinge"``, a JAX function
-        ``l(r, y)`` convex in ``r`` (wrapped in :class:`CustomLoss`), or a Loss (returned).
+        ``l(r, y)`` convex in ``r`` (wrapped in [`CustomLoss`][advdyn.problem.losses.CustomLoss]),
+        or a Loss (returned).
 
     Returns
     -------

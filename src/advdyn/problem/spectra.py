@@ -92,7 +92,7 @@ def power_law(d: int, exponent: float) -> Float[np.ndarray, " d"]:
     return lam * (d / lam.sum())
 
 
-#: below this many terms :func:`power_law_sum` adds them up; above, the Euler-Maclaurin tail
+#: below this many terms `power_law_sum` adds them up; above, the Euler-Maclaurin tail
 _EULER_MACLAURIN_START = 1024
 
 
@@ -103,7 +103,7 @@ def power_law_sum(d: int, exponent: float) -> float:
     Euler-Maclaurin formula ``int_n^d f + (f(n) + f(d))/2 + sum_k B_2k/(2k)!
     (f^(2k-1)(d) - f^(2k-1)(n))`` for ``f(x) = x^-s`` with ``k = 1..4``; its remainder is of
     order ``s^8 n^(-s-9)``, far below float64 rounding for the exponents of spectra. This is
-    the normalisation of :func:`power_law` without its ``d`` powers, so that bins of a power
+    the normalisation of `power_law` without its ``d`` powers, so that bins of a power
     law at ``d = 10^8`` cost no more than at ``10^4``.
 
     Parameters
@@ -191,7 +191,7 @@ def marchenko_pastur(d: int, aspect_ratio: float) -> Float[np.ndarray, " d"]:
     d : int
         Dimension.
     aspect_ratio : float
-        Ratio ``g`` of the law, see :func:`marchenko_pastur_quantiles`.
+        Ratio ``g`` of the law, see `marchenko_pastur_quantiles`.
 
     Returns
     -------

@@ -1,7 +1,7 @@
 """Simulators: streaming adversarial SGD and the adversarial homogenized SGD (the SDE).
 
 One driver (grid, records, divergence check) serves both; they return
-:class:`~advdyn.solution.Solution` pytrees and report progress through a callback.
+[`Solution`][advdyn.solution.Solution] pytrees and report progress through a callback.
 """
 
 from advdyn.simulate.hsgd import simulate_hsgd

@@ -3,7 +3,7 @@
     dTheta_t = -gamma_t grad Rtilde(Theta_t) dt + gamma_t sqrt( sum_c pi_c I_c K_c / d ) dB_t
 
 In the eigenbasis both terms are per coordinate: the drift is the exact expected gradient
-``D_i Theta_i + H_i theta*_i + f_i`` of :mod:`advdyn.drift` (THEORY 4) and the noise is
+``D_i Theta_i + H_i theta*_i + f_i`` of `advdyn.drift` (THEORY 4) and the noise is
 independent across coordinates with variance ``N_i / d`` per unit time,
 ``N_i = sum_c pi_c lambda_{c,i} I_c``. The coefficients are evaluated at the statistics of
 the iterate itself (``O(C d)`` a step, like the per-sample gradient of SGD).
@@ -11,7 +11,8 @@ the iterate itself (``O(C d)`` a step, like the per-sample gradient of SGD).
 Discretisation
 --------------
 Euler-Maruyama with ``dt = 1/d``, one step per SGD step, so the SDE uses SGD's
-step-aligned grid (:func:`advdyn.sgd.time_grid`) and the step ``k`` is at ``t = k/d``:
+step-aligned grid ([`advdyn.sgd.time_grid`][advdyn.simulate.time_grid]) and the step ``k`` is at ``t
+= k/d``:
 
     Theta_{k+1} = Theta_k - (gamma_k / d) (D Theta_k + H theta* + f)
                   + gamma_k sqrt(N / d) sqrt(dt) z_k,          z_k ~ N(0, I_d),
@@ -24,18 +25,19 @@ Precision
 ---------
 The iterate and the Gaussian increments are kept in ``dtype`` (float32 by default, as for
 SGD). The statistics are reduced in ``dtype`` and returned in float64
-(:func:`~advdyn.statistics.statistics`); every drift coefficient (``h_c``, ``e_c``,
+(`statistics`); every drift coefficient (``h_c``, ``e_c``,
 ``I_c``, ``rho``, hence ``D``, ``H``, ``f``, ``N``) and the increment are evaluated in
 float64 and rounded once into ``dtype`` when added to the iterate. With
 ``dtype = "float64"`` everything is float64.
 
 Randomness
 ----------
-For the stream key ``key`` (:func:`advdyn.problem.stream_key`, the same key SGD gets) the
+For the stream key ``key`` ([`advdyn.problem.stream_key`][advdyn.problem.stream_key], the same key
+SGD gets) the
 SDE uses its own key ``fold_in(key, HSGD_STREAM)``, so SGD and the SDE of the same seed
 draw from different Philox keys (independent streams). The increment of replicate ``r`` at
 step ``k`` is the ``d``-vector of Gaussians of counter ``(j, k, r)``
-(:mod:`advdyn.simulate.streams`): it depends on the seed, ``r``, ``k``, ``d`` and the dtype
+(`advdyn.simulate.streams`): it depends on the seed, ``r``, ``k``, ``d`` and the dtype
 only, never on the recording grid, the replicate count, the block size or the devices.
 
 Why not diffrax here
@@ -48,7 +50,7 @@ increments, float64). For the simulator itself a hand-written ``lax.scan`` is us
 ``t``), while drawing them in blocks of steps (one fused counter-based draw) keeps them cheap for
 SGD (``docs/benchmarks.md``); at ``dt = 1/d`` there are ``d t_max`` steps, so the
 per-step overhead of the generic solver loop also matters. The scan reuses the SGD driver
-(grid, records, divergence check, progress bar; :func:`advdyn.sgd._simulate`) and its
+(grid, records, divergence check, progress bar; `advdyn.sgd._simulate`) and its
 single recording function, so SGD and the SDE report identical quantities.
 """
 
@@ -134,12 +136,13 @@ def hsgd_key(key: Array) -> Array:
     Parameters
     ----------
     key : jax.random key
-        Stream key (:func:`advdyn.problem.stream_key`), the same one SGD receives.
+        Stream key ([`advdyn.problem.stream_key`][advdyn.problem.stream_key]), the same one SGD
+        receives.
 
     Returns
     -------
     jax.random key
-        Its two words key the SDE's Philox stream (:mod:`advdyn.simulate.streams`).
+        Its two words key the SDE's Philox stream (`advdyn.simulate.streams`).
     """
     return jax.random.fold_in(key, HSGD_STREAM)
 
@@ -162,7 +165,7 @@ def simulate_hsgd(
 ) -> Solution:
     """Simulate adversarial homogenized SGD and record population quantities on a time grid.
 
-    Same signature, grid and outputs as :func:`advdyn.sgd.simulate_sgd`; see the module
+    Same signature, grid and outputs as `advdyn.sgd.simulate_sgd`; see the module
     docstring for the scheme, the precision policy and the random stream.
 
     Parameters
@@ -172,13 +175,14 @@ def simulate_hsgd(
     lr : LearningRate
         Learning-rate rule; state-dependent rules get the iterate's state at every step.
     key : jax.random key
-        Stream key (:func:`advdyn.problem.stream_key`); the SDE derives its own stream
+        Stream key ([`advdyn.problem.stream_key`][advdyn.problem.stream_key]); the SDE derives its
+        own stream
         from it (``fold_in(key, HSGD_STREAM)``), independent of SGD's.
     t_max : float
         Horizon in units of ``t = k / d``.
     n_times : int
         Requested number of recording times (including ``t = 0``); see
-        :func:`advdyn.sgd.time_grid`.
+        [`advdyn.sgd.time_grid`][advdyn.simulate.time_grid].
     replicates : int
         Independent Brownian paths.
     dtype : {"float32", "float64"}
@@ -188,11 +192,11 @@ def simulate_hsgd(
         Maximum number of steps whose increments are drawn at once (speed and memory
         only; the draws do not depend on it).
     divergence_factor : float
-        As in :func:`~advdyn.simulate.simulate_sgd` (the criterion of
-        :func:`~advdyn.theory.solve_ode`).
+        As in [`simulate_sgd`][advdyn.simulate.simulate_sgd] (the criterion of
+        [`solve_ode`][advdyn.theory.solve_ode]).
     progress : callable, optional
         ``progress(advance, total)`` after every recording interval (see
-        :func:`~advdyn.simulate.simulate_sgd`).
+        [`simulate_sgd`][advdyn.simulate.simulate_sgd]).
     optimum : StationaryPoint, optional
         The adversarial optimum for ``dist_to_opt`` (computed when omitted).
     attrs : dict, optional
@@ -202,7 +206,7 @@ def simulate_hsgd(
     -------
     Solution
         ``ys`` of shape ``(replicate, time)`` (those of
-        :class:`~advdyn.theory.recording.Recorder`); ``method = "hsgd"``.
+        `Recorder`); ``method = "hsgd"``.
 
     Raises
     ------

@@ -9,7 +9,7 @@ per-sample l2-adversarial gradient
 for custom ones). Replicates run batched under ``vmap``; steps run under ``lax.scan``.
 
 Randomness: the sample of replicate ``r`` at step ``k`` is built from the Philox4x32-10
-stream of :mod:`advdyn.simulate.streams` under the stream key, counter ``(j, k, r)``: it
+stream of `advdyn.simulate.streams` under the stream key, counter ``(j, k, r)``: it
 depends on the seed, ``r``, ``k``, ``d`` and the dtype only, never on the recording grid
 (``n_times``, ``t_max``), the number of replicates, the sampling block or the devices.
 Recording more often, adding replicates or changing ``block_size`` therefore leaves every
@@ -19,8 +19,8 @@ loss on the last sample. Replicates are split over the local devices when there 
 (the CLI asks XLA for one CPU device per core).
 
 The driver (grid, records, divergence check, progress bar) is shared with the homogenized
-SGD of :mod:`advdyn.hsgd`: :func:`_simulate` takes a per-block step function, and
-:func:`_record` is the single place where every simulator turns iterates into recorded
+SGD of `advdyn.hsgd`: `_simulate` takes a per-block step function, and
+`_record` is the single place where every simulator turns iterates into recorded
 quantities.
 """
 
@@ -84,7 +84,7 @@ def time_grid(d: int, t_max: float, n_times: int, block_size: int = 64) -> TimeG
     block_size : int
         Largest number of steps whose samples are drawn at once. It only sets ``block``
         (a matter of speed and memory): the samples of a step never depend on it
-        (:mod:`advdyn.simulate.streams`).
+        (`advdyn.simulate.streams`).
 
     Returns
     -------
@@ -187,7 +187,7 @@ def _advance(block_fn, thetas, replicas, words, first_step, n_steps, instance, l
 
     ``block_fn(theta, words, r, k0, n_valid, instance, lr, block)`` advances replicate ``r``
     by the steps ``k0 ..`` of one block (at most ``n_valid`` of them), drawing each step's
-    numbers from the stream ``(words, r, k)`` (:mod:`advdyn.simulate.streams`); the
+    numbers from the stream ``(words, r, k)`` (`advdyn.simulate.streams`); the
     ``n_blocks`` blocks run under ``lax.scan``. Replicates run one after the other
     (``lax.map``) on each device of ``mesh`` (a 1-d mesh over the replicate axis, or
     ``None`` for the default device): every replicate is then the same compiled computation
@@ -221,7 +221,7 @@ def _record(thetas, t, instance, lr, recorder):
     """Recorded quantities of every replicate's iterate at time ``t`` (all simulators).
 
     One replicate at a time (``lax.map``), so that a replicate's records do not depend on
-    how many replicates there are (see :func:`_advance`).
+    how many replicates there are (see `_advance`).
     """
 
     def one(theta):
@@ -254,12 +254,14 @@ def simulate_sgd(
         All replicates start from ``instance.theta0`` on the same instance.
     lr : LearningRate
     key : jax.random key
-        Stream key (see :func:`advdyn.problem.stream_key`); its two words key the Philox
-        stream of :mod:`advdyn.simulate.streams`.
+        Stream key (see [`advdyn.problem.stream_key`][advdyn.problem.stream_key]); its two words key
+        the Philox
+        stream of `advdyn.simulate.streams`.
     t_max : float
         Horizon in units of ``t = k / d``.
     n_times : int
-        Requested number of recording times (including ``t = 0``); see :func:`time_grid`.
+        Requested number of recording times (including ``t = 0``); see
+        [`time_grid`][advdyn.simulate.sgd.time_grid].
     replicates : int
         Independent sample streams.
     dtype : {"float32", "float64"}
@@ -270,7 +272,7 @@ def simulate_sgd(
     divergence_factor : float
         Stop when ``|theta - theta*|^2`` exceeds this factor times
         ``|theta_0 - theta*|^2 + |theta*|^2 + 1`` (the criterion of
-        :func:`~advdyn.theory.solve_ode`), or a risk is not finite.
+        [`solve_ode`][advdyn.theory.solve_ode]), or a risk is not finite.
     progress : callable, optional
         ``progress(advance, total)`` is called after every recording interval with the steps
         just taken and the total number of steps (e.g. to drive a progress bar).
@@ -283,7 +285,7 @@ def simulate_sgd(
     -------
     Solution
         ``ys`` of shape ``(replicate, time)``: those of
-        :class:`~advdyn.theory.recording.Recorder`; ``stats`` holds ``replicates``,
+        `Recorder`; ``stats`` holds ``replicates``,
         ``dtype``, ``block``, ``stride``, ``d`` and ``steps``.
 
     Raises
@@ -319,11 +321,12 @@ def _simulate(
 ) -> Solution:
     """The driver shared by the simulators (SGD, homogenized SGD).
 
-    Builds the step-aligned grid (:func:`time_grid`), starts every replicate at
+    Builds the step-aligned grid ([`time_grid`][advdyn.simulate.sgd.time_grid]), starts every
+    replicate at
     ``instance.theta0`` in ``dtype``, advances them one recording interval at a time with
-    ``block_fn`` (see :func:`_advance`; replicate ``r`` draws from the stream
-    ``(words, r, k)`` of :mod:`advdyn.simulate.streams`), records through
-    :func:`_record`, checks divergence at each record, drives the progress bar, and returns
+    ``block_fn`` (see `_advance`; replicate ``r`` draws from the stream
+    ``(words, r, k)`` of `advdyn.simulate.streams`), records through
+    `_record`, checks divergence at each record, drives the progress bar, and returns
     the ``(replicate, time)`` dataset with attribute ``method``.
     """
     recorder = make_recorder(instance, optimum)
@@ -387,15 +390,18 @@ def sgd_iterates(
     dtype: str = "float32",
     block_size: int = 64,
 ) -> tuple[Float[np.ndarray, " T"], Float[np.ndarray, "R T d"]]:
-    """The iterates themselves on the grid of :func:`simulate_sgd` (same sample streams).
+    """The iterates themselves on the grid of [`simulate_sgd`][advdyn.simulate.sgd.simulate_sgd]
+    (same sample streams).
 
     For statistics that are not direction sums, e.g. the per-direction variance over
-    replicates (the posterior covariance of :mod:`advdyn.posterior`). No divergence check.
+    replicates (the posterior covariance of [`advdyn.posterior`][advdyn.posterior]). No divergence
+    check.
 
     Parameters
     ----------
     instance, lr, key, t_max, n_times, replicates, dtype, block_size
-        As in :func:`simulate_sgd`; the same arguments give the same trajectories.
+        As in [`simulate_sgd`][advdyn.simulate.sgd.simulate_sgd]; the same arguments give the same
+        trajectories.
 
     Returns
     -------
@@ -428,7 +434,7 @@ def _drive(
     """Advance every replicate from ``theta_0`` over the step-aligned grid.
 
     ``visit(j, thetas, grid)`` sees the iterates at record ``j`` (``j = 0`` is ``theta_0``);
-    replicate ``r`` draws from the stream ``(words, r, k)`` of :mod:`advdyn.simulate.streams`
+    replicate ``r`` draws from the stream ``(words, r, k)`` of `advdyn.simulate.streams`
     whatever the grid, the block size or the devices. Returns the grid and the number of
     devices the replicates were split over.
     """

@@ -6,8 +6,9 @@ sample ``z`` of SGD, the Brownian increment of the SDE) and, for some problems, 
 generator Philox4x32-10 (Salmon, Moraes, Dror and Shaw, "Parallel random numbers: as easy as
 1, 2, 3", SC 2011), a bijection of a 128-bit counter under a 64-bit key:
 
-* **key**: the two 32-bit words of the JAX key (:func:`stream_words`), the stream key of
-  :func:`advdyn.problem.stream_key` for SGD and ``fold_in(stream_key, HSGD_STREAM)`` for the
+* **key**: the two 32-bit words of the JAX key (`stream_words`), the stream key of
+  [`advdyn.problem.stream_key`][advdyn.problem.stream_key] for SGD and ``fold_in(stream_key,
+  HSGD_STREAM)`` for the
   SDE;
 * **counter**: ``(j, k mod 2^32, k div 2^32, r)``. Coordinate ``i`` of the Gaussian vector of
   step ``k`` is word ``i div m`` of the output for ``j = i mod m``, with
@@ -141,7 +142,7 @@ def gaussian(words, r, k, d: int, dtype) -> Float[Array, " d"]:
     Parameters
     ----------
     words : Array, shape (2,), uint32
-        Stream key (:func:`stream_words`).
+        Stream key (`stream_words`).
     r : int or uint32 scalar
         Replicate.
     k : int scalar

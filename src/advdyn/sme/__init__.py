@@ -1,12 +1,12 @@
 """Continuous-time approximations of (adversarial) SGD: seed 002 (Gu, Guo & Li).
 
 Stochastic modified equations of order 1 and 2 for SGD on a clean or adversarial objective
-(:mod:`~advdyn.sme.objectives`, :mod:`~advdyn.sme.equations`), exact second moments for least
-squares (:mod:`~advdyn.sme.moments`), gradient flows of clean vs adversarial training
-(:mod:`~advdyn.sme.flows`), learning-rate control (:mod:`~advdyn.sme.control`) and the
-alternating mini-max of PGD adversarial training (:mod:`~advdyn.sme.minimax`) and the
-alternating game with a persistent adversary and its SMEs (:mod:`~advdyn.sme.game`). Pure JAX
-mathematics; solvers return :class:`~advdyn.solution.Solution` pytrees.
+(`objectives`, `equations`), exact second moments for least
+squares (`moments`), gradient flows of clean vs adversarial training
+(`flows`), learning-rate control (`control`) and the
+alternating mini-max of PGD adversarial training (`minimax`) and the
+alternating game with a persistent adversary and its SMEs (`game`). Pure JAX
+mathematics; solvers return [`Solution`][advdyn.solution.Solution] pytrees.
 """
 
 from advdyn.sme.control import line_search_rate, optimal_policy, solve_control, switch_time

@@ -16,11 +16,13 @@ With ``m_inf = eta Sigma / (2a)`` the full rate is used until ``m`` falls to
 
 and afterwards ``dm/dt = -a^2 m^2 / (eta Sigma)`` gives ``u*(t) = 1 / (1 + a (t - t*))``.
 
-General objective (:func:`line_search_rate`): the SME generator with multiplier ``u`` is
+General objective ([`line_search_rate`][advdyn.sme.control.line_search_rate]): the SME generator
+with multiplier ``u`` is
 ``L f = -u |grad f|^2 + u^2 (eta/2) tr(Sigma H)``, minimised by
 ``u* = |grad f|^2 / (eta tr(Sigma H))``. In advdyn's scaling (``eta = gamma_max / d``) the
 rate ``gamma_max u*`` is THEORY 6's exact line search ``-A / (2C)``
-(:class:`advdyn.theory.LineSearch`): identical when the risk is linear in the state
+([`advdyn.theory.LineSearch`][advdyn.theory.LineSearch]): identical when the risk is linear in the
+state
 ``(theta_i^2, theta_i theta*_i)`` (clean least squares, homogenized noise), equal up to
 ``O(1/d)`` otherwise (the state's risk is the mean-field version of ``tr(Sigma H)/2``).
 """
@@ -73,7 +75,7 @@ def optimal_policy(t, a: float, noise: float, eta: float, m0: float):
     t : array_like
         Times.
     a, noise, eta, m0 : float
-        As in :func:`switch_time`.
+        As in [`switch_time`][advdyn.sme.control.switch_time].
 
     Returns
     -------
@@ -95,7 +97,7 @@ def solve_control(
     Parameters
     ----------
     a, noise, eta, m0 : float
-        As in :func:`switch_time`.
+        As in [`switch_time`][advdyn.sme.control.switch_time].
     times : array_like
         Recording times (from 0).
     policy : "optimal" or float

@@ -1,7 +1,7 @@
 """Stochastic modified equations of SGD and their solution with diffrax (SME 2).
 
 For SGD ``x_{k+1} = x_k - eta g_k`` on an objective ``f`` with gradient covariance
-``Sigma(x) = F(x) F(x)^T`` (:mod:`advdyn.sme.objectives`), in the time ``tau = k eta``:
+``Sigma(x) = F(x) F(x)^T`` (`advdyn.sme.objectives`), in the time ``tau = k eta``:
 
 * order 1: ``dX = -grad f(X) dtau + sqrt(eta) F(X) dW``;
 * order 2: ``dX = -grad (f + (eta/4) |grad f|^2)(X) dtau + sqrt(eta) F(X) dW``, i.e. the drift
@@ -9,7 +9,8 @@ For SGD ``x_{k+1} = x_k - eta g_k`` on an objective ``f`` with gradient covarian
 
 ``time_scale = c`` rescales time, ``tau = c t`` (drift times ``c``, diffusion times
 ``sqrt(c)``). advdyn's high-dimensional scaling (THEORY 3) is ``eta = gamma / d``,
-``t = k / d``, i.e. ``c = gamma`` (:func:`core_scaling`): then the order-1 SME is
+``t = k / d``, i.e. ``c = gamma`` ([`core_scaling`][advdyn.sme.equations.core_scaling]): then the
+order-1 SME is
 ``dX = -gamma grad f dt + gamma sqrt(Sigma / d) dB``, THEORY 8's homogenized SGD with its
 noise ``I K`` replaced by the exact ``Sigma``.
 
@@ -26,12 +27,13 @@ Schemes
 
 Randomness
 ----------
-The Brownian path of replicate ``r`` is :class:`GridBrownianPath` with key
+The Brownian path of replicate ``r`` is [`GridBrownianPath`][advdyn.sme.equations.GridBrownianPath]
+with key
 ``fold_in(fold_in(key, SME_STREAM), r)``; the increment of fine step ``j`` is drawn from
 ``fold_in(path_key, j)``. Results depend only on ``(key, r, dt)`` (or on ``brownian_dt``
 instead of ``dt`` when it is given: solves at several ``dt`` then share their paths); adding
 paths leaves the existing ones unchanged, as for the core's simulators
-(:mod:`advdyn.simulate`).
+([`advdyn.simulate`][advdyn.simulate]).
 """
 
 from __future__ import annotations
@@ -261,7 +263,7 @@ def solve_sme(
     sme : SME or GameSME
         The equation (anything with ``drift``, ``diffusion_operator``, ``noise_dim``,
         ``observables``, ``eta``, ``order`` and ``time_scale``, e.g.
-        :class:`advdyn.sme.game.GameSME`).
+        [`advdyn.sme.game.GameSME`][advdyn.sme.game.GameSME]).
     theta0 : Array, shape (p,)
         Deterministic initial condition.
     key : jax.random key
@@ -272,7 +274,8 @@ def solve_sme(
     dt : float
         Step (for ``"extrapolated"``: the coarse step; the fine one is ``dt / 2``).
     n_times : int
-        Requested number of records (step-aligned, see :func:`recording_grid`).
+        Requested number of records (step-aligned, see
+        [`recording_grid`][advdyn.sme.equations.recording_grid]).
     paths : int
         Number of Brownian paths.
     scheme : {"euler", "extrapolated"}
@@ -280,7 +283,8 @@ def solve_sme(
     chunk : int, optional
         Paths per vmapped batch (memory bound); all at once when omitted.
     brownian_dt : float, optional
-        Step of the Brownian grid (:class:`GridBrownianPath`); it must divide the solver's
+        Step of the Brownian grid ([`GridBrownianPath`][advdyn.sme.equations.GridBrownianPath]); it
+        must divide the solver's
         smallest step (``dt``, or ``dt / 2`` for ``"extrapolated"``), which is the default.
         Solves with different ``dt`` and the same ``brownian_dt`` and key see the same
         Brownian paths (for measuring the discretisation error with common noise).
@@ -383,7 +387,7 @@ def simulate_sgd(
     Parameters
     ----------
     objective : AbstractObjective
-        Supplies :meth:`~AbstractObjective.stochastic_gradient`.
+        Supplies [`stochastic_gradient`][advdyn.sme.AbstractObjective.stochastic_gradient].
     eta : float
         Learning rate.
     theta0 : Array, shape (p,)

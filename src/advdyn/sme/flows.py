@@ -36,7 +36,8 @@ def gradient_flow(
     Parameters
     ----------
     objective : AbstractObjective
-        Its :meth:`~AbstractObjective.gradient` is the flow's velocity (with minus sign).
+        Its [`gradient`][advdyn.sme.AbstractObjective.gradient] is the flow's velocity (with minus
+        sign).
     theta0 : array, shape (p,)
         Initial point.
     times : array_like, shape (T,)

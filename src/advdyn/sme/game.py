@@ -42,12 +42,13 @@ reflected and neither SME applies (the weak-order tests use ``eps = inf``).
 
 Games
 -----
-:class:`QuadraticGame`
+[`QuadraticGame`][advdyn.sme.game.QuadraticGame]
     ``f = Delta^T A Delta / 2 + Delta^T B delta - delta^T C delta / 2`` (``Delta = theta -
     theta*``) with additive Gaussian gradient noise: the local model of any smooth game at
     a saddle point. Its rounds and SMEs are linear, so means and covariances are exact
-    (:func:`quadratic_game_moments`): weak errors without Monte Carlo noise.
-:class:`PerturbationGame`
+    ([`quadratic_game_moments`][advdyn.sme.game.quadratic_game_moments]): weak errors without Monte
+    Carlo noise.
+[`PerturbationGame`][advdyn.sme.game.PerturbationGame]
     Linear least squares against a universal perturbation of the inputs,
     ``l = (y - <theta, x + delta>)^2 / 2``, ``x ~ N(0, K)``, ``y = <theta*, x> + sigma xi``;
     gradients and gradient covariances in closed form.
@@ -76,7 +77,7 @@ class AbstractGame(eqx.Module):
     """Interface of a two-player game ``min_theta max_delta f(theta, delta)`` played by SGD.
 
     Subclasses give the population loss, one-sample gradients and factors of the gradient
-    covariances; gradients default to autodiff of :meth:`loss`.
+    covariances; gradients default to autodiff of [`loss`][advdyn.sme.game.AbstractGame.loss].
 
     Attributes
     ----------
@@ -101,7 +102,8 @@ class AbstractGame(eqx.Module):
 
     @property
     def noise_dims(self) -> tuple[int, int]:
-        """Columns of :meth:`noise_theta` and :meth:`noise_delta`."""
+        """Columns of [`noise_theta`][advdyn.sme.game.AbstractGame.noise_theta] and
+        [`noise_delta`][advdyn.sme.game.AbstractGame.noise_delta]."""
         raise NotImplementedError
 
     def loss(self, theta: Float[Array, " p"], delta: Float[Array, " q"]) -> Float[Array, ""]:
@@ -190,7 +192,8 @@ class GameSME(eqx.Module):
     """Order-1 or order-2 SME of the alternating (or simultaneous) game in ``tau = k eta``.
 
     The state is ``z = (theta, delta)`` concatenated; see the module docstring for the
-    formulas. Usable with :func:`advdyn.sme.solve_sme` (``theta0`` is the joint ``z0``).
+    formulas. Usable with [`advdyn.sme.solve_sme`][advdyn.sme.solve_sme] (``theta0`` is the joint
+    ``z0``).
 
     Attributes
     ----------
@@ -261,7 +264,8 @@ class GameSME(eqx.Module):
         return jnp.sqrt(self.eta) * jnp.concatenate([top, bottom], axis=0)
 
     def diffusion_operator(self, z: Float[Array, " p+q"]) -> lx.MatrixLinearOperator:
-        """:meth:`diffusion` as a lineax operator (for diffrax's ``ControlTerm``)."""
+        """[`diffusion`][advdyn.sme.game.GameSME.diffusion] as a lineax operator (for diffrax's
+        ``ControlTerm``)."""
         return lx.MatrixLinearOperator(self.diffusion(z))
 
     def observables(self, z: Float[Array, " p+q"]) -> dict[str, Array]:
@@ -311,7 +315,7 @@ def simulate_game(
     paths : int
         Number of runs.
     alternating : bool
-        Alternating (default) or simultaneous play (:func:`game_step`).
+        Alternating (default) or simultaneous play ([`game_step`][advdyn.sme.game.game_step]).
     chunk : int, optional
         Runs per vmapped batch.
 
@@ -367,7 +371,8 @@ class QuadraticGame(AbstractGame):
     rho : float
         ``alpha / eta``.
     eps : float
-        Ball radius (``inf``: no projection; needed for :func:`quadratic_game_moments`).
+        Ball radius (``inf``: no projection; needed for
+        [`quadratic_game_moments`][advdyn.sme.game.quadratic_game_moments]).
     """
 
     a: Array = eqx.field(converter=as_float64)
@@ -564,7 +569,8 @@ class PerturbationGame(AbstractGame):
 
     (``g_theta = u (x + delta)``, ``g_delta = u theta``; Gaussian fourth moments). The
     adversary's best response is on the sphere of radius ``eps`` along ``+-theta``, so the
-    projection is active at equilibrium; :func:`game_step` and the SMEs (interior only)
+    projection is active at equilibrium; [`game_step`][advdyn.sme.game.game_step] and the SMEs
+    (interior only)
     apply to both regimes, the SMEs' order only while the projection is inactive.
 
     Attributes
@@ -649,7 +655,9 @@ class PerturbationGame(AbstractGame):
                 + m * (jnp.outer(kd, delta) + jnp.outer(delta, kd)) + s2 * jnp.outer(delta, delta))
 
     def noise_theta(self, theta, delta):
-        """Symmetric square root of :meth:`gradient_covariance_theta` (``eigh``, small ``d``)."""
+        """Symmetric square root of
+        [`gradient_covariance_theta`][advdyn.sme.game.PerturbationGame.gradient_covariance_theta]
+        (``eigh``, small ``d``)."""
         w, v = jnp.linalg.eigh(self.gradient_covariance_theta(theta, delta))
         return (v * jnp.sqrt(jnp.maximum(w, 0.0))) @ v.T
 

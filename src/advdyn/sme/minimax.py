@@ -4,10 +4,11 @@ The paper's adversarial training is a game: each round the adversary perturbs th
 against the current model, then the learner takes an SGD step on the perturbed data. Here
 the adversary restarts from ``delta = 0`` every round (standard PGD adversarial training)
 and ascends with ``K`` normalised l2 steps of length ``alpha`` projected on the ball of
-radius ``eps`` (:func:`advdyn.adversarial.attacks.perturb`); the learner's gradient is
+radius ``eps`` ([`advdyn.adversarial.attacks.perturb`][advdyn.adversarial.attacks.perturb]); the
+learner's gradient is
 taken at the perturbed point (Danskin). The alternating process is then SGD on
 ``l_K(theta; x, y) = l(theta; x + delta_K(theta, x, y), y)`` and its SME is that of
-:class:`~advdyn.sme.objectives.EmpiricalObjective` with the PGD attack.
+[`EmpiricalObjective`][advdyn.sme.objectives.EmpiricalObjective] with the PGD attack.
 
 For a linear model and a loss increasing in ``|<theta, x> - y|`` every PGD step moves
 ``delta`` along ``sign(r - y) theta/|theta|`` (the residual's sign never flips, since the
@@ -16,7 +17,7 @@ is exact adversarial training at the *effective radius* ``eps_K = min(K alpha, e
 and it coincides with the exact inner maximum once ``K alpha >= eps`` [R: our derivation,
 checked in ``tests/sme/test_sme_minimax.py``]. A warm-started adversary (keeping
 ``delta`` between rounds, "free" adversarial training) adds the adversary's state to the
-SDE and an order-2 alternation cross term: :mod:`advdyn.sme.game`.
+SDE and an order-2 alternation cross term: `advdyn.sme.game`.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def pgd_attack(steps: int, alpha: float, eps: float) -> Attack:
     steps : int
         ``K >= 1``.
     alpha : float
-        Step length (``rel_step = K alpha / eps`` in :class:`~advdyn.adversarial.attacks.Attack`).
+        Step length (``rel_step = K alpha / eps`` in [`Attack`][advdyn.adversarial.attacks.Attack]).
     eps : float
         Radius.
 
@@ -84,7 +85,7 @@ def game_objective(
     x, y : arrays
         Data set.
     steps, alpha, eps
-        The adversary (:func:`pgd_attack`).
+        The adversary (`pgd_attack`).
     batch : int
         Learner's mini-batch.
 
@@ -130,7 +131,7 @@ def alternating_descent(objective: EmpiricalObjective, theta0: Float[Array, " p"
     Parameters
     ----------
     objective : EmpiricalObjective
-        E.g. :func:`game_objective` (its ``adv_risk`` observable is recorded).
+        E.g. `game_objective` (its ``adv_risk`` observable is recorded).
     theta0 : array
         Start.
     lr : float

@@ -179,13 +179,14 @@ def weak_error_study(
     Parameters
     ----------
     eigenvalues, sigma, delta0, t_max
-        As in :func:`exact_second_moments`.
+        As in [`exact_second_moments`][advdyn.sme.moments.exact_second_moments].
     etas : sequence of float
         Learning rates.
     name : {"dist2", "clean_risk"}
         Observable.
     at : {"final", "max"}
-        Error at ``t_max`` or the maximum over the grid (:meth:`MomentPaths.weak_error`).
+        Error at ``t_max`` or the maximum over the grid
+        ([`MomentPaths.weak_error`][advdyn.sme.moments.MomentPaths.weak_error]).
 
     Returns
     -------

@@ -11,15 +11,15 @@ An objective knows everything the SME needs about one learning problem:
 
 Two final implementations:
 
-:class:`GaussianLeastSquares`
+[`GaussianLeastSquares`][advdyn.sme.objectives.GaussianLeastSquares]
     Adversarial least squares on one centred Gaussian class in the eigenbasis of ``K``
     (THEORY 5, worked example), ``l_eps`` exact by the endpoint rule. Risk, gradient and the
     exact per-sample gradient covariance (POSTERIOR 3) in closed form; the exact square
     root of the covariance costs ``O(d)`` because it is ``M0 K`` plus a rank-two term.
-:class:`EmpiricalObjective`
+[`EmpiricalObjective`][advdyn.sme.objectives.EmpiricalObjective]
     Any JAX model ``predict(theta, x)`` on a finite data set, clean or adversarial: the
     exact endpoint rule for linear models under an l2 attack, otherwise FGM/PGD from
-    :mod:`advdyn.adversarial.attacks` (the learner's gradient is taken at the perturbed
+    `advdyn.adversarial.attacks` (the learner's gradient is taken at the perturbed
     inputs, Danskin's theorem). The covariance is the sample covariance of the per-sample
     gradients, factorised without a square root (``F = G_c^T / sqrt(n B)``).
 """
@@ -70,7 +70,9 @@ class AbstractObjective(eqx.Module):
 
     @property
     def noise_dim(self) -> int:
-        """Number of columns of :meth:`noise_factor` (the Brownian dimension)."""
+        """Number of columns of
+        [`noise_factor`][advdyn.sme.objectives.AbstractObjective.noise_factor] (the Brownian
+        dimension)."""
         raise NotImplementedError
 
     def loss(self, theta: Float[Array, " p"]) -> Float[Array, ""]:
@@ -78,7 +80,8 @@ class AbstractObjective(eqx.Module):
         raise NotImplementedError
 
     def gradient(self, theta: Float[Array, " p"]) -> Float[Array, " p"]:
-        """``grad f(theta)`` (autodiff of :meth:`loss` unless overridden)."""
+        """``grad f(theta)`` (autodiff of [`loss`][advdyn.sme.objectives.AbstractObjective.loss]
+        unless overridden)."""
         return jax.grad(self.loss)(theta)
 
     def noise_factor(self, theta: Float[Array, " p"]) -> Float[Array, "p m"]:
@@ -153,7 +156,7 @@ class GaussianLeastSquares(AbstractObjective):
     @float64
     def from_instance(cls, instance, train: str = "adversarial", noise: str = "exact",
                       batch: int = 1) -> GaussianLeastSquares:
-        """The same problem as a core :class:`~advdyn.problem.ProblemInstance`.
+        """The same problem as a core [`ProblemInstance`][advdyn.problem.ProblemInstance].
 
         Parameters
         ----------
@@ -271,7 +274,7 @@ class GaussianLeastSquares(AbstractObjective):
     @float64
     def noise_apply(self, theta: Float[Array, " d"], z: Float[Array, " d"]) -> Float[Array, " d"]:
         """``F z`` in ``O(d)``: the exact factor is ``K^{1/2}`` times a rank-two update of
-        ``sqrt(M0) I`` (see :meth:`_root_parts`); the homogenized one ``sqrt(M0 K / B) z``."""
+        ``sqrt(M0) I`` (see `_root_parts`); the homogenized one ``sqrt(M0 K / B) z``."""
         if self.noise == "homogenized":
             m0, _, _ = self._moments(theta)
             return jnp.sqrt(m0 * self.eigenvalues / self.batch) * z
@@ -310,7 +313,8 @@ class GaussianLeastSquares(AbstractObjective):
 
 @float64
 def linear_predict(theta: Float[Array, " p"], x: Float[Array, "n p"]) -> Float[Array, " n"]:
-    """The linear model ``r = <theta, x>`` (default model of :class:`EmpiricalObjective`)."""
+    """The linear model ``r = <theta, x>`` (default model of
+    [`EmpiricalObjective`][advdyn.sme.objectives.EmpiricalObjective])."""
     return x @ theta
 
 
@@ -352,7 +356,9 @@ class EmpiricalObjective(AbstractObjective):
     linear_eps : float, optional
         Radius of the exact l2 attack on a linear model.
     eval_attack : Attack, optional
-        Attack used by ``adv_risk`` in :meth:`observables` (default: the training attack).
+        Attack used by ``adv_risk`` in
+        [`observables`][advdyn.sme.objectives.EmpiricalObjective.observables] (default: the training
+        attack).
     train : {"adversarial", "clean"}
         Whether SGD sees perturbed inputs (a 1/0 array leaf).
     batch : int

@@ -2,8 +2,8 @@
 
 Statistics and expectations, the drift, learning-rate rules, the ODE, the adversarial
 optimum and the constant-rate limit, the ridge equivalence and spectral bins. Pure
-mathematics in float64 (:mod:`advdyn.precision`); solvers return
-:class:`~advdyn.solution.Solution` pytrees.
+mathematics in float64 ([`advdyn.precision`][advdyn.precision]); solvers return
+[`Solution`][advdyn.solution.Solution] pytrees.
 """
 
 from advdyn.theory.equivalence import solve_ridge_ode

@@ -34,7 +34,7 @@ class DriftTerms(eqx.Module):
         ``D_i``, ``H_i`` and the noise weight ``N_i``; see the module docstring.
     pe : Array, shape (C,)
         ``pi_c e_c``, so that the mean term is ``f = pe @ means``
-        (:meth:`mean_term`).
+        (`mean_term`).
     rho : Array, scalar
         ``eps * abar / |theta| + delta``.
     expectations : Expectations
@@ -102,7 +102,7 @@ def flow(
 ) -> tuple[DirectionState, DirectionState]:
     """The two parts of the ODE's velocity: ``d state/dt = gamma * drift + gamma^2 * noise``.
 
-    In the error variables of :mod:`advdyn.statistics` (``e = theta - theta*``),
+    In the error variables of `advdyn.statistics` (``e = theta - theta*``),
 
         drift.err2_i        = -2 ( D_i err2_i + (D_i+H_i) err_teacher_i + sum_c pe_c err_mean_ci )
         drift.err_teacher_i =   -( D_i err_teacher_i + (D_i+H_i) theta*_i^2 + theta*_i f_i )
@@ -111,7 +111,7 @@ def flow(
 
     which is THEORY's ``(P, Q, M)`` system after the substitution ``theta = e + theta*``,
     written with the constant products ``theta*_i^2``, ``theta*_i mu_ci``, ``mu_ci mu_c'i``
-    so that a binned instance (:mod:`advdyn.spectral`) evaluates it unchanged.
+    so that a binned instance (`advdyn.spectral`) evaluates it unchanged.
 
     Parameters
     ----------

@@ -13,7 +13,8 @@ SGD is then *identical* to the ODE of plain SGD on ridge least squares
     l = eff_ridge   = rho / h_1,
     k = noise_factor = I / (h_1^2 s^2)      (always in [1, pi/2]).
 
-:func:`ls_equivalence` evaluates the three along any trajectory; :func:`solve_ridge_ode`
+`ls_equivalence` evaluates the three along any trajectory;
+[`solve_ridge_ode`][advdyn.theory.equivalence.solve_ridge_ode]
 integrates the ridge ODE driven by recorded values of them, which reproduces the
 adversarial risk (a check of the equivalence that shares no code with the adversarial ODE
 beyond the final risk formula).
@@ -75,7 +76,7 @@ def ls_equivalence(
     stats : Statistics
         Statistics of the iterate or ODE state.
     instance : AbstractInstance
-        A problem for which :func:`equivalence_applies`.
+        A problem for which `equivalence_applies`.
     gamma : scalar
         The learning rate at this time.
 
@@ -158,7 +159,7 @@ def solve_ridge_ode(
     Parameters
     ----------
     instance : AbstractInstance
-        A problem for which :func:`equivalence_applies` (its ``theta_0``, ``theta*``,
+        A problem for which `equivalence_applies` (its ``theta_0``, ``theta*``,
         spectrum and ``sigma`` define the ridge problem).
     times : array_like, shape (T,)
         Times at which the drive is given (and the result recorded).

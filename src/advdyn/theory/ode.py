@@ -1,7 +1,7 @@
 """The deterministic-equivalent ODE (THEORY section 5), solved with diffrax in float64.
 
-In the error variables of :mod:`advdyn.statistics` (``e = theta - theta*``) and with the
-drift coefficients ``D, H, N, f`` of :mod:`advdyn.drift`, the per-direction system is
+In the error variables of `advdyn.statistics` (``e = theta - theta*``) and with the
+drift coefficients ``D, H, N, f`` of `advdyn.drift`, the per-direction system is
 
     d err2_i/dt        = -2 gamma ( D_i err2_i + (D_i+H_i) err_teacher_i
                                     + sum_c pi_c e_c err_mean_ci ) + gamma^2 N_i / d
@@ -63,8 +63,8 @@ def vector_field(t, state: DirectionState, args) -> DirectionState:
     state : DirectionState
         Current ``(err2, err_teacher, err_mean)``.
     args : tuple
-        ``(instance, lr)``: the :class:`ProblemInstance` and the
-        :class:`~advdyn.schedules.LearningRate` giving ``gamma(t)``.
+        ``(instance, lr)``: the [`ProblemInstance`][advdyn.ProblemInstance] and the
+        `LearningRate` giving ``gamma(t)``.
 
     Returns
     -------
@@ -136,8 +136,8 @@ def choose_solver(instance, lr: LearningRate, times, solver: str = "auto") -> st
     lr : LearningRate
     times : array_like
     solver : {"auto", "tsit5", "kvaerno5"}
-        ``"auto"``: Kvaerno5 when :func:`stiffness` exceeds :data:`STIFFNESS_THRESHOLD` and
-        the state has at most :data:`IMPLICIT_MAX_STATE` entries (a binned ODE), else Tsit5.
+        ``"auto"``: Kvaerno5 when `stiffness` exceeds `STIFFNESS_THRESHOLD` and
+        the state has at most `IMPLICIT_MAX_STATE` entries (a binned ODE), else Tsit5.
 
     Returns
     -------
@@ -214,7 +214,7 @@ def _resumable():
 @functools.cache
 def _chord():
     """Diffrax's ``VeryChord``, which also stops when an update is below
-    :data:`SETTLED_UPDATE` of the tolerance.
+    `SETTLED_UPDATE` of the tolerance.
 
     ``VeryChord`` judges convergence by the ratio of successive updates. Near a stationary
     state the predictor is already exact to rounding, both updates are rounding noise, and
@@ -238,8 +238,9 @@ def _chord():
 class Integrator(eqx.Module):
     """How the ODE is integrated: a diffrax solver, its step-size controller and a budget.
 
-    Build one with :func:`make_integrator` (or, from a config's ``run.solver`` string,
-    :func:`advdyn.config.build.integrator_for`); the solvers take it as an argument, the way
+    Build one with [`make_integrator`][advdyn.theory.ode.make_integrator] (or, from a config's
+    ``run.solver`` string,
+    `advdyn.config.build.integrator_for`); the solvers take it as an argument, the way
     ``diffrax.diffeqsolve`` takes its solver and controller. Its tolerances are array
     leaves: new values reuse a compiled solve.
 
@@ -271,15 +272,16 @@ class Integrator(eqx.Module):
 def make_integrator(
     kind: str = "tsit5", *, rtol: float = 1e-8, atol: float = 1e-20, max_steps: int = 1_000_000
 ) -> Integrator:
-    """The :class:`Integrator` of a solver name, as :func:`solve_ode` uses it.
+    """The `Integrator` of a solver name, as [`solve_ode`][advdyn.theory.ode.solve_ode] uses it.
 
     Parameters
     ----------
     kind : {"tsit5", "kvaerno5"}
         Explicit Tsit5 (resuming its step across records), or implicit Kvaerno5 with the
-        chord root finder of :func:`_chord` and PID gains ``pcoeff = icoeff = 0.3``.
+        chord root finder of `_chord` and PID gains ``pcoeff = icoeff = 0.3``.
     rtol, atol : float
-        Tolerances of the step-size controller, used as given (see :func:`solve_ode` for the
+        Tolerances of the step-size controller, used as given (see
+        [`solve_ode`][advdyn.theory.ode.solve_ode] for the
         absolute tolerance it passes for the implicit solver).
     max_steps : int
         Step budget per recording interval.
@@ -291,7 +293,7 @@ def make_integrator(
     Raises
     ------
     ValueError
-        For another ``kind`` (``"auto"`` is resolved by :func:`choose_solver`, which needs
+        For another ``kind`` (``"auto"`` is resolved by `choose_solver`, which needs
         the problem).
     """
     import diffrax
@@ -307,7 +309,7 @@ def make_integrator(
 
 
 def _code(result) -> Array:
-    """The :class:`~advdyn.solution.RESULTS` code of a diffrax result."""
+    """The [`RESULTS`][advdyn.solution.RESULTS] code of a diffrax result."""
     import diffrax
 
     R = diffrax.RESULTS
@@ -328,16 +330,16 @@ def _integrate(instance, lr, recorder, times, integrator: Integrator, blowup,
     persistent cache from storing the solve, and its output buffer is carried through every
     step); the records are the scan's outputs. With ``integrator.resume`` each interval
     starts with the step its controller proposed last on the one before
-    (:func:`_resumable`); otherwise the first step is selected afresh on every interval.
+    (`_resumable`); otherwise the first step is selected afresh on every interval.
     After a failed interval the state is NaN and later intervals are skipped. With
-    ``relaxed_above``, the modes above it weigh :data:`RELAXED_WEIGHT` in the error norm of
+    ``relaxed_above``, the modes above it weigh `RELAXED_WEIGHT` in the error norm of
     the first interval.
 
     Returns
     -------
     records : dict of str to Array, shape (T,)
     result : Array of int
-        A :class:`~advdyn.solution.RESULTS` code.
+        A [`RESULTS`][advdyn.solution.RESULTS] code.
     steps : Array of int
         Steps taken over all intervals.
     """
@@ -421,7 +423,7 @@ def _solve(
     instance, lr, recorder, times, rtol, atol, max_steps: int, blowup, kind: str,
     relaxed_above=None,
 ):
-    """:func:`_integrate` with the integrator of ``kind`` (built on tracing, so that a run
+    """`_integrate` with the integrator of ``kind`` (built on tracing, so that a run
     that loads a stored program imports no diffrax). Tolerances, times and the divergence
     factor are traced, so new values reuse the compiled solve."""
     integrator = make_integrator(kind, rtol=rtol, atol=atol, max_steps=max_steps)
@@ -442,7 +444,8 @@ def integrate_ode(
 ) -> Solution:
     """The deterministic-equivalent ODE as a pure function: ``jit``, ``vmap``, ``grad``.
 
-    The same integration as :func:`solve_ode` (one recording interval after another), with
+    The same integration as [`solve_ode`][advdyn.theory.ode.solve_ode] (one recording interval after
+    another), with
     no host work: no checks of ``times``, no solver chosen from the problem, no Python
     exception from inside. Every argument that is an array may be traced, so a batch of
     instances (e.g. ``eqx.tree_at`` of ``instance.epsilon``) and rates solves as one
@@ -456,18 +459,19 @@ def integrate_ode(
     lr : LearningRate
         Learning-rate rule.
     times : array_like, shape (T,)
-        Increasing recording times (not checked here; see :func:`solve_ode`).
+        Increasing recording times (not checked here; see
+        [`solve_ode`][advdyn.theory.ode.solve_ode]).
     integrator : Integrator
-        Solver, controller and step budget (:func:`make_integrator`).
+        Solver, controller and step budget ([`make_integrator`][advdyn.theory.ode.make_integrator]).
     optimum : StationaryPoint, optional
         The adversarial optimum for ``dist_to_opt``; computed by the pure
-        :func:`~advdyn.theory.stationary.optimum` when omitted.
+        [`optimum`][advdyn.theory.stationary.optimum] when omitted.
     divergence_factor : float
         The solve stops when ``|theta - theta*|^2`` exceeds this factor times
         ``|theta_0 - theta*|^2 + |theta*|^2 + 1``.
     relaxed_above : float, optional
-        Modes above this eigenvalue weigh :data:`RELAXED_WEIGHT` in the error norm of the
-        first interval (see :func:`solve_ode`; not checked here).
+        Modes above this eigenvalue weigh `RELAXED_WEIGHT` in the error norm of the
+        first interval (see [`solve_ode`][advdyn.theory.ode.solve_ode]; not checked here).
     throw : bool
         Raise (through ``equinox.error_if``, also under ``jit``) when the result is not
         successful. Under ``vmap`` a single failing element raises: pass ``False`` to get
@@ -477,7 +481,7 @@ def integrate_ode(
     -------
     Solution
         ``ts`` and ``ys`` as JAX arrays (shape ``(T,)`` each, ``(..., T)`` under ``vmap``);
-        ``result`` a :class:`~advdyn.solution.RESULTS` code (NaN records from a failure on);
+        ``result`` a [`RESULTS`][advdyn.solution.RESULTS] code (NaN records from a failure on);
         ``steps`` the integrator's steps; ``stats`` the solver's name.
     """
     from advdyn.theory.stationary import optimum as pure_optimum
@@ -513,7 +517,8 @@ def _relaxed_above(value, instance, lr: LearningRate, times: np.ndarray) -> floa
 
 def _arguments(instance, lr, times_np, t_dev, rtol, atol, max_steps, divergence_factor,
                optimum, solver, relaxed_above):
-    """The arguments of :func:`_solve` for :func:`solve_ode`'s, with the solver chosen and
+    """The arguments of `_solve` for [`solve_ode`][advdyn.theory.ode.solve_ode]'s, with the solver
+    chosen and
     the absolute tolerance and ``relaxed_above`` as used."""
     if relaxed_above is not None:
         relaxed_above = _relaxed_above(relaxed_above, instance, lr, times_np)
@@ -558,12 +563,12 @@ def solve_ode(
     times : array_like, shape (T,)
         Increasing recording times starting at 0 (the initial state is placed at
         ``times[0]``). To compare with
-        :func:`~advdyn.sgd.simulate_sgd`, pass ``time_grid(d, t_max, n_times).times``: the
+        `simulate_sgd`, pass ``time_grid(d, t_max, n_times).times``: the
         SGD grid is aligned to whole steps and can end slightly before ``t_max``.
     rtol, atol : float
         Tolerances of the adaptive solver (``atol`` tiny, so that exponentially decaying
         quantities keep their relative accuracy; THEORY 10). The implicit solver uses
-        ``max(atol, IMPLICIT_ATOL rtol / d)`` (:data:`IMPLICIT_ATOL` = 10) instead:
+        ``max(atol, IMPLICIT_ATOL rtol / d)`` (`IMPLICIT_ATOL` = 10) instead:
         per-direction entries are of order ``1/d``, a tiny ``atol`` stalls its Newton
         iterations and makes it resolve the transients of relaxed modes near zero.
     max_steps : int
@@ -576,14 +581,15 @@ def solve_ode(
     attrs : dict, optional
         Extra entries for ``Solution.stats``.
     solver : {"auto", "tsit5", "kvaerno5"}
-        The integrator (see :func:`choose_solver`): explicit Tsit5, or implicit Kvaerno5
+        The integrator (see `choose_solver`): explicit Tsit5, or implicit Kvaerno5
         with a PID controller (``pcoeff = icoeff = 0.3``) for stiff spectra (e.g. power laws
         with ``tr K = d``, whose top eigenvalue grows with ``d``).
     relaxed_above : float, optional
         The eigenvalue above which modes have relaxed before the first record: at least
-        :func:`~advdyn.theory.spectral.relaxed_eigenvalue` of ``lr``, ``times`` and the
+        [`relaxed_eigenvalue`][advdyn.theory.spectral.relaxed_eigenvalue] of ``lr``, ``times`` and
+        the
         instance's loss (least squares and a rule without state only). On the first
-        recording interval those modes weigh :data:`RELAXED_WEIGHT` in the implicit solver's
+        recording interval those modes weigh `RELAXED_WEIGHT` in the implicit solver's
         error norm (its step-size control and Newton iterations): their transients, which
         records never see, are then followed at a looser tolerance, which saves steps that
         grow with ``ln lambda_max`` (none for the explicit solver, whose steps the stability
@@ -592,7 +598,7 @@ def solve_ode(
     Returns
     -------
     Solution
-        ``ys`` on the time grid: those of :class:`~advdyn.theory.recording.Recorder`
+        ``ys`` on the time grid: those of `Recorder`
         (observables, ``lr``, ``dist_to_opt``, and the least-squares equivalence
         quantities where they apply); ``method = "ode"``; ``stats`` holds ``solver``,
         ``stiffness``, ``rtol``, ``atol`` (as used) and ``steps``.
@@ -601,7 +607,8 @@ def solve_ode(
     ------
     ConfigError
         If ``times`` are not increasing recording times, or ``relaxed_above`` is not a
-        positive number at least :func:`~advdyn.theory.spectral.relaxed_eigenvalue` (or that
+        positive number at least [`relaxed_eigenvalue`][advdyn.theory.spectral.relaxed_eigenvalue]
+        (or that
         bound does not apply to the loss or the rule).
     DivergenceError
         If the trajectory blows up (``adv_risk`` not finite or the bound above is

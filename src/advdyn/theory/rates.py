@@ -1,7 +1,7 @@
 """Learning-rate rules ``gamma_t`` (THEORY section 6).
 
 A rule is a small immutable module called as ``rule(t, state, instance)`` where ``state``
-is the current :class:`~advdyn.statistics.DirectionState` (the ODE's state, or for SGD the
+is the current [`DirectionState`][advdyn.problem.DirectionState] (the ODE's state, or for SGD the
 state built from the iterate's own coordinates). Rules that ignore the state set
 ``needs_state = False`` so that simulators can skip building it; state-dependent rules
 (Polyak, exact line search) plug into the same interface.
@@ -43,8 +43,10 @@ def _parameter(x: ArrayLike) -> ArrayLike:
 class AbstractLearningRate(eqx.Module):
     """A learning-rate rule ``gamma_t = rule(t, state, instance)``.
 
-    Concrete rules are small final classes: :class:`Constant`, :class:`Decay` (time only)
-    and :class:`Polyak`, :class:`LineSearch` (state-dependent).
+    Concrete rules are small final classes: [`Constant`][advdyn.theory.rates.Constant],
+    [`Decay`][advdyn.theory.rates.Decay] (time only)
+    and [`Polyak`][advdyn.theory.rates.Polyak], [`LineSearch`][advdyn.theory.rates.LineSearch]
+    (state-dependent).
 
     Attributes
     ----------
@@ -238,7 +240,8 @@ class Polyak(AbstractLearningRate):
         gamma_t = (Rtilde(t) - Rtilde^*) / ( (tr K / (2d)) * I(t) ),   I = sum_c pi_c I_c,
 
     with ``Rtilde = R_eps + delta/2 |theta|^2`` the training objective and ``Rtilde^*`` its
-    minimum (:func:`advdyn.stationary.adversarial_optimum`); without ridge this is THEORY's
+    minimum ([`advdyn.stationary.adversarial_optimum`][advdyn.theory.adversarial_optimum]); without
+    ridge this is THEORY's
     ``R_eps - R_eps^*``. With ``eps = 0``, noiseless least squares and ``K = lambda I`` it
     equals ``1 / lambda = d / tr K``. Negative values (a state below the optimum, possible
     for SGD by fluctuation) are clipped to 0.
@@ -278,7 +281,7 @@ class LineSearch(AbstractLearningRate):
 
     Along the ODE ``dRtilde/dt = gamma A + gamma^2 C`` with ``A`` the derivative of the
     objective along the drift part of the velocity and ``C`` along the noise part
-    (:func:`advdyn.drift.flow`), both by forward-mode autodiff. The rate minimising this
+    (`advdyn.drift.flow`), both by forward-mode autodiff. The rate minimising this
     instantaneous change is ``-A / (2C)``, clipped to ``[0, gamma_max]``. For SGD and the
     SDE it is evaluated at the iterate's own state, ``O(d)`` per step.
 

@@ -1,11 +1,11 @@
 """What every method records along a trajectory (THEORY section 11).
 
-One :class:`Recorder` serves the ODE, SGD and the SDE, so that all methods record the same
+One `Recorder` serves the ODE, SGD and the SDE, so that all methods record the same
 quantities from their per-direction state (integrated for the ODE, built from the iterate
-for the simulators): the observables of :func:`~advdyn.statistics.observables`, the
+for the simulators): the observables of `observables`, the
 learning rate ``lr``, the squared distance ``dist_to_opt`` to the adversarial optimum and,
 for least squares with one centred class, the equivalence quantities ``eff_lr``,
-``eff_ridge`` and ``noise_factor`` (:mod:`advdyn.equivalence`).
+``eff_ridge`` and ``noise_factor`` (`advdyn.equivalence`).
 """
 
 from __future__ import annotations

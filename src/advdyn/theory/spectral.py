@@ -1,6 +1,6 @@
 """Spectral quadrature: the ODE over bins of the spectrum instead of ``d`` directions.
 
-THEORY section 9. The per-direction ODE (:mod:`advdyn.ode`) is linear in the state of each
+THEORY section 9. The per-direction ODE (`advdyn.ode`) is linear in the state of each
 direction once the low-dimensional statistics are fixed, and its coefficients depend on the
 direction only through its eigenvalues ``lambda_{c,i}``. Summing the equations of a group of
 directions that share their eigenvalues therefore gives *exactly* the equation of the
@@ -10,7 +10,8 @@ directions into bins of (nearly) equal eigenvalues and carries one averaged stat
 * per bin ``b`` the multiplicity ``n_b`` (number of directions), the multiplicity-weighted
   mean eigenvalue of every component, the bin averages of the constant products
   ``theta*_i^2``, ``theta*_i mu_{c,i}``, ``mu_{c,i} mu_{c',i}`` and of the initial state;
-* :func:`advdyn.ode.solve_ode` runs unchanged on the resulting :class:`BinnedInstance`
+* [`advdyn.ode.solve_ode`][advdyn.theory.solve_ode] runs unchanged on the resulting
+[`BinnedInstance`][advdyn.theory.spectral.BinnedInstance]
   (sums over directions become ``x @ multiplicity``), at a cost ``O(C^2 n_bins)`` per
   right-hand side, independent of ``d``; ``d`` only enters the ``gamma^2 N / d`` noise term.
 
@@ -20,13 +21,15 @@ of the eigenvalue and the state. With the mean eigenvalue as representative the 
 term vanishes (a one-point Gauss rule per bin), so the error is second order in the bin
 width: ``O(sum_b n_b Var_b(lambda) * |d^2 (lambda s)/d lambda^2|)``. For a risk decaying like
 ``exp(-2 gamma h lambda t)`` the relative error of a bin of width ``w`` is about
-``(2 gamma h t w)^2 / 24``; it falls as ``n_bins^-2`` (:func:`converge_bins` checks it by
+``(2 gamma h t w)^2 / 24``; it falls as ``n_bins^-2`` ([`converge_bins`][advdyn.converge_bins]
+checks it by
 doubling). Bins whose directions share their eigenvalues (identity, two-level, atoms) are
 exact.
 
 Two constructions:
 
-* :func:`bin_instance` bins a realised :class:`~advdyn.problem.ProblemInstance` (any
+* [`bin_instance`][advdyn.theory.spectral.bin_instance] bins a realised
+[`ProblemInstance`][advdyn.problem.ProblemInstance] (any
   spectrum, including files): directions are sorted by the key
   ``kappa_i = sum_c pi_c lambda_{c,i}`` (the eigenvalue itself for a common spectrum; for
   components with different spectra, the mean covariance's eigenvalue, which is what the
@@ -34,12 +37,12 @@ Two constructions:
   geometrically growing counts from the top of the spectrum (``"log"``, for power laws);
   ties are never split and a spectrum with at most ``n_bins`` distinct eigenvalue tuples gets
   one exact bin per tuple. Products are the realised bin averages.
-* :func:`binned_from_config` builds the bins directly from a
-  :class:`~advdyn.config.ProblemConfig` whose spectra are isotropic given the eigenvalue
+* [`binned_from_config`][advdyn.binned_from_config] builds the bins directly from a
+  [`ProblemConfig`][advdyn.config.ProblemConfig] whose spectra are isotropic given the eigenvalue
   (``identity``, ``two_level``, ``uniform``, ``power_law``, ``marchenko_pastur``) and whose
   init is Gaussian, without drawing an instance or materialising ``d``-vectors: the bins are
-  ranges of direction indices of the deterministic spectra of :mod:`advdyn.spectra`, and the
-  products are their expectations under :func:`~advdyn.problem.instantiate`'s isotropic draws
+  ranges of direction indices of the deterministic spectra of `advdyn.spectra`, and the
+  products are their expectations under [`instantiate`][advdyn.config.instantiate]'s isotropic draws
   (``theta*_i^2 -> |theta*|^2/d``, ``E theta0_i^2 = scale^2/d``, ...). This is the ``d -> inf``
   deterministic equivalent of the realised path: the two agree up to the ``O(d^-1/2)``
   fluctuations of the draw.
@@ -65,16 +68,19 @@ if TYPE_CHECKING:
 
 Array = jax.Array
 
-#: spectrum kinds that :func:`binned_from_config` handles without drawing an instance
+#: spectrum kinds that [`binned_from_config`][advdyn.binned_from_config] handles without drawing an
+# instance
 ISOTROPIC_KINDS = ("identity", "two_level", "uniform", "power_law", "marchenko_pastur")
 
 
 class BinnedInstance(AbstractInstance):
     """A problem in spectral bins: the attribute interface the ODE and statistics read.
 
-    Every per-direction array of :class:`~advdyn.problem.ProblemInstance` is replaced by its
+    Every per-direction array of [`ProblemInstance`][advdyn.problem.ProblemInstance] is replaced by
+    its
     bin average; ``multiplicity`` says how many directions each bin stands for. Build one
-    with :func:`bin_instance` or :func:`binned_from_config`.
+    with [`bin_instance`][advdyn.theory.spectral.bin_instance] or
+    [`binned_from_config`][advdyn.binned_from_config].
 
     Attributes
     ----------
@@ -93,7 +99,7 @@ class BinnedInstance(AbstractInstance):
     init_err_mean : Array, shape (C, B)
         Bin average of ``e_i mu_{c,i}`` at ``t = 0``.
     weights, labels : Array, shape (C,)
-        Mixture weights and labels, as in :class:`~advdyn.problem.ProblemInstance`.
+        Mixture weights and labels, as in [`ProblemInstance`][advdyn.problem.ProblemInstance].
     noise, epsilon, ridge : Array, scalar
         Label noise, attack radius and explicit ridge.
     loss : Loss
@@ -190,7 +196,7 @@ def relaxed_eigenvalue(
     ``lambda int_{t_0}^{t_1} gamma >= RELAXED_EXPONENT`` (20) has shed its transient to
     ``e^-20`` before the first record after ``t_0``, and only its quasi-stationary value,
     smooth in ``lambda``, enters the records: such modes can share coarse bins
-    (:func:`~advdyn.theory.spectral.relaxed_rank_edges`).
+    (`relaxed_rank_edges`).
 
     Parameters
     ----------
@@ -200,7 +206,7 @@ def relaxed_eigenvalue(
     times : array_like
         Recording times.
     loss : Loss
-        Only :class:`~advdyn.problem.losses.LeastSquares` qualifies (other losses can have
+        Only [`LeastSquares`][advdyn.problem.losses.LeastSquares] qualifies (other losses can have
         curvature ``h_1 < 1``, so the decay bound does not hold).
 
     Returns
@@ -229,7 +235,7 @@ def relaxed_rank_edges(
     """Log bins whose decades above ``relaxed_above`` are ``width`` times coarser.
 
     The modes with a key above ``relaxed_above`` have relaxed before the first record (see
-    :data:`RELAXED_EXPONENT`), so only their quasi-stationary values, smooth in the
+    `RELAXED_EXPONENT`), so only their quasi-stationary values, smooth in the
     eigenvalue, enter the records; the resolution goes to the decades below, where the
     records see the dynamics. With ``L_top = ln(key_max / relaxed_above)`` and
     ``L_low = ln(relaxed_above / key_min)``, the ranks above get
@@ -256,7 +262,7 @@ def relaxed_rank_edges(
     Returns
     -------
     ndarray of int
-        Increasing edges from 0 to ``n``; plain log edges (:func:`_rank_edges`) when no key
+        Increasing edges from 0 to ``n``; plain log edges (`_rank_edges`) when no key
         exceeds ``relaxed_above`` or the keys are not positive and decreasing.
     """
     ends = np.asarray(key_at(np.array([0, n - 1])), dtype=np.float64)
@@ -312,7 +318,7 @@ def bin_assignment(
         ``"auto"``: ``"log"`` when the positive keys span more than a factor 100.
     relaxed_above : float, optional
         With log spacing, the keys above it (modes relaxed before the first record) get
-        coarser bins (:func:`relaxed_rank_edges`).
+        coarser bins (`relaxed_rank_edges`).
 
     Returns
     -------
@@ -369,11 +375,11 @@ def bin_instance(
     instance : ProblemInstance
         A drawn instance (any spectrum).
     n_bins : int
-        Requested number of bins; see :func:`bin_assignment` for how they are formed.
+        Requested number of bins; see `bin_assignment` for how they are formed.
     spacing : {"auto", "quantile", "log"}
-        Bin spacing, see :func:`bin_assignment`.
+        Bin spacing, see `bin_assignment`.
     relaxed_above : float, optional
-        Coarser log bins above this eigenvalue key (:func:`relaxed_rank_edges`). Runs do not
+        Coarser log bins above this eigenvalue key (`relaxed_rank_edges`). Runs do not
         use it here: the realised initial products vary by direction, so coarse bins make
         the state at ``t = 0`` approximate (its statistics are then no longer exact).
 

@@ -5,7 +5,7 @@ THEORY section 7. Setting the ODE's velocity to zero gives, direction by directi
     theta_i = -( H_i theta*_i + f_i ) / D_i                      (mean part)
     P_i     = theta_i^2 + gamma N_i / (2 d D_i)                   (plus fluctuations)
 
-with ``D, H, f, N`` (:mod:`advdyn.drift`) evaluated at the statistics of that same state.
+with ``D, H, f, N`` (`advdyn.drift`) evaluated at the statistics of that same state.
 In the error variables ``e = theta - theta*`` the mean part is
 
     e_i = alpha_i theta*_i + sum_c beta_ci mu_ci,
@@ -70,7 +70,7 @@ class StationaryPoint(eqx.Module):
     terms : DriftTerms
         Drift coefficients at the stationary point.
     observables : dict of str to Array
-        :func:`~advdyn.statistics.observables` at the stationary point.
+        `observables` at the stationary point.
     objective : Array, scalar
         ``R_eps + delta/2 |theta|^2`` there (the quantity the optimum minimises).
     mean_sq_dist : Array, scalar
@@ -333,7 +333,8 @@ def optimum(instance: AbstractInstance, *, rtol: float = 1e-12,
             tol: float = 1e-9) -> StationaryPoint:
     """The adversarial optimum as a pure function: ``jit``, ``vmap`` and ``grad`` go through.
 
-    The same point as :func:`adversarial_optimum` (which calls it), computed without a host
+    The same point as [`adversarial_optimum`][advdyn.theory.stationary.adversarial_optimum] (which
+    calls it), computed without a host
     decision: both the exact zero optimum and the fixed point are computed and the test
     of THEORY 7 selects between them, so a batch of instances needs one program. Its
     derivatives are those of the fixed point by the implicit function theorem
@@ -348,7 +349,8 @@ def optimum(instance: AbstractInstance, *, rtol: float = 1e-12,
     Returns
     -------
     StationaryPoint
-        As :func:`adversarial_optimum`; ``converged`` says whether it is trustworthy (no
+        As [`adversarial_optimum`][advdyn.theory.stationary.adversarial_optimum]; ``converged`` says
+        whether it is trustworthy (no
         warning is issued).
     """
     is_zero, s0, terms0 = _zero_optimum_test(instance)
@@ -364,7 +366,8 @@ def adversarial_optimum(
 ) -> StationaryPoint:
     """The adversarial optimum ``theta_eps^*`` and the minimum risk (THEORY section 7).
 
-    :func:`optimum` at the host boundary: it warns when the fixed point did not converge.
+    [`optimum`][advdyn.theory.stationary.optimum] at the host boundary: it warns when the fixed
+    point did not converge.
 
     Parameters
     ----------
@@ -415,7 +418,7 @@ def constant_rate_limit(
     The limit has ``Q_i = tbar_i theta*_i``, ``M_ci = tbar_i mu_ci`` and
     ``P_i = tbar_i^2 + gamma N_i / (2 d D_i)``, with every coefficient evaluated at the
     limit's own statistics. Whether the ODE actually converges there is a separate
-    question: see :func:`advdyn.limits.limit_report`.
+    question: see [`advdyn.limits.limit_report`][advdyn.workflows.limit_report].
 
     Parameters
     ----------
@@ -461,7 +464,7 @@ def optimum_vector(instance: ProblemInstance, point: StationaryPoint) -> Float[n
     instance : ProblemInstance
         A per-direction instance (with ``theta_star`` and ``means``).
     point : StationaryPoint
-        E.g. from :func:`adversarial_optimum`.
+        E.g. from [`adversarial_optimum`][advdyn.theory.stationary.adversarial_optimum].
 
     Returns
     -------

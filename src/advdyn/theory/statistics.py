@@ -73,7 +73,7 @@ def direction_sum(
     """Sum over directions along the last axis, in ``x``'s dtype.
 
     Per-direction instances have one direction per entry; a binned instance
-    (:mod:`advdyn.spectral`) has ``multiplicity[i]`` directions with the same state in
+    (`advdyn.spectral`) has ``multiplicity[i]`` directions with the same state in
     entry ``i``, so the sum is ``x @ multiplicity``.
 
     Parameters
@@ -92,7 +92,7 @@ def direction_sum(
 
 
 def statistics(state: DirectionState, instance: AbstractInstance) -> Statistics:
-    """Reduce a :class:`DirectionState` to :class:`Statistics` (``O(C d)`` work).
+    """Reduce a [`DirectionState`][advdyn.DirectionState] to `Statistics` (``O(C d)`` work).
 
     Sums are taken in the state's dtype and returned in float64.
 

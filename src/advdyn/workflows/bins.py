@@ -1,5 +1,6 @@
 """Spectral bins in a run: the instances a config needs, the doubled-bins check and
-:func:`converge_bins` (double the bins until ``adv_risk`` stops changing)."""
+[`converge_bins`][advdyn.workflows.bins.converge_bins] (double the bins until ``adv_risk`` stops
+changing)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ from advdyn.theory.spectral import BinnedInstance, bin_instance, relaxed_eigenva
 
 
 def config_relaxed_eigenvalue(config: C.Config) -> float | None:
-    """:func:`relaxed_eigenvalue` of a run: its rule, its record grid and its loss.
+    """[`relaxed_eigenvalue`][advdyn.workflows.bins.relaxed_eigenvalue] of a run: its rule, its
+    record grid and its loss.
 
     Parameters
     ----------
@@ -42,7 +44,7 @@ def config_relaxed_eigenvalue(config: C.Config) -> float | None:
         ``run.bins_relaxed`` is off, the rule has a state (Polyak, line search), the loss is
         not least squares, or the bins built from the config stay the same (not a power
         law, or no eigenvalue above it). Runs apply it only to bins built from the config
-        (:func:`spectral_instances`).
+        (`spectral_instances`).
     """
     rc = config.run
     if (rc.bins is None or not rc.bins_relaxed
@@ -62,7 +64,7 @@ def config_relaxed_eigenvalue(config: C.Config) -> float | None:
 # ----------------------------------------------------------------------------- convergence
 @dataclass(frozen=True)
 class BinsConvergence:
-    """Outcome of :func:`converge_bins`.
+    """Outcome of [`converge_bins`][advdyn.workflows.bins.converge_bins].
 
     Attributes
     ----------
@@ -114,14 +116,15 @@ def make_binned(
     Parameters
     ----------
     source : ProblemConfig or ProblemInstance
-        A config is binned with :func:`binned_from_config`, an instance with
-        :func:`bin_instance`.
+        A config is binned with [`binned_from_config`][advdyn.binned_from_config], an instance with
+        [`bin_instance`][advdyn.bin_instance].
     n_bins : int
         Requested number of bins.
     spacing : {"auto", "quantile", "log"}
         Bin spacing.
     relaxed_above : float, optional
-        Coarser log bins above this eigenvalue (:func:`relaxed_eigenvalue`).
+        Coarser log bins above this eigenvalue
+        ([`relaxed_eigenvalue`][advdyn.workflows.bins.relaxed_eigenvalue]).
 
     Returns
     -------
@@ -153,7 +156,7 @@ def converge_bins(
     Parameters
     ----------
     source : ProblemConfig or ProblemInstance
-        What to bin (see :func:`make_binned`).
+        What to bin (see `make_binned`).
     lr : LearningRate
         Learning-rate rule.
     times : array_like
@@ -168,11 +171,12 @@ def converge_bins(
         Bin spacing.
     relaxed : bool
         Coarser log bins for the modes relaxed before the first record, where
-        :func:`relaxed_eigenvalue` applies (least squares, a rule without state) and the
+        [`relaxed_eigenvalue`][advdyn.workflows.bins.relaxed_eigenvalue] applies (least squares, a
+        rule without state) and the
         source is a config (a realised instance's initial products vary by direction, so
         coarse bins would misstate the record at ``t_0``).
     **solve_kwargs
-        Passed to :func:`advdyn.ode.solve_ode` (``rtol``, ``atol``, ...).
+        Passed to [`advdyn.ode.solve_ode`][advdyn.theory.solve_ode] (``rtol``, ``atol``, ...).
 
     Returns
     -------
@@ -216,10 +220,10 @@ def spectral_instances(config: C.Config):
     Returns
     -------
     instance : ProblemInstance or None
-        The drawn instance; ``None`` when :func:`config_path_applies` (no simulator runs).
+        The drawn instance; ``None`` when `config_path_applies` (no simulator runs).
     binned : BinnedInstance or None
         ``None`` without ``run.bins``; built from the config when ``instance`` is ``None``,
-        else by :func:`bin_instance`.
+        else by [`bin_instance`][advdyn.bin_instance].
     """
     bins = config.run.bins
     if config_path_applies(config):
@@ -252,7 +256,7 @@ def doubled_bins_check(
         ``solve(binned_instance) -> Dataset`` or ``-> Solution`` (same grid, rule and
         tolerances).
     relaxed_above : float, optional
-        The relaxed-decade eigenvalue the run's bins used (:func:`config_relaxed_eigenvalue`),
+        The relaxed-decade eigenvalue the run's bins used (`config_relaxed_eigenvalue`),
         so that the doubled bins are built the same way.
 
     Returns

@@ -10,13 +10,14 @@ run of a problem shape compiles:
 
 Beside it, in ``executables/``, the command line keeps the exported programs (``jax.export``
 StableHLO) of advdyn's solvers (the ODE, the adversarial optimum), so that a rerun skips
-their tracing and lowering too, not only XLA's compilation (:mod:`advdyn.cli._programs`,
+their tracing and lowering too, not only XLA's compilation (`advdyn.cli._programs`,
 under the same switch).
 
 The solvers are written so that the cache can store them: no host callbacks on the default
-path (errors are returned as values, :func:`advdyn.theory.solve_ode`), and tolerances, times,
+path (errors are returned as values, [`advdyn.theory.solve_ode`][advdyn.theory.solve_ode]), and
+tolerances, times,
 rates and sizes that only scale are traced arrays, so that a new value reuses the compiled
-program. Python users can call :func:`enable_compilation_cache` themselves.
+program. Python users can call `enable_compilation_cache` themselves.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def cache_dir() -> Path | None:
 
 
 def enable_compilation_cache() -> Path | None:
-    """Turn on JAX's persistent compilation cache in :func:`cache_dir`.
+    """Turn on JAX's persistent compilation cache in `cache_dir`.
 
     Returns
     -------
@@ -84,7 +85,7 @@ def enable_compilation_cache() -> Path | None:
 
 
 def active_cache_dir() -> Path | None:
-    """The folder :func:`enable_compilation_cache` turned on in this process, or ``None``
+    """The folder `enable_compilation_cache` turned on in this process, or ``None``
     (not called, the cache off, or its folder not writable).
 
     Returns

@@ -1,4 +1,4 @@
-"""From a :class:`~advdyn.critical.config.CriticalConfig` to result files: both eps*
+"""From a `CriticalConfig` to result files: both eps*
 estimators, FGM catastrophic overfitting, a table, a summary and a figure.
 
 Files written in the output folder (atomically):
@@ -16,7 +16,7 @@ Files written in the output folder (atomically):
   (below / near / beyond), warnings, the level, the compute of each method (gradient
   evaluations; wall time split into compilation and the rest) and their ratios, the FGM
   unstable radius, the config.
-* ``critical_eps.png``: adversarial training loss against eps (:mod:`.figures`).
+* ``critical_eps.png``: adversarial training loss against eps (`.figures`).
 """
 
 from __future__ import annotations
@@ -222,7 +222,7 @@ def run_critical(cfg: CriticalConfig, out_dir: str | Path | None = None,
     eps : float, optional
         The radius to judge (overrides ``cfg.verdict.eps``).
     backend : Backend, optional
-        Models, data and trainer (default :func:`jax_backend`; :func:`torch_backend` for a
+        Models, data and trainer (default `jax_backend`; `torch_backend` for a
         ``torch.nn.Module``). The config's ``model``/``data`` sections then only give seeds.
 
     Returns
@@ -233,7 +233,7 @@ def run_critical(cfg: CriticalConfig, out_dir: str | Path | None = None,
     ------
     ConfigError
         If ``out_dir`` cannot be written or is in use by another command (field ``out``;
-        :func:`advdyn.io.folder_lock`, held from before the first training).
+        [`advdyn.io.folder_lock`][advdyn.io.folder_lock], held from before the first training).
     """
     if out_dir is None:
         return _run_critical(cfg, None, progress, eps, backend)

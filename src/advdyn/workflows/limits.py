@@ -1,8 +1,10 @@
 """Long-time behaviour under a constant learning rate: the limit report and the monotone scan.
 
-:func:`limit_report` answers "where does constant-rate adversarial SGD end up, and does it
+[`limit_report`][advdyn.workflows.limits.limit_report] answers "where does constant-rate adversarial
+SGD end up, and does it
 get there?": the adversarial optimum and the fixed point of THEORY section 7, checked
-against the ODE run long enough for its slowest mode to die out. :func:`monotone_scan`
+against the ODE run long enough for its slowest mode to die out.
+[`monotone_scan`][advdyn.workflows.limits.monotone_scan]
 asks, for a list of constant rates and several initialisations, whether the adversarial
 risk and the distance to the optimum decrease monotonically along the ODE.
 """
@@ -164,7 +166,8 @@ def _mixed_gap(value: float, reference: float, floor: float) -> float:
 
 
 def default_inits(instance, optimum: StationaryPoint, n_random: int = 3, seed: int = 0):
-    """A spread of initialisations for :func:`monotone_scan` (per-direction instances).
+    """A spread of initialisations for [`monotone_scan`][advdyn.workflows.limits.monotone_scan]
+    (per-direction instances).
 
     Parameters
     ----------
@@ -225,7 +228,7 @@ def monotone_scan(
     lrs : sequence of float
         Constant learning rates.
     inits : dict of str to array
-        Initialisations (e.g. :func:`default_inits`).
+        Initialisations (e.g. `default_inits`).
     t_max, n_times : float, int
         ODE horizon and number of records.
     optimum : StationaryPoint, optional
@@ -283,7 +286,8 @@ def monotone_scan(
 
 
 def limit_from_config(config, gamma: float | None = None, *, check_with_ode: bool = True) -> dict:
-    """:func:`limit_report` for a config (what ``advdyn limit`` and the sweep's limit point run).
+    """[`limit_report`][advdyn.workflows.limits.limit_report] for a config (what ``advdyn limit``
+    and the sweep's limit point run).
 
     Parameters
     ----------
@@ -318,7 +322,8 @@ def limit_from_config(config, gamma: float | None = None, *, check_with_ode: boo
 
 def monotone_from_config(config, rates, *, random_inits: int = 3, t_max: float = 20.0,
                          n_times: int = 401, progress: bool = False) -> xr.Dataset:
-    """:func:`monotone_scan` for a config, from the starts of :func:`default_inits`.
+    """[`monotone_scan`][advdyn.workflows.limits.monotone_scan] for a config, from the starts of
+    `default_inits`.
 
     Parameters
     ----------

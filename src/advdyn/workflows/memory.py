@@ -1,6 +1,6 @@
 """Memory estimate of a run, and refusal of runs that cannot fit.
 
-:func:`estimate_memory` adds up the arrays a run holds at its peak (methods run one after
+`estimate_memory` adds up the arrays a run holds at its peak (methods run one after
 the other, so the peak is the instance plus the largest method). The parts and their
 constants follow XLA's own buffer accounting of the executables a run compiles
 (``compiled.memory_analysis()``: arguments, outputs and temporaries per device;
@@ -16,7 +16,7 @@ constants follow XLA's own buffer accounting of the executables a run compiles
   for ``B`` bins (negligible);
 * **SGD / HSGD** (``run.dtype``): the iterates of all replicates, the input and the output of
   a recording interval (2 copies; the carry is updated in place); replicates run one after
-  the other on each device (:mod:`advdyn.simulate.sgd`), so only ``P = min(replicates,
+  the other on each device (`advdyn.simulate.sgd`), so only ``P = min(replicates,
   devices)`` replicates hold a sampling block at once: per such replicate a block of ``block
   x d`` Philox words (uint32) and the samples built from them (one copy in ``run.dtype``: the
   Gaussian transform is fused into ``x = mu + sqrt(lambda) z``; XLA's temporaries are 8 bytes
@@ -27,10 +27,10 @@ constants follow XLA's own buffer accounting of the executables a run compiles
 
 The estimate is an upper bound of the arrays' sizes, not of XLA's exact allocation; it is
 meant to catch runs that are off by factors (e.g. ``d = 10^7`` with many replicates or the
-per-direction ODE), not to pack memory to the last percent. :func:`check_memory` compares it
+per-direction ODE), not to pack memory to the last percent. `check_memory` compares it
 with the memory available -- on a GPU the device's free memory (JAX's memory statistics),
 on the CPU ``MemAvailable`` of ``/proc/meminfo`` (or ``sysconf`` physical pages) -- or with
-``run.memory_limit_gb`` when set, and raises a :class:`~advdyn.errors.ConfigError` naming the
+``run.memory_limit_gb`` when set, and raises a [`ConfigError`][advdyn.errors.ConfigError] naming the
 fields to change.
 """
 
@@ -137,7 +137,7 @@ def estimate_memory(config: Config, available: tuple[int, str] | None = None) ->
         A validated configuration.
     available : (int, str), optional
         Bytes available and their source; default: ``run.memory_limit_gb`` when set, else
-        :func:`available_memory`.
+        `available_memory`.
 
     Returns
     -------
@@ -212,7 +212,7 @@ def check_memory(config: Config, available: tuple[int, str] | None = None) -> Me
     config : Config
         A validated configuration.
     available : (int, str), optional
-        Override of the available memory (see :func:`estimate_memory`).
+        Override of the available memory (see `estimate_memory`).
 
     Returns
     -------
@@ -255,7 +255,7 @@ def check_size(nbytes: float, field: str, what: str,
                available: tuple[int, str] | None = None) -> None:
     """Refuse a computation whose arrays alone need more than 90% of the available memory.
 
-    For the commands without a full estimate (:func:`estimate_memory` is ``advdyn run``'s):
+    For the commands without a full estimate (`estimate_memory` is ``advdyn run``'s):
     ``nbytes`` is a lower bound (the largest arrays the computation holds at once), so a
     refusal is certain to be right.
 
@@ -268,7 +268,7 @@ def check_size(nbytes: float, field: str, what: str,
     what : str
         What needs the memory (e.g. ``"the SGD paths of risks"``).
     available : (int, str), optional
-        Override of :func:`available_memory`.
+        Override of `available_memory`.
 
     Raises
     ------

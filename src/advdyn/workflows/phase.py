@@ -1,11 +1,14 @@
 """Phase diagrams: the ODE over a grid of one or two config fields, as one batched solve.
 
-:func:`phase_diagram` builds the run's instance and rule once, substitutes each grid point's
+[`phase_diagram`][advdyn.workflows.phase.phase_diagram] builds the run's instance and rule once,
+substitutes each grid point's
 values into their array leaves (``equinox.tree_at``), and solves every point with
-``jax.jit(jax.vmap(...))`` of the pure :func:`advdyn.theory.ode.integrate_ode` and
-:func:`advdyn.theory.stationary.optimum`, in chunks of equal size (one compilation) that fit
-memory. A point that diverges is a :data:`~advdyn.solution.RESULTS` code and NaN records,
-never a failed study. :func:`write_phase` writes the dataset and the figures; it is what
+``jax.jit(jax.vmap(...))`` of the pure
+[`advdyn.theory.ode.integrate_ode`][advdyn.theory.ode.integrate_ode] and
+[`advdyn.theory.stationary.optimum`][advdyn.theory.stationary.optimum], in chunks of equal size (one
+compilation) that fit
+memory. A point that diverges is a [`RESULTS`][advdyn.solution.RESULTS] code and NaN records,
+never a failed study. `write_phase` writes the dataset and the figures; it is what
 ``advdyn phase`` calls.
 """
 
@@ -60,7 +63,7 @@ POINT_VARIABLES = ("result", "steps", "adv_risk_opt", "final_adv_risk", "final_c
 
 @dataclass
 class PhaseResult:
-    """What :func:`phase_diagram` produced.
+    """What [`phase_diagram`][advdyn.workflows.phase.phase_diagram] produced.
 
     Attributes
     ----------
@@ -70,7 +73,7 @@ class PhaseResult:
         ``compile_s`` (tracing and compiling the batched solve, once) and ``solve_s`` (all
         chunks), wall seconds.
     files : dict of label to Path
-        Written files (empty unless :func:`write_phase` wrote them).
+        Written files (empty unless `write_phase` wrote them).
     """
 
     dataset: xr.Dataset
@@ -124,13 +127,13 @@ def phase_diagram(
         ``run.divergence_factor``) apply. With ``run.bins`` the binned ODE runs (bins built
         without the relaxed coarsening, which would depend on the rate).
     axes : mapping of str to sequence of float
-        One or two dotted config fields of :data:`LEAF_FIELDS` and their values; the
+        One or two dotted config fields of `LEAF_FIELDS` and their values; the
         dataset's dimensions, in this order.
     factor : float
         ``time_within`` is the first recorded time at which ``adv_risk`` is within this
         factor of the optimum's ``adv_risk_opt`` (NaN if never).
     chunk : int, optional
-        Grid points per batched solve (default: as many as :data:`CHUNK_BYTES` allows).
+        Grid points per batched solve (default: as many as `CHUNK_BYTES` allows).
     progress : callable, optional
         ``progress(advance, total)`` in grid points.
 
@@ -138,7 +141,7 @@ def phase_diagram(
     -------
     PhaseResult
         Dataset variables: the ODE records (``adv_risk``, ``clean_risk``, ``dist_to_opt``,
-        ...) on ``(fields..., time)``; ``result`` (:class:`~advdyn.solution.RESULTS` code),
+        ...) on ``(fields..., time)``; ``result`` ([`RESULTS`][advdyn.solution.RESULTS] code),
         ``steps``, ``adv_risk_opt`` (the optimum's adversarial risk), ``final_adv_risk``,
         ``final_clean_risk``, ``monotone_dist`` (1 when ``dist_to_opt`` never increases
         between records, beyond ``1e-9`` of its largest value; NaN for a failed point) and
@@ -248,7 +251,7 @@ def phase_diagram(
 
 
 def _chunk_size(instance, n_times: int, n_points: int, chunk: int | None) -> int:
-    """Points per batched solve: ``chunk``, or what :data:`CHUNK_BYTES` holds."""
+    """Points per batched solve: ``chunk``, or what `CHUNK_BYTES` holds."""
     if chunk is not None:
         return max(1, min(chunk, n_points))
     state = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(instance.initial_state()))
@@ -264,7 +267,7 @@ PHASE_FILES = ("phase.nc", "phase.png", "phase.json")
 
 
 def write_phase(config, out_dir: str | Path, *, progress=None) -> PhaseResult:
-    """Solve the phase diagram of a :class:`~advdyn.config.phase.PhaseConfig` and write
+    """Solve the phase diagram of a `PhaseConfig` and write
     ``phase.nc``, ``phase.png`` and ``phase.json`` (last) into ``out_dir``, atomically.
 
     Raises

@@ -1,4 +1,4 @@
-"""From a :class:`~advdyn.config.posterior.PosteriorConfig` to result files (seed 003).
+"""From a `PosteriorConfig` to result files (seed 003).
 
 Files written in the output folder (atomically):
 
@@ -65,7 +65,7 @@ from advdyn.workflows.memory import check_size
 
 @dataclass(frozen=True)
 class PosteriorResult:
-    """What :func:`run_posterior` produced.
+    """What `run_posterior` produced.
 
     Attributes
     ----------
@@ -367,7 +367,8 @@ def run_posterior(cfg: PosteriorConfig, out: str | Path, progress: bool = False,
     ConfigError
         If the high-dimensional part's iterates would not fit in memory (field
         ``highdim.d``), or ``out`` cannot be written or is in use by another command
-        (field ``out``; :func:`advdyn.io.folder_lock`, held from before the first part runs).
+        (field ``out``; [`advdyn.io.folder_lock`][advdyn.io.folder_lock], held from before the first
+        part runs).
     """
     h = cfg.highdim  # the recorded SGD iterates (replicates, n_times, d), float64, at least
     check_size(8.0 * h.replicates * h.n_times * h.d, "highdim.d", "the recorded SGD iterates")

@@ -62,7 +62,8 @@ def progress_callback(
 ) -> Iterator[Callable[[int, int], None] | None]:
     """Yield a ``progress(advance, total)`` callback for the solvers, or ``None`` if disabled.
 
-    The solvers in :mod:`advdyn.simulate` report progress through such a callback instead of
+    The solvers in [`advdyn.simulate`][advdyn.simulate] report progress through such a callback
+    instead of
     importing a progress bar; this adapts it to a rich bar whose length is the ``total`` of
     the first call.
 

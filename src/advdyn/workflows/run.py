@@ -1,6 +1,6 @@
-"""From a :class:`~advdyn.config.Config` to a result folder.
+"""From a [`Config`][advdyn.config.Config] to a result folder.
 
-:func:`run` draws the instance, builds the shared time grid, runs each requested method,
+`run` draws the instance, builds the shared time grid, runs each requested method,
 and writes ``ode.nc`` / ``sgd.nc`` / ``hsgd.nc`` (NetCDF), ``summary.json`` and ``risk.png``,
 every file atomically. It is what ``advdyn run`` calls.
 """
@@ -39,7 +39,7 @@ from advdyn.workflows.progress import progress_callback, progress_phase
 
 @dataclass
 class RunResult:
-    """What :func:`run` produced.
+    """What `run` produced.
 
     Attributes
     ----------
@@ -48,7 +48,7 @@ class RunResult:
     summary : dict
         Contents of ``summary.json``: ``advdyn_version``, ``d``, ``methods``,
         ``wall_time_s``, ``final`` (last recorded values, replicate means for SGD and HSGD),
-        ``gap_vs_ode`` (when the ODE ran; see :func:`~advdyn.results.compare`),
+        ``gap_vs_ode`` (when the ODE ran; see `compare`),
         ``config`` and, when written, ``files`` (the manifest of the result set).
     files : dict of label to Path
         Written files: one per method, ``"summary"`` and ``"plot"``; empty when no
@@ -67,9 +67,9 @@ def run(
 ) -> RunResult:
     """Run every method of ``config.run.methods`` on the same instance and time grid.
 
-    The SGD sample stream uses :func:`~advdyn.problem.stream_key`, independent of the
+    The SGD sample stream uses [`stream_key`][advdyn.problem.stream_key], independent of the
     instance draw; the homogenized SGD derives its own stream from the same key
-    (:mod:`advdyn.hsgd`), independent of SGD's. The ODE is recorded on the SGD's
+    (`advdyn.hsgd`), independent of SGD's. The ODE is recorded on the SGD's
     step-aligned time grid, which the homogenized SGD shares.
 
     Parameters
@@ -97,7 +97,8 @@ def run(
 
     Notes
     -----
-    With ``out_dir`` the folder is locked for the whole run (:func:`advdyn.io.folder_lock`),
+    With ``out_dir`` the folder is locked for the whole run
+    ([`advdyn.io.folder_lock`][advdyn.io.folder_lock]),
     and the run replaces the whole set of result files: ``summary.json`` lists them
     (``files``) and is written last; ``ode.nc``/``sgd.nc``/``hsgd.nc``/``risk.png`` of an
     earlier run that this one does not write are removed, and so are temporary files of an
@@ -238,7 +239,7 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
 
 
 def _ode_options(config: Config, relaxed_above: float | None) -> dict[str, Any]:
-    """The keyword arguments of a run's :func:`solve_ode`."""
+    """The keyword arguments of a run's [`solve_ode`][advdyn.solve_ode]."""
     rc = config.run
     return {"rtol": rc.rtol, "atol": rc.atol, "solver": rc.solver,
             "divergence_factor": rc.divergence_factor, "relaxed_above": relaxed_above}

@@ -1,7 +1,7 @@
 """``advdyn sme``: SGD vs its SMEs, weak errors, control, flows, mini-max, digits (seed 002).
 
-Turns a validated :class:`~advdyn.config.sme.SMERunConfig` into results: each part calls the
-pure mathematics of :mod:`advdyn.sme`, labels the output as xarray, writes NetCDF/JSON
+Turns a validated `SMERunConfig` into results: each part calls the
+pure mathematics of [`advdyn.sme`][advdyn.sme], labels the output as xarray, writes NetCDF/JSON
 (atomic) and one figure. Progress is reported through a ``progress(advance, total)``
 callback.
 """
@@ -243,7 +243,7 @@ def run_sme(cfg: SMERunConfig, out: str | Path, progress: Progress | None = None
     progress : callable, optional
         ``progress(advance, total)`` after each part.
     parts : list of str, optional
-        Subset of :data:`PARTS` to run (default: every enabled part).
+        Subset of `PARTS` to run (default: every enabled part).
 
     Returns
     -------
@@ -254,7 +254,8 @@ def run_sme(cfg: SMERunConfig, out: str | Path, progress: Progress | None = None
     ConfigError
         If ``parts`` names an unknown part (field ``only``), the recorded paths of
         ``risks`` would not fit in memory (field ``risks.paths``), or ``out`` cannot be written
-        or is in use by another command (field ``out``; :func:`advdyn.io.folder_lock`,
+        or is in use by another command (field ``out``;
+        [`advdyn.io.folder_lock`][advdyn.io.folder_lock],
         checked before any part runs).
     """
     if parts is not None:
@@ -270,7 +271,7 @@ def run_sme(cfg: SMERunConfig, out: str | Path, progress: Progress | None = None
 
 
 def _run(cfg, out, progress, selected) -> SMEResult:
-    """See :func:`run_sme` (the caller holds the folder's lock).
+    """See `run_sme` (the caller holds the folder's lock).
 
     Every part is computed before any file is written, so that an interrupted run leaves
     the previous result set as it was; the set is then replaced as a whole (files of parts

@@ -15,26 +15,26 @@ A sweep file (TOML) names a base config and a grid of dotted config fields::
     "lr.gamma" = [0.2, 0.4, 0.8]
 
 Every combination of grid values is a *point*, identified by a stable id (a hash of its grid
-values, :func:`point_id`). Points run as tasks on a Dask cluster (a ``LocalCluster`` of worker
+values, `point_id`). Points run as tasks on a Dask cluster (a ``LocalCluster`` of worker
 processes by default, or an existing scheduler). As each finishes, the client writes it
 atomically to ``points/<id>.nc`` and ``points/<id>.json``; a failing point (divergence, any
 exception) is written to ``points/<id>.error.json`` and the sweep goes on. Grid values that
-make an invalid config are refused before any point runs (:func:`check_points`).
+make an invalid config are refused before any point runs (`check_points`).
 Re-running a sweep skips every point whose files record the same fingerprint (base config,
 point overrides and kind); failed points are skipped too unless ``retry_failed``. Finally all
-points are merged into one dataset with the swept fields as dimensions (:func:`merge_points`),
+points are merged into one dataset with the swept fields as dimensions (`merge_points`),
 written atomically to ``sweep.nc``, with a summary in ``sweep.json``.
 
 What a point computes is a registered *point kind*: a function ``Config -> xarray.Dataset``
-(:func:`register_point_kind`). ``"run"`` runs :func:`advdyn.pipeline.run` and keeps every
+(`register_point_kind`). ``"run"`` runs `advdyn.pipeline.run` and keeps every
 method's recorded quantities as ``<method>_<name>`` variables; a kind returning scalars (such
 as a limiting risk for a phase diagram) merges the same way.
 
-The package has one module per job: :mod:`~advdyn.workflows.sweep.kinds` (registry of
-point kinds), :mod:`~advdyn.workflows.sweep.schema` (the sweep file, validated against the
-config schema before any point runs), :mod:`~advdyn.workflows.sweep.points` (ids and
-fingerprints), :mod:`~advdyn.workflows.sweep.storage` (point files),
-:mod:`~advdyn.workflows.sweep.merge` and :mod:`~advdyn.workflows.sweep.execute` (Dask).
+The package has one module per job: `kinds` (registry of
+point kinds), `schema` (the sweep file, validated against the
+config schema before any point runs), `points` (ids and
+fingerprints), `storage` (point files),
+`merge` and `execute` (Dask).
 """
 
 from advdyn.workflows.sweep.execute import SweepResult, check_points, execute_point, run_sweep

@@ -49,7 +49,7 @@ def execute_point(fn: PointFunction, config: Config, cache: bool = False) -> tup
         The point's configuration.
     cache : bool
         Turn on the compilation cache in this process (once), as the submitting command
-        line has (:mod:`advdyn.workflows.cache`): worker
+        line has (`advdyn.workflows.cache`): worker
         processes then share what one of them, or an earlier run, compiled.
 
     Returns
@@ -78,7 +78,7 @@ def execute_point(fn: PointFunction, config: Config, cache: bool = False) -> tup
 
 @dataclass
 class SweepResult:
-    """What :func:`run_sweep` produced.
+    """What [`run_sweep`][advdyn.workflows.sweep.execute.run_sweep] produced.
 
     Attributes
     ----------
@@ -176,7 +176,7 @@ def run_sweep(
     Parameters
     ----------
     spec : SweepSpec
-        From :func:`load_sweep` or :func:`sweep_from_dict`.
+        From [`load_sweep`][advdyn.workflows.sweep.load_sweep] or `sweep_from_dict`.
     out_dir : path, optional
         Result folder; default ``spec.out``.
     client : dask.distributed.Client, optional
@@ -207,12 +207,13 @@ def run_sweep(
         Before anything runs: if no output folder is given, ``out`` names a file or cannot
         be written, or another process is running a sweep (or a run) on the same folder
         (field ``out``); if a grid point's values are invalid (field ``grid``,
-        :func:`check_points`); if ``scheduler`` is not an address ``[protocol://]host:port``
+        `check_points`); if ``scheduler`` is not an address ``[protocol://]host:port``
         or no scheduler answers there (field ``scheduler``).
 
     Notes
     -----
-    The folder is locked (:func:`advdyn.io.folder_lock`) while the sweep runs; a point
+    The folder is locked ([`advdyn.io.folder_lock`][advdyn.io.folder_lock]) while the sweep runs; a
+    point
     counts as done only when its ``.nc`` opens and carries the point's fingerprint.
     """
     out = Path(out_dir) if out_dir is not None else spec.out

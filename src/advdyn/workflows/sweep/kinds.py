@@ -53,7 +53,7 @@ def point_function(name: str) -> PointFunction:
 
 @register_point_kind("run")
 def run_point(config: Config) -> xr.Dataset:
-    """Point kind ``"run"``: :func:`advdyn.pipeline.run` without writing files.
+    """Point kind ``"run"``: `advdyn.pipeline.run` without writing files.
 
     Parameters
     ----------
@@ -89,7 +89,7 @@ def run_point(config: Config) -> xr.Dataset:
 
 @register_point_kind("limit")
 def limit_point(config: Config) -> xr.Dataset:
-    """Point kind ``"limit"``: the constant-rate limit report (:func:`.limits.limit_from_config`).
+    """Point kind ``"limit"``: the constant-rate limit report (`.limits.limit_from_config`).
 
     Uses the config's constant learning rate, and spectral bins when ``run.bins`` is set
     (then no instance is drawn for an isotropic config).

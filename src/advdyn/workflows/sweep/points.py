@@ -35,7 +35,7 @@ class Point:
     Attributes
     ----------
     id : str
-        :func:`point_id` of ``values``.
+        `point_id` of ``values``.
     index : tuple of int
         Position along each swept field.
     values : dict

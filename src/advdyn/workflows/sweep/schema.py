@@ -116,7 +116,7 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 
 
 def unknown_field(key: str) -> str | None:
-    """Why the dotted ``key`` names no field of :class:`~advdyn.config.Config`, or ``None``.
+    """Why the dotted ``key`` names no field of [`Config`][advdyn.config.Config], or ``None``.
 
     The check follows the schema (tagged unions: a field of any member counts), so a grid
     over ``problem.foo`` is refused when the sweep is read, before any point runs.
