@@ -233,7 +233,30 @@ def _digits():
     return sme.plot_digits(ds, {})
 
 
+def _phase_ode(fields=("problem.epsilon", "lr.gamma")):
+    from advdyn.plot.phase_diagram import plot_phase
+
+    eps, gamma = np.linspace(0.0, 1.0, 5), np.geomspace(0.1, 3.0, 6)
+    dims = fields[: 2]
+    shape = (eps.size, gamma.size)[: len(dims)]
+    e = eps[:, None] if len(dims) == 2 else eps
+    g = gamma[None, :] if len(dims) == 2 else 1.0
+    risk = 0.1 + e * g * np.ones(shape)
+    result = np.zeros(shape, int)
+    result[-1, ...] = 1  # a diverged row
+    coords = {"problem.epsilon": eps, "lr.gamma": gamma}
+    ds = xr.Dataset(
+        {"final_adv_risk": (dims, risk), "final_clean_risk": (dims, 0.5 * risk),
+         "monotone_dist": (dims, (risk < 1).astype(float)),
+         "time_within": (dims, 1.0 / risk), "result": (dims, result)},
+        coords={**{f: coords[f] for f in dims}, "time": T},
+        attrs={"fields": list(dims), "factor": 1.1})
+    return plot_phase(ds)
+
+
 FIGURES = {
+    "phase_ode": _phase_ode,
+    "phase_ode_one_field": lambda: _phase_ode(("problem.epsilon",)),
     "risk": _risk, "monotone": _monotone, "phase": _phase, "critical_eps": _critical,
     "linear_fig2": _fig2, "linear_fig3": _fig3, "linear_scaling": _scaling,
     "posterior_bound_terms": _bound_terms, "posterior_shrinkage": _shrinkage,

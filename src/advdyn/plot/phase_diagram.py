@@ -13,6 +13,7 @@ from matplotlib.colors import ListedColormap, LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from advdyn.plot import style
 from advdyn.plot.risk import save_figure
 
 #: readable axis labels of the usual swept fields
@@ -70,8 +71,7 @@ def plot_phase(ds: xr.Dataset, title: str | None = None) -> Figure:
         d for d in ds["result"].dims]
     if isinstance(fields, str):
         fields = [fields]
-    fig = Figure(figsize=(11, 8.5), layout="constrained")
-    axes = fig.subplots(2, 2)
+    fig, axes = style.new_figure(2, 2, width=11.5, height=8.5)
     failed = np.asarray(ds["result"]) != 0
     factor = float(ds.attrs.get("factor", np.nan))
     panels = [
@@ -91,7 +91,7 @@ def plot_phase(ds: xr.Dataset, title: str | None = None) -> Figure:
     t_max = float(ds["time"][-1])
     fig.suptitle(title or f"phase diagram of the ODE (t_max = {t_max:.4g}; grey x: diverged "
                  "or solver failed)")
-    return fig
+    return style.finish(fig, grid=False)
 
 
 def _heat(fig, ax, ds, fields, values, failed, label, scale) -> None:
@@ -104,7 +104,7 @@ def _heat(fig, ax, ds, fields, values, failed, label, scale) -> None:
         handles = [Patch(color="#1b9e77", label="monotone"),
                    Patch(color="#d95f02", label="not monotone"),
                    Patch(color=_FAILED, label="diverged / failed")]
-        ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.9)
+        style.legend(ax, handles=handles)
         if np.any(z == 1) and np.any(z == 0):
             ax.contour(x, y, np.ma.filled(z, 0.5), levels=[0.5], colors="white",
                        linewidths=1.0, linestyles="--")
@@ -137,7 +137,7 @@ def _line(ax, ds, field_name, values, failed, label, scale) -> None:
         ax.plot(x[failed], np.zeros(int(failed.sum())) if scale == "binary" else
                 np.full(int(failed.sum()), np.nanmin(values[ok]) if np.any(ok) else 0.0),
                 "x", color="0.3", label="diverged / failed")
-        ax.legend(fontsize=8)
+        style.legend(ax)
     if scale == "log" and np.all(values[ok] > 0):
         ax.set_yscale("log")
     if scale == "binary":
@@ -145,7 +145,7 @@ def _line(ax, ds, field_name, values, failed, label, scale) -> None:
     if _is_log(x):
         ax.set_xscale("log")
     ax.set_xlabel(LABELS.get(field_name, field_name))
-    ax.set_title(label, fontsize=10)
+    ax.set_ylabel(label)
 
 
 def save_phase_figure(ds: xr.Dataset, path: str | Path, title: str | None = None) -> Path:
