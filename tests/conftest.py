@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# The suite is dominated by XLA compilation. advdyn's command line compiles its stored
+# programs with XLA's loop emitters (advdyn.cli._programs.CPU_COMPILER_OPTIONS: 21-27% less
+# compile CPU, docs/benchmarks.md); the tests use the same option for every compilation
+# (before JAX starts; the console-script tests inherit it). Results do not depend on it:
+# tests/cli/test_programs.py compares stored programs with the API's bit for bit.
+if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_fusion_emitters=false"
+    ).strip()
 
 import pytest
 

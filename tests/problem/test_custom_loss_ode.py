@@ -68,6 +68,7 @@ def test_huber_expectations_match_a_fine_one_dimensional_reference(case):
     np.testing.assert_allclose(float(got.h2[0]), -float(got.h1[0]), rtol=1e-12)
 
 
+@pytest.mark.slow  # long: the README example at d = 1000 (ODE and SGD)
 def test_readme_huber_example_ode_agrees_with_sgd():
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     example = next(b for b in blocks if "kinks=" in b)

@@ -88,7 +88,8 @@ def test_rules_are_capped():
     np.testing.assert_allclose(ode["lr"].values, 0.25)
 
 
-@pytest.mark.parametrize("kind", ["polyak", "line_search"])
+# line search under -m slow (the rule itself is checked against its closed form here)
+@pytest.mark.parametrize("kind", ["polyak", pytest.param("line_search", marks=pytest.mark.slow)])
 def test_sgd_and_sde_follow_the_ode_under_adaptive_rates(kind):
     cfg = _cfg({"kind": kind, "gamma_max": 5.0}).with_overrides(
         **{"run.methods": ["ode", "sgd", "hsgd"]})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import advdyn as ad
 from advdyn.config import build as B
@@ -18,6 +19,7 @@ def power(d, exponent):
                          task={"kind": "regression", "noise": 0.3}, epsilon=0.5)
 
 
+@pytest.mark.slow  # long (a steep power law at d = 1e6)
 def test_steep_power_law_has_no_erratic_late_phase():
     # Exponent 2 (lambda_max ~ 0.6 d): after t = 5 the state is nearly stationary, the
     # Newton predictor is exact to rounding, and diffrax's VeryChord read the ratio of two

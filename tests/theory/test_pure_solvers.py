@@ -83,7 +83,9 @@ def test_pure_optimum_matches_host_optimum_under_vmap():
 GRAD_TIMES = np.linspace(0.0, 2.0, 3)
 
 
-@pytest.mark.parametrize("loss", ["least_squares", "logistic"])
+# logistic under -m slow: the same gradient path, a dearer Gaussian expectation
+@pytest.mark.parametrize(
+    "loss", ["least_squares", pytest.param("logistic", marks=pytest.mark.slow)])
 def test_gradient_of_final_adversarial_risk_matches_finite_differences(loss):
     base = _binned(loss, d=10**4, bins=8)
     # rtol 1e-12: the solve's error (~1e-12) over the step h = 1e-4 is 1e-8 of the

@@ -71,6 +71,8 @@ def test_relaxed_bins_keep_the_node_count_flat_in_d():
     assert float(np.sum(inst.multiplicity)) == pytest.approx(10**6, rel=1e-12)
 
 
+# long: the default run keeps test_run_records_the_relaxed_eigenvalue on the same path
+@pytest.mark.slow
 def test_relaxed_bins_against_fine_plain_bins():
     """At d = 1e5 the coarse relaxed decades cost no accuracy and free bins for the decades
     that matter: 16 Gauss bins with the relaxed decades coarser are closer to a 128-bin

@@ -33,7 +33,7 @@ def test_many_records_cost_at_most_one_extra_step_per_interval(problem):
     assert many["adv_risk"][-1] == pytest.approx(few["adv_risk"][-1], rel=3e-6)
 
 
-@pytest.mark.parametrize("solver", ["tsit5", "kvaerno5"])
+@pytest.mark.parametrize("solver", ["tsit5", pytest.param("kvaerno5", marks=pytest.mark.slow)])
 def test_resumed_steps_keep_the_tolerance(problem, solver):
     # against a solve at rtol 1e-11: every record within 3 rtol (measured 0.02 rtol for
     # Tsit5 at rtol 1e-6); a resumed step that were too large would be rejected, not accepted

@@ -17,7 +17,7 @@ from advdyn.workflows import bins as W
 
 TIMES = np.linspace(0.0, 6.0, 31)
 # the rate as an array, as pipeline.run holds it, so the tests share compiled solvers with it
-LR = ad.Constant(jnp.asarray(0.5, jnp.float64))
+LR = ad.Constant(0.5)  # float64 whatever JAX's settings (advdyn.precision.as_float64)
 
 
 def problem(d, spectrum, **kw):
@@ -35,7 +35,8 @@ def max_rel(a, b):
     [
         ({"kind": "uniform", "low": 0.2, "high": 1.8}, 64),
         ({"kind": "two_level", "first": 2.0, "second": 0.5, "fraction": 0.3}, 64),
-        ({"kind": "power_law", "exponent": 1.0}, 128),
+        # power law (128 bins against d = 1e4 directions) under -m slow: long
+        pytest.param({"kind": "power_law", "exponent": 1.0}, 128, marks=pytest.mark.slow),
     ],
     ids=["uniform", "two_level", "power_law"],
 )
