@@ -27,17 +27,19 @@ from advdyn import cli
 from advdyn.io.files import folder_lock
 
 #: every command that writes a result folder, with the arguments it needs besides --out
-#: (-q where a command prints what it is about to compute: the error is then the one line)
+#: (without -q: a command prints what it is about to compute only once its inputs and
+#: folder passed the checks, so that a refusal is the one line)
 WRITERS = {
-    "run": ["run", "-q"],
-    "sweep": ["sweep", "sweep.toml", "-q"],
+    "run": ["run"],
+    "sweep": ["sweep", "sweep.toml"],
+    "phase": ["phase"],
     "limit": ["limit"],
-    "monotone": ["monotone", "-q"],
+    "monotone": ["monotone"],
     "figure": ["figure", "agreement"],
-    "critical-eps": ["critical-eps", "-q"],
-    "critical-linear": ["critical-linear", "-q"],
-    "posterior": ["posterior", "-q"],
-    "sme": ["sme", "-q"],
+    "critical-eps": ["critical-eps"],
+    "critical-linear": ["critical-linear"],
+    "posterior": ["posterior"],
+    "sme": ["sme"],
 }
 
 FILES = {
@@ -103,7 +105,8 @@ def listing(folder: Path) -> set[str]:
 
 
 # each: the command line, and what the error line must name. Each is refused before any
-# computation (the commands' compute takes tens of seconds; the limit below is 3 s)
+# computation (the commands' compute takes tens of seconds; the limit below is 3 s), and
+# without -q: the status line a command prints comes only after its checks
 BAD = [
     (["run", "--t-max", "1e300"], "run.t_max"),
     (["run", "run_tmax.toml"], "run.t_max"),
@@ -112,19 +115,20 @@ BAD = [
     (["run", "/dev/zero"], "not a regular file"),
     (["run", "a_fifo"], "not a regular file"),
     (["run", "--d", "0"], "problem.d"),
-    (["sweep", "sweep_x.toml", "-q"], "grid"),
-    (["sweep", "sweep.toml", "-q", "--scheduler", "notaurl"], "scheduler"),
+    (["run", "--d", "100000000000", "--method", "sgd"], "problem.d"),  # memory
+    (["sweep", "sweep_x.toml"], "grid"),
+    (["sweep", "sweep.toml", "--scheduler", "notaurl"], "scheduler"),
     (["limit", "--gamma", "-1"], "--gamma"),
     (["monotone", "--lr", "abc"], "--lr"),
     (["monotone", "--n-times", "2"], "--n-times"),
     (["figure", "nope"], "NAME"),
     (["critical-eps", "--repeats", "0"], "repeats"),
     (["critical-linear", "--seed", "-1"], "--seed"),
-    (["posterior", "posterior_d.toml", "-q"], "highdim.d"),
-    (["posterior", "posterior_tmax.toml", "-q"], "highdim"),
-    (["sme", "--paths", "1000000000000", "-q"], "risks.paths"),
-    (["sme", "sme_control.toml", "-q"], "control"),
-    (["sme", "--only", "nope", "-q"], "only"),
+    (["posterior", "posterior_d.toml"], "highdim.d"),
+    (["posterior", "posterior_tmax.toml"], "highdim"),
+    (["sme", "--paths", "1000000000000"], "risks.paths"),
+    (["sme", "sme_control.toml"], "control"),
+    (["sme", "--only", "nope"], "only"),
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from pathlib import Path
 
@@ -198,3 +199,30 @@ def test_point_ids_are_stable_and_sweep_file_loads(tmp_path):
     spec = load_sweep(example)
     assert spec.sweep.kind == "run" and spec.out is not None
     assert len(grid_points(spec.sweep.grid)) >= 4
+
+
+def test_a_ctrl_c_while_workers_start_is_deferred_not_lost():
+    # the Dask workers start inside sigint_deferred: a Ctrl-C then must neither reach them
+    # (each printed its own KeyboardInterrupt traceback) nor be lost for this process (it
+    # was, with SIGINT ignored during the start). Where another thread (XLA's) takes the
+    # signal, Python's handler runs at once in the main thread; else when the block ends
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from advdyn.workflows.sweep.execute import sigint_deferred
+
+    child = ("import os, signal, time; os.kill(os.getpid(), signal.SIGINT); "
+             "time.sleep(0.1); print('alive')")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with sigint_deferred():
+                started = subprocess.run([sys.executable, "-c", child], capture_output=True,
+                                         text=True, timeout=60)
+                assert started.returncode == 0 and started.stdout.strip() == "alive", started
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.2)
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -75,9 +75,11 @@ def critical_eps_command(
         from advdyn.workflows.critical import build_data, run_critical
 
         build_data(cfg)  # data errors (sizes) are user errors: surface them before training
-        if not quiet:
+        def announce() -> None:  # after the checks, so that a refusal is the only line
             err_console.print(escape(_header(cfg)), highlight=False)
-        result = run_critical(cfg, out, progress=not quiet)
+
+        result = run_critical(cfg, out, progress=not quiet,
+                              on_start=None if quiet else announce)
     except ConfigError as err:
         raise fail(str(err), EXIT_USER_ERROR) from None
     except ValueError as err:

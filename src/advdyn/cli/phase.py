@@ -41,16 +41,18 @@ def phase_command(
         cfg = load_phase_config(config) if config is not None else default_phase_config()
         ph = cfg.phase
         axes = [ph.x] + ([ph.y] if ph.y is not None else [])
-        progress = None
+        progress = announce = None
         if not quiet:
             grid = " x ".join(f"{a.field} ({len(a.grid())})" for a in axes)
-            err_console.print(escape(f"advdyn phase: {grid}"), highlight=False)
+
+            def announce() -> None:  # after the checks, so that a refusal is the only line
+                err_console.print(escape(f"advdyn phase: {grid}"), highlight=False)
 
             def progress(advance: int, total: int, done=[0]) -> None:  # noqa: B006
                 done[0] += advance
                 err_console.print(f"  points solved: {done[0]}/{total}", highlight=False)
 
-        result = write_phase(cfg, out, progress=progress)
+        result = write_phase(cfg, out, progress=progress, on_start=announce)
     except ConfigError as err:
         raise fail(str(err), EXIT_USER_ERROR) from None
     except OSError as err:

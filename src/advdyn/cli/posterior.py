@@ -49,13 +49,15 @@ def posterior_command(
             cfg = cfg.with_overrides(**overrides)
         from advdyn.workflows.posterior import run_posterior
 
-        if not quiet:
+        def announce() -> None:  # after the checks, so that a refusal is the only line
             err_console.print(escape(
                 f"advdyn posterior: d = 4 chains ({cfg.small.chains}), ODE d = {cfg.highdim.d} "
                 f"vs {cfg.highdim.replicates} SGD replicates"
                 + (f", AT/AWP on {cfg.robust.data} ({cfg.robust.epochs} epochs)"
                    if cfg.robust.enabled else "")), highlight=False)
-        result = run_posterior(cfg, out, progress=not quiet, figures=not no_figures)
+
+        result = run_posterior(cfg, out, progress=not quiet, figures=not no_figures,
+                               on_start=None if quiet else announce)
     except ConfigError as err:
         raise fail(str(err), EXIT_USER_ERROR) from None
     except ValueError as err:

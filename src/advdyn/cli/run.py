@@ -55,7 +55,7 @@ def run_command(
         })
         from advdyn.workflows.run import run
 
-        if not quiet:
+        def announce() -> None:  # after the checks, so that a refusal is the only line
             err_console.print(
                 escape(
                     f"advdyn run: d = {cfg.problem.d}, loss = {cfg.problem.loss}, "
@@ -64,7 +64,8 @@ def run_command(
                 highlight=False,
             )
             _compile_status()
-        result = run(cfg, out, progress=not quiet)
+
+        result = run(cfg, out, progress=not quiet, on_start=None if quiet else announce)
     except ConfigError as err:
         raise fail(str(err), EXIT_USER_ERROR) from None
     except DivergenceError as err:

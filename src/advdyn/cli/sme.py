@@ -57,9 +57,10 @@ def sme_command(
         from advdyn.workflows.sme import run_sme
 
         parts = None if only is None else [p.strip() for p in only.split(",") if p.strip()]
-        progress = None
+        progress = announce = None
         if not quiet:
-            err_console.print(escape(_header(cfg, parts)), highlight=False)
+            def announce() -> None:  # after the checks, so that a refusal is the only line
+                err_console.print(escape(_header(cfg, parts)), highlight=False)
 
             done = [0]
 
@@ -67,7 +68,7 @@ def sme_command(
                 done[0] += advance
                 err_console.print(f"  parts done: {done[0]}/{total}", highlight=False)
 
-        result = run_sme(cfg, out, progress=progress, parts=parts)
+        result = run_sme(cfg, out, progress=progress, parts=parts, on_start=announce)
     except ConfigError as err:
         raise fail(str(err), EXIT_USER_ERROR) from None
     except ValueError as err:

@@ -50,14 +50,17 @@ def sweep_command(
         target = out if out is not None else spec.out
         if target is None:
             raise ConfigError("out", "no output folder: set `out` in the sweep file or use --out")
-        if not quiet:
-            grid = ", ".join(f"{k} ({len(v)})" for k, v in spec.sweep.grid.items())
+        grid = ", ".join(f"{k} ({len(v)})" for k, v in spec.sweep.grid.items())
+
+        def announce() -> None:  # after the checks, so that a refusal is the only line
             err_console.print(escape(f"advdyn sweep: kind = {spec.sweep.kind}, grid: {grid}"),
                               highlight=False)
+
         result = run_sweep(
             spec, target, scheduler=scheduler, workers=workers, retry_failed=retry_failed,
             progress=not quiet,
             notify=lambda m: err_console.print(escape(m), highlight=False, soft_wrap=True),
+            on_start=None if quiet else announce,
         )
     except ConfigError as err:
         raise fail(str(err), EXIT_USER_ERROR) from None

@@ -207,7 +207,8 @@ def torch_backend(make_module: Callable, make_data: Callable | None = None, devi
 
 def run_critical(cfg: CriticalConfig, out_dir: str | Path | None = None,
                  progress: bool = True, eps: float | None = None,
-                 backend: Backend | None = None) -> CriticalResult:
+                 backend: Backend | None = None,
+                 on_start: Callable[[], None] | None = None) -> CriticalResult:
     """Run both estimators, the repeats, the strong evaluation (and the FGM study), judge
     ``eps`` and write the result files.
 
@@ -224,6 +225,10 @@ def run_critical(cfg: CriticalConfig, out_dir: str | Path | None = None,
     backend : Backend, optional
         Models, data and trainer (default `jax_backend`; `torch_backend` for a
         ``torch.nn.Module``). The config's ``model``/``data`` sections then only give seeds.
+    on_start : callable, optional
+        Called once the inputs and the output folder have been checked (and the folder is
+        held), before any computation: a command's status line goes there, so that a
+        refusal is the only line it prints.
 
     Returns
     -------
@@ -236,8 +241,12 @@ def run_critical(cfg: CriticalConfig, out_dir: str | Path | None = None,
         [`advdyn.io.folder_lock`][advdyn.io.folder_lock], held from before the first training).
     """
     if out_dir is None:
+        if on_start is not None:
+            on_start()
         return _run_critical(cfg, None, progress, eps, backend)
     with folder_lock(out_dir, "advdyn critical-eps"):
+        if on_start is not None:
+            on_start()
         return _run_critical(cfg, Path(out_dir), progress, eps, backend)
 
 

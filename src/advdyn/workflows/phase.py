@@ -266,9 +266,13 @@ def _chunk_size(instance, n_times: int, n_points: int, chunk: int | None) -> int
 PHASE_FILES = ("phase.nc", "phase.png", "phase.json")
 
 
-def write_phase(config, out_dir: str | Path, *, progress=None) -> PhaseResult:
+def write_phase(config, out_dir: str | Path, *, progress=None, on_start=None) -> PhaseResult:
     """Solve the phase diagram of a `PhaseConfig` and write
     ``phase.nc``, ``phase.png`` and ``phase.json`` (last) into ``out_dir``, atomically.
+
+    ``on_start()``, when given, is called once the grid and the output folder have been
+    checked (and the folder is held), before any computation: a command's status line goes
+    there, so that a refusal is the only line it prints.
 
     Raises
     ------
@@ -284,6 +288,8 @@ def write_phase(config, out_dir: str | Path, *, progress=None) -> PhaseResult:
         axes[ph.y.field] = ph.y.grid()
     out = Path(out_dir)
     with folder_lock(out, "advdyn phase"):
+        if on_start is not None:
+            on_start()
         start = time.perf_counter()
         result = phase_diagram(config.run_config(), axes, factor=ph.factor, chunk=ph.chunk,
                                progress=progress)

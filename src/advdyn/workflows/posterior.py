@@ -20,6 +20,7 @@ Files written in the output folder (atomically):
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -345,7 +346,8 @@ def _summary(cfg: PosteriorConfig, ds: dict[str, xr.Dataset], seconds: float) ->
 
 
 def run_posterior(cfg: PosteriorConfig, out: str | Path, progress: bool = False,
-                  figures: bool = True) -> PosteriorResult:
+                  figures: bool = True,
+                  on_start: Callable[[], None] | None = None) -> PosteriorResult:
     """Compute every part of a config and write the files listed in the module docstring.
 
     Parameters
@@ -357,6 +359,10 @@ def run_posterior(cfg: PosteriorConfig, out: str | Path, progress: bool = False,
         Show a progress bar over the training epochs.
     figures : bool
         Write the figures.
+    on_start : callable, optional
+        Called once the inputs and the output folder have been checked (and the folder is
+        held), before any computation: a command's status line goes there, so that a
+        refusal is the only line it prints.
 
     Returns
     -------
@@ -373,6 +379,8 @@ def run_posterior(cfg: PosteriorConfig, out: str | Path, progress: bool = False,
     h = cfg.highdim  # the recorded SGD iterates (replicates, n_times, d), float64, at least
     check_size(8.0 * h.replicates * h.n_times * h.d, "highdim.d", "the recorded SGD iterates")
     with folder_lock(out, "advdyn posterior"):
+        if on_start is not None:
+            on_start()
         return _run_posterior(cfg, Path(out), progress, figures)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ def run(
     config: Config,
     out_dir: str | Path | None = None,
     progress: bool = False,
+    on_start: Callable[[], None] | None = None,
 ) -> RunResult:
     """Run every method of ``config.run.methods`` on the same instance and time grid.
 
@@ -81,6 +83,10 @@ def run(
         written when omitted.
     progress : bool
         Show progress bars.
+    on_start : callable, optional
+        Called once the memory estimate and the output folder have been checked (and the
+        folder is held), before any computation: a command's status line goes there, so
+        that a refusal is the only line it prints.
 
     Returns
     -------
@@ -104,10 +110,15 @@ def run(
     earlier run that this one does not write are removed, and so are temporary files of an
     interrupted write.
     """
+    check_memory(config)  # ConfigError naming problem.d / run.replicates / run.block_size
     if out_dir is None:
+        if on_start is not None:
+            on_start()
         return _compute(config, progress)
     out = Path(out_dir)
     with folder_lock(out, "advdyn run"):
+        if on_start is not None:
+            on_start()
         for name in RESULT_FILES:  # temporary files of an interrupted write
             for path in out.glob(f".{name}.*"):
                 path.unlink(missing_ok=True)
@@ -159,7 +170,6 @@ def _explain(err: DivergenceError, config: Config) -> DivergenceError:
 def _compute_methods(config: Config, progress: bool) -> RunResult:
     """Every method's solution, labelled."""
     rc = config.run
-    check_memory(config)  # ConfigError naming problem.d / run.replicates / run.block_size
     # with run.bins the ODE runs on spectral bins; an ODE-only run of an isotropic spectrum
     # builds them from the config and draws no instance (advdyn.spectral)
     grid = time_grid(config.problem.d, rc.t_max, rc.n_times, rc.block_size)

@@ -231,7 +231,8 @@ def digits_part(cfg: SMERunConfig) -> tuple[xr.Dataset, dict]:
 
 
 def run_sme(cfg: SMERunConfig, out: str | Path, progress: Progress | None = None,
-            parts: list[str] | None = None) -> SMEResult:
+            parts: list[str] | None = None,
+            on_start: Callable[[], None] | None = None) -> SMEResult:
     """Run every enabled part, write NetCDF/JSON and figures into ``out``.
 
     Parameters
@@ -244,6 +245,10 @@ def run_sme(cfg: SMERunConfig, out: str | Path, progress: Progress | None = None
         ``progress(advance, total)`` after each part.
     parts : list of str, optional
         Subset of `PARTS` to run (default: every enabled part).
+    on_start : callable, optional
+        Called once the inputs and the output folder have been checked (and the folder is
+        held), before any computation: a command's status line goes there, so that a
+        refusal is the only line it prints.
 
     Returns
     -------
@@ -267,6 +272,8 @@ def run_sme(cfg: SMERunConfig, out: str | Path, progress: Progress | None = None
         check_size(8.0 * r.paths * r.n_times * len(cfg.problem.eigenvalues), "risks.paths",
                    "the recorded SGD paths of risks")
     with folder_lock(out, "advdyn sme"):  # checked and held before any part runs
+        if on_start is not None:
+            on_start()
         return _run(cfg, Path(out), progress, parts)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 import time
 import traceback
 import uuid
@@ -100,22 +99,20 @@ class SweepResult:
 
 
 @contextmanager
-def sigint_ignored() -> Iterator[None]:
-    """Ignore SIGINT while the block runs, where this thread may set signal handlers.
+def sigint_deferred() -> Iterator[None]:
+    """Hold back SIGINT in this thread while the block runs; deliver it when the block ends.
 
-    A process started meanwhile inherits the disposition through ``exec``, and Python does
-    not install its ``KeyboardInterrupt`` handler where SIGINT is ignored at start-up: so a
-    Ctrl-C (sent to the whole foreground process group) cannot interrupt the second
-    process's start-up with a traceback of its own.
+    The signal is blocked (``pthread_sigmask``), not ignored: a Ctrl-C during the block
+    stays pending and interrupts at its end, instead of being lost. Processes and threads
+    started in the block inherit the blocked mask, so a Ctrl-C (sent to the whole
+    foreground process group) never reaches them: this process handles it and ends them,
+    and they print no ``KeyboardInterrupt`` traceback of their own.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _make_client(scheduler: str | None, workers: int | None, n_tasks: int):
@@ -128,10 +125,10 @@ def _make_client(scheduler: str | None, workers: int | None, n_tasks: int):
             raise ConfigError("scheduler", f"cannot reach a Dask scheduler at {scheduler}: "
                               f"{err}") from None
     n = workers if workers is not None else max(1, min(os.cpu_count() or 1, n_tasks))
-    # the worker processes start with SIGINT ignored: a Ctrl-C (sent to the whole process
+    # the worker processes start with SIGINT blocked: a Ctrl-C (sent to the whole process
     # group) is this process's to handle, which ends them; otherwise each worker printed
     # its own KeyboardInterrupt traceback
-    with sigint_ignored():
+    with sigint_deferred():
         cluster = LocalCluster(
             n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
             silence_logs=logging.ERROR,
@@ -170,6 +167,7 @@ def run_sweep(
     retry_failed: bool = False,
     progress: bool = False,
     notify: Callable[[str], None] | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> SweepResult:
     """Run (or resume) a sweep and write its merged result.
 
@@ -196,6 +194,10 @@ def run_sweep(
         ``notify(message)`` for what the sweep finds on resumption (a point file that does
         not open or does not match its fingerprint and is run again, temporary files of
         an interrupted run removed); the messages are also in ``summary``.
+    on_start : callable, optional
+        Called once the inputs and the output folder have been checked (and the folder is
+        held), before any computation: a command's status line goes there, so that a
+        refusal is the only line it prints.
 
     Returns
     -------
@@ -223,6 +225,8 @@ def run_sweep(
         checks.scheduler_address(scheduler, "scheduler")
     check_points(spec)
     with folder_lock(out, "advdyn sweep"):
+        if on_start is not None:
+            on_start()
         return _run_locked(spec, out, client, scheduler, workers, retry_failed, progress,
                            notify or (lambda message: None))
 
