@@ -1,9 +1,13 @@
 """Calls of every public entry point of the theory rooms, for tests/test_precision.py.
 
-Run as a script in a fresh interpreter: ``python tests/float64_calls.py OUT.pkl``. Writes, per
-call, the dtypes and float64 values of the result's floating leaves (or the exception text).
-The same calls run once with ``JAX_ENABLE_X64=0`` and once with ``JAX_ENABLE_X64=1``; inputs
-are Python floats, NumPy float64 and (marked ``f32``) float32 JAX arrays, identical in both.
+Run as a script in a fresh interpreter whose float64 is off:
+``JAX_ENABLE_X64=0 python tests/float64_calls.py OUT.pkl``. It imports the rooms and lists
+their module-level JAX arrays narrower than float64 (made at import with float64 off), makes
+every call, then turns float64 on and makes the same calls again as the reference (the
+decorated calls compile the same float64 programs, which the second pass reuses: one
+interpreter's compilations instead of two). Writes, per call and pass, the dtypes and
+float64 values of the result's floating leaves (or the exception text). Inputs are Python
+floats, NumPy float64 and (marked ``f32``) float32 JAX arrays, made afresh in each pass.
 Sizes are tiny: this checks dtypes and values, not the mathematics.
 """
 
@@ -244,6 +248,38 @@ def run() -> dict:
     return report
 
 
+#: the rooms whose modules must hold no float32 constant made at import
+ROOMS = ("advdyn.problem", "advdyn.theory", "advdyn.simulate", "advdyn.posterior", "advdyn.sme",
+         "advdyn.critical")
+
+
+def narrow_module_arrays() -> list[str]:
+    """``module.name`` of every module-level JAX array of the rooms narrower than float64."""
+    import importlib
+    import pkgutil
+
+    found = []
+    for room in ROOMS:
+        package = importlib.import_module(room)
+        names = [room] + [m.name for m in pkgutil.walk_packages(package.__path__, room + ".")]
+        for module_name in names:
+            module = importlib.import_module(module_name)
+            for name, value in vars(module).items():
+                leaves = jax.tree.leaves(value) if isinstance(value, tuple | list | dict) else [
+                    value]
+                if any(isinstance(v, jax.Array) and v.dtype in (jnp.float32, jnp.float16,
+                                                                jnp.bfloat16, jnp.complex64)
+                       for v in leaves):
+                    found.append(f"{module_name}.{name}")
+    return found
+
+
 if __name__ == "__main__":
+    x64 = bool(jax.config.jax_enable_x64)
+    narrow = narrow_module_arrays()
+    off = run()
+    jax.config.update("jax_enable_x64", True)
+    reference = run()
     with open(sys.argv[1], "wb") as f:
-        pickle.dump({"x64": bool(jax.config.jax_enable_x64), "report": run()}, f)
+        pickle.dump({"x64": x64, "narrow_module_arrays": narrow, "report": off,
+                     "reference": reference}, f)

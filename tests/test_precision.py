@@ -3,9 +3,11 @@
 Every public entry point of the theory rooms is called in a fresh interpreter whose float64
 is off (``JAX_ENABLE_X64=0``), with Python, NumPy float64 and float32 JAX inputs
 (``tests/float64_calls.py``); each floating leaf of each result must be float64 and equal the
-same call made here, where float64 is on, to 1e-12 relative (the two runs compute the same
-float64 operations: only compilation may reorder them, far below 1e-12; a float32 computation
-anywhere differs by ~1e-8 or more).
+same call made in that interpreter once float64 is turned on, to 1e-12 relative (the two
+passes compute the same float64 operations: only compilation may reorder them, far below
+1e-12; a float32 computation anywhere, e.g. an input converted before it is widened, differs
+by ~1e-8 or more). A constant made at import with float64 off would be float32 in both
+passes, so the rooms' module-level arrays are checked for float64 directly.
 """
 
 from __future__ import annotations
@@ -57,16 +59,13 @@ def test_theory_entry_points_return_float64_when_jax_float64_is_off(tmp_path):
 
     out = tmp_path / "off.pkl"
     env = {**os.environ, "JAX_ENABLE_X64": "0"}
-    child = subprocess.Popen([sys.executable, str(CALLS), str(out)], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    spec = importlib.util.spec_from_file_location("float64_calls", CALLS)
-    calls = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(calls)
-    reference = calls.run()  # float64 on here (conftest), while the child runs without
-    _, err = child.communicate(timeout=1200)
-    assert child.returncode == 0, err[-3000:]
+    child = subprocess.run([sys.executable, str(CALLS), str(out)], env=env,
+                           capture_output=True, text=True, timeout=1200)
+    assert child.returncode == 0, child.stderr[-3000:]
     off = pickle.loads(out.read_bytes())
     assert off["x64"] is False
+    assert not off["narrow_module_arrays"], off["narrow_module_arrays"]
+    reference = off["reference"]
     failures = []
     for name, ref in reference.items():
         got = off["report"][name]
