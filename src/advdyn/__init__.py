@@ -65,7 +65,7 @@ _EXPORTS: dict[str, str] = {
     "instantiate": "advdyn.config",
     "make_learning_rate": "advdyn.config",
     "binned_from_config": "advdyn.config",
-    "DataConfig": "advdyn.config",
+    "DataProblemConfig": "advdyn.config",
     "data_problem": "advdyn.config",
     "compare": "advdyn.io",
     "read_netcdf": "advdyn.io",
@@ -105,7 +105,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
     from advdyn.config import (
         Config,
-        DataConfig,
+        DataProblemConfig,
         ProblemConfig,
         RunConfig,
         binned_from_config,

@@ -113,6 +113,8 @@ def test_diagnostics_see_non_gaussian_classes():
     g = surrogate_diagnostics(gauss, y, s)
     # 4 standard errors of the kurtosis; the mismatch within 30% of its expected size
     assert g["kurtosis_max_abs"] < 4 * g["kurtosis_standard_error"]
+    # isotropic classes: every direction carries variance (sample spectrum of d/n = 0.002)
+    assert g["effective_dimension"] == pytest.approx(d, rel=0.01)
     np.testing.assert_allclose(g["class_covariance_mismatch"],
                                g["class_covariance_mismatch_gaussian"], rtol=0.3)
     # the top eigendirection (variance 9) uniform, the other columns twice as wide in class -1

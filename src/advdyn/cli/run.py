@@ -122,7 +122,7 @@ def _print_summary(summary: dict) -> None:
     out_console.print(table)
     if "data" in summary:
         for line in data_report(summary["data"]):
-            out_console.print(escape(line), highlight=False)
+            out_console.print(escape(line), highlight=False, soft_wrap=True)
     times = ", ".join(f"{m} {t:.2f} s" for m, t in summary["wall_time_s"].items())
     out_console.print(f"wall time: {times}")
 
@@ -131,7 +131,8 @@ def data_report(data: dict) -> list[str]:
     """Lines that tell a user how far the data are from the surrogate, next to the gaps."""
     se = data["kurtosis_standard_error"]
     lines = [
-        f"data: n = {data['n']}, d = {data['d']}, {data['task']}; {data['spectrum']}; "
+        f"data: n = {data['n']}, d = {data['d']} (effective dimension "
+        f"{data['effective_dimension']:.4g}), {data['task']}; {data['spectrum']}; "
         f"data-scaled radius {data['radius']:.4g}",
         f"  excess kurtosis of projections (0 for Gaussian data, +/- {se:.2g}): teacher "
         f"{data['kurtosis_teacher']:.3g}, largest over the top eigendirections "
@@ -150,7 +151,8 @@ def data_report(data: dict) -> list[str]:
             g = gaps["adv_risk"]
             lines.append(f"  {m} vs ODE: largest relative gap of adv_risk "
                          f"{g['max_abs_relative_gap']:.3g} (fluctuation scale d^-1/2 = "
-                         f"{g['fluctuation_scale']:.3g})")
+                         f"{g['fluctuation_scale']:.3g}, effective dimension^-1/2 = "
+                         f"{data['effective_fluctuation_scale']:.3g})")
     return lines
 
 

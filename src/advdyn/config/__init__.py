@@ -17,7 +17,7 @@ from advdyn.config.build import (
 )
 from advdyn.config.schema import (
     Config,
-    DataConfig,
+    DataProblemConfig,
     ProblemConfig,
     RunConfig,
     default_config,
@@ -27,8 +27,8 @@ from advdyn.config.schema import (
 
 __all__ = [
     "Config",
-    "DataConfig",
     "DataProblem",
+    "DataProblemConfig",
     "ProblemConfig",
     "RunConfig",
     "binned_from_config",

@@ -328,12 +328,12 @@ class DataProblem(NamedTuple):
     diagnostics: dict
 
 
-def load_data(data: C.DataConfig) -> tuple[np.ndarray, np.ndarray]:
+def load_data(data: C.DataProblemConfig) -> tuple[np.ndarray, np.ndarray]:
     """Read, check and standardise a data set.
 
     Parameters
     ----------
-    data : DataConfig
+    data : DataProblemConfig
         A validated ``[problem.data]``.
 
     Returns
@@ -373,7 +373,7 @@ def load_data(data: C.DataConfig) -> tuple[np.ndarray, np.ndarray]:
 
 
 @functools.lru_cache(maxsize=2)
-def _data_moments(data: C.DataConfig, stamp: tuple, teacher_norm: float):
+def _data_moments(data: C.DataProblemConfig, stamp: tuple, teacher_norm: float):
     """Read and summarise a data set once per file version (``stamp``: mtime, size)."""
     X, y = load_data(data)
     try:
@@ -389,7 +389,7 @@ def _data_moments(data: C.DataConfig, stamp: tuple, teacher_norm: float):
     return rows, y, stats, diagnostics
 
 
-def _stamp(data: C.DataConfig) -> tuple:
+def _stamp(data: C.DataProblemConfig) -> tuple:
     paths = [data.path] + ([Path(data.target)] if data.path.suffix.lower() == ".npy" else [])
     return tuple((st.st_mtime_ns, st.st_size) for st in (p.stat() for p in paths))
 

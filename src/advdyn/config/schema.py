@@ -245,7 +245,7 @@ Init = Annotated[
 
 
 # ----------------------------------------------------------------------------- data
-class DataConfig(_Model):
+class DataProblemConfig(_Model):
     """A data set as the problem: ``[problem.data]`` (advdyn.problem.data).
 
     ``path`` is a ``.npy`` (the feature matrix; ``target`` is then the path of a ``.npy``
@@ -278,7 +278,7 @@ class DataConfig(_Model):
         return value
 
     @model_validator(mode="after")
-    def _names(self, info: ValidationInfo) -> DataConfig:
+    def _names(self, info: ValidationInfo) -> DataProblemConfig:
         from advdyn.io.arrays import data_columns
 
         names, shapes, n_rows = data_columns(self.path, "path")
@@ -370,7 +370,7 @@ class ProblemConfig(_Model):
     seed: int = Field(strict=True, default=0, ge=0, le=2**63 - 1)
     # a data set as the problem (advdyn.problem.data): d, the task's kind and the mixture
     # come from it
-    data: DataConfig | None = None
+    data: DataProblemConfig | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -381,7 +381,7 @@ class ProblemConfig(_Model):
         values = dict(values)
         raw = values["data"]
         try:
-            data = raw if isinstance(raw, DataConfig) else DataConfig.model_validate(
+            data = raw if isinstance(raw, DataProblemConfig) else DataProblemConfig.model_validate(
                 raw, context=info.context)
         except (ValidationError, ConfigError):
             values.setdefault("d", 1)  # the data's own error is reported
@@ -421,7 +421,7 @@ class ProblemConfig(_Model):
             raise ValueError(f"loss: {self.loss!r} needs task.kind = 'classification'")
         return self
 
-    def _data_consistent(self, data: DataConfig) -> None:
+    def _data_consistent(self, data: DataProblemConfig) -> None:
         if self.d != data.n_features:
             raise ValueError(f"d: the data have {data.n_features} feature columns; omit "
                              f"problem.d or set it to {data.n_features}")

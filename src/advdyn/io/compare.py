@@ -53,7 +53,8 @@ def compare(
     Returns
     -------
     dict
-        For each quantity recorded by both except ``lr``: ``max_relative_gap`` (see
+        For each quantity recorded by both except ``lr`` (and those NaN at every time,
+        such as ``dist_to_opt`` when the optimum is not unique): ``max_relative_gap`` (see
         [`relative_gap`][advdyn.io.compare.relative_gap]), ``at_time`` where it occurs, and
         ``max_abs_gap``. ``other``
         is interpolated linearly onto the reference times.
@@ -71,6 +72,8 @@ def compare(
             continue
         ref, est = reference[name], mean[name].interp(time=reference.time)
         rel = xr.DataArray(relative_gap(ref, est))
+        if np.all(np.isnan(np.asarray(rel))):  # e.g. dist_to_opt of an optimum not found
+            continue
         i = int(np.nanargmax(np.asarray(rel)))
         out[str(name)] = {
             "max_relative_gap": float(rel.values[i]),
@@ -82,7 +85,7 @@ def compare(
 
 def gap_over_time(
     reference: xr.Dataset, other: xr.Dataset, names: tuple[str, ...] = ("adv_risk",),
-    d: int | None = None,
+    d: float | None = None,
 ) -> dict[str, dict[str, list[float] | float]]:
     """The relative gap of a replicate mean to a reference at every recorded time.
 

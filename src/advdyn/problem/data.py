@@ -179,6 +179,18 @@ def surrogate_instance(stats: MixtureStatistics, loss: Loss, epsilon: float, rid
     )
 
 
+def effective_dimension(eigenvalues: np.ndarray) -> float:
+    """``(tr K)^2 / tr K^2``: the number of directions that carry the variance.
+
+    It equals ``d`` for an isotropic covariance and is much smaller for a spectrum with a few
+    large eigenvalues (random features share a common mode). An SGD run's relative
+    fluctuations around the ``d -> inf`` limit are of order ``effective_dimension^-1/2``
+    rather than ``d^-1/2`` when the two differ.
+    """
+    lam = np.asarray(eigenvalues, np.float64)
+    return float(np.sum(lam) ** 2 / max(float(np.sum(lam**2)), 1e-300))
+
+
 def _excess_kurtosis(z: np.ndarray) -> np.ndarray:
     """``E z^4 / (E z^2)^2 - 3`` per column of centred projections ``z``, shape ``(n, k)``."""
     m2 = np.mean(z**2, axis=0)
@@ -213,7 +225,7 @@ def surrogate_diagnostics(X: np.ndarray, y: np.ndarray, stats: MixtureStatistics
         Gaussian classes of one covariance),
         ``residual_kurtosis`` (regression: of ``y - <theta*, x>``), ``radius`` (see
         [`MixtureStatistics.radius`][advdyn.problem.data.MixtureStatistics.radius]),
-        ``n`` and ``d``.
+        ``effective_dimension`` (see `effective_dimension`), ``n`` and ``d``.
     """
     X = np.asarray(X, np.float64)
     n, d = X.shape
@@ -233,6 +245,7 @@ def surrogate_diagnostics(X: np.ndarray, y: np.ndarray, stats: MixtureStatistics
         "kurtosis_max_abs": float(np.max(np.abs(kurt))),
         "kurtosis_standard_error": float(np.sqrt(24.0 / n)),
         "radius": stats.radius,
+        "effective_dimension": effective_dimension(stats.eigenvalues),
     }
     if stats.task == "classification":
         out["class_covariance_mismatch"] = [float(v) for v in stats.class_mismatch]

@@ -261,6 +261,9 @@ def _data_summary(config: Config, datasets: dict[str, xr.Dataset]) -> dict[str, 
             m: gap_over_time(datasets["ode"], ds, names, config.problem.d)
             for m, ds in datasets.items() if m != "ode"
         }
+        # one run's fluctuations: d^-1/2 for a well-spread spectrum, d_eff^-1/2 in general
+        out["fluctuation_scale"] = config.problem.d ** -0.5
+        out["effective_fluctuation_scale"] = dp.diagnostics["effective_dimension"] ** -0.5
     return out
 
 
@@ -303,7 +306,7 @@ def _draw(datasets: dict[str, xr.Dataset], path: Path, config: Config) -> Path:
     from advdyn.plot import power_of_ten
     from advdyn.plot.risk import save_quantities  # matplotlib: imported where it draws
 
-    title = (f"d = {power_of_ten(config.problem.d)}, eps = {config.problem.epsilon}, "
+    title = (f"d = {power_of_ten(config.problem.d)}, eps = {config.problem.epsilon:.4g}, "
              f"loss = {config.problem.loss}")
     if config.problem.data is not None:
         title = f"{config.problem.data.path.name}: {title}"
