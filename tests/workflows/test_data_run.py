@@ -25,25 +25,28 @@ def gaussian_csv(tmp_path):
     return tmp_path / "rows.csv"
 
 
-def test_run_writes_three_curves_and_the_gaps(tmp_path, gaussian_csv):
+@pytest.mark.parametrize("methods", [
+    ["ode", "data_sgd"],
+    pytest.param(["ode", "data_sgd", "sgd"], marks=pytest.mark.slow),  # + the surrogate's SGD
+])
+def test_run_writes_the_curves_and_the_gaps(tmp_path, gaussian_csv, methods):
     cfg = validate_config({
         "problem": {"loss": "least_squares", "epsilon": 0.4,
                     "data": {"path": str(gaussian_csv), "task": "regression",
                              "target": "target"}},
-        "run": {"t_max": 2.0, "n_times": 5, "replicates": 8,
-                "methods": ["ode", "data_sgd", "sgd"]},
+        "run": {"t_max": 2.0, "n_times": 5, "replicates": 8, "methods": methods},
     })
     assert cfg.problem.d == D and cfg.problem.task.kind == "regression"
     result = run(cfg, tmp_path / "out")
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert set(summary["files"]) == {"ode.nc", "data_sgd.nc", "sgd.nc", "summary.json",
-                                     "risk.png"}
+    assert set(summary["files"]) == {f"{m}.nc" for m in methods} | {"summary.json",
+                                                                     "risk.png"}
     data = summary["data"]
     assert data["n"] == N and data["d"] == D
     assert data["spectrum"].startswith("dense eigendecomposition")
     # Gaussian rows: kurtosis within 4 standard errors of 0
     assert data["kurtosis_max_abs"] < 4 * data["kurtosis_standard_error"]
-    for method in ("data_sgd", "sgd"):
+    for method in methods[1:]:
         gap = data["gap_over_time"][method]["adv_risk"]
         assert len(gap["time"]) == len(gap["relative_gap"]) == 5
         # same theta_0: at t = 0 only the rows' own sampling error, O(n^-1/2) = 0.016

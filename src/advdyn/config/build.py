@@ -350,8 +350,8 @@ def load_data(data: C.DataProblemConfig) -> tuple[np.ndarray, np.ndarray]:
         Naming ``problem.data.path``, ``.features`` or ``.target``: unreadable files,
         non-numeric columns, NaN or infinite values, constant columns, ``n < 2``, targets of
         the wrong length or labels that do not fit the task (see
-        [`advdyn.checks.data_features`][advdyn.checks.data_features] and
-        [`advdyn.checks.data_targets`][advdyn.checks.data_targets]).
+        `advdyn.checks.data_features` and
+        `advdyn.checks.data_targets`).
     """
     field = "problem.data"
     target_path = data.target if data.path.suffix.lower() == ".npy" else None

@@ -204,7 +204,7 @@ def load_data_table(path, features: Sequence[str] | str | None, target: str, fie
     Returns
     -------
     X : ndarray, shape (n, d)
-        As stored (not yet checked; [`advdyn.checks.data_features`][advdyn.checks.data_features]
+        As stored (not yet checked; `advdyn.checks.data_features`
         does).
     y : ndarray, shape (n,) or as stored
         As stored.

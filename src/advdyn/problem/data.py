@@ -91,7 +91,7 @@ def mixture_statistics(X: np.ndarray, y: np.ndarray, task: str,
     Parameters
     ----------
     X : ndarray, shape (n, d)
-        Features, finite (see [`advdyn.checks.data_features`][advdyn.checks.data_features]).
+        Features, finite (see `advdyn.checks.data_features`).
     y : ndarray, shape (n,)
         Targets; ``+/-1`` labels with both classes present for classification.
     task : {"regression", "classification"}

@@ -59,7 +59,8 @@ class _RowBlock(eqx.Module):
 
 @eqx.filter_jit
 def data_risks(thetas: Array, rows: Array, targets: Array, instance: ProblemInstance):
-    """Risks of iterates averaged over every row of the data (float64).
+    """Risks of iterates averaged over every row of the data (float64; the predictions
+    ``<theta, x_j>`` in the rows' dtype).
 
     Parameters
     ----------
@@ -77,12 +78,12 @@ def data_risks(thetas: Array, rows: Array, targets: Array, instance: ProblemInst
         and, for classification, ``clean_error`` (``y <theta, x> <= 0``) and
         ``robust_error`` (``y <theta, x> <= eps |theta|``).
     """
-    X = rows.astype(jnp.float64)
     y = targets.astype(jnp.float64)
 
     def one(theta):
+        # the predictions in the rows' dtype (no float64 copy of the table), then float64
+        r = (rows @ theta.astype(rows.dtype)).astype(jnp.float64)
         theta = theta.astype(jnp.float64)
-        r = jnp.sum(X * theta, axis=-1)
         a = instance.epsilon * jnp.sqrt(jnp.sum(theta * theta))
         out = {"adv_risk": jnp.mean(instance.loss.adversarial(r, a, y)[0]),
                "clean_risk": jnp.mean(instance.loss(r, y))}
