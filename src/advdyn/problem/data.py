@@ -129,12 +129,27 @@ def mixture_statistics(X: np.ndarray, y: np.ndarray, task: str,
         Z = X - means[0]
         sigma = Z.T @ Z / n
         del Z
-        teacher = np.linalg.lstsq(X, y, rcond=None)[0]
-        noise = float(np.sqrt(np.mean((y - X @ teacher) ** 2)))
         mismatch = np.zeros(1)
     lam, basis = np.linalg.eigh(sigma)
+    if task == "regression":
+        teacher = _least_squares(X, y, means[0], lam, basis)
+        noise = float(np.sqrt(np.mean((y - X @ teacher) ** 2)))
     return MixtureStatistics(weights, labels, means, np.clip(lam, 0.0, None), basis, teacher,
                              noise, mismatch, task)
+
+
+def _least_squares(X, y, mean, lam, basis) -> np.ndarray:
+    """Minimum-norm ``argmin |y - X theta|`` from the normal equations ``M theta = X^T y / n``
+    with ``M = Sigma + mu mu^T`` (the second moment), solved in the eigenbasis of ``M``: that of
+    ``Sigma`` when the columns are centred, else one more eigendecomposition. Eigenvalues below
+    ``max(n, d) eps lambda_max`` count as zero (the rank rule of ``numpy.linalg.lstsq``)."""
+    n, d = X.shape
+    b = X.T @ y / n
+    if np.any(mean != 0.0):
+        lam, basis = np.linalg.eigh((basis * lam) @ basis.T + np.outer(mean, mean))
+    keep = lam > max(n, d) * np.finfo(np.float64).eps * max(float(lam.max()), 1e-300)
+    coef = np.where(keep, (basis.T @ b) / np.where(keep, lam, 1.0), 0.0)
+    return basis @ coef
 
 
 def surrogate_instance(stats: MixtureStatistics, loss: Loss, epsilon: float, ridge: float,
