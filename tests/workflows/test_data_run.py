@@ -55,3 +55,28 @@ def test_run_writes_the_curves_and_the_gaps(tmp_path, gaussian_csv, methods):
         assert gap["max_abs_relative_gap"] < 3 * gap["fluctuation_scale"] / np.sqrt(8)
     assert "surrogate_adv_risk" in result.datasets["data_sgd"]
     assert (tmp_path / "out" / "risk.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_phase_accepts_a_data_problem(tmp_path, gaussian_csv):
+    """``advdyn phase`` batches the surrogate's ODE over eps x gamma as for a synthetic problem,
+    and a point equals the host solve of the same surrogate."""
+    import advdyn as ad
+    from advdyn.config.phase import validate_phase_config
+    from advdyn.simulate.sgd import time_grid
+    from advdyn.workflows.phase import phase_diagram
+
+    cfg = validate_phase_config({
+        "problem": {"loss": "least_squares", "epsilon": 0.3,
+                    "data": {"path": str(gaussian_csv), "task": "regression",
+                             "target": "target"}},
+        "run": {"t_max": 2.0, "n_times": 5, "methods": ["ode"]},
+        "phase": {"x": {"field": "problem.epsilon", "values": [0.0, 0.4]},
+                  "y": {"field": "lr.gamma", "values": [0.5, 1.0]}},
+    })
+    ds = phase_diagram(cfg, {"problem.epsilon": [0.0, 0.4], "lr.gamma": [0.5, 1.0]}).dataset
+    assert (ds["result"].values == 0).all()
+    run_cfg = cfg.run_config().with_overrides(**{"problem.epsilon": 0.4})
+    inst = ad.instantiate(run_cfg.problem)
+    ref = ad.solve_ode(inst, ad.Constant(1.0), time_grid(D, 2.0, 5).times)
+    np.testing.assert_allclose(ds["adv_risk"].values[1, 1], ref.ys["adv_risk"], rtol=1e-7)
