@@ -164,8 +164,11 @@ def data_columns(path, field: str) -> tuple[list[str], dict[str, tuple[int, ...]
         raise ConfigError(field, f"{path.name}: unknown data file kind; give one of "
                           f"{', '.join(DATA_SUFFIXES)}")
     if suffix == ".npy":
-        with open(path, "rb") as fh:
-            shape, dtype = _npy_header(fh, path, field)
+        try:
+            with open(path, "rb") as fh:
+                shape, dtype = _npy_header(fh, path, field)
+        except OSError as err:
+            raise ConfigError(field, f"cannot read {path}: {err.strerror or err}") from None
         _real_dtype(dtype, path, field)
         return [], {"": shape}, None
     if suffix == ".npz":
