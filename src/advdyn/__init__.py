@@ -49,6 +49,7 @@ _EXPORTS: dict[str, str] = {
     # simulate: SGD and the homogenized SDE
     "simulate_sgd": "advdyn.simulate",
     "simulate_hsgd": "advdyn.simulate",
+    "simulate_data_sgd": "advdyn.simulate",
     "time_grid": "advdyn.simulate",
     # foundations
     "Solution": "advdyn.solution",
@@ -64,6 +65,8 @@ _EXPORTS: dict[str, str] = {
     "instantiate": "advdyn.config",
     "make_learning_rate": "advdyn.config",
     "binned_from_config": "advdyn.config",
+    "DataProblemConfig": "advdyn.config",
+    "data_problem": "advdyn.config",
     "compare": "advdyn.io",
     "read_netcdf": "advdyn.io",
     "write_netcdf": "advdyn.io",
@@ -102,9 +105,11 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
     from advdyn.config import (
         Config,
+        DataProblemConfig,
         ProblemConfig,
         RunConfig,
         binned_from_config,
+        data_problem,
         default_config,
         instantiate,
         load_config,
@@ -126,7 +131,7 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
         make_loss,
         stream_key,
     )
-    from advdyn.simulate import simulate_hsgd, simulate_sgd, time_grid
+    from advdyn.simulate import simulate_data_sgd, simulate_hsgd, simulate_sgd, time_grid
     from advdyn.solution import RESULTS, Solution
     from advdyn.theory import (
         BinnedInstance,

@@ -438,3 +438,105 @@ def dtype_name(value: Any, field: str = "dtype",
     if name not in allowed:
         raise ConfigError(field, f"must be one of {', '.join(allowed)}, got {value!r}")
     return name
+
+
+def _first(indices: np.ndarray, names: list[str] | None, limit: int = 5) -> str:
+    shown = [names[i] if names is not None else str(i) for i in indices[:limit].tolist()]
+    more = f" and {indices.size - limit} more" if indices.size > limit else ""
+    return ", ".join(shown) + more
+
+
+def data_features(X: Any, field: str, names: list[str] | None = None) -> np.ndarray:
+    """A data set's feature matrix: 2-d, real, finite, ``n >= 2`` rows, no constant column.
+
+    Parameters
+    ----------
+    X : array_like
+        The matrix as read, shape ``(n, d)``.
+    field : str
+        The field named in errors (e.g. ``problem.data.features``).
+    names : list of str, optional
+        Column names, to name a bad column (indices otherwise).
+
+    Returns
+    -------
+    ndarray, shape (n, d)
+        float64.
+
+    Raises
+    ------
+    ConfigError
+        For a wrong shape, a non-real dtype, fewer than two rows, NaN or infinite entries
+        (the first ones named) or a constant column (named: it carries no information and
+        its standardisation divides by zero).
+    """
+    arr = np.asarray(X)
+    if arr.ndim != 2:
+        raise ConfigError(field, f"must be a matrix (n rows x d columns), got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+            or np.issubdtype(arr.dtype, np.bool_)):
+        raise ConfigError(field, f"must hold real numbers, found dtype {arr.dtype}")
+    n, d = arr.shape
+    if n < 2 or d < 1:
+        raise ConfigError(field, f"needs at least 2 rows and 1 column, got shape {arr.shape}")
+    arr = arr.astype(np.float64)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        raise ConfigError(field, f"{int(bad.sum())} entries are NaN or infinite (first at row "
+                          f"{rows[0]}, column {_first(cols[:1], names)}); remove or impute them")
+    const = np.flatnonzero(arr.max(axis=0) == arr.min(axis=0))
+    if const.size:
+        raise ConfigError(field, f"{const.size} constant column(s) ({_first(const, names)}): "
+                          "they carry no information; drop them")
+    return arr
+
+
+def data_targets(y: Any, n: int, task: str, field: str) -> np.ndarray:
+    """A data set's targets fitted to the task: real values, or two classes mapped to ``+/-1``.
+
+    Parameters
+    ----------
+    y : array_like
+        Shape ``(n,)`` (or ``(n, 1)``).
+    n : int
+        Rows of the feature matrix.
+    task : {"regression", "classification"}
+    field : str
+        The field named in errors (e.g. ``problem.data.target``).
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        float64; for classification ``+1`` for the larger of the two label values and ``-1``
+        for the smaller (``{0, 1}`` and ``{-1, 1}`` keep their meaning; booleans: True is +1).
+
+    Raises
+    ------
+    ConfigError
+        For a wrong shape, non-real or non-finite values, a constant regression target, or
+        classification labels that are not exactly two integer values.
+    """
+    arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.shape != (n,):
+        raise ConfigError(field, f"must have one value per row, shape ({n},), got {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+            or np.issubdtype(arr.dtype, np.bool_)):
+        raise ConfigError(field, f"must hold numbers, found dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ConfigError(field, f"{int((~np.isfinite(arr)).sum())} targets are NaN or infinite")
+    values = np.unique(arr)
+    if task == "regression":
+        if values.size < 2:
+            raise ConfigError(field, "the regression target is constant")
+        return arr
+    if np.any(values != np.round(values)):
+        raise ConfigError(field, "classification labels must be integers (two classes), found "
+                          f"non-integer values such as {values[values != np.round(values)][0]:g}")
+    if values.size != 2:
+        raise ConfigError(field, f"binary classification needs exactly 2 label values, found "
+                          f"{values.size} ({_first(values.astype(np.int64), None)})")
+    return np.where(arr == values[1], 1.0, -1.0)

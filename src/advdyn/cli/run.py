@@ -121,7 +121,39 @@ def _print_summary(summary: dict) -> None:
         row += [f"{gaps[m][name]['max_relative_gap']:.2%}" if name in gaps[m] else "" for m in gaps]
         table.add_row(*row)
     out_console.print(table)
+    if "data" in summary:
+        for line in data_report(summary["data"]):
+            out_console.print(escape(line), highlight=False, soft_wrap=True)
     times = ", ".join(f"{m} {t:.2f} s" for m, t in summary["wall_time_s"].items())
     out_console.print(f"wall time: {times}")
+
+
+def data_report(data: dict) -> list[str]:
+    """Lines that tell a user how far the data are from the surrogate, next to the gaps."""
+    se = data["kurtosis_standard_error"]
+    lines = [
+        f"data: n = {data['n']}, d = {data['d']} (effective dimension "
+        f"{data['effective_dimension']:.4g}), {data['task']}; {data['spectrum']}; "
+        f"data-scaled radius {data['radius']:.4g}",
+        f"  excess kurtosis of projections (0 for Gaussian data, +/- {se:.2g}): teacher "
+        f"{data['kurtosis_teacher']:.3g}, largest over the top eigendirections "
+        f"{max(map(abs, data['kurtosis_top']), default=0.0):.3g}",
+    ]
+    if "class_covariance_mismatch" in data:
+        got = ", ".join(f"{v:.3g}" for v in data["class_covariance_mismatch"])
+        gauss = ", ".join(f"{v:.3g}" for v in data["class_covariance_mismatch_gaussian"])
+        lines.append(f"  class covariance mismatch |Cov_c - Sigma|_F/|Sigma|_F: {got} "
+                     f"(sampling alone: {gauss})")
+    if "residual_kurtosis" in data:
+        lines.append(f"  excess kurtosis of the least-squares residual: "
+                     f"{data['residual_kurtosis']:.3g}")
+    for m, gaps in data.get("gap_over_time", {}).items():
+        if "adv_risk" in gaps:
+            g = gaps["adv_risk"]
+            lines.append(f"  {m} vs ODE: largest relative gap of adv_risk "
+                         f"{g['max_abs_relative_gap']:.3g} (fluctuation scale d^-1/2 = "
+                         f"{g['fluctuation_scale']:.3g}, effective dimension^-1/2 = "
+                         f"{data['effective_fluctuation_scale']:.3g})")
+    return lines
 
 

@@ -6,14 +6,18 @@ and learning-rate rules from them. The mathematics never imports this package.
 """
 
 from advdyn.config.build import (
+    DataProblem,
     binned_from_config,
     config_supported,
+    data_problem,
     eigen_decomposition,
     instantiate,
+    load_data,
     make_learning_rate,
 )
 from advdyn.config.schema import (
     Config,
+    DataProblemConfig,
     ProblemConfig,
     RunConfig,
     default_config,
@@ -23,14 +27,18 @@ from advdyn.config.schema import (
 
 __all__ = [
     "Config",
+    "DataProblem",
+    "DataProblemConfig",
     "ProblemConfig",
     "RunConfig",
     "binned_from_config",
     "config_supported",
+    "data_problem",
     "default_config",
     "eigen_decomposition",
     "instantiate",
     "load_config",
+    "load_data",
     "make_learning_rate",
     "validate_config",
 ]

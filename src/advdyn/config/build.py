@@ -13,14 +13,25 @@ config becomes a rule
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from advdyn import checks
 from advdyn.config import schema as C
 from advdyn.errors import ConfigError
-from advdyn.io.arrays import load_npy
+from advdyn.io.arrays import data_columns, load_data_table, load_npy
 from advdyn.precision import as_float64, float64
+from advdyn.problem.data import (
+    MixtureStatistics,
+    mixture_statistics,
+    surrogate_diagnostics,
+    surrogate_instance,
+)
 from advdyn.problem.instance import ProblemInstance, _seed_sequences
 from advdyn.problem.losses import Loss, make_loss
 from advdyn.problem.spectra import (
@@ -170,6 +181,8 @@ def instantiate(config: C.ProblemConfig, loss: Loss | None = None) -> ProblemIns
 
 
 def _instantiate(config: C.ProblemConfig, loss: Loss | None) -> ProblemInstance:
+    if config.data is not None:
+        return data_problem(config, loss).instance
     d = config.d
     rng = np.random.default_rng(_seed_sequences(config.seed)[0])
     lam, basis = eigen_decomposition(config.spectrum, d)
@@ -289,6 +302,144 @@ def integrator_for(run: C.RunConfig, instance, lr: LearningRate, times) -> Integ
     return make_integrator(kind, rtol=run.rtol, atol=atol)
 
 
+# ----------------------------------------------------------------------------- data problems
+class DataProblem(NamedTuple):
+    """A data set as a problem ([`data_problem`][advdyn.config.build.data_problem]).
+
+    Attributes
+    ----------
+    instance : ProblemInstance
+        The Gaussian-mixture surrogate in the covariance eigenbasis.
+    rows : ndarray, shape (n, d)
+        The standardised rows in the same eigenbasis (float64), what ``data_sgd`` samples.
+    targets : ndarray, shape (n,)
+        Regression targets or ``+/-1`` labels.
+    statistics : MixtureStatistics
+        The moments the surrogate keeps.
+    diagnostics : dict
+        [`surrogate_diagnostics`][advdyn.problem.data.surrogate_diagnostics], plus ``spectrum``
+        (how the spectrum was obtained).
+    """
+
+    instance: ProblemInstance
+    rows: np.ndarray
+    targets: np.ndarray
+    statistics: MixtureStatistics
+    diagnostics: dict
+
+
+def load_data(data: C.DataProblemConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Read, check and standardise a data set.
+
+    Parameters
+    ----------
+    data : DataProblemConfig
+        A validated ``[problem.data]``.
+
+    Returns
+    -------
+    X : ndarray, shape (n, d)
+        float64, standardised as ``data.standardize`` says.
+    y : ndarray, shape (n,)
+        float64 targets (standardised when ``data.standardize_target`` and regression), or
+        ``+/-1`` labels.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``problem.data.path``, ``.features`` or ``.target``: unreadable files,
+        non-numeric columns, NaN or infinite values, constant columns, ``n < 2``, targets of
+        the wrong length or labels that do not fit the task (see
+        `advdyn.checks.data_features` and
+        `advdyn.checks.data_targets`).
+    """
+    field = "problem.data"
+    target_path = data.target if data.path.suffix.lower() == ".npy" else None
+    X_raw, y_raw = load_data_table(data.path, data.features, data.target, field, target_path)
+    names = None
+    if data.path.suffix.lower() in (".csv", ".parquet"):
+        names = ([c for c in data_columns(data.path, f"{field}.path")[0] if c != data.target]
+                 if data.features is None else list(
+                     [data.features] if isinstance(data.features, str) else data.features))
+    X = checks.data_features(X_raw, f"{field}.features", names)
+    y = checks.data_targets(y_raw, X.shape[0], data.task, f"{field}.target")
+    if data.standardize != "none":
+        X = X - X.mean(axis=0)
+    if data.standardize == "scale":
+        X = X / X.std(axis=0)
+    if data.task == "regression" and data.standardize_target:
+        y = (y - y.mean()) / y.std()
+    return X, y
+
+
+@functools.lru_cache(maxsize=2)
+def _data_moments(data: C.DataProblemConfig, stamp: tuple, teacher_norm: float):
+    """Read and summarise a data set once per file version (``stamp``: mtime, size)."""
+    X, y = load_data(data)
+    try:
+        stats = mixture_statistics(X, y, data.task, teacher_norm)
+    except MemoryError:
+        raise ConfigError("problem.data.path", f"the {X.shape[1]} x {X.shape[1]} covariance "
+                          "of the data does not fit in memory") from None
+    diagnostics = surrogate_diagnostics(X, y, stats)
+    diagnostics["spectrum"] = (f"dense eigendecomposition of the {X.shape[1]} x {X.shape[1]} "
+                               "covariance")
+    rows = X @ stats.basis
+    rows.setflags(write=False)
+    return rows, y, stats, diagnostics
+
+
+def _stamp(data: C.DataProblemConfig) -> tuple:
+    paths = [data.path] + ([Path(data.target)] if data.path.suffix.lower() == ".npy" else [])
+    return tuple((st.st_mtime_ns, st.st_size) for st in (p.stat() for p in paths))
+
+
+@float64
+def data_problem(config: C.ProblemConfig, loss: Loss | None = None) -> DataProblem:
+    """A data set's Gaussian-mixture surrogate and its rows, from a problem with ``data``.
+
+    The data are read once per file version (a small cache) and standardised
+    ([`load_data`][advdyn.config.build.load_data]); the surrogate keeps their first and second
+    moments (`advdyn.problem.data`). ``theta_0`` is drawn as for a synthetic problem (the
+    same seed gives the same ``N(0, scale^2/d I)`` coordinates, isotropic in any basis) or
+    read from a file in the original basis.
+
+    Parameters
+    ----------
+    config : ProblemConfig
+        A validated problem with ``data`` set.
+    loss : Loss, optional
+        Overrides ``config.loss``.
+
+    Returns
+    -------
+    DataProblem
+
+    Raises
+    ------
+    ConfigError
+        As [`load_data`][advdyn.config.build.load_data]; naming ``problem.data`` when the
+        problem has none.
+    """
+    data = config.data
+    if data is None:
+        raise ConfigError("problem.data", "this problem has no data set")
+    rows, y, stats, diagnostics = _data_moments(data, _stamp(data),
+                                                float(config.task.teacher_norm))
+    d = rows.shape[1]
+    if isinstance(config.init, C.GaussianInit):
+        rng = np.random.default_rng(_seed_sequences(config.seed)[0])
+        theta0, basis = config.init.scale * rng.standard_normal(d) / np.sqrt(d), "eigen"
+    else:
+        theta0 = load_npy(config.init.path, "problem.init.path")
+        if theta0.shape != (d,):
+            raise ConfigError("problem.init.path", f"expected shape ({d},), got {theta0.shape}")
+        basis = "original"
+    instance = surrogate_instance(stats, loss if loss is not None else make_loss(config.loss),
+                                  config.epsilon, config.ridge, theta0, basis)
+    return DataProblem(instance, rows, y, stats, dict(diagnostics))
+
+
 # ----------------------------------------------------------------------------- from a config
 _SUBSAMPLE = 1024  # directions evaluated per bin; larger bins use a midpoint sub-grid
 
@@ -310,10 +461,11 @@ def config_supported(config: C.ProblemConfig) -> bool:
     Returns
     -------
     bool
-        True when every component's spectrum is one of `ISOTROPIC_KINDS` and the
+        True when the problem has no data set, every component's spectrum is one of
+        `ISOTROPIC_KINDS` and the
         init is Gaussian (files give directions, which are not isotropic).
     """
-    return isinstance(config.init, C.GaussianInit) and all(
+    return config.data is None and isinstance(config.init, C.GaussianInit) and all(
         s.kind in ISOTROPIC_KINDS for s in _spectra(config)
     )
 

@@ -37,6 +37,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     StrictBool,
     Tag,
     ValidationError,
@@ -243,6 +244,109 @@ Init = Annotated[
 ]
 
 
+# ----------------------------------------------------------------------------- data
+class DataProblemConfig(_Model):
+    """A data set as the problem: ``[problem.data]`` (advdyn.problem.data).
+
+    ``path`` is a ``.npy`` (the feature matrix; ``target`` is then the path of a ``.npy``
+    of targets), ``.npz`` (arrays named ``features``, default ``"X"``, and ``target``,
+    default ``"y"``), ``.csv`` (a header row; ``features`` are columns, default every column
+    but ``target``) or ``.parquet`` (as ``.csv``; needs ``pip install 'advdyn[data]'``).
+    ``standardize``: ``"scale"`` centres every column and scales it to unit variance,
+    ``"center"`` only centres, ``"none"`` keeps the values; ``standardize_target`` centres and
+    scales a regression target. Only the header is read here; the values are checked
+    when the problem is built (NaN, constant columns, labels that do not fit the task).
+    """
+
+    path: Path
+    task: Literal["regression", "classification"]
+    features: str | tuple[str, ...] | None = None
+    target: str = "y"
+    standardize: Literal["scale", "center", "none"] = "scale"
+    standardize_target: StrictBool = True
+
+    _shape: tuple[int | None, int] = PrivateAttr(default=(None, 0))
+
+    _check_path = field_validator("path")(_resolve_path)
+
+    @field_validator("path")
+    @classmethod
+    def _kind(cls, value: Path) -> Path:
+        from advdyn.io.arrays import data_columns
+
+        checks.as_value_error(data_columns)(value, "path")
+        return value
+
+    @model_validator(mode="after")
+    def _names(self, info: ValidationInfo) -> DataProblemConfig:
+        from advdyn.io.arrays import data_columns
+
+        names, shapes, n_rows = data_columns(self.path, "path")
+        suffix = self.path.suffix.lower()
+        if suffix == ".npy":
+            if self.features is not None:
+                raise ValueError("features: a .npy file is the feature matrix itself; omit "
+                                 "features (or use a .npz with named arrays)")
+            shape = shapes[""]
+            target = self.target_path(info)
+            if len(shape) != 2:
+                raise ValueError(f"path: the feature matrix must be 2-d (n x d), got {shape}")
+            self._shape = (shape[0], shape[1])
+            if not target.is_file():
+                raise ValueError(f"target: with a .npy matrix, target is the path of a .npy "
+                                 f"file of targets; not found: {target}")
+            object.__setattr__(self, "target", str(target))
+            return self
+        if suffix == ".npz":
+            feat = self.features if self.features is not None else "X"
+            if not isinstance(feat, str):
+                raise ValueError("features: for a .npz, the name of one array (the matrix)")
+            for name, sub in ((feat, "features"), (self.target, "target")):
+                if name not in names:
+                    raise ValueError(f"{sub}: no array {name!r} in {self.path.name} (it holds "
+                                     f"{', '.join(names) or 'no arrays'})")
+            shape = shapes[feat]
+            if len(shape) != 2:
+                raise ValueError(f"features: the feature matrix must be 2-d (n x d), got "
+                                 f"{shape}")
+            self._shape = (shape[0], shape[1])
+            return self
+        if self.target not in names:
+            raise ValueError(f"target: no column {self.target!r} in {self.path.name}")
+        if self.features is None:
+            cols = [c for c in names if c != self.target]
+        else:
+            cols = [self.features] if isinstance(self.features, str) else list(self.features)
+            missing = [c for c in cols if c not in names]
+            if missing:
+                raise ValueError(f"features: no column {missing[0]!r} in {self.path.name}")
+            if self.target in cols:
+                raise ValueError(f"features: the target column {self.target!r} is not a "
+                                 "feature")
+        if not cols:
+            raise ValueError(f"features: {self.path.name} has no feature column")
+        self._shape = (n_rows, len(cols))
+        return self
+
+    def target_path(self, info: ValidationInfo | None = None) -> Path:
+        """The targets' ``.npy`` file of a ``.npy`` matrix (resolved like ``path``)."""
+        base = ((info.context or {}).get("base_dir") if info is not None else None)
+        target = Path(self.target).expanduser()
+        if not target.is_absolute():
+            target = (Path(base) if base is not None else self.path.parent) / target
+        return target
+
+    @property
+    def n_features(self) -> int:
+        """Feature columns ``d`` (from the file's header)."""
+        return self._shape[1]
+
+    @property
+    def n_rows(self) -> int | None:
+        """Rows ``n`` when the header says (``.npy``, ``.npz``, ``.parquet``), else None."""
+        return self._shape[0]
+
+
 # ----------------------------------------------------------------------------- problem
 class ProblemConfig(_Model):
     """The learning problem: data, task, loss, attack radius, ridge, initialisation, seed.
@@ -264,6 +368,27 @@ class ProblemConfig(_Model):
     ridge: float = Field(strict=True, default=0.0, ge=0)
     init: Init = GaussianInit()
     seed: int = Field(strict=True, default=0, ge=0, le=2**63 - 1)
+    # a data set as the problem (advdyn.problem.data): d, the task's kind and the mixture
+    # come from it
+    data: DataProblemConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_data(cls, values: Any, info: ValidationInfo) -> Any:
+        """With ``data``, ``d`` and ``task.kind`` default to the data set's."""
+        if not isinstance(values, dict) or values.get("data") is None:
+            return values
+        values = dict(values)
+        raw = values["data"]
+        try:
+            data = raw if isinstance(raw, DataProblemConfig) else DataProblemConfig.model_validate(
+                raw, context=info.context)
+        except (ValidationError, ConfigError):
+            values.setdefault("d", 1)  # the data's own error is reported
+            return values
+        values.setdefault("d", data.n_features)
+        values.setdefault("task", {"kind": data.task})
+        return values
 
     @field_validator("loss")
     @classmethod
@@ -280,6 +405,8 @@ class ProblemConfig(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> ProblemConfig:
+        if self.data is not None:
+            self._data_consistent(self.data)
         comps = self.resolved_components()
         total = math.fsum(c.weight for c in comps)
         if abs(total - 1.0) > 1e-9:
@@ -293,6 +420,20 @@ class ProblemConfig(_Model):
         if self.loss in ("logistic", "squared_hinge") and not classification:
             raise ValueError(f"loss: {self.loss!r} needs task.kind = 'classification'")
         return self
+
+    def _data_consistent(self, data: DataProblemConfig) -> None:
+        if self.d != data.n_features:
+            raise ValueError(f"d: the data have {data.n_features} feature columns; omit "
+                             f"problem.d or set it to {data.n_features}")
+        if self.task.kind != data.task:
+            raise ValueError(f"task: {self.task.kind!r} differs from data.task = "
+                             f"{data.task!r}; omit problem.task")
+        given = {"spectrum": self.spectrum != IdentitySpectrum(),
+                 "components": self.components is not None}
+        for name, set_ in given.items():
+            if set_:
+                raise ValueError(f"{name}: a data problem takes it from problem.data; "
+                                 "remove it")
 
     def resolved_components(self) -> list[Component]:
         """Return the mixture components, filling in the default mixture of the task."""
@@ -358,8 +499,10 @@ class RunConfig(_Model):
 
     t_max: _number(checks.positive, "t_max") = 5.0  # type: ignore[valid-type]
     n_times: int = Field(strict=True, default=51, ge=2, le=100_000)
-    methods: list[Literal["ode", "sgd", "hsgd"]] = Field(
-        default_factory=lambda: list[Literal["ode", "sgd", "hsgd"]](["ode", "sgd"])
+    # data_sgd: SGD on the rows of problem.data (advdyn.simulate.data); sgd and hsgd then
+    # run on the data's Gaussian-mixture surrogate
+    methods: list[Literal["ode", "sgd", "hsgd", "data_sgd"]] = Field(
+        default_factory=lambda: list[Literal["ode", "sgd", "hsgd", "data_sgd"]](["ode", "sgd"])
     )
     replicates: int = Field(strict=True, default=4, ge=1)
     dtype: Literal["float32", "float64"] = "float32"
@@ -401,6 +544,17 @@ class Config(_Model):
     problem: ProblemConfig
     lr: LearningRateConfig = ConstantLR(gamma=0.5)
     run: RunConfig = RunConfig()
+
+    @model_validator(mode="after")
+    def _data_methods(self) -> Config:
+        """``data_sgd`` needs ``problem.data``; a data problem runs it by default."""
+        if self.problem.data is None:
+            if "data_sgd" in self.run.methods:
+                raise ValueError("run.methods: 'data_sgd' needs a data set ([problem.data])")
+        elif "methods" not in self.run.model_fields_set:
+            run = self.run.model_copy(update={"methods": ["ode", "data_sgd"]})
+            object.__setattr__(self, "run", run)
+        return self
 
     @model_validator(mode="after")
     def _horizon(self) -> Config:

@@ -7,7 +7,7 @@ Everything that touches the file system or xarray lives here; the mathematics
 """
 
 from advdyn.io.arrays import load_npy
-from advdyn.io.compare import compare, relative_gap
+from advdyn.io.compare import compare, gap_over_time, relative_gap
 from advdyn.io.files import atomic_path, folder_lock, put_in_place, temporary_path, write_json
 from advdyn.io.netcdf import UNITS, as_dataset, make_dataset, read_netcdf, to_dataset, write_netcdf
 
@@ -17,6 +17,7 @@ __all__ = [
     "atomic_path",
     "compare",
     "folder_lock",
+    "gap_over_time",
     "load_npy",
     "make_dataset",
     "put_in_place",

@@ -53,7 +53,8 @@ def compare(
     Returns
     -------
     dict
-        For each quantity recorded by both except ``lr``: ``max_relative_gap`` (see
+        For each quantity recorded by both except ``lr`` (and those NaN at every time,
+        such as ``dist_to_opt`` when the optimum is not unique): ``max_relative_gap`` (see
         [`relative_gap`][advdyn.io.compare.relative_gap]), ``at_time`` where it occurs, and
         ``max_abs_gap``. ``other``
         is interpolated linearly onto the reference times.
@@ -71,10 +72,61 @@ def compare(
             continue
         ref, est = reference[name], mean[name].interp(time=reference.time)
         rel = xr.DataArray(relative_gap(ref, est))
+        if np.all(np.isnan(np.asarray(rel))):  # e.g. dist_to_opt of an optimum not found
+            continue
         i = int(np.nanargmax(np.asarray(rel)))
         out[str(name)] = {
             "max_relative_gap": float(rel.values[i]),
             "at_time": float(reference.time.values[i]),
             "max_abs_gap": float(np.nanmax(np.abs(np.asarray(est) - np.asarray(ref)))),
         }
+    return out
+
+
+def gap_over_time(
+    reference: xr.Dataset, other: xr.Dataset, names: tuple[str, ...] = ("adv_risk",),
+    d: float | None = None,
+) -> dict[str, dict[str, list[float] | float]]:
+    """The relative gap of a replicate mean to a reference at every recorded time.
+
+    Parameters
+    ----------
+    reference : Dataset
+        Typically the ODE.
+    other : Dataset
+        Typically SGD, with a ``replicate`` dimension.
+    names : tuple of str
+        Quantities compared (those missing from either are skipped).
+    d : int, optional
+        Dimension: adds ``fluctuation_scale = d^-1/2``, the relative size of one run's
+        fluctuations around the ``d -> inf`` limit.
+
+    Returns
+    -------
+    dict
+        Per quantity: ``time``, ``relative_gap`` (signed, ``(mean - ref) / |ref|`` with the
+        floor of [`relative_gap`][advdyn.io.compare.relative_gap]), ``relative_spread``
+        (standard deviation over replicates, same scale), ``max_abs_relative_gap`` and, with
+        ``d``, ``fluctuation_scale``.
+    """
+    out: dict[str, dict[str, list[float] | float]] = {}
+    for name in names:
+        if name not in reference.data_vars or name not in other.data_vars:
+            continue
+        ref = np.asarray(reference[name], np.float64)
+        est = other[name].interp(time=reference.time)
+        values = np.asarray(est, np.float64).reshape(-1, ref.size)
+        scale = np.maximum(np.abs(ref), 1e-2 * float(np.abs(ref).max()))
+        gap = (values.mean(axis=0) - ref) / scale
+        spread = (values.std(axis=0, ddof=1) if values.shape[0] > 1
+                  else np.zeros_like(ref)) / scale
+        entry: dict[str, list[float] | float] = {
+            "time": [float(t) for t in reference.time.values],
+            "relative_gap": [float(v) for v in gap],
+            "relative_spread": [float(v) for v in spread],
+            "max_abs_relative_gap": float(np.nanmax(np.abs(gap))),
+        }
+        if d is not None:
+            entry["fluctuation_scale"] = float(d) ** -0.5
+        out[name] = entry
     return out

@@ -24,6 +24,8 @@ _STYLE = {
     "sgd": {"color": style.COLORS["blue"], "lw": 1.3, "ls": "--", "label": "SGD"},
     "hsgd": {"color": style.COLORS["vermillion"], "lw": 1.3, "ls": "-.",
              "label": "homogenized SGD"},
+    "data_sgd": {"color": style.COLORS["green"], "lw": 1.3, "ls": ":",
+                 "label": "SGD on the data rows"},
 }
 #: Axis labels of the recorded quantities (the variable name in brackets).
 LABELS = {
@@ -52,8 +54,8 @@ def plot_quantities(
     Parameters
     ----------
     results : mapping of method name to Dataset
-        E.g. ``{"ode": ..., "sgd": ...}``; ``"ode"``, ``"sgd"`` and ``"hsgd"`` get fixed
-        styles.
+        E.g. ``{"ode": ..., "sgd": ...}``; ``"ode"``, ``"sgd"``, ``"hsgd"`` and ``"data_sgd"``
+        get fixed styles; a dataset's ``plot_label`` attribute replaces its method's label.
     names : tuple of str
         Quantities, one panel each (those missing from every dataset are skipped).
     logy : bool
@@ -77,7 +79,8 @@ def plot_quantities(
             if name not in ds:
                 continue
             line = dict(_STYLE.get(method, {"label": method}))
-            label = line.pop("label")
+            label = ds.attrs.get("plot_label", line.pop("label"))
+            line.pop("label", None)
             da = ds[name]
             if "replicate" in da.dims:
                 n = da.sizes["replicate"]

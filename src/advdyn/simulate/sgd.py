@@ -163,11 +163,17 @@ def sgd_step(theta, x, y, gamma, instance: ProblemInstance):
 def _sgd_block(theta, words, r, k0, n_valid, instance: ProblemInstance, lr: LearningRate,
                block: int):
     """Advance one replicate by the steps ``k0 .. k0 + min(block, n_valid) - 1``."""
-    dtype = theta.dtype
-    d = instance.d
     offsets = jnp.arange(block)
     ks = k0 + offsets
-    x, y = _draw_block(instance, words, r, ks, dtype)
+    x, y = _draw_block(instance, words, r, ks, theta.dtype)
+    return scan_steps(theta, x, y, ks, offsets < n_valid, instance, lr)
+
+
+def scan_steps(theta, x, y, ks, valid, instance, lr: LearningRate):
+    """Take the SGD steps ``ks`` on the samples ``(x, y)`` (those with ``valid`` false are
+    skipped) under ``lax.scan``; the rate is evaluated at ``t = k / d`` (and at the iterate's
+    state for a state-dependent rule)."""
+    d = instance.d
 
     def step(theta, inputs):
         x_k, y_k, k, valid = inputs
@@ -176,7 +182,7 @@ def _sgd_block(theta, words, r, k0, n_valid, instance: ProblemInstance, lr: Lear
         new = sgd_step(theta, x_k, y_k, gamma, instance)
         return jnp.where(valid, new, theta), None
 
-    theta, _ = jax.lax.scan(step, theta, (x, y, ks, offsets < n_valid))
+    theta, _ = jax.lax.scan(step, theta, (x, y, ks, valid))
     return theta
 
 
@@ -318,8 +324,9 @@ def _simulate(
     progress: Progress | None,
     optimum: StationaryPoint | None,
     attrs: dict | None,
+    amend: Callable[[Array, dict], dict] | None = None,
 ) -> Solution:
-    """The driver shared by the simulators (SGD, homogenized SGD).
+    """The driver shared by the simulators (SGD, homogenized SGD, SGD on data rows).
 
     Builds the step-aligned grid ([`time_grid`][advdyn.simulate.sgd.time_grid]), starts every
     replicate at
@@ -327,7 +334,8 @@ def _simulate(
     ``block_fn`` (see `_advance`; replicate ``r`` draws from the stream
     ``(words, r, k)`` of `advdyn.simulate.streams`), records through
     `_record`, checks divergence at each record, drives the progress bar, and returns
-    the ``(replicate, time)`` dataset with attribute ``method``.
+    the ``(replicate, time)`` dataset with attribute ``method``. ``amend(thetas, rec)``,
+    when given, returns the record to keep in place of the recorder's ``rec``.
     """
     recorder = make_recorder(instance, optimum)
     records: list[dict[str, Array]] = []
@@ -340,6 +348,8 @@ def _simulate(
 
     def visit(j: int, thetas: Array, grid: TimeGrid) -> None:
         rec = _record(thetas, jnp.asarray(grid.times[j]), instance, lr, recorder)
+        if amend is not None:
+            rec = amend(thetas, rec)
         risk = np.asarray(rec["adv_risk"])
         dist2 = np.asarray(rec["norm"]) ** 2 - 2 * np.asarray(rec["overlap"]) + teacher2
         finite = np.all(np.isfinite(risk)) and np.all(np.isfinite(dist2))

@@ -23,7 +23,13 @@ constants follow XLA's own buffer accounting of the executables a run compiles
   per entry in float32 and 12 in float64) and about 16 bytes per direction of working
   vectors (the instance cast to the simulation dtype, the carried iterate); and on every
   device but the first a copy of the float64 arrays a step reads (eigenvalues, means,
-  teacher: ``(2 C + 1) d``). The recorded statistics run in a separate, smaller executable.
+  teacher: ``(2 C + 1) d``). The recorded statistics run in a separate, smaller executable;
+* **data** (a ``[problem.data]`` problem, float64): the table as read, standardised and in
+  the eigenbasis (``3 n d``, ``n`` from the header, or for a ``.csv`` an upper bound from its
+  size) and, while the surrogate is built, the ``d x d`` covariances (per class and pooled),
+  eigenvectors and ``eigh`` work (``(C + 3) d^2``); ``data_sgd`` holds the rows once more in
+  ``run.dtype`` (``n d``) and its iterates as SGD's. A refusal then names
+  ``problem.data.path``.
 
 The estimate is an upper bound of the arrays' sizes, not of XLA's exact allocation; it is
 meant to catch runs that are off by factors (e.g. ``d = 10^7`` with many replicates or the
@@ -158,6 +164,14 @@ def estimate_memory(config: Config, available: tuple[int, str] | None = None) ->
     draw = _DRAW_TEMPORARIES * d * f64 if drawn else 0
     if p.spectrum.kind == "covariance_file":
         draw += 3 * d * d * f64  # dense covariance, its eigenvectors, eigh work
+    if p.data is not None:
+        n = _data_rows(p.data)
+        # the table as read, standardised and rotated (kept for data_sgd), and the d x d
+        # covariances (per class, pooled), eigenvectors and eigh work
+        parts["data"] = 3 * n * d * f64
+        draw += (n_comp + 3) * d * d * f64
+        if "data_sgd" in rc.methods:
+            parts["data_sgd: rows"] = n * d * item
 
     method_parts: dict[str, dict[str, int]] = {}
     if "ode" in rc.methods:
@@ -178,17 +192,32 @@ def estimate_memory(config: Config, available: tuple[int, str] | None = None) ->
                 f"{m}: per device": P * _SGD_WORK_BYTES * d
                 + (P - 1) * (2 * n_comp + 1) * d * f64,
             }
+    if "data_sgd" in rc.methods:  # its iterates and blocks as SGD's, with rows not samples
+        R, P = rc.replicates, _concurrent_replicates(rc.replicates)
+        method_parts["data_sgd"] = {
+            "data_sgd: iterates": _SGD_ITERATE_COPIES * R * d * item,
+            "data_sgd: per device": P * _SGD_WORK_BYTES * d,
+        }
     largest = max(method_parts.values(), key=lambda x: sum(x.values()), default={})
     for mp in method_parts.values():
         parts.update(mp)
     parts["instance: draw temporaries"] = draw
-    peak = parts["instance"] + max(sum(largest.values()), draw)
+    peak = (parts["instance"] + parts.get("data", 0) + parts.get("data_sgd: rows", 0)
+            + max(sum(largest.values()), draw))
     if available is None:
         if rc.memory_limit_gb is not None:
             available = (int(rc.memory_limit_gb * 1e9), "run.memory_limit_gb")
         else:
             available = available_memory()
     return MemoryEstimate(parts, int(peak), int(available[0]), available[1])
+
+
+def _data_rows(data) -> int:
+    """Rows of a data set: from its header, or for a ``.csv`` an upper bound from its size
+    (every value takes at least two characters, a digit and a separator)."""
+    if data.n_rows is not None:
+        return int(data.n_rows)
+    return int(data.path.stat().st_size // (2 * (data.n_features + 1)) + 1)
 
 
 def _concurrent_replicates(replicates: int) -> int:
@@ -233,7 +262,10 @@ def check_memory(config: Config, available: tuple[int, str] | None = None) -> Me
         return est
     rc = config.run
     biggest = max(est.parts, key=lambda k: est.parts[k])
-    if biggest.endswith("samples"):
+    if config.problem.data is not None and biggest in (
+            "data", "data_sgd: rows", "instance: draw temporaries"):
+        field_ = "problem.data.path"
+    elif biggest.endswith("samples"):
         field_ = "run.block_size"
     elif biggest.endswith(("iterates", "per device")):
         field_ = "run.replicates"

@@ -18,12 +18,13 @@ import numpy as np
 import xarray as xr
 
 from advdyn._version import __version__
-from advdyn.config.build import make_learning_rate
+from advdyn.config.build import data_problem, make_learning_rate
 from advdyn.config.schema import Config, ConstantLR
 from advdyn.errors import DivergenceError
-from advdyn.io import compare, to_dataset, write_json, write_netcdf
+from advdyn.io import compare, gap_over_time, to_dataset, write_json, write_netcdf
 from advdyn.io.files import folder_lock
 from advdyn.problem.instance import stream_key
+from advdyn.simulate.data import simulate_data_sgd
 from advdyn.simulate.hsgd import simulate_hsgd
 from advdyn.simulate.sgd import simulate_sgd, time_grid
 from advdyn.solution import Solution
@@ -49,7 +50,8 @@ class RunResult:
     summary : dict
         Contents of ``summary.json``: ``advdyn_version``, ``d``, ``methods``,
         ``wall_time_s``, ``final`` (last recorded values, replicate means for SGD and HSGD),
-        ``gap_vs_ode`` (when the ODE ran; see `compare`),
+        ``gap_vs_ode`` (when the ODE ran; see `compare`), ``data`` (a data problem: the
+        surrogate's diagnostics and ``gap_over_time``, see `_data_summary`),
         ``config`` and, when written, ``files`` (the manifest of the result set).
     files : dict of label to Path
         Written files: one per method, ``"summary"`` and ``"plot"``; empty when no
@@ -205,14 +207,19 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
                             doubled_bins_check(config, instance, binned, sol, ode_on, above)
                         )
         else:
-            simulate = {"sgd": simulate_sgd, "hsgd": simulate_hsgd}[method]
+            options: dict[str, Any] = {
+                "t_max": rc.t_max, "n_times": rc.n_times, "replicates": rc.replicates,
+                "dtype": rc.dtype, "block_size": rc.block_size,
+                "divergence_factor": rc.divergence_factor, "optimum": optimum}
+            key = stream_key(config.problem.seed)
             with progress_callback(method.upper(), enabled=progress) as report:
-                sol = simulate(
-                    instance, lr, stream_key(config.problem.seed), t_max=rc.t_max,
-                    n_times=rc.n_times, replicates=rc.replicates, dtype=rc.dtype,
-                    block_size=rc.block_size, divergence_factor=rc.divergence_factor,
-                    progress=report, optimum=optimum,
-                )
+                if method == "data_sgd":
+                    data = data_problem(config.problem)
+                    sol = simulate_data_sgd(instance, data.rows, data.targets, lr, key,
+                                            progress=report, **options)
+                else:
+                    simulate = {"sgd": simulate_sgd, "hsgd": simulate_hsgd}[method]
+                    sol = simulate(instance, lr, key, progress=report, **options)
         timings[method] = time.perf_counter() - start
         solutions[method] = sol
 
@@ -235,6 +242,8 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
         summary["gap_vs_ode"] = {
             m: compare(datasets["ode"], ds) for m, ds in datasets.items() if m != "ode"
         }
+    if config.problem.data is not None:
+        summary["data"] = _data_summary(config, datasets)
     if "ode" in datasets and "bins_used" in datasets["ode"].attrs:
         keys = ("bins", "bins_used", "bins_rel_change", "bins_source")
         summary["bins"] = {k: datasets["ode"].attrs[k] for k in keys}
@@ -248,6 +257,26 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
     return RunResult(datasets, summary)
 
 
+def _data_summary(config: Config, datasets: dict[str, xr.Dataset]) -> dict[str, Any]:
+    """What a data problem's summary adds: the data, the surrogate's diagnostics and, when the
+    ODE ran, every simulator's relative gap to it over time (the risks a user measures)."""
+    data = config.problem.data
+    assert data is not None
+    dp = data_problem(config.problem)
+    out: dict[str, Any] = {"path": str(data.path), "task": data.task,
+                           "standardize": data.standardize, **dp.diagnostics}
+    if "ode" in datasets:
+        names = ("adv_risk", "clean_risk", "clean_error", "robust_error")
+        out["gap_over_time"] = {
+            m: gap_over_time(datasets["ode"], ds, names, config.problem.d)
+            for m, ds in datasets.items() if m != "ode"
+        }
+        # one run's fluctuations: d^-1/2 for a well-spread spectrum, d_eff^-1/2 in general
+        out["fluctuation_scale"] = config.problem.d ** -0.5
+        out["effective_fluctuation_scale"] = dp.diagnostics["effective_dimension"] ** -0.5
+    return out
+
+
 def _ode_options(config: Config, relaxed_above: float | None) -> dict[str, Any]:
     """The keyword arguments of a run's [`solve_ode`][advdyn.solve_ode]."""
     rc = config.run
@@ -256,7 +285,7 @@ def _ode_options(config: Config, relaxed_above: float | None) -> dict[str, Any]:
 
 
 # every file a run may write: what a new run does not write again is removed
-RESULT_FILES = ("ode.nc", "sgd.nc", "hsgd.nc", "summary.json", "risk.png")
+RESULT_FILES = ("ode.nc", "sgd.nc", "hsgd.nc", "data_sgd.nc", "summary.json", "risk.png")
 
 
 def _write(result: RunResult, out: Path, config: Config) -> None:
@@ -287,6 +316,13 @@ def _draw(datasets: dict[str, xr.Dataset], path: Path, config: Config) -> Path:
     from advdyn.plot import power_of_ten
     from advdyn.plot.risk import save_quantities  # matplotlib: imported where it draws
 
-    title = (f"d = {power_of_ten(config.problem.d)}, eps = {config.problem.epsilon}, "
+    title = (f"d = {power_of_ten(config.problem.d)}, eps = {config.problem.epsilon:.4g}, "
              f"loss = {config.problem.loss}")
+    if config.problem.data is not None:
+        title = f"{config.problem.data.path.name}: {title}"
+        surrogate = {"ode": "ODE of the Gaussian surrogate (d -> inf)",
+                     "sgd": "SGD on the Gaussian surrogate",
+                     "hsgd": "homogenized SGD of the surrogate"}
+        datasets = {m: ds.assign_attrs(plot_label=surrogate[m]) if m in surrogate else ds
+                    for m, ds in datasets.items()}
     return save_quantities(datasets, path, names=_RISK_NAMES, title=title)

@@ -1,0 +1,167 @@
+"""Streaming adversarial SGD on the rows of a data set (THEORY sections 2-3, real data).
+
+The same step as [`simulate_sgd`][advdyn.simulate.simulate_sgd] (the exact l2 attack of a
+linear model, ``theta <- theta - (gamma_t / d) grad``), on a row of the data drawn uniformly
+with replacement at every step instead of a Gaussian sample: the only difference from the
+theory is the data. The row of replicate ``r`` at step ``k`` is ``floor(u n)`` with ``u`` the
+step's uniform of the Philox stream (`advdyn.simulate.streams`, counter ``(r, k)``), so a
+trajectory depends on the seed, ``r`` and ``k`` only, never on the recording grid, the
+replicate count or the block size.
+
+Records: the risks a user measures on the data, ``adv_risk``, ``clean_risk`` (and
+``clean_error``, ``robust_error`` for classification), are averages over every row (the
+data's empirical distribution is the distribution SGD samples); the surrogate's values of
+the same iterate keep their names with a ``surrogate_`` prefix, and the order parameters
+(``norm``, ``overlap``, ``dist_to_opt``, ``lr``) are those of the surrogate instance.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+from jaxtyping import Key
+
+from advdyn import checks
+from advdyn.errors import ConfigError
+from advdyn.precision import float64
+from advdyn.problem.instance import ProblemInstance
+from advdyn.simulate.sgd import Progress, _simulate, scan_steps
+from advdyn.simulate.streams import step_scalars, stream_words
+from advdyn.solution import Solution
+from advdyn.theory.rates import LearningRate
+from advdyn.theory.stationary import StationaryPoint
+
+Array = jax.Array
+
+#: Recorded quantities that are measured on the data rows (the surrogate's keep a prefix).
+DATA_QUANTITIES = ("adv_risk", "clean_risk", "clean_error", "robust_error")
+
+
+class _RowBlock(eqx.Module):
+    """One block of SGD steps on sampled rows (the ``block_fn`` of `_simulate`)."""
+
+    rows: Array
+    targets: Array
+
+    def __call__(self, theta, words, r, k0, n_valid, instance, lr, block):
+        offsets = jnp.arange(block)
+        ks = k0 + offsets
+        n = self.rows.shape[0]
+        u, _ = jax.vmap(lambda k: step_scalars(words, r, k, theta.dtype))(ks)
+        idx = jnp.minimum(jnp.floor(u * n).astype(jnp.int64), n - 1)
+        x = self.rows[idx].astype(theta.dtype)
+        y = self.targets[idx].astype(theta.dtype)
+        return scan_steps(theta, x, y, ks, offsets < n_valid, instance, lr)
+
+
+@eqx.filter_jit
+def data_risks(thetas: Array, rows: Array, targets: Array, instance: ProblemInstance):
+    """Risks of iterates averaged over every row of the data (float64; the predictions
+    ``<theta, x_j>`` in the rows' dtype).
+
+    Parameters
+    ----------
+    thetas : Array, shape (R, d)
+        Iterates in the eigenbasis of ``rows``.
+    rows : Array, shape (n, d)
+    targets : Array, shape (n,)
+    instance : ProblemInstance
+        Supplies the loss, ``eps`` and the task.
+
+    Returns
+    -------
+    dict of str to Array, shape (R,)
+        ``adv_risk`` (``mean_j l_eps(<theta, x_j>, y_j)``, ridge excluded), ``clean_risk``
+        and, for classification, ``clean_error`` (``y <theta, x> <= 0``) and
+        ``robust_error`` (``y <theta, x> <= eps |theta|``).
+    """
+    y = targets.astype(jnp.float64)
+
+    def one(theta):
+        # the predictions in the rows' dtype (no float64 copy of the table), then float64
+        r = (rows @ theta.astype(rows.dtype)).astype(jnp.float64)
+        theta = theta.astype(jnp.float64)
+        a = instance.epsilon * jnp.sqrt(jnp.sum(theta * theta))
+        out = {"adv_risk": jnp.mean(instance.loss.adversarial(r, a, y)[0]),
+               "clean_risk": jnp.mean(instance.loss(r, y))}
+        if instance.task == "classification":
+            out["clean_error"] = jnp.mean(y * r <= 0)
+            out["robust_error"] = jnp.mean(y * r - a <= 0)
+        return out
+
+    return jax.lax.map(one, thetas)
+
+
+@float64
+def simulate_data_sgd(
+    instance: ProblemInstance,
+    rows: ArrayLike,
+    targets: ArrayLike,
+    lr: LearningRate,
+    key: Key[Array, ""],
+    *,
+    t_max: float,
+    n_times: int = 51,
+    replicates: int = 4,
+    dtype: str = "float32",
+    block_size: int = 64,
+    divergence_factor: float = 1e6,
+    progress: Progress | None = None,
+    optimum: StationaryPoint | None = None,
+) -> Solution:
+    """Run streaming adversarial SGD on rows of a data set, a new row per step.
+
+    Parameters
+    ----------
+    instance : ProblemInstance
+        The data's surrogate ([`advdyn.config.build.data_problem`][advdyn.config.build.data_problem]
+        or `advdyn.problem.data.surrogate_instance`): loss, ``eps``, ridge, ``theta_0`` and
+        the order parameters' reference vectors, in the eigenbasis of ``rows``.
+    rows : array, shape (n, d)
+        The data's rows in the same eigenbasis.
+    targets : array, shape (n,)
+        Their targets (``+/-1`` for classification).
+    lr, key, t_max, n_times, replicates, dtype, block_size, divergence_factor, progress, optimum
+        As for [`simulate_sgd`][advdyn.simulate.simulate_sgd].
+
+    Returns
+    -------
+    Solution
+        Method ``"data_sgd"``, ``ys`` of shape ``(replicate, time)`` (module docstring for
+        which records are measured on the rows); ``stats`` adds ``n_rows``.
+
+    Raises
+    ------
+    ConfigError
+        If ``rows`` is not ``(n, d)`` with ``n >= 2`` or ``targets`` not ``(n,)`` (fields
+        ``rows``, ``targets``), or a run argument is invalid.
+    DivergenceError
+        If the risk becomes non-finite or exceeds the divergence threshold.
+    """
+    checks.simulation(instance.d, t_max, n_times, replicates, block_size, lr, key, dtype)
+    rows_np = np.asarray(rows)
+    if rows_np.ndim != 2 or rows_np.shape[1] != instance.d or rows_np.shape[0] < 2:
+        raise ConfigError("rows", f"must have shape (n >= 2, {instance.d}), got {rows_np.shape}")
+    if np.shape(targets) != (rows_np.shape[0],):
+        raise ConfigError("targets", f"must have shape ({rows_np.shape[0]},), got "
+                          f"{np.shape(targets)}")
+    rows_j = jax.device_put(rows_np.astype(jnp.dtype(dtype)))
+    targets_j = jax.device_put(np.asarray(targets, np.float64))
+
+    def amend(thetas, rec):
+        measured = data_risks(thetas, rows_j, targets_j, instance)
+        out = {(f"surrogate_{k}" if k in measured else k): v for k, v in rec.items()}
+        out.update(measured)
+        return out
+
+    return _simulate(
+        "data_sgd", _RowBlock(rows_j, targets_j), instance, lr, stream_words(key), replicates,
+        t_max=t_max, n_times=n_times, dtype=dtype, block_size=block_size,
+        divergence_factor=divergence_factor, progress=progress, optimum=optimum,
+        attrs={"stream": "philox4x32-10(key, (j, k, r)): row floor(u n) of step k",
+               "n_rows": int(rows_np.shape[0])},
+        amend=amend,
+    )
