@@ -168,7 +168,7 @@ def simulate_sgd(
         Horizon in units of ``t = k / d``.
     n_times : int
         Requested number of recording times (including ``t = 0``); see
-        [`time_grid`][advdyn.simulate.sgd.time_grid].
+        [`time_grid`][advdyn.simulate.driver.time_grid].
     replicates : int
         Independent sample streams.
     dtype : {"float32", "float64"}
