@@ -12,9 +12,10 @@ device. The run's peak is the largest, over those executables, of
 (the replicates' executable runs on every device of the replicate mesh, each device with
 its own copy of the instance arrays it reads and its own temporaries). The executables:
 
-* SGD / HSGD: ``simulate.sgd._advance`` (one recording interval: the sampling blocks and the
-  steps) and ``simulate.sgd._record`` (the recorded statistics), with the CLI's one XLA CPU
-  device per core (``--xla_force_host_platform_device_count``, set below);
+* SGD / HSGD: ``simulate.driver._interval_jit`` (one recording interval: the sampling
+  blocks, the steps and the recorded statistics) and ``simulate.driver._first_jit`` (the
+  records at ``t = 0``), with the CLI's one XLA CPU device per core
+  (``--xla_force_host_platform_device_count``, set below);
 * per-direction ODE: ``theory.ode._solve`` (Tsit5, record to record).
 
 Not counted (they are outside XLA or below 2% of every row): numpy copies of the records,
@@ -96,15 +97,16 @@ def sgd_executables(config, method: str = "sgd"):
     -------
     list of (str, Compiled, int)
         Name, the compiled function and the number of devices it runs on, with exactly the
-        arguments :func:`advdyn.simulate.sgd._drive` passes for ``config``.
+        arguments :func:`advdyn.simulate.driver.run_replicates` passes for ``config``.
     """
     import jax
     import jax.numpy as jnp
 
     import advdyn as ad
     from advdyn.config.build import instantiate
-    from advdyn.simulate import sgd as S
-    from advdyn.simulate.hsgd import _hsgd_block, hsgd_key
+    from advdyn.simulate import driver as D
+    from advdyn.simulate.hsgd import hsgd_block, hsgd_key
+    from advdyn.simulate.sgd import sgd_block
     from advdyn.simulate.streams import stream_words
     from advdyn.theory.recording import make_recorder
     from advdyn.theory.stationary import adversarial_optimum
@@ -115,20 +117,20 @@ def sgd_executables(config, method: str = "sgd"):
         opt = adversarial_optimum(inst)
         lr = ad.Constant(GAMMA)
         key = ad.stream_key(0)  # the key's value does not change any size
-        block_fn = S._sgd_block if method == "sgd" else _hsgd_block
+        block_fn = sgd_block if method == "sgd" else hsgd_block
         words = stream_words(key if method == "sgd" else hsgd_key(key))
         R, d = rc.replicates, inst.d
-        grid = S.time_grid(d, rc.t_max, rc.n_times, rc.block_size)
-        n_blocks = -(-grid.stride // grid.block)
+        grid = D.time_grid(d, rc.t_max, rc.n_times, rc.block_size)
         thetas = jnp.broadcast_to(inst.theta0.astype(jnp.dtype(rc.dtype)), (R, d))
-        replicas = jnp.arange(R, dtype=jnp.uint32)
-        mesh = S._replicate_mesh(R)
-        advance = S._advance.lower(
-            block_fn, thetas, replicas, words, jnp.asarray(0, jnp.int64),
-            jnp.asarray(grid.stride, jnp.int64), inst, lr, n_blocks, grid.block, mesh,
+        mesh = D._replicate_mesh(R)
+        times = jnp.asarray(grid.times)
+        recorder = make_recorder(inst, opt)
+        bound = D.divergence_bound(inst, rc.divergence_factor)
+        advance = D._interval_jit.lower(
+            block_fn, (thetas, jnp.asarray(0, jnp.int32)), jnp.asarray(1, jnp.int64), words,
+            times, grid.stride, grid.block, inst, lr, recorder, bound, mesh,
         ).compile()
-        record = S._record.lower(thetas, jnp.asarray(0.0), inst, lr,
-                                 make_recorder(inst, opt)).compile()
+        record = D._first_jit.lower(thetas, times, inst, lr, recorder, bound).compile()
     n_dev = 1 if mesh is None else int(mesh.size)
     return [("advance", advance, n_dev), ("record", record, 1)]
 
@@ -244,14 +246,15 @@ with jax.enable_x64(True):
                 1_000_000, jnp.asarray(1e6, f64), "tsit5")
         fn, n_dev = O._solve, 1
     else:
-        grid = S.time_grid(d, t_max, 2, 64)
-        mesh = S._replicate_mesh(R)
+        from advdyn.simulate import driver as D
+        grid = D.time_grid(d, t_max, 2, 64)
+        mesh = D._replicate_mesh(R)
         thetas = jnp.broadcast_to(inst.theta0.astype(jnp.float32), (R, d))
-        args = (S._sgd_block, thetas, jnp.arange(R, dtype=jnp.uint32),
-                stream_words(ad.stream_key(0)), jnp.asarray(0, jnp.int64),
-                jnp.asarray(grid.stride, jnp.int64), inst, lr, -(-grid.stride // grid.block),
-                grid.block, mesh)
-        fn, n_dev = S._advance, 1 if mesh is None else int(mesh.size)
+        rec = make_recorder(inst, adversarial_optimum(inst))
+        args = (S.sgd_block, (thetas, jnp.asarray(0, jnp.int32)), jnp.asarray(1, jnp.int64),
+                stream_words(ad.stream_key(0)), jnp.asarray(grid.times), grid.stride,
+                grid.block, inst, lr, rec, D.divergence_bound(inst, 1e6), mesh)
+        fn, n_dev = D._interval_jit, 1 if mesh is None else int(mesh.size)
     compiled = fn.lower(*args).compile()
     xb = b.xla_bytes(compiled)
     gc.collect()

@@ -38,6 +38,22 @@ class RESULTS(enum.IntEnum):
     solver_failed = 3
 
 
+def diffrax_code(result) -> jax.Array:
+    """The [`RESULTS`][advdyn.solution.RESULTS] code of a diffrax result (``diffrax.RESULTS``):
+    an event (the divergence bound) is ``diverged``, an exhausted step budget
+    ``max_steps_reached``, any other failure ``solver_failed``; an int32 array."""
+    import diffrax  # on tracing only (a run that loads a stored program does not need it)
+    import jax.numpy as jnp
+
+    R = diffrax.RESULTS
+    return jnp.where(
+        result == R.successful, RESULTS.successful,
+        jnp.where(result == R.event_occurred, RESULTS.diverged,
+                  jnp.where(result == R.max_steps_reached, RESULTS.max_steps_reached,
+                            RESULTS.solver_failed)),
+    ).astype(jnp.int32)
+
+
 class Solution(eqx.Module):
     """Quantities recorded by one solver on a time grid.
 

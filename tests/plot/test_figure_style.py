@@ -233,7 +233,7 @@ def _digits():
     return sme.plot_digits(ds, {})
 
 
-def _phase_ode(fields=("problem.epsilon", "lr.gamma")):
+def _phase_ode(fields=("problem.epsilon", "lr.gamma"), sgd=False):
     from advdyn.plot.phase_diagram import plot_phase
 
     eps, gamma = np.linspace(0.0, 1.0, 5), np.geomspace(0.1, 3.0, 6)
@@ -251,12 +251,20 @@ def _phase_ode(fields=("problem.epsilon", "lr.gamma")):
          "time_within": (dims, 1.0 / risk), "result": (dims, result)},
         coords={**{f: coords[f] for f in dims}, "time": T},
         attrs={"fields": list(dims), "factor": 1.1})
+    if sgd:  # the panel of run.methods = ["ode", "sgd"], with one more failed point
+        sgd_result = result.copy()
+        sgd_result[0, ...] = 1
+        ds["sgd_gap"] = (dims, 0.05 * risk)
+        ds["sgd_result"] = (dims, sgd_result)
+        ds.attrs["methods"] = ["ode", "sgd"]
     return plot_phase(ds)
 
 
 FIGURES = {
     "phase_ode": _phase_ode,
     "phase_ode_one_field": lambda: _phase_ode(("problem.epsilon",)),
+    "phase_ode_sgd": lambda: _phase_ode(sgd=True),
+    "phase_ode_sgd_one_field": lambda: _phase_ode(("problem.epsilon",), sgd=True),
     "risk": _risk, "monotone": _monotone, "phase": _phase, "critical_eps": _critical,
     "linear_fig2": _fig2, "linear_fig3": _fig3, "linear_scaling": _scaling,
     "posterior_bound_terms": _bound_terms, "posterior_shrinkage": _shrinkage,
@@ -344,3 +352,9 @@ def test_readable_log_labels_follow_the_span():
         shown = _shown(ax.yaxis)
         assert shown == expect, (low, high, shown)
         assert ax.get_ylabel() == "y (log scale)"
+
+
+def test_phase_figure_has_a_panel_per_stochastic_method():
+    titles = [ax.get_title() for ax in _phase_ode(sgd=True).axes if ax.get_visible()]
+    assert any(t.startswith("SGD") and "gap to the ODE" in t for t in titles), titles
+    assert not any(t.startswith("SGD") for t in (ax.get_title() for ax in _phase_ode().axes))

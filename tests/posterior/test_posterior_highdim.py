@@ -117,3 +117,37 @@ def test_sgd_iterates_share_simulate_sgds_streams():
                                  replicates=2, dtype="float64")
     np.testing.assert_allclose(times, sol.ts)
     np.testing.assert_allclose(np.linalg.norm(thetas, axis=-1), sol["norm"], rtol=1e-10)
+
+
+def test_pure_posterior_path_vmaps_over_the_rate_and_marks_failure():
+    """jit + vmap of the posterior ODE over gamma matches the host solves to the solver's
+    tolerance, 1e-8 relative (the same adaptive integration batched: rounding can flip a
+    step-size decision, measured 9e-10 at t = 40; a wrong rate or field moves it by O(1));
+    gamma = 6 grows as e^{24 t} (2 gamma - gamma^2 tr K / d < 0) until it overflows: a code
+    and NaN records under vmap, a DivergenceError at the host boundary."""
+    import equinox as eqx
+    import jax
+
+    import advdyn as ad
+    from advdyn.posterior.highdim import integrate_posterior
+    from advdyn.solution import RESULTS
+    from advdyn.theory.ode import make_integrator
+
+    inst = ls_instance(12)
+    times = jnp.linspace(0.0, 40.0, 5)
+    integrator = make_integrator("tsit5", rtol=1e-8, atol=1e-20, max_steps=4096)
+
+    def point(gamma):
+        rate = eqx.tree_at(lambda r: r.gamma, ad.Constant(1.0), gamma)
+        return integrate_posterior(inst, rate, times, integrator, throw=False)
+
+    batch = jax.jit(jax.vmap(point))(jnp.array([0.5, 6.0]))
+    assert int(batch.result[0]) == RESULTS.successful
+    assert int(batch.result[1]) != RESULTS.successful
+    host = posterior_path(inst, ad.Constant(0.5), times, max_steps=4096)
+    for name in ("variance", "err2", "curvature", "objective"):
+        np.testing.assert_allclose(np.asarray(getattr(batch, name)[0]),
+                                   np.asarray(getattr(host, name)), rtol=1e-8, atol=0)
+    assert np.isfinite(batch.variance[1][0]).all() and np.isnan(batch.variance[1][-1]).all()
+    with pytest.raises(ad.DivergenceError):
+        posterior_path(inst, ad.Constant(6.0), times, max_steps=4096)

@@ -148,3 +148,35 @@ def test_brownian_grid_is_shared_across_steps():
     assert gap.std() < 0.2 * fine["dist2"][:, -1].std(), (gap.std(), fine["dist2"].std())
     with pytest.raises(ValueError, match="brownian_dt"):
         solve_sme(sme, th0, jax.random.key(5), dt=0.05, brownian_dt=0.03, **kw)
+
+
+def test_pure_sme_vmaps_over_its_parameters_and_marks_divergence():
+    """jit + vmap of the SME over its time scale matches the host solves (same paths, same
+    Euler steps: 1e-12 relative); at c = 1000 the Euler step c dt lambda ~ 50 is unstable and
+    overflows within the horizon: a code and NaN records under vmap, a DivergenceError at the
+    host boundary."""
+    import equinox as eqx
+
+    import advdyn as ad
+    from advdyn.sme import integrate_sme, recording_grid
+    from advdyn.solution import RESULTS
+
+    ob, _ = _problem(eps=0.3)
+    th0 = 0.5 * ob.theta_star
+    key, dt, kw = jax.random.key(5), 0.05, dict(t_max=5.0, n_times=3, paths=3)
+    ts = recording_grid(kw["t_max"], dt, kw["n_times"])[0]
+    base = SME(ob, 0.05, 1)
+
+    def point(c):
+        sme = eqx.tree_at(lambda s: s.time_scale, base, c)
+        return integrate_sme(sme, th0, key, ts, dt, paths=3, throw=False)
+
+    batch = jax.jit(jax.vmap(point))(jnp.array([1.0, 1000.0]))
+    assert np.asarray(batch.result).tolist() == [RESULTS.successful, RESULTS.diverged]
+    host = solve_sme(base, th0, key, dt=dt, **kw)
+    np.testing.assert_allclose(np.asarray(batch.ys["adv_risk"][0]), host["adv_risk"],
+                               rtol=1e-12)
+    diverged = np.asarray(batch.ys["adv_risk"][1])
+    assert np.isfinite(diverged[:, 0]).all() and np.isnan(diverged[:, -1]).all()
+    with pytest.raises(ad.DivergenceError, match="sme1 diverged"):
+        solve_sme(SME(ob, 0.05, 1, time_scale=1000.0), th0, key, dt=dt, **kw)

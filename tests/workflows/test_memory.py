@@ -71,13 +71,17 @@ def test_estimate_matches_xla_memory_analysis(method):
     inst = instantiate(cfg.problem)
     lr = ad.Constant(0.8)
     if method == "sgd":  # one recording interval, with the arguments simulate_sgd passes
+        from advdyn.simulate import driver as D
+
         grid = S.time_grid(d, 0.5, 3, 64)
-        mesh = S._replicate_mesh(R)
-        compiled = S._advance.lower(
-            S._sgd_block, jnp.broadcast_to(inst.theta0.astype(jnp.float32), (R, d)),
-            jnp.arange(R, dtype=jnp.uint32), stream_words(ad.stream_key(0)),
-            jnp.asarray(0, jnp.int64), jnp.asarray(grid.stride, jnp.int64), inst, lr,
-            -(-grid.stride // grid.block), grid.block, mesh,
+        mesh = D._replicate_mesh(R)
+        opt = adversarial_optimum(inst)
+        carry = (jnp.broadcast_to(inst.theta0.astype(jnp.float32), (R, d)),
+                 jnp.asarray(0, jnp.int32))
+        compiled = D._interval_jit.lower(
+            S.sgd_block, carry, jnp.asarray(1, jnp.int64), stream_words(ad.stream_key(0)),
+            jnp.asarray(grid.times), grid.stride, grid.block, inst, lr,
+            make_recorder(inst, opt), D.divergence_bound(inst, 1e6), mesh,
         ).compile()
         devices = 1 if mesh is None else int(mesh.size)
     else:  # the per-direction Tsit5 solve

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import xarray as xr
 from typer.testing import CliRunner
 
@@ -12,7 +13,7 @@ from advdyn.config.phase import validate_phase_config
 from advdyn.simulate.sgd import time_grid
 from advdyn.solution import RESULTS
 from advdyn.workflows.bins import spectral_instances
-from advdyn.workflows.phase import phase_diagram, write_phase
+from advdyn.workflows.phase import phase_diagram, stochastic_diagram, write_phase
 
 SMALL = {
     "problem": {"d": 100_000, "loss": "least_squares", "epsilon": 0.3,
@@ -65,3 +66,54 @@ def test_phase_cli_refuses_a_field_it_cannot_batch(write_toml, tmp_path):
     result = CliRunner().invoke(app, ["phase", str(path), "-o", str(tmp_path / "o"), "-q"])
     assert result.exit_code == 2
     assert "problem.d" in result.output and "Traceback" not in result.output
+
+
+SGD_PHASE = {**SMALL,
+             "problem": {**SMALL["problem"], "d": 40},
+             "run": {"t_max": 1.0, "n_times": 5, "methods": ["ode", "sgd"], "replicates": 2,
+                     "dtype": "float64"},
+             "phase": {"x": {"field": "lr.gamma", "values": [0.5, 6.0]}, "chunk": 1}}
+
+
+def _sgd_reference(run, gamma):
+    """The host SGD run of ``run`` at ``lr.gamma = gamma``."""
+    return ad.simulate_sgd(ad.instantiate(run.problem), ad.Constant(gamma),
+                           ad.stream_key(run.problem.seed), t_max=run.run.t_max,
+                           n_times=run.run.n_times, replicates=run.run.replicates,
+                           dtype=run.run.dtype)
+
+
+def test_stochastic_diagram_is_the_host_sgd_run_on_every_point():
+    """Cheap sibling of the next test: SGD replicates x points as one chunked, vmapped
+    solve; each point is the host run to rounding (float64 iterates: 1e-12 relative, where a
+    wrong stream or step moves a record by ~d^{-1/2} ~ 0.15); gamma = 6 diverges: a code
+    and NaN records."""
+    run = validate_phase_config(SGD_PHASE).run_config()
+    inst = ad.instantiate(run.problem)
+    out, timings = stochastic_diagram(run, "sgd", ["lr.gamma"], np.array([[0.5], [6.0]]),
+                                      inst, chunk=1)
+    assert out["sgd_result"][1].tolist() == [RESULTS.successful, RESULTS.diverged]
+    assert out["sgd_adv_risk"][0] == ["lr.gamma", "replicate", "time"]
+    risk = out["sgd_adv_risk"][1]
+    np.testing.assert_allclose(risk[0], _sgd_reference(run, 0.5)["adv_risk"], rtol=1e-12)
+    assert np.isnan(risk[1, :, -1]).all() and np.isnan(out["sgd_final_adv_risk"][1][1])
+    assert set(timings) == {"compile_s", "solve_s"}
+
+
+@pytest.mark.slow
+def test_phase_diagram_adds_sgd_replicates_as_one_batched_solve(tmp_path):
+    """``run.methods = ["ode", "sgd"]``: SGD's replicates on every grid point beside the ODE
+    (chunked), each point the host run of the same config to rounding (see the cheap
+    sibling above), and a diverging point a code and NaN records, not a failed study."""
+    cfg = validate_phase_config(SGD_PHASE)
+    result = write_phase(cfg, tmp_path)
+    ds = result.dataset
+    assert ds["sgd_adv_risk"].dims == ("lr.gamma", "replicate", "time")
+    assert ds.attrs["methods"] == ["ode", "sgd"]
+    assert ds["sgd_result"].values.tolist() == [RESULTS.successful, RESULTS.diverged]
+    assert np.isnan(ds["sgd_adv_risk"].values[1, :, -1]).all()
+    assert np.isfinite(ds["sgd_gap"].values[0]) and np.isnan(ds["sgd_gap"].values[1])
+    ref = _sgd_reference(cfg.run_config(), 0.5)
+    np.testing.assert_allclose(ds["sgd_adv_risk"].values[0], ref["adv_risk"], rtol=1e-12)
+    summary = (tmp_path / "phase.json").read_text()
+    assert '"sgd_results"' in summary

@@ -52,9 +52,12 @@ def _is_log(v: np.ndarray) -> bool:
 def plot_phase(ds: xr.Dataset, title: str | None = None) -> Figure:
     """Four panels over the grid of ``ds``: final adversarial risk, final clean risk,
     monotone descent of ``dist_to_opt`` and the time to come within the factor of the
-    optimum; failed points (nonzero ``result``) are grey cells with a cross, and the
-    boundary of the region where no divergence was detected by ``t_max`` is a black line
-    on every panel (not a proof of convergence: a slowly growing risk stays inside it).
+    optimum, and one more per stochastic method of ``ds.attrs["methods"]`` (``<m>_gap``,
+    the relative gap of its replicate-mean final adversarial risk to the ODE's); failed
+    points (nonzero ``result``, or ``<m>_result`` on that method's panel) are grey cells
+    with a cross, and the boundary of the region where no divergence was detected by
+    ``t_max`` is a black line on every panel (not a proof of convergence: a slowly growing
+    risk stays inside it).
 
     Parameters
     ----------
@@ -71,25 +74,36 @@ def plot_phase(ds: xr.Dataset, title: str | None = None) -> Figure:
         d for d in ds["result"].dims]
     if isinstance(fields, str):
         fields = [fields]
-    fig, axes = style.new_figure(2, 2, width=11.5, height=8.5)
+    methods = ds.attrs.get("methods", ["ode"])
+    stochastic = [m for m in ([methods] if isinstance(methods, str) else list(methods))
+                  if m != "ode"]
+    rows = 2 + -(-len(stochastic) // 2)
+    fig, axes = style.new_figure(rows, 2, width=11.5, height=4.25 * rows)
     failed = np.asarray(ds["result"]) != 0
     factor = float(ds.attrs.get("factor", np.nan))
     panels = [
-        ("final_adv_risk", "final adversarial risk $R_\\varepsilon(t_{\\max})$", "log"),
-        ("final_clean_risk", "final clean risk $R(t_{\\max})$", "log"),
+        ("final_adv_risk", "final adversarial risk $R_\\varepsilon(t_{\\max})$", "log", failed),
+        ("final_clean_risk", "final clean risk $R(t_{\\max})$", "log", failed),
         ("monotone_dist", "$|\\theta_t-\\theta^*_\\varepsilon|^2$ descends monotonically",
-         "binary"),
+         "binary", failed),
         ("time_within", f"time until $R_\\varepsilon \\leq {factor:g}\\,R_\\varepsilon^*$",
-         "linear"),
+         "linear", failed),
     ]
-    for ax, (var, label, scale) in zip(axes.flat, panels, strict=True):
+    for m in stochastic:  # a point is failed when the ODE or the simulator failed there
+        either = failed | (np.asarray(ds[f"{m}_result"]) != 0)
+        panels.append((f"{m}_gap", f"{m.upper()} mean $R_\\varepsilon(t_{{\\max}})$: relative "
+                       "gap to the ODE", "log", either))
+    for ax, (var, label, scale, bad) in zip(axes.flat, panels, strict=False):
         values = np.asarray(ds[var], dtype=np.float64)
         if len(fields) == 1:
-            _line(ax, ds, fields[0], values, failed, label, scale)
+            _line(ax, ds, fields[0], values, bad, label, scale)
         else:
-            _heat(fig, ax, ds, fields, values, failed, label, scale)
+            _heat(fig, ax, ds, fields, values, bad, label, scale)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
     t_max = float(ds["time"][-1])
-    fig.suptitle(title or f"phase diagram of the ODE (t_max = {t_max:.4g}; grey x: diverged "
+    what = " and ".join(["the ODE", *(m.upper() for m in stochastic)])
+    fig.suptitle(title or f"phase diagram of {what} (t_max = {t_max:.4g}; grey x: diverged "
                  "or solver failed)")
     return style.finish(fig, grid=False)
 

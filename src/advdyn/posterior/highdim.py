@@ -21,17 +21,21 @@ Tsit5, float64, the rate's jumps as step boundaries) and derives the curvature t
 
 from __future__ import annotations
 
+from typing import Any
+
 import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from advdyn.errors import DivergenceError
 from advdyn.precision import float64
-from advdyn.problem.instance import ProblemInstance
+from advdyn.problem.instance import AbstractInstance, ProblemInstance
+from advdyn.solution import RESULTS, diffrax_code
 from advdyn.theory.drift import drift_terms, flow
+from advdyn.theory.ode import Integrator, make_integrator
 from advdyn.theory.rates import LearningRate, StepDrop, objective
 from advdyn.theory.statistics import direction_sum, statistics
 
@@ -56,6 +60,10 @@ class PosteriorPath(eqx.Module):
         Hessian in the eigenbasis (the low-rank corrections of POSTERIOR 3 add ``O(1/d)``).
     objective : array, shape (T,)
         Population training objective ``R_eps + delta/2 |theta|^2`` (expected over SGD).
+    result : Array of int, optional
+        The [`RESULTS`][advdyn.solution.RESULTS] code of the solve
+        ([`integrate_posterior`][advdyn.posterior.highdim.integrate_posterior]; ``None`` from
+        [`posterior_path`][advdyn.posterior.highdim.posterior_path], which raises instead).
     """
 
     ts: Float[Array, " T"]
@@ -67,6 +75,7 @@ class PosteriorPath(eqx.Module):
     lr: Float[Array, " T"]
     curvature: Float[Array, " T"]
     objective: Float[Array, " T"]
+    result: Any = None
 
 
 def _field(t, y, args):
@@ -80,15 +89,17 @@ def _field(t, y, args):
     return d_state, dv
 
 
-@eqx.filter_jit
-def _solve(instance, lr, times, jumps, rtol, atol, max_steps):
+def _integrate(instance, lr, times, jumps, integrator: Integrator):
+    """The ODE with the posterior variance (pure). Returns the path's arrays and the
+    [`RESULTS`][advdyn.solution.RESULTS] code; from the first record that is not finite (or
+    that the solver did not reach) on, every record is NaN."""
     y0 = (instance.initial_state(), jnp.zeros_like(instance.eigenvalues[0]))
-    controller = diffrax.PIDController(rtol=rtol, atol=atol)
+    controller = integrator.controller
     if jumps is not None:
         controller = diffrax.ClipStepSizeController(controller, jump_ts=jumps)
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(_field),
-        diffrax.Tsit5(),
+        integrator.solver,
         t0=times[0],
         t1=times[-1],
         dt0=None,
@@ -96,7 +107,7 @@ def _solve(instance, lr, times, jumps, rtol, atol, max_steps):
         args=(instance, lr),
         saveat=diffrax.SaveAt(ts=times),
         stepsize_controller=controller,
-        max_steps=max_steps,
+        max_steps=integrator.max_steps,
         throw=False,
     )
     states, v = sol.ys
@@ -107,8 +118,74 @@ def _solve(instance, lr, times, jumps, rtol, atol, max_steps):
         return terms.D, terms.N, lr(t, state, instance), objective(state, instance)
 
     D, N, rates, risk = jax.vmap(record)(sol.ts, states, v)
-    ok = sol.result == diffrax.RESULTS.successful
-    return states, v, D, N, rates, risk, ok
+    raw = (states.err2, states.err_teacher, v, D, N, rates, risk)
+    bad = jnp.zeros(times.shape, bool)
+    for a in raw:
+        bad = bad | ~jnp.all(jnp.isfinite(a.reshape(a.shape[0], -1)), axis=1)
+    failed = jnp.cumsum(bad) > 0
+    out = tuple(jnp.where(failed.reshape((-1,) + (1,) * (a.ndim - 1)), jnp.nan, a)
+                for a in raw)
+    code = jnp.where(jnp.any(bad), RESULTS.diverged, RESULTS.successful)
+    code = jnp.where(sol.result == diffrax.RESULTS.successful, code, diffrax_code(sol.result))
+    return out, code.astype(jnp.int32)
+
+
+_solve = eqx.filter_jit(_integrate)
+
+
+def _path(instance, times, out, code) -> PosteriorPath:
+    err2, err_teacher, v, D, N, rates, risk = out
+    mult = getattr(instance, "multiplicity", None)
+    w = jnp.ones(v.shape[-1]) if mult is None else mult
+    curvature = 0.5 * (D * v) @ w
+    return PosteriorPath(times, v, err2, err_teacher, D, N, rates, curvature, risk, code)
+
+
+@float64
+def integrate_posterior(
+    instance: AbstractInstance,
+    lr: LearningRate,
+    times: Float[ArrayLike, " T"],
+    integrator: Integrator,
+    *,
+    jumps: Float[ArrayLike, " J"] | None = None,
+    throw: bool = True,
+) -> PosteriorPath:
+    """The ODE with the posterior variance as a pure function: ``jit``, ``vmap``, ``grad``.
+
+    The same solve as [`posterior_path`][advdyn.posterior.highdim.posterior_path] with no
+    host work (no jumps read off the rule, no Python exception from inside): the
+    instance's and the rule's array leaves (e.g. ``epsilon`` or ``gamma`` set with
+    ``equinox.tree_at``) may be traced, so a grid solves as one ``jax.vmap``.
+
+    Parameters
+    ----------
+    instance : ProblemInstance or BinnedInstance
+    lr : LearningRate
+    times : array_like, shape (T,)
+        Increasing recording times from 0 (not checked).
+    integrator : Integrator
+        Solver, controller and step budget
+        ([`make_integrator`][advdyn.theory.ode.make_integrator]; explicit solvers).
+    jumps : array_like, optional
+        Times where ``lr`` jumps: the controller steps to them exactly.
+    throw : bool
+        Raise (``equinox.error_if``) when the solve failed; under ``vmap`` pass ``False``
+        for failure as data.
+
+    Returns
+    -------
+    PosteriorPath
+        With ``result`` a [`RESULTS`][advdyn.solution.RESULTS] code; every record NaN from
+        the first one that is not finite (or not reached) on.
+    """
+    times = jnp.asarray(times, jnp.float64)
+    j = None if jumps is None else jnp.asarray(jumps, jnp.float64)
+    out, code = _integrate(instance, lr, times, j, integrator)
+    if throw:
+        out = eqx.error_if(out, code != RESULTS.successful,
+                           "the posterior-variance ODE failed or blew up (see result)")
+    return _path(instance, times, out, code)
 
 
 @float64
@@ -135,7 +212,7 @@ def posterior_path(
     jumps : array_like, optional
         Times where ``lr`` jumps (``StepDrop.t_drop``): the solver steps to them exactly.
     rtol, atol : float
-        Solver tolerances.
+        Solver tolerances (Tsit5).
     max_steps : int
         Step budget.
 
@@ -152,14 +229,14 @@ def posterior_path(
     if jumps is None and isinstance(lr, StepDrop):
         jumps = [float(np.asarray(lr.t_drop))]
     j = None if jumps is None else jnp.asarray(np.asarray(jumps, dtype=np.float64))
-    states, v, D, N, rates, risk, ok = _solve(instance, lr, times, j, rtol, atol, max_steps)
-    if not bool(ok) or not bool(jnp.all(jnp.isfinite(v))):
-        raise DivergenceError("ode", float(times[-1]), float(rates[-1]),
-                              "the posterior-variance ODE failed or blew up")
-    mult = getattr(instance, "multiplicity", None)
-    w = jnp.ones(v.shape[-1]) if mult is None else mult
-    curvature = 0.5 * (D * v) @ w
-    return PosteriorPath(times, v, states.err2, states.err_teacher, D, N, rates, curvature, risk)
+    integrator = make_integrator("tsit5", rtol=rtol, atol=atol, max_steps=max_steps)
+    out, code = _solve(instance, lr, times, j, integrator)
+    if int(code) != RESULTS.successful:
+        rates = np.asarray(out[5])
+        finite = rates[np.isfinite(rates)]
+        raise DivergenceError("ode", float(times[-1]), float(finite[-1]) if finite.size
+                              else float("nan"), "the posterior-variance ODE failed or blew up")
+    return _path(instance, times, out, None)
 
 
 @float64

@@ -28,7 +28,8 @@ from advdyn import checks
 from advdyn.errors import ConfigError
 from advdyn.precision import float64
 from advdyn.problem.instance import ProblemInstance
-from advdyn.simulate.sgd import Progress, _simulate, scan_steps
+from advdyn.simulate.driver import Progress, run_replicates
+from advdyn.simulate.sgd import scan_steps
 from advdyn.simulate.streams import step_scalars, stream_words
 from advdyn.solution import Solution
 from advdyn.theory.rates import LearningRate
@@ -41,7 +42,8 @@ DATA_QUANTITIES = ("adv_risk", "clean_risk", "clean_error", "robust_error")
 
 
 class _RowBlock(eqx.Module):
-    """One block of SGD steps on sampled rows (the ``block_fn`` of `_simulate`)."""
+    """One block of SGD steps on sampled rows (the ``block_fn`` of
+    [`run_replicates`][advdyn.simulate.driver.run_replicates])."""
 
     rows: Array
     targets: Array
@@ -157,7 +159,7 @@ def simulate_data_sgd(
         out.update(measured)
         return out
 
-    return _simulate(
+    return run_replicates(
         "data_sgd", _RowBlock(rows_j, targets_j), instance, lr, stream_words(key), replicates,
         t_max=t_max, n_times=n_times, dtype=dtype, block_size=block_size,
         divergence_factor=divergence_factor, progress=progress, optimum=optimum,

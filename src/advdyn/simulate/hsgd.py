@@ -50,7 +50,7 @@ increments, float64). For the simulator itself a hand-written ``lax.scan`` is us
 ``t``), while drawing them in blocks of steps (one fused counter-based draw) keeps them cheap for
 SGD (``docs/benchmarks.md``); at ``dt = 1/d`` there are ``d t_max`` steps, so the
 per-step overhead of the generic solver loop also matters. The scan reuses the SGD driver
-(grid, records, divergence check, progress bar; `advdyn.sgd._simulate`) and its
+(grid, records, divergence check, progress bar; `advdyn.simulate.driver`) and its
 single recording function, so SGD and the SDE report identical quantities.
 """
 
@@ -63,7 +63,7 @@ from jaxtyping import Key
 from advdyn import checks
 from advdyn.precision import float64
 from advdyn.problem.instance import ProblemInstance
-from advdyn.simulate.sgd import Progress, _simulate
+from advdyn.simulate.driver import Progress, TimeGrid, integrate_replicates, run_replicates
 from advdyn.simulate.streams import gaussian, stream_words
 from advdyn.solution import Solution
 from advdyn.theory.drift import drift_terms
@@ -75,6 +75,7 @@ Array = jax.Array
 
 HSGD_STREAM = 0x48534744
 """``fold_in`` constant (ASCII ``"HSGD"``) that separates the SDE's stream from SGD's."""
+SCHEME = {"scheme": "euler-maruyama, dt = 1/d", "stream": f"fold_in(key, {HSGD_STREAM:#x})"}
 
 
 def _euler_maruyama(theta, z, gamma, state: DirectionState, instance: ProblemInstance):
@@ -112,9 +113,10 @@ def hsgd_step(theta, z, gamma, instance: ProblemInstance):
     return _euler_maruyama(theta, z, gamma, DirectionState.from_iterate(theta, instance), instance)
 
 
-def _hsgd_block(theta, words, r, k0, n_valid, instance: ProblemInstance, lr: LearningRate,
+def hsgd_block(theta, words, r, k0, n_valid, instance: ProblemInstance, lr: LearningRate,
                 block: int):
-    """Advance one replicate by the Euler-Maruyama steps ``k0 .. k0 + min(block, n_valid) - 1``."""
+    """Advance one replicate by the Euler-Maruyama steps ``k0 .. k0 + min(block, n_valid) - 1``
+    (the block function of `advdyn.simulate.driver`)."""
     d = instance.d
     offsets = jnp.arange(block)
     ks = k0 + offsets
@@ -214,10 +216,38 @@ def simulate_hsgd(
         If the risk becomes non-finite or exceeds the divergence threshold.
     """
     checks.simulation(instance.d, t_max, n_times, replicates, block_size, lr, key, dtype)
-    scheme = {"scheme": "euler-maruyama, dt = 1/d", "stream": f"fold_in(key, {HSGD_STREAM:#x})"}
-    return _simulate(
-        "hsgd", _hsgd_block, instance, lr, stream_words(hsgd_key(key)), replicates, t_max=t_max,
+    return run_replicates(
+        "hsgd", hsgd_block, instance, lr, stream_words(hsgd_key(key)), replicates, t_max=t_max,
         n_times=n_times, dtype=dtype, block_size=block_size,
         divergence_factor=divergence_factor, progress=progress, optimum=optimum,
-        attrs={**scheme, **(attrs or {})},
+        attrs={**SCHEME, **(attrs or {})},
+    )
+
+
+@float64
+def integrate_hsgd(
+    instance: ProblemInstance,
+    lr: LearningRate,
+    key: Key[Array, ""],
+    grid: TimeGrid,
+    *,
+    replicates: int = 4,
+    dtype: str = "float32",
+    divergence_factor: float | Array = 1e6,
+    optimum: StationaryPoint | None = None,
+    throw: bool = True,
+) -> Solution:
+    """The homogenized SGD as a pure function: ``jit`` and ``vmap`` go through it.
+
+    The same paths as [`simulate_hsgd`][advdyn.simulate.simulate_hsgd] on the same key and
+    grid; arguments and result as in [`integrate_sgd`][advdyn.simulate.sgd.integrate_sgd]
+    (``key`` is the stream key SGD gets: the SDE derives its own, ``fold_in(key,
+    HSGD_STREAM)``). The drift and the noise are smooth in the instance's parameters, so
+    ``jax.grad`` of a record with respect to e.g. ``epsilon`` also goes through (for fixed
+    Brownian increments, ``dtype = "float64"``).
+    """
+    return integrate_replicates(
+        "hsgd", hsgd_block, instance, lr, stream_words(hsgd_key(key)), grid, replicates,
+        dtype=dtype, optimum=optimum, divergence_factor=divergence_factor, throw=throw,
+        stats=dict(SCHEME),
     )

@@ -19,86 +19,42 @@ loss on the last sample. Replicates are split over the local devices when there 
 (the CLI asks XLA for one CPU device per core).
 
 The driver (grid, records, divergence check, progress bar) is shared with the homogenized
-SGD of `advdyn.hsgd`: `_simulate` takes a per-block step function, and
-`_record` is the single place where every simulator turns iterates into recorded
-quantities.
+SGD: `advdyn.simulate.driver` takes the per-block step function `sgd_block`.
+[`integrate_sgd`][advdyn.simulate.sgd.integrate_sgd] is the pure solve (``jit``, ``vmap``
+over the instance's or the rate's array leaves; failure as a result code),
+[`simulate_sgd`][advdyn.simulate.sgd.simulate_sgd] the host run (checks, progress, devices,
+an exception on divergence); both give the same numbers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
-
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float, Key
 
 from advdyn import checks
-from advdyn.errors import DivergenceError
 from advdyn.precision import float64
 from advdyn.problem.instance import ProblemInstance
+from advdyn.simulate.driver import (
+    Progress,
+    TimeGrid,
+    drive,
+    integrate_replicates,
+    run_replicates,
+    time_grid,
+)
 from advdyn.simulate.streams import gaussian, step_scalars, stream_words
 from advdyn.solution import Solution
 from advdyn.theory.rates import LearningRate
-from advdyn.theory.recording import make_recorder
 from advdyn.theory.stationary import StationaryPoint
 from advdyn.theory.statistics import DirectionState
 
 Array = jax.Array
-#: ``progress(advance, total)``: steps just taken, total steps of the run.
-Progress = Callable[[int, int], None]
-
-
-class TimeGrid(NamedTuple):
-    """Recording grid shared by SGD and the ODE.
-
-    Attributes
-    ----------
-    times : ndarray
-        Recording times ``k * stride / d``, ``k = 0..n_records``.
-    stride : int
-        SGD steps between records (a multiple of ``block``).
-    block : int
-        Steps whose samples are drawn at once.
-    """
-
-    times: np.ndarray
-    stride: int
-    block: int
-
-
-def time_grid(d: int, t_max: float, n_times: int, block_size: int = 64) -> TimeGrid:
-    """Recording grid on ``[0, t_max]`` aligned to whole SGD steps.
-
-    Parameters
-    ----------
-    d : int
-        Dimension (``t = k / d``).
-    t_max : float
-        Horizon; the grid never passes it.
-    n_times : int
-        Requested number of recording times, including ``t = 0``. When ``t_max * d`` is
-        smaller than ``n_times - 1`` there is one record per step instead.
-    block_size : int
-        Largest number of steps whose samples are drawn at once. It only sets ``block``
-        (a matter of speed and memory): the samples of a step never depend on it
-        (`advdyn.simulate.streams`).
-
-    Returns
-    -------
-    TimeGrid
-        ``stride = floor(floor(t_max d) / (n_times - 1))`` steps between records, so that the
-        last record is within ``n_times - 1`` steps below ``t_max``; ``stride`` is covered by
-        ``ceil(stride / block_size)`` blocks of ``block`` steps (the last one padded).
-    """
-    total = max(1, int(np.floor(t_max * d * (1 + 1e-12))))
-    n_records = max(1, min(n_times - 1, total))
-    stride = total // n_records
-    n_blocks = -(-stride // block_size)  # ceil
-    block = -(-stride // n_blocks)
-    return TimeGrid(np.arange(n_records + 1) * stride / d, stride, block)
+#: the grid of the simulators lives with their driver; named here too, where callers use it
+__all__ = ["TimeGrid", "integrate_sgd", "sgd_block", "sgd_iterates", "sgd_step",
+           "simulate_sgd", "time_grid"]
+STREAM = "philox4x32-10(key, (j, k, r)); advdyn.simulate.streams"
 
 
 def _draw_block(instance: ProblemInstance, words, r, ks, dtype):
@@ -160,9 +116,10 @@ def sgd_step(theta, x, y, gamma, instance: ProblemInstance):
     return theta - step * (L_r * x + shrink * theta)
 
 
-def _sgd_block(theta, words, r, k0, n_valid, instance: ProblemInstance, lr: LearningRate,
+def sgd_block(theta, words, r, k0, n_valid, instance: ProblemInstance, lr: LearningRate,
                block: int):
-    """Advance one replicate by the steps ``k0 .. k0 + min(block, n_valid) - 1``."""
+    """Advance one replicate by the steps ``k0 .. k0 + min(block, n_valid) - 1`` (the block
+    function of `advdyn.simulate.driver`)."""
     offsets = jnp.arange(block)
     ks = k0 + offsets
     x, y = _draw_block(instance, words, r, ks, theta.dtype)
@@ -184,56 +141,6 @@ def scan_steps(theta, x, y, ks, valid, instance, lr: LearningRate):
 
     theta, _ = jax.lax.scan(step, theta, (x, y, ks, valid))
     return theta
-
-
-@eqx.filter_jit
-def _advance(block_fn, thetas, replicas, words, first_step, n_steps, instance, lr,
-             n_blocks: int, block: int, mesh=None):
-    """Run steps ``first_step .. first_step + n_steps - 1`` of ``block_fn`` on every replicate.
-
-    ``block_fn(theta, words, r, k0, n_valid, instance, lr, block)`` advances replicate ``r``
-    by the steps ``k0 ..`` of one block (at most ``n_valid`` of them), drawing each step's
-    numbers from the stream ``(words, r, k)`` (`advdyn.simulate.streams`); the
-    ``n_blocks`` blocks run under ``lax.scan``. Replicates run one after the other
-    (``lax.map``) on each device of ``mesh`` (a 1-d mesh over the replicate axis, or
-    ``None`` for the default device): every replicate is then the same compiled computation
-    on ``(d,)`` vectors whatever the replicate count or layout, so its result is bitwise the
-    same (a batched ``vmap`` would let XLA reorder the reductions with the batch size).
-    """
-
-    def replicate(args):
-        theta, r = args
-
-        def block_body(theta, b):
-            offset = b * block
-            return block_fn(theta, words, r, first_step + offset, n_steps - offset, instance,
-                            lr, block), None
-
-        theta, _ = jax.lax.scan(block_body, theta, jnp.arange(n_blocks))
-        return theta
-
-    def local(thetas, replicas):
-        return jax.lax.map(replicate, (thetas, replicas))
-
-    if mesh is None:
-        return local(thetas, replicas)
-    rows = jax.sharding.PartitionSpec("replicate")
-    return jax.shard_map(local, mesh=mesh, in_specs=(rows, rows), out_specs=rows,
-                         check_vma=False)(thetas, replicas)
-
-
-@eqx.filter_jit
-def _record(thetas, t, instance, lr, recorder):
-    """Recorded quantities of every replicate's iterate at time ``t`` (all simulators).
-
-    One replicate at a time (``lax.map``), so that a replicate's records do not depend on
-    how many replicates there are (see `_advance`).
-    """
-
-    def one(theta):
-        return recorder(t, DirectionState.from_iterate(theta, instance), instance, lr)
-
-    return jax.lax.map(one, thetas)
 
 
 @float64
@@ -267,7 +174,7 @@ def simulate_sgd(
         Horizon in units of ``t = k / d``.
     n_times : int
         Requested number of recording times (including ``t = 0``); see
-        [`time_grid`][advdyn.simulate.sgd.time_grid].
+        [`time_grid`][advdyn.simulate.driver.time_grid].
     replicates : int
         Independent sample streams.
     dtype : {"float32", "float64"}
@@ -300,92 +207,68 @@ def simulate_sgd(
         If the risk becomes non-finite or exceeds the divergence threshold.
     """
     checks.simulation(instance.d, t_max, n_times, replicates, block_size, lr, key, dtype)
-    return _simulate(
-        "sgd", _sgd_block, instance, lr, stream_words(key), replicates, t_max=t_max,
+    return run_replicates(
+        "sgd", sgd_block, instance, lr, stream_words(key), replicates, t_max=t_max,
         n_times=n_times, dtype=dtype, block_size=block_size,
         divergence_factor=divergence_factor, progress=progress, optimum=optimum,
-        attrs={"stream": "philox4x32-10(key, (j, k, r)); advdyn.simulate.streams", **(attrs or {})},
+        attrs={"stream": STREAM, **(attrs or {})},
     )
 
 
-def _simulate(
-    method: str,
-    block_fn,
+@float64
+def integrate_sgd(
     instance: ProblemInstance,
     lr: LearningRate,
-    words: Array,
-    replicates: int,
+    key: Key[Array, ""],
+    grid: TimeGrid,
     *,
-    t_max: float,
-    n_times: int,
-    dtype: str,
-    block_size: int,
-    divergence_factor: float,
-    progress: Progress | None,
-    optimum: StationaryPoint | None,
-    attrs: dict | None,
-    amend: Callable[[Array, dict], dict] | None = None,
+    replicates: int = 4,
+    dtype: str = "float32",
+    divergence_factor: float | Array = 1e6,
+    optimum: StationaryPoint | None = None,
+    throw: bool = True,
 ) -> Solution:
-    """The driver shared by the simulators (SGD, homogenized SGD, SGD on data rows).
+    """Streaming adversarial SGD as a pure function: ``jit`` and ``vmap`` go through it.
 
-    Builds the step-aligned grid ([`time_grid`][advdyn.simulate.sgd.time_grid]), starts every
-    replicate at
-    ``instance.theta0`` in ``dtype``, advances them one recording interval at a time with
-    ``block_fn`` (see `_advance`; replicate ``r`` draws from the stream
-    ``(words, r, k)`` of `advdyn.simulate.streams`), records through
-    `_record`, checks divergence at each record, drives the progress bar, and returns
-    the ``(replicate, time)`` dataset with attribute ``method``. ``amend(thetas, rec)``,
-    when given, returns the record to keep in place of the recorder's ``rec``.
+    The same trajectories as [`simulate_sgd`][advdyn.simulate.sgd.simulate_sgd] on the same
+    key and grid, with no host work: no argument checks, no progress, no devices, no Python
+    exception from inside. The instance's and the rate's array leaves (e.g. ``epsilon`` or
+    ``gamma`` set with ``equinox.tree_at``) may be traced, so grid points x replicates solve
+    as one ``jax.vmap``; under ``vmap`` a replicate's reductions may be reordered (rounding
+    only).
+
+    Parameters
+    ----------
+    instance : ProblemInstance
+    lr : LearningRate
+    key : jax.random key
+        Stream key ([`advdyn.problem.stream_key`][advdyn.problem.stream_key]).
+    grid : TimeGrid
+        Recording grid ([`time_grid`][advdyn.simulate.driver.time_grid]; static).
+    replicates : int
+        Independent sample streams (static).
+    dtype : {"float32", "float64"}
+        Precision of the iterate and samples (static).
+    divergence_factor : float or Array
+        As in [`simulate_sgd`][advdyn.simulate.sgd.simulate_sgd].
+    optimum : StationaryPoint, optional
+        For ``dist_to_opt`` (the pure [`optimum`][advdyn.theory.stationary.optimum] when
+        omitted).
+    throw : bool
+        Raise when the run diverged; pass ``False`` under ``vmap`` for failure as data.
+
+    Returns
+    -------
+    Solution
+        ``ys`` of shape ``(replicate, time)``, JAX arrays, NaN from the first divergent
+        record on; ``result`` a [`RESULTS`][advdyn.solution.RESULTS] code; ``steps`` the
+        steps taken per replicate.
     """
-    recorder = make_recorder(instance, optimum)
-    records: list[dict[str, Array]] = []
-    # One meaning of divergence_factor for every method (as in theory.ode): the run stops when
-    # |theta - theta*|^2 exceeds the factor times |theta_0 - theta*|^2 + |theta*|^2 + 1.
-    # |theta - theta*|^2 = |theta|^2 - 2 <theta, theta*> + |theta*|^2 from the records.
-    teacher2 = float(np.sum(np.asarray(instance.theta_star, np.float64) ** 2))
-    e0 = np.asarray(instance.theta0, np.float64) - np.asarray(instance.theta_star, np.float64)
-    threshold = divergence_factor * (float(e0 @ e0) + teacher2 + 1.0)
-
-    def visit(j: int, thetas: Array, grid: TimeGrid) -> None:
-        rec = _record(thetas, jnp.asarray(grid.times[j]), instance, lr, recorder)
-        if amend is not None:
-            rec = amend(thetas, rec)
-        risk = np.asarray(rec["adv_risk"])
-        dist2 = np.asarray(rec["norm"]) ** 2 - 2 * np.asarray(rec["overlap"]) + teacher2
-        finite = np.all(np.isfinite(risk)) and np.all(np.isfinite(dist2))
-        if not finite or dist2.max() > threshold:
-            # the rate recorded at the divergence time, or the last finite one (a
-            # state-dependent rule has none at a non-finite state)
-            lr_now = float(np.asarray(rec["lr"]).max())
-            if not np.isfinite(lr_now) and records:
-                lr_now = float(np.asarray(records[-1]["lr"]).max())
-            raise DivergenceError(
-                method,
-                float(grid.times[j]),
-                lr_now,
-                f"|theta - theta*|^2 reached {dist2.max():.3g} (started at {float(e0 @ e0):.3g}); "
-                f"adversarial risk {risk.max():.3g}",
-            )
-        records.append(rec)
-        if progress is not None and j > 0:
-            progress(grid.stride, (len(grid.times) - 1) * grid.stride)
-
-    grid, devices = _drive(block_fn, instance, lr, words, replicates, t_max=t_max,
-                           n_times=n_times, dtype=dtype, block_size=block_size,
-                           visit=visit)
-    stacked = {k: np.stack([np.asarray(r[k]) for r in records], axis=1) for k in records[0]}
-    info = {
-        "replicates": replicates,
-        "dtype": dtype,
-        "block": grid.block,
-        "stride": grid.stride,
-        "d": instance.d,
-        "steps": int((len(grid.times) - 1) * grid.stride),
-        "devices": devices,
-    }
-    attrs = {**info, **(attrs or {})}
-    return Solution(np.asarray(grid.times), stacked, method, replicated=True, stats=attrs)
-
+    return integrate_replicates(
+        "sgd", sgd_block, instance, lr, stream_words(key), grid, replicates, dtype=dtype,
+        optimum=optimum, divergence_factor=divergence_factor, throw=throw,
+        stats={"stream": STREAM},
+    )
 
 
 @float64
@@ -422,60 +305,7 @@ def sgd_iterates(
     """
     checks.simulation(instance.d, t_max, n_times, replicates, block_size)
     out: list[np.ndarray] = []
-    grid, _ = _drive(_sgd_block, instance, lr, stream_words(key), replicates, t_max=t_max,
+    grid, _ = drive(sgd_block, instance, lr, stream_words(key), replicates, t_max=t_max,
                      n_times=n_times, dtype=dtype, block_size=block_size,
                      visit=lambda j, thetas, grid: out.append(np.asarray(thetas)))
     return np.asarray(grid.times), np.stack(out, axis=1)
-
-
-def _drive(
-    block_fn,
-    instance: ProblemInstance,
-    lr: LearningRate,
-    words: Array,
-    replicates: int,
-    *,
-    t_max: float,
-    n_times: int,
-    dtype: str,
-    block_size: int,
-    visit,
-) -> tuple[TimeGrid, int]:
-    """Advance every replicate from ``theta_0`` over the step-aligned grid.
-
-    ``visit(j, thetas, grid)`` sees the iterates at record ``j`` (``j = 0`` is ``theta_0``);
-    replicate ``r`` draws from the stream ``(words, r, k)`` of `advdyn.simulate.streams`
-    whatever the grid, the block size or the devices. Returns the grid and the number of
-    devices the replicates were split over.
-    """
-    grid = time_grid(instance.d, t_max, n_times, block_size)
-    n_blocks = -(-grid.stride // grid.block)
-    thetas = jnp.broadcast_to(instance.theta0.astype(jnp.dtype(dtype)), (replicates, instance.d))
-    replicas = jnp.arange(replicates, dtype=jnp.uint32)
-    mesh = _replicate_mesh(replicates)
-    stride = jnp.asarray(grid.stride, jnp.int64)
-    visit(0, thetas, grid)
-    for j in range(1, len(grid.times)):
-        first = jnp.asarray((j - 1) * grid.stride, jnp.int64)
-        thetas = _advance(block_fn, thetas, replicas, words, first, stride, instance, lr,
-                          n_blocks, grid.block, mesh)
-        visit(j, thetas, grid)
-    return grid, 1 if mesh is None else int(mesh.size)
-
-
-def _replicate_mesh(replicates: int):
-    """A mesh splitting the replicates over the local CPU devices, or ``None``.
-
-    The CLI asks XLA for one CPU device per core (``xla_force_host_platform_device_count``);
-    replicates are independent, so each device advances its share with no communication,
-    and a replicate's numbers do not depend on where it runs. With one device, or a
-    replicate count that no device count above 1 divides, everything stays on the default
-    device.
-    """
-    devices = jax.local_devices()
-    n = min(len(devices), replicates)
-    while n > 1 and replicates % n:
-        n -= 1
-    if n <= 1:
-        return None
-    return jax.sharding.Mesh(np.asarray(devices[:n]), ("replicate",))

@@ -48,9 +48,10 @@ import lineax as lx
 import numpy as np
 from jaxtyping import Array, Float
 
+from advdyn.errors import DivergenceError
 from advdyn.precision import as_float64, float64
 from advdyn.sme.objectives import AbstractObjective
-from advdyn.solution import Solution
+from advdyn.solution import RESULTS, Solution
 
 if TYPE_CHECKING:
     from advdyn.sme.game import GameSME
@@ -219,10 +220,13 @@ def _euler_path(sme: SME | GameSME, theta0, bm, dt, ts):
     return sol.ys
 
 
-@eqx.filter_jit
-def _solve_paths(sme: SME | GameSME, theta0, base, rs, ts, dt, scheme: str, chunk: int,
-                 span: int):
-    # span: Brownian grid steps per Euler step (per fine step for "extrapolated")
+def _paths(sme: SME | GameSME, theta0, base, rs, ts, dt, scheme: str, chunk: int, span: int):
+    """Every path's records and the [`RESULTS`][advdyn.solution.RESULTS] code (pure).
+
+    ``span``: Brownian grid steps per Euler step (per fine step for ``"extrapolated"``).
+    From the first record where any path has a non-finite observable on, every record is
+    NaN and the code is ``diverged``.
+    """
     shape = (sme.noise_dim,)
     obs = jax.vmap(sme.observables)
 
@@ -239,7 +243,97 @@ def _solve_paths(sme: SME | GameSME, theta0, base, rs, ts, dt, scheme: str, chun
         fine = obs(_euler_path(sme, theta0, fine_bm, dt / 2, ts))
         return jax.tree.map(lambda f, c: 2 * f - c, fine, coarse)
 
-    return jax.lax.map(one, rs, batch_size=chunk)
+    ys = jax.lax.map(one, rs, batch_size=chunk)
+    bad = jnp.zeros(ts.shape, bool)
+    for v in jax.tree.leaves(ys):  # (paths, T)
+        bad = bad | ~jnp.all(jnp.isfinite(v), axis=0)
+    failed = jnp.cumsum(bad) > 0
+    ys = jax.tree.map(lambda v: jnp.where(failed, jnp.nan, v), ys)
+    code = jnp.where(jnp.any(bad), RESULTS.diverged, RESULTS.successful).astype(jnp.int32)
+    return ys, code
+
+
+_solve_paths = eqx.filter_jit(_paths)
+
+
+def _base_key(key: Array) -> Array:
+    return jax.random.fold_in(key, SME_STREAM)
+
+
+def _span(scheme: str, dt: float, brownian_dt: float | None) -> int:
+    """Brownian grid steps per smallest solver step (checked)."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+    smallest = dt if scheme == "euler" else dt / 2
+    span = 1 if brownian_dt is None else round(smallest / brownian_dt)
+    if span < 1 or abs(span * (brownian_dt or smallest) - smallest) > 1e-9 * smallest:
+        raise ValueError(f"brownian_dt = {brownian_dt} must divide the solver step {smallest}")
+    return span
+
+
+@float64
+def integrate_sme(
+    sme: SME | GameSME,
+    theta0: Float[Array, " p"],
+    key: Array,
+    ts: Float[Array, " T"],
+    dt: float | Array,
+    *,
+    paths: int = 100,
+    scheme: str = "euler",
+    chunk: int | None = None,
+    span: int = 1,
+    throw: bool = True,
+) -> Solution:
+    """The SME over many Brownian paths as a pure function: ``jit``, ``vmap``, ``grad``.
+
+    The same solve as [`solve_sme`][advdyn.sme.equations.solve_sme] with no host work: the
+    recording times come in (``recording_grid(t_max, dt, n_times)[0]``), nothing is
+    checked, and no Python exception is raised from inside. The SME's array leaves (e.g.
+    ``eta``, ``time_scale`` or the objective's parameters, set with ``equinox.tree_at``),
+    ``theta0`` and ``dt`` may be traced: ``jax.vmap`` over them solves a grid at once, and
+    ``jax.grad`` of a record differentiates through the Euler-Maruyama steps (fixed
+    Brownian increments).
+
+    Parameters
+    ----------
+    sme : SME or GameSME
+        As in [`solve_sme`][advdyn.sme.equations.solve_sme].
+    theta0 : Array, shape (p,)
+        Initial condition.
+    key : jax.random key
+        Path ``r`` uses ``fold_in(fold_in(key, SME_STREAM), r)``.
+    ts : Array, shape (T,)
+        Step-aligned recording times.
+    dt : float or Array
+        Step (the coarse one for ``"extrapolated"``).
+    paths : int
+        Number of Brownian paths (static).
+    scheme : {"euler", "extrapolated"}
+        Static.
+    chunk : int, optional
+        Paths per vmapped batch (static; all at once when omitted).
+    span : int
+        Brownian grid steps per smallest solver step (static; 1: the grid is the solver's).
+    throw : bool
+        Raise (``equinox.error_if``) when a record is not finite; under ``vmap`` pass
+        ``False`` for failure as data.
+
+    Returns
+    -------
+    Solution
+        ``ys[name]`` of shape ``(paths, T)`` (JAX arrays), NaN from the first record where
+        any path is not finite; ``result`` a [`RESULTS`][advdyn.solution.RESULTS] code;
+        ``method = "sme1"`` or ``"sme2"``.
+    """
+    ts = jnp.asarray(ts, jnp.float64)
+    ys, code = _paths(sme, jnp.asarray(theta0, jnp.float64), _base_key(key), jnp.arange(paths),
+                      ts, jnp.asarray(dt, jnp.float64), scheme, int(chunk or paths), span)
+    if throw:
+        ys = eqx.error_if(ys, code != RESULTS.successful,
+                          "the SME diverged: a record is not finite (see Solution.result)")
+    return Solution(ts, ys, f"sme{sme.order}", replicated=True,
+                    stats={"scheme": scheme, "paths": int(paths)}, result=code)
 
 
 @float64
@@ -294,19 +388,25 @@ def solve_sme(
     Solution
         ``ys[name]`` of shape ``(paths, T)`` for every observable, ``method = "sme1"`` or
         ``"sme2"``, ``replicated = True``; ``stats`` names the scheme, ``dt`` and ``eta``.
+
+    Raises
+    ------
+    DivergenceError
+        If a recorded observable of a path is not finite (the SME blew up at this ``dt``);
+        it names the first such time and ``eta``.
     """
-    if scheme not in SCHEMES:
-        raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+    span = _span(scheme, dt, brownian_dt)
     smallest = dt if scheme == "euler" else dt / 2
-    span = 1 if brownian_dt is None else round(smallest / brownian_dt)
-    if span < 1 or abs(span * (brownian_dt or smallest) - smallest) > 1e-9 * smallest:
-        raise ValueError(f"brownian_dt = {brownian_dt} must divide the solver step {smallest}")
     ts, _, _ = recording_grid(t_max, dt, n_times)
     theta0 = jnp.asarray(theta0, jnp.float64)
-    base = jax.random.fold_in(key, SME_STREAM)
-    ys = _solve_paths(sme, theta0, base, jnp.arange(paths), jnp.asarray(ts),
-                      jnp.asarray(dt, jnp.float64), scheme, int(chunk or paths), span)
+    ys, code = _solve_paths(sme, theta0, _base_key(key), jnp.arange(paths), jnp.asarray(ts),
+                            jnp.asarray(dt, jnp.float64), scheme, int(chunk or paths), span)
     ys = {k: np.asarray(v) for k, v in ys.items()}
+    if int(code) != RESULTS.successful:
+        first = int(np.argmax(np.isnan(next(iter(ys.values()))[0])))
+        raise DivergenceError(f"sme{sme.order}", float(ts[first]), float(sme.eta),
+                              "a recorded observable of a Brownian path was not finite",
+                              advice="Lower eta or dt.")
     stats = {"scheme": scheme, "dt": float(dt), "brownian_dt": float(smallest / span),
              "eta": float(sme.eta), "order": sme.order,
              "time_scale": float(sme.time_scale), "paths": int(paths),

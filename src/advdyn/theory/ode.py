@@ -26,7 +26,7 @@ from advdyn import checks
 from advdyn.errors import ConfigError, DivergenceError
 from advdyn.precision import as_float64, float64
 from advdyn.problem.instance import AbstractInstance
-from advdyn.solution import RESULTS, Solution
+from advdyn.solution import RESULTS, Solution, diffrax_code
 from advdyn.theory.drift import flow
 from advdyn.theory.rates import LearningRate
 from advdyn.theory.recording import make_recorder
@@ -308,19 +308,6 @@ def make_integrator(
     return Integrator(diffrax.Tsit5(), diffrax.PIDController(rtol=r, atol=a), int(max_steps))
 
 
-def _code(result) -> Array:
-    """The [`RESULTS`][advdyn.solution.RESULTS] code of a diffrax result."""
-    import diffrax
-
-    R = diffrax.RESULTS
-    return jnp.where(
-        result == R.successful, RESULTS.successful,
-        jnp.where(result == R.event_occurred, RESULTS.diverged,
-                  jnp.where(result == R.max_steps_reached, RESULTS.max_steps_reached,
-                            RESULTS.solver_failed)),
-    ).astype(jnp.int32)
-
-
 def _integrate(instance, lr, recorder, times, integrator: Integrator, blowup,
                relaxed_above=None):
     """The ODE from record to record: one ``diffeqsolve`` per interval under ``lax.scan``.
@@ -401,7 +388,7 @@ def _integrate(instance, lr, recorder, times, integrator: Integrator, blowup,
         )
         y1 = jax.tree.map(lambda a: a[-1], sol.ys)
         dt1 = jnp.where(ok, sol.controller_state[1], dt) if resume else dt
-        code1 = jnp.where(ok, _code(sol.result), code)
+        code1 = jnp.where(ok, diffrax_code(sol.result), code)
         n = jnp.where(ok, sol.stats["num_steps"], 0).astype(jnp.int64)
         y1 = jax.tree.map(lambda a: jnp.where(code1 == RESULTS.successful, a, jnp.nan), y1)
         return (y1, dt1, code1, steps + n), recorder(t1, y1, instance, lr)

@@ -33,7 +33,9 @@ from advdyn.errors import ConfigError
 from advdyn.io import write_json, write_netcdf
 from advdyn.io.files import folder_lock
 from advdyn.precision import float64
-from advdyn.simulate.sgd import time_grid
+from advdyn.problem.instance import stream_key
+from advdyn.simulate.hsgd import integrate_hsgd
+from advdyn.simulate.sgd import integrate_sgd, time_grid
 from advdyn.solution import RESULTS
 from advdyn.theory.ode import integrate_ode
 from advdyn.theory.rates import Polyak
@@ -59,6 +61,11 @@ CHUNK_BYTES = 512 * 2**20
 #: per-point quantities of the dataset (besides the records on ``time``)
 POINT_VARIABLES = ("result", "steps", "adv_risk_opt", "final_adv_risk", "final_clean_risk",
                    "monotone_dist", "time_within")
+
+#: the stochastic methods ``run.methods`` may add to a phase diagram (pure solvers)
+STOCHASTIC = {"sgd": integrate_sgd, "hsgd": integrate_hsgd}
+#: per-point quantities of a stochastic method ``m``, named ``m_<quantity>``
+STOCHASTIC_POINT_VARIABLES = ("result", "final_adv_risk", "final_clean_risk", "gap")
 
 
 @dataclass
@@ -145,7 +152,13 @@ def phase_diagram(
         ``steps``, ``adv_risk_opt`` (the optimum's adversarial risk), ``final_adv_risk``,
         ``final_clean_risk``, ``monotone_dist`` (1 when ``dist_to_opt`` never increases
         between records, beyond ``1e-9`` of its largest value; NaN for a failed point) and
-        ``time_within`` on ``(fields...)``.
+        ``time_within`` on ``(fields...)``. For each of ``"sgd"``, ``"hsgd"`` in
+        ``run.methods`` (the ODE always runs), its replicates on every point as one more
+        batched solve (see `stochastic_diagram`): ``<m>_<record>`` on ``(fields...,
+        replicate, time)`` and ``<m>_result``, ``<m>_final_adv_risk``,
+        ``<m>_final_clean_risk`` (replicate means) and ``<m>_gap`` (relative gap of that
+        mean to the ODE's ``final_adv_risk``) on ``(fields...)``; ``timings`` then also
+        holds ``<m>_compile_s`` and ``<m>_solve_s``.
 
     Raises
     ------
@@ -156,6 +169,10 @@ def phase_diagram(
     if not factor > 1:
         raise ConfigError("phase.factor", f"must be > 1, got {factor:g}")
     rc = config.run
+    stochastic = [m for m in rc.methods if m in STOCHASTIC]
+    if progress is not None and stochastic:  # one bar over every batched solve
+        report, solves = progress, 1 + len(stochastic)
+        progress = lambda advance, total: report(advance, total * solves)  # noqa: E731
     base_config = config.with_overrides(**{"run.bins_relaxed": False}) if rc.bins else config
     instance, binned = spectral_instances(base_config)
     inst = binned if binned is not None else instance
@@ -168,14 +185,7 @@ def phase_diagram(
     n_points = flat.shape[0]
 
     def build(values):
-        i, r = inst, lr
-        for k, name in enumerate(names):
-            where, attr = LEAF_FIELDS[name]
-            if where == "instance":
-                i = _substitute(i, attr, values[k])
-            else:
-                r = _substitute(r, attr, values[k])
-        return i, r
+        return _at_point(names, inst, lr, values)
 
     # the integrator of the stiffest point: the largest value of every field
     i_max, r_max = build(jnp.asarray(flat.max(axis=0)))
@@ -246,8 +256,123 @@ def phase_diagram(
         "factor": factor, "solver": integrator.name, "method": "ode",
         "binned": int(binned is not None), "chunk": size,
     })
-    return PhaseResult(ds, {"compile_s": compile_s, "solve_s": solve_s,
-                            "points": float(n_points)})
+    timings = {"compile_s": compile_s, "solve_s": solve_s, "points": float(n_points)}
+    for method in stochastic:
+        extra, spent = stochastic_diagram(config, method, names, flat, instance, chunk=chunk,
+                                          progress=progress)
+        ds = ds.assign({k: (dims, v.reshape(*shape, *v.shape[1:]))
+                        for k, (dims, v) in extra.items()})
+        ds[f"{method}_gap"] = (np.abs(ds[f"{method}_final_adv_risk"] - ds["final_adv_risk"])
+                               / ds["final_adv_risk"])
+        ds[f"{method}_gap"].attrs["meaning"] = (
+            f"|mean {method} final adv_risk - ODE final_adv_risk| / ODE final_adv_risk")
+        ds[f"{method}_result"].attrs["meaning"] = ds["result"].attrs["meaning"]
+        timings.update({f"{method}_{k}": v for k, v in spent.items()})
+    ds.attrs["methods"] = ["ode", *stochastic]
+    if stochastic:
+        ds = ds.assign_coords(replicate=np.arange(rc.replicates))
+    return PhaseResult(ds, timings)
+
+
+def _at_point(names: Sequence[str], instance, lr, values):
+    """``instance`` and ``lr`` with the swept fields ``names`` set to ``values``."""
+    for k, name in enumerate(names):
+        where, attr = LEAF_FIELDS[name]
+        if where == "instance":
+            instance = _substitute(instance, attr, values[k])
+        else:
+            lr = _substitute(lr, attr, values[k])
+    return instance, lr
+
+
+def stochastic_diagram(
+    config: Config,
+    method: str,
+    names: Sequence[str],
+    points: np.ndarray,
+    instance,
+    *,
+    chunk: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[dict[str, tuple[list[str], np.ndarray]], dict[str, float]]:
+    """SGD or the homogenized SGD on every grid point: replicates x points as one
+    ``jax.jit(jax.vmap(...))`` of the pure [`integrate_sgd`][advdyn.simulate.integrate_sgd]
+    or [`integrate_hsgd`][advdyn.simulate.integrate_hsgd], in chunks of equal size.
+
+    Every point runs ``run.replicates`` replicates of the per-direction ``instance`` from the
+    seed's stream (the same streams at every point, as ``advdyn run`` draws them) on the
+    ODE's recording grid, in ``run.dtype``, with ``run.divergence_factor``; a diverging
+    point is a [`RESULTS`][advdyn.solution.RESULTS] code and NaN records.
+
+    Parameters
+    ----------
+    config : Config
+        The run config of the diagram.
+    method : {"sgd", "hsgd"}
+    names : sequence of str
+        The swept fields (`LEAF_FIELDS`).
+    points : ndarray, shape (P, len(names))
+        The grid points.
+    instance : ProblemInstance
+        The per-direction instance of ``config``.
+    chunk : int, optional
+        Points per batched solve (default: what `CHUNK_BYTES` holds).
+    progress : callable, optional
+        ``progress(advance, total)`` in grid points.
+
+    Returns
+    -------
+    variables : dict of str to (dims, ndarray)
+        ``<method>_<record>`` of shape ``(P, replicate, time)`` and ``<method>_result``,
+        ``<method>_final_adv_risk``, ``<method>_final_clean_risk`` of shape ``(P,)``
+        (dimensions named after ``names``, which the caller reshapes into).
+    timings : dict
+        ``compile_s`` and ``solve_s`` (wall seconds).
+    """
+    rc = config.run
+    grid = time_grid(instance.d, rc.t_max, rc.n_times, rc.block_size)
+    base_opt = optimum(instance)
+    lr = make_learning_rate(config.lr, instance, optimum=base_opt)
+    key = stream_key(config.problem.seed)
+    blowup = jnp.asarray(rc.divergence_factor, jnp.float64)
+    solve = STOCHASTIC[method]
+
+    # a grid over the rule alone has one optimum: computed once, not per point
+    rule_only = all(LEAF_FIELDS[name][0] == "lr" for name in names)
+
+    def point(values):
+        i, r = _at_point(names, instance, lr, values)
+        opt = base_opt if rule_only else optimum(i)
+        if isinstance(r, Polyak):  # its minimum objective follows the point's optimum
+            r = _substitute(r, "min_objective", opt.objective)
+        sol = solve(i, r, key, grid, replicates=rc.replicates, dtype=rc.dtype,
+                    divergence_factor=blowup, optimum=opt, throw=False)
+        final = {k: jnp.mean(sol.ys[k][:, -1]) for k in ("adv_risk", "clean_risk")}
+        return sol.ys, {"result": sol.result, "final_adv_risk": final["adv_risk"],
+                        "final_clean_risk": final["clean_risk"]}
+
+    n_points = points.shape[0]
+    if chunk is None:  # the iterates, a sampling block of each replicate, the records
+        per_point = 8 * rc.replicates * (instance.d * (2 * grid.block + 16) + 32 * rc.n_times)
+        chunk = max(1, min(n_points, CHUNK_BYTES // per_point))
+    size = -(-n_points // -(-n_points // max(1, min(chunk, n_points))))
+    pad = (-n_points) % size
+    padded = np.concatenate([points, np.repeat(points[-1:], pad, axis=0)]) if pad else points
+    start = time.perf_counter()
+    compiled = jax.jit(jax.vmap(point)).lower(jnp.asarray(padded[:size])).compile()
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    parts = []
+    for lo in range(0, padded.shape[0], size):
+        parts.append(jax.tree.map(np.asarray, compiled(jnp.asarray(padded[lo:lo + size]))))
+        if progress is not None:
+            progress(min(size, n_points - lo), n_points)
+    solve_s = time.perf_counter() - start
+    ys, per_point = jax.tree.map(lambda *a: np.concatenate(a)[:n_points], *parts)
+    dims = list(names)
+    out = {f"{method}_{k}": ([*dims, "replicate", "time"], v) for k, v in ys.items()}
+    out.update({f"{method}_{k}": (dims, v) for k, v in per_point.items()})
+    return out, {"compile_s": compile_s, "solve_s": solve_s}
 
 
 def _chunk_size(instance, n_times: int, n_points: int, chunk: int | None) -> int:
@@ -302,6 +427,8 @@ def write_phase(config, out_dir: str | Path, *, progress=None, on_start=None) ->
             "fields": list(axes),
             "points": int(codes.size),
             "results": {r.name: int(np.sum(codes == r.value)) for r in RESULTS},
+            **{f"{m}_results": {r.name: int(np.sum(np.asarray(ds[f"{m}_result"]) == r.value))
+                                for r in RESULTS} for m in ds.attrs["methods"][1:]},
             "wall_time_s": {**result.timings, "total_s": time.perf_counter() - start},
             "files": list(PHASE_FILES),
             "config": config.model_dump(mode="json"),
