@@ -280,7 +280,7 @@ def _noiseless_regression(instance) -> Array:
     return jnp.asarray(instance.task == "regression") & (instance.noise == 0)
 
 
-def _teacher_optimum_test(instance) -> Array:
+def _teacher_optimum_test(instance) -> Array | None:
     """Whether ``theta = theta*`` is optimal (noiseless least squares, one centred class).
 
     With exact labels the adversarial square loss ``(|u| + eps |theta|)^2 / 2`` has a
@@ -290,12 +290,13 @@ def _teacher_optimum_test(instance) -> Array:
 
         (eps^2 + delta)^2 sum_i theta*_i^2 / lambda_i <= (2/pi) eps^2 |theta*|^2.
 
-    Elsewhere (other losses, mixtures, means) the test is False and the fixed point decides.
+    Elsewhere (other losses, mixtures: ``None``, known when tracing, so the program has no
+    such branch; means: False) the fixed point decides.
     """
     from advdyn.problem.losses import LeastSquares
 
     if not isinstance(instance.loss, LeastSquares) or instance.n_components != 1:
-        return jnp.asarray(False)
+        return None
     lam = instance.eigenvalues[0]
     t2 = instance.teacher2
     inv = jnp.where(lam > 0, t2 / jnp.where(lam > 0, lam, 1.0), jnp.where(t2 > 0, jnp.inf, 0.0))
@@ -411,10 +412,11 @@ def _optimum(instance, rtol, tol) -> StationaryPoint:
     """The optimum's one program: the fixed point and the two kinks, selected."""
     is_zero, s0, terms0 = _zero_optimum_test(instance)
     is_teacher = _teacher_optimum_test(instance)
-    x, residual = _solve_fixed_point(instance, 0.0, _start(instance), rtol,
-                                     active=~(is_zero | is_teacher))
+    kink = is_zero if is_teacher is None else is_zero | is_teacher
+    x, residual = _solve_fixed_point(instance, 0.0, _start(instance), rtol, active=~kink)
     point = _build(instance, 0.0, x, residual, tol)
-    point = _select(is_teacher, _teacher_point(instance), point)
+    if is_teacher is not None:
+        point = _select(is_teacher, _teacher_point(instance), point)
     return _select(is_zero, _zero_point(instance, s0, terms0), point)
 
 
