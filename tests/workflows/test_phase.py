@@ -117,3 +117,28 @@ def test_phase_diagram_adds_sgd_replicates_as_one_batched_solve(tmp_path):
     np.testing.assert_allclose(ds["sgd_adv_risk"].values[0], ref["adv_risk"], rtol=1e-12)
     summary = (tmp_path / "phase.json").read_text()
     assert '"sgd_results"' in summary
+
+
+# under -m slow (three compilations of the batched solve); the default sibling on the same
+# chunking is test_phase_diagram_of_one_field_chunked_as_one_solve
+@pytest.mark.slow
+def test_phase_grid_in_blocks_on_a_dask_cluster_matches_one_batched_solve():
+    from dask.distributed import Client, LocalCluster
+
+    from advdyn.workflows.phase_chunks import distributed_phase_diagram
+
+    cfg = validate_phase_config(SMALL).run_config()
+    axes = {"problem.epsilon": [0.0, 0.4, 0.8], "lr.gamma": [0.5, 1.5]}
+    whole = phase_diagram(cfg, axes).dataset
+    # two in-process workers (threads): the Dask path without starting processes
+    with LocalCluster(n_workers=2, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        res = distributed_phase_diagram(cfg, axes, blocks=2, client=client)
+    ds = res.dataset
+    assert ds.attrs["blocks"] == 2 and res.timings["points"] == 6
+    assert ds["adv_risk"].dims == whole["adv_risk"].dims
+    np.testing.assert_array_equal(ds["problem.epsilon"].values, [0.0, 0.4, 0.8])
+    np.testing.assert_array_equal(ds["result"].values, whole["result"].values)
+    # each point's adaptive steps are its own in any batch: only rounding differs
+    for name in ("adv_risk", "dist_to_opt", "final_adv_risk", "time_within"):
+        np.testing.assert_allclose(ds[name].values, whole[name].values, rtol=1e-12)

@@ -64,11 +64,8 @@ __all__ = ["PROGRAMS", "ExecutableFolder", "ExecutableStore", "cached_jit", "exe
 #: ``"module:name"`` (each an ``equinox.filter_jit`` function of its module)
 PROGRAMS = (
     "advdyn.theory.ode:_solve",
-    "advdyn.theory.stationary:_solve_fixed_point",
-    "advdyn.theory.stationary:_zero_optimum_test",
-    "advdyn.theory.stationary:_build",
-    "advdyn.theory.stationary:_zero_point",
-    "advdyn.theory.stationary:_start",
+    "advdyn.theory.stationary:_optimum",
+    "advdyn.theory.stationary:_limit",
 )
 
 #: libraries whose classes and functions may shape a stored program (their versions are in the key)

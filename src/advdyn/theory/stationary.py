@@ -221,18 +221,30 @@ def _scale(x: Array) -> Array:
     return 1.0 + jnp.max(jnp.abs(x))
 
 
-@eqx.filter_jit
-def _solve_fixed_point(instance, gamma, x0, rtol):
+def _solve_fixed_point(instance, gamma, x0, rtol, active=True):
+    """Newton on ``map(x) = x`` from a damped-iteration start; ``(x, relative residual)``.
+
+    Where ``active`` is False (a kink of `optimum` holds instead) the map is replaced by the
+    constant ``x0``, whose root is ``x0``: the point there can be a degenerate fixed point
+    (singular Jacobian, infinite entries) whose derivatives, although multiplied by zero
+    after the selection, would otherwise poison the gradient with NaN.
+    """
     import optimistix as optx  # on tracing only: a stored program does not need it
 
+    active = jax.lax.stop_gradient(jnp.asarray(active))
+
+    def fixed_point_map(x):
+        safe = jnp.where(active, x, x0)  # inactive: never evaluate the map at a singular x
+        return jnp.where(active, _fixed_point_map(safe, instance, gamma), x0)
+
     def damped(_, x):
-        return (1 - _DAMPING) * x + _DAMPING * _fixed_point_map(x, instance, gamma)
+        return (1 - _DAMPING) * x + _DAMPING * fixed_point_map(x)
 
     x1 = jax.lax.fori_loop(0, _DAMPED_STEPS, damped, x0)
     # only a starting point: the derivative is Newton's, by the implicit function theorem
     x1 = jax.lax.stop_gradient(jnp.where(jnp.all(jnp.isfinite(x1)), x1, x0))
     sol = optx.root_find(
-        lambda x, args: _fixed_point_map(x, instance, gamma) - x,
+        lambda x, args: fixed_point_map(x) - x,
         optx.Newton(rtol=rtol, atol=rtol),
         x1,
         max_steps=200,
@@ -240,11 +252,10 @@ def _solve_fixed_point(instance, gamma, x0, rtol):
         adjoint=optx.ImplicitAdjoint(),
     )
     x = jnp.where(jnp.all(jnp.isfinite(sol.value)), sol.value, x1)
-    residual = jnp.max(jnp.abs(_fixed_point_map(x, instance, gamma) - x)) / _scale(x)
+    residual = jnp.max(jnp.abs(fixed_point_map(x) - x)) / _scale(x)
     return x, residual
 
 
-@eqx.filter_jit
 def _zero_optimum_test(instance) -> tuple[Array, Statistics, DriftTerms]:
     """Whether ``theta = 0`` is optimal, and the statistics and drift terms of ``theta = 0``."""
     w, mstar = _constants(instance)
@@ -264,8 +275,39 @@ def _zero_optimum_test(instance) -> tuple[Array, Statistics, DriftTerms]:
     return jnp.sqrt(jnp.maximum(g2, 0.0)) <= instance.epsilon * abar0, s0, terms
 
 
-@eqx.filter_jit
-def _build(instance, gamma, x, residual, at_zero, tol) -> StationaryPoint:
+def _noiseless_regression(instance) -> Array:
+    """Whether the labels are exact (``y = <theta*, x>``): the residual has a kink at ``theta*``."""
+    return jnp.asarray(instance.task == "regression") & (instance.noise == 0)
+
+
+def _teacher_optimum_test(instance) -> Array | None:
+    """Whether ``theta = theta*`` is optimal (noiseless least squares, one centred class).
+
+    With exact labels the adversarial square loss ``(|u| + eps |theta|)^2 / 2`` has a
+    kink at ``u = 0``: along ``theta = theta* + t v`` its one-sided derivative at ``t = 0``
+    is ``eps |theta*| E|<x, v>| + (eps^2 + delta) <theta*, v>`` with
+    ``E|<x, v>| = sqrt(2/pi) |K^(1/2) v|``, non-negative for every ``v`` iff
+
+        (eps^2 + delta)^2 sum_i theta*_i^2 / lambda_i <= (2/pi) eps^2 |theta*|^2.
+
+    Elsewhere (other losses, mixtures: ``None``, known when tracing, so the program has no
+    such branch; means: False) the fixed point decides.
+    """
+    from advdyn.problem.losses import LeastSquares
+
+    if not isinstance(instance.loss, LeastSquares) or instance.n_components != 1:
+        return None
+    lam = instance.eigenvalues[0]
+    t2 = instance.teacher2
+    inv = jnp.where(lam > 0, t2 / jnp.where(lam > 0, lam, 1.0), jnp.where(t2 > 0, jnp.inf, 0.0))
+    eps, ridge = instance.epsilon, instance.ridge
+    lhs = (eps**2 + ridge) ** 2 * direction_sum(inv, instance)
+    rhs = (2 / jnp.pi) * eps**2 * direction_sum(t2, instance)
+    centred = jnp.all(instance.teacher_mean == 0) & jnp.all(instance.mean_mean == 0)
+    return _noiseless_regression(instance) & centred & (lhs <= rhs)
+
+
+def _build(instance, gamma, x, residual, tol) -> StationaryPoint:
     alpha, beta, mean_state, state, terms = _stationary_state(x, instance, gamma)
     stats = statistics(state, instance)
     obs = observables(stats, instance)
@@ -293,11 +335,10 @@ def _build(instance, gamma, x, residual, at_zero, tol) -> StationaryPoint:
         mean_sq_dist=direction_sum(mean_state.err2, instance),
         residual=residual,
         converged=admissible & (residual <= tol),
-        at_zero=jnp.asarray(at_zero),
+        at_zero=jnp.asarray(False),
     )
 
 
-@eqx.filter_jit
 def _zero_point(instance, s0: Statistics, terms: DriftTerms) -> StationaryPoint:
     C, n = instance.n_components, instance.teacher2.shape[-1]
     state = DirectionState(
@@ -320,12 +361,75 @@ def _zero_point(instance, s0: Statistics, terms: DriftTerms) -> StationaryPoint:
     )
 
 
-@eqx.filter_jit
-def _start(instance) -> Array:
-    """Statistics of ``theta = theta*`` (``e = 0``): the default starting point."""
-    C = instance.n_components
+def _teacher_point(instance) -> StationaryPoint:
+    """The stationary point ``theta = theta*`` (``e = 0``), exactly."""
+    C, n = instance.n_components, instance.teacher2.shape[-1]
+    w, mstar = _constants(instance)
     ts2 = direction_sum(instance.teacher2, instance)
-    return jnp.concatenate([jnp.zeros(3 * C), jnp.stack([ts2, ts2])])
+    zeros = jnp.zeros_like(w)
+    stats = Statistics(qe=zeros, ge=zeros, w=w, me=jnp.zeros_like(mstar), mstar=mstar,
+                       norm2=ts2, overlap=ts2)
+    terms = drift_terms(stats, instance)
+    obs = observables(stats, instance)
+    state = DirectionState(err2=jnp.zeros(n), err_teacher=jnp.zeros(n),
+                           err_mean=jnp.zeros((C, n)))
+    return StationaryPoint(
+        gamma=jnp.zeros(()),
+        alpha=jnp.zeros(n),
+        beta=jnp.zeros((C, n)),
+        state=state,
+        stats=stats,
+        terms=terms,
+        observables=obs,
+        objective=training_objective(obs["adv_risk"], ts2, instance.ridge),
+        mean_sq_dist=jnp.zeros(()),
+        residual=jnp.zeros(()),
+        converged=jnp.asarray(True),
+        at_zero=jnp.asarray(False),
+    )
+
+
+def _start(instance) -> Array:
+    """Starting statistics of the optimum's solve.
+
+    ``theta = theta*`` (``e = 0``) in general; with exact labels ``e = 0`` is a degenerate
+    fixed point of the map for every ``eps`` (the residual's spread vanishes and ``D`` with
+    it diverges), so there the solve starts from ``theta = theta* / 2``.
+    """
+    w, mstar = _constants(instance)
+    ts2 = direction_sum(instance.teacher2, instance)
+    k = jnp.where(_noiseless_regression(instance), 0.5, 0.0)
+    return jnp.concatenate([k**2 * w, -k * w, -k * mstar,
+                            jnp.stack([(1 - k) ** 2 * ts2, (1 - k) * ts2])])
+
+
+def _select(flag: Array, a: StationaryPoint, b: StationaryPoint) -> StationaryPoint:
+    return jax.tree.map(lambda u, v: jnp.where(flag, u, v), a, b)
+
+
+@eqx.filter_jit
+def _optimum(instance, rtol, tol) -> StationaryPoint:
+    """The optimum's one program: the fixed point and the two kinks, selected."""
+    is_zero, s0, terms0 = _zero_optimum_test(instance)
+    is_teacher = _teacher_optimum_test(instance)
+    kink = is_zero if is_teacher is None else is_zero | is_teacher
+    x, residual = _solve_fixed_point(instance, 0.0, _start(instance), rtol, active=~kink)
+    point = _build(instance, 0.0, x, residual, tol)
+    if is_teacher is not None:
+        point = _select(is_teacher, _teacher_point(instance), point)
+    return _select(is_zero, _zero_point(instance, s0, terms0), point)
+
+
+@eqx.filter_jit
+def _limit(instance, gamma, x0, rtol, tol) -> StationaryPoint:
+    """The constant-rate limit's one program (``x0``: packed starting statistics or None)."""
+    if x0 is None:
+        x0 = _pack(_optimum(instance, rtol, tol).stats)
+    # the optimum can sit at theta = 0 where rho is singular: start from |theta|^2 > 0
+    floor = 1e-2 * direction_sum(instance.teacher2, instance) + 1e-6
+    x0 = x0.at[-2].set(jnp.maximum(x0[-2], floor))
+    x, residual = _solve_fixed_point(instance, gamma, x0, rtol)
+    return _build(instance, gamma, x, residual, tol)
 
 
 @float64
@@ -333,12 +437,14 @@ def optimum(instance: AbstractInstance, *, rtol: float = 1e-12,
             tol: float = 1e-9) -> StationaryPoint:
     """The adversarial optimum as a pure function: ``jit``, ``vmap`` and ``grad`` go through.
 
-    The same point as [`adversarial_optimum`][advdyn.theory.stationary.adversarial_optimum] (which
-    calls it), computed without a host
-    decision: both the exact zero optimum and the fixed point are computed and the test
-    of THEORY 7 selects between them, so a batch of instances needs one program. Its
-    derivatives are those of the fixed point by the implicit function theorem
-    (optimistix's ``ImplicitAdjoint``), not of the iterations that found it.
+    The one computation of the optimum
+    ([`adversarial_optimum`][advdyn.theory.stationary.adversarial_optimum] calls it), without
+    a host decision: the fixed point and the two exact kinks of THEORY 7
+    (``theta = 0`` when the attack dominates; ``theta = theta*`` for least squares with
+    exact labels and a small attack, where the residual vanishes) are all computed and their
+    tests select one, so a batch of instances needs one program. Its derivatives are those of
+    the selected point: the fixed point's by the implicit function theorem (optimistix's
+    ``ImplicitAdjoint``), not of the iterations that found it.
 
     Parameters
     ----------
@@ -353,11 +459,7 @@ def optimum(instance: AbstractInstance, *, rtol: float = 1e-12,
         whether it is trustworthy (no
         warning is issued).
     """
-    is_zero, s0, terms0 = _zero_optimum_test(instance)
-    zero = _zero_point(instance, s0, terms0)
-    x, residual = _solve_fixed_point(instance, 0.0, _start(instance), rtol)
-    point = _build(instance, 0.0, x, residual, False, tol)
-    return jax.tree.map(lambda a, b: jnp.where(is_zero, a, b), zero, point)
+    return _optimum(instance, rtol, tol)
 
 
 @float64
@@ -420,14 +522,20 @@ def constant_rate_limit(
     limit's own statistics. Whether the ODE actually converges there is a separate
     question: see [`advdyn.limits.limit_report`][advdyn.workflows.limit_report].
 
+    A pure function, like [`optimum`][advdyn.theory.stationary.optimum]: ``jit``, ``vmap``
+    and ``grad`` (in ``gamma`` and the instance's parameters) go through; the derivatives
+    are the fixed point's, by the implicit function theorem. No warning is issued:
+    ``converged`` is the verdict.
+
     Parameters
     ----------
     instance : AbstractInstance
         The problem.
-    gamma : float
+    gamma : float or Array, scalar
         Constant learning rate (> 0).
     start : StationaryPoint, optional
-        Starting point of the solve (default: the adversarial optimum, shifted off 0).
+        Starting point of the solve (default: the adversarial optimum, shifted off 0). Only
+        a starting point: the result and its derivatives do not depend on it.
     rtol, tol : float
         Newton tolerance and the largest residual accepted as ``converged``.
 
@@ -445,14 +553,8 @@ def constant_rate_limit(
     """
     if not isinstance(gamma, jax.core.Tracer):
         checks.positive(gamma, "gamma")
-    if start is None:
-        start = adversarial_optimum(instance, rtol=rtol, tol=tol)
-    x0 = _pack(start.stats)
-    # the optimum can sit at theta = 0 where rho is singular: start from |theta|^2 > 0
-    floor = 1e-2 * direction_sum(instance.teacher2, instance) + 1e-6
-    x0 = x0.at[-2].set(jnp.maximum(x0[-2], floor))
-    x, residual = _solve_fixed_point(instance, jnp.asarray(gamma, jnp.float64), x0, rtol)
-    return _build(instance, gamma, x, residual, False, tol)
+    x0 = None if start is None else jax.lax.stop_gradient(_pack(start.stats))
+    return _limit(instance, jnp.asarray(gamma, jnp.float64), x0, rtol, tol)
 
 
 @float64
