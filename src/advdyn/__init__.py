@@ -26,7 +26,7 @@ _EXPORTS: dict[str, str] = {
     "ProblemInstance": "advdyn.problem",
     "AbstractInstance": "advdyn.problem",
     "DirectionState": "advdyn.problem",
-    "Loss": "advdyn.problem",
+    "AbstractLoss": "advdyn.problem",
     "LeastSquares": "advdyn.problem",
     "Logistic": "advdyn.problem",
     "SquaredHinge": "advdyn.problem",
@@ -34,7 +34,7 @@ _EXPORTS: dict[str, str] = {
     "make_loss": "advdyn.problem",
     "stream_key": "advdyn.problem",
     # theory: the deterministic equivalent
-    "LearningRate": "advdyn.theory",
+    "AbstractLearningRate": "advdyn.theory",
     "Constant": "advdyn.theory",
     "Decay": "advdyn.theory",
     "Polyak": "advdyn.theory",
@@ -116,11 +116,11 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
     from advdyn.precision import enable_x64
     from advdyn.problem import (
         AbstractInstance,
+        AbstractLoss,
         CustomLoss,
         DirectionState,
         LeastSquares,
         Logistic,
-        Loss,
         ProblemInstance,
         SquaredHinge,
         make_loss,
@@ -129,10 +129,10 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
     from advdyn.simulate import simulate_hsgd, simulate_sgd, time_grid
     from advdyn.solution import RESULTS, Solution
     from advdyn.theory import (
+        AbstractLearningRate,
         BinnedInstance,
         Constant,
         Decay,
-        LearningRate,
         LineSearch,
         Polyak,
         StationaryPoint,

@@ -37,9 +37,9 @@ from advdyn.sme import (
     core_scaling,
     exact_second_moments,
     gradient_flow,
-    loglog_slope,
+    loglog_fit,
     optimal_policy,
-    simulate_sgd,
+    simulate_objective_sgd,
     solve_control,
     solve_sme,
     switch_time,
@@ -56,8 +56,8 @@ def test_check1_weak_order_from_exact_moments():
     etas = 0.05 / 2.0 ** np.arange(5)  # 0.05 .. 0.003125
     study = weak_error_study(CHECK1["eigenvalues"], CHECK1["sigma"], CHECK1["delta0"], etas,
                              CHECK1["t_max"])
-    s1, _ = loglog_slope(etas, study["order1"])
-    s2, _ = loglog_slope(etas, study["order2"])
+    s1, _ = loglog_fit(etas, study["order1"])
+    s2, _ = loglog_fit(etas, study["order2"])
     assert 0.85 <= s1 <= 1.15, s1  # measured 0.889
     assert 1.85 <= s2 <= 2.2, s2  # measured 2.105
     # the order-1 error changes sign between eta = 0.2 and the fitted range (spec's note)
@@ -72,7 +72,7 @@ def test_exact_moments_match_the_sgd_recursion_by_monte_carlo():
     lam = jnp.asarray(CHECK1["eigenvalues"])
     ob = GaussianLeastSquares(lam, jnp.zeros(3), CHECK1["sigma"], 0.0, train="clean")
     eta, m = 0.05, 20_000
-    sol = simulate_sgd(ob, eta, jnp.asarray(CHECK1["delta0"]), jax.random.key(3), t_max=2.0,
+    sol = simulate_objective_sgd(ob, eta, jnp.asarray(CHECK1["delta0"]), jax.random.key(3), t_max=2.0,
                        n_times=5, paths=m)
     exact = exact_second_moments(lam, CHECK1["sigma"], CHECK1["delta0"], eta, 2.0)
     ref = exact.observable("sgd")[:: 10]
@@ -115,7 +115,7 @@ def _check2_errors(d: int, etas, paths: int, t_max: float, seed: int = 0, div: i
     ob, theta0 = _check2_problem(d, seed)
     out = {k: [] for k in ("e1", "e2", "se1", "se2", "d12", "se12")}
     for eta in etas:
-        sgd = simulate_sgd(ob, float(eta), theta0, jax.random.key(seed), t_max=t_max, n_times=2,
+        sgd = simulate_objective_sgd(ob, float(eta), theta0, jax.random.key(seed), t_max=t_max, n_times=2,
                            paths=paths, chunk=min(paths, 50_000))["dist2"][:, -1]
         smes = [solve_sme(SME(ob, float(eta), o), theta0, jax.random.key(seed + 1), t_max=t_max,
                           dt=eta / div, n_times=2, paths=paths, scheme="extrapolated",
@@ -131,8 +131,8 @@ def _check2_errors(d: int, etas, paths: int, t_max: float, seed: int = 0, div: i
 def _slope_interval(etas, err, se, draws: int = 2000):
     """Slope of log|err| on log eta and a 95% interval by resampling err within its SE."""
     rng = np.random.default_rng(0)
-    slope, _ = loglog_slope(etas, np.abs(err))
-    sims = [loglog_slope(etas, np.abs(err + se * rng.standard_normal(len(err))))[0]
+    slope, _ = loglog_fit(etas, np.abs(err))
+    sims = [loglog_fit(etas, np.abs(err + se * rng.standard_normal(len(err))))[0]
             for _ in range(draws)]
     return slope, np.percentile(sims, [2.5, 97.5])
 

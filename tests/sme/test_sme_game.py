@@ -27,7 +27,7 @@ from advdyn.sme import (
     PerturbationGame,
     QuadraticGame,
     game_step,
-    loglog_slope,
+    loglog_fit,
     quadratic_game_moments,
     simulate_game,
     solve_sme,
@@ -99,8 +99,8 @@ def test_order2_drift_reproduces_the_alternating_round_to_third_order(pert, quad
     res = {alt: [np.linalg.norm(_perturbation_one_step_mean(pert, theta, delta, eta)
                                 - _sme_one_step_mean(pert, z, eta, alt)) for eta in ETAS]
            for alt in (True, False)}
-    s_alt, _ = loglog_slope(ETAS[-2:], res[True][-2:])
-    s_sim, _ = loglog_slope(ETAS[-2:], res[False][-2:])
+    s_alt, _ = loglog_fit(ETAS[-2:], res[True][-2:])
+    s_sim, _ = loglog_fit(ETAS[-2:], res[False][-2:])
     assert 2.9 <= s_alt <= 3.1, res[True]  # measured 3.000
     assert 1.8 <= s_sim <= 2.3, res[False]  # measured 2.1: the missing cross term is O(eta^2)
     # without the term it is the simultaneous round's expansion: that round's mean is exactly
@@ -127,7 +127,7 @@ def test_quadratic_game_weak_orders_from_exact_moments(quad):
             for method in ("sme1", "sme2", "sme2_nocross"):
                 errs[alternating, method].append(mo.weak_error(method))
     fit = ETAS[2:]
-    slope = {k: loglog_slope(fit, v[2:])[0] for k, v in errs.items()}
+    slope = {k: loglog_fit(fit, v[2:])[0] for k, v in errs.items()}
     assert 0.85 <= slope[True, "sme1"] <= 1.15, slope  # measured 0.98
     assert 1.85 <= slope[True, "sme2"] <= 2.2, slope  # measured 2.00
     # without the alternation term the order-2 SME is only first order for the game ...
@@ -142,7 +142,7 @@ def test_quadratic_game_weak_orders_from_exact_moments(quad):
     e_delta = [quadratic_game_moments(quad, TH0, DE0, float(eta), 2.0).weak_error("sme2",
                                                                                   "delta2")
                for eta in fit]
-    assert 1.85 <= loglog_slope(fit, e_delta)[0] <= 2.2, e_delta
+    assert 1.85 <= loglog_fit(fit, e_delta)[0] <= 2.2, e_delta
 
 
 @pytest.mark.parametrize("alternating", [True, False])

@@ -22,7 +22,7 @@ from advdyn.errors import ConfigError
 from advdyn.io.arrays import load_npy
 from advdyn.precision import as_float64, float64
 from advdyn.problem.instance import ProblemInstance, _seed_sequences
-from advdyn.problem.losses import Loss, make_loss
+from advdyn.problem.losses import AbstractLoss, make_loss
 from advdyn.problem.spectra import (
     identity,
     marchenko_pastur,
@@ -33,7 +33,7 @@ from advdyn.problem.spectra import (
     uniform,
 )
 from advdyn.theory.ode import Integrator
-from advdyn.theory.rates import Constant, Decay, LearningRate, LineSearch, Polyak
+from advdyn.theory.rates import AbstractLearningRate, Constant, Decay, LineSearch, Polyak
 from advdyn.theory.spectral import (
     ISOTROPIC_KINDS,
     BinnedInstance,
@@ -113,7 +113,7 @@ def _unit(rng: np.random.Generator, d: int) -> np.ndarray:
 
 
 @float64
-def instantiate(config: C.ProblemConfig, loss: Loss | None = None) -> ProblemInstance:
+def instantiate(config: C.ProblemConfig, loss: AbstractLoss | None = None) -> ProblemInstance:
     """Draw the problem instance described by ``config``.
 
     All vectors are drawn isotropically, directly as coordinates in the eigenbasis.
@@ -169,7 +169,7 @@ def instantiate(config: C.ProblemConfig, loss: Loss | None = None) -> ProblemIns
                           "memory; lower problem.d (or use run.bins)") from None
 
 
-def _instantiate(config: C.ProblemConfig, loss: Loss | None) -> ProblemInstance:
+def _instantiate(config: C.ProblemConfig, loss: AbstractLoss | None) -> ProblemInstance:
     d = config.d
     rng = np.random.default_rng(_seed_sequences(config.seed)[0])
     lam, basis = eigen_decomposition(config.spectrum, d)
@@ -221,7 +221,7 @@ def _instantiate(config: C.ProblemConfig, loss: Loss | None) -> ProblemInstance:
 
 
 @float64
-def make_learning_rate(config: C.LearningRateConfig, instance=None, optimum=None) -> LearningRate:
+def make_learning_rate(config: C.LearningRateConfig, instance=None, optimum=None) -> AbstractLearningRate:
     """Build the rule described by a validated learning-rate config.
 
     Parameters
@@ -259,7 +259,7 @@ def make_learning_rate(config: C.LearningRateConfig, instance=None, optimum=None
     raise TypeError(f"unknown learning-rate config {config!r}")  # pragma: no cover
 
 
-def integrator_for(run: C.RunConfig, instance, lr: LearningRate, times) -> Integrator:
+def integrator_for(run: C.RunConfig, instance, lr: AbstractLearningRate, times) -> Integrator:
     """The ODE's `Integrator` chosen by a run config's ``solver``.
 
     ``"auto"`` resolves with `choose_solver` on ``instance``,
@@ -458,7 +458,7 @@ def binned_from_config(
     config: C.ProblemConfig,
     n_bins: int,
     spacing: str = "auto",
-    loss: Loss | None = None,
+    loss: AbstractLoss | None = None,
     gauss: bool = False,
     relaxed_above: float | None = None,
 ) -> BinnedInstance:

@@ -88,8 +88,6 @@ def make_dataset(
     return ds
 
 
-
-
 NETCDF_LOCK = threading.RLock()
 """Held by [`write_netcdf`][advdyn.io.netcdf.write_netcdf] and
 [`read_netcdf`][advdyn.io.netcdf.read_netcdf] for a whole write or read: the

@@ -32,7 +32,7 @@ from advdyn.errors import DivergenceError
 from advdyn.precision import float64
 from advdyn.problem.instance import ProblemInstance
 from advdyn.theory.drift import drift_terms, flow
-from advdyn.theory.rates import LearningRate, StepDrop, objective
+from advdyn.theory.rates import AbstractLearningRate, StepDrop, objective
 from advdyn.theory.statistics import direction_sum, statistics
 
 
@@ -114,7 +114,7 @@ def _solve(instance, lr, times, jumps, rtol, atol, max_steps):
 @float64
 def posterior_path(
     instance: ProblemInstance,
-    lr: LearningRate,
+    lr: AbstractLearningRate,
     times,
     *,
     jumps=None,

@@ -4,16 +4,23 @@ Pure mathematics: nothing here imports a config schema, files, progress bars or 
 """
 
 from advdyn.problem.instance import AbstractInstance, ProblemInstance, stream_key
-from advdyn.problem.losses import CustomLoss, LeastSquares, Logistic, Loss, SquaredHinge, make_loss
+from advdyn.problem.losses import (
+    AbstractLoss,
+    CustomLoss,
+    LeastSquares,
+    Logistic,
+    SquaredHinge,
+    make_loss,
+)
 from advdyn.problem.state import DirectionState
 
 __all__ = [
     "AbstractInstance",
+    "AbstractLoss",
     "CustomLoss",
     "DirectionState",
     "LeastSquares",
     "Logistic",
-    "Loss",
     "ProblemInstance",
     "SquaredHinge",
     "make_loss",

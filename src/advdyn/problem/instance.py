@@ -20,10 +20,9 @@ from equinox import AbstractVar
 
 from advdyn import checks
 from advdyn.precision import float64
-from advdyn.problem.losses import Loss
+from advdyn.problem.losses import AbstractLoss
 from advdyn.problem.state import DirectionState
-
-Array = jax.Array
+from advdyn.typing import Array
 
 
 class AbstractInstance(eqx.Module):
@@ -43,7 +42,7 @@ class AbstractInstance(eqx.Module):
     noise: AbstractVar[Array]
     epsilon: AbstractVar[Array]
     ridge: AbstractVar[Array]
-    loss: AbstractVar[Loss]
+    loss: AbstractVar[AbstractLoss]
     task: AbstractVar[str]
     # Per-entry products of the constant vectors: fields of a BinnedInstance, properties of a
     # ProblemInstance (equinox lets a property implement an AbstractVar; type checkers are
@@ -138,7 +137,7 @@ class ProblemInstance(AbstractInstance):
     noise: Array
     epsilon: Array
     ridge: Array
-    loss: Loss
+    loss: AbstractLoss
     task: str = eqx.field(static=True)
 
     @property
@@ -216,7 +215,5 @@ def stream_key(seed: int) -> Array:
     """
     _, stream_seq = _seed_sequences(seed)
     return jax.random.key(int(stream_seq.generate_state(1, dtype=np.uint32)[0]))
-
-
 
 

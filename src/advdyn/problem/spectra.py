@@ -201,5 +201,3 @@ def marchenko_pastur(d: int, aspect_ratio: float) -> Float[np.ndarray, " d"]:
     return marchenko_pastur_quantiles(_midpoints(d), aspect_ratio)
 
 
-
-

@@ -67,11 +67,10 @@ from advdyn.simulate.sgd import Progress, _simulate
 from advdyn.simulate.streams import gaussian, stream_words
 from advdyn.solution import Solution
 from advdyn.theory.drift import drift_terms
-from advdyn.theory.rates import LearningRate
+from advdyn.theory.rates import AbstractLearningRate
 from advdyn.theory.stationary import StationaryPoint
 from advdyn.theory.statistics import DirectionState, statistics
-
-Array = jax.Array
+from advdyn.typing import Array
 
 HSGD_STREAM = 0x48534744
 """``fold_in`` constant (ASCII ``"HSGD"``) that separates the SDE's stream from SGD's."""
@@ -112,7 +111,7 @@ def hsgd_step(theta, z, gamma, instance: ProblemInstance):
     return _euler_maruyama(theta, z, gamma, DirectionState.from_iterate(theta, instance), instance)
 
 
-def _hsgd_block(theta, words, r, k0, n_valid, instance: ProblemInstance, lr: LearningRate,
+def _hsgd_block(theta, words, r, k0, n_valid, instance: ProblemInstance, lr: AbstractLearningRate,
                 block: int):
     """Advance one replicate by the Euler-Maruyama steps ``k0 .. k0 + min(block, n_valid) - 1``."""
     d = instance.d
@@ -150,7 +149,7 @@ def hsgd_key(key: Array) -> Array:
 @float64
 def simulate_hsgd(
     instance: ProblemInstance,
-    lr: LearningRate,
+    lr: AbstractLearningRate,
     key: Key[Array, ""],
     *,
     t_max: float,

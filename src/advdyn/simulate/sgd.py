@@ -41,12 +41,12 @@ from advdyn.precision import float64
 from advdyn.problem.instance import ProblemInstance
 from advdyn.simulate.streams import gaussian, step_scalars, stream_words
 from advdyn.solution import Solution
-from advdyn.theory.rates import LearningRate
+from advdyn.theory.rates import AbstractLearningRate
 from advdyn.theory.recording import make_recorder
 from advdyn.theory.stationary import StationaryPoint
 from advdyn.theory.statistics import DirectionState
+from advdyn.typing import Array
 
-Array = jax.Array
 #: ``progress(advance, total)``: steps just taken, total steps of the run.
 Progress = Callable[[int, int], None]
 
@@ -160,7 +160,7 @@ def sgd_step(theta, x, y, gamma, instance: ProblemInstance):
     return theta - step * (L_r * x + shrink * theta)
 
 
-def _sgd_block(theta, words, r, k0, n_valid, instance: ProblemInstance, lr: LearningRate,
+def _sgd_block(theta, words, r, k0, n_valid, instance: ProblemInstance, lr: AbstractLearningRate,
                block: int):
     """Advance one replicate by the steps ``k0 .. k0 + min(block, n_valid) - 1``."""
     dtype = theta.dtype
@@ -233,7 +233,7 @@ def _record(thetas, t, instance, lr, recorder):
 @float64
 def simulate_sgd(
     instance: ProblemInstance,
-    lr: LearningRate,
+    lr: AbstractLearningRate,
     key: Key[Array, ""],
     *,
     t_max: float,
@@ -306,7 +306,7 @@ def _simulate(
     method: str,
     block_fn,
     instance: ProblemInstance,
-    lr: LearningRate,
+    lr: AbstractLearningRate,
     words: Array,
     replicates: int,
     *,
@@ -377,11 +377,10 @@ def _simulate(
     return Solution(np.asarray(grid.times), stacked, method, replicated=True, stats=attrs)
 
 
-
 @float64
 def sgd_iterates(
     instance: ProblemInstance,
-    lr: LearningRate,
+    lr: AbstractLearningRate,
     key: Key[Array, ""],
     *,
     t_max: float,
@@ -421,7 +420,7 @@ def sgd_iterates(
 def _drive(
     block_fn,
     instance: ProblemInstance,
-    lr: LearningRate,
+    lr: AbstractLearningRate,
     words: Array,
     replicates: int,
     *,

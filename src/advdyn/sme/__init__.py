@@ -15,9 +15,9 @@ from advdyn.sme.equations import (
     SME_STREAM,
     GridBrownianPath,
     core_scaling,
-    recording_grid,
-    simulate_sgd,
+    simulate_objective_sgd,
     solve_sme,
+    step_grid,
 )
 from advdyn.sme.flows import gradient_flow
 from advdyn.sme.game import (
@@ -30,7 +30,7 @@ from advdyn.sme.game import (
     quadratic_game_moments,
     simulate_game,
 )
-from advdyn.sme.moments import MomentPaths, exact_second_moments, loglog_slope, weak_error_study
+from advdyn.sme.moments import MomentPaths, exact_second_moments, loglog_fit, weak_error_study
 from advdyn.sme.objectives import (
     AbstractObjective,
     EmpiricalObjective,
@@ -58,15 +58,15 @@ __all__ = [
     "gradient_flow",
     "line_search_rate",
     "linear_predict",
-    "loglog_slope",
+    "loglog_fit",
     "optimal_policy",
     "quadratic_game_moments",
-    "recording_grid",
     "simulate_game",
-    "simulate_sgd",
+    "simulate_objective_sgd",
     "solve_control",
     "solve_sme",
     "squared_loss",
+    "step_grid",
     "switch_time",
     "weak_error_study",
 ]

@@ -182,7 +182,7 @@ def core_scaling(objective: AbstractObjective, gamma: float, d: int, order: int 
     return SME(objective, eta=gamma / d, order=order, time_scale=gamma)
 
 
-def recording_grid(t_max: float, dt: float, n_times: int) -> tuple[np.ndarray, int, int]:
+def step_grid(t_max: float, dt: float, n_times: int) -> tuple[np.ndarray, int, int]:
     """Step-aligned recording grid: ``n_steps`` steps of ``dt``, a record every ``stride``.
 
     Parameters
@@ -275,7 +275,7 @@ def solve_sme(
         Step (for ``"extrapolated"``: the coarse step; the fine one is ``dt / 2``).
     n_times : int
         Requested number of records (step-aligned, see
-        [`recording_grid`][advdyn.sme.equations.recording_grid]).
+        [`step_grid`][advdyn.sme.equations.step_grid]).
     paths : int
         Number of Brownian paths.
     scheme : {"euler", "extrapolated"}
@@ -301,7 +301,7 @@ def solve_sme(
     span = 1 if brownian_dt is None else round(smallest / brownian_dt)
     if span < 1 or abs(span * (brownian_dt or smallest) - smallest) > 1e-9 * smallest:
         raise ValueError(f"brownian_dt = {brownian_dt} must divide the solver step {smallest}")
-    ts, _, _ = recording_grid(t_max, dt, n_times)
+    ts, _, _ = step_grid(t_max, dt, n_times)
     theta0 = jnp.asarray(theta0, jnp.float64)
     base = jax.random.fold_in(key, SME_STREAM)
     ys = _solve_paths(sme, theta0, base, jnp.arange(paths), jnp.asarray(ts),
@@ -370,7 +370,7 @@ def _sgd_observe(model, theta):
 
 
 @float64
-def simulate_sgd(
+def simulate_objective_sgd(
     objective: AbstractObjective,
     eta: float,
     theta0: Float[Array, " p"],
@@ -413,7 +413,7 @@ def simulate_sgd(
         ``ys[name]`` of shape ``(paths, T)``, ``method = "sgd"``.
     """
     dt = eta / time_scale
-    ts, stride, _ = recording_grid(t_max, dt, n_times)
+    ts, stride, _ = step_grid(t_max, dt, n_times)
     ys = recorded_paths(_sgd_step, _sgd_observe, (objective, jnp.asarray(eta, jnp.float64)),
                         jnp.asarray(theta0, jnp.float64), key, jnp.arange(paths),
                         jnp.asarray(stride), len(ts) - 1, int(chunk or paths))

@@ -65,7 +65,7 @@ from jaxtyping import Array, Float
 
 from advdyn import checks
 from advdyn.precision import as_float64, float64
-from advdyn.sme.equations import recorded_paths, recording_grid
+from advdyn.sme.equations import recorded_paths, step_grid
 from advdyn.solution import Solution
 
 
@@ -324,7 +324,7 @@ def simulate_game(
     Solution
         ``ys[name]`` of shape ``(paths, T)``, ``method = "game"``.
     """
-    ts, stride, _ = recording_grid(t_max, eta, n_times)
+    ts, stride, _ = step_grid(t_max, eta, n_times)
     model = (game, jnp.asarray(eta, jnp.float64), bool(alternating))
     state0 = (jnp.asarray(theta0, jnp.float64), jnp.asarray(delta0, jnp.float64))
     ys = recorded_paths(_game_step, _game_observe, model, state0, key, jnp.arange(paths),

@@ -145,7 +145,7 @@ def exact_second_moments(
 
 
 @float64
-def loglog_slope(x, y) -> tuple[float, float]:
+def loglog_fit(x, y) -> tuple[float, float]:
     """Least-squares slope of ``log y`` on ``log x`` and its standard error.
 
     Parameters

@@ -8,7 +8,7 @@ mathematics in float64 ([`advdyn.precision`][advdyn.precision]); solvers return
 
 from advdyn.theory.equivalence import solve_ridge_ode
 from advdyn.theory.ode import integrate_ode, make_integrator, solve_ode
-from advdyn.theory.rates import Constant, Decay, LearningRate, LineSearch, Polyak, StepDrop
+from advdyn.theory.rates import AbstractLearningRate, Constant, Decay, LineSearch, Polyak, StepDrop
 from advdyn.theory.spectral import BinnedInstance, bin_instance
 from advdyn.theory.stationary import (
     StationaryPoint,
@@ -18,10 +18,10 @@ from advdyn.theory.stationary import (
 )
 
 __all__ = [
+    "AbstractLearningRate",
     "BinnedInstance",
     "Constant",
     "Decay",
-    "LearningRate",
     "LineSearch",
     "Polyak",
     "StationaryPoint",

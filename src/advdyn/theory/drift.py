@@ -15,14 +15,12 @@ SDE, the optimum and the limit) are all written in these per-direction coefficie
 from __future__ import annotations
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 
 from advdyn.problem.instance import AbstractInstance
 from advdyn.problem.losses import Expectations
 from advdyn.theory.statistics import DirectionState, Statistics, expectations, statistics
-
-Array = jax.Array
+from advdyn.typing import Array
 
 
 class DriftTerms(eqx.Module):

@@ -28,13 +28,12 @@ from advdyn.precision import as_float64, float64
 from advdyn.problem.instance import AbstractInstance
 from advdyn.solution import RESULTS, Solution
 from advdyn.theory.drift import flow
-from advdyn.theory.rates import LearningRate
+from advdyn.theory.rates import AbstractLearningRate
 from advdyn.theory.recording import make_recorder
 from advdyn.theory.spectral import RELAXED_EXPONENT, relaxed_eigenvalue
 from advdyn.theory.stationary import StationaryPoint
 from advdyn.theory.statistics import DirectionState, direction_sum
-
-Array = jax.Array
+from advdyn.typing import Array
 
 
 def initial_state(instance: AbstractInstance) -> DirectionState:
@@ -64,7 +63,7 @@ def vector_field(t, state: DirectionState, args) -> DirectionState:
         Current ``(err2, err_teacher, err_mean)``.
     args : tuple
         ``(instance, lr)``: the [`ProblemInstance`][advdyn.ProblemInstance] and the
-        `LearningRate` giving ``gamma(t)``.
+        `AbstractLearningRate` giving ``gamma(t)``.
 
     Returns
     -------
@@ -98,7 +97,7 @@ RELAXED_WEIGHT = 1e-3
 SOLVERS = ("auto", "tsit5", "kvaerno5")
 
 
-def stiffness(instance, lr: LearningRate, times) -> float:
+def stiffness(instance, lr: AbstractLearningRate, times) -> float:
     """Stiffness estimate ``gamma_0 lambda_max (t_end - t_0)`` of the ODE on ``times``.
 
     The fastest mode of the linearised system decays at about ``gamma D_max``, with
@@ -127,7 +126,7 @@ def stiffness(instance, lr: LearningRate, times) -> float:
     return abs(gamma0) * lam_max * float(times[-1] - times[0])
 
 
-def choose_solver(instance, lr: LearningRate, times, solver: str = "auto") -> str:
+def choose_solver(instance, lr: AbstractLearningRate, times, solver: str = "auto") -> str:
     """The integrator for this problem: ``"tsit5"`` (explicit) or ``"kvaerno5"`` (implicit).
 
     Parameters
@@ -433,7 +432,7 @@ def _solve(
 @float64
 def integrate_ode(
     instance: AbstractInstance,
-    lr: LearningRate,
+    lr: AbstractLearningRate,
     times: Float[ArrayLike, " T"],
     integrator: Integrator,
     *,
@@ -500,7 +499,7 @@ def integrate_ode(
                     steps=steps)
 
 
-def _relaxed_above(value, instance, lr: LearningRate, times: np.ndarray) -> float:
+def _relaxed_above(value, instance, lr: AbstractLearningRate, times: np.ndarray) -> float:
     """``value`` checked against the eigenvalue where relaxation before ``t_1`` is proven."""
     value = checks.positive(value, "relaxed_above")
     bound = relaxed_eigenvalue(lr, times, instance.loss)
@@ -540,7 +539,7 @@ def _arguments(instance, lr, times_np, t_dev, rtol, atol, max_steps, divergence_
 @float64
 def solve_ode(
     instance: AbstractInstance,
-    lr: LearningRate,
+    lr: AbstractLearningRate,
     times: Float[ArrayLike, " T"],
     *,
     rtol: float = 1e-8,

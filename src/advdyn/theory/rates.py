@@ -27,8 +27,7 @@ from advdyn.theory.statistics import (
     statistics,
     training_objective,
 )
-
-Array = jax.Array
+from advdyn.typing import Array
 
 
 def _parameter(x: ArrayLike) -> ArrayLike:
@@ -75,10 +74,6 @@ class AbstractLearningRate(eqx.Module):
         Array
             A float64 scalar.
         """
-
-
-#: The public name of the rule interface (kept for code written against advdyn 0.1).
-LearningRate = AbstractLearningRate
 
 
 class Constant(AbstractLearningRate):

@@ -11,13 +11,11 @@ for least squares with one centred class, the equivalence quantities ``eff_lr``,
 from __future__ import annotations
 
 import equinox as eqx
-import jax
 
 from advdyn.theory.equivalence import equivalence_applies, ls_equivalence
 from advdyn.theory.stationary import StationaryPoint, adversarial_optimum
 from advdyn.theory.statistics import DirectionState, observables, statistics
-
-Array = jax.Array
+from advdyn.typing import Array
 
 
 class Recorder(eqx.Module):

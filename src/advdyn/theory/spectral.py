@@ -54,19 +54,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import equinox as eqx
-import jax
 import numpy as np
 from jaxtyping import ArrayLike, Float, Int
 
 from advdyn.precision import as_float64, float64
 from advdyn.problem.instance import AbstractInstance, ProblemInstance
-from advdyn.problem.losses import LeastSquares, Loss
+from advdyn.problem.losses import AbstractLoss, LeastSquares
 from advdyn.problem.state import DirectionState
 
 if TYPE_CHECKING:
-    from advdyn.theory.rates import LearningRate
+    from advdyn.theory.rates import AbstractLearningRate
 
-Array = jax.Array
+from advdyn.typing import Array
 
 #: spectrum kinds that [`binned_from_config`][advdyn.binned_from_config] handles without drawing an
 # instance
@@ -124,7 +123,7 @@ class BinnedInstance(AbstractInstance):
     noise: Array
     epsilon: Array
     ridge: Array
-    loss: Loss
+    loss: AbstractLoss
     d: Array
     task: str = eqx.field(static=True)
 
@@ -187,7 +186,7 @@ RELAXED_WIDTH = 8.0
 
 @float64
 def relaxed_eigenvalue(
-    lr: LearningRate, times: Float[ArrayLike, " T"], loss: Loss
+    lr: AbstractLearningRate, times: Float[ArrayLike, " T"], loss: AbstractLoss
 ) -> float | None:
     """The eigenvalue above which modes have relaxed before the first record.
 
@@ -422,35 +421,5 @@ def bin_instance(
         task=instance.task,
         d=as_float64(instance.d),
     )
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 

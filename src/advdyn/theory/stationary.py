@@ -45,8 +45,7 @@ from advdyn.theory.statistics import (
     statistics,
     training_objective,
 )
-
-Array = jax.Array
+from advdyn.typing import Array
 
 _DAMPED_STEPS = 200
 _DAMPING = 0.5

@@ -27,12 +27,10 @@ from jaxtyping import ArrayLike, Float
 from advdyn.problem.instance import AbstractInstance
 from advdyn.problem.losses import ClassMoments, Expectations
 from advdyn.problem.state import DirectionState
+from advdyn.typing import Array
 
-Array = jax.Array
 #: a JAX array in the theory, a NumPy float64 array in the figures
 _A = TypeVar("_A", jax.Array, np.ndarray)
-
-
 
 
 class Statistics(eqx.Module):
