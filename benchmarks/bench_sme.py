@@ -57,7 +57,8 @@ def main() -> None:
         th0 = jnp.array([0.0, 0.5])
         key = jax.random.key(0)
         cases = {
-            "SGD": lambda: simulate_objective_sgd(ob, eta, th0, key, t_max=t_max, n_times=5, paths=m),
+            "SGD": lambda: simulate_objective_sgd(ob, eta, th0, key, t_max=t_max, n_times=5,
+                                                  paths=m),
             "SME1 euler dt=eta": lambda: solve_sme(SME(ob, eta, 1), th0, key, t_max=t_max,
                                                    dt=eta, n_times=5, paths=m),
             "SME2 euler dt=eta": lambda: solve_sme(SME(ob, eta, 2), th0, key, t_max=t_max,
@@ -89,8 +90,8 @@ def main() -> None:
         print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for eta_i, e1, e2 in zip(etas, study["order1"], study["order2"], strict=True):
             e = float(eta_i)
-            _, run = _timed(lambda e=e: simulate_objective_sgd(obc, e, d0, key, t_max=2.0, n_times=2,
-                                                 paths=m), 1)
+            _, run = _timed(lambda e=e: simulate_objective_sgd(obc, e, d0, key, t_max=2.0,
+                                                               n_times=2, paths=m), 1)
             _, r1 = _timed(lambda e=e: solve_sme(SME(obc, e, 1), d0, key, t_max=2.0, dt=e,
                                              n_times=2, paths=m), 1)
             _, r2 = _timed(lambda e=e: solve_sme(SME(obc, e, 2), d0, key, t_max=2.0, dt=e / 2,

@@ -156,8 +156,8 @@ def calls():
         "EmpiricalObjective.observables": lambda: emp.observables(th3),
         "solve_sme": lambda: sme.solve_sme(sme.SME(gls, 0.05, order=2), th3, key, t_max=0.2,
                                            dt=0.05, n_times=3, paths=2),
-        "simulate_sgd (sme)": lambda: sme.simulate_objective_sgd(gls32, 0.05, f32(th3), key, t_max=0.2,
-                                                       n_times=3, paths=2),
+        "simulate_objective_sgd (sme)": lambda: sme.simulate_objective_sgd(
+            gls32, 0.05, f32(th3), key, t_max=0.2, n_times=3, paths=2),
         "core_scaling": lambda: sme.core_scaling(gls, 0.5, 3).drift(th3),
         "gradient_flow": lambda: sme.gradient_flow(gls, f32(th3), np.array([0.0, 0.5])),
         "line_search_rate": lambda: sme.line_search_rate(gls, th3, 10.0, 3),
@@ -168,7 +168,7 @@ def calls():
             np.array([0.5, 1.0]), 0.3, np.array([1.0, -0.5]), 0.1, 0.5),
         "weak_error_study": lambda: sme.weak_error_study(
             np.array([0.5, 1.0]), 0.3, np.array([1.0, -0.5]), [0.1, 0.05], 0.5),
-        "loglog_slope (sme)": lambda: sme.loglog_fit(np.array([1.0, 2.0, 4.0]),
+        "loglog_fit (sme)": lambda: sme.loglog_fit(np.array([1.0, 2.0, 4.0]),
                                                        np.array([1.0, 4.1, 15.9])),
         "quadratic_game_moments": lambda: sme.quadratic_game_moments(
             qg, np.array([0.5, 0.5]), np.zeros(2), 0.1, 0.5),

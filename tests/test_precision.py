@@ -28,7 +28,7 @@ ROOMS = ("advdyn.problem", "advdyn.theory", "advdyn.posterior", "advdyn.sme",
 NOT_ENTRY_POINTS = {
     # no floating result: a key, a loss object, a check, an integer grid, p-value helpers
     # on NumPy float64 samples
-    "stream_key", "make_loss", "check_stable", "recording_grid",
+    "stream_key", "make_loss", "check_stable", "step_grid",
     "teacher_direction", "hotelling_pvalue", "t_pvalue", "loglog_slope", "scaling_slope",
     "default_lr", "common_lr", "crossing", "prior_variance_grid", "replicate_variance",
     "group_by_eigenvalue",

@@ -85,8 +85,15 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 
+#: old names (advdyn 0.1), served with a DeprecationWarning until 0.2
+_RENAMED = {"Loss": "AbstractLoss", "LearningRate": "AbstractLearningRate"}  # rename29: keep
+
 
 def __getattr__(name: str) -> Any:
+    if name in _RENAMED:
+        from advdyn.deprecation import renamed
+
+        return renamed(__name__, _RENAMED)(name)
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'advdyn' has no attribute {name!r}")

@@ -72,8 +72,8 @@ def test_exact_moments_match_the_sgd_recursion_by_monte_carlo():
     lam = jnp.asarray(CHECK1["eigenvalues"])
     ob = GaussianLeastSquares(lam, jnp.zeros(3), CHECK1["sigma"], 0.0, train="clean")
     eta, m = 0.05, 20_000
-    sol = simulate_objective_sgd(ob, eta, jnp.asarray(CHECK1["delta0"]), jax.random.key(3), t_max=2.0,
-                       n_times=5, paths=m)
+    sol = simulate_objective_sgd(ob, eta, jnp.asarray(CHECK1["delta0"]), jax.random.key(3),
+                                 t_max=2.0, n_times=5, paths=m)
     exact = exact_second_moments(lam, CHECK1["sigma"], CHECK1["delta0"], eta, 2.0)
     ref = exact.observable("sgd")[:: 10]
     x = sol["dist2"]
@@ -115,8 +115,9 @@ def _check2_errors(d: int, etas, paths: int, t_max: float, seed: int = 0, div: i
     ob, theta0 = _check2_problem(d, seed)
     out = {k: [] for k in ("e1", "e2", "se1", "se2", "d12", "se12")}
     for eta in etas:
-        sgd = simulate_objective_sgd(ob, float(eta), theta0, jax.random.key(seed), t_max=t_max, n_times=2,
-                           paths=paths, chunk=min(paths, 50_000))["dist2"][:, -1]
+        sgd = simulate_objective_sgd(ob, float(eta), theta0, jax.random.key(seed), t_max=t_max,
+                                     n_times=2, paths=paths,
+                                     chunk=min(paths, 50_000))["dist2"][:, -1]
         smes = [solve_sme(SME(ob, float(eta), o), theta0, jax.random.key(seed + 1), t_max=t_max,
                           dt=eta / div, n_times=2, paths=paths, scheme="extrapolated",
                           chunk=min(paths, 50_000))["dist2"][:, -1] for o in (1, 2)]

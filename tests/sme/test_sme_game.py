@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from advdyn.adversarial.attacks import project
 from advdyn.sme import (
     GameSME,
     PerturbationGame,
@@ -32,7 +33,6 @@ from advdyn.sme import (
     simulate_game,
     solve_sme,
 )
-from advdyn.sme.game import project
 
 ETAS = 0.05 / 2.0 ** np.arange(5)  # 0.05 .. 0.003125
 TH0, DE0 = np.array([1.5, 0.5]), np.array([0.8, -0.6])
@@ -208,8 +208,8 @@ def test_projection_keeps_the_adversary_in_the_ball(pert):
     # f is convex in delta (f_{delta delta} = theta theta^T): the adversary's ascent runs to
     # the sphere unless the learner turns theta away from delta; on some paths it gets there
     assert np.any(np.abs(d2[:, -1] - eps**2) < 1e-12)
-    assert np.allclose(project(jnp.array([3.0, 4.0]), 1.0), [0.6, 0.8])
-    assert np.allclose(project(jnp.array([0.3, 0.4]), 1.0), [0.3, 0.4])
+    assert np.allclose(project(jnp.array([[3.0, 4.0]]), 1.0, "l2"), [[0.6, 0.8]])
+    assert np.allclose(project(jnp.array([[0.3, 0.4]]), 1.0, "l2"), [[0.3, 0.4]])
 
 
 def test_game_sme_validates_inputs(quad):

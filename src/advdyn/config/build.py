@@ -221,7 +221,8 @@ def _instantiate(config: C.ProblemConfig, loss: AbstractLoss | None) -> ProblemI
 
 
 @float64
-def make_learning_rate(config: C.LearningRateConfig, instance=None, optimum=None) -> AbstractLearningRate:
+def make_learning_rate(config: C.LearningRateConfig, instance=None,
+                       optimum=None) -> AbstractLearningRate:
     """Build the rule described by a validated learning-rate config.
 
     Parameters

@@ -3,6 +3,7 @@
 Pure mathematics: nothing here imports a config schema, files, progress bars or plots.
 """
 
+from advdyn.deprecation import renamed
 from advdyn.problem.instance import AbstractInstance, ProblemInstance, stream_key
 from advdyn.problem.losses import (
     AbstractLoss,
@@ -26,3 +27,6 @@ __all__ = [
     "make_loss",
     "stream_key",
 ]
+
+#: old names (advdyn 0.1), served with a DeprecationWarning until 0.2
+__getattr__ = renamed(__name__, {"Loss": "AbstractLoss"})  # rename29: keep

@@ -31,6 +31,7 @@ import numpy as np
 from jax.scipy.stats import norm
 
 from advdyn import checks
+from advdyn.deprecation import renamed
 from advdyn.typing import Array
 
 _TINY = 1e-300
@@ -606,3 +607,6 @@ def make_loss(spec: str | Callable | AbstractLoss) -> AbstractLoss:
     if isinstance(spec, str):
         return BUILTIN[checks.loss_name(spec, "loss")]()
     return CustomLoss(fn=spec)
+
+#: old names (advdyn 0.1), served with a DeprecationWarning until 0.2
+__getattr__ = renamed(__name__, {"Loss": "AbstractLoss"})  # rename29: keep

@@ -9,6 +9,7 @@ alternating game with a persistent adversary and its SMEs (`game`). Pure JAX
 mathematics; solvers return [`Solution`][advdyn.solution.Solution] pytrees.
 """
 
+from advdyn.deprecation import renamed
 from advdyn.sme.control import line_search_rate, optimal_policy, solve_control, switch_time
 from advdyn.sme.equations import (
     SME,
@@ -70,3 +71,10 @@ __all__ = [
     "switch_time",
     "weak_error_study",
 ]
+
+#: old names (advdyn 0.1), served with a DeprecationWarning until 0.2
+__getattr__ = renamed(__name__, {
+    "simulate_sgd": "simulate_objective_sgd",  # rename29: keep
+    "recording_grid": "step_grid",  # rename29: keep
+    "loglog_slope": "loglog_fit",  # rename29: keep
+})

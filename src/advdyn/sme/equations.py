@@ -48,6 +48,7 @@ import lineax as lx
 import numpy as np
 from jaxtyping import Array, Float
 
+from advdyn.deprecation import renamed
 from advdyn.precision import as_float64, float64
 from advdyn.sme.objectives import AbstractObjective
 from advdyn.solution import Solution
@@ -421,3 +422,9 @@ def simulate_objective_sgd(
     stats = {"eta": float(eta), "time_scale": float(time_scale), "paths": int(paths),
              "stream": "fold_in(key, r), fold_in(., k)"}
     return Solution(np.asarray(ts), ys, "sgd", replicated=True, stats=stats)
+
+#: old names (advdyn 0.1), served with a DeprecationWarning until 0.2
+__getattr__ = renamed(__name__, {
+    "simulate_sgd": "simulate_objective_sgd",  # rename29: keep
+    "recording_grid": "step_grid",  # rename29: keep
+})

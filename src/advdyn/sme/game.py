@@ -64,6 +64,8 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from advdyn import checks
+from advdyn.adversarial import attacks
+from advdyn.deprecation import renamed
 from advdyn.precision import as_float64, float64
 from advdyn.sme.equations import recorded_paths, step_grid
 from advdyn.solution import Solution
@@ -150,10 +152,9 @@ class AbstractGame(eqx.Module):
         return z[: self.dim_theta], z[self.dim_theta:]
 
 
-def project(delta: Float[Array, " q"], eps) -> Float[Array, " q"]:
-    """Projection on the l2 ball of radius ``eps`` (identity for ``eps = inf``)."""
-    n = jnp.sqrt(jnp.sum(delta**2))
-    return jnp.where(n > eps, delta * (eps / jnp.where(n > 0, n, 1.0)), delta)
+def _project_l2(delta: Float[Array, " q"], eps) -> Float[Array, " q"]:
+    """``delta`` projected on the l2 ball of radius ``eps`` (identity for ``eps = inf``)."""
+    return attacks.project(delta[None], eps, "l2")[0]
 
 
 @float64
@@ -182,7 +183,7 @@ def game_step(game: AbstractGame, eta, theta: Float[Array, " p"], delta: Float[A
         The next state.
     """
     k_adv, k_learn = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
-    new_delta = project(delta + game.rho * eta * game.sample_grad_delta(theta, delta, k_adv),
+    new_delta = _project_l2(delta + game.rho * eta * game.sample_grad_delta(theta, delta, k_adv),
                         game.eps)
     at = new_delta if alternating else delta
     return theta - eta * game.sample_grad_theta(theta, at, k_learn), new_delta
@@ -671,3 +672,10 @@ class PerturbationGame(AbstractGame):
         return {"loss": self.loss(theta, delta),
                 "dist2": jnp.sum((theta - self.theta_star) ** 2),
                 "delta2": jnp.sum(delta**2)}
+
+
+#: old names (advdyn 0.1), served with a DeprecationWarning until 0.2
+__getattr__ = renamed(__name__, {
+    "project": ("advdyn.adversarial.attacks.project(delta[None], eps, 'l2')[0]",
+                lambda: _project_l2),
+})

@@ -6,6 +6,7 @@ mathematics in float64 ([`advdyn.precision`][advdyn.precision]); solvers return
 [`Solution`][advdyn.solution.Solution] pytrees.
 """
 
+from advdyn.deprecation import renamed
 from advdyn.theory.equivalence import solve_ridge_ode
 from advdyn.theory.ode import integrate_ode, make_integrator, solve_ode
 from advdyn.theory.rates import AbstractLearningRate, Constant, Decay, LineSearch, Polyak, StepDrop
@@ -35,3 +36,6 @@ __all__ = [
     "solve_ode",
     "solve_ridge_ode",
 ]
+
+#: old names (advdyn 0.1), served with a DeprecationWarning until 0.2
+__getattr__ = renamed(__name__, {"LearningRate": "AbstractLearningRate"})  # rename29: keep

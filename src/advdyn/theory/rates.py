@@ -17,6 +17,7 @@ from equinox import AbstractClassVar
 from jax.typing import ArrayLike
 
 from advdyn import checks
+from advdyn.deprecation import renamed
 from advdyn.precision import as_float64, float64, widen
 from advdyn.problem.instance import AbstractInstance
 from advdyn.theory.drift import flow
@@ -328,4 +329,5 @@ Array
 Polyak.__call__.__doc__ = _STATE_RULE_DOC.format(name="Polyak")
 LineSearch.__call__.__doc__ = _STATE_RULE_DOC.format(name="Line-search")
 
-
+#: old names (advdyn 0.1), served with a DeprecationWarning until 0.2
+__getattr__ = renamed(__name__, {"LearningRate": "AbstractLearningRate"})  # rename29: keep
