@@ -226,7 +226,7 @@ def test_game_sme_validates_inputs(quad):
 def test_bad_game_inputs_are_refused_with_the_field_named():
     import numpy as np
 
-    from advdyn.sme.game import GameSME, PerturbationGame, QuadraticGame
+    from advdyn.sme.game import PerturbationGame, QuadraticGame
 
     kw = dict(a=np.eye(2), b=np.ones((2, 2)), c=np.eye(2), theta_star=np.zeros(2),
               noise_theta_factor=np.eye(2), noise_delta_factor=np.eye(2))
@@ -235,5 +235,3 @@ def test_bad_game_inputs_are_refused_with_the_field_named():
             QuadraticGame(**{**kw, **bad})
     with pytest.raises(ValueError, match="eigenvalues"):
         PerturbationGame(np.ones(2), np.ones(3), 0.5)
-    with pytest.raises(ValueError, match="time_scale"):
-        GameSME(QuadraticGame(**kw), 0.05, time_scale=2.0)

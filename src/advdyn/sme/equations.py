@@ -36,8 +36,8 @@ paths leaves the existing ones unchanged, as for the core's simulators
 ([`advdyn.simulate`][advdyn.simulate]).
 """
 
-from __future__ import annotations
 
+import abc
 from typing import TYPE_CHECKING
 
 import diffrax
@@ -46,15 +46,13 @@ import jax
 import jax.numpy as jnp
 import lineax as lx
 import numpy as np
+from equinox import AbstractVar
 from jaxtyping import Array, Float
 
 from advdyn.deprecation import renamed
 from advdyn.precision import as_float64, float64
 from advdyn.sme.objectives import AbstractObjective
 from advdyn.solution import Solution
-
-if TYPE_CHECKING:
-    from advdyn.sme.game import GameSME
 
 SME_STREAM = 0x534D4532
 """``fold_in`` constant (ASCII ``"SME2"``) separating the SME's Brownian stream from SGD's."""
@@ -106,7 +104,59 @@ class GridBrownianPath(diffrax.AbstractBrownianPath):
         return jnp.sqrt(self.dt) * total
 
 
-class SME(eqx.Module):
+class AbstractSME(eqx.Module):
+    """The interface [`solve_sme`][advdyn.sme.equations.solve_sme] integrates.
+
+    An Ito SDE ``dz = drift(z) dtau + diffusion(z) dW`` in the time ``tau`` of the
+    equation, with a Brownian motion ``W`` of ``noise_dim`` components, approximating SGD
+    with step ``eta`` to weak order ``order``.
+
+    Attributes
+    ----------
+    eta : float
+        The SGD step the equation approximates.
+    order : {1, 2}
+        Order of the modified drift.
+    """
+
+    if TYPE_CHECKING:  # mypy reads AbstractVar as a dataclass field; a property it is not
+        @property
+        def eta(self) -> Array | float:
+            """The SGD step."""
+            ...
+
+        @property
+        def order(self) -> int:
+            """Order of the modified drift."""
+            ...
+
+    else:
+        eta: AbstractVar[Array]
+        order: AbstractVar[int]
+
+    @property
+    @abc.abstractmethod
+    def noise_dim(self) -> int:
+        """Number of Brownian components ``m``."""
+
+    @abc.abstractmethod
+    def drift(self, z: Float[Array, " n"]) -> Float[Array, " n"]:
+        """The drift at ``z``."""
+
+    @abc.abstractmethod
+    def diffusion(self, z: Float[Array, " n"]) -> Float[Array, "n m"]:
+        """The diffusion at ``z`` as a dense matrix."""
+
+    @abc.abstractmethod
+    def diffusion_operator(self, z: Float[Array, " n"]) -> lx.AbstractLinearOperator:
+        """The diffusion at ``z`` as a lineax operator (for diffrax's ``ControlTerm``)."""
+
+    @abc.abstractmethod
+    def observables(self, z: Float[Array, " n"]) -> dict[str, Array]:
+        """Recorded scalars at ``z``."""
+
+
+class SME(AbstractSME):
     """The stochastic modified equation of order 1 or 2 of SGD with step ``eta`` on ``objective``.
 
     Attributes
@@ -208,7 +258,7 @@ def step_grid(t_max: float, dt: float, n_times: int) -> tuple[np.ndarray, int, i
     return np.arange(n_rec + 1) * stride * dt, stride, n_rec * stride
 
 
-def _euler_path(sme: SME | GameSME, theta0, bm, dt, ts):
+def _euler_path(sme: AbstractSME, theta0, bm, dt, ts):
     terms: diffrax.MultiTerm = diffrax.MultiTerm(
         diffrax.ODETerm(lambda t, y, args: sme.drift(y)),
         diffrax.ControlTerm(lambda t, y, args: sme.diffusion_operator(y), bm),
@@ -221,7 +271,7 @@ def _euler_path(sme: SME | GameSME, theta0, bm, dt, ts):
 
 
 @eqx.filter_jit
-def _solve_paths(sme: SME | GameSME, theta0, base, rs, ts, dt, scheme: str, chunk: int,
+def _solve_paths(sme: AbstractSME, theta0, base, rs, ts, dt, scheme: str, chunk: int,
                  span: int):
     # span: Brownian grid steps per Euler step (per fine step for "extrapolated")
     shape = (sme.noise_dim,)
@@ -245,7 +295,7 @@ def _solve_paths(sme: SME | GameSME, theta0, base, rs, ts, dt, scheme: str, chun
 
 @float64
 def solve_sme(
-    sme: SME | GameSME,
+    sme: AbstractSME,
     theta0: Float[Array, " p"],
     key: Array,
     *,
@@ -261,17 +311,17 @@ def solve_sme(
 
     Parameters
     ----------
-    sme : SME or GameSME
-        The equation (anything with ``drift``, ``diffusion_operator``, ``noise_dim``,
-        ``observables``, ``eta``, ``order`` and ``time_scale``, e.g.
-        [`advdyn.sme.game.GameSME`][advdyn.sme.game.GameSME]).
+    sme : AbstractSME
+        The equation ([`SME`][advdyn.sme.equations.SME] or
+        [`GameSME`][advdyn.sme.game.GameSME]).
     theta0 : Array, shape (p,)
         Deterministic initial condition.
     key : jax.random key
         Seed key (e.g. ``jax.random.key(seed)``); path ``r`` uses
         ``fold_in(fold_in(key, SME_STREAM), r)``.
     t_max : float
-        Horizon (in the SME's time, ``tau / time_scale``).
+        Horizon (in the equation's time; for an [`SME`][advdyn.sme.equations.SME],
+        ``tau / time_scale``).
     dt : float
         Step (for ``"extrapolated"``: the coarse step; the fine one is ``dt / 2``).
     n_times : int
@@ -309,9 +359,10 @@ def solve_sme(
                       jnp.asarray(dt, jnp.float64), scheme, int(chunk or paths), span)
     ys = {k: np.asarray(v) for k, v in ys.items()}
     stats = {"scheme": scheme, "dt": float(dt), "brownian_dt": float(smallest / span),
-             "eta": float(sme.eta), "order": sme.order,
-             "time_scale": float(sme.time_scale), "paths": int(paths),
+             "eta": float(sme.eta), "order": sme.order, "paths": int(paths),
              "stream": f"fold_in(key, {SME_STREAM:#x})"}
+    if isinstance(sme, SME):
+        stats["time_scale"] = float(sme.time_scale)
     return Solution(np.asarray(ts), ys, f"sme{sme.order}", replicated=True, stats=stats)
 
 

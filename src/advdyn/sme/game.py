@@ -54,20 +54,23 @@ Games
     gradients and gradient covariances in closed form.
 """
 
-from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import lineax as lx
 import numpy as np
+from equinox import AbstractVar
 from jaxtyping import Array, Float
 
 from advdyn import checks
 from advdyn.adversarial import attacks
 from advdyn.deprecation import renamed
 from advdyn.precision import as_float64, float64
-from advdyn.sme.equations import recorded_paths, step_grid
+from advdyn.sme.equations import AbstractSME, recorded_paths, step_grid
 from advdyn.solution import Solution
 
 
@@ -89,28 +92,40 @@ class AbstractGame(eqx.Module):
         Radius of the adversary's l2 ball (``inf``: no projection).
     """
 
-    rho: eqx.AbstractVar[Array]
-    eps: eqx.AbstractVar[Array]
+    if TYPE_CHECKING:  # mypy reads AbstractVar as a dataclass field; a property it is not
+        @property
+        def rho(self) -> Array:
+            """The adversary's step relative to the learner's."""
+            ...
+
+        @property
+        def eps(self) -> Array:
+            """The adversary's radius."""
+            ...
+
+    else:
+        rho: AbstractVar[Array]
+        eps: AbstractVar[Array]
 
     @property
+    @abc.abstractmethod
     def dim_theta(self) -> int:
         """Number of learner parameters."""
-        raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def dim_delta(self) -> int:
         """Number of adversary parameters."""
-        raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def noise_dims(self) -> tuple[int, int]:
         """Columns of [`noise_theta`][advdyn.sme.game.AbstractGame.noise_theta] and
         [`noise_delta`][advdyn.sme.game.AbstractGame.noise_delta]."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def loss(self, theta: Float[Array, " p"], delta: Float[Array, " q"]) -> Float[Array, ""]:
         """Population loss ``f(theta, delta)``."""
-        raise NotImplementedError
 
     def grad_theta(self, theta: Float[Array, " p"], delta: Float[Array, " q"]
                    ) -> Float[Array, " p"]:
@@ -122,30 +137,30 @@ class AbstractGame(eqx.Module):
         """``grad_delta f``."""
         return jax.grad(self.loss, 1)(theta, delta)
 
+    @abc.abstractmethod
     def sample_grad_theta(self, theta: Float[Array, " p"], delta: Float[Array, " q"],
                           key: Array) -> Float[Array, " p"]:
         """Learner's one-sample gradient from the draw ``key``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def sample_grad_delta(self, theta: Float[Array, " p"], delta: Float[Array, " q"],
                           key: Array) -> Float[Array, " q"]:
         """Adversary's one-sample gradient from the draw ``key``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def noise_theta(self, theta: Float[Array, " p"], delta: Float[Array, " q"]
                     ) -> Float[Array, "p m"]:
         """``F`` with ``F F^T = Cov(g_theta)``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def noise_delta(self, theta: Float[Array, " p"], delta: Float[Array, " q"]
                     ) -> Float[Array, "q n"]:
         """``F`` with ``F F^T = Cov(g_delta)``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def observables(self, theta: Float[Array, " p"], delta: Float[Array, " q"]
                     ) -> dict[str, Array]:
         """Recorded scalars: ``loss``, ``dist2 = |theta - theta*|^2``, ``delta2 = |delta|^2``."""
-        raise NotImplementedError
 
     def split(self, z: Float[Array, " p+q"]) -> tuple[Array, Array]:
         """``z -> (theta, delta)``."""
@@ -189,7 +204,7 @@ def game_step(game: AbstractGame, eta, theta: Float[Array, " p"], delta: Float[A
     return theta - eta * game.sample_grad_theta(theta, at, k_learn), new_delta
 
 
-class GameSME(eqx.Module):
+class GameSME(AbstractSME):
     """Order-1 or order-2 SME of the alternating (or simultaneous) game in ``tau = k eta``.
 
     The state is ``z = (theta, delta)`` concatenated; see the module docstring for the
@@ -207,23 +222,18 @@ class GameSME(eqx.Module):
     alternation : bool
         Include the alternation term ``c`` in the order-2 drift (``False``: the order-2 SME
         of simultaneous play).
-    time_scale : float
-        Always 1 (the game's time is ``tau = k eta``).
     """
 
     game: AbstractGame
     eta: Array | float = eqx.field(converter=as_float64)
     order: int = eqx.field(static=True, default=1)
     alternation: bool = eqx.field(static=True, default=True)
-    time_scale: Array | float = eqx.field(converter=as_float64, default=1.0)
 
     def __check_init__(self):
         if self.order not in (1, 2):
             raise ValueError(f"order must be 1 or 2, got {self.order}")
         if not np.all(np.asarray(self.eta) > 0):
             raise ValueError(f"eta must be positive, got {self.eta}")
-        if not np.all(np.asarray(self.time_scale) == 1.0):
-            raise ValueError(f"time_scale must be 1 (time is tau = k eta), got {self.time_scale}")
 
     @property
     def noise_dim(self) -> int:

@@ -26,6 +26,7 @@ Two final implementations:
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 
 import equinox as eqx
@@ -64,41 +65,41 @@ class AbstractObjective(eqx.Module):
     """Interface of a training objective for SGD and its SME (see the module docstring)."""
 
     @property
+    @abc.abstractmethod
     def dim(self) -> int:
         """Number of parameters ``p``."""
-        raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def noise_dim(self) -> int:
         """Number of columns of
         [`noise_factor`][advdyn.sme.objectives.AbstractObjective.noise_factor] (the Brownian
         dimension)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def loss(self, theta: Float[Array, " p"]) -> Float[Array, ""]:
         """Training objective ``f(theta)``."""
-        raise NotImplementedError
 
     def gradient(self, theta: Float[Array, " p"]) -> Float[Array, " p"]:
         """``grad f(theta)`` (autodiff of [`loss`][advdyn.sme.objectives.AbstractObjective.loss]
         unless overridden)."""
         return jax.grad(self.loss)(theta)
 
+    @abc.abstractmethod
     def noise_factor(self, theta: Float[Array, " p"]) -> Float[Array, "p m"]:
         """``F`` with ``F F^T = Sigma(theta)``, the covariance of one SGD gradient."""
-        raise NotImplementedError
 
     def noise_apply(self, theta: Float[Array, " p"], z: Float[Array, " m"]) -> Float[Array, " p"]:
         """``F(theta) z`` (overridden where ``F`` has structure cheaper than a dense matrix)."""
         return self.noise_factor(theta) @ z
 
+    @abc.abstractmethod
     def stochastic_gradient(self, theta: Float[Array, " p"], key: Array) -> Float[Array, " p"]:
         """One SGD gradient at ``theta`` from the draw ``key``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def observables(self, theta: Float[Array, " p"]) -> dict[str, Array]:
         """Recorded scalars: ``clean_risk``, ``adv_risk``, ``norm``, ``input_grad_norm``."""
-        raise NotImplementedError
 
 
 class GaussianLeastSquares(AbstractObjective):
