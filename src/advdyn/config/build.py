@@ -48,7 +48,7 @@ def eigen_decomposition(spec, d: int, field: str = "problem.spectrum"):
 
     Parameters
     ----------
-    spec : advdyn.config.Spectrum
+    spec : advdyn.config.schema.Spectrum
         A validated spectrum model.
     d : int
         Dimension.
@@ -227,11 +227,11 @@ def make_learning_rate(config: C.LearningRateConfig, instance=None,
 
     Parameters
     ----------
-    config : advdyn.config.LearningRateConfig
+    config : advdyn.config.schema.LearningRateConfig
         A validated learning-rate model (``constant``, ``decay``, ``polyak``, ``line_search``).
     instance : ProblemInstance, optional
         Needed for ``polyak`` (to compute the minimum objective) unless ``optimum`` is given.
-    optimum : advdyn.stationary.StationaryPoint, optional
+    optimum : advdyn.theory.stationary.StationaryPoint, optional
         A precomputed adversarial optimum (``polyak``).
 
     Returns
@@ -321,7 +321,7 @@ def config_supported(config: C.ProblemConfig) -> bool:
 
 def _eigen_at(spec, d: int, idx: np.ndarray, power_norm: float | None) -> np.ndarray:
     """Eigenvalue of direction ``idx`` (float index allowed) of a deterministic spectrum,
-    the same formulas as `advdyn.spectra` without building ``d`` values."""
+    the same formulas as `advdyn.problem.spectra` without building ``d`` values."""
     if isinstance(spec, C.IdentitySpectrum):
         return np.ones_like(idx, dtype=np.float64)
     if isinstance(spec, C.TwoLevelSpectrum):
@@ -397,7 +397,7 @@ def _bin_gauss_nodes(spec, d: int, edges: np.ndarray, power_norm: float | None):
 
 
 def _power_norm(spec, d: int) -> float | None:
-    """``c`` with ``sum_{i=1}^d c i^-exponent = d`` (as `advdyn.spectra.power_law`)."""
+    """``c`` with ``sum_{i=1}^d c i^-exponent = d`` (as `advdyn.problem.spectra.power_law`)."""
     if not isinstance(spec, C.PowerLawSpectrum):
         return None
     return d / power_law_sum(d, spec.exponent)
@@ -466,7 +466,7 @@ def binned_from_config(
     """Spectral bins of a problem built from its config, without drawing an instance.
 
     The bins are ranges of direction indices of the deterministic spectra of
-    `advdyn.spectra` (`config_edges`); their eigenvalues are the mean over the
+    `advdyn.problem.spectra` (`config_edges`); their eigenvalues are the mean over the
     range (exact for bins of up to 1024 directions, a 1024-point midpoint sub-grid beyond).
     The products are the expectations under [`instantiate`][advdyn.config.instantiate]'s isotropic
     draws, the same in every direction: with ``T = teacher_norm``, ``s = init.scale`` and

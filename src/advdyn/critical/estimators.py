@@ -18,7 +18,7 @@ several radii; the smallest radius at
   which the PGD test accuracy of the FGM-trained model collapses.
 
 Every estimator reports the compute it used: gradient evaluations (per-sample backward
-passes, see `advdyn.critical.training`) and wall time.
+passes, see `advdyn.adversarial.training`) and wall time.
 """
 
 from __future__ import annotations

@@ -152,7 +152,7 @@ class ProblemInstance(AbstractInstance):
         return self.theta_star.shape[-1]
 
     # The ODE, the statistics and the fixed points only need the per-direction products of
-    # the constant vectors (THEORY 5): a binned instance (advdyn.spectral) supplies the same
+    # the constant vectors (THEORY 5): a binned instance (advdyn.theory.spectral) supplies the same
     # names as bin averages, with ``multiplicity`` the number of directions per bin.
     @property
     def multiplicity(self) -> None:

@@ -3,7 +3,7 @@
     dTheta_t = -gamma_t grad Rtilde(Theta_t) dt + gamma_t sqrt( sum_c pi_c I_c K_c / d ) dB_t
 
 In the eigenbasis both terms are per coordinate: the drift is the exact expected gradient
-``D_i Theta_i + H_i theta*_i + f_i`` of `advdyn.drift` (THEORY 4) and the noise is
+``D_i Theta_i + H_i theta*_i + f_i`` of `advdyn.theory.drift` (THEORY 4) and the noise is
 independent across coordinates with variance ``N_i / d`` per unit time,
 ``N_i = sum_c pi_c lambda_{c,i} I_c``. The coefficients are evaluated at the statistics of
 the iterate itself (``O(C d)`` a step, like the per-sample gradient of SGD).
@@ -11,7 +11,7 @@ the iterate itself (``O(C d)`` a step, like the per-sample gradient of SGD).
 Discretisation
 --------------
 Euler-Maruyama with ``dt = 1/d``, one step per SGD step, so the SDE uses SGD's
-step-aligned grid ([`advdyn.sgd.time_grid`][advdyn.simulate.time_grid]) and the step ``k`` is at ``t
+step-aligned grid ([`advdyn.simulate.sgd.time_grid`][advdyn.simulate.time_grid]) and the step ``k`` is at ``t
 = k/d``:
 
     Theta_{k+1} = Theta_k - (gamma_k / d) (D Theta_k + H theta* + f)
@@ -50,7 +50,7 @@ increments, float64). For the simulator itself a hand-written ``lax.scan`` is us
 ``t``), while drawing them in blocks of steps (one fused counter-based draw) keeps them cheap for
 SGD (``docs/benchmarks.md``); at ``dt = 1/d`` there are ``d t_max`` steps, so the
 per-step overhead of the generic solver loop also matters. The scan reuses the SGD driver
-(grid, records, divergence check, progress bar; `advdyn.sgd._simulate`) and its
+(grid, records, divergence check, progress bar; `advdyn.simulate.sgd._simulate`) and its
 single recording function, so SGD and the SDE report identical quantities.
 """
 
@@ -164,7 +164,7 @@ def simulate_hsgd(
 ) -> Solution:
     """Simulate adversarial homogenized SGD and record population quantities on a time grid.
 
-    Same signature, grid and outputs as `advdyn.sgd.simulate_sgd`; see the module
+    Same signature, grid and outputs as `advdyn.simulate.sgd.simulate_sgd`; see the module
     docstring for the scheme, the precision policy and the random stream.
 
     Parameters
@@ -181,7 +181,7 @@ def simulate_hsgd(
         Horizon in units of ``t = k / d``.
     n_times : int
         Requested number of recording times (including ``t = 0``); see
-        [`advdyn.sgd.time_grid`][advdyn.simulate.time_grid].
+        [`advdyn.simulate.sgd.time_grid`][advdyn.simulate.time_grid].
     replicates : int
         Independent Brownian paths.
     dtype : {"float32", "float64"}

@@ -19,7 +19,7 @@ loss on the last sample. Replicates are split over the local devices when there 
 (the CLI asks XLA for one CPU device per core).
 
 The driver (grid, records, divergence check, progress bar) is shared with the homogenized
-SGD of `advdyn.hsgd`: `_simulate` takes a per-block step function, and
+SGD of `advdyn.simulate.hsgd`: `_simulate` takes a per-block step function, and
 `_record` is the single place where every simulator turns iterates into recorded
 quantities.
 """

@@ -1,7 +1,7 @@
 """The deterministic-equivalent ODE (THEORY section 5), solved with diffrax in float64.
 
-In the error variables of `advdyn.statistics` (``e = theta - theta*``) and with the
-drift coefficients ``D, H, N, f`` of `advdyn.drift`, the per-direction system is
+In the error variables of `advdyn.theory.statistics` (``e = theta - theta*``) and with the
+drift coefficients ``D, H, N, f`` of `advdyn.theory.drift`, the per-direction system is
 
     d err2_i/dt        = -2 gamma ( D_i err2_i + (D_i+H_i) err_teacher_i
                                     + sum_c pi_c e_c err_mean_ci ) + gamma^2 N_i / d

@@ -236,7 +236,7 @@ class Polyak(AbstractLearningRate):
         gamma_t = (Rtilde(t) - Rtilde^*) / ( (tr K / (2d)) * I(t) ),   I = sum_c pi_c I_c,
 
     with ``Rtilde = R_eps + delta/2 |theta|^2`` the training objective and ``Rtilde^*`` its
-    minimum ([`advdyn.stationary.adversarial_optimum`][advdyn.theory.adversarial_optimum]); without
+    minimum ([`advdyn.theory.stationary.adversarial_optimum`][advdyn.theory.adversarial_optimum]); without
     ridge this is THEORY's
     ``R_eps - R_eps^*``. With ``eps = 0``, noiseless least squares and ``K = lambda I`` it
     equals ``1 / lambda = d / tr K``. Negative values (a state below the optimum, possible
@@ -277,7 +277,7 @@ class LineSearch(AbstractLearningRate):
 
     Along the ODE ``dRtilde/dt = gamma A + gamma^2 C`` with ``A`` the derivative of the
     objective along the drift part of the velocity and ``C`` along the noise part
-    (`advdyn.drift.flow`), both by forward-mode autodiff. The rate minimising this
+    (`advdyn.theory.drift.flow`), both by forward-mode autodiff. The rate minimising this
     instantaneous change is ``-A / (2C)``, clipped to ``[0, gamma_max]``. For SGD and the
     SDE it is evaluated at the iterate's own state, ``O(d)`` per step.
 

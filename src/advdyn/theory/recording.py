@@ -5,7 +5,7 @@ quantities from their per-direction state (integrated for the ODE, built from th
 for the simulators): the observables of `observables`, the
 learning rate ``lr``, the squared distance ``dist_to_opt`` to the adversarial optimum and,
 for least squares with one centred class, the equivalence quantities ``eff_lr``,
-``eff_ridge`` and ``noise_factor`` (`advdyn.equivalence`).
+``eff_ridge`` and ``noise_factor`` (`advdyn.theory.equivalence`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Spectral quadrature: the ODE over bins of the spectrum instead of ``d`` directions.
 
-THEORY section 9. The per-direction ODE (`advdyn.ode`) is linear in the state of each
+THEORY section 9. The per-direction ODE (`advdyn.theory.ode`) is linear in the state of each
 direction once the low-dimensional statistics are fixed, and its coefficients depend on the
 direction only through its eigenvalues ``lambda_{c,i}``. Summing the equations of a group of
 directions that share their eigenvalues therefore gives *exactly* the equation of the
@@ -10,7 +10,7 @@ directions into bins of (nearly) equal eigenvalues and carries one averaged stat
 * per bin ``b`` the multiplicity ``n_b`` (number of directions), the multiplicity-weighted
   mean eigenvalue of every component, the bin averages of the constant products
   ``theta*_i^2``, ``theta*_i mu_{c,i}``, ``mu_{c,i} mu_{c',i}`` and of the initial state;
-* [`advdyn.ode.solve_ode`][advdyn.theory.solve_ode] runs unchanged on the resulting
+* [`advdyn.theory.ode.solve_ode`][advdyn.theory.solve_ode] runs unchanged on the resulting
 [`BinnedInstance`][advdyn.theory.spectral.BinnedInstance]
   (sums over directions become ``x @ multiplicity``), at a cost ``O(C^2 n_bins)`` per
   right-hand side, independent of ``d``; ``d`` only enters the ``gamma^2 N / d`` noise term.
@@ -41,7 +41,7 @@ Two constructions:
   [`ProblemConfig`][advdyn.config.ProblemConfig] whose spectra are isotropic given the eigenvalue
   (``identity``, ``two_level``, ``uniform``, ``power_law``, ``marchenko_pastur``) and whose
   init is Gaussian, without drawing an instance or materialising ``d``-vectors: the bins are
-  ranges of direction indices of the deterministic spectra of `advdyn.spectra`, and the
+  ranges of direction indices of the deterministic spectra of `advdyn.problem.spectra`, and the
   products are their expectations under [`instantiate`][advdyn.config.instantiate]'s isotropic draws
   (``theta*_i^2 -> |theta*|^2/d``, ``E theta0_i^2 = scale^2/d``, ...). This is the ``d -> inf``
   deterministic equivalent of the realised path: the two agree up to the ``O(d^-1/2)``

@@ -5,7 +5,7 @@ THEORY section 7. Setting the ODE's velocity to zero gives, direction by directi
     theta_i = -( H_i theta*_i + f_i ) / D_i                      (mean part)
     P_i     = theta_i^2 + gamma N_i / (2 d D_i)                   (plus fluctuations)
 
-with ``D, H, f, N`` (`advdyn.drift`) evaluated at the statistics of that same state.
+with ``D, H, f, N`` (`advdyn.theory.drift`) evaluated at the statistics of that same state.
 In the error variables ``e = theta - theta*`` the mean part is
 
     e_i = alpha_i theta*_i + sum_c beta_ci mu_ci,
@@ -417,7 +417,7 @@ def constant_rate_limit(
     The limit has ``Q_i = tbar_i theta*_i``, ``M_ci = tbar_i mu_ci`` and
     ``P_i = tbar_i^2 + gamma N_i / (2 d D_i)``, with every coefficient evaluated at the
     limit's own statistics. Whether the ODE actually converges there is a separate
-    question: see [`advdyn.limits.limit_report`][advdyn.workflows.limit_report].
+    question: see [`advdyn.workflows.limits.limit_report`][advdyn.workflows.limit_report].
 
     Parameters
     ----------

@@ -71,7 +71,7 @@ def direction_sum(
     """Sum over directions along the last axis, in ``x``'s dtype.
 
     Per-direction instances have one direction per entry; a binned instance
-    (`advdyn.spectral`) has ``multiplicity[i]`` directions with the same state in
+    (`advdyn.theory.spectral`) has ``multiplicity[i]`` directions with the same state in
     entry ``i``, so the sum is ``x @ multiplicity``.
 
     Parameters
