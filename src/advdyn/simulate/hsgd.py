@@ -11,8 +11,8 @@ the iterate itself (``O(C d)`` a step, like the per-sample gradient of SGD).
 Discretisation
 --------------
 Euler-Maruyama with ``dt = 1/d``, one step per SGD step, so the SDE uses SGD's
-step-aligned grid ([`advdyn.simulate.sgd.time_grid`][advdyn.simulate.time_grid]) and the step ``k`` is at ``t
-= k/d``:
+step-aligned grid ([`advdyn.simulate.sgd.time_grid`][advdyn.simulate.time_grid]) and the
+step ``k`` is at ``t = k/d``:
 
     Theta_{k+1} = Theta_k - (gamma_k / d) (D Theta_k + H theta* + f)
                   + gamma_k sqrt(N / d) sqrt(dt) z_k,          z_k ~ N(0, I_d),

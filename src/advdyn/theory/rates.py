@@ -236,8 +236,9 @@ class Polyak(AbstractLearningRate):
         gamma_t = (Rtilde(t) - Rtilde^*) / ( (tr K / (2d)) * I(t) ),   I = sum_c pi_c I_c,
 
     with ``Rtilde = R_eps + delta/2 |theta|^2`` the training objective and ``Rtilde^*`` its
-    minimum ([`advdyn.theory.stationary.adversarial_optimum`][advdyn.theory.adversarial_optimum]); without
-    ridge this is THEORY's
+    minimum
+    ([`advdyn.theory.stationary.adversarial_optimum`][advdyn.theory.adversarial_optimum]);
+    without ridge this is THEORY's
     ``R_eps - R_eps^*``. With ``eps = 0``, noiseless least squares and ``K = lambda I`` it
     equals ``1 / lambda = d / tr K``. Negative values (a state below the optimum, possible
     for SGD by fluctuation) are clipped to 0.
