@@ -80,9 +80,7 @@ def vector_field(t, state: DirectionState, args) -> DirectionState:
 #: step per ``3 / (gamma lambda_max)``; Kvaerno5 a few hundred steps whatever the stiffness)
 STIFFNESS_THRESHOLD = 2e3
 #: the implicit solver's absolute tolerance is ``IMPLICIT_ATOL * rtol / d`` (entries are of
-#: order ``1/d``): on the power-law benchmark its error against an explicit reference is
-#: 0.15 rtol at d = 1e4 and 1e6 alike, with 1.9x fewer steps than ``1e-3 rtol / d``
-#: (``docs/benchmarks.md``)
+#: order ``1/d``; measurements: ``docs/benchmarks.md``)
 IMPLICIT_ATOL = 10.0
 #: largest state (entries) for the implicit solver: its Newton steps factor the dense Jacobian
 IMPLICIT_MAX_STATE = 1536
@@ -90,9 +88,8 @@ IMPLICIT_MAX_STATE = 1536
 #: modes relaxed before the first record (``solve_ode(relaxed_above=...)``): their tolerance
 #: there is ``1 / RELAXED_WEIGHT`` times looser. Records see them only after ``t_1``, when
 #: an error made during their transient has decayed with them (``e^-20``), and their pull on
-#: the other modes is controlled at full tolerance in those modes' own errors. On the
-#: power-law benchmark (rtol 1e-7): 292 -> 270 implicit steps at d = 1e6, 250 -> 242 at
-#: 1e4, the error against the reference unchanged (``docs/benchmarks.md``)
+#: the other modes is controlled at full tolerance in those modes' own errors
+#: (measurements: ``docs/benchmarks.md``)
 RELAXED_WEIGHT = 1e-3
 SOLVERS = ("auto", "tsit5", "kvaerno5")
 
