@@ -1,12 +1,17 @@
 """advdyn: the learning dynamics of adversarial training.
 
-Exact high-dimensional dynamics of l2-adversarial streaming SGD ([`advdyn.problem`][advdyn.problem],
-[`advdyn.theory`][advdyn.theory], [`advdyn.simulate`][advdyn.simulate]), the critical attack
-strength eps*
-([`advdyn.critical`][advdyn.critical]), on shared foundations ([`advdyn.config`][advdyn.config],
-[`advdyn.io`][advdyn.io],
-`advdyn.plot`, [`advdyn.workflows`][advdyn.workflows], `advdyn.cli`). See
-``docs/architecture.md``.
+The rooms hold the mathematics, pure JAX: exact high-dimensional dynamics of l2-adversarial
+streaming SGD ([`advdyn.problem`][advdyn.problem], [`advdyn.theory`][advdyn.theory],
+[`advdyn.simulate`][advdyn.simulate]), what the adversarial rooms share
+([`advdyn.adversarial`][advdyn.adversarial]), the critical attack strength eps*
+([`advdyn.critical`][advdyn.critical]), SGD's posterior
+([`advdyn.posterior`][advdyn.posterior]) and stochastic modified equations
+([`advdyn.sme`][advdyn.sme]). The foundations around them: [`advdyn.config`][advdyn.config],
+[`advdyn.io`][advdyn.io], `advdyn.plot`, [`advdyn.workflows`][advdyn.workflows],
+`advdyn.cli`, and the small shared modules [`advdyn.solution`][advdyn.solution],
+[`advdyn.precision`][advdyn.precision], [`advdyn.checks`][advdyn.checks],
+[`advdyn.errors`][advdyn.errors], [`advdyn.typing`][advdyn.typing] and
+[`advdyn.deprecation`][advdyn.deprecation]. See ``docs/architecture.md``.
 
 Importing advdyn is cheap and changes no global state: the names below are imported on
 first use, and float64 is enabled per call by the theory's entry points
