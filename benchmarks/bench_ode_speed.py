@@ -197,7 +197,7 @@ def bench_top_bins(d: int, refs: dict, low_bins: int = 32, top_bins: int = 4) ->
     bins, Tsit5 rtol 1e-10. An error close to that of ``low_bins`` bins at 1e4 means the
     top decades need little resolution and the error sits in the lower ones."""
     import advdyn.config.build as build
-    from advdyn.theory.spectral import _rank_edges
+    from advdyn.theory.spectral import rank_edges
 
     if d not in refs:
         refs[d] = _reference(d)
@@ -206,7 +206,7 @@ def bench_top_bins(d: int, refs: dict, low_bins: int = 32, top_bins: int = 4) ->
 
     def edges(config, n_bins, spacing="auto"):
         low = np.round(np.geomspace(cut, config.d, low_bins + 1)).astype(np.int64)
-        return np.unique(np.concatenate([_rank_edges(cut, top_bins, "log"), low]))
+        return np.unique(np.concatenate([rank_edges(cut, top_bins, "log"), low]))
 
     original = build.config_edges
     build.config_edges = edges  # binned_from_config looks the edges up at call time

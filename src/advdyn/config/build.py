@@ -21,7 +21,7 @@ from advdyn.config import schema as C
 from advdyn.errors import ConfigError
 from advdyn.io.arrays import load_npy
 from advdyn.precision import as_float64, float64
-from advdyn.problem.instance import ProblemInstance, _seed_sequences
+from advdyn.problem.instance import ProblemInstance, seed_sequences
 from advdyn.problem.losses import AbstractLoss, make_loss
 from advdyn.problem.spectra import (
     identity,
@@ -37,9 +37,9 @@ from advdyn.theory.rates import AbstractLearningRate, Constant, Decay, LineSearc
 from advdyn.theory.spectral import (
     ISOTROPIC_KINDS,
     BinnedInstance,
-    _rank_edges,
-    _resolve_spacing,
+    rank_edges,
     relaxed_rank_edges,
+    resolve_spacing,
 )
 
 
@@ -171,7 +171,7 @@ def instantiate(config: C.ProblemConfig, loss: AbstractLoss | None = None) -> Pr
 
 def _instantiate(config: C.ProblemConfig, loss: AbstractLoss | None) -> ProblemInstance:
     d = config.d
-    rng = np.random.default_rng(_seed_sequences(config.seed)[0])
+    rng = np.random.default_rng(seed_sequences(config.seed)[0])
     lam, basis = eigen_decomposition(config.spectrum, d)
 
     # Isotropic draws are isotropic in any orthonormal basis: draw directly in the eigenbasis.
@@ -435,7 +435,7 @@ def config_edges(
     specs = _spectra(config)
     if spacing == "auto":
         spacing = "log" if any(s.kind == "power_law" for s in specs) else "quantile"
-    _resolve_spacing(spacing, np.ones(1))
+    resolve_spacing(spacing, np.ones(1))
     breaks = sorted({p for s in specs for p in _breakpoints(s, d) if 0 < p < d})
     if all(s.kind in ("identity", "two_level") for s in specs):
         return np.array([0, *breaks, d], dtype=np.int64)  # piecewise constant: exact bins
@@ -450,7 +450,7 @@ def config_edges(
 
         edges = relaxed_rank_edges(d, n_bins, key_at, relaxed_above)
     else:
-        edges = _rank_edges(d, n_bins, spacing)
+        edges = rank_edges(d, n_bins, spacing)
     return np.unique(np.concatenate([edges, breaks]).astype(np.int64))
 
 

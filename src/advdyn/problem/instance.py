@@ -189,7 +189,7 @@ class ProblemInstance(AbstractInstance):
         return DirectionState.from_iterate(self.theta0, self)
 
 
-def _seed_sequences(seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
+def seed_sequences(seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
     checks.seed(seed, "seed")
     instance_seq, stream_seq = np.random.SeedSequence(seed).spawn(2)
     return instance_seq, stream_seq
@@ -213,7 +213,7 @@ def stream_key(seed: int) -> Array:
     ConfigError
         If ``seed`` is not an integer in ``[0, 2^63 - 1]`` (field ``seed``).
     """
-    _, stream_seq = _seed_sequences(seed)
+    _, stream_seq = seed_sequences(seed)
     return jax.random.key(int(stream_seq.generate_state(1, dtype=np.uint32)[0]))
 
 

@@ -149,7 +149,7 @@ class BinnedInstance(AbstractInstance):
 
 
 # ----------------------------------------------------------------------------- bin edges
-def _rank_edges(n: int, n_bins: int, spacing: str) -> np.ndarray:
+def rank_edges(n: int, n_bins: int, spacing: str) -> np.ndarray:
     """Edges ``0 = e_0 < ... < e_B = n`` of bins of ranks ``[e_j, e_{j+1})``.
 
     ``"quantile"``: equal counts. ``"log"``: counts growing geometrically from rank 0, the
@@ -266,7 +266,7 @@ def relaxed_rank_edges(
     """
     ends = np.asarray(key_at(np.array([0, n - 1])), dtype=np.float64)
     k_max, k_min = float(ends[0]), float(ends[1])
-    plain = _rank_edges(n, n_bins, "log")
+    plain = rank_edges(n, n_bins, "log")
     if n_bins < 2 or not (k_max > relaxed_above > k_min > 0):
         return plain
     # cut = number of ranks whose key exceeds relaxed_above (bisection; keys non-increasing)
@@ -281,12 +281,12 @@ def relaxed_rank_edges(
     top_len = np.log(k_max / relaxed_above) / width
     low_len = np.log(relaxed_above / k_min)
     n_top = int(np.clip(round(n_bins * top_len / (top_len + low_len)), 1, min(cut, n_bins - 1)))
-    top = _rank_edges(cut, n_top, "log")
+    top = rank_edges(cut, n_top, "log")
     low = np.round(np.geomspace(cut, n, n_bins - n_top + 1)).astype(np.int64)
     return np.unique(np.concatenate([top, low]))
 
 
-def _resolve_spacing(spacing: str, key: np.ndarray) -> str:
+def resolve_spacing(spacing: str, key: np.ndarray) -> str:
     if spacing not in ("auto", "quantile", "log"):
         raise ValueError(f"spacing must be 'auto', 'quantile' or 'log', got {spacing!r}")
     if spacing != "auto":
@@ -345,11 +345,11 @@ def bin_assignment(
     key = np.asarray(weights, dtype=np.float64) @ lam
     order = np.argsort(-key, kind="stable")
     sorted_key = key[order]
-    spacing = _resolve_spacing(spacing, key)
+    spacing = resolve_spacing(spacing, key)
     if spacing == "log" and relaxed_above is not None:
         edges = relaxed_rank_edges(d, n_bins, lambda r: sorted_key[r], relaxed_above)
     else:
-        edges = _rank_edges(d, n_bins, spacing)
+        edges = rank_edges(d, n_bins, spacing)
     # never split a run of equal keys: move an edge to the end of the run it falls in
     neg = -sorted_key
     inner = edges[1:-1]
