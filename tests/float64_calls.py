@@ -1,6 +1,9 @@
 """Calls of every public entry point of the theory rooms, for tests/test_precision.py.
 
-Run as a script in a fresh interpreter: ``python tests/float64_calls.py OUT.pkl``. Writes, per
+Run as a script in a fresh interpreter: ``python tests/float64_calls.py OUT.pkl
+[--jaxtyping]``. With ``--jaxtyping`` every jaxtyping annotation of the rooms is checked
+at run time (jaxtyping's import hook with beartype): a call that breaks one reports the
+error. Writes, per
 call, the dtypes and float64 values of the result's floating leaves (or the exception text).
 The same calls run once with ``JAX_ENABLE_X64=0`` and once with ``JAX_ENABLE_X64=1``; inputs
 are Python floats, NumPy float64 and (marked ``f32``) float32 JAX arrays, identical in both.
@@ -244,6 +247,16 @@ def run() -> dict:
     return report
 
 
+#: the packages whose jaxtyping annotations the child run checks (beartype)
+CHECKED = ("advdyn.problem", "advdyn.theory", "advdyn.simulate", "advdyn.adversarial",
+           "advdyn.critical", "advdyn.posterior", "advdyn.sme", "advdyn.solution",
+           "advdyn.precision")
+
+
 if __name__ == "__main__":
+    if "--jaxtyping" in sys.argv:  # before any advdyn module is imported
+        import jaxtyping
+
+        jaxtyping.install_import_hook(list(CHECKED), "beartype.beartype")
     with open(sys.argv[1], "wb") as f:
         pickle.dump({"x64": bool(jax.config.jax_enable_x64), "report": run()}, f)

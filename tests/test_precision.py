@@ -5,7 +5,9 @@ is off (``JAX_ENABLE_X64=0``), with Python, NumPy float64 and float32 JAX inputs
 (``tests/float64_calls.py``); each floating leaf of each result must be float64 and equal the
 same call made here, where float64 is on, to 1e-12 relative (the two runs compute the same
 float64 operations: only compilation may reorder them, far below 1e-12; a float32 computation
-anywhere differs by ~1e-8 or more).
+anywhere differs by ~1e-8 or more). The fresh interpreter also checks every jaxtyping
+annotation of the rooms at run time (jaxtyping's import hook with beartype), so a call whose
+shapes or types break its annotations fails here.
 """
 
 from __future__ import annotations
@@ -57,7 +59,9 @@ def test_theory_entry_points_return_float64_when_jax_float64_is_off(tmp_path):
 
     out = tmp_path / "off.pkl"
     env = {**os.environ, "JAX_ENABLE_X64": "0"}
-    child = subprocess.Popen([sys.executable, str(CALLS), str(out)], env=env,
+    # the child also checks the rooms' jaxtyping annotations (shapes and dtypes) at run time:
+    # a dedicated run, as the hook slows every call it checks
+    child = subprocess.Popen([sys.executable, str(CALLS), str(out), "--jaxtyping"], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     spec = importlib.util.spec_from_file_location("float64_calls", CALLS)
     calls = importlib.util.module_from_spec(spec)

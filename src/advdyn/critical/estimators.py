@@ -35,9 +35,10 @@ import xarray as xr
 from advdyn.adversarial.attacks import Attack
 from advdyn.adversarial.data import ArrayData
 from advdyn.adversarial.training import Schedule, TrainResult, adversarial_train
+from advdyn.typing import Array
 
 
-def crossing(eps, values, level: float) -> float:
+def crossing(eps, values, level: float | np.ndarray | Array) -> float:
     """``sup{eps : v(eps) <= level}`` for the piecewise-linear interpolant ``v`` of a grid.
 
     Parameters

@@ -109,7 +109,7 @@ def _is_concrete(*xs) -> bool:
 
 
 @float64
-def transition_matrix(H: Float[ArrayLike, "p p"], eta, momentum=0.0) -> Float[Array, "2p 2p"]:
+def transition_matrix(H: Float[ArrayLike, "p p"], eta, momentum=0.0) -> Float[Array, "2*p 2*p"]:
     """``A = [[I - eta H, m I], [-eta H, m I]]`` of heavy-ball SGD on ``z = (x, v)``.
 
     Parameters
@@ -134,7 +134,7 @@ def transition_matrix(H: Float[ArrayLike, "p p"], eta, momentum=0.0) -> Float[Ar
 
 
 @float64
-def noise_matrix(C: Float[ArrayLike, "p p"], eta, batch=1) -> Float[Array, "2p 2p"]:
+def noise_matrix(C: Float[ArrayLike, "p p"], eta, batch=1) -> Float[Array, "2*p 2*p"]:
     """``Q = (eta^2 / B) [[C, C], [C, C]]``: the covariance injected per step into ``(x, v)``.
 
     Parameters

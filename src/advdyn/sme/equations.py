@@ -53,6 +53,7 @@ from advdyn.deprecation import renamed
 from advdyn.precision import as_float64, float64
 from advdyn.sme.objectives import AbstractObjective
 from advdyn.solution import Solution
+from advdyn.typing import AnyArray
 
 SME_STREAM = 0x534D4532
 """``fold_in`` constant (ASCII ``"SME2"``) separating the SME's Brownian stream from SGD's."""
@@ -140,19 +141,19 @@ class AbstractSME(eqx.Module):
         """Number of Brownian components ``m``."""
 
     @abc.abstractmethod
-    def drift(self, z: Float[Array, " n"]) -> Float[Array, " n"]:
+    def drift(self, z: Float[AnyArray, " n"]) -> Float[Array, " n"]:
         """The drift at ``z``."""
 
     @abc.abstractmethod
-    def diffusion(self, z: Float[Array, " n"]) -> Float[Array, "n m"]:
+    def diffusion(self, z: Float[AnyArray, " n"]) -> Float[Array, "n m"]:
         """The diffusion at ``z`` as a dense matrix."""
 
     @abc.abstractmethod
-    def diffusion_operator(self, z: Float[Array, " n"]) -> lx.AbstractLinearOperator:
+    def diffusion_operator(self, z: Float[AnyArray, " n"]) -> lx.AbstractLinearOperator:
         """The diffusion at ``z`` as a lineax operator (for diffrax's ``ControlTerm``)."""
 
     @abc.abstractmethod
-    def observables(self, z: Float[Array, " n"]) -> dict[str, Array]:
+    def observables(self, z: Float[AnyArray, " n"]) -> dict[str, Array]:
         """Recorded scalars at ``z``."""
 
 
@@ -182,7 +183,7 @@ class SME(AbstractSME):
         if not np.all(np.asarray(self.eta) > 0):
             raise ValueError(f"eta must be positive, got {self.eta}")
 
-    def drift(self, theta: Float[Array, " p"]) -> Float[Array, " p"]:
+    def drift(self, theta: Float[AnyArray, " p"]) -> Float[Array, " p"]:
         """``-c grad f`` (order 1) or ``-c (grad f + (eta/2) H grad f)`` (order 2)."""
         g = self.objective.gradient(theta)
         if self.order == 2:
@@ -195,15 +196,15 @@ class SME(AbstractSME):
         """Brownian dimension (the objective's)."""
         return self.objective.noise_dim
 
-    def observables(self, theta: Float[Array, " p"]) -> dict[str, Array]:
+    def observables(self, theta: Float[AnyArray, " p"]) -> dict[str, Array]:
         """The objective's recorded scalars."""
         return self.objective.observables(theta)
 
-    def diffusion(self, theta: Float[Array, " p"]) -> Float[Array, "p m"]:
+    def diffusion(self, theta: Float[AnyArray, " p"]) -> Float[Array, "p m"]:
         """``sqrt(c eta) F(theta)`` as a dense matrix."""
         return jnp.sqrt(self.time_scale * self.eta) * self.objective.noise_factor(theta)
 
-    def diffusion_operator(self, theta: Float[Array, " p"]) -> lx.FunctionLinearOperator:
+    def diffusion_operator(self, theta: Float[AnyArray, " p"]) -> lx.FunctionLinearOperator:
         """``sqrt(c eta) F(theta)`` as a lineax operator (``O(d)`` for structured ``F``)."""
         scale = jnp.sqrt(self.time_scale * self.eta)
         structure = jax.ShapeDtypeStruct((self.objective.noise_dim,), theta.dtype)
@@ -296,7 +297,7 @@ def _solve_paths(sme: AbstractSME, theta0, base, rs, ts, dt, scheme: str, chunk:
 @float64
 def solve_sme(
     sme: AbstractSME,
-    theta0: Float[Array, " p"],
+    theta0: Float[AnyArray, " p"],
     key: Array,
     *,
     t_max: float,
@@ -425,7 +426,7 @@ def _sgd_observe(model, theta):
 def simulate_objective_sgd(
     objective: AbstractObjective,
     eta: float,
-    theta0: Float[Array, " p"],
+    theta0: Float[AnyArray, " p"],
     key: Array,
     *,
     t_max: float,

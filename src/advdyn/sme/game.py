@@ -72,6 +72,7 @@ from advdyn.deprecation import renamed
 from advdyn.precision import as_float64, float64
 from advdyn.sme.equations import AbstractSME, recorded_paths, step_grid
 from advdyn.solution import Solution
+from advdyn.typing import AnyArray
 
 
 def _radius(x):
@@ -124,46 +125,47 @@ class AbstractGame(eqx.Module):
         [`noise_delta`][advdyn.sme.game.AbstractGame.noise_delta]."""
 
     @abc.abstractmethod
-    def loss(self, theta: Float[Array, " p"], delta: Float[Array, " q"]) -> Float[Array, ""]:
+    def loss(self, theta: Float[AnyArray, " p"], delta: Float[AnyArray, " q"]) -> Float[Array, ""]:
         """Population loss ``f(theta, delta)``."""
 
-    def grad_theta(self, theta: Float[Array, " p"], delta: Float[Array, " q"]
+    def grad_theta(self, theta: Float[AnyArray, " p"], delta: Float[AnyArray, " q"]
                    ) -> Float[Array, " p"]:
         """``grad_theta f``."""
         return jax.grad(self.loss, 0)(theta, delta)
 
-    def grad_delta(self, theta: Float[Array, " p"], delta: Float[Array, " q"]
+    def grad_delta(self, theta: Float[AnyArray, " p"], delta: Float[AnyArray, " q"]
                    ) -> Float[Array, " q"]:
         """``grad_delta f``."""
         return jax.grad(self.loss, 1)(theta, delta)
 
     @abc.abstractmethod
-    def sample_grad_theta(self, theta: Float[Array, " p"], delta: Float[Array, " q"],
+    def sample_grad_theta(self, theta: Float[AnyArray, " p"], delta: Float[AnyArray, " q"],
                           key: Array) -> Float[Array, " p"]:
         """Learner's one-sample gradient from the draw ``key``."""
 
     @abc.abstractmethod
-    def sample_grad_delta(self, theta: Float[Array, " p"], delta: Float[Array, " q"],
+    def sample_grad_delta(self, theta: Float[AnyArray, " p"], delta: Float[AnyArray, " q"],
                           key: Array) -> Float[Array, " q"]:
         """Adversary's one-sample gradient from the draw ``key``."""
 
     @abc.abstractmethod
-    def noise_theta(self, theta: Float[Array, " p"], delta: Float[Array, " q"]
+    def noise_theta(self, theta: Float[AnyArray, " p"], delta: Float[AnyArray, " q"]
                     ) -> Float[Array, "p m"]:
         """``F`` with ``F F^T = Cov(g_theta)``."""
 
     @abc.abstractmethod
-    def noise_delta(self, theta: Float[Array, " p"], delta: Float[Array, " q"]
+    def noise_delta(self, theta: Float[AnyArray, " p"], delta: Float[AnyArray, " q"]
                     ) -> Float[Array, "q n"]:
         """``F`` with ``F F^T = Cov(g_delta)``."""
 
     @abc.abstractmethod
-    def observables(self, theta: Float[Array, " p"], delta: Float[Array, " q"]
+    def observables(self, theta: Float[AnyArray, " p"], delta: Float[AnyArray, " q"]
                     ) -> dict[str, Array]:
         """Recorded scalars: ``loss``, ``dist2 = |theta - theta*|^2``, ``delta2 = |delta|^2``."""
 
-    def split(self, z: Float[Array, " p+q"]) -> tuple[Array, Array]:
+    def split(self, z: Float[AnyArray, " p+q"]) -> tuple[Array, Array]:
         """``z -> (theta, delta)``."""
+        z = jnp.asarray(z)
         return z[: self.dim_theta], z[self.dim_theta:]
 
 
@@ -173,7 +175,7 @@ def _project_l2(delta: Float[Array, " q"], eps) -> Float[Array, " q"]:
 
 
 @float64
-def game_step(game: AbstractGame, eta, theta: Float[Array, " p"], delta: Float[Array, " q"],
+def game_step(game: AbstractGame, eta, theta: Float[AnyArray, " p"], delta: Float[AnyArray, " q"],
               key: Array, alternating: bool = True) -> tuple[Array, Array]:
     """One round: the adversary's projected ascent step, then the learner's descent step.
 
@@ -240,13 +242,13 @@ class GameSME(AbstractSME):
         """Brownian dimension: the learner's plus the adversary's noise columns."""
         return sum(self.game.noise_dims)
 
-    def first_order_drift(self, z: Float[Array, " p+q"]) -> Float[Array, " p+q"]:
+    def first_order_drift(self, z: Float[AnyArray, " p+q"]) -> Float[Array, " p+q"]:
         """``b = (-grad_theta f, rho grad_delta f)``."""
         theta, delta = self.game.split(z)
         return jnp.concatenate([-self.game.grad_theta(theta, delta),
                                 self.game.rho * self.game.grad_delta(theta, delta)])
 
-    def alternation_term(self, z: Float[Array, " p+q"]) -> Float[Array, " p+q"]:
+    def alternation_term(self, z: Float[AnyArray, " p+q"]) -> Float[Array, " p+q"]:
         """``c = (-rho f_{theta delta} grad_delta f, 0)`` (forward-mode derivative of
         ``grad_theta f`` in ``delta`` along ``grad_delta f``)."""
         theta, delta = self.game.split(z)
@@ -254,7 +256,7 @@ class GameSME(AbstractSME):
         _, cross = jax.jvp(lambda d: self.game.grad_theta(theta, d), (delta,), (gd,))
         return jnp.concatenate([-self.game.rho * cross, jnp.zeros_like(delta)])
 
-    def drift(self, z: Float[Array, " p+q"]) -> Float[Array, " p+q"]:
+    def drift(self, z: Float[AnyArray, " p+q"]) -> Float[Array, " p+q"]:
         """``b`` (order 1) or ``b + eta (c - J b / 2)`` (order 2; ``c`` if ``alternation``)."""
         b = self.first_order_drift(z)
         if self.order == 1:
@@ -265,7 +267,7 @@ class GameSME(AbstractSME):
             corr = corr + self.alternation_term(z)
         return b + self.eta * corr
 
-    def diffusion(self, z: Float[Array, " p+q"]) -> Float[Array, "p+q m"]:
+    def diffusion(self, z: Float[AnyArray, " p+q"]) -> Float[Array, "p+q m"]:
         """``sqrt(eta) diag(F_theta, rho F_delta)`` as a dense matrix."""
         theta, delta = self.game.split(z)
         ft = self.game.noise_theta(theta, delta)
@@ -274,12 +276,12 @@ class GameSME(AbstractSME):
         bottom = jnp.concatenate([jnp.zeros((fd.shape[0], ft.shape[1])), fd], axis=1)
         return jnp.sqrt(self.eta) * jnp.concatenate([top, bottom], axis=0)
 
-    def diffusion_operator(self, z: Float[Array, " p+q"]) -> lx.MatrixLinearOperator:
+    def diffusion_operator(self, z: Float[AnyArray, " p+q"]) -> lx.MatrixLinearOperator:
         """[`diffusion`][advdyn.sme.game.GameSME.diffusion] as a lineax operator (for diffrax's
         ``ControlTerm``)."""
         return lx.MatrixLinearOperator(self.diffusion(z))
 
-    def observables(self, z: Float[Array, " p+q"]) -> dict[str, Array]:
+    def observables(self, z: Float[AnyArray, " p+q"]) -> dict[str, Array]:
         """The game's observables at ``z``."""
         return self.game.observables(*self.game.split(z))
 
@@ -297,8 +299,8 @@ def _game_observe(model, state):
 def simulate_game(
     game: AbstractGame,
     eta: float,
-    theta0: Float[Array, " p"],
-    delta0: Float[Array, " q"],
+    theta0: Float[AnyArray, " p"],
+    delta0: Float[AnyArray, " q"],
     key: Array,
     *,
     t_max: float,

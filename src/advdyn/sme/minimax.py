@@ -36,6 +36,7 @@ from advdyn.sme.objectives import (
     linear_predict,
     squared_loss,
 )
+from advdyn.typing import AnyArray
 
 
 def effective_radius(steps: int, alpha: float, eps: float) -> float:
@@ -79,7 +80,7 @@ def pgd_attack(steps: int, alpha: float, eps: float) -> Attack:
 
 
 def game_objective(
-    x: Float[Array, "n p"], y: Float[Array, " n"], steps: int, alpha: float, eps: float,
+    x: Float[AnyArray, "n p"], y: Float[AnyArray, " n"], steps: int, alpha: float, eps: float,
     batch: int = 1,
 ) -> AbstractObjective:
     """Linear least squares trained against the ``K``-step adversary, evaluated at the exact
@@ -100,6 +101,7 @@ def game_objective(
         The trained objective's loss, gradients and noise, with ``adv_risk`` at the exact
         inner maximum.
     """
+    x, y = jnp.asarray(x), jnp.asarray(y)
     trained = EmpiricalObjective(x, y, linear_predict, squared_loss,
                                  pgd_attack(steps, alpha, eps), None, None, "adversarial",
                                  batch, int(x.shape[1]))
@@ -131,27 +133,28 @@ class GameObjective(AbstractObjective):
         """Brownian dimension (the trained objective's)."""
         return self.trained.noise_dim
 
-    def loss(self, theta: Float[Array, " p"]) -> Float[Array, ""]:
+    def loss(self, theta: Float[AnyArray, " p"]) -> Float[Array, ""]:
         """The trained objective's loss."""
         return self.trained.loss(theta)
 
-    def gradient(self, theta: Float[Array, " p"]) -> Float[Array, " p"]:
+    def gradient(self, theta: Float[AnyArray, " p"]) -> Float[Array, " p"]:
         """The trained objective's gradient."""
         return self.trained.gradient(theta)
 
-    def noise_factor(self, theta: Float[Array, " p"]) -> Float[Array, "p m"]:
+    def noise_factor(self, theta: Float[AnyArray, " p"]) -> Float[Array, "p m"]:
         """The trained objective's noise factor."""
         return self.trained.noise_factor(theta)
 
-    def noise_apply(self, theta: Float[Array, " p"], z: Float[Array, " m"]) -> Float[Array, " p"]:
+    def noise_apply(self, theta: Float[AnyArray, " p"], z: Float[AnyArray, " m"]
+                    ) -> Float[Array, " p"]:
         """The trained objective's ``F(theta) z``."""
         return self.trained.noise_apply(theta, z)
 
-    def stochastic_gradient(self, theta: Float[Array, " p"], key: Array) -> Float[Array, " p"]:
+    def stochastic_gradient(self, theta: Float[AnyArray, " p"], key: Array) -> Float[Array, " p"]:
         """The trained objective's SGD gradient."""
         return self.trained.stochastic_gradient(theta, key)
 
-    def observables(self, theta: Float[Array, " p"]) -> dict[str, Array]:
+    def observables(self, theta: Float[AnyArray, " p"]) -> dict[str, Array]:
         """The trained objective's observables, ``adv_risk`` the loss of ``exact``."""
         return {**self.trained.observables(theta), "adv_risk": self.exact.loss(theta)}
 
@@ -167,7 +170,7 @@ def _descend(objective, theta0, lr, steps_per_record, n_records: int):
     return jnp.concatenate([objective.observables(theta0)["adv_risk"][None], risks])
 
 
-def alternating_descent(objective: AbstractObjective, theta0: Float[Array, " p"], lr: float,
+def alternating_descent(objective: AbstractObjective, theta0: Float[AnyArray, " p"], lr: float,
                         t_max: float, n_times: int = 41) -> tuple[np.ndarray, np.ndarray]:
     """Full-batch alternating game: adversary's ``K`` PGD steps, then one learner step.
 

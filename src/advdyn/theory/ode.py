@@ -266,7 +266,8 @@ class Integrator(eqx.Module):
 
 @float64
 def make_integrator(
-    kind: str = "tsit5", *, rtol: float = 1e-8, atol: float = 1e-20, max_steps: int = 1_000_000
+    kind: str = "tsit5", *, rtol: float | Array = 1e-8, atol: float | Array = 1e-20,
+    max_steps: int = 1_000_000,
 ) -> Integrator:
     """The `Integrator` of a solver name, as [`solve_ode`][advdyn.theory.ode.solve_ode] uses it.
 

@@ -409,7 +409,7 @@ def adversarial_optimum(
 
 @float64
 def constant_rate_limit(
-    instance, gamma: float, *, start: StationaryPoint | None = None, rtol: float = 1e-12,
+    instance, gamma: float | Array, *, start: StationaryPoint | None = None, rtol: float = 1e-12,
     tol: float = 1e-9,
 ) -> StationaryPoint:
     """Stationary state of the ODE under a constant learning rate ``gamma`` (THEORY 7).
