@@ -41,7 +41,7 @@ def convergence(d: int, eta: float, paths: int) -> None:
         xs = {}
         for div in (2, 4, 8):
             xs[div] = solve_sme(SME(ob, eta, order), th0, jax.random.key(1), t_max=2.0,
-                                dt=eta / div, n_times=2, paths=paths, scheme="extrapolated",
+                                dt=eta / div, n_times=2, replicates=paths, scheme="extrapolated",
                                 chunk=chunk, brownian_dt=eta / 16)["dist2"][:, -1]
             print(f"order {order} dt=eta/{div}: E dist2 {xs[div].mean():.6f}", flush=True)
         for a, b in ((2, 4), (4, 8)):
@@ -66,7 +66,7 @@ def weak_errors(d: int, etas, paths: int, div: int) -> None:
         sgd = simulate_objective_sgd(ob, eta, th0, jax.random.key(0), t_max=2.0, n_times=2,
                                      paths=paths, chunk=chunk)["dist2"][:, -1]
         xs = [solve_sme(SME(ob, eta, o), th0, jax.random.key(1), t_max=2.0, dt=eta / div,
-                        n_times=2, paths=paths, scheme="extrapolated",
+                        n_times=2, replicates=paths, scheme="extrapolated",
                         chunk=chunk)["dist2"][:, -1] for o in (1, 2)]
         for o, x in zip((1, 2), xs, strict=True):
             out[f"e{o}"].append(sgd.mean() - x.mean())

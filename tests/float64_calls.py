@@ -158,9 +158,9 @@ def calls():
         "EmpiricalObjective.loss": lambda: emp.loss(f32(th3)),
         "EmpiricalObjective.observables": lambda: emp.observables(th3),
         "solve_sme": lambda: sme.solve_sme(sme.SME(gls, 0.05, order=2), th3, key, t_max=0.2,
-                                           dt=0.05, n_times=3, paths=2),
+                                           dt=0.05, n_times=3, replicates=2),
         "simulate_objective_sgd (sme)": lambda: sme.simulate_objective_sgd(
-            gls32, 0.05, f32(th3), key, t_max=0.2, n_times=3, paths=2),
+            gls32, 0.05, f32(th3), key, t_max=0.2, n_times=3, replicates=2),
         "core_scaling": lambda: sme.core_scaling(gls, 0.5, 3).drift(th3),
         "gradient_flow": lambda: sme.gradient_flow(gls, f32(th3), np.array([0.0, 0.5])),
         "line_search_rate": lambda: sme.line_search_rate(gls, th3, 10.0, 3),
@@ -176,7 +176,7 @@ def calls():
         "quadratic_game_moments": lambda: sme.quadratic_game_moments(
             qg, np.array([0.5, 0.5]), np.zeros(2), 0.1, 0.5),
         "simulate_game": lambda: sme.simulate_game(pg, 0.05, f32([0.2, 0.1]), f32([0.0, 0.0]),
-                                                   key, t_max=0.2, n_times=3, paths=2),
+                                                   key, t_max=0.2, n_times=3, replicates=2),
         "game_step": lambda: sme.game_step(qg, 0.1, f32([0.5, 0.5]), f32([0.0, 0.0]), key),
         "linear_predict": lambda: sme.linear_predict(f32(th3), f32(x_lin)),
         "squared_loss": lambda: sme.squared_loss(f32(y_lin), f32(y_lin + 0.1)),

@@ -73,7 +73,7 @@ def test_exact_moments_match_the_sgd_recursion_by_monte_carlo():
     ob = GaussianLeastSquares(lam, jnp.zeros(3), CHECK1["sigma"], 0.0, train="clean")
     eta, m = 0.05, 20_000
     sol = simulate_objective_sgd(ob, eta, jnp.asarray(CHECK1["delta0"]), jax.random.key(3),
-                                 t_max=2.0, n_times=5, paths=m)
+                                 t_max=2.0, n_times=5, replicates=m)
     exact = exact_second_moments(lam, CHECK1["sigma"], CHECK1["delta0"], eta, 2.0)
     ref = exact.observable("sgd")[:: 10]
     x = sol["dist2"]
@@ -92,7 +92,7 @@ def test_sme_solver_matches_exact_sme_moments():
     exact = exact_second_moments(lam, CHECK1["sigma"], CHECK1["delta0"], eta, 2.0)
     for order in (1, 2):
         sol = solve_sme(SME(ob, eta, order), jnp.asarray(CHECK1["delta0"]), jax.random.key(1),
-                        t_max=2.0, dt=eta / 2, n_times=2, paths=m, scheme="extrapolated")
+                        t_max=2.0, dt=eta / 2, n_times=2, replicates=m, scheme="extrapolated")
         ref = exact.observable(f"sme{order}")[-1]
         x = sol["dist2"][:, -1]
         se = x.std() / np.sqrt(m)
@@ -116,10 +116,10 @@ def _check2_errors(d: int, etas, paths: int, t_max: float, seed: int = 0, div: i
     out = {k: [] for k in ("e1", "e2", "se1", "se2", "d12", "se12")}
     for eta in etas:
         sgd = simulate_objective_sgd(ob, float(eta), theta0, jax.random.key(seed), t_max=t_max,
-                                     n_times=2, paths=paths,
+                                     n_times=2, replicates=paths,
                                      chunk=min(paths, 50_000))["dist2"][:, -1]
         smes = [solve_sme(SME(ob, float(eta), o), theta0, jax.random.key(seed + 1), t_max=t_max,
-                          dt=eta / div, n_times=2, paths=paths, scheme="extrapolated",
+                          dt=eta / div, n_times=2, replicates=paths, scheme="extrapolated",
                           chunk=min(paths, 50_000))["dist2"][:, -1] for o in (1, 2)]
         for o, x in zip((1, 2), smes, strict=True):
             out[f"e{o}"].append(sgd.mean() - x.mean())
@@ -157,7 +157,7 @@ def test_check2_adversarial_weak_order_small_monte_carlo():
     ob, theta0 = _check2_problem(3)
     eta = etas[0]
     xs = [solve_sme(SME(ob, eta, 2), theta0, jax.random.key(1), t_max=2.0, dt=eta / div,
-                    n_times=2, paths=PATHS, scheme="extrapolated",
+                    n_times=2, replicates=PATHS, scheme="extrapolated",
                     brownian_dt=eta / 8)["dist2"][:, -1] for div in (2, 4)]
     diff = xs[0] - xs[1]
     se = diff.std() / np.sqrt(PATHS)
@@ -258,7 +258,7 @@ def test_check4_exact_noise_sme_agrees_with_homogenized_sgd_and_ode():
     for noise in ("exact", "homogenized"):
         ob = GaussianLeastSquares.from_instance(inst, noise=noise)
         sme = solve_sme(core_scaling(ob, gamma, d), inst.theta0, jax.random.key(0),
-                        t_max=t_max, dt=1 / d, n_times=2, paths=4)
+                        t_max=t_max, dt=1 / d, n_times=2, replicates=4)
         np.testing.assert_allclose(sme.ts, hsgd.ts, atol=1e-12)
         tol = 3 / np.sqrt(d)
         m_sme, m_h = sme["adv_risk"].mean(0), hsgd["adv_risk"].mean(0)

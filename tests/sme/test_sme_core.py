@@ -101,8 +101,8 @@ def test_streams_are_reproducible_and_extend():
     c = solve_sme(SME(ob, 0.05, 1), th0, jax.random.key(6), t_max=0.5, dt=0.05, n_times=3,
                   paths=3)
     assert not np.allclose(a["adv_risk"][:, -1], c["adv_risk"][:, -1])
-    s = simulate_objective_sgd(ob, 0.05, th0, jax.random.key(5), t_max=0.5, n_times=3, paths=3)
-    s2 = simulate_objective_sgd(ob, 0.05, th0, jax.random.key(5), t_max=0.5, n_times=3, paths=3)
+    s = simulate_objective_sgd(ob, 0.05, th0, jax.random.key(5), t_max=0.5, n_times=3, replicates=3)
+    s2 = simulate_objective_sgd(ob, 0.05, th0, jax.random.key(5), t_max=0.5, n_times=3, replicates=3)
     np.testing.assert_array_equal(s["adv_risk"], s2["adv_risk"])
     assert not np.allclose(s["adv_risk"][0], s["adv_risk"][1])
 

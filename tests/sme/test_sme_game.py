@@ -166,7 +166,7 @@ def test_game_sme_solver_matches_exact_sme_moments(quad):
     z0 = jnp.concatenate([jnp.asarray(TH0), jnp.asarray(DE0)])
     mo = quadratic_game_moments(quad, TH0, DE0, eta, 2.0)
     sol = solve_sme(GameSME(quad, eta, 2), z0, jax.random.key(2), t_max=2.0, dt=eta / 2,
-                    n_times=2, paths=m, scheme="extrapolated")
+                    n_times=2, replicates=m, scheme="extrapolated")
     assert sol.method == "sme2"
     for obs in ("dist2", "delta2"):
         x = sol[obs][:, -1]
@@ -202,7 +202,7 @@ def test_projection_keeps_the_adversary_in_the_ball(pert):
     eps = 0.2
     game = PerturbationGame(pert.eigenvalues, pert.theta_star, pert.sigma, rho=1.5, eps=eps)
     sol = simulate_game(game, 0.1, jnp.array([0.3, 0.2, -0.4]), jnp.zeros(3), jax.random.key(0),
-                        t_max=5.0, n_times=51, paths=20)
+                        t_max=5.0, n_times=51, replicates=20)
     d2 = sol["delta2"]
     assert np.all(d2 <= eps**2 * (1 + 1e-12))
     # f is convex in delta (f_{delta delta} = theta theta^T): the adversary's ascent runs to

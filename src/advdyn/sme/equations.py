@@ -303,7 +303,7 @@ def solve_sme(
     t_max: float,
     dt: float,
     n_times: int = 21,
-    paths: int = 100,
+    replicates: int = 100,
     scheme: str = "euler",
     chunk: int | None = None,
     brownian_dt: float | None = None,
@@ -328,7 +328,7 @@ def solve_sme(
     n_times : int
         Requested number of records (step-aligned, see
         [`step_grid`][advdyn.sme.equations.step_grid]).
-    paths : int
+    replicates : int
         Number of Brownian paths.
     scheme : {"euler", "extrapolated"}
         Euler-Maruyama or its Talay-Tubaro extrapolation (weak order 2).
@@ -344,7 +344,7 @@ def solve_sme(
     Returns
     -------
     Solution
-        ``ys[name]`` of shape ``(paths, T)`` for every observable, ``method = "sme1"`` or
+        ``ys[name]`` of shape ``(replicates, T)`` for every observable, ``method = "sme1"`` or
         ``"sme2"``, ``replicated = True``; ``stats`` names the scheme, ``dt`` and ``eta``.
     """
     if scheme not in SCHEMES:
@@ -356,11 +356,11 @@ def solve_sme(
     ts, _, _ = step_grid(t_max, dt, n_times)
     theta0 = jnp.asarray(theta0, jnp.float64)
     base = jax.random.fold_in(key, SME_STREAM)
-    ys = _solve_paths(sme, theta0, base, jnp.arange(paths), jnp.asarray(ts),
-                      jnp.asarray(dt, jnp.float64), scheme, int(chunk or paths), span)
+    ys = _solve_paths(sme, theta0, base, jnp.arange(replicates), jnp.asarray(ts),
+                      jnp.asarray(dt, jnp.float64), scheme, int(chunk or replicates), span)
     ys = {k: np.asarray(v) for k, v in ys.items()}
     stats = {"scheme": scheme, "dt": float(dt), "brownian_dt": float(smallest / span),
-             "eta": float(sme.eta), "order": sme.order, "paths": int(paths),
+             "eta": float(sme.eta), "order": sme.order, "replicates": int(replicates),
              "stream": f"fold_in(key, {SME_STREAM:#x})"}
     if isinstance(sme, SME):
         stats["time_scale"] = float(sme.time_scale)
@@ -431,7 +431,7 @@ def simulate_objective_sgd(
     *,
     t_max: float,
     n_times: int = 21,
-    paths: int = 100,
+    replicates: int = 100,
     time_scale: float = 1.0,
     chunk: int | None = None,
 ) -> Solution:
@@ -452,7 +452,7 @@ def simulate_objective_sgd(
         Horizon in the time ``t = k eta / time_scale``.
     n_times : int
         Requested number of records (step-aligned).
-    paths : int
+    replicates : int
         Number of runs.
     time_scale : float
         ``c``: one step advances time by ``eta / c`` (``c = gamma``, ``eta = gamma/d`` gives
@@ -463,15 +463,15 @@ def simulate_objective_sgd(
     Returns
     -------
     Solution
-        ``ys[name]`` of shape ``(paths, T)``, ``method = "sgd"``.
+        ``ys[name]`` of shape ``(replicates, T)``, ``method = "sgd"``.
     """
     dt = eta / time_scale
     ts, stride, _ = step_grid(t_max, dt, n_times)
     ys = recorded_paths(_sgd_step, _sgd_observe, (objective, jnp.asarray(eta, jnp.float64)),
-                        jnp.asarray(theta0, jnp.float64), key, jnp.arange(paths),
-                        jnp.asarray(stride), len(ts) - 1, int(chunk or paths))
+                        jnp.asarray(theta0, jnp.float64), key, jnp.arange(replicates),
+                        jnp.asarray(stride), len(ts) - 1, int(chunk or replicates))
     ys = {k: np.asarray(v) for k, v in ys.items()}
-    stats = {"eta": float(eta), "time_scale": float(time_scale), "paths": int(paths),
+    stats = {"eta": float(eta), "time_scale": float(time_scale), "replicates": int(replicates),
              "stream": "fold_in(key, r), fold_in(., k)"}
     return Solution(np.asarray(ts), ys, "sgd", replicated=True, stats=stats)
 

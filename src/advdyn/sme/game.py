@@ -305,7 +305,7 @@ def simulate_game(
     *,
     t_max: float,
     n_times: int = 21,
-    paths: int = 100,
+    replicates: int = 100,
     alternating: bool = True,
     chunk: int | None = None,
 ) -> Solution:
@@ -325,7 +325,7 @@ def simulate_game(
         Horizon.
     n_times : int
         Requested number of records (step-aligned).
-    paths : int
+    replicates : int
         Number of runs.
     alternating : bool
         Alternating (default) or simultaneous play ([`game_step`][advdyn.sme.game.game_step]).
@@ -335,15 +335,15 @@ def simulate_game(
     Returns
     -------
     Solution
-        ``ys[name]`` of shape ``(paths, T)``, ``method = "game"``.
+        ``ys[name]`` of shape ``(replicates, T)``, ``method = "game"``.
     """
     ts, stride, _ = step_grid(t_max, eta, n_times)
     model = (game, jnp.asarray(eta, jnp.float64), bool(alternating))
     state0 = (jnp.asarray(theta0, jnp.float64), jnp.asarray(delta0, jnp.float64))
-    ys = recorded_paths(_game_step, _game_observe, model, state0, key, jnp.arange(paths),
-                        jnp.asarray(stride), len(ts) - 1, int(chunk or paths))
+    ys = recorded_paths(_game_step, _game_observe, model, state0, key, jnp.arange(replicates),
+                        jnp.asarray(stride), len(ts) - 1, int(chunk or replicates))
     ys = {k: np.asarray(v) for k, v in ys.items()}
-    stats = {"eta": float(eta), "rho": float(game.rho), "paths": int(paths),
+    stats = {"eta": float(eta), "rho": float(game.rho), "replicates": int(replicates),
              "alternating": bool(alternating), "stream": "fold_in(key, r), fold_in(., k)"}
     return Solution(np.asarray(ts), ys, "game", replicated=True, stats=stats)
 

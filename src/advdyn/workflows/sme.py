@@ -59,7 +59,7 @@ def risks_part(cfg: SMERunConfig) -> xr.Dataset:
         for order in (1, 2):
             sols[f"sme{order}"] = solve_sme(
                 SME(ob, r.eta, order), th0, key, t_max=r.t_max, dt=r.dt_factor * r.eta,
-                n_times=r.n_times, paths=r.paths, scheme=r.scheme)
+                n_times=r.n_times, replicates=r.paths, scheme=r.scheme)
         ts = sols["sgd"].ts
         for method, sol in sols.items():
             # SGD records on its own step grid; the SMEs on a finer one: interpolate to SGD's
@@ -211,7 +211,7 @@ def digits_part(cfg: SMERunConfig) -> tuple[xr.Dataset, dict]:
     for train in ("clean", "adversarial"):
         ob = EmpiricalObjective(x, y, predict=_linear_softmax, sample_loss=_softmax_ce,
                                 attack=attack, train=train, batch=g.batch, n_params=p)
-        sgd = simulate_objective_sgd(ob, g.eta, th0, key, t_max=t_max, n_times=21, paths=g.paths)
+        sgd = simulate_objective_sgd(ob, g.eta, th0, key, t_max=t_max, n_times=21, replicates=g.paths)
         sme = solve_sme(SME(ob, g.eta, 1), th0, key, t_max=t_max, dt=g.eta, n_times=21,
                         paths=g.paths)
         rows[train] = (sgd, sme)
