@@ -58,7 +58,7 @@ def main() -> None:
         key = jax.random.key(0)
         cases = {
             "SGD": lambda: simulate_objective_sgd(ob, eta, th0, key, t_max=t_max, n_times=5,
-                                                  paths=m),
+                                                  replicates=m),
             "SME1 euler dt=eta": lambda: solve_sme(SME(ob, eta, 1), th0, key, t_max=t_max,
                                                    dt=eta, n_times=5, replicates=m),
             "SME2 euler dt=eta": lambda: solve_sme(SME(ob, eta, 2), th0, key, t_max=t_max,

@@ -64,7 +64,7 @@ def weak_errors(d: int, etas, paths: int, div: int) -> None:
     for eta in etas:
         t0 = time.perf_counter()
         sgd = simulate_objective_sgd(ob, eta, th0, jax.random.key(0), t_max=2.0, n_times=2,
-                                     paths=paths, chunk=chunk)["dist2"][:, -1]
+                                     replicates=paths, chunk=chunk)["dist2"][:, -1]
         xs = [solve_sme(SME(ob, eta, o), th0, jax.random.key(1), t_max=2.0, dt=eta / div,
                         n_times=2, replicates=paths, scheme="extrapolated",
                         chunk=chunk)["dist2"][:, -1] for o in (1, 2)]

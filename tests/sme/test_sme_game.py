@@ -149,7 +149,7 @@ def test_quadratic_game_weak_orders_from_exact_moments(quad):
 def test_quadratic_game_moments_match_simulated_rounds(quad, alternating):
     eta, m = 0.1, 20_000
     sol = simulate_game(quad, eta, TH0, DE0, jax.random.key(4), t_max=2.0, n_times=3,
-                        paths=m, alternating=alternating)
+                        replicates=m, alternating=alternating)
     mo = quadratic_game_moments(quad, TH0, DE0, eta, 2.0, alternating=alternating)
     for name in ("dist2", "delta2"):
         x = sol[name][:, 1:]
