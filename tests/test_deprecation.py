@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -60,3 +61,20 @@ def test_canonical_names_warn_nothing_and_unknown_names_raise():
         assert advdyn.sme.step_grid is _resolve("advdyn.sme.equations:step_grid")
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         _ = advdyn.sme.nonsense
+
+
+def test_the_paths_keyword_warns_and_still_sets_the_replicates(monkeypatch):
+    from advdyn.sme import GaussianLeastSquares, equations
+
+    runs = []
+
+    def fake_recorded_paths(step, observe, model, state0, key, rs, stride, n_rec, chunk):
+        runs.append(len(rs))  # the many-run scan itself is tested in tests/sme
+        return {"adv_risk": jnp.zeros((len(rs), n_rec + 1))}
+
+    monkeypatch.setattr(equations, "recorded_paths", fake_recorded_paths)
+    ob = GaussianLeastSquares(jnp.ones(2), jnp.ones(2), 0.5, eps=0.1)
+    args = (ob, 0.1, jnp.zeros(2), jax.random.key(0))
+    with pytest.warns(DeprecationWarning, match=r"sgd\(paths=...\).*replicates="):
+        old = equations.simulate_objective_sgd(*args, t_max=0.2, n_times=2, paths=3)
+    assert runs == [3] and old["adv_risk"].shape == (3, 2)

@@ -52,3 +52,31 @@ def renamed(module: str, names: Mapping[str, str | tuple[str, Callable[[], Any]]
         return value
 
     return __getattr__
+
+
+def renamed_keyword(function: str, old: str, old_value: Any, new: str, new_value: Any) -> Any:
+    """The value of a renamed keyword argument: ``new_value``, or ``old_value`` (after a
+    ``DeprecationWarning``) when the caller still passed the old keyword.
+
+    Parameters
+    ----------
+    function : str
+        The function's dotted name, for the message.
+    old, new : str
+        The old and the new keyword.
+    old_value : object or None
+        What the caller passed as ``old`` (``None``: not passed).
+    new_value : object
+        What the caller passed as ``new`` (or its default).
+
+    The warning names the caller of a function decorated once (``@float64``).
+
+    Returns
+    -------
+    object
+    """
+    if old_value is None:
+        return new_value
+    warnings.warn(f"{function}({old}=...) is deprecated and will be removed in advdyn "
+                  f"{REMOVED_IN}: use {new}=", DeprecationWarning, stacklevel=4)
+    return old_value

@@ -38,7 +38,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Float, Int
 
 from advdyn import checks
 from advdyn.errors import ConfigError
@@ -377,7 +377,7 @@ class Transient(eqx.Module):
 
     Attributes
     ----------
-    steps : array, shape (K,)
+    steps : int array, shape (K,)
         Steps ``k`` since the change.
     propagation : array, shape (K, p, p)
         ``[A^k S_0 (A^k)^T]_xx``: the old covariance carried forward.
@@ -389,7 +389,7 @@ class Transient(eqx.Module):
         The limit ``k -> infinity`` at the new rate.
     """
 
-    steps: Float[Array, " K"]
+    steps: Int[Array, " K"]
     propagation: Float[Array, "K p p"]
     injected: Float[Array, "K p p"]
     total: Float[Array, "K p p"]

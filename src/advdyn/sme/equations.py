@@ -49,7 +49,7 @@ import numpy as np
 from equinox import AbstractVar
 from jaxtyping import Array, Float
 
-from advdyn.deprecation import renamed
+from advdyn.deprecation import renamed, renamed_keyword
 from advdyn.precision import as_float64, float64
 from advdyn.sme.objectives import AbstractObjective
 from advdyn.solution import Solution
@@ -307,6 +307,7 @@ def solve_sme(
     scheme: str = "euler",
     chunk: int | None = None,
     brownian_dt: float | None = None,
+    paths: int | None = None,  # rename29: keep (deprecated: replicates)
 ) -> Solution:
     """Solve the SME for many Brownian paths (vmapped) and record the objective's observables.
 
@@ -340,6 +341,8 @@ def solve_sme(
         smallest step (``dt``, or ``dt / 2`` for ``"extrapolated"``), which is the default.
         Solves with different ``dt`` and the same ``brownian_dt`` and key see the same
         Brownian paths (for measuring the discretisation error with common noise).
+    paths : int, optional
+        Deprecated name of ``replicates`` (until advdyn 0.2).
 
     Returns
     -------
@@ -347,6 +350,8 @@ def solve_sme(
         ``ys[name]`` of shape ``(replicates, T)`` for every observable, ``method = "sme1"`` or
         ``"sme2"``, ``replicated = True``; ``stats`` names the scheme, ``dt`` and ``eta``.
     """
+    replicates = renamed_keyword("advdyn.sme.solve_sme", "paths", paths,  # rename29: keep
+                                 "replicates", replicates)
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
     smallest = dt if scheme == "euler" else dt / 2
@@ -434,6 +439,7 @@ def simulate_objective_sgd(
     replicates: int = 100,
     time_scale: float = 1.0,
     chunk: int | None = None,
+    paths: int | None = None,  # rename29: keep (deprecated: replicates)
 ) -> Solution:
     """SGD ``x_{k+1} = x_k - eta g_k`` on ``objective``, many independent runs (vmapped).
 
@@ -459,12 +465,16 @@ def simulate_objective_sgd(
         ``t = k/d``).
     chunk : int, optional
         Runs per vmapped batch.
+    paths : int, optional
+        Deprecated name of ``replicates`` (until advdyn 0.2).
 
     Returns
     -------
     Solution
         ``ys[name]`` of shape ``(replicates, T)``, ``method = "sgd"``.
     """
+    replicates = renamed_keyword("advdyn.sme.simulate_objective_sgd",  # rename29: keep
+                                 "paths", paths, "replicates", replicates)  # rename29: keep
     dt = eta / time_scale
     ts, stride, _ = step_grid(t_max, dt, n_times)
     ys = recorded_paths(_sgd_step, _sgd_observe, (objective, jnp.asarray(eta, jnp.float64)),

@@ -68,7 +68,7 @@ from jaxtyping import Array, Float
 
 from advdyn import checks
 from advdyn.adversarial import attacks
-from advdyn.deprecation import renamed
+from advdyn.deprecation import renamed, renamed_keyword
 from advdyn.precision import as_float64, float64
 from advdyn.sme.equations import AbstractSME, recorded_paths, step_grid
 from advdyn.solution import Solution
@@ -308,6 +308,7 @@ def simulate_game(
     replicates: int = 100,
     alternating: bool = True,
     chunk: int | None = None,
+    paths: int | None = None,  # rename29: keep (deprecated: replicates)
 ) -> Solution:
     """Many independent runs of the game (vmapped), recorded in ``tau = k eta``.
 
@@ -331,12 +332,16 @@ def simulate_game(
         Alternating (default) or simultaneous play ([`game_step`][advdyn.sme.game.game_step]).
     chunk : int, optional
         Runs per vmapped batch.
+    paths : int, optional
+        Deprecated name of ``replicates`` (until advdyn 0.2).
 
     Returns
     -------
     Solution
         ``ys[name]`` of shape ``(replicates, T)``, ``method = "game"``.
     """
+    replicates = renamed_keyword("advdyn.sme.simulate_game", "paths", paths,  # rename29: keep
+                                 "replicates", replicates)
     ts, stride, _ = step_grid(t_max, eta, n_times)
     model = (game, jnp.asarray(eta, jnp.float64), bool(alternating))
     state0 = (jnp.asarray(theta0, jnp.float64), jnp.asarray(delta0, jnp.float64))

@@ -55,7 +55,7 @@ def risks_part(cfg: SMERunConfig) -> xr.Dataset:
                                   p.sigma, p.eps, train=train)
         th0 = jnp.asarray(p.theta0)
         sols = {"sgd": simulate_objective_sgd(ob, r.eta, th0, key, t_max=r.t_max, n_times=r.n_times,
-                                    paths=r.paths)}
+                                    replicates=r.paths)}
         for order in (1, 2):
             sols[f"sme{order}"] = solve_sme(
                 SME(ob, r.eta, order), th0, key, t_max=r.t_max, dt=r.dt_factor * r.eta,
@@ -211,9 +211,10 @@ def digits_part(cfg: SMERunConfig) -> tuple[xr.Dataset, dict]:
     for train in ("clean", "adversarial"):
         ob = EmpiricalObjective(x, y, predict=_linear_softmax, sample_loss=_softmax_ce,
                                 attack=attack, train=train, batch=g.batch, n_params=p)
-        sgd = simulate_objective_sgd(ob, g.eta, th0, key, t_max=t_max, n_times=21, replicates=g.paths)
+        sgd = simulate_objective_sgd(ob, g.eta, th0, key, t_max=t_max, n_times=21,
+                                     replicates=g.paths)
         sme = solve_sme(SME(ob, g.eta, 1), th0, key, t_max=t_max, dt=g.eta, n_times=21,
-                        paths=g.paths)
+                        replicates=g.paths)
         rows[train] = (sgd, sme)
     ts = rows["clean"][0].ts
     ds = xr.Dataset(coords={"training": ["clean", "adversarial"], "solver": ["sgd", "sme1"],
