@@ -260,12 +260,8 @@ def breakpoints(kind: str, d: int, **params: float) -> list[int]:
 
     Parameters
     ----------
-    kind : str
-        One of `LAWS`.
-    d : int
-        Dimension.
-    **params : float
-        The law's parameters (see [`eigenvalue_at`][advdyn.problem.spectra.eigenvalue_at]).
+    kind, d, **params
+        The law, as in [`eigenvalue_at`][advdyn.problem.spectra.eigenvalue_at].
 
     Returns
     -------
