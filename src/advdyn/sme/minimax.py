@@ -101,7 +101,6 @@ def game_objective(
         The trained objective's loss, gradients and noise, with ``adv_risk`` at the exact
         inner maximum.
     """
-    x, y = jnp.asarray(x), jnp.asarray(y)
     trained = EmpiricalObjective(x, y, linear_predict, squared_loss,
                                  pgd_attack(steps, alpha, eps), None, None, "adversarial",
                                  batch, int(x.shape[1]))

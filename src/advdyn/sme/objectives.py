@@ -323,7 +323,7 @@ def linear_predict(theta: Float[AnyArray, " p"], x: Float[AnyArray, "n p"]) -> F
 
 
 @float64
-def squared_loss(pred: Array, y: Array) -> Array:
+def squared_loss(pred: AnyArray, y: AnyArray) -> AnyArray:
     """``(pred - y)^2 / 2`` per sample."""
     return 0.5 * (pred - y) ** 2
 
@@ -347,9 +347,9 @@ class EmpiricalObjective(AbstractObjective):
 
     Attributes
     ----------
-    x : Array, shape (n, ...)
+    x : array, shape (n, ...)
         Inputs.
-    y : Array, shape (n, ...)
+    y : array, shape (n, ...)
         Targets or labels.
     predict : callable
         ``predict(theta, x_batch) -> predictions`` (flat parameter vector ``theta``).
@@ -369,8 +369,8 @@ class EmpiricalObjective(AbstractObjective):
         Mini-batch size ``B``.
     """
 
-    x: Array = eqx.field(converter=jnp.asarray)
-    y: Array = eqx.field(converter=jnp.asarray)
+    x: AnyArray
+    y: AnyArray
     predict: Callable = eqx.field(static=True, default=linear_predict)
     sample_loss: Callable = eqx.field(static=True, default=squared_loss)
     attack: Attack | None = None
