@@ -201,8 +201,6 @@ def marchenko_pastur(d: int, aspect_ratio: float) -> Float[np.ndarray, " d"]:
     return marchenko_pastur_quantiles(_midpoints(d), aspect_ratio)
 
 
-
-
 #: the laws [`eigenvalue_at`][advdyn.problem.spectra.eigenvalue_at] evaluates without
 #: building ``d`` values, and their parameters
 LAWS = {"identity": (), "two_level": ("first", "second", "fraction"), "uniform": ("low", "high"),
