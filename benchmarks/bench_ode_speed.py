@@ -197,16 +197,19 @@ def bench_top_bins(d: int, refs: dict, low_bins: int = 32, top_bins: int = 4) ->
     bins, Tsit5 rtol 1e-10. An error close to that of ``low_bins`` bins at 1e4 means the
     top decades need little resolution and the error sits in the lower ones."""
     import advdyn.config.build as build
-    from advdyn.theory.spectral import _rank_edges
+    from advdyn.problem.spectra import eigenvalue_at
+    from advdyn.theory.spectral import rank_edges
 
     if d not in refs:
         refs[d] = _reference(d)
-    c_d, c_4 = (build._power_norm(build._spectra(_power(n))[0], n) for n in (d, 10**4))
+    exponent = _power(d).spectrum.exponent
+    # the largest eigenvalue of each law (rank 0)
+    c_d, c_4 = (float(eigenvalue_at("power_law", n, 0.0, exponent=exponent)) for n in (d, 10**4))
     cut = int(np.ceil(c_d / c_4))  # ranks 0 .. cut - 1 lie above lambda_max of d = 1e4
 
     def edges(config, n_bins, spacing="auto"):
         low = np.round(np.geomspace(cut, config.d, low_bins + 1)).astype(np.int64)
-        return np.unique(np.concatenate([_rank_edges(cut, top_bins, "log"), low]))
+        return np.unique(np.concatenate([rank_edges(cut, top_bins, "log"), low]))
 
     original = build.config_edges
     build.config_edges = edges  # binned_from_config looks the edges up at call time

@@ -25,7 +25,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from advdyn.precision import x64
-from advdyn.sme import SME, GaussianLeastSquares, simulate_sgd, solve_sme, weak_error_study
+from advdyn.sme import (
+    SME,
+    GaussianLeastSquares,
+    simulate_objective_sgd,
+    solve_sme,
+    weak_error_study,
+)
 
 
 def _timed(fn, repeats):
@@ -51,16 +57,17 @@ def main() -> None:
         th0 = jnp.array([0.0, 0.5])
         key = jax.random.key(0)
         cases = {
-            "SGD": lambda: simulate_sgd(ob, eta, th0, key, t_max=t_max, n_times=5, paths=m),
+            "SGD": lambda: simulate_objective_sgd(ob, eta, th0, key, t_max=t_max, n_times=5,
+                                                  replicates=m),
             "SME1 euler dt=eta": lambda: solve_sme(SME(ob, eta, 1), th0, key, t_max=t_max,
-                                                   dt=eta, n_times=5, paths=m),
+                                                   dt=eta, n_times=5, replicates=m),
             "SME2 euler dt=eta": lambda: solve_sme(SME(ob, eta, 2), th0, key, t_max=t_max,
-                                                   dt=eta, n_times=5, paths=m),
+                                                   dt=eta, n_times=5, replicates=m),
             "SME1 extrapolated dt=eta/2": lambda: solve_sme(
-                SME(ob, eta, 1), th0, key, t_max=t_max, dt=eta / 2, n_times=5, paths=m,
+                SME(ob, eta, 1), th0, key, t_max=t_max, dt=eta / 2, n_times=5, replicates=m,
                 scheme="extrapolated"),
             "SME2 extrapolated dt=eta/2": lambda: solve_sme(
-                SME(ob, eta, 2), th0, key, t_max=t_max, dt=eta / 2, n_times=5, paths=m,
+                SME(ob, eta, 2), th0, key, t_max=t_max, dt=eta / 2, n_times=5, replicates=m,
                 scheme="extrapolated"),
         }
         print(f"throughput: d = 2, eta = {eta}, tau = {t_max} ({int(t_max / eta)} SGD steps), "
@@ -83,12 +90,12 @@ def main() -> None:
         print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for eta_i, e1, e2 in zip(etas, study["order1"], study["order2"], strict=True):
             e = float(eta_i)
-            _, run = _timed(lambda e=e: simulate_sgd(obc, e, d0, key, t_max=2.0, n_times=2,
-                                                 paths=m), 1)
+            _, run = _timed(lambda e=e: simulate_objective_sgd(obc, e, d0, key, t_max=2.0,
+                                                               n_times=2, replicates=m), 1)
             _, r1 = _timed(lambda e=e: solve_sme(SME(obc, e, 1), d0, key, t_max=2.0, dt=e,
-                                             n_times=2, paths=m), 1)
+                                             n_times=2, replicates=m), 1)
             _, r2 = _timed(lambda e=e: solve_sme(SME(obc, e, 2), d0, key, t_max=2.0, dt=e / 2,
-                                             n_times=2, paths=m, scheme="extrapolated"), 1)
+                                             n_times=2, replicates=m, scheme="extrapolated"), 1)
             print(f"| {e:.5f} | {round(2.0 / e)} | {run:.3f} | {r1:.3f} | {e1:.2e} | "
                   f"{r2:.3f} | {e2:.2e} |")
 

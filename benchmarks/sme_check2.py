@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from advdyn.sme import SME, GaussianLeastSquares, loglog_slope, simulate_sgd, solve_sme
+from advdyn.sme import SME, GaussianLeastSquares, loglog_fit, simulate_objective_sgd, solve_sme
 
 
 def problem(d: int):
@@ -41,7 +41,7 @@ def convergence(d: int, eta: float, paths: int) -> None:
         xs = {}
         for div in (2, 4, 8):
             xs[div] = solve_sme(SME(ob, eta, order), th0, jax.random.key(1), t_max=2.0,
-                                dt=eta / div, n_times=2, paths=paths, scheme="extrapolated",
+                                dt=eta / div, n_times=2, replicates=paths, scheme="extrapolated",
                                 chunk=chunk, brownian_dt=eta / 16)["dist2"][:, -1]
             print(f"order {order} dt=eta/{div}: E dist2 {xs[div].mean():.6f}", flush=True)
         for a, b in ((2, 4), (4, 8)):
@@ -52,9 +52,9 @@ def convergence(d: int, eta: float, paths: int) -> None:
 
 def slope_interval(etas, err, se, draws: int = 4000):
     rng = np.random.default_rng(0)
-    sims = [loglog_slope(etas, np.abs(err + se * rng.standard_normal(len(err))))[0]
+    sims = [loglog_fit(etas, np.abs(err + se * rng.standard_normal(len(err))))[0]
             for _ in range(draws)]
-    return loglog_slope(etas, np.abs(err))[0], np.percentile(sims, [2.5, 97.5])
+    return loglog_fit(etas, np.abs(err))[0], np.percentile(sims, [2.5, 97.5])
 
 
 def weak_errors(d: int, etas, paths: int, div: int) -> None:
@@ -63,10 +63,10 @@ def weak_errors(d: int, etas, paths: int, div: int) -> None:
     out = {k: [] for k in ("e1", "e2", "se1", "se2")}
     for eta in etas:
         t0 = time.perf_counter()
-        sgd = simulate_sgd(ob, eta, th0, jax.random.key(0), t_max=2.0, n_times=2, paths=paths,
-                           chunk=chunk)["dist2"][:, -1]
+        sgd = simulate_objective_sgd(ob, eta, th0, jax.random.key(0), t_max=2.0, n_times=2,
+                                     replicates=paths, chunk=chunk)["dist2"][:, -1]
         xs = [solve_sme(SME(ob, eta, o), th0, jax.random.key(1), t_max=2.0, dt=eta / div,
-                        n_times=2, paths=paths, scheme="extrapolated",
+                        n_times=2, replicates=paths, scheme="extrapolated",
                         chunk=chunk)["dist2"][:, -1] for o in (1, 2)]
         for o, x in zip((1, 2), xs, strict=True):
             out[f"e{o}"].append(sgd.mean() - x.mean())

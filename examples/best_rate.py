@@ -2,7 +2,7 @@
 
 For each attack radius eps, minimise the adversarial risk reached at t_max over the
 constant rate gamma with optimistix's BFGS on log(gamma), the derivative taken through the
-exact dynamics (advdyn.ode under jax.grad), every eps at once under jax.vmap; then compare
+exact dynamics (advdyn.theory.ode under jax.grad), every eps at once under jax.vmap; then compare
 with a grid search over gamma (advdyn.phase_diagram, one batched solve).
 
     python examples/best_rate.py

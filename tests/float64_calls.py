@@ -1,13 +1,15 @@
 """Calls of every public entry point of the theory rooms, for tests/test_precision.py.
 
 Run as a script in a fresh interpreter whose float64 is off:
-``JAX_ENABLE_X64=0 python tests/float64_calls.py OUT.pkl``. It imports the rooms and lists
-their module-level JAX arrays narrower than float64 (made at import with float64 off), makes
-every call, then turns float64 on and makes the same calls again as the reference (the
-decorated calls compile the same float64 programs, which the second pass reuses: one
-interpreter's compilations instead of two). Writes, per call and pass, the dtypes and
-float64 values of the result's floating leaves (or the exception text). Inputs are Python
-floats, NumPy float64 and (marked ``f32``) float32 JAX arrays, made afresh in each pass.
+``JAX_ENABLE_X64=0 python tests/float64_calls.py OUT.pkl [--jaxtyping]``. It imports the
+rooms and lists their module-level JAX arrays narrower than float64 (made at import with
+float64 off), makes every call, then turns float64 on and makes the same calls again as the
+reference (the decorated calls compile the same float64 programs, which the second pass
+reuses: one interpreter's compilations instead of two). With ``--jaxtyping`` every jaxtyping
+annotation of the rooms is checked at run time (jaxtyping's import hook with beartype): a
+call that breaks one reports the error. Writes, per call and pass, the dtypes and float64
+values of the result's floating leaves (or the exception text). Inputs are Python floats,
+NumPy float64 and (marked ``f32``) float32 JAX arrays, made afresh in each pass.
 Sizes are tiny: this checks dtypes and values, not the mathematics.
 """
 
@@ -159,9 +161,9 @@ def calls():
         "EmpiricalObjective.loss": lambda: emp.loss(f32(th3)),
         "EmpiricalObjective.observables": lambda: emp.observables(th3),
         "solve_sme": lambda: sme.solve_sme(sme.SME(gls, 0.05, order=2), th3, key, t_max=0.2,
-                                           dt=0.05, n_times=3, paths=2),
-        "simulate_sgd (sme)": lambda: sme.simulate_sgd(gls32, 0.05, f32(th3), key, t_max=0.2,
-                                                       n_times=3, paths=2),
+                                           dt=0.05, n_times=3, replicates=2),
+        "simulate_objective_sgd (sme)": lambda: sme.simulate_objective_sgd(
+            gls32, 0.05, f32(th3), key, t_max=0.2, n_times=3, replicates=2),
         "core_scaling": lambda: sme.core_scaling(gls, 0.5, 3).drift(th3),
         "gradient_flow": lambda: sme.gradient_flow(gls, f32(th3), np.array([0.0, 0.5])),
         "line_search_rate": lambda: sme.line_search_rate(gls, th3, 10.0, 3),
@@ -172,12 +174,12 @@ def calls():
             np.array([0.5, 1.0]), 0.3, np.array([1.0, -0.5]), 0.1, 0.5),
         "weak_error_study": lambda: sme.weak_error_study(
             np.array([0.5, 1.0]), 0.3, np.array([1.0, -0.5]), [0.1, 0.05], 0.5),
-        "loglog_slope (sme)": lambda: sme.loglog_slope(np.array([1.0, 2.0, 4.0]),
+        "loglog_fit (sme)": lambda: sme.loglog_fit(np.array([1.0, 2.0, 4.0]),
                                                        np.array([1.0, 4.1, 15.9])),
         "quadratic_game_moments": lambda: sme.quadratic_game_moments(
             qg, np.array([0.5, 0.5]), np.zeros(2), 0.1, 0.5),
         "simulate_game": lambda: sme.simulate_game(pg, 0.05, f32([0.2, 0.1]), f32([0.0, 0.0]),
-                                                   key, t_max=0.2, n_times=3, paths=2),
+                                                   key, t_max=0.2, n_times=3, replicates=2),
         "game_step": lambda: sme.game_step(qg, 0.1, f32([0.5, 0.5]), f32([0.0, 0.0]), key),
         "linear_predict": lambda: sme.linear_predict(f32(th3), f32(x_lin)),
         "squared_loss": lambda: sme.squared_loss(f32(y_lin), f32(y_lin + 0.1)),
@@ -274,7 +276,17 @@ def narrow_module_arrays() -> list[str]:
     return found
 
 
+#: the packages whose jaxtyping annotations the child run checks (beartype)
+CHECKED = ("advdyn.problem", "advdyn.theory", "advdyn.simulate", "advdyn.adversarial",
+           "advdyn.critical", "advdyn.posterior", "advdyn.sme", "advdyn.solution",
+           "advdyn.precision")
+
+
 if __name__ == "__main__":
+    if "--jaxtyping" in sys.argv:  # before any advdyn module is imported
+        import jaxtyping
+
+        jaxtyping.install_import_hook(list(CHECKED), "beartype.beartype")
     x64 = bool(jax.config.jax_enable_x64)
     narrow = narrow_module_arrays()
     off = run()

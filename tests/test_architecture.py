@@ -148,3 +148,46 @@ def test_solver_libraries_are_imported_only_when_a_solve_is_traced():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+#: (importing module, imported private name) pairs allowed (none)
+PRIVATE_IMPORT_EXCEPTIONS: set[tuple[str, str]] = set()
+
+
+def _private_imports(path: Path) -> list[str]:
+    """``from advdyn.x import _name`` and ``module._name`` uses of another advdyn module."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    imported_modules: dict[str, str] = {}  # local name -> advdyn module
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("advdyn"):
+            for a in node.names:
+                if a.name.startswith("_") and not a.name.startswith("__"):
+                    bad.append(f"line {node.lineno}: {node.module}.{a.name}")
+                imported_modules[a.asname or a.name] = f"{node.module}.{a.name}"
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("advdyn"):
+                    imported_modules[a.asname or a.name.split(".")[0]] = a.name
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id in imported_modules and node.attr.startswith("_")
+                and not node.attr.startswith("__")):
+            bad.append(f"line {node.lineno}: {node.value.id}.{node.attr}")
+    return bad
+
+
+@pytest.mark.parametrize("path", sorted(SRC.rglob("*.py")),
+                         ids=lambda p: str(p.relative_to(SRC)))
+def test_no_private_name_crosses_a_module_boundary(path):
+    # every module: the seven rooms and the foundations
+    rel = str(path.relative_to(SRC))
+    bad = [b for b in _private_imports(path)
+           if (rel, b.rsplit(".", 1)[-1]) not in PRIVATE_IMPORT_EXCEPTIONS]
+    assert not bad, f"{rel} uses another module's private names: {bad}"
+
+
+def test_every_room_is_checked():
+    assert ROOMS == ("problem", "theory", "simulate", "adversarial", "critical", "posterior",
+                     "sme")
+    assert {p.parent.name for p in _room_modules()} >= set(ROOMS)

@@ -7,7 +7,9 @@ same call made in that interpreter once float64 is turned on, to 1e-12 relative 
 passes compute the same float64 operations: only compilation may reorder them, far below
 1e-12; a float32 computation anywhere, e.g. an input converted before it is widened, differs
 by ~1e-8 or more). A constant made at import with float64 off would be float32 in both
-passes, so the rooms' module-level arrays are checked for float64 directly.
+passes, so the rooms' module-level arrays are checked for float64 directly. The interpreter
+also checks every jaxtyping annotation of the rooms at run time (jaxtyping's import hook
+with beartype), so a call whose shapes or types break its annotations fails here.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ ROOMS = ("advdyn.problem", "advdyn.theory", "advdyn.posterior", "advdyn.sme",
 NOT_ENTRY_POINTS = {
     # no floating result: a key, a loss object, a check, an integer grid, p-value helpers
     # on NumPy float64 samples
-    "stream_key", "make_loss", "check_stable", "recording_grid",
+    "stream_key", "make_loss", "check_stable", "step_grid",
     "teacher_direction", "hotelling_pvalue", "t_pvalue", "loglog_slope", "scaling_slope",
     "default_lr", "common_lr", "crossing", "prior_variance_grid", "replicate_variance",
     "group_by_eigenvalue",
@@ -59,7 +61,8 @@ def test_theory_entry_points_return_float64_when_jax_float64_is_off(tmp_path):
 
     out = tmp_path / "off.pkl"
     env = {**os.environ, "JAX_ENABLE_X64": "0"}
-    child = subprocess.run([sys.executable, str(CALLS), str(out)], env=env,
+    # the child also checks the rooms' jaxtyping annotations (shapes and dtypes) at run time
+    child = subprocess.run([sys.executable, str(CALLS), str(out), "--jaxtyping"], env=env,
                            capture_output=True, text=True, timeout=1200)
     assert child.returncode == 0, child.stderr[-3000:]
     off = pickle.loads(out.read_bytes())

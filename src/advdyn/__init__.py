@@ -1,12 +1,17 @@
 """advdyn: the learning dynamics of adversarial training.
 
-Exact high-dimensional dynamics of l2-adversarial streaming SGD ([`advdyn.problem`][advdyn.problem],
-[`advdyn.theory`][advdyn.theory], [`advdyn.simulate`][advdyn.simulate]), the critical attack
-strength eps*
-([`advdyn.critical`][advdyn.critical]), on shared foundations ([`advdyn.config`][advdyn.config],
-[`advdyn.io`][advdyn.io],
-`advdyn.plot`, [`advdyn.workflows`][advdyn.workflows], `advdyn.cli`). See
-``docs/architecture.md``.
+The rooms hold the mathematics, pure JAX: exact high-dimensional dynamics of l2-adversarial
+streaming SGD ([`advdyn.problem`][advdyn.problem], [`advdyn.theory`][advdyn.theory],
+[`advdyn.simulate`][advdyn.simulate]), what the adversarial rooms share
+([`advdyn.adversarial`][advdyn.adversarial]), the critical attack strength eps*
+([`advdyn.critical`][advdyn.critical]), SGD's posterior
+([`advdyn.posterior`][advdyn.posterior]) and stochastic modified equations
+([`advdyn.sme`][advdyn.sme]). The foundations around them: [`advdyn.config`][advdyn.config],
+[`advdyn.io`][advdyn.io], `advdyn.plot`, [`advdyn.workflows`][advdyn.workflows],
+`advdyn.cli`, and the small shared modules [`advdyn.solution`][advdyn.solution],
+[`advdyn.precision`][advdyn.precision], [`advdyn.checks`][advdyn.checks],
+[`advdyn.errors`][advdyn.errors], [`advdyn.typing`][advdyn.typing] and
+[`advdyn.deprecation`][advdyn.deprecation]. See ``docs/architecture.md``.
 
 Importing advdyn is cheap and changes no global state: the names below are imported on
 first use, and float64 is enabled per call by the theory's entry points
@@ -26,7 +31,7 @@ _EXPORTS: dict[str, str] = {
     "ProblemInstance": "advdyn.problem",
     "AbstractInstance": "advdyn.problem",
     "DirectionState": "advdyn.problem",
-    "Loss": "advdyn.problem",
+    "AbstractLoss": "advdyn.problem",
     "LeastSquares": "advdyn.problem",
     "Logistic": "advdyn.problem",
     "SquaredHinge": "advdyn.problem",
@@ -34,7 +39,7 @@ _EXPORTS: dict[str, str] = {
     "make_loss": "advdyn.problem",
     "stream_key": "advdyn.problem",
     # theory: the deterministic equivalent
-    "LearningRate": "advdyn.theory",
+    "AbstractLearningRate": "advdyn.theory",
     "Constant": "advdyn.theory",
     "Decay": "advdyn.theory",
     "Polyak": "advdyn.theory",
@@ -88,8 +93,15 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 
+#: old names (advdyn 0.1), served with a DeprecationWarning until 0.2
+_RENAMED = {"Loss": "AbstractLoss", "LearningRate": "AbstractLearningRate"}  # rename29: keep
+
 
 def __getattr__(name: str) -> Any:
+    if name in _RENAMED:
+        from advdyn.deprecation import renamed
+
+        return renamed(__name__, _RENAMED)(name)
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'advdyn' has no attribute {name!r}")
@@ -121,11 +133,11 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
     from advdyn.precision import enable_x64
     from advdyn.problem import (
         AbstractInstance,
+        AbstractLoss,
         CustomLoss,
         DirectionState,
         LeastSquares,
         Logistic,
-        Loss,
         ProblemInstance,
         SquaredHinge,
         make_loss,
@@ -134,10 +146,10 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
     from advdyn.simulate import simulate_data_sgd, simulate_hsgd, simulate_sgd, time_grid
     from advdyn.solution import RESULTS, Solution
     from advdyn.theory import (
+        AbstractLearningRate,
         BinnedInstance,
         Constant,
         Decay,
-        LearningRate,
         LineSearch,
         Polyak,
         StationaryPoint,

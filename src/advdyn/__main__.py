@@ -1,14 +1,9 @@
 """The ``advdyn`` console script and ``python -m advdyn``: the command line in its own process.
 
 `main` is `advdyn.cli.main` with a garbage-collector policy for a short-lived
-process. Start-up creates several hundred thousand container objects that live until the
-process ends (the modules of JAX, xarray, pandas and pydantic's schemas, with everything
-they hold), and Python's collector walks all of them on each full collection. So the
-collector is off during start-up, the objects start-up made are then frozen
-(`gc.freeze`: kept out of later collections, never freed by them) and collection
-resumes for the command, which creates and frees its own objects as usual; the objects
-alive at exit are frozen too, so that the interpreter's final collections skip them (the
-process is ending; files are closed by then).
+process: the collector is off while start-up imports the stack, start-up's objects are
+then frozen (`gc.freeze`) and the command collects as usual; what is alive at exit is
+frozen too. Why: ``advdyn/cli/README.md``.
 
 This module belongs to the command line (only the console script runs it); no other
 module of advdyn imports it.

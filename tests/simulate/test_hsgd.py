@@ -249,7 +249,7 @@ def test_same_seed_same_numbers_and_replicates_are_nested():
     assert a.attrs["method"] == "hsgd" and a.attrs["dtype"] == "float64"
 
 
-class _StateRate(ad.LearningRate):
+class _StateRate(ad.AbstractLearningRate):
     """A state-dependent test rule: ``gamma = 0.4 + 0.4 / (1 + |theta - theta*|^2)``."""
 
     needs_state: ClassVar[bool] = True

@@ -37,9 +37,9 @@ from advdyn.sme import (
     core_scaling,
     exact_second_moments,
     gradient_flow,
-    loglog_slope,
+    loglog_fit,
     optimal_policy,
-    simulate_sgd,
+    simulate_objective_sgd,
     solve_control,
     solve_sme,
     switch_time,
@@ -56,8 +56,8 @@ def test_check1_weak_order_from_exact_moments():
     etas = 0.05 / 2.0 ** np.arange(5)  # 0.05 .. 0.003125
     study = weak_error_study(CHECK1["eigenvalues"], CHECK1["sigma"], CHECK1["delta0"], etas,
                              CHECK1["t_max"])
-    s1, _ = loglog_slope(etas, study["order1"])
-    s2, _ = loglog_slope(etas, study["order2"])
+    s1, _ = loglog_fit(etas, study["order1"])
+    s2, _ = loglog_fit(etas, study["order2"])
     assert 0.85 <= s1 <= 1.15, s1  # measured 0.889
     assert 1.85 <= s2 <= 2.2, s2  # measured 2.105
     # the order-1 error changes sign between eta = 0.2 and the fitted range (spec's note)
@@ -72,8 +72,8 @@ def test_exact_moments_match_the_sgd_recursion_by_monte_carlo():
     lam = jnp.asarray(CHECK1["eigenvalues"])
     ob = GaussianLeastSquares(lam, jnp.zeros(3), CHECK1["sigma"], 0.0, train="clean")
     eta, m = 0.05, 20_000
-    sol = simulate_sgd(ob, eta, jnp.asarray(CHECK1["delta0"]), jax.random.key(3), t_max=2.0,
-                       n_times=5, paths=m)
+    sol = simulate_objective_sgd(ob, eta, jnp.asarray(CHECK1["delta0"]), jax.random.key(3),
+                                 t_max=2.0, n_times=5, replicates=m)
     exact = exact_second_moments(lam, CHECK1["sigma"], CHECK1["delta0"], eta, 2.0)
     ref = exact.observable("sgd")[:: 10]
     x = sol["dist2"]
@@ -92,7 +92,7 @@ def test_sme_solver_matches_exact_sme_moments():
     exact = exact_second_moments(lam, CHECK1["sigma"], CHECK1["delta0"], eta, 2.0)
     for order in (1, 2):
         sol = solve_sme(SME(ob, eta, order), jnp.asarray(CHECK1["delta0"]), jax.random.key(1),
-                        t_max=2.0, dt=eta / 2, n_times=2, paths=m, scheme="extrapolated")
+                        t_max=2.0, dt=eta / 2, n_times=2, replicates=m, scheme="extrapolated")
         ref = exact.observable(f"sme{order}")[-1]
         x = sol["dist2"][:, -1]
         se = x.std() / np.sqrt(m)
@@ -115,10 +115,11 @@ def _check2_errors(d: int, etas, paths: int, t_max: float, seed: int = 0, div: i
     ob, theta0 = _check2_problem(d, seed)
     out = {k: [] for k in ("e1", "e2", "se1", "se2", "d12", "se12")}
     for eta in etas:
-        sgd = simulate_sgd(ob, float(eta), theta0, jax.random.key(seed), t_max=t_max, n_times=2,
-                           paths=paths, chunk=min(paths, 50_000))["dist2"][:, -1]
+        sgd = simulate_objective_sgd(ob, float(eta), theta0, jax.random.key(seed), t_max=t_max,
+                                     n_times=2, replicates=paths,
+                                     chunk=min(paths, 50_000))["dist2"][:, -1]
         smes = [solve_sme(SME(ob, float(eta), o), theta0, jax.random.key(seed + 1), t_max=t_max,
-                          dt=eta / div, n_times=2, paths=paths, scheme="extrapolated",
+                          dt=eta / div, n_times=2, replicates=paths, scheme="extrapolated",
                           chunk=min(paths, 50_000))["dist2"][:, -1] for o in (1, 2)]
         for o, x in zip((1, 2), smes, strict=True):
             out[f"e{o}"].append(sgd.mean() - x.mean())
@@ -131,8 +132,8 @@ def _check2_errors(d: int, etas, paths: int, t_max: float, seed: int = 0, div: i
 def _slope_interval(etas, err, se, draws: int = 2000):
     """Slope of log|err| on log eta and a 95% interval by resampling err within its SE."""
     rng = np.random.default_rng(0)
-    slope, _ = loglog_slope(etas, np.abs(err))
-    sims = [loglog_slope(etas, np.abs(err + se * rng.standard_normal(len(err))))[0]
+    slope, _ = loglog_fit(etas, np.abs(err))
+    sims = [loglog_fit(etas, np.abs(err + se * rng.standard_normal(len(err))))[0]
             for _ in range(draws)]
     return slope, np.percentile(sims, [2.5, 97.5])
 
@@ -156,7 +157,7 @@ def test_check2_adversarial_weak_order_small_monte_carlo():
     ob, theta0 = _check2_problem(3)
     eta = etas[0]
     xs = [solve_sme(SME(ob, eta, 2), theta0, jax.random.key(1), t_max=2.0, dt=eta / div,
-                    n_times=2, paths=PATHS, scheme="extrapolated",
+                    n_times=2, replicates=PATHS, scheme="extrapolated",
                     brownian_dt=eta / 8)["dist2"][:, -1] for div in (2, 4)]
     diff = xs[0] - xs[1]
     se = diff.std() / np.sqrt(PATHS)
@@ -257,7 +258,7 @@ def test_check4_exact_noise_sme_agrees_with_homogenized_sgd_and_ode():
     for noise in ("exact", "homogenized"):
         ob = GaussianLeastSquares.from_instance(inst, noise=noise)
         sme = solve_sme(core_scaling(ob, gamma, d), inst.theta0, jax.random.key(0),
-                        t_max=t_max, dt=1 / d, n_times=2, paths=4)
+                        t_max=t_max, dt=1 / d, n_times=2, replicates=4)
         np.testing.assert_allclose(sme.ts, hsgd.ts, atol=1e-12)
         tol = 3 / np.sqrt(d)
         m_sme, m_h = sme["adv_risk"].mean(0), hsgd["adv_risk"].mean(0)

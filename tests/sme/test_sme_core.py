@@ -23,7 +23,7 @@ from advdyn.sme import (
     EmpiricalObjective,
     GaussianLeastSquares,
     line_search_rate,
-    simulate_sgd,
+    simulate_objective_sgd,
     solve_sme,
 )
 
@@ -94,15 +94,16 @@ def test_streams_are_reproducible_and_extend():
     ob, _ = _problem(eps=0.3)
     th0 = jnp.zeros(3)
     a = solve_sme(SME(ob, 0.05, 1), th0, jax.random.key(5), t_max=0.5, dt=0.05, n_times=3,
-                  paths=3)
+                  replicates=3)
     b = solve_sme(SME(ob, 0.05, 1), th0, jax.random.key(5), t_max=0.5, dt=0.05, n_times=3,
-                  paths=5)
+                  replicates=5)
     np.testing.assert_array_equal(a["adv_risk"], b["adv_risk"][:3])
     c = solve_sme(SME(ob, 0.05, 1), th0, jax.random.key(6), t_max=0.5, dt=0.05, n_times=3,
-                  paths=3)
+                  replicates=3)
     assert not np.allclose(a["adv_risk"][:, -1], c["adv_risk"][:, -1])
-    s = simulate_sgd(ob, 0.05, th0, jax.random.key(5), t_max=0.5, n_times=3, paths=3)
-    s2 = simulate_sgd(ob, 0.05, th0, jax.random.key(5), t_max=0.5, n_times=3, paths=3)
+    s = simulate_objective_sgd(ob, 0.05, th0, jax.random.key(5), t_max=0.5, n_times=3, replicates=3)
+    s2 = simulate_objective_sgd(ob, 0.05, th0, jax.random.key(5), t_max=0.5, n_times=3,
+                                replicates=3)
     np.testing.assert_array_equal(s["adv_risk"], s2["adv_risk"])
     assert not np.allclose(s["adv_risk"][0], s["adv_risk"][1])
 
@@ -136,7 +137,7 @@ def test_brownian_grid_is_shared_across_steps():
     independent paths (gap ~ sqrt(2) times the spread)."""
     ob, _ = _problem(eps=0.3)
     th0 = 0.5 * ob.theta_star
-    kw = dict(t_max=0.5, n_times=2, paths=200, scheme="euler")
+    kw = dict(t_max=0.5, n_times=2, replicates=200, scheme="euler")
     sme = SME(ob, 0.05, 1)
     base = solve_sme(sme, th0, jax.random.key(5), dt=0.05, **kw)["dist2"][:, -1]
     same = solve_sme(sme, th0, jax.random.key(5), dt=0.05, brownian_dt=0.05, **kw)
@@ -158,18 +159,18 @@ def test_pure_sme_vmaps_over_its_parameters_and_marks_divergence():
     import equinox as eqx
 
     import advdyn as ad
-    from advdyn.sme import integrate_sme, recording_grid
+    from advdyn.sme import integrate_sme, step_grid
     from advdyn.solution import RESULTS
 
     ob, _ = _problem(eps=0.3)
     th0 = 0.5 * ob.theta_star
     key, dt, kw = jax.random.key(5), 0.05, dict(t_max=5.0, n_times=3, paths=3)
-    ts = recording_grid(kw["t_max"], dt, kw["n_times"])[0]
+    ts = step_grid(kw["t_max"], dt, kw["n_times"])[0]
     base = SME(ob, 0.05, 1)
 
     def point(c):
         sme = eqx.tree_at(lambda s: s.time_scale, base, c)
-        return integrate_sme(sme, th0, key, ts, dt, paths=3, throw=False)
+        return integrate_sme(sme, th0, key, ts, dt, replicates=3, throw=False)
 
     batch = jax.jit(jax.vmap(point))(jnp.array([1.0, 1000.0]))
     assert np.asarray(batch.result).tolist() == [RESULTS.successful, RESULTS.diverged]

@@ -22,17 +22,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from advdyn.adversarial.attacks import project
 from advdyn.sme import (
     GameSME,
     PerturbationGame,
     QuadraticGame,
     game_step,
-    loglog_slope,
+    loglog_fit,
     quadratic_game_moments,
     simulate_game,
     solve_sme,
 )
-from advdyn.sme.game import project
 
 ETAS = 0.05 / 2.0 ** np.arange(5)  # 0.05 .. 0.003125
 TH0, DE0 = np.array([1.5, 0.5]), np.array([0.8, -0.6])
@@ -99,8 +99,8 @@ def test_order2_drift_reproduces_the_alternating_round_to_third_order(pert, quad
     res = {alt: [np.linalg.norm(_perturbation_one_step_mean(pert, theta, delta, eta)
                                 - _sme_one_step_mean(pert, z, eta, alt)) for eta in ETAS]
            for alt in (True, False)}
-    s_alt, _ = loglog_slope(ETAS[-2:], res[True][-2:])
-    s_sim, _ = loglog_slope(ETAS[-2:], res[False][-2:])
+    s_alt, _ = loglog_fit(ETAS[-2:], res[True][-2:])
+    s_sim, _ = loglog_fit(ETAS[-2:], res[False][-2:])
     assert 2.9 <= s_alt <= 3.1, res[True]  # measured 3.000
     assert 1.8 <= s_sim <= 2.3, res[False]  # measured 2.1: the missing cross term is O(eta^2)
     # without the term it is the simultaneous round's expansion: that round's mean is exactly
@@ -127,7 +127,7 @@ def test_quadratic_game_weak_orders_from_exact_moments(quad):
             for method in ("sme1", "sme2", "sme2_nocross"):
                 errs[alternating, method].append(mo.weak_error(method))
     fit = ETAS[2:]
-    slope = {k: loglog_slope(fit, v[2:])[0] for k, v in errs.items()}
+    slope = {k: loglog_fit(fit, v[2:])[0] for k, v in errs.items()}
     assert 0.85 <= slope[True, "sme1"] <= 1.15, slope  # measured 0.98
     assert 1.85 <= slope[True, "sme2"] <= 2.2, slope  # measured 2.00
     # without the alternation term the order-2 SME is only first order for the game ...
@@ -142,14 +142,14 @@ def test_quadratic_game_weak_orders_from_exact_moments(quad):
     e_delta = [quadratic_game_moments(quad, TH0, DE0, float(eta), 2.0).weak_error("sme2",
                                                                                   "delta2")
                for eta in fit]
-    assert 1.85 <= loglog_slope(fit, e_delta)[0] <= 2.2, e_delta
+    assert 1.85 <= loglog_fit(fit, e_delta)[0] <= 2.2, e_delta
 
 
 @pytest.mark.parametrize("alternating", [True, False])
 def test_quadratic_game_moments_match_simulated_rounds(quad, alternating):
     eta, m = 0.1, 20_000
     sol = simulate_game(quad, eta, TH0, DE0, jax.random.key(4), t_max=2.0, n_times=3,
-                        paths=m, alternating=alternating)
+                        replicates=m, alternating=alternating)
     mo = quadratic_game_moments(quad, TH0, DE0, eta, 2.0, alternating=alternating)
     for name in ("dist2", "delta2"):
         x = sol[name][:, 1:]
@@ -166,7 +166,7 @@ def test_game_sme_solver_matches_exact_sme_moments(quad):
     z0 = jnp.concatenate([jnp.asarray(TH0), jnp.asarray(DE0)])
     mo = quadratic_game_moments(quad, TH0, DE0, eta, 2.0)
     sol = solve_sme(GameSME(quad, eta, 2), z0, jax.random.key(2), t_max=2.0, dt=eta / 2,
-                    n_times=2, paths=m, scheme="extrapolated")
+                    n_times=2, replicates=m, scheme="extrapolated")
     assert sol.method == "sme2"
     for obs in ("dist2", "delta2"):
         x = sol[obs][:, -1]
@@ -202,14 +202,14 @@ def test_projection_keeps_the_adversary_in_the_ball(pert):
     eps = 0.2
     game = PerturbationGame(pert.eigenvalues, pert.theta_star, pert.sigma, rho=1.5, eps=eps)
     sol = simulate_game(game, 0.1, jnp.array([0.3, 0.2, -0.4]), jnp.zeros(3), jax.random.key(0),
-                        t_max=5.0, n_times=51, paths=20)
+                        t_max=5.0, n_times=51, replicates=20)
     d2 = sol["delta2"]
     assert np.all(d2 <= eps**2 * (1 + 1e-12))
     # f is convex in delta (f_{delta delta} = theta theta^T): the adversary's ascent runs to
     # the sphere unless the learner turns theta away from delta; on some paths it gets there
     assert np.any(np.abs(d2[:, -1] - eps**2) < 1e-12)
-    assert np.allclose(project(jnp.array([3.0, 4.0]), 1.0), [0.6, 0.8])
-    assert np.allclose(project(jnp.array([0.3, 0.4]), 1.0), [0.3, 0.4])
+    assert np.allclose(project(jnp.array([[3.0, 4.0]]), 1.0, "l2"), [[0.6, 0.8]])
+    assert np.allclose(project(jnp.array([[0.3, 0.4]]), 1.0, "l2"), [[0.3, 0.4]])
 
 
 def test_game_sme_validates_inputs(quad):
@@ -226,7 +226,7 @@ def test_game_sme_validates_inputs(quad):
 def test_bad_game_inputs_are_refused_with_the_field_named():
     import numpy as np
 
-    from advdyn.sme.game import GameSME, PerturbationGame, QuadraticGame
+    from advdyn.sme.game import PerturbationGame, QuadraticGame
 
     kw = dict(a=np.eye(2), b=np.ones((2, 2)), c=np.eye(2), theta_star=np.zeros(2),
               noise_theta_factor=np.eye(2), noise_delta_factor=np.eye(2))
@@ -235,5 +235,3 @@ def test_bad_game_inputs_are_refused_with_the_field_named():
             QuadraticGame(**{**kw, **bad})
     with pytest.raises(ValueError, match="eigenvalues"):
         PerturbationGame(np.ones(2), np.ones(3), 0.5)
-    with pytest.raises(ValueError, match="time_scale"):
-        GameSME(QuadraticGame(**kw), 0.05, time_scale=2.0)

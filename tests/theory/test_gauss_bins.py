@@ -15,7 +15,7 @@ def test_gauss_bins_integrate_cubics_exactly(spectrum):
     """With bins of at most 1024 directions the rule uses the directions themselves, so the
     power sums sum_i lambda_i^p, p = 0..3, of every bin are reproduced to rounding (a rule
     with the mean eigenvalue alone gets p = 0, 1 only); checked over the whole spectrum
-    against the materialised eigenvalues of advdyn.spectra."""
+    against the materialised eigenvalues of advdyn.problem.spectra."""
     d = 3000
     cfg = ProblemConfig(d=d, spectrum=spectrum)
     gauss = B.binned_from_config(cfg, 16, gauss=True)

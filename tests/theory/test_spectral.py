@@ -1,4 +1,4 @@
-"""Spectral quadrature (advdyn.spectral) against the per-direction ODE and closed forms."""
+"""Spectral quadrature (advdyn.theory.spectral) against the per-direction ODE and closed forms."""
 
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def test_log_bins_resolve_the_top_of_a_power_law():
     ids=["uniform", "power_law", "mp", "mp_atom", "two_level"],
 )
 def test_config_bins_equal_bin_means_of_the_materialised_spectrum(spectrum):
-    # independent reference: build the d eigenvalues with advdyn.spectra, average them over
+    # independent reference: build the d eigenvalues with advdyn.problem.spectra, average them over
     # the same index ranges
     d = 200_000
     cfg = problem(d, spectrum)

@@ -86,7 +86,7 @@ def test_gradient_wrt_power_law_exponent_through_per_direction_eigenvalues():
     ranks = jnp.arange(1, d + 1, dtype=jnp.float64)
 
     def fn(p):
-        # advdyn.spectra.power_law in JAX: lambda_i = d i^-a / sum_j j^-a
+        # advdyn.problem.spectra.power_law in JAX: lambda_i = d i^-a / sum_j j^-a
         lam = ranks ** (-p[0])
         return _records(eqx.tree_at(lambda i: i.eigenvalues, base, (d * lam / lam.sum())[None]))
 

@@ -54,10 +54,10 @@ from jaxtyping import Array, Float, Int
 from advdyn.adversarial.attacks import (
     NORMS,
     Attack,
-    _ascent_direction,
-    _constrain,
-    _sample_norm,
+    ascent_direction,
+    constrain,
     perturb,
+    sample_norm,
 )
 from advdyn.adversarial.training import padded_chunks
 
@@ -161,7 +161,7 @@ def _random_on_sphere(key: jax.Array, shape, eps, norm: str, dtype) -> jax.Array
         t = jax.random.uniform(key, shape, dtype, -1.0, 1.0)
     else:
         t = jax.random.normal(key, shape, dtype)
-    size = _sample_norm(t, norm)
+    size = sample_norm(t, norm)
     return eps * t / jnp.where(size > 0, size, 1.0)
 
 
@@ -204,7 +204,7 @@ def _search(attack: APGD, fn: _Scored, x: jax.Array, key: jax.Array, params: jax
             (_, (f, hit)), g = value_grad(xa, p)
             return f, hit, g
 
-        x0 = x + _constrain(x, _random_on_sphere(k, x.shape, eps, attack.norm, x.dtype), spec)
+        x0 = x + constrain(x, _random_on_sphere(k, x.shape, eps, attack.norm, x.dtype), spec)
         f0, hit0, g0 = evaluate(x0)
         state = dict(
             x=x0, x_prev=x0, f=f0, g=g0, eta=jnp.full(bshape, 2.0, x.dtype) * eps,
@@ -215,10 +215,10 @@ def _search(attack: APGD, fn: _Scored, x: jax.Array, key: jax.Array, params: jax
 
         def step(s, inp):
             first, check, length = inp
-            z = x + _constrain(x, s["x"] - x + s["eta"] * _ascent_direction(s["g"], attack.norm),
+            z = x + constrain(x, s["x"] - x + s["eta"] * ascent_direction(s["g"], attack.norm),
                                spec)
             a = jnp.where(first, 1.0, 0.75).astype(x.dtype)
-            xn = x + _constrain(
+            xn = x + constrain(
                 x, s["x"] - x + a * (z - s["x"]) + (1 - a) * (s["x"] - s["x_prev"]), spec)
             fn_, hit, gn = evaluate(xn)
             successes = s["successes"] + (fn_ > s["f"]).astype(x.dtype)

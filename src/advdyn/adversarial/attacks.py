@@ -78,18 +78,19 @@ class Attack(eqx.Module):
         return 1 if self.method == "fgm" else self.steps
 
 
-def _sample_norm(v: jax.Array, norm: str) -> jax.Array:
+def sample_norm(v: jax.Array, norm: str) -> jax.Array:
+    """The ``norm`` of each sample of ``v`` (batch axis first), shape ``(B, 1, ..., 1)``."""
     axes = tuple(range(1, v.ndim))
     if norm == "l2":
         return jnp.sqrt(jnp.sum(v * v, axis=axes, keepdims=True))
     return jnp.max(jnp.abs(v), axis=axes, keepdims=True)
 
 
-def _ascent_direction(g: jax.Array, norm: str) -> jax.Array:
+def ascent_direction(g: jax.Array, norm: str) -> jax.Array:
     """Unit-norm steepest-ascent direction of a linear function with gradient ``g``."""
     if norm == "linf":
         return jnp.sign(g)
-    n = _sample_norm(g, "l2")
+    n = sample_norm(g, "l2")
     return jnp.where(n > 0, g / jnp.where(n > 0, n, 1.0), 0.0)
 
 
@@ -112,7 +113,7 @@ def project(delta: jax.Array, eps, norm: str) -> jax.Array:
     """
     if norm == "linf":
         return jnp.clip(delta, -eps, eps)
-    n = _sample_norm(delta, "l2")
+    n = sample_norm(delta, "l2")
     scale = jnp.where(n > eps, eps / jnp.where(n > 0, n, 1.0), 1.0)
     return delta * scale
 
@@ -145,10 +146,12 @@ def random_in_ball(key: jax.Array, shape, eps, norm: str, dtype=jnp.float32) -> 
     for s in shape[1:]:
         dim *= s
     u = jax.random.uniform(k2, (shape[0],) + (1,) * (len(shape) - 1), dtype)
-    return eps * u ** (1.0 / dim) * _ascent_direction(g, "l2")
+    return eps * u ** (1.0 / dim) * ascent_direction(g, "l2")
 
 
-def _constrain(x, delta, attack: Attack):
+def constrain(x: jax.Array, delta: jax.Array, attack: Attack) -> jax.Array:
+    """``delta`` projected on the attack's ball, then so that ``x + delta`` is within
+    ``attack.clip`` (when set); shapes as ``x``."""
     delta = project(delta, attack.eps, attack.norm)
     if attack.clip is not None:
         delta = jnp.clip(x + delta, attack.clip[0], attack.clip[1]) - x
@@ -181,17 +184,17 @@ def perturb(attack: Attack, loss: LossFn, x: jax.Array, y: jax.Array, key=None) 
     grad = jax.grad(lambda xa: jnp.sum(loss(xa, y)))
     eps = jnp.asarray(attack.eps, x.dtype)
     if attack.random_start:
-        delta = _constrain(x, random_in_ball(key, x.shape, eps, attack.norm, x.dtype), attack)
+        delta = constrain(x, random_in_ball(key, x.shape, eps, attack.norm, x.dtype), attack)
     else:
         delta = jnp.zeros_like(x)
     if attack.method == "fgm":
         g = grad(x + delta)
-        return x + _constrain(x, delta + eps * _ascent_direction(g, attack.norm), attack)
+        return x + constrain(x, delta + eps * ascent_direction(g, attack.norm), attack)
     alpha = attack.rel_step * eps / attack.steps
 
     def step(d, _):
         g = grad(x + d)
-        return _constrain(x, d + alpha * _ascent_direction(g, attack.norm), attack), None
+        return constrain(x, d + alpha * ascent_direction(g, attack.norm), attack), None
 
     delta, _ = jax.lax.scan(step, delta, None, length=attack.steps)
     return x + delta

@@ -3,7 +3,7 @@
 Every model maps a batch ``x`` of shape ``(B, ...)`` to logits ``(B, classes)`` (per-sample
 application under ``vmap``, so samples never interact), with float32 parameters. Any other
 equinox module with the same calling convention, or a wrapped PyTorch module
-(`advdyn.critical.torch_adapter`), works with the attacks, training and estimators.
+(`advdyn.adversarial.torch_adapter`), works with the attacks, training and estimators.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ adversarial train/test metrics, and selection of the epoch with the smallest adv
 test loss (the paper's early stopping).
 
 The model is any equinox module mapping a batch of inputs to logits (see
-`advdyn.critical.models`); the loss is the softmax cross-entropy. One epoch (shuffle,
+`advdyn.adversarial.models`); the loss is the softmax cross-entropy. One epoch (shuffle,
 attack every minibatch, SGD step) is a single jitted ``lax.scan``; the attack radius is a
 traced value, so one compilation serves every ``eps``.
 

@@ -2,8 +2,7 @@
 
 JAX's persistent compilation cache (`advdyn.workflows.cache`) saves the XLA
 compilation of a rerun, but every process still traces and lowers each jitted function
-before it can look that cache up; for the ODE and the adversarial optimum this is most of a
-warm command-line run beyond its imports (``docs/benchmarks.md``, "Start-up").
+before it can look that cache up (why this matters: ``advdyn/cli/README.md``).
 `cached_jit` is ``equinox.filter_jit`` plus a *store*: a call looks its program up by a
 key computed from the arguments alone, without tracing. The store holds the function's
 exported StableHLO (`jax.export`, a serialization format with compatibility
@@ -19,8 +18,8 @@ globals, so a command's solves go through the store, and a process that never in
 (the Python API, the tests) runs the plain ``filter_jit`` functions.
 
 On the CPU the stored programs are compiled with `CPU_COMPILER_OPTIONS` (XLA's loop
-emitters rather than its MLIR fusion emitters): 22-27% less compile CPU time for the ODE
-and the optimum's fixed point, and no slower to run (``docs/benchmarks.md``, "Start-up").
+emitters rather than its MLIR fusion emitters; measurements in ``docs/benchmarks.md``,
+"Start-up").
 
 The key is safe by construction: it is computed only when every Python object that shapes
 the program comes from code whose version the key records, i.e. the pytree node types and

@@ -14,6 +14,7 @@ config becomes a rule
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -32,25 +33,28 @@ from advdyn.problem.data import (
     surrogate_diagnostics,
     surrogate_instance,
 )
-from advdyn.problem.instance import ProblemInstance, _seed_sequences
-from advdyn.problem.losses import Loss, make_loss
+from advdyn.problem.instance import ProblemInstance, seed_sequences
+from advdyn.problem.losses import AbstractLoss, make_loss
 from advdyn.problem.spectra import (
+    LAWS,
+    breakpoints,
+    eigenvalue_at,
     identity,
     marchenko_pastur,
-    marchenko_pastur_quantiles,
     power_law,
-    power_law_sum,
     two_level,
     uniform,
 )
 from advdyn.theory.ode import Integrator
-from advdyn.theory.rates import Constant, Decay, LearningRate, LineSearch, Polyak
+from advdyn.theory.rates import AbstractLearningRate, Constant, Decay, LineSearch, Polyak
 from advdyn.theory.spectral import (
     ISOTROPIC_KINDS,
     BinnedInstance,
-    _rank_edges,
-    _resolve_spacing,
+    bin_gauss_nodes,
+    bin_means,
+    rank_edges,
     relaxed_rank_edges,
+    resolve_spacing,
 )
 
 
@@ -59,7 +63,7 @@ def eigen_decomposition(spec, d: int, field: str = "problem.spectrum"):
 
     Parameters
     ----------
-    spec : advdyn.config.Spectrum
+    spec : advdyn.config.schema.Spectrum
         A validated spectrum model.
     d : int
         Dimension.
@@ -124,7 +128,7 @@ def _unit(rng: np.random.Generator, d: int) -> np.ndarray:
 
 
 @float64
-def instantiate(config: C.ProblemConfig, loss: Loss | None = None) -> ProblemInstance:
+def instantiate(config: C.ProblemConfig, loss: AbstractLoss | None = None) -> ProblemInstance:
     """Draw the problem instance described by ``config``.
 
     All vectors are drawn isotropically, directly as coordinates in the eigenbasis.
@@ -180,11 +184,11 @@ def instantiate(config: C.ProblemConfig, loss: Loss | None = None) -> ProblemIns
                           "memory; lower problem.d (or use run.bins)") from None
 
 
-def _instantiate(config: C.ProblemConfig, loss: Loss | None) -> ProblemInstance:
+def _instantiate(config: C.ProblemConfig, loss: AbstractLoss | None) -> ProblemInstance:
     if config.data is not None:
         return data_problem(config, loss).instance
     d = config.d
-    rng = np.random.default_rng(_seed_sequences(config.seed)[0])
+    rng = np.random.default_rng(seed_sequences(config.seed)[0])
     lam, basis = eigen_decomposition(config.spectrum, d)
 
     # Isotropic draws are isotropic in any orthonormal basis: draw directly in the eigenbasis.
@@ -234,16 +238,17 @@ def _instantiate(config: C.ProblemConfig, loss: Loss | None) -> ProblemInstance:
 
 
 @float64
-def make_learning_rate(config: C.LearningRateConfig, instance=None, optimum=None) -> LearningRate:
+def make_learning_rate(config: C.LearningRateConfig, instance=None,
+                       optimum=None) -> AbstractLearningRate:
     """Build the rule described by a validated learning-rate config.
 
     Parameters
     ----------
-    config : advdyn.config.LearningRateConfig
+    config : advdyn.config.schema.LearningRateConfig
         A validated learning-rate model (``constant``, ``decay``, ``polyak``, ``line_search``).
     instance : ProblemInstance, optional
         Needed for ``polyak`` (to compute the minimum objective) unless ``optimum`` is given.
-    optimum : advdyn.stationary.StationaryPoint, optional
+    optimum : advdyn.theory.stationary.StationaryPoint, optional
         A precomputed adversarial optimum (``polyak``).
 
     Returns
@@ -272,7 +277,7 @@ def make_learning_rate(config: C.LearningRateConfig, instance=None, optimum=None
     raise TypeError(f"unknown learning-rate config {config!r}")  # pragma: no cover
 
 
-def integrator_for(run: C.RunConfig, instance, lr: LearningRate, times) -> Integrator:
+def integrator_for(run: C.RunConfig, instance, lr: AbstractLearningRate, times) -> Integrator:
     """The ODE's `Integrator` chosen by a run config's ``solver``.
 
     ``"auto"`` resolves with `choose_solver` on ``instance``,
@@ -395,7 +400,7 @@ def _stamp(data: C.DataProblemConfig) -> tuple:
 
 
 @float64
-def data_problem(config: C.ProblemConfig, loss: Loss | None = None) -> DataProblem:
+def data_problem(config: C.ProblemConfig, loss: AbstractLoss | None = None) -> DataProblem:
     """A data set's Gaussian-mixture surrogate and its rows, from a problem with ``data``.
 
     The data are read once per file version (a small cache) and standardised
@@ -428,7 +433,7 @@ def data_problem(config: C.ProblemConfig, loss: Loss | None = None) -> DataProbl
                                                 float(config.task.teacher_norm))
     d = rows.shape[1]
     if isinstance(config.init, C.GaussianInit):
-        rng = np.random.default_rng(_seed_sequences(config.seed)[0])
+        rng = np.random.default_rng(seed_sequences(config.seed)[0])
         theta0, basis = config.init.scale * rng.standard_normal(d) / np.sqrt(d), "eigen"
     else:
         theta0 = load_npy(config.init.path, "problem.init.path")
@@ -441,7 +446,6 @@ def data_problem(config: C.ProblemConfig, loss: Loss | None = None) -> DataProbl
 
 
 # ----------------------------------------------------------------------------- from a config
-_SUBSAMPLE = 1024  # directions evaluated per bin; larger bins use a midpoint sub-grid
 
 
 def _spectra(config: C.ProblemConfig) -> list:
@@ -470,88 +474,17 @@ def config_supported(config: C.ProblemConfig) -> bool:
     )
 
 
-def _eigen_at(spec, d: int, idx: np.ndarray, power_norm: float | None) -> np.ndarray:
-    """Eigenvalue of direction ``idx`` (float index allowed) of a deterministic spectrum,
-    the same formulas as `advdyn.spectra` without building ``d`` values."""
-    if isinstance(spec, C.IdentitySpectrum):
-        return np.ones_like(idx, dtype=np.float64)
-    if isinstance(spec, C.TwoLevelSpectrum):
-        k = round(spec.fraction * d)
-        return np.where(idx < k, float(spec.first), float(spec.second))
-    if isinstance(spec, C.UniformSpectrum):
-        return spec.low + (spec.high - spec.low) * (idx + 0.5) / d
-    if isinstance(spec, C.PowerLawSpectrum):
-        assert power_norm is not None  # set by _power_norm for power laws
-        return power_norm * (idx + 1.0) ** (-float(spec.exponent))
-    if isinstance(spec, C.MarchenkoPasturSpectrum):
-        return marchenko_pastur_quantiles((idx + 0.5) / d, spec.aspect_ratio)
-    raise ConfigError("problem.spectrum", f"spectral bins from a config need one of "
-                      f"{', '.join(ISOTROPIC_KINDS)}, got {spec.kind!r}")  # pragma: no cover
+def _law(spec, d: int) -> Callable[[np.ndarray], np.ndarray]:
+    """A spectrum config's eigenvalue law at direction indices
+    ([`eigenvalue_at`][advdyn.problem.spectra.eigenvalue_at] with its parameters bound)."""
+    if spec.kind not in LAWS:  # pragma: no cover - config_supported refuses it first
+        raise ConfigError("problem.spectrum", f"spectral bins from a config need one of "
+                          f"{', '.join(ISOTROPIC_KINDS)}, got {spec.kind!r}")
+    return functools.partial(eigenvalue_at, spec.kind, d, **_law_params(spec))
 
 
-def _breakpoints(spec, d: int) -> list[int]:
-    """Direction indices where a spectrum jumps (bins must not straddle them)."""
-    if isinstance(spec, C.TwoLevelSpectrum):
-        return [round(spec.fraction * d)]
-    if isinstance(spec, C.MarchenkoPasturSpectrum) and spec.aspect_ratio > 1:
-        atom = 1.0 - 1.0 / spec.aspect_ratio  # directions with (i + 1/2)/d <= atom are 0
-        return [int(np.floor(atom * d - 0.5)) + 1]
-    return []
-
-
-def _bin_means(spec, d: int, edges: np.ndarray, power_norm: float | None) -> np.ndarray:
-    """Mean eigenvalue over the index ranges ``[edges_j, edges_{j+1})``: exact for bins of at
-    most ``_SUBSAMPLE`` directions, an ``_SUBSAMPLE``-point midpoint sub-grid otherwise (the
-    bins are then far from the top of the spectrum, where it is smooth)."""
-    a, n = edges[:-1], np.diff(edges)
-    m = np.minimum(n, _SUBSAMPLE)
-    bin_id = np.repeat(np.arange(n.size), m)
-    j = np.arange(bin_id.size) - np.repeat(np.cumsum(m) - m, m)
-    a_s, n_s = a[bin_id], n[bin_id]
-    # the directions themselves when n <= _SUBSAMPLE, else midpoints of n/_SUBSAMPLE-wide cells
-    pos = np.where(n_s <= _SUBSAMPLE, a_s + j, a_s - 0.5 + (j + 0.5) * (n_s / _SUBSAMPLE))
-    vals = _eigen_at(spec, d, pos.astype(np.float64), power_norm)
-    return np.bincount(bin_id, weights=vals, minlength=n.size) / m
-
-
-def _bin_gauss_nodes(spec, d: int, edges: np.ndarray, power_norm: float | None):
-    """Two-point Gauss rule of the eigenvalue distribution inside every bin.
-
-    From the mean ``m``, variance ``v`` and third central moment ``k3`` of the bin's
-    eigenvalues (the directions themselves, or the midpoint sub-grid of `_bin_means`),
-    the nodes ``m + sqrt(v) z_pm`` with ``z_pm = (g -+ sqrt(g^2 + 4)) / 2``, ``g = k3 / v^1.5``,
-    and weights ``z_+ / (z_+ - z_-)``, ``-z_- / (z_+ - z_-)`` integrate every cubic in the
-    eigenvalue exactly, so the quadrature error of a bin falls as its width to the fourth
-    power (against the second for the mean alone). Returns ``(nodes, weights)`` of shape
-    ``(B, 2)``; a bin of equal eigenvalues gets weights ``(1, 0)``.
-    """
-    a, n = edges[:-1], np.diff(edges)
-    m = np.minimum(n, _SUBSAMPLE)
-    bin_id = np.repeat(np.arange(n.size), m)
-    j = np.arange(bin_id.size) - np.repeat(np.cumsum(m) - m, m)
-    a_s, n_s = a[bin_id], n[bin_id]
-    pos = np.where(n_s <= _SUBSAMPLE, a_s + j, a_s - 0.5 + (j + 0.5) * (n_s / _SUBSAMPLE))
-    vals = _eigen_at(spec, d, pos.astype(np.float64), power_norm)
-    mean = np.bincount(bin_id, weights=vals, minlength=n.size) / m
-    dev = vals - mean[bin_id]
-    var = np.bincount(bin_id, weights=dev**2, minlength=n.size) / m
-    k3 = np.bincount(bin_id, weights=dev**3, minlength=n.size) / m
-    spread = var > (1e-12 * np.abs(mean)) ** 2
-    sd = np.sqrt(np.where(spread, var, 1.0))
-    g = np.where(spread, k3 / sd**3, 0.0)
-    root = np.sqrt(g**2 + 4)
-    z_lo, z_hi = (g - root) / 2, (g + root) / 2
-    w_lo = np.where(spread, z_hi / (z_hi - z_lo), 1.0)
-    nodes = np.stack([mean + np.where(spread, sd * z_lo, 0.0),
-                      mean + np.where(spread, sd * z_hi, 0.0)], axis=1)
-    return nodes, np.stack([w_lo, 1.0 - w_lo], axis=1)
-
-
-def _power_norm(spec, d: int) -> float | None:
-    """``c`` with ``sum_{i=1}^d c i^-exponent = d`` (as `advdyn.spectra.power_law`)."""
-    if not isinstance(spec, C.PowerLawSpectrum):
-        return None
-    return d / power_law_sum(d, spec.exponent)
+def _law_params(spec) -> dict[str, float]:
+    return {name: getattr(spec, name) for name in LAWS[spec.kind]}
 
 
 def config_edges(
@@ -586,22 +519,22 @@ def config_edges(
     specs = _spectra(config)
     if spacing == "auto":
         spacing = "log" if any(s.kind == "power_law" for s in specs) else "quantile"
-    _resolve_spacing(spacing, np.ones(1))
-    breaks = sorted({p for s in specs for p in _breakpoints(s, d) if 0 < p < d})
+    resolve_spacing(spacing, np.ones(1))
+    breaks = sorted({p for s in specs for p in breakpoints(s.kind, d, **_law_params(s))
+                     if 0 < p < d})
     if all(s.kind in ("identity", "two_level") for s in specs):
         return np.array([0, *breaks, d], dtype=np.int64)  # piecewise constant: exact bins
     if (spacing == "log" and relaxed_above is not None
             and all(isinstance(s, C.PowerLawSpectrum) for s in specs)):
-        norms = [_power_norm(s, d) for s in specs]
+        laws = [_law(s, d) for s in specs]
 
         def key_at(ranks):
             ranks = np.asarray(ranks, dtype=np.float64)
-            return np.max([_eigen_at(s, d, ranks, c) for s, c in zip(specs, norms, strict=True)],
-                          axis=0)
+            return np.max([law(ranks) for law in laws], axis=0)
 
         edges = relaxed_rank_edges(d, n_bins, key_at, relaxed_above)
     else:
-        edges = _rank_edges(d, n_bins, spacing)
+        edges = rank_edges(d, n_bins, spacing)
     return np.unique(np.concatenate([edges, breaks]).astype(np.int64))
 
 
@@ -610,14 +543,14 @@ def binned_from_config(
     config: C.ProblemConfig,
     n_bins: int,
     spacing: str = "auto",
-    loss: Loss | None = None,
+    loss: AbstractLoss | None = None,
     gauss: bool = False,
     relaxed_above: float | None = None,
 ) -> BinnedInstance:
     """Spectral bins of a problem built from its config, without drawing an instance.
 
     The bins are ranges of direction indices of the deterministic spectra of
-    `advdyn.spectra` (`config_edges`); their eigenvalues are the mean over the
+    `advdyn.problem.spectra` (`config_edges`); their eigenvalues are the mean over the
     range (exact for bins of up to 1024 directions, a 1024-point midpoint sub-grid beyond).
     The products are the expectations under [`instantiate`][advdyn.config.instantiate]'s isotropic
     draws, the same in every direction: with ``T = teacher_norm``, ``s = init.scale`` and
@@ -646,8 +579,9 @@ def binned_from_config(
         Overrides ``config.loss``.
     gauss : bool
         When every component has the same spectrum, represent each bin by the two nodes of
-        its Gauss rule (`_bin_gauss_nodes`; up to ``2 n_bins`` entries, exact for
-        cubics in the eigenvalue, error fourth order in the bin width) instead of its mean
+        its Gauss rule ([`bin_gauss_nodes`][advdyn.theory.spectral.bin_gauss_nodes]; up to
+        ``2 n_bins`` entries, exact for cubics in the eigenvalue, error fourth order in the
+        bin width) instead of its mean
         eigenvalue (exact for linear functions only, second order). For power laws this
         reaches 1e-6 with tens of bins (``docs/benchmarks.md``). Off by default, so that
         ``n_bins`` entries mean ``n_bins`` bins.
@@ -688,13 +622,13 @@ def binned_from_config(
     if all(s == specs[0] for s in specs) and gauss:
         # one spectrum for every component: a two-point Gauss rule per bin (fourth order in
         # the bin width; power laws reach 1e-6 with tens of bins instead of thousands)
-        nodes, weights = _bin_gauss_nodes(specs[0], d, edges, _power_norm(specs[0], d))
+        nodes, weights = bin_gauss_nodes(_law(specs[0], d), edges)
         keep = (weights > 0).reshape(-1)
         count = (count[:, None] * weights).reshape(-1)[keep]
         lam = np.repeat(nodes.reshape(-1)[keep][None], n_comp, axis=0)
         B = count.size
     else:
-        lam = np.stack([_bin_means(s, d, edges, _power_norm(s, d)) for s in specs])
+        lam = np.stack([bin_means(_law(s, d), edges) for s in specs])
 
     T = float(config.task.teacher_norm)
     scale = float(config.init.scale)

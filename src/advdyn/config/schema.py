@@ -513,7 +513,7 @@ class RunConfig(_Model):
     # ODE integrator: "auto" picks implicit Kvaerno5 for stiff binned problems
     # (gamma lambda_max t_max large), else explicit Tsit5 (advdyn.theory.ode.choose_solver)
     solver: Literal["auto", "tsit5", "kvaerno5"] = "auto"
-    # ODE by spectral quadrature with this many bins (advdyn.spectral); None: per direction
+    # ODE by spectral quadrature with this many bins (advdyn.theory.spectral); None: per direction
     bins: int | None = Field(strict=True, default=None, ge=1, le=1_000_000)
     # with bins: also solve with twice the bins and report the change (bins_rel_change)
     bins_check: StrictBool = True

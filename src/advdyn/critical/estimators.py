@@ -18,7 +18,7 @@ several radii; the smallest radius at
   which the PGD test accuracy of the FGM-trained model collapses.
 
 Every estimator reports the compute it used: gradient evaluations (per-sample backward
-passes, see `advdyn.critical.training`) and wall time.
+passes, see `advdyn.adversarial.training`) and wall time.
 """
 
 from __future__ import annotations
@@ -35,9 +35,10 @@ import xarray as xr
 from advdyn.adversarial.attacks import Attack
 from advdyn.adversarial.data import ArrayData
 from advdyn.adversarial.training import Schedule, TrainResult, adversarial_train
+from advdyn.typing import Array
 
 
-def crossing(eps, values, level: float) -> float:
+def crossing(eps, values, level: float | np.ndarray | Array) -> float:
     """``sup{eps : v(eps) <= level}`` for the piecewise-linear interpolant ``v`` of a grid.
 
     Parameters

@@ -47,7 +47,7 @@ from advdyn.critical.estimators import crossing
 from advdyn.precision import float64
 from advdyn.problem.instance import ProblemInstance, stream_key
 from advdyn.problem.losses import LeastSquares
-from advdyn.theory.rates import Decay, LearningRate
+from advdyn.theory.rates import AbstractLearningRate, Decay
 
 
 def teacher_direction(d: int, seed: int = 0) -> np.ndarray:
@@ -86,7 +86,7 @@ def least_squares_instance(d: int, eps: float, sigma: float = 1.0,
 
 
 @float64
-def default_rate() -> LearningRate:
+def default_rate() -> AbstractLearningRate:
     """``gamma_t = 1/(1 + t)``: the excess risk of clean SGD then decays like ``d/n``."""
     return Decay(1.0, 1.0, 1.0)
 
@@ -120,7 +120,7 @@ def critical_curve(eps, adv_risk, clean_risk, margin: float = 0.0,
 
 
 @float64
-def ode_critical_radius(d: int, times, eps_grid, lr: LearningRate | None = None,
+def ode_critical_radius(d: int, times, eps_grid, lr: AbstractLearningRate | None = None,
                         sigma: float = 1.0, seed: int = 0, margin: float = 1.0) -> xr.Dataset:
     """eps*(t) of streaming adversarial least squares from the exact ODE.
 
@@ -169,7 +169,7 @@ def ode_critical_radius(d: int, times, eps_grid, lr: LearningRate | None = None,
 
 @float64
 def sgd_critical_radius(d: int, t_max: float, n_times: int, eps_grid,
-                        lr: LearningRate | None = None, sigma: float = 1.0,
+                        lr: AbstractLearningRate | None = None, sigma: float = 1.0,
                         replicates: int = 8, seed: int = 0, margin: float = 1.0) -> xr.Dataset:
     """eps*(t) of finite-``d`` streaming SGD, per replicate (common sample streams across
     radii, so the clean and adversarial iterates of a replicate see the same samples).

@@ -108,7 +108,8 @@ def adversarial_gradient(theta, x, y, eps, norm: str = "l2"):
 
 
 @float64
-def gradient_descent(x, y, eps, norm: str, lr: float, steps: int, record: bool = True):
+def gradient_descent(x, y, eps, norm: str, lr: float | jax.Array, steps: int,
+                     record: bool = True):
     """Full-batch gradient descent on the adversarial risk from ``theta = 0``.
 
     Parameters

@@ -88,8 +88,6 @@ def make_dataset(
     return ds
 
 
-
-
 NETCDF_LOCK = threading.RLock()
 """Held by [`write_netcdf`][advdyn.io.netcdf.write_netcdf] and
 [`read_netcdf`][advdyn.io.netcdf.read_netcdf] for a whole write or read: the
@@ -136,12 +134,12 @@ def _to_netcdf4(ds: xr.Dataset, path: Path) -> None:
     """``ds.to_netcdf(path, engine="netcdf4")``, without asking Dask for its scheduler.
 
     For its file lock, ``to_netcdf`` looks up the active Dask scheduler, which imports
-    ``dask.distributed`` wherever Dask is installed (0.2 s, a sixteenth of a command-line
-    run), even for a dataset of NumPy arrays. For such a dataset (advdyn's results) the
-    store is opened here, with a lock private to this call (the file is a fresh temporary
-    one), and the dataset's ``unlimited_dims`` encoding is passed on. A dataset with Dask
-    chunks, or with an attribute that is not a string or a number (which ``to_netcdf``
-    refuses with a message naming it), goes through ``to_netcdf``.
+    ``dask.distributed`` wherever Dask is installed, even for a dataset of NumPy arrays
+    (``advdyn/cli/README.md``). For such a dataset (advdyn's results) the store is opened
+    here, with a lock private to this call (the file is a fresh temporary one), and the
+    dataset's ``unlimited_dims`` encoding is passed on. A dataset with Dask chunks, or with
+    an attribute that is not a string or a number (which ``to_netcdf`` refuses with a
+    message naming it), goes through ``to_netcdf``.
     The caller holds `NETCDF_LOCK`.
     """
     plain = all(_plain_attrs(v.attrs) for v in ds.variables.values()) and _plain_attrs(ds.attrs)

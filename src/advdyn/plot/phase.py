@@ -16,7 +16,7 @@ def final_values(ds: xr.Dataset, var: str, time: int | float | None = -1) -> xr.
     Parameters
     ----------
     ds : xarray.Dataset
-        Merged sweep (`advdyn.sweep.merge_points`).
+        Merged sweep (`advdyn.workflows.sweep.merge.merge_points`).
     var : str
         Variable, e.g. ``"ode_adv_risk"``.
     time : int, float or None

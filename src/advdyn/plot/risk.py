@@ -146,7 +146,7 @@ def _monotone_curves(ax, scan, init: str) -> None:
 
 def plot_monotone_scan(scan, curves_init: str = "near_optimum"):
     """Figure of a monotone-descent scan
-    ([`advdyn.limits.monotone_scan`][advdyn.workflows.monotone_scan]).
+    ([`advdyn.workflows.limits.monotone_scan`][advdyn.workflows.monotone_scan]).
 
     Left: for each rate and initialisation, whether both the adversarial risk and the
     distance to the optimum decreased monotonically (green), not (vermillion), or the run

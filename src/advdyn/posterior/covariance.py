@@ -38,7 +38,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Float, Int
 
 from advdyn import checks
 from advdyn.errors import ConfigError
@@ -109,7 +109,7 @@ def _is_concrete(*xs) -> bool:
 
 
 @float64
-def transition_matrix(H: Float[ArrayLike, "p p"], eta, momentum=0.0) -> Float[Array, "2p 2p"]:
+def transition_matrix(H: Float[ArrayLike, "p p"], eta, momentum=0.0) -> Float[Array, "2*p 2*p"]:
     """``A = [[I - eta H, m I], [-eta H, m I]]`` of heavy-ball SGD on ``z = (x, v)``.
 
     Parameters
@@ -134,7 +134,7 @@ def transition_matrix(H: Float[ArrayLike, "p p"], eta, momentum=0.0) -> Float[Ar
 
 
 @float64
-def noise_matrix(C: Float[ArrayLike, "p p"], eta, batch=1) -> Float[Array, "2p 2p"]:
+def noise_matrix(C: Float[ArrayLike, "p p"], eta, batch=1) -> Float[Array, "2*p 2*p"]:
     """``Q = (eta^2 / B) [[C, C], [C, C]]``: the covariance injected per step into ``(x, v)``.
 
     Parameters
@@ -377,7 +377,7 @@ class Transient(eqx.Module):
 
     Attributes
     ----------
-    steps : array, shape (K,)
+    steps : int array, shape (K,)
         Steps ``k`` since the change.
     propagation : array, shape (K, p, p)
         ``[A^k S_0 (A^k)^T]_xx``: the old covariance carried forward.
@@ -389,7 +389,7 @@ class Transient(eqx.Module):
         The limit ``k -> infinity`` at the new rate.
     """
 
-    steps: Float[Array, " K"]
+    steps: Int[Array, " K"]
     propagation: Float[Array, "K p p"]
     injected: Float[Array, "K p p"]
     total: Float[Array, "K p p"]

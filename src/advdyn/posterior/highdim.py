@@ -36,7 +36,7 @@ from advdyn.problem.instance import AbstractInstance, ProblemInstance
 from advdyn.solution import RESULTS, diffrax_code
 from advdyn.theory.drift import drift_terms, flow
 from advdyn.theory.ode import Integrator, make_integrator
-from advdyn.theory.rates import LearningRate, StepDrop, objective
+from advdyn.theory.rates import AbstractLearningRate, StepDrop, objective
 from advdyn.theory.statistics import direction_sum, statistics
 
 
@@ -144,7 +144,7 @@ def _path(instance, times, out, code) -> PosteriorPath:
 @float64
 def integrate_posterior(
     instance: AbstractInstance,
-    lr: LearningRate,
+    lr: AbstractLearningRate,
     times: Float[ArrayLike, " T"],
     integrator: Integrator,
     *,
@@ -191,7 +191,7 @@ def integrate_posterior(
 @float64
 def posterior_path(
     instance: ProblemInstance,
-    lr: LearningRate,
+    lr: AbstractLearningRate,
     times,
     *,
     jumps=None,

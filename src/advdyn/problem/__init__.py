@@ -4,6 +4,7 @@ data set's Gaussian-mixture surrogate.
 Pure mathematics: nothing here imports a config schema, files, progress bars or plots.
 """
 
+from advdyn.deprecation import renamed
 from advdyn.problem.data import (
     MixtureStatistics,
     mixture_statistics,
@@ -11,16 +12,23 @@ from advdyn.problem.data import (
     surrogate_instance,
 )
 from advdyn.problem.instance import AbstractInstance, ProblemInstance, stream_key
-from advdyn.problem.losses import CustomLoss, LeastSquares, Logistic, Loss, SquaredHinge, make_loss
+from advdyn.problem.losses import (
+    AbstractLoss,
+    CustomLoss,
+    LeastSquares,
+    Logistic,
+    SquaredHinge,
+    make_loss,
+)
 from advdyn.problem.state import DirectionState
 
 __all__ = [
     "AbstractInstance",
+    "AbstractLoss",
     "CustomLoss",
     "DirectionState",
     "LeastSquares",
     "Logistic",
-    "Loss",
     "MixtureStatistics",
     "ProblemInstance",
     "SquaredHinge",
@@ -30,3 +38,6 @@ __all__ = [
     "surrogate_diagnostics",
     "surrogate_instance",
 ]
+
+#: old names (advdyn 0.1), served with a DeprecationWarning until 0.2
+__getattr__ = renamed(__name__, {"Loss": "AbstractLoss"})  # rename29: keep

@@ -33,7 +33,7 @@ import numpy as np
 
 from advdyn.precision import as_float64
 from advdyn.problem.instance import ProblemInstance
-from advdyn.problem.losses import Loss
+from advdyn.problem.losses import AbstractLoss
 
 #: Top eigendirections whose projections the diagnostics examine.
 TOP_DIRECTIONS = 5
@@ -152,7 +152,7 @@ def _least_squares(X, y, mean, lam, basis) -> np.ndarray:
     return basis @ coef
 
 
-def surrogate_instance(stats: MixtureStatistics, loss: Loss, epsilon: float, ridge: float,
+def surrogate_instance(stats: MixtureStatistics, loss: AbstractLoss, epsilon: float, ridge: float,
                        theta0: np.ndarray, theta0_basis: str = "eigen") -> ProblemInstance:
     """The surrogate as a [`ProblemInstance`][advdyn.problem.instance.ProblemInstance] in the
     covariance eigenbasis.

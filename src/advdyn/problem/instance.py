@@ -20,10 +20,9 @@ from equinox import AbstractVar
 
 from advdyn import checks
 from advdyn.precision import float64
-from advdyn.problem.losses import Loss
+from advdyn.problem.losses import AbstractLoss
 from advdyn.problem.state import DirectionState
-
-Array = jax.Array
+from advdyn.typing import Array
 
 
 class AbstractInstance(eqx.Module):
@@ -43,7 +42,7 @@ class AbstractInstance(eqx.Module):
     noise: AbstractVar[Array]
     epsilon: AbstractVar[Array]
     ridge: AbstractVar[Array]
-    loss: AbstractVar[Loss]
+    loss: AbstractVar[AbstractLoss]
     task: AbstractVar[str]
     # Per-entry products of the constant vectors: fields of a BinnedInstance, properties of a
     # ProblemInstance (equinox lets a property implement an AbstractVar; type checkers are
@@ -138,7 +137,7 @@ class ProblemInstance(AbstractInstance):
     noise: Array
     epsilon: Array
     ridge: Array
-    loss: Loss
+    loss: AbstractLoss
     task: str = eqx.field(static=True)
 
     @property
@@ -153,7 +152,7 @@ class ProblemInstance(AbstractInstance):
         return self.theta_star.shape[-1]
 
     # The ODE, the statistics and the fixed points only need the per-direction products of
-    # the constant vectors (THEORY 5): a binned instance (advdyn.spectral) supplies the same
+    # the constant vectors (THEORY 5): a binned instance (advdyn.theory.spectral) supplies the same
     # names as bin averages, with ``multiplicity`` the number of directions per bin.
     @property
     def multiplicity(self) -> None:
@@ -190,7 +189,7 @@ class ProblemInstance(AbstractInstance):
         return DirectionState.from_iterate(self.theta0, self)
 
 
-def _seed_sequences(seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
+def seed_sequences(seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
     checks.seed(seed, "seed")
     instance_seq, stream_seq = np.random.SeedSequence(seed).spawn(2)
     return instance_seq, stream_seq
@@ -214,9 +213,7 @@ def stream_key(seed: int) -> Array:
     ConfigError
         If ``seed`` is not an integer in ``[0, 2^63 - 1]`` (field ``seed``).
     """
-    _, stream_seq = _seed_sequences(seed)
+    _, stream_seq = seed_sequences(seed)
     return jax.random.key(int(stream_seq.generate_state(1, dtype=np.uint32)[0]))
-
-
 
 

@@ -1,6 +1,6 @@
 """Losses, their l2-adversarial version, and their Gaussian expectations (THEORY 2 and 4).
 
-A `Loss` knows three things:
+An `AbstractLoss` knows three things:
 
 * ``loss(r, y)`` -- the clean pointwise loss ``l(r, y)`` of the prediction ``r``;
 * ``loss.adversarial(r, a, y)`` -- the worst case over ``|s| <= a`` by the endpoint rule,
@@ -31,8 +31,9 @@ import numpy as np
 from jax.scipy.stats import norm
 
 from advdyn import checks
+from advdyn.deprecation import renamed
+from advdyn.typing import Array
 
-Array = jax.Array
 _TINY = 1e-300
 
 
@@ -191,10 +192,6 @@ class AbstractLoss(eqx.Module):
         """
 
 
-#: The public name of the loss interface (kept for code written against advdyn 0.1).
-Loss = AbstractLoss
-
-
 def _check_nodes(nodes: int) -> None:
     if not 2 <= nodes <= 300:
         raise ValueError(
@@ -319,7 +316,7 @@ def _stein_or_derivative(loss: AbstractLoss, stein_sum, s, r, a, y, E):
     return jnp.where(degenerate, fallback, stein_sum / jnp.where(degenerate, 1.0, s))
 
 
-def _value_and_dr(loss: Loss, r, y):
+def _value_and_dr(loss: AbstractLoss, r, y):
     """Pointwise ``(l(r, y), dl/dr)`` for arrays of any broadcastable shapes."""
     return jnp.vectorize(jax.value_and_grad(loss.__call__))(r, y)
 
@@ -471,7 +468,7 @@ def residual_rule(mu, s, kinks):
     return z.reshape(len(mu), -1), w.reshape(len(mu), -1)
 
 
-class CustomLoss(Loss):
+class CustomLoss(AbstractLoss):
     """Any JAX function ``fn(r, y)`` convex in ``r``, handled by autodiff and quadrature.
 
     Parameters
@@ -586,8 +583,8 @@ class CustomLoss(Loss):
 BUILTIN = {"least_squares": LeastSquares, "logistic": Logistic, "squared_hinge": SquaredHinge}
 
 
-def make_loss(spec: str | Callable | Loss) -> Loss:
-    """Return a `Loss` from a built-in name, a callable ``l(r, y)`` or a Loss.
+def make_loss(spec: str | Callable | AbstractLoss) -> AbstractLoss:
+    """Return an `AbstractLoss` from a built-in name, a callable ``l(r, y)`` or a Loss.
 
     Parameters
     ----------
@@ -605,8 +602,11 @@ def make_loss(spec: str | Callable | Loss) -> Loss:
     ConfigError
         For an unknown name or something that is neither a name nor callable.
     """
-    if isinstance(spec, Loss):
+    if isinstance(spec, AbstractLoss):
         return spec
     if isinstance(spec, str):
         return BUILTIN[checks.loss_name(spec, "loss")]()
     return CustomLoss(fn=spec)
+
+#: old names (advdyn 0.1), served with a DeprecationWarning until 0.2
+__getattr__ = renamed(__name__, {"Loss": "AbstractLoss"})  # rename29: keep

@@ -201,5 +201,75 @@ def marchenko_pastur(d: int, aspect_ratio: float) -> Float[np.ndarray, " d"]:
     return marchenko_pastur_quantiles(_midpoints(d), aspect_ratio)
 
 
+#: the laws [`eigenvalue_at`][advdyn.problem.spectra.eigenvalue_at] evaluates without
+#: building ``d`` values, and their parameters
+LAWS = {"identity": (), "two_level": ("first", "second", "fraction"), "uniform": ("low", "high"),
+        "power_law": ("exponent",), "marchenko_pastur": ("aspect_ratio",)}
 
 
+def eigenvalue_at(kind: str, d: int, idx: ArrayLike, **params: float) -> np.ndarray:
+    """Eigenvalue of direction ``idx`` of a deterministic spectrum, without the other ``d``.
+
+    The same formulas as [`identity`][advdyn.problem.spectra.identity],
+    [`two_level`][advdyn.problem.spectra.two_level], [`uniform`][advdyn.problem.spectra.uniform],
+    [`power_law`][advdyn.problem.spectra.power_law] and
+    [`marchenko_pastur`][advdyn.problem.spectra.marchenko_pastur], at any (also fractional)
+    index: what the spectral bins of a config average over (THEORY section 1).
+
+    Parameters
+    ----------
+    kind : str
+        One of `LAWS`.
+    d : int
+        Dimension.
+    idx : array_like of float
+        Direction indices in ``[0, d)`` (fractional ones interpolate the law).
+    **params : float
+        The law's parameters, as named in `LAWS` (``first``, ``second``, ``fraction``;
+        ``low``, ``high``; ``exponent``; ``aspect_ratio``).
+
+    Returns
+    -------
+    ndarray of float64, shape of ``idx``
+
+    Raises
+    ------
+    ValueError
+        For a kind not in `LAWS`.
+    """
+    idx = np.asarray(idx, dtype=np.float64)
+    if kind == "identity":
+        return np.ones_like(idx, dtype=np.float64)
+    if kind == "two_level":
+        k = round(params["fraction"] * d)
+        return np.where(idx < k, float(params["first"]), float(params["second"]))
+    if kind == "uniform":
+        return params["low"] + (params["high"] - params["low"]) * (idx + 0.5) / d
+    if kind == "power_law":
+        norm = d / power_law_sum(d, params["exponent"])  # sum of the d eigenvalues is d
+        return norm * (idx + 1.0) ** (-float(params["exponent"]))
+    if kind == "marchenko_pastur":
+        return marchenko_pastur_quantiles((idx + 0.5) / d, params["aspect_ratio"])
+    raise ValueError(f"kind must be one of {', '.join(LAWS)}, got {kind!r}")
+
+
+def breakpoints(kind: str, d: int, **params: float) -> list[int]:
+    """Direction indices where a deterministic spectrum jumps (bins must not straddle them).
+
+    Parameters
+    ----------
+    kind, d, **params
+        The law, as in [`eigenvalue_at`][advdyn.problem.spectra.eigenvalue_at].
+
+    Returns
+    -------
+    list of int
+        The first index of the second level of a two-level law; the first index past the
+        zero atom of a Marchenko-Pastur law with ``aspect_ratio > 1``; none otherwise.
+    """
+    if kind == "two_level":
+        return [round(params["fraction"] * d)]
+    if kind == "marchenko_pastur" and params["aspect_ratio"] > 1:
+        atom = 1.0 - 1.0 / params["aspect_ratio"]  # directions with (i + 1/2)/d <= atom are 0
+        return [int(np.floor(atom * d - 0.5)) + 1]
+    return []

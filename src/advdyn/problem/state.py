@@ -5,13 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import equinox as eqx
-import jax
 
 if TYPE_CHECKING:
     from advdyn.problem.instance import ProblemInstance
 
-Array = jax.Array
-
+from advdyn.typing import Array
 
 
 class DirectionState(eqx.Module):

@@ -32,10 +32,9 @@ from advdyn.simulate.driver import Progress, run_replicates
 from advdyn.simulate.sgd import scan_steps
 from advdyn.simulate.streams import step_scalars, stream_words
 from advdyn.solution import Solution
-from advdyn.theory.rates import LearningRate
+from advdyn.theory.rates import AbstractLearningRate
 from advdyn.theory.stationary import StationaryPoint
-
-Array = jax.Array
+from advdyn.typing import Array
 
 #: Recorded quantities that are measured on the data rows (the surrogate's keep a prefix).
 DATA_QUANTITIES = ("adv_risk", "clean_risk", "clean_error", "robust_error")
@@ -102,7 +101,7 @@ def simulate_data_sgd(
     instance: ProblemInstance,
     rows: ArrayLike,
     targets: ArrayLike,
-    lr: LearningRate,
+    lr: AbstractLearningRate,
     key: Key[Array, ""],
     *,
     t_max: float,

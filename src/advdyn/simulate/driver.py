@@ -38,12 +38,12 @@ import numpy as np
 from advdyn.errors import DivergenceError
 from advdyn.problem.instance import ProblemInstance
 from advdyn.solution import RESULTS, Solution
-from advdyn.theory.rates import LearningRate
+from advdyn.theory.rates import AbstractLearningRate
 from advdyn.theory.recording import Recorder, make_recorder
 from advdyn.theory.stationary import StationaryPoint
 from advdyn.theory.statistics import DirectionState
+from advdyn.typing import Array
 
-Array = jax.Array
 #: ``progress(advance, total)``: steps just taken, total steps of the run.
 Progress = Callable[[int, int], None]
 #: ``block_fn(theta, words, r, k0, n_valid, instance, lr, block) -> theta`` (module docstring)
@@ -234,7 +234,7 @@ def integrate_replicates(
     method: str,
     block_fn: BlockFn,
     instance: ProblemInstance,
-    lr: LearningRate,
+    lr: AbstractLearningRate,
     words: Array,
     grid: TimeGrid,
     replicates: int,
@@ -314,7 +314,7 @@ def run_replicates(
     method: str,
     block_fn: BlockFn,
     instance: ProblemInstance,
-    lr: LearningRate,
+    lr: AbstractLearningRate,
     words: Array,
     replicates: int,
     *,
@@ -401,7 +401,7 @@ def run_replicates(
 _advance_jit = eqx.filter_jit(advance)
 
 
-def drive(block_fn: BlockFn, instance: ProblemInstance, lr: LearningRate, words: Array,
+def drive(block_fn: BlockFn, instance: ProblemInstance, lr: AbstractLearningRate, words: Array,
           replicates: int, *, t_max: float, n_times: int, dtype: str, block_size: int,
           visit) -> tuple[TimeGrid, int]:
     """Advance every replicate from ``theta_0`` over the step-aligned grid (no records, no

@@ -3,7 +3,7 @@
     dTheta_t = -gamma_t grad Rtilde(Theta_t) dt + gamma_t sqrt( sum_c pi_c I_c K_c / d ) dB_t
 
 In the eigenbasis both terms are per coordinate: the drift is the exact expected gradient
-``D_i Theta_i + H_i theta*_i + f_i`` of `advdyn.drift` (THEORY 4) and the noise is
+``D_i Theta_i + H_i theta*_i + f_i`` of `advdyn.theory.drift` (THEORY 4) and the noise is
 independent across coordinates with variance ``N_i / d`` per unit time,
 ``N_i = sum_c pi_c lambda_{c,i} I_c``. The coefficients are evaluated at the statistics of
 the iterate itself (``O(C d)`` a step, like the per-sample gradient of SGD).
@@ -11,8 +11,8 @@ the iterate itself (``O(C d)`` a step, like the per-sample gradient of SGD).
 Discretisation
 --------------
 Euler-Maruyama with ``dt = 1/d``, one step per SGD step, so the SDE uses SGD's
-step-aligned grid ([`advdyn.sgd.time_grid`][advdyn.simulate.time_grid]) and the step ``k`` is at ``t
-= k/d``:
+step-aligned grid ([`advdyn.simulate.sgd.time_grid`][advdyn.simulate.time_grid]) and the
+step ``k`` is at ``t = k/d``:
 
     Theta_{k+1} = Theta_k - (gamma_k / d) (D Theta_k + H theta* + f)
                   + gamma_k sqrt(N / d) sqrt(dt) z_k,          z_k ~ N(0, I_d),
@@ -67,11 +67,10 @@ from advdyn.simulate.driver import Progress, TimeGrid, integrate_replicates, run
 from advdyn.simulate.streams import gaussian, stream_words
 from advdyn.solution import Solution
 from advdyn.theory.drift import drift_terms
-from advdyn.theory.rates import LearningRate
+from advdyn.theory.rates import AbstractLearningRate
 from advdyn.theory.stationary import StationaryPoint
 from advdyn.theory.statistics import DirectionState, statistics
-
-Array = jax.Array
+from advdyn.typing import Array
 
 HSGD_STREAM = 0x48534744
 """``fold_in`` constant (ASCII ``"HSGD"``) that separates the SDE's stream from SGD's."""
@@ -113,7 +112,7 @@ def hsgd_step(theta, z, gamma, instance: ProblemInstance):
     return _euler_maruyama(theta, z, gamma, DirectionState.from_iterate(theta, instance), instance)
 
 
-def hsgd_block(theta, words, r, k0, n_valid, instance: ProblemInstance, lr: LearningRate,
+def hsgd_block(theta, words, r, k0, n_valid, instance: ProblemInstance, lr: AbstractLearningRate,
                 block: int):
     """Advance one replicate by the Euler-Maruyama steps ``k0 .. k0 + min(block, n_valid) - 1``
     (the block function of `advdyn.simulate.driver`)."""
@@ -152,7 +151,7 @@ def hsgd_key(key: Array) -> Array:
 @float64
 def simulate_hsgd(
     instance: ProblemInstance,
-    lr: LearningRate,
+    lr: AbstractLearningRate,
     key: Key[Array, ""],
     *,
     t_max: float,
@@ -167,7 +166,7 @@ def simulate_hsgd(
 ) -> Solution:
     """Simulate adversarial homogenized SGD and record population quantities on a time grid.
 
-    Same signature, grid and outputs as `advdyn.sgd.simulate_sgd`; see the module
+    Same signature, grid and outputs as `advdyn.simulate.sgd.simulate_sgd`; see the module
     docstring for the scheme, the precision policy and the random stream.
 
     Parameters
@@ -184,7 +183,7 @@ def simulate_hsgd(
         Horizon in units of ``t = k / d``.
     n_times : int
         Requested number of recording times (including ``t = 0``); see
-        [`advdyn.sgd.time_grid`][advdyn.simulate.time_grid].
+        [`advdyn.simulate.sgd.time_grid`][advdyn.simulate.time_grid].
     replicates : int
         Independent Brownian paths.
     dtype : {"float32", "float64"}
@@ -227,7 +226,7 @@ def simulate_hsgd(
 @float64
 def integrate_hsgd(
     instance: ProblemInstance,
-    lr: LearningRate,
+    lr: AbstractLearningRate,
     key: Key[Array, ""],
     grid: TimeGrid,
     *,

@@ -46,11 +46,11 @@ from advdyn.simulate.driver import (
 )
 from advdyn.simulate.streams import gaussian, step_scalars, stream_words
 from advdyn.solution import Solution
-from advdyn.theory.rates import LearningRate
+from advdyn.theory.rates import AbstractLearningRate
 from advdyn.theory.stationary import StationaryPoint
 from advdyn.theory.statistics import DirectionState
+from advdyn.typing import Array
 
-Array = jax.Array
 #: the grid of the simulators lives with their driver; named here too, where callers use it
 __all__ = ["TimeGrid", "integrate_sgd", "sgd_block", "sgd_iterates", "sgd_step",
            "simulate_sgd", "time_grid"]
@@ -116,7 +116,7 @@ def sgd_step(theta, x, y, gamma, instance: ProblemInstance):
     return theta - step * (L_r * x + shrink * theta)
 
 
-def sgd_block(theta, words, r, k0, n_valid, instance: ProblemInstance, lr: LearningRate,
+def sgd_block(theta, words, r, k0, n_valid, instance: ProblemInstance, lr: AbstractLearningRate,
                block: int):
     """Advance one replicate by the steps ``k0 .. k0 + min(block, n_valid) - 1`` (the block
     function of `advdyn.simulate.driver`)."""
@@ -126,7 +126,7 @@ def sgd_block(theta, words, r, k0, n_valid, instance: ProblemInstance, lr: Learn
     return scan_steps(theta, x, y, ks, offsets < n_valid, instance, lr)
 
 
-def scan_steps(theta, x, y, ks, valid, instance, lr: LearningRate):
+def scan_steps(theta, x, y, ks, valid, instance, lr: AbstractLearningRate):
     """Take the SGD steps ``ks`` on the samples ``(x, y)`` (those with ``valid`` false are
     skipped) under ``lax.scan``; the rate is evaluated at ``t = k / d`` (and at the iterate's
     state for a state-dependent rule)."""
@@ -146,7 +146,7 @@ def scan_steps(theta, x, y, ks, valid, instance, lr: LearningRate):
 @float64
 def simulate_sgd(
     instance: ProblemInstance,
-    lr: LearningRate,
+    lr: AbstractLearningRate,
     key: Key[Array, ""],
     *,
     t_max: float,
@@ -218,7 +218,7 @@ def simulate_sgd(
 @float64
 def integrate_sgd(
     instance: ProblemInstance,
-    lr: LearningRate,
+    lr: AbstractLearningRate,
     key: Key[Array, ""],
     grid: TimeGrid,
     *,
@@ -270,11 +270,10 @@ def integrate_sgd(
         stats={"stream": STREAM},
     )
 
-
 @float64
 def sgd_iterates(
     instance: ProblemInstance,
-    lr: LearningRate,
+    lr: AbstractLearningRate,
     key: Key[Array, ""],
     *,
     t_max: float,

@@ -9,6 +9,7 @@ alternating game with a persistent adversary and its SMEs (`game`). Pure JAX
 mathematics; solvers return [`Solution`][advdyn.solution.Solution] pytrees.
 """
 
+from advdyn.deprecation import renamed
 from advdyn.sme.control import line_search_rate, optimal_policy, solve_control, switch_time
 from advdyn.sme.equations import (
     SME,
@@ -16,9 +17,9 @@ from advdyn.sme.equations import (
     GridBrownianPath,
     core_scaling,
     integrate_sme,
-    recording_grid,
-    simulate_sgd,
+    simulate_objective_sgd,
     solve_sme,
+    step_grid,
 )
 from advdyn.sme.flows import gradient_flow
 from advdyn.sme.game import (
@@ -31,7 +32,7 @@ from advdyn.sme.game import (
     quadratic_game_moments,
     simulate_game,
 )
-from advdyn.sme.moments import MomentPaths, exact_second_moments, loglog_slope, weak_error_study
+from advdyn.sme.moments import MomentPaths, exact_second_moments, loglog_fit, weak_error_study
 from advdyn.sme.objectives import (
     AbstractObjective,
     EmpiricalObjective,
@@ -60,15 +61,22 @@ __all__ = [
     "integrate_sme",
     "line_search_rate",
     "linear_predict",
-    "loglog_slope",
+    "loglog_fit",
     "optimal_policy",
     "quadratic_game_moments",
-    "recording_grid",
     "simulate_game",
-    "simulate_sgd",
+    "simulate_objective_sgd",
     "solve_control",
     "solve_sme",
     "squared_loss",
+    "step_grid",
     "switch_time",
     "weak_error_study",
 ]
+
+#: old names (advdyn 0.1), served with a DeprecationWarning until 0.2
+__getattr__ = renamed(__name__, {
+    "simulate_sgd": "simulate_objective_sgd",  # rename29: keep
+    "recording_grid": "step_grid",  # rename29: keep
+    "loglog_slope": "loglog_fit",  # rename29: keep
+})

@@ -38,6 +38,7 @@ from jaxtyping import Array, Float
 
 from advdyn.precision import float64
 from advdyn.sme.objectives import AbstractObjective
+from advdyn.typing import AnyArray
 
 
 @float64
@@ -142,7 +143,7 @@ def _control_ode(params, times, optimal: bool, rtol: float, atol: float):
 
 @float64
 def line_search_rate(
-    objective: AbstractObjective, theta: Float[Array, " d"], gamma_max: float, d: int
+    objective: AbstractObjective, theta: Float[AnyArray, " d"], gamma_max: float, d: int
 ) -> Float[Array, ""]:
     """Optimal SME multiplier at ``theta`` as a rate in advdyn's scaling, capped at ``gamma_max``.
 

@@ -36,8 +36,8 @@ paths leaves the existing ones unchanged, as for the core's simulators
 ([`advdyn.simulate`][advdyn.simulate]).
 """
 
-from __future__ import annotations
 
+import abc
 from typing import TYPE_CHECKING
 
 import diffrax
@@ -46,15 +46,15 @@ import jax
 import jax.numpy as jnp
 import lineax as lx
 import numpy as np
+from equinox import AbstractVar
 from jaxtyping import Array, Float
 
+from advdyn.deprecation import renamed, renamed_keyword
 from advdyn.errors import DivergenceError
 from advdyn.precision import as_float64, float64
 from advdyn.sme.objectives import AbstractObjective
 from advdyn.solution import RESULTS, Solution
-
-if TYPE_CHECKING:
-    from advdyn.sme.game import GameSME
+from advdyn.typing import AnyArray
 
 SME_STREAM = 0x534D4532
 """``fold_in`` constant (ASCII ``"SME2"``) separating the SME's Brownian stream from SGD's."""
@@ -106,7 +106,59 @@ class GridBrownianPath(diffrax.AbstractBrownianPath):
         return jnp.sqrt(self.dt) * total
 
 
-class SME(eqx.Module):
+class AbstractSME(eqx.Module):
+    """The interface [`solve_sme`][advdyn.sme.equations.solve_sme] integrates.
+
+    An Ito SDE ``dz = drift(z) dtau + diffusion(z) dW`` in the time ``tau`` of the
+    equation, with a Brownian motion ``W`` of ``noise_dim`` components, approximating SGD
+    with step ``eta`` to weak order ``order``.
+
+    Attributes
+    ----------
+    eta : float
+        The SGD step the equation approximates.
+    order : {1, 2}
+        Order of the modified drift.
+    """
+
+    if TYPE_CHECKING:  # mypy reads AbstractVar as a dataclass field; a property it is not
+        @property
+        def eta(self) -> Array | float:
+            """The SGD step."""
+            ...
+
+        @property
+        def order(self) -> int:
+            """Order of the modified drift."""
+            ...
+
+    else:
+        eta: AbstractVar[Array]
+        order: AbstractVar[int]
+
+    @property
+    @abc.abstractmethod
+    def noise_dim(self) -> int:
+        """Number of Brownian components ``m``."""
+
+    @abc.abstractmethod
+    def drift(self, z: Float[AnyArray, " n"]) -> Float[Array, " n"]:
+        """The drift at ``z``."""
+
+    @abc.abstractmethod
+    def diffusion(self, z: Float[AnyArray, " n"]) -> Float[Array, "n m"]:
+        """The diffusion at ``z`` as a dense matrix."""
+
+    @abc.abstractmethod
+    def diffusion_operator(self, z: Float[AnyArray, " n"]) -> lx.AbstractLinearOperator:
+        """The diffusion at ``z`` as a lineax operator (for diffrax's ``ControlTerm``)."""
+
+    @abc.abstractmethod
+    def observables(self, z: Float[AnyArray, " n"]) -> dict[str, Array]:
+        """Recorded scalars at ``z``."""
+
+
+class SME(AbstractSME):
     """The stochastic modified equation of order 1 or 2 of SGD with step ``eta`` on ``objective``.
 
     Attributes
@@ -132,7 +184,7 @@ class SME(eqx.Module):
         if not np.all(np.asarray(self.eta) > 0):
             raise ValueError(f"eta must be positive, got {self.eta}")
 
-    def drift(self, theta: Float[Array, " p"]) -> Float[Array, " p"]:
+    def drift(self, theta: Float[AnyArray, " p"]) -> Float[Array, " p"]:
         """``-c grad f`` (order 1) or ``-c (grad f + (eta/2) H grad f)`` (order 2)."""
         g = self.objective.gradient(theta)
         if self.order == 2:
@@ -145,15 +197,15 @@ class SME(eqx.Module):
         """Brownian dimension (the objective's)."""
         return self.objective.noise_dim
 
-    def observables(self, theta: Float[Array, " p"]) -> dict[str, Array]:
+    def observables(self, theta: Float[AnyArray, " p"]) -> dict[str, Array]:
         """The objective's recorded scalars."""
         return self.objective.observables(theta)
 
-    def diffusion(self, theta: Float[Array, " p"]) -> Float[Array, "p m"]:
+    def diffusion(self, theta: Float[AnyArray, " p"]) -> Float[Array, "p m"]:
         """``sqrt(c eta) F(theta)`` as a dense matrix."""
         return jnp.sqrt(self.time_scale * self.eta) * self.objective.noise_factor(theta)
 
-    def diffusion_operator(self, theta: Float[Array, " p"]) -> lx.FunctionLinearOperator:
+    def diffusion_operator(self, theta: Float[AnyArray, " p"]) -> lx.FunctionLinearOperator:
         """``sqrt(c eta) F(theta)`` as a lineax operator (``O(d)`` for structured ``F``)."""
         scale = jnp.sqrt(self.time_scale * self.eta)
         structure = jax.ShapeDtypeStruct((self.objective.noise_dim,), theta.dtype)
@@ -183,7 +235,7 @@ def core_scaling(objective: AbstractObjective, gamma: float, d: int, order: int 
     return SME(objective, eta=gamma / d, order=order, time_scale=gamma)
 
 
-def recording_grid(t_max: float, dt: float, n_times: int) -> tuple[np.ndarray, int, int]:
+def step_grid(t_max: float, dt: float, n_times: int) -> tuple[np.ndarray, int, int]:
     """Step-aligned recording grid: ``n_steps`` steps of ``dt``, a record every ``stride``.
 
     Parameters
@@ -208,7 +260,7 @@ def recording_grid(t_max: float, dt: float, n_times: int) -> tuple[np.ndarray, i
     return np.arange(n_rec + 1) * stride * dt, stride, n_rec * stride
 
 
-def _euler_path(sme: SME | GameSME, theta0, bm, dt, ts):
+def _euler_path(sme: AbstractSME, theta0, bm, dt, ts):
     terms: diffrax.MultiTerm = diffrax.MultiTerm(
         diffrax.ODETerm(lambda t, y, args: sme.drift(y)),
         diffrax.ControlTerm(lambda t, y, args: sme.diffusion_operator(y), bm),
@@ -220,7 +272,7 @@ def _euler_path(sme: SME | GameSME, theta0, bm, dt, ts):
     return sol.ys
 
 
-def _paths(sme: SME | GameSME, theta0, base, rs, ts, dt, scheme: str, chunk: int, span: int):
+def _paths(sme: AbstractSME, theta0, base, rs, ts, dt, scheme: str, chunk: int, span: int):
     """Every path's records and the [`RESULTS`][advdyn.solution.RESULTS] code (pure).
 
     ``span``: Brownian grid steps per Euler step (per fine step for ``"extrapolated"``).
@@ -273,13 +325,13 @@ def _span(scheme: str, dt: float, brownian_dt: float | None) -> int:
 
 @float64
 def integrate_sme(
-    sme: SME | GameSME,
+    sme: AbstractSME,
     theta0: Float[Array, " p"],
     key: Array,
     ts: Float[Array, " T"],
     dt: float | Array,
     *,
-    paths: int = 100,
+    replicates: int = 100,
     scheme: str = "euler",
     chunk: int | None = None,
     span: int = 1,
@@ -288,7 +340,7 @@ def integrate_sme(
     """The SME over many Brownian paths as a pure function: ``jit``, ``vmap``, ``grad``.
 
     The same solve as [`solve_sme`][advdyn.sme.equations.solve_sme] with no host work: the
-    recording times come in (``recording_grid(t_max, dt, n_times)[0]``), nothing is
+    recording times come in (``step_grid(t_max, dt, n_times)[0]``), nothing is
     checked, and no Python exception is raised from inside. The SME's array leaves (e.g.
     ``eta``, ``time_scale`` or the objective's parameters, set with ``equinox.tree_at``),
     ``theta0`` and ``dt`` may be traced: ``jax.vmap`` over them solves a grid at once, and
@@ -297,7 +349,7 @@ def integrate_sme(
 
     Parameters
     ----------
-    sme : SME or GameSME
+    sme : AbstractSME
         As in [`solve_sme`][advdyn.sme.equations.solve_sme].
     theta0 : Array, shape (p,)
         Initial condition.
@@ -307,7 +359,7 @@ def integrate_sme(
         Step-aligned recording times.
     dt : float or Array
         Step (the coarse one for ``"extrapolated"``).
-    paths : int
+    replicates : int
         Number of Brownian paths (static).
     scheme : {"euler", "extrapolated"}
         Static.
@@ -322,55 +374,57 @@ def integrate_sme(
     Returns
     -------
     Solution
-        ``ys[name]`` of shape ``(paths, T)`` (JAX arrays), NaN from the first record where
+        ``ys[name]`` of shape ``(replicates, T)`` (JAX arrays), NaN from the first record where
         any path is not finite; ``result`` a [`RESULTS`][advdyn.solution.RESULTS] code;
         ``method = "sme1"`` or ``"sme2"``.
     """
     ts = jnp.asarray(ts, jnp.float64)
-    ys, code = _paths(sme, jnp.asarray(theta0, jnp.float64), _base_key(key), jnp.arange(paths),
-                      ts, jnp.asarray(dt, jnp.float64), scheme, int(chunk or paths), span)
+    ys, code = _paths(sme, jnp.asarray(theta0, jnp.float64), _base_key(key),
+                      jnp.arange(replicates), ts, jnp.asarray(dt, jnp.float64), scheme,
+                      int(chunk or replicates), span)
     if throw:
         ys = eqx.error_if(ys, code != RESULTS.successful,
                           "the SME diverged: a record is not finite (see Solution.result)")
     return Solution(ts, ys, f"sme{sme.order}", replicated=True,
-                    stats={"scheme": scheme, "paths": int(paths)}, result=code)
+                    stats={"scheme": scheme, "replicates": int(replicates)}, result=code)
 
 
 @float64
 def solve_sme(
-    sme: SME | GameSME,
-    theta0: Float[Array, " p"],
+    sme: AbstractSME,
+    theta0: Float[AnyArray, " p"],
     key: Array,
     *,
     t_max: float,
     dt: float,
     n_times: int = 21,
-    paths: int = 100,
+    replicates: int = 100,
     scheme: str = "euler",
     chunk: int | None = None,
     brownian_dt: float | None = None,
+    paths: int | None = None,  # rename29: keep (deprecated: replicates)
 ) -> Solution:
     """Solve the SME for many Brownian paths (vmapped) and record the objective's observables.
 
     Parameters
     ----------
-    sme : SME or GameSME
-        The equation (anything with ``drift``, ``diffusion_operator``, ``noise_dim``,
-        ``observables``, ``eta``, ``order`` and ``time_scale``, e.g.
-        [`advdyn.sme.game.GameSME`][advdyn.sme.game.GameSME]).
+    sme : AbstractSME
+        The equation ([`SME`][advdyn.sme.equations.SME] or
+        [`GameSME`][advdyn.sme.game.GameSME]).
     theta0 : Array, shape (p,)
         Deterministic initial condition.
     key : jax.random key
         Seed key (e.g. ``jax.random.key(seed)``); path ``r`` uses
         ``fold_in(fold_in(key, SME_STREAM), r)``.
     t_max : float
-        Horizon (in the SME's time, ``tau / time_scale``).
+        Horizon (in the equation's time; for an [`SME`][advdyn.sme.equations.SME],
+        ``tau / time_scale``).
     dt : float
         Step (for ``"extrapolated"``: the coarse step; the fine one is ``dt / 2``).
     n_times : int
         Requested number of records (step-aligned, see
-        [`recording_grid`][advdyn.sme.equations.recording_grid]).
-    paths : int
+        [`step_grid`][advdyn.sme.equations.step_grid]).
+    replicates : int
         Number of Brownian paths.
     scheme : {"euler", "extrapolated"}
         Euler-Maruyama or its Talay-Tubaro extrapolation (weak order 2).
@@ -382,11 +436,13 @@ def solve_sme(
         smallest step (``dt``, or ``dt / 2`` for ``"extrapolated"``), which is the default.
         Solves with different ``dt`` and the same ``brownian_dt`` and key see the same
         Brownian paths (for measuring the discretisation error with common noise).
+    paths : int, optional
+        Deprecated name of ``replicates`` (until advdyn 0.2).
 
     Returns
     -------
     Solution
-        ``ys[name]`` of shape ``(paths, T)`` for every observable, ``method = "sme1"`` or
+        ``ys[name]`` of shape ``(replicates, T)`` for every observable, ``method = "sme1"`` or
         ``"sme2"``, ``replicated = True``; ``stats`` names the scheme, ``dt`` and ``eta``.
 
     Raises
@@ -395,12 +451,15 @@ def solve_sme(
         If a recorded observable of a path is not finite (the SME blew up at this ``dt``);
         it names the first such time and ``eta``.
     """
+    replicates = renamed_keyword("advdyn.sme.solve_sme", "paths", paths,  # rename29: keep
+                                 "replicates", replicates)
     span = _span(scheme, dt, brownian_dt)
     smallest = dt if scheme == "euler" else dt / 2
-    ts, _, _ = recording_grid(t_max, dt, n_times)
+    ts, _, _ = step_grid(t_max, dt, n_times)
     theta0 = jnp.asarray(theta0, jnp.float64)
-    ys, code = _solve_paths(sme, theta0, _base_key(key), jnp.arange(paths), jnp.asarray(ts),
-                            jnp.asarray(dt, jnp.float64), scheme, int(chunk or paths), span)
+    ys, code = _solve_paths(sme, theta0, _base_key(key), jnp.arange(replicates),
+                            jnp.asarray(ts), jnp.asarray(dt, jnp.float64), scheme,
+                            int(chunk or replicates), span)
     ys = {k: np.asarray(v) for k, v in ys.items()}
     if int(code) != RESULTS.successful:
         first = int(np.argmax(np.isnan(next(iter(ys.values()))[0])))
@@ -408,9 +467,10 @@ def solve_sme(
                               "a recorded observable of a Brownian path was not finite",
                               advice="Lower eta or dt.")
     stats = {"scheme": scheme, "dt": float(dt), "brownian_dt": float(smallest / span),
-             "eta": float(sme.eta), "order": sme.order,
-             "time_scale": float(sme.time_scale), "paths": int(paths),
+             "eta": float(sme.eta), "order": sme.order, "replicates": int(replicates),
              "stream": f"fold_in(key, {SME_STREAM:#x})"}
+    if isinstance(sme, SME):
+        stats["time_scale"] = float(sme.time_scale)
     return Solution(np.asarray(ts), ys, f"sme{sme.order}", replicated=True, stats=stats)
 
 
@@ -470,17 +530,18 @@ def _sgd_observe(model, theta):
 
 
 @float64
-def simulate_sgd(
+def simulate_objective_sgd(
     objective: AbstractObjective,
     eta: float,
-    theta0: Float[Array, " p"],
+    theta0: Float[AnyArray, " p"],
     key: Array,
     *,
     t_max: float,
     n_times: int = 21,
-    paths: int = 100,
+    replicates: int = 100,
     time_scale: float = 1.0,
     chunk: int | None = None,
+    paths: int | None = None,  # rename29: keep (deprecated: replicates)
 ) -> Solution:
     """SGD ``x_{k+1} = x_k - eta g_k`` on ``objective``, many independent runs (vmapped).
 
@@ -499,25 +560,35 @@ def simulate_sgd(
         Horizon in the time ``t = k eta / time_scale``.
     n_times : int
         Requested number of records (step-aligned).
-    paths : int
+    replicates : int
         Number of runs.
     time_scale : float
         ``c``: one step advances time by ``eta / c`` (``c = gamma``, ``eta = gamma/d`` gives
         ``t = k/d``).
     chunk : int, optional
         Runs per vmapped batch.
+    paths : int, optional
+        Deprecated name of ``replicates`` (until advdyn 0.2).
 
     Returns
     -------
     Solution
-        ``ys[name]`` of shape ``(paths, T)``, ``method = "sgd"``.
+        ``ys[name]`` of shape ``(replicates, T)``, ``method = "sgd"``.
     """
+    replicates = renamed_keyword("advdyn.sme.simulate_objective_sgd",  # rename29: keep
+                                 "paths", paths, "replicates", replicates)  # rename29: keep
     dt = eta / time_scale
-    ts, stride, _ = recording_grid(t_max, dt, n_times)
+    ts, stride, _ = step_grid(t_max, dt, n_times)
     ys = recorded_paths(_sgd_step, _sgd_observe, (objective, jnp.asarray(eta, jnp.float64)),
-                        jnp.asarray(theta0, jnp.float64), key, jnp.arange(paths),
-                        jnp.asarray(stride), len(ts) - 1, int(chunk or paths))
+                        jnp.asarray(theta0, jnp.float64), key, jnp.arange(replicates),
+                        jnp.asarray(stride), len(ts) - 1, int(chunk or replicates))
     ys = {k: np.asarray(v) for k, v in ys.items()}
-    stats = {"eta": float(eta), "time_scale": float(time_scale), "paths": int(paths),
+    stats = {"eta": float(eta), "time_scale": float(time_scale), "replicates": int(replicates),
              "stream": "fold_in(key, r), fold_in(., k)"}
     return Solution(np.asarray(ts), ys, "sgd", replicated=True, stats=stats)
+
+#: old names (advdyn 0.1), served with a DeprecationWarning until 0.2
+__getattr__ = renamed(__name__, {
+    "simulate_sgd": "simulate_objective_sgd",  # rename29: keep
+    "recording_grid": "step_grid",  # rename29: keep
+})

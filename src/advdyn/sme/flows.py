@@ -14,17 +14,18 @@ import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Float
 
 from advdyn.precision import float64
 from advdyn.sme.objectives import AbstractObjective
 from advdyn.solution import Solution
+from advdyn.typing import AnyArray
 
 
 @float64
 def gradient_flow(
     objective: AbstractObjective,
-    theta0: Float[Array, " p"],
+    theta0: Float[AnyArray, " p"],
     times,
     *,
     rtol: float = 1e-10,

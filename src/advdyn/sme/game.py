@@ -54,19 +54,25 @@ Games
     gradients and gradient covariances in closed form.
 """
 
-from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import lineax as lx
 import numpy as np
+from equinox import AbstractVar
 from jaxtyping import Array, Float
 
 from advdyn import checks
+from advdyn.adversarial import attacks
+from advdyn.deprecation import renamed, renamed_keyword
 from advdyn.precision import as_float64, float64
-from advdyn.sme.equations import recorded_paths, recording_grid
+from advdyn.sme.equations import AbstractSME, recorded_paths, step_grid
 from advdyn.solution import Solution
+from advdyn.typing import AnyArray
 
 
 def _radius(x):
@@ -87,77 +93,89 @@ class AbstractGame(eqx.Module):
         Radius of the adversary's l2 ball (``inf``: no projection).
     """
 
-    rho: eqx.AbstractVar[Array]
-    eps: eqx.AbstractVar[Array]
+    if TYPE_CHECKING:  # mypy reads AbstractVar as a dataclass field; a property it is not
+        @property
+        def rho(self) -> Array:
+            """The adversary's step relative to the learner's."""
+            ...
+
+        @property
+        def eps(self) -> Array:
+            """The adversary's radius."""
+            ...
+
+    else:
+        rho: AbstractVar[Array]
+        eps: AbstractVar[Array]
 
     @property
+    @abc.abstractmethod
     def dim_theta(self) -> int:
         """Number of learner parameters."""
-        raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def dim_delta(self) -> int:
         """Number of adversary parameters."""
-        raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def noise_dims(self) -> tuple[int, int]:
         """Columns of [`noise_theta`][advdyn.sme.game.AbstractGame.noise_theta] and
         [`noise_delta`][advdyn.sme.game.AbstractGame.noise_delta]."""
-        raise NotImplementedError
 
-    def loss(self, theta: Float[Array, " p"], delta: Float[Array, " q"]) -> Float[Array, ""]:
+    @abc.abstractmethod
+    def loss(self, theta: Float[AnyArray, " p"], delta: Float[AnyArray, " q"]) -> Float[Array, ""]:
         """Population loss ``f(theta, delta)``."""
-        raise NotImplementedError
 
-    def grad_theta(self, theta: Float[Array, " p"], delta: Float[Array, " q"]
+    def grad_theta(self, theta: Float[AnyArray, " p"], delta: Float[AnyArray, " q"]
                    ) -> Float[Array, " p"]:
         """``grad_theta f``."""
         return jax.grad(self.loss, 0)(theta, delta)
 
-    def grad_delta(self, theta: Float[Array, " p"], delta: Float[Array, " q"]
+    def grad_delta(self, theta: Float[AnyArray, " p"], delta: Float[AnyArray, " q"]
                    ) -> Float[Array, " q"]:
         """``grad_delta f``."""
         return jax.grad(self.loss, 1)(theta, delta)
 
-    def sample_grad_theta(self, theta: Float[Array, " p"], delta: Float[Array, " q"],
+    @abc.abstractmethod
+    def sample_grad_theta(self, theta: Float[AnyArray, " p"], delta: Float[AnyArray, " q"],
                           key: Array) -> Float[Array, " p"]:
         """Learner's one-sample gradient from the draw ``key``."""
-        raise NotImplementedError
 
-    def sample_grad_delta(self, theta: Float[Array, " p"], delta: Float[Array, " q"],
+    @abc.abstractmethod
+    def sample_grad_delta(self, theta: Float[AnyArray, " p"], delta: Float[AnyArray, " q"],
                           key: Array) -> Float[Array, " q"]:
         """Adversary's one-sample gradient from the draw ``key``."""
-        raise NotImplementedError
 
-    def noise_theta(self, theta: Float[Array, " p"], delta: Float[Array, " q"]
+    @abc.abstractmethod
+    def noise_theta(self, theta: Float[AnyArray, " p"], delta: Float[AnyArray, " q"]
                     ) -> Float[Array, "p m"]:
         """``F`` with ``F F^T = Cov(g_theta)``."""
-        raise NotImplementedError
 
-    def noise_delta(self, theta: Float[Array, " p"], delta: Float[Array, " q"]
+    @abc.abstractmethod
+    def noise_delta(self, theta: Float[AnyArray, " p"], delta: Float[AnyArray, " q"]
                     ) -> Float[Array, "q n"]:
         """``F`` with ``F F^T = Cov(g_delta)``."""
-        raise NotImplementedError
 
-    def observables(self, theta: Float[Array, " p"], delta: Float[Array, " q"]
+    @abc.abstractmethod
+    def observables(self, theta: Float[AnyArray, " p"], delta: Float[AnyArray, " q"]
                     ) -> dict[str, Array]:
         """Recorded scalars: ``loss``, ``dist2 = |theta - theta*|^2``, ``delta2 = |delta|^2``."""
-        raise NotImplementedError
 
-    def split(self, z: Float[Array, " p+q"]) -> tuple[Array, Array]:
+    def split(self, z: Float[AnyArray, " p+q"]) -> tuple[Array, Array]:
         """``z -> (theta, delta)``."""
+        z = jnp.asarray(z)
         return z[: self.dim_theta], z[self.dim_theta:]
 
 
-def project(delta: Float[Array, " q"], eps) -> Float[Array, " q"]:
-    """Projection on the l2 ball of radius ``eps`` (identity for ``eps = inf``)."""
-    n = jnp.sqrt(jnp.sum(delta**2))
-    return jnp.where(n > eps, delta * (eps / jnp.where(n > 0, n, 1.0)), delta)
+def _project_l2(delta: Float[Array, " q"], eps) -> Float[Array, " q"]:
+    """``delta`` projected on the l2 ball of radius ``eps`` (identity for ``eps = inf``)."""
+    return attacks.project(delta[None], eps, "l2")[0]
 
 
 @float64
-def game_step(game: AbstractGame, eta, theta: Float[Array, " p"], delta: Float[Array, " q"],
+def game_step(game: AbstractGame, eta, theta: Float[AnyArray, " p"], delta: Float[AnyArray, " q"],
               key: Array, alternating: bool = True) -> tuple[Array, Array]:
     """One round: the adversary's projected ascent step, then the learner's descent step.
 
@@ -182,13 +200,13 @@ def game_step(game: AbstractGame, eta, theta: Float[Array, " p"], delta: Float[A
         The next state.
     """
     k_adv, k_learn = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
-    new_delta = project(delta + game.rho * eta * game.sample_grad_delta(theta, delta, k_adv),
+    new_delta = _project_l2(delta + game.rho * eta * game.sample_grad_delta(theta, delta, k_adv),
                         game.eps)
     at = new_delta if alternating else delta
     return theta - eta * game.sample_grad_theta(theta, at, k_learn), new_delta
 
 
-class GameSME(eqx.Module):
+class GameSME(AbstractSME):
     """Order-1 or order-2 SME of the alternating (or simultaneous) game in ``tau = k eta``.
 
     The state is ``z = (theta, delta)`` concatenated; see the module docstring for the
@@ -206,36 +224,31 @@ class GameSME(eqx.Module):
     alternation : bool
         Include the alternation term ``c`` in the order-2 drift (``False``: the order-2 SME
         of simultaneous play).
-    time_scale : float
-        Always 1 (the game's time is ``tau = k eta``).
     """
 
     game: AbstractGame
     eta: Array | float = eqx.field(converter=as_float64)
     order: int = eqx.field(static=True, default=1)
     alternation: bool = eqx.field(static=True, default=True)
-    time_scale: Array | float = eqx.field(converter=as_float64, default=1.0)
 
     def __check_init__(self):
         if self.order not in (1, 2):
             raise ValueError(f"order must be 1 or 2, got {self.order}")
         if not np.all(np.asarray(self.eta) > 0):
             raise ValueError(f"eta must be positive, got {self.eta}")
-        if not np.all(np.asarray(self.time_scale) == 1.0):
-            raise ValueError(f"time_scale must be 1 (time is tau = k eta), got {self.time_scale}")
 
     @property
     def noise_dim(self) -> int:
         """Brownian dimension: the learner's plus the adversary's noise columns."""
         return sum(self.game.noise_dims)
 
-    def first_order_drift(self, z: Float[Array, " p+q"]) -> Float[Array, " p+q"]:
+    def first_order_drift(self, z: Float[AnyArray, " p+q"]) -> Float[Array, " p+q"]:
         """``b = (-grad_theta f, rho grad_delta f)``."""
         theta, delta = self.game.split(z)
         return jnp.concatenate([-self.game.grad_theta(theta, delta),
                                 self.game.rho * self.game.grad_delta(theta, delta)])
 
-    def alternation_term(self, z: Float[Array, " p+q"]) -> Float[Array, " p+q"]:
+    def alternation_term(self, z: Float[AnyArray, " p+q"]) -> Float[Array, " p+q"]:
         """``c = (-rho f_{theta delta} grad_delta f, 0)`` (forward-mode derivative of
         ``grad_theta f`` in ``delta`` along ``grad_delta f``)."""
         theta, delta = self.game.split(z)
@@ -243,7 +256,7 @@ class GameSME(eqx.Module):
         _, cross = jax.jvp(lambda d: self.game.grad_theta(theta, d), (delta,), (gd,))
         return jnp.concatenate([-self.game.rho * cross, jnp.zeros_like(delta)])
 
-    def drift(self, z: Float[Array, " p+q"]) -> Float[Array, " p+q"]:
+    def drift(self, z: Float[AnyArray, " p+q"]) -> Float[Array, " p+q"]:
         """``b`` (order 1) or ``b + eta (c - J b / 2)`` (order 2; ``c`` if ``alternation``)."""
         b = self.first_order_drift(z)
         if self.order == 1:
@@ -254,7 +267,7 @@ class GameSME(eqx.Module):
             corr = corr + self.alternation_term(z)
         return b + self.eta * corr
 
-    def diffusion(self, z: Float[Array, " p+q"]) -> Float[Array, "p+q m"]:
+    def diffusion(self, z: Float[AnyArray, " p+q"]) -> Float[Array, "p+q m"]:
         """``sqrt(eta) diag(F_theta, rho F_delta)`` as a dense matrix."""
         theta, delta = self.game.split(z)
         ft = self.game.noise_theta(theta, delta)
@@ -263,12 +276,12 @@ class GameSME(eqx.Module):
         bottom = jnp.concatenate([jnp.zeros((fd.shape[0], ft.shape[1])), fd], axis=1)
         return jnp.sqrt(self.eta) * jnp.concatenate([top, bottom], axis=0)
 
-    def diffusion_operator(self, z: Float[Array, " p+q"]) -> lx.MatrixLinearOperator:
+    def diffusion_operator(self, z: Float[AnyArray, " p+q"]) -> lx.MatrixLinearOperator:
         """[`diffusion`][advdyn.sme.game.GameSME.diffusion] as a lineax operator (for diffrax's
         ``ControlTerm``)."""
         return lx.MatrixLinearOperator(self.diffusion(z))
 
-    def observables(self, z: Float[Array, " p+q"]) -> dict[str, Array]:
+    def observables(self, z: Float[AnyArray, " p+q"]) -> dict[str, Array]:
         """The game's observables at ``z``."""
         return self.game.observables(*self.game.split(z))
 
@@ -286,15 +299,16 @@ def _game_observe(model, state):
 def simulate_game(
     game: AbstractGame,
     eta: float,
-    theta0: Float[Array, " p"],
-    delta0: Float[Array, " q"],
+    theta0: Float[AnyArray, " p"],
+    delta0: Float[AnyArray, " q"],
     key: Array,
     *,
     t_max: float,
     n_times: int = 21,
-    paths: int = 100,
+    replicates: int = 100,
     alternating: bool = True,
     chunk: int | None = None,
+    paths: int | None = None,  # rename29: keep (deprecated: replicates)
 ) -> Solution:
     """Many independent runs of the game (vmapped), recorded in ``tau = k eta``.
 
@@ -312,25 +326,29 @@ def simulate_game(
         Horizon.
     n_times : int
         Requested number of records (step-aligned).
-    paths : int
+    replicates : int
         Number of runs.
     alternating : bool
         Alternating (default) or simultaneous play ([`game_step`][advdyn.sme.game.game_step]).
     chunk : int, optional
         Runs per vmapped batch.
+    paths : int, optional
+        Deprecated name of ``replicates`` (until advdyn 0.2).
 
     Returns
     -------
     Solution
-        ``ys[name]`` of shape ``(paths, T)``, ``method = "game"``.
+        ``ys[name]`` of shape ``(replicates, T)``, ``method = "game"``.
     """
-    ts, stride, _ = recording_grid(t_max, eta, n_times)
+    replicates = renamed_keyword("advdyn.sme.simulate_game", "paths", paths,  # rename29: keep
+                                 "replicates", replicates)
+    ts, stride, _ = step_grid(t_max, eta, n_times)
     model = (game, jnp.asarray(eta, jnp.float64), bool(alternating))
     state0 = (jnp.asarray(theta0, jnp.float64), jnp.asarray(delta0, jnp.float64))
-    ys = recorded_paths(_game_step, _game_observe, model, state0, key, jnp.arange(paths),
-                        jnp.asarray(stride), len(ts) - 1, int(chunk or paths))
+    ys = recorded_paths(_game_step, _game_observe, model, state0, key, jnp.arange(replicates),
+                        jnp.asarray(stride), len(ts) - 1, int(chunk or replicates))
     ys = {k: np.asarray(v) for k, v in ys.items()}
-    stats = {"eta": float(eta), "rho": float(game.rho), "paths": int(paths),
+    stats = {"eta": float(eta), "rho": float(game.rho), "replicates": int(replicates),
              "alternating": bool(alternating), "stream": "fold_in(key, r), fold_in(., k)"}
     return Solution(np.asarray(ts), ys, "game", replicated=True, stats=stats)
 
@@ -671,3 +689,10 @@ class PerturbationGame(AbstractGame):
         return {"loss": self.loss(theta, delta),
                 "dist2": jnp.sum((theta - self.theta_star) ** 2),
                 "delta2": jnp.sum(delta**2)}
+
+
+#: old names (advdyn 0.1), served with a DeprecationWarning until 0.2
+__getattr__ = renamed(__name__, {
+    "project": ("advdyn.adversarial.attacks.project(delta[None], eps, 'l2')[0]",
+                lambda: _project_l2),
+})

@@ -30,7 +30,13 @@ from jaxtyping import Array, Float
 
 from advdyn.adversarial.attacks import Attack
 from advdyn.precision import as_float64
-from advdyn.sme.objectives import EmpiricalObjective, linear_predict, squared_loss
+from advdyn.sme.objectives import (
+    AbstractObjective,
+    EmpiricalObjective,
+    linear_predict,
+    squared_loss,
+)
+from advdyn.typing import AnyArray
 
 
 def effective_radius(steps: int, alpha: float, eps: float) -> float:
@@ -74,9 +80,9 @@ def pgd_attack(steps: int, alpha: float, eps: float) -> Attack:
 
 
 def game_objective(
-    x: Float[Array, "n p"], y: Float[Array, " n"], steps: int, alpha: float, eps: float,
+    x: Float[AnyArray, "n p"], y: Float[AnyArray, " n"], steps: int, alpha: float, eps: float,
     batch: int = 1,
-) -> EmpiricalObjective:
+) -> AbstractObjective:
     """Linear least squares trained against the ``K``-step adversary, evaluated at the exact
     inner maximum (``adv_risk`` uses the endpoint rule at radius ``eps``).
 
@@ -91,23 +97,65 @@ def game_objective(
 
     Returns
     -------
-    EmpiricalObjective
+    AbstractObjective
+        The trained objective's loss, gradients and noise, with ``adv_risk`` at the exact
+        inner maximum.
     """
-    return _GameObjective(x, y, linear_predict, squared_loss, pgd_attack(steps, alpha, eps),
-                          None, None, "adversarial", batch, int(x.shape[1]), eps)
+    trained = EmpiricalObjective(x, y, linear_predict, squared_loss,
+                                 pgd_attack(steps, alpha, eps), None, None, "adversarial",
+                                 batch, int(x.shape[1]))
+    exact = EmpiricalObjective(x, y, linear_eps=as_float64(eps), n_params=int(x.shape[1]))
+    return GameObjective(trained, exact)
 
 
-class _GameObjective(EmpiricalObjective):
-    """Training against PGD, ``adv_risk`` at the exact l2 inner maximum of radius ``eps``."""
+class GameObjective(AbstractObjective):
+    """An objective trained as ``trained`` whose ``adv_risk`` is the loss of ``exact``.
 
-    exact_eps: Array | float = eqx.field(converter=as_float64, default=0.0)
+    Attributes
+    ----------
+    trained : AbstractObjective
+        What SGD descends (loss, gradients, noise, the other observables).
+    exact : AbstractObjective
+        Whose loss is recorded as ``adv_risk`` (the exact inner maximum).
+    """
 
-    def observables(self, theta):
-        out = super().observables(theta)
-        exact = EmpiricalObjective(self.x, self.y, linear_eps=self.exact_eps,
-                                   n_params=self.n_params)
-        out["adv_risk"] = exact.loss(theta)
-        return out
+    trained: AbstractObjective
+    exact: AbstractObjective
+
+    @property
+    def dim(self) -> int:
+        """Number of parameters ``p`` (the trained objective's)."""
+        return self.trained.dim
+
+    @property
+    def noise_dim(self) -> int:
+        """Brownian dimension (the trained objective's)."""
+        return self.trained.noise_dim
+
+    def loss(self, theta: Float[AnyArray, " p"]) -> Float[Array, ""]:
+        """The trained objective's loss."""
+        return self.trained.loss(theta)
+
+    def gradient(self, theta: Float[AnyArray, " p"]) -> Float[Array, " p"]:
+        """The trained objective's gradient."""
+        return self.trained.gradient(theta)
+
+    def noise_factor(self, theta: Float[AnyArray, " p"]) -> Float[Array, "p m"]:
+        """The trained objective's noise factor."""
+        return self.trained.noise_factor(theta)
+
+    def noise_apply(self, theta: Float[AnyArray, " p"], z: Float[AnyArray, " m"]
+                    ) -> Float[Array, " p"]:
+        """The trained objective's ``F(theta) z``."""
+        return self.trained.noise_apply(theta, z)
+
+    def stochastic_gradient(self, theta: Float[AnyArray, " p"], key: Array) -> Float[Array, " p"]:
+        """The trained objective's SGD gradient."""
+        return self.trained.stochastic_gradient(theta, key)
+
+    def observables(self, theta: Float[AnyArray, " p"]) -> dict[str, Array]:
+        """The trained objective's observables, ``adv_risk`` the loss of ``exact``."""
+        return {**self.trained.observables(theta), "adv_risk": self.exact.loss(theta)}
 
 
 @eqx.filter_jit
@@ -121,7 +169,7 @@ def _descend(objective, theta0, lr, steps_per_record, n_records: int):
     return jnp.concatenate([objective.observables(theta0)["adv_risk"][None], risks])
 
 
-def alternating_descent(objective: EmpiricalObjective, theta0: Float[Array, " p"], lr: float,
+def alternating_descent(objective: AbstractObjective, theta0: Float[AnyArray, " p"], lr: float,
                         t_max: float, n_times: int = 41) -> tuple[np.ndarray, np.ndarray]:
     """Full-batch alternating game: adversary's ``K`` PGD steps, then one learner step.
 
@@ -130,7 +178,7 @@ def alternating_descent(objective: EmpiricalObjective, theta0: Float[Array, " p"
 
     Parameters
     ----------
-    objective : EmpiricalObjective
+    objective : AbstractObjective
         E.g. `game_objective` (its ``adv_risk`` observable is recorded).
     theta0 : array
         Start.

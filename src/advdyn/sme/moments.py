@@ -23,6 +23,7 @@ from __future__ import annotations
 import equinox as eqx
 import numpy as np
 
+from advdyn.deprecation import renamed
 from advdyn.precision import float64
 
 
@@ -145,7 +146,7 @@ def exact_second_moments(
 
 
 @float64
-def loglog_slope(x, y) -> tuple[float, float]:
+def loglog_fit(x, y) -> tuple[float, float]:
     """Least-squares slope of ``log y`` on ``log x`` and its standard error.
 
     Parameters
@@ -199,3 +200,6 @@ def weak_error_study(
         e1.append(mp.weak_error(1, name, at))
         e2.append(mp.weak_error(2, name, at))
     return {"eta": np.asarray(etas, float), "order1": np.asarray(e1), "order2": np.asarray(e2)}
+
+#: old names (advdyn 0.1), served with a DeprecationWarning until 0.2
+__getattr__ = renamed(__name__, {"loglog_slope": "loglog_fit"})  # rename29: keep

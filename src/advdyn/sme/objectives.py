@@ -26,6 +26,7 @@ Two final implementations:
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 
 import equinox as eqx
@@ -36,6 +37,7 @@ from jaxtyping import Array, Float
 
 from advdyn.adversarial.attacks import Attack, perturb
 from advdyn.precision import as_float64, float64
+from advdyn.typing import AnyArray
 
 C0 = float(np.sqrt(2.0 / np.pi))
 """``c0 = E|Z| = sqrt(2/pi)``."""
@@ -52,7 +54,7 @@ def _train_flag(value) -> np.ndarray:
     return np.asarray(value, dtype=np.float64)
 
 
-def _safe_norm(theta: Array) -> tuple[Array, Array]:
+def _safe_norm(theta: AnyArray) -> tuple[Array, Array]:
     """``(|theta|, theta/|theta|)`` with the subgradient convention ``e = 0`` at ``theta = 0``."""
     n2 = jnp.sum(theta**2)
     pos = n2 > 0
@@ -64,41 +66,42 @@ class AbstractObjective(eqx.Module):
     """Interface of a training objective for SGD and its SME (see the module docstring)."""
 
     @property
+    @abc.abstractmethod
     def dim(self) -> int:
         """Number of parameters ``p``."""
-        raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def noise_dim(self) -> int:
         """Number of columns of
         [`noise_factor`][advdyn.sme.objectives.AbstractObjective.noise_factor] (the Brownian
         dimension)."""
-        raise NotImplementedError
 
-    def loss(self, theta: Float[Array, " p"]) -> Float[Array, ""]:
+    @abc.abstractmethod
+    def loss(self, theta: Float[AnyArray, " p"]) -> Float[Array, ""]:
         """Training objective ``f(theta)``."""
-        raise NotImplementedError
 
-    def gradient(self, theta: Float[Array, " p"]) -> Float[Array, " p"]:
+    def gradient(self, theta: Float[AnyArray, " p"]) -> Float[Array, " p"]:
         """``grad f(theta)`` (autodiff of [`loss`][advdyn.sme.objectives.AbstractObjective.loss]
         unless overridden)."""
         return jax.grad(self.loss)(theta)
 
-    def noise_factor(self, theta: Float[Array, " p"]) -> Float[Array, "p m"]:
+    @abc.abstractmethod
+    def noise_factor(self, theta: Float[AnyArray, " p"]) -> Float[Array, "p m"]:
         """``F`` with ``F F^T = Sigma(theta)``, the covariance of one SGD gradient."""
-        raise NotImplementedError
 
-    def noise_apply(self, theta: Float[Array, " p"], z: Float[Array, " m"]) -> Float[Array, " p"]:
+    def noise_apply(self, theta: Float[AnyArray, " p"], z: Float[AnyArray, " m"]
+                    ) -> Float[Array, " p"]:
         """``F(theta) z`` (overridden where ``F`` has structure cheaper than a dense matrix)."""
         return self.noise_factor(theta) @ z
 
-    def stochastic_gradient(self, theta: Float[Array, " p"], key: Array) -> Float[Array, " p"]:
+    @abc.abstractmethod
+    def stochastic_gradient(self, theta: Float[AnyArray, " p"], key: Array) -> Float[Array, " p"]:
         """One SGD gradient at ``theta`` from the draw ``key``."""
-        raise NotImplementedError
 
-    def observables(self, theta: Float[Array, " p"]) -> dict[str, Array]:
+    @abc.abstractmethod
+    def observables(self, theta: Float[AnyArray, " p"]) -> dict[str, Array]:
         """Recorded scalars: ``clean_risk``, ``adv_risk``, ``norm``, ``input_grad_norm``."""
-        raise NotImplementedError
 
 
 class GaussianLeastSquares(AbstractObjective):
@@ -207,18 +210,18 @@ class GaussianLeastSquares(AbstractObjective):
         return delta, s, n, e, eps * n
 
     @float64
-    def risk(self, theta: Float[Array, " d"], eps) -> Float[Array, ""]:
+    def risk(self, theta: Float[AnyArray, " d"], eps) -> Float[Array, ""]:
         """Adversarial risk ``R_eps(theta)`` at radius ``eps`` (``R_0`` at ``eps = 0``)."""
         _, s, _, _, a = self._scalars(theta, eps)
         return 0.5 * (s + C0 * a) ** 2 + 0.5 * a**2 * (1 - C0**2)
 
     @float64
-    def loss(self, theta: Float[Array, " d"]) -> Float[Array, ""]:
+    def loss(self, theta: Float[AnyArray, " d"]) -> Float[Array, ""]:
         """``R_eps`` (adversarial training) or ``R_0`` (clean training)."""
         return self.risk(theta, self.train_eps)
 
     @float64
-    def gradient(self, theta: Float[Array, " d"]) -> Float[Array, " d"]:
+    def gradient(self, theta: Float[AnyArray, " d"]) -> Float[Array, " d"]:
         """Closed form ``h1 K Delta + eps abar e`` (subgradient with ``e = 0`` at 0)."""
         eps = self.train_eps
         delta, s, _, e, a = self._scalars(theta, eps)
@@ -236,7 +239,7 @@ class GaussianLeastSquares(AbstractObjective):
         return m0, u, c
 
     @float64
-    def gradient_covariance(self, theta: Float[Array, " d"]) -> Float[Array, "d d"]:
+    def gradient_covariance(self, theta: Float[AnyArray, " d"]) -> Float[Array, "d d"]:
         """Exact ``Sigma(theta) = Cov(grad l_eps)`` of one sample, divided by ``batch``."""
         m0, u, c = self._moments(theta)
         return (m0 * jnp.diag(self.eigenvalues) + u @ c @ u.T) / self.batch
@@ -267,12 +270,13 @@ class GaussianLeastSquares(AbstractObjective):
         return m0, root, q, b
 
     @float64
-    def noise_factor(self, theta: Float[Array, " d"]) -> Float[Array, "d d"]:
+    def noise_factor(self, theta: Float[AnyArray, " d"]) -> Float[Array, "d d"]:
         """``F`` with ``F F^T = Sigma`` (exact) or ``sqrt(I K / B)`` (homogenized), dense."""
         return jax.vmap(lambda z: self.noise_apply(theta, z), out_axes=1)(jnp.eye(self.dim))
 
     @float64
-    def noise_apply(self, theta: Float[Array, " d"], z: Float[Array, " d"]) -> Float[Array, " d"]:
+    def noise_apply(self, theta: Float[AnyArray, " d"], z: Float[AnyArray, " d"]
+                    ) -> Float[Array, " d"]:
         """``F z`` in ``O(d)``: the exact factor is ``K^{1/2}`` times a rank-two update of
         ``sqrt(M0) I`` (see `_root_parts`); the homogenized one ``sqrt(M0 K / B) z``."""
         if self.noise == "homogenized":
@@ -284,7 +288,7 @@ class GaussianLeastSquares(AbstractObjective):
         return root * inner / np.sqrt(self.batch)
 
     @float64
-    def stochastic_gradient(self, theta: Float[Array, " d"], key: Array) -> Float[Array, " d"]:
+    def stochastic_gradient(self, theta: Float[AnyArray, " d"], key: Array) -> Float[Array, " d"]:
         """Mean of ``batch`` per-sample gradients ``(|u| + a)(sign(u) x + eps e)``."""
         kx, kn = jax.random.split(key)
         z = jax.random.normal(kx, (self.batch, self.dim), theta.dtype)
@@ -298,7 +302,7 @@ class GaussianLeastSquares(AbstractObjective):
         return jnp.mean(g, axis=0)
 
     @float64
-    def observables(self, theta: Float[Array, " d"]) -> dict[str, Array]:
+    def observables(self, theta: Float[AnyArray, " d"]) -> dict[str, Array]:
         """``clean_risk``, ``adv_risk`` (radius ``eps``), ``norm``, ``input_grad_norm``
         (``E |grad_x l_0| = c0 s |theta|``) and ``dist2 = |theta - theta*|^2``."""
         delta, s, n, _, _ = self._scalars(theta, self.eps)
@@ -312,14 +316,14 @@ class GaussianLeastSquares(AbstractObjective):
 
 
 @float64
-def linear_predict(theta: Float[Array, " p"], x: Float[Array, "n p"]) -> Float[Array, " n"]:
+def linear_predict(theta: Float[AnyArray, " p"], x: Float[AnyArray, "n p"]) -> Float[Array, " n"]:
     """The linear model ``r = <theta, x>`` (default model of
     [`EmpiricalObjective`][advdyn.sme.objectives.EmpiricalObjective])."""
-    return x @ theta
+    return jnp.asarray(x @ theta)
 
 
 @float64
-def squared_loss(pred: Array, y: Array) -> Array:
+def squared_loss(pred: AnyArray, y: AnyArray) -> AnyArray:
     """``(pred - y)^2 / 2`` per sample."""
     return 0.5 * (pred - y) ** 2
 
@@ -343,9 +347,9 @@ class EmpiricalObjective(AbstractObjective):
 
     Attributes
     ----------
-    x : Array, shape (n, ...)
+    x : array, shape (n, ...)
         Inputs.
-    y : Array, shape (n, ...)
+    y : array, shape (n, ...)
         Targets or labels.
     predict : callable
         ``predict(theta, x_batch) -> predictions`` (flat parameter vector ``theta``).
@@ -365,8 +369,8 @@ class EmpiricalObjective(AbstractObjective):
         Mini-batch size ``B``.
     """
 
-    x: Array
-    y: Array
+    x: AnyArray
+    y: AnyArray
     predict: Callable = eqx.field(static=True, default=linear_predict)
     sample_loss: Callable = eqx.field(static=True, default=squared_loss)
     attack: Attack | None = None
@@ -415,12 +419,12 @@ class EmpiricalObjective(AbstractObjective):
         return flag * adv + (1 - flag) * clean
 
     @float64
-    def loss(self, theta: Float[Array, " p"]) -> Float[Array, ""]:
+    def loss(self, theta: Float[AnyArray, " p"]) -> Float[Array, ""]:
         """Mean training loss over the data set."""
         return jnp.mean(self._train_losses(theta, self.x, self.y))
 
     @float64
-    def per_sample_gradients(self, theta: Float[Array, " p"]) -> Float[Array, "n p"]:
+    def per_sample_gradients(self, theta: Float[AnyArray, " p"]) -> Float[Array, "n p"]:
         """Gradients of every sample's training loss, shape ``(n, p)``."""
         def one(xj, yj):
             return jax.grad(lambda th: self._train_losses(th, xj[None], yj[None])[0])(theta)
@@ -428,21 +432,21 @@ class EmpiricalObjective(AbstractObjective):
         return jax.vmap(one)(self.x, self.y)
 
     @float64
-    def noise_factor(self, theta: Float[Array, " p"]) -> Float[Array, "p n"]:
+    def noise_factor(self, theta: Float[AnyArray, " p"]) -> Float[Array, "p n"]:
         """``G_c^T / sqrt(n B)`` (``F F^T`` is the covariance of one mini-batch gradient)."""
         g = self.per_sample_gradients(theta)
         gc = g - jnp.mean(g, axis=0)
         return gc.T / np.sqrt(self.noise_dim * self.batch)
 
     @float64
-    def stochastic_gradient(self, theta: Float[Array, " p"], key: Array) -> Float[Array, " p"]:
+    def stochastic_gradient(self, theta: Float[AnyArray, " p"], key: Array) -> Float[Array, " p"]:
         """Gradient on ``batch`` indices drawn uniformly with replacement."""
         idx = jax.random.randint(key, (self.batch,), 0, self.noise_dim)
         return jax.grad(lambda th: jnp.mean(self._train_losses(th, self.x[idx], self.y[idx])))(
             theta)
 
     @float64
-    def observables(self, theta: Float[Array, " p"]) -> dict[str, Array]:
+    def observables(self, theta: Float[AnyArray, " p"]) -> dict[str, Array]:
         """``clean_risk``, ``adv_risk`` (evaluation attack), ``norm`` and the mean l2 norm
         of the clean loss's input gradient ``input_grad_norm``."""
         attack = self.eval_attack if self.eval_attack is not None else self.attack

@@ -6,9 +6,10 @@ mathematics in float64 ([`advdyn.precision`][advdyn.precision]); solvers return
 [`Solution`][advdyn.solution.Solution] pytrees.
 """
 
+from advdyn.deprecation import renamed
 from advdyn.theory.equivalence import solve_ridge_ode
 from advdyn.theory.ode import integrate_ode, make_integrator, solve_ode
-from advdyn.theory.rates import Constant, Decay, LearningRate, LineSearch, Polyak, StepDrop
+from advdyn.theory.rates import AbstractLearningRate, Constant, Decay, LineSearch, Polyak, StepDrop
 from advdyn.theory.spectral import BinnedInstance, bin_instance
 from advdyn.theory.stationary import (
     StationaryPoint,
@@ -18,10 +19,10 @@ from advdyn.theory.stationary import (
 )
 
 __all__ = [
+    "AbstractLearningRate",
     "BinnedInstance",
     "Constant",
     "Decay",
-    "LearningRate",
     "LineSearch",
     "Polyak",
     "StationaryPoint",
@@ -35,3 +36,6 @@ __all__ = [
     "solve_ode",
     "solve_ridge_ode",
 ]
+
+#: old names (advdyn 0.1), served with a DeprecationWarning until 0.2
+__getattr__ = renamed(__name__, {"LearningRate": "AbstractLearningRate"})  # rename29: keep

@@ -15,14 +15,12 @@ SDE, the optimum and the limit) are all written in these per-direction coefficie
 from __future__ import annotations
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 
 from advdyn.problem.instance import AbstractInstance
 from advdyn.problem.losses import Expectations
 from advdyn.theory.statistics import DirectionState, Statistics, expectations, statistics
-
-Array = jax.Array
+from advdyn.typing import Array
 
 
 class DriftTerms(eqx.Module):
@@ -102,7 +100,7 @@ def flow(
 ) -> tuple[DirectionState, DirectionState]:
     """The two parts of the ODE's velocity: ``d state/dt = gamma * drift + gamma^2 * noise``.
 
-    In the error variables of `advdyn.statistics` (``e = theta - theta*``),
+    In the error variables of `advdyn.theory.statistics` (``e = theta - theta*``),
 
         drift.err2_i        = -2 ( D_i err2_i + (D_i+H_i) err_teacher_i + sum_c pe_c err_mean_ci )
         drift.err_teacher_i =   -( D_i err_teacher_i + (D_i+H_i) theta*_i^2 + theta*_i f_i )
@@ -111,7 +109,7 @@ def flow(
 
     which is THEORY's ``(P, Q, M)`` system after the substitution ``theta = e + theta*``,
     written with the constant products ``theta*_i^2``, ``theta*_i mu_ci``, ``mu_ci mu_c'i``
-    so that a binned instance (`advdyn.spectral`) evaluates it unchanged.
+    so that a binned instance (`advdyn.theory.spectral`) evaluates it unchanged.
 
     Parameters
     ----------

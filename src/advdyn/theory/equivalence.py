@@ -40,8 +40,7 @@ from advdyn.theory.statistics import (
     observables,
     statistics,
 )
-
-Array = jax.Array
+from advdyn.typing import Array
 
 EQUIVALENCE_QUANTITIES = ("eff_lr", "eff_ridge", "noise_factor")
 

@@ -1,7 +1,7 @@
 """The deterministic-equivalent ODE (THEORY section 5), solved with diffrax in float64.
 
-In the error variables of `advdyn.statistics` (``e = theta - theta*``) and with the
-drift coefficients ``D, H, N, f`` of `advdyn.drift`, the per-direction system is
+In the error variables of `advdyn.theory.statistics` (``e = theta - theta*``) and with the
+drift coefficients ``D, H, N, f`` of `advdyn.theory.drift`, the per-direction system is
 
     d err2_i/dt        = -2 gamma ( D_i err2_i + (D_i+H_i) err_teacher_i
                                     + sum_c pi_c e_c err_mean_ci ) + gamma^2 N_i / d
@@ -28,13 +28,12 @@ from advdyn.precision import as_float64, float64
 from advdyn.problem.instance import AbstractInstance
 from advdyn.solution import RESULTS, Solution, diffrax_code
 from advdyn.theory.drift import flow
-from advdyn.theory.rates import LearningRate
+from advdyn.theory.rates import AbstractLearningRate
 from advdyn.theory.recording import make_recorder
 from advdyn.theory.spectral import RELAXED_EXPONENT, relaxed_eigenvalue
 from advdyn.theory.stationary import StationaryPoint
 from advdyn.theory.statistics import DirectionState, direction_sum
-
-Array = jax.Array
+from advdyn.typing import Array
 
 
 def initial_state(instance: AbstractInstance) -> DirectionState:
@@ -64,7 +63,7 @@ def vector_field(t, state: DirectionState, args) -> DirectionState:
         Current ``(err2, err_teacher, err_mean)``.
     args : tuple
         ``(instance, lr)``: the [`ProblemInstance`][advdyn.ProblemInstance] and the
-        `LearningRate` giving ``gamma(t)``.
+        `AbstractLearningRate` giving ``gamma(t)``.
 
     Returns
     -------
@@ -81,9 +80,7 @@ def vector_field(t, state: DirectionState, args) -> DirectionState:
 #: step per ``3 / (gamma lambda_max)``; Kvaerno5 a few hundred steps whatever the stiffness)
 STIFFNESS_THRESHOLD = 2e3
 #: the implicit solver's absolute tolerance is ``IMPLICIT_ATOL * rtol / d`` (entries are of
-#: order ``1/d``): on the power-law benchmark its error against an explicit reference is
-#: 0.15 rtol at d = 1e4 and 1e6 alike, with 1.9x fewer steps than ``1e-3 rtol / d``
-#: (``docs/benchmarks.md``)
+#: order ``1/d``; measurements: ``docs/benchmarks.md``)
 IMPLICIT_ATOL = 10.0
 #: largest state (entries) for the implicit solver: its Newton steps factor the dense Jacobian
 IMPLICIT_MAX_STATE = 1536
@@ -91,14 +88,13 @@ IMPLICIT_MAX_STATE = 1536
 #: modes relaxed before the first record (``solve_ode(relaxed_above=...)``): their tolerance
 #: there is ``1 / RELAXED_WEIGHT`` times looser. Records see them only after ``t_1``, when
 #: an error made during their transient has decayed with them (``e^-20``), and their pull on
-#: the other modes is controlled at full tolerance in those modes' own errors. On the
-#: power-law benchmark (rtol 1e-7): 292 -> 270 implicit steps at d = 1e6, 250 -> 242 at
-#: 1e4, the error against the reference unchanged (``docs/benchmarks.md``)
+#: the other modes is controlled at full tolerance in those modes' own errors
+#: (measurements: ``docs/benchmarks.md``)
 RELAXED_WEIGHT = 1e-3
 SOLVERS = ("auto", "tsit5", "kvaerno5")
 
 
-def stiffness(instance, lr: LearningRate, times) -> float:
+def stiffness(instance, lr: AbstractLearningRate, times) -> float:
     """Stiffness estimate ``gamma_0 lambda_max (t_end - t_0)`` of the ODE on ``times``.
 
     The fastest mode of the linearised system decays at about ``gamma D_max``, with
@@ -127,7 +123,7 @@ def stiffness(instance, lr: LearningRate, times) -> float:
     return abs(gamma0) * lam_max * float(times[-1] - times[0])
 
 
-def choose_solver(instance, lr: LearningRate, times, solver: str = "auto") -> str:
+def choose_solver(instance, lr: AbstractLearningRate, times, solver: str = "auto") -> str:
     """The integrator for this problem: ``"tsit5"`` (explicit) or ``"kvaerno5"`` (implicit).
 
     Parameters
@@ -270,7 +266,8 @@ class Integrator(eqx.Module):
 
 @float64
 def make_integrator(
-    kind: str = "tsit5", *, rtol: float = 1e-8, atol: float = 1e-20, max_steps: int = 1_000_000
+    kind: str = "tsit5", *, rtol: float | Array = 1e-8, atol: float | Array = 1e-20,
+    max_steps: int = 1_000_000,
 ) -> Integrator:
     """The `Integrator` of a solver name, as [`solve_ode`][advdyn.theory.ode.solve_ode] uses it.
 
@@ -420,7 +417,7 @@ def _solve(
 @float64
 def integrate_ode(
     instance: AbstractInstance,
-    lr: LearningRate,
+    lr: AbstractLearningRate,
     times: Float[ArrayLike, " T"],
     integrator: Integrator,
     *,
@@ -487,7 +484,7 @@ def integrate_ode(
                     steps=steps)
 
 
-def _relaxed_above(value, instance, lr: LearningRate, times: np.ndarray) -> float:
+def _relaxed_above(value, instance, lr: AbstractLearningRate, times: np.ndarray) -> float:
     """``value`` checked against the eigenvalue where relaxation before ``t_1`` is proven."""
     value = checks.positive(value, "relaxed_above")
     bound = relaxed_eigenvalue(lr, times, instance.loss)
@@ -527,7 +524,7 @@ def _arguments(instance, lr, times_np, t_dev, rtol, atol, max_steps, divergence_
 @float64
 def solve_ode(
     instance: AbstractInstance,
-    lr: LearningRate,
+    lr: AbstractLearningRate,
     times: Float[ArrayLike, " T"],
     *,
     rtol: float = 1e-8,

@@ -17,6 +17,7 @@ from equinox import AbstractClassVar
 from jax.typing import ArrayLike
 
 from advdyn import checks
+from advdyn.deprecation import renamed
 from advdyn.precision import as_float64, float64, widen
 from advdyn.problem.instance import AbstractInstance
 from advdyn.theory.drift import flow
@@ -27,8 +28,7 @@ from advdyn.theory.statistics import (
     statistics,
     training_objective,
 )
-
-Array = jax.Array
+from advdyn.typing import Array
 
 
 def _parameter(x: ArrayLike) -> ArrayLike:
@@ -75,10 +75,6 @@ class AbstractLearningRate(eqx.Module):
         Array
             A float64 scalar.
         """
-
-
-#: The public name of the rule interface (kept for code written against advdyn 0.1).
-LearningRate = AbstractLearningRate
 
 
 class Constant(AbstractLearningRate):
@@ -240,8 +236,9 @@ class Polyak(AbstractLearningRate):
         gamma_t = (Rtilde(t) - Rtilde^*) / ( (tr K / (2d)) * I(t) ),   I = sum_c pi_c I_c,
 
     with ``Rtilde = R_eps + delta/2 |theta|^2`` the training objective and ``Rtilde^*`` its
-    minimum ([`advdyn.stationary.adversarial_optimum`][advdyn.theory.adversarial_optimum]); without
-    ridge this is THEORY's
+    minimum
+    ([`advdyn.theory.stationary.adversarial_optimum`][advdyn.theory.adversarial_optimum]);
+    without ridge this is THEORY's
     ``R_eps - R_eps^*``. With ``eps = 0``, noiseless least squares and ``K = lambda I`` it
     equals ``1 / lambda = d / tr K``. Negative values (a state below the optimum, possible
     for SGD by fluctuation) are clipped to 0.
@@ -281,7 +278,7 @@ class LineSearch(AbstractLearningRate):
 
     Along the ODE ``dRtilde/dt = gamma A + gamma^2 C`` with ``A`` the derivative of the
     objective along the drift part of the velocity and ``C`` along the noise part
-    (`advdyn.drift.flow`), both by forward-mode autodiff. The rate minimising this
+    (`advdyn.theory.drift.flow`), both by forward-mode autodiff. The rate minimising this
     instantaneous change is ``-A / (2C)``, clipped to ``[0, gamma_max]``. For SGD and the
     SDE it is evaluated at the iterate's own state, ``O(d)`` per step.
 
@@ -333,4 +330,5 @@ Array
 Polyak.__call__.__doc__ = _STATE_RULE_DOC.format(name="Polyak")
 LineSearch.__call__.__doc__ = _STATE_RULE_DOC.format(name="Line-search")
 
-
+#: old names (advdyn 0.1), served with a DeprecationWarning until 0.2
+__getattr__ = renamed(__name__, {"LearningRate": "AbstractLearningRate"})  # rename29: keep

@@ -5,19 +5,17 @@ quantities from their per-direction state (integrated for the ODE, built from th
 for the simulators): the observables of `observables`, the
 learning rate ``lr``, the squared distance ``dist_to_opt`` to the adversarial optimum and,
 for least squares with one centred class, the equivalence quantities ``eff_lr``,
-``eff_ridge`` and ``noise_factor`` (`advdyn.equivalence`).
+``eff_ridge`` and ``noise_factor`` (`advdyn.theory.equivalence`).
 """
 
 from __future__ import annotations
 
 import equinox as eqx
-import jax
 
 from advdyn.theory.equivalence import equivalence_applies, ls_equivalence
 from advdyn.theory.stationary import StationaryPoint, adversarial_optimum
 from advdyn.theory.statistics import DirectionState, observables, statistics
-
-Array = jax.Array
+from advdyn.typing import Array
 
 
 class Recorder(eqx.Module):

@@ -5,7 +5,7 @@ THEORY section 7. Setting the ODE's velocity to zero gives, direction by directi
     theta_i = -( H_i theta*_i + f_i ) / D_i                      (mean part)
     P_i     = theta_i^2 + gamma N_i / (2 d D_i)                   (plus fluctuations)
 
-with ``D, H, f, N`` (`advdyn.drift`) evaluated at the statistics of that same state.
+with ``D, H, f, N`` (`advdyn.theory.drift`) evaluated at the statistics of that same state.
 In the error variables ``e = theta - theta*`` the mean part is
 
     e_i = alpha_i theta*_i + sum_c beta_ci mu_ci,
@@ -45,8 +45,7 @@ from advdyn.theory.statistics import (
     statistics,
     training_objective,
 )
-
-Array = jax.Array
+from advdyn.typing import Array
 
 _DAMPED_STEPS = 200
 _DAMPING = 0.5
@@ -512,7 +511,7 @@ def adversarial_optimum(
 
 @float64
 def constant_rate_limit(
-    instance, gamma: float, *, start: StationaryPoint | None = None, rtol: float = 1e-12,
+    instance, gamma: float | Array, *, start: StationaryPoint | None = None, rtol: float = 1e-12,
     tol: float = 1e-9,
 ) -> StationaryPoint:
     """Stationary state of the ODE under a constant learning rate ``gamma`` (THEORY 7).
@@ -520,7 +519,7 @@ def constant_rate_limit(
     The limit has ``Q_i = tbar_i theta*_i``, ``M_ci = tbar_i mu_ci`` and
     ``P_i = tbar_i^2 + gamma N_i / (2 d D_i)``, with every coefficient evaluated at the
     limit's own statistics. Whether the ODE actually converges there is a separate
-    question: see [`advdyn.limits.limit_report`][advdyn.workflows.limit_report].
+    question: see [`advdyn.workflows.limits.limit_report`][advdyn.workflows.limit_report].
 
     A pure function, like [`optimum`][advdyn.theory.stationary.optimum]: ``jit``, ``vmap``
     and ``grad`` (in ``gamma`` and the instance's parameters) go through; the derivatives

@@ -27,12 +27,10 @@ from jaxtyping import ArrayLike, Float
 from advdyn.problem.instance import AbstractInstance
 from advdyn.problem.losses import ClassMoments, Expectations
 from advdyn.problem.state import DirectionState
+from advdyn.typing import Array
 
-Array = jax.Array
 #: a JAX array in the theory, a NumPy float64 array in the figures
 _A = TypeVar("_A", jax.Array, np.ndarray)
-
-
 
 
 class Statistics(eqx.Module):
@@ -73,7 +71,7 @@ def direction_sum(
     """Sum over directions along the last axis, in ``x``'s dtype.
 
     Per-direction instances have one direction per entry; a binned instance
-    (`advdyn.spectral`) has ``multiplicity[i]`` directions with the same state in
+    (`advdyn.theory.spectral`) has ``multiplicity[i]`` directions with the same state in
     entry ``i``, so the sum is ``x @ multiplicity``.
 
     Parameters

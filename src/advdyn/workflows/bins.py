@@ -176,7 +176,8 @@ def converge_bins(
         source is a config (a realised instance's initial products vary by direction, so
         coarse bins would misstate the record at ``t_0``).
     **solve_kwargs
-        Passed to [`advdyn.ode.solve_ode`][advdyn.theory.solve_ode] (``rtol``, ``atol``, ...).
+        Passed to [`advdyn.theory.ode.solve_ode`][advdyn.theory.solve_ode] (``rtol``, ``atol``,
+        ...).
 
     Returns
     -------

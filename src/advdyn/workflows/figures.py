@@ -149,7 +149,7 @@ def figure_monotone(d: int = 500, rates=MONOTONE_RATES, eps: float = 0.5,
     to the minimiser) from every initialisation. Both problems here are noiseless
     (``task.noise = 0``) with one class and the same anisotropic covariance (uniform on
     ``[0.2, 1.8]``): the control has ``eps = 0``, the adversarial problem ``eps``. ODE runs
-    from the starts of `advdyn.limits.default_inits` (among them a start near the
+    from the starts of `advdyn.workflows.limits.default_inits` (among them a start near the
     minimiser, where a constant rate's noise floor shows).
 
     Parameters

@@ -88,7 +88,7 @@ class PhaseResult:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-def _check_axes(config: Config, axes: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
+def check_axes(config: Config, axes: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
     """The grid values as float64 arrays, each value validated as the config's field."""
     if not 1 <= len(axes) <= 2:
         raise ConfigError("phase", f"needs one or two fields, got {len(axes)}")
@@ -165,7 +165,7 @@ def phase_diagram(
     ConfigError
         A field that cannot be swept, a value the config refuses, or more than two fields.
     """
-    grids = _check_axes(config, axes)
+    grids = check_axes(config, axes)
     if not factor > 1:
         raise ConfigError("phase.factor", f"must be > 1, got {factor:g}")
     rc = config.run

@@ -18,7 +18,7 @@ import xarray as xr
 
 from advdyn import checks
 from advdyn.config.schema import Config
-from advdyn.workflows.phase import PhaseResult, _check_axes, phase_diagram
+from advdyn.workflows.phase import PhaseResult, check_axes, phase_diagram
 
 
 def _block_diagram(config: Config, axes: dict[str, list[float]], factor: float,
@@ -70,9 +70,9 @@ def distributed_phase_diagram(
         As `phase_diagram` (checked here, before any task is sent), ``blocks`` not a
         positive integer, or no scheduler at ``scheduler``.
     """
-    from advdyn.workflows.sweep.execute import _make_client
+    from advdyn.workflows.sweep.execute import make_client
 
-    grids = _check_axes(config, axes)
+    grids = check_axes(config, axes)
     blocks = checks.integer(blocks, "blocks", minimum=1)
     names = list(grids)
     cuts = np.array_split(grids[names[0]], min(blocks, grids[names[0]].size))
@@ -83,7 +83,7 @@ def distributed_phase_diagram(
     own = client is None
     cluster = None
     if own:
-        client, cluster = _make_client(scheduler, workers, len(parts))
+        client, cluster = make_client(scheduler, workers, len(parts))
     try:
         futures = client.map(_block_diagram, [config] * len(parts), parts,
                              [factor] * len(parts), [chunk] * len(parts), pure=False)

@@ -73,7 +73,7 @@ def run(
 
     The SGD sample stream uses [`stream_key`][advdyn.problem.stream_key], independent of the
     instance draw; the homogenized SGD derives its own stream from the same key
-    (`advdyn.hsgd`), independent of SGD's. The ODE is recorded on the SGD's
+    (`advdyn.simulate.hsgd`), independent of SGD's. The ODE is recorded on the SGD's
     step-aligned time grid, which the homogenized SGD shares.
 
     Parameters
@@ -173,7 +173,7 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
     """Every method's solution, labelled."""
     rc = config.run
     # with run.bins the ODE runs on spectral bins; an ODE-only run of an isotropic spectrum
-    # builds them from the config and draws no instance (advdyn.spectral)
+    # builds them from the config and draws no instance (advdyn.theory.spectral)
     grid = time_grid(config.problem.d, rc.t_max, rc.n_times, rc.block_size)
     with progress_phase("instance and optimum", enabled=progress):
         instance, binned = spectral_instances(config)

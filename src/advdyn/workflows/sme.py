@@ -43,7 +43,7 @@ def _mean_sd(sol, names):
 
 def risks_part(cfg: SMERunConfig) -> xr.Dataset:
     """SGD and the order-1/order-2 SMEs of clean and adversarial training (path means/SDs)."""
-    from advdyn.sme import SME, GaussianLeastSquares, simulate_sgd, solve_sme
+    from advdyn.sme import SME, GaussianLeastSquares, simulate_objective_sgd, solve_sme
 
     p, r = cfg.problem, cfg.risks
     key = jax.random.key(cfg.seed)
@@ -54,12 +54,12 @@ def risks_part(cfg: SMERunConfig) -> xr.Dataset:
         ob = GaussianLeastSquares(jnp.asarray(p.eigenvalues), jnp.asarray(p.theta_star),
                                   p.sigma, p.eps, train=train)
         th0 = jnp.asarray(p.theta0)
-        sols = {"sgd": simulate_sgd(ob, r.eta, th0, key, t_max=r.t_max, n_times=r.n_times,
-                                    paths=r.paths)}
+        sols = {"sgd": simulate_objective_sgd(ob, r.eta, th0, key, t_max=r.t_max, n_times=r.n_times,
+                                    replicates=r.paths)}
         for order in (1, 2):
             sols[f"sme{order}"] = solve_sme(
                 SME(ob, r.eta, order), th0, key, t_max=r.t_max, dt=r.dt_factor * r.eta,
-                n_times=r.n_times, paths=r.paths, scheme=r.scheme)
+                n_times=r.n_times, replicates=r.paths, scheme=r.scheme)
         ts = sols["sgd"].ts
         for method, sol in sols.items():
             # SGD records on its own step grid; the SMEs on a finer one: interpolate to SGD's
@@ -81,7 +81,7 @@ def risks_part(cfg: SMERunConfig) -> xr.Dataset:
 
 def weak_error_part(cfg: SMERunConfig) -> tuple[xr.Dataset, dict]:
     """Exact weak errors of orders 1 and 2 and their fitted log-log slopes (+- standard error)."""
-    from advdyn.sme import loglog_slope, weak_error_study
+    from advdyn.sme import loglog_fit, weak_error_study
 
     w = cfg.weak_error
     ds = xr.Dataset(coords={"eta": np.asarray(w.etas)})
@@ -91,7 +91,7 @@ def weak_error_part(cfg: SMERunConfig) -> tuple[xr.Dataset, dict]:
         for order in (1, 2):
             err = study[f"order{order}"]
             ds[f"order{order}_{at}"] = ("eta", err)
-            slope, se = loglog_slope(w.etas, err)
+            slope, se = loglog_fit(w.etas, err)
             summary[f"slope_order{order}_{at}"] = [slope, se]
     ds.attrs.update(t_max=w.t_max, sigma=w.sigma, observable="E|theta - theta*|^2")
     return ds, summary
@@ -195,7 +195,7 @@ def digits_part(cfg: SMERunConfig) -> tuple[xr.Dataset, dict]:
     """Clean vs adversarial (l-inf PGD) softmax regression on the digits: SGD and order-1 SME."""
     from advdyn.adversarial.attacks import Attack
     from advdyn.adversarial.data import load_digits
-    from advdyn.sme import SME, EmpiricalObjective, simulate_sgd, solve_sme
+    from advdyn.sme import SME, EmpiricalObjective, simulate_objective_sgd, solve_sme
 
     g = cfg.digits
     data = load_digits(n_train=g.n_train, seed=cfg.seed)
@@ -211,9 +211,10 @@ def digits_part(cfg: SMERunConfig) -> tuple[xr.Dataset, dict]:
     for train in ("clean", "adversarial"):
         ob = EmpiricalObjective(x, y, predict=_linear_softmax, sample_loss=_softmax_ce,
                                 attack=attack, train=train, batch=g.batch, n_params=p)
-        sgd = simulate_sgd(ob, g.eta, th0, key, t_max=t_max, n_times=21, paths=g.paths)
+        sgd = simulate_objective_sgd(ob, g.eta, th0, key, t_max=t_max, n_times=21,
+                                     replicates=g.paths)
         sme = solve_sme(SME(ob, g.eta, 1), th0, key, t_max=t_max, dt=g.eta, n_times=21,
-                        paths=g.paths)
+                        replicates=g.paths)
         rows[train] = (sgd, sme)
     ts = rows["clean"][0].ts
     ds = xr.Dataset(coords={"training": ["clean", "adversarial"], "solver": ["sgd", "sme1"],

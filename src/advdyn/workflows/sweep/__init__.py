@@ -26,7 +26,7 @@ points are merged into one dataset with the swept fields as dimensions (`merge_p
 written atomically to ``sweep.nc``, with a summary in ``sweep.json``.
 
 What a point computes is a registered *point kind*: a function ``Config -> xarray.Dataset``
-(`register_point_kind`). ``"run"`` runs `advdyn.pipeline.run` and keeps every
+(`register_point_kind`). ``"run"`` runs `advdyn.workflows.run.run` and keeps every
 method's recorded quantities as ``<method>_<name>`` variables; a kind returning scalars (such
 as a limiting risk for a phase diagram) merges the same way.
 

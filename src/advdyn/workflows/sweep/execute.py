@@ -115,7 +115,7 @@ def sigint_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _make_client(scheduler: str | None, workers: int | None, n_tasks: int):
+def make_client(scheduler: str | None, workers: int | None, n_tasks: int):
     from dask.distributed import Client, LocalCluster
 
     if scheduler is not None:
@@ -258,7 +258,7 @@ def _run_locked(spec, out, client, scheduler, workers, retry_failed, progress, n
         if todo:
             own = client is None
             if own:
-                client, cluster = _make_client(scheduler, workers, len(todo))
+                client, cluster = make_client(scheduler, workers, len(todo))
             try:
                 from dask.distributed import as_completed
 

@@ -53,7 +53,7 @@ def point_function(name: str) -> PointFunction:
 
 @register_point_kind("run")
 def run_point(config: Config) -> xr.Dataset:
-    """Point kind ``"run"``: `advdyn.pipeline.run` without writing files.
+    """Point kind ``"run"``: `advdyn.workflows.run.run` without writing files.
 
     Parameters
     ----------

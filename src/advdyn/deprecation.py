@@ -1,0 +1,82 @@
+"""Old public names that keep working for one release, with a ``DeprecationWarning``.
+
+A module that renamed a public name sets its module ``__getattr__`` (PEP 562) to
+[`renamed`][advdyn.deprecation.renamed]: the new names are the module's own, and an access
+to an old one warns, naming the replacement, and returns the new object.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+#: the release that removes the old names
+REMOVED_IN = "0.2"
+
+
+def renamed(module: str, names: Mapping[str, str | tuple[str, Callable[[], Any]]]
+            ) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that serves deprecated names.
+
+    Parameters
+    ----------
+    module : str
+        The module's dotted name (``__name__``).
+    names : mapping
+        Old name -> replacement: ``"module.path:name"`` (a bare ``"name"`` is looked up in
+        ``module``), or ``(message, factory)`` when the old object is not a plain alias of
+        the new one (``factory()`` builds it; ``message`` names what to use instead).
+
+    Returns
+    -------
+    callable
+        ``__getattr__(name)``: the replacement of an old name, after a
+        ``DeprecationWarning``; ``AttributeError`` for any other name.
+    """
+
+    def __getattr__(name: str) -> Any:
+        target = names.get(name)
+        if target is None:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        if isinstance(target, tuple):
+            use, factory = target
+            value = factory()
+        else:
+            path, _, attr = target.rpartition(":")
+            use = f"{path or module}.{attr}"
+            value = getattr(importlib.import_module(path or module), attr)
+        warnings.warn(f"{module}.{name} is deprecated and will be removed in advdyn "
+                      f"{REMOVED_IN}: use {use}", DeprecationWarning, stacklevel=2)
+        return value
+
+    return __getattr__
+
+
+def renamed_keyword(function: str, old: str, old_value: Any, new: str, new_value: Any) -> Any:
+    """The value of a renamed keyword argument: ``new_value``, or ``old_value`` (after a
+    ``DeprecationWarning``) when the caller still passed the old keyword.
+
+    Parameters
+    ----------
+    function : str
+        The function's dotted name, for the message.
+    old, new : str
+        The old and the new keyword.
+    old_value : object or None
+        What the caller passed as ``old`` (``None``: not passed).
+    new_value : object
+        What the caller passed as ``new`` (or its default).
+
+    The warning names the caller of a function decorated once (``@float64``).
+
+    Returns
+    -------
+    object
+    """
+    if old_value is None:
+        return new_value
+    warnings.warn(f"{function}({old}=...) is deprecated and will be removed in advdyn "
+                  f"{REMOVED_IN}: use {new}=", DeprecationWarning, stacklevel=4)
+    return old_value
