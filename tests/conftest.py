@@ -15,7 +15,29 @@ if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
         os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_fusion_emitters=false"
     ).strip()
 
-import pytest
+# One persistent compilation cache for the whole run, in a temporary folder (never the user's
+# cache): the two xdist workers and every command-line subprocess (which inherit the
+# variable) load what another compiled instead of compiling it again. Programs are the same
+# whichever process compiled them; tests of the cache itself set their own folder.
+_SESSION_CACHE = None
+if not os.environ.get("ADVDYN_CACHE_DIR") and "PYTEST_XDIST_WORKER" not in os.environ:
+    import tempfile
+
+    _SESSION_CACHE = tempfile.mkdtemp(prefix="advdyn-test-cache-")
+    os.environ["ADVDYN_CACHE_DIR"] = _SESSION_CACHE
+
+import pytest  # noqa: E402  (after the environment above)
+
+from advdyn.workflows.cache import enable_compilation_cache  # noqa: E402
+
+enable_compilation_cache()
+
+
+def pytest_unconfigure(config):
+    if _SESSION_CACHE is not None:
+        import shutil
+
+        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
 
 
 @pytest.fixture
