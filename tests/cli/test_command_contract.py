@@ -51,6 +51,7 @@ FILES = {
                           '[grid]\n"problem.epsilon" = [0.1]\n',
     "base.toml": "[problem]\nd = 100\n",
     "run_tmax.toml": "[problem]\nd = 100\n[run]\nt_max = 1e300\n",
+    "run_eps.toml": "[problem]\nd = 100\nepsilon = 1e308\n",
     "posterior_d.toml": "[highdim]\nd = 100000000000\n",
     "posterior_tmax.toml": "[highdim]\nt_max = 1e300\n",
     "sme_control.toml": "[control]\nt_max = 1e300\n",
@@ -110,6 +111,7 @@ def listing(folder: Path) -> set[str]:
 BAD = [
     (["run", "--t-max", "1e300"], "run.t_max"),
     (["run", "run_tmax.toml"], "run.t_max"),
+    (["run", "run_eps.toml"], "problem.epsilon"),
     (["run", "-o", ""], "--out"),
     (["run", "a_folder"], "is a folder"),
     (["run", "/dev/zero"], "not a regular file"),

@@ -364,8 +364,10 @@ class ProblemConfig(_Model):
     task: Task = RegressionTask()
     components: list[Component] | None = None
     loss: str | Callable[..., Any] = "least_squares"
-    epsilon: float = Field(strict=True, default=0.0, ge=0)
-    ridge: float = Field(strict=True, default=0.0, ge=0)
+    # radii and ridges whose square overflows float64 (above 1e154) are not an attack or a
+    # regularisation: refused here rather than after a solve that cannot be finite
+    epsilon: float = Field(strict=True, default=0.0, ge=0, le=1e150)
+    ridge: float = Field(strict=True, default=0.0, ge=0, le=1e150)
     init: Init = GaussianInit()
     seed: int = Field(strict=True, default=0, ge=0, le=2**63 - 1)
     # a data set as the problem (advdyn.problem.data): d, the task's kind and the mixture

@@ -31,7 +31,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from advdyn.precision import as_float64
+from advdyn.precision import as_float64, float64
 from advdyn.problem.instance import ProblemInstance
 from advdyn.problem.losses import AbstractLoss
 
@@ -84,6 +84,7 @@ class MixtureStatistics(NamedTuple):
         return float(self.noise) / max(float(np.linalg.norm(self.teacher)), 1e-300)
 
 
+@float64
 def mixture_statistics(X: np.ndarray, y: np.ndarray, task: str,
                        teacher_norm: float = 1.0) -> MixtureStatistics:
     """The surrogate's moments of a checked data set (module docstring).
@@ -152,6 +153,7 @@ def _least_squares(X, y, mean, lam, basis) -> np.ndarray:
     return basis @ coef
 
 
+@float64
 def surrogate_instance(stats: MixtureStatistics, loss: AbstractLoss, epsilon: float, ridge: float,
                        theta0: np.ndarray, theta0_basis: str = "eigen") -> ProblemInstance:
     """The surrogate as a [`ProblemInstance`][advdyn.problem.instance.ProblemInstance] in the
@@ -213,6 +215,7 @@ def _excess_kurtosis(z: np.ndarray) -> np.ndarray:
     return m4 / np.maximum(m2, 1e-300) ** 2 - 3.0
 
 
+@float64
 def surrogate_diagnostics(X: np.ndarray, y: np.ndarray, stats: MixtureStatistics) -> dict:
     """How far a data set is from its Gaussian-mixture surrogate.
 
