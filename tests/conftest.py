@@ -63,6 +63,17 @@ SLOW = {
     "tests/adversarial/test_apgd.py::test_apgd_at_least_as_strong_as_pgd10_mlp":
         "test_reference_autoattack (APGD-CE + APGD-T against the reference), the exact "
         "linear worst cases",
+    "tests/theory/test_stationary.py::test_optimum_gradient_vanishes_for_other_losses"
+    "[regression_mixture.toml]": "test_least_squares_optimum_is_ridge_solution (regression)",
+    "tests/theory/test_stationary.py::test_least_squares_optimum_is_ridge_solution[0.8]":
+        "[0.3]",
+    "tests/workflows/test_limits.py::test_limit_report_classification_has_no_ridge":
+        "test_limit_report_converges_only_for_small_rates; classification optima: "
+        "test_optimum_gradient_vanishes_for_other_losses",
+    "tests/workflows/test_limits.py::test_limit_cli_on_spectral_bins_at_huge_d":
+        "test_limit_cli_writes_json; huge d on bins: test_config_path_at_huge_d_agrees_*",
+    "tests/cli/test_cli.py::test_example_config_runs":
+        "test_method_ode_only (the same command on the default problem)",
     "tests/cli/test_cli.py::test_console_script_sgd_over_two_devices_with_an_empty_program_store":
         "test_console_script_run_without_quiet; replicates over devices: tests/simulate",
 }
