@@ -69,11 +69,13 @@ def renamed_keyword(function: str, old: str, old_value: Any, new: str, new_value
     new_value : object
         What the caller passed as ``new`` (or its default).
 
-    The warning names the caller of a function decorated once (``@float64``).
-
     Returns
     -------
     object
+
+    Notes
+    -----
+    The warning names the caller of a function decorated once (``@float64``).
     """
     if old_value is None:
         return new_value

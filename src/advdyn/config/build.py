@@ -579,7 +579,7 @@ def binned_from_config(
         Overrides ``config.loss``.
     gauss : bool
         When every component has the same spectrum, represent each bin by the two nodes of
-        its Gauss rule ([`bin_gauss_nodes`][advdyn.theory.spectral.bin_gauss_nodes]; up to
+        its Gauss rule (`advdyn.theory.spectral.bin_gauss_nodes`; up to
         ``2 n_bins`` entries, exact for cubics in the eigenvalue, error fourth order in the
         bin width) instead of its mean
         eigenvalue (exact for linear functions only, second order). For power laws this

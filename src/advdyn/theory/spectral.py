@@ -298,7 +298,7 @@ def resolve_spacing(spacing: str, key: np.ndarray) -> str:
 
 # ----------------------------------------------------------------------------- realised
 #: eigenvalue evaluations per bin in [`bin_means`][advdyn.theory.spectral.bin_means] and
-#: [`bin_gauss_nodes`][advdyn.theory.spectral.bin_gauss_nodes]; larger bins use a midpoint
+#: `bin_gauss_nodes`; larger bins use a midpoint
 #: sub-grid of this many cells
 BIN_SUBSAMPLE = 1024
 
