@@ -162,7 +162,7 @@ def surrogate_instance(stats: MixtureStatistics, loss: AbstractLoss, epsilon: fl
     Parameters
     ----------
     stats : MixtureStatistics
-    loss : Loss
+    loss : AbstractLoss
     epsilon, ridge : float
         Attack radius and explicit ridge.
     theta0 : ndarray, shape (d,)

@@ -256,7 +256,7 @@ def integrate_replicates(
         The simulator's block function (module docstring).
     instance : ProblemInstance
         Every replicate starts at ``instance.theta0``; its array leaves may be traced.
-    lr : LearningRate
+    lr : AbstractLearningRate
         Its array leaves may be traced.
     words : Array
         Stream words (`advdyn.simulate.streams.stream_words`).

@@ -165,7 +165,7 @@ def simulate_sgd(
     ----------
     instance : ProblemInstance
         All replicates start from ``instance.theta0`` on the same instance.
-    lr : LearningRate
+    lr : AbstractLearningRate
     key : jax.random key
         Stream key (see [`advdyn.problem.stream_key`][advdyn.problem.stream_key]); its two words key
         the Philox
@@ -240,7 +240,7 @@ def integrate_sgd(
     Parameters
     ----------
     instance : ProblemInstance
-    lr : LearningRate
+    lr : AbstractLearningRate
     key : jax.random key
         Stream key ([`advdyn.problem.stream_key`][advdyn.problem.stream_key]).
     grid : TimeGrid

@@ -101,7 +101,7 @@ class BinnedInstance(AbstractInstance):
         Mixture weights and labels, as in [`ProblemInstance`][advdyn.problem.ProblemInstance].
     noise, epsilon, ridge : Array, scalar
         Label noise, attack radius and explicit ridge.
-    loss : Loss
+    loss : AbstractLoss
         The loss.
     task : str
         ``"regression"`` or ``"classification"``.
@@ -199,12 +199,12 @@ def relaxed_eigenvalue(
 
     Parameters
     ----------
-    lr : LearningRate
+    lr : AbstractLearningRate
         The rule; only rules without state (constant, decay: monotone in time) qualify, and
         ``int gamma`` is bounded below by ``(t_1 - t_0) min(gamma(t_0), gamma(t_1))``.
     times : array_like
         Recording times.
-    loss : Loss
+    loss : AbstractLoss
         Only [`LeastSquares`][advdyn.problem.losses.LeastSquares] qualifies (other losses can have
         curvature ``h_1 < 1``, so the decay bound does not hold).
 
