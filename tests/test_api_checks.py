@@ -64,7 +64,32 @@ CASES = [
     ("compare None", lambda i, o: ad.compare(o, None), "other"),
     ("Constant None", lambda i, o: ad.Constant(None), "gamma: must be a real number, got None"),
     ("Constant string", lambda i, o: ad.Constant("0.8"), "gamma"),
+    ("integrate_sgd dtype float16", lambda i, o: ad.integrate_sgd(
+        i, ad.Constant(0.5), ad.stream_key(0), ad.time_grid(i.d, 1.0, 3), dtype="float16"),
+     "dtype"),
+    ("integrate_hsgd replicates 0", lambda i, o: ad.integrate_hsgd(
+        i, ad.Constant(0.5), ad.stream_key(0), ad.time_grid(i.d, 1.0, 3), replicates=0),
+     "replicates"),
+    ("integrate_sme replicates 2.0", lambda i, o: _integrate_sme(replicates=2.0),
+     "replicates"),
+    ("integrate_sme span 0", lambda i, o: _integrate_sme(span=0), "span"),
 ]
+
+
+def _integrate_sme(**kwargs):
+    import jax
+    import jax.numpy as jnp
+
+    from advdyn.sme import SME, GaussianLeastSquares, integrate_sme
+
+    sme = SME(GaussianLeastSquares(jnp.ones(2), jnp.ones(2), 0.5, eps=0.1), 0.1)
+    return integrate_sme(sme, jnp.zeros(2), jax.random.key(0), jnp.linspace(0.0, 0.2, 3),
+                         0.1, **kwargs)
+
+
+def test_integrate_sme_refuses_an_unknown_scheme():
+    with pytest.raises(ValueError, match="scheme must be one of"):
+        _integrate_sme(scheme="milstein")
 
 
 @pytest.mark.parametrize(("call", "field"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])

@@ -78,3 +78,13 @@ def test_the_paths_keyword_warns_and_still_sets_the_replicates(monkeypatch):
     with pytest.warns(DeprecationWarning, match=r"sgd\(paths=...\).*replicates="):
         old = equations.simulate_objective_sgd(*args, t_max=0.2, n_times=2, paths=3)
     assert runs == [3] and old["adv_risk"].shape == (3, 2)
+
+
+def test_the_paths_and_replicates_keywords_together_are_refused():
+    from advdyn.sme import GaussianLeastSquares, equations
+
+    ob = GaussianLeastSquares(jnp.ones(2), jnp.ones(2), 0.5, eps=0.1)
+    args = (ob, 0.1, jnp.zeros(2), jax.random.key(0))
+    # replicates=100 is the default's value: refused all the same (it was passed)
+    with pytest.raises(TypeError, match=r"both paths= \(deprecated\) and replicates="):
+        equations.simulate_objective_sgd(*args, t_max=0.2, n_times=2, paths=3, replicates=100)

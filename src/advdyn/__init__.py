@@ -55,6 +55,8 @@ _EXPORTS: dict[str, str] = {
     "simulate_sgd": "advdyn.simulate",
     "simulate_hsgd": "advdyn.simulate",
     "simulate_data_sgd": "advdyn.simulate",
+    "integrate_sgd": "advdyn.simulate",
+    "integrate_hsgd": "advdyn.simulate",
     "time_grid": "advdyn.simulate",
     # foundations
     "Solution": "advdyn.solution",
@@ -143,7 +145,14 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
         make_loss,
         stream_key,
     )
-    from advdyn.simulate import simulate_data_sgd, simulate_hsgd, simulate_sgd, time_grid
+    from advdyn.simulate import (
+        integrate_hsgd,
+        integrate_sgd,
+        simulate_data_sgd,
+        simulate_hsgd,
+        simulate_sgd,
+        time_grid,
+    )
     from advdyn.solution import RESULTS, Solution
     from advdyn.theory import (
         AbstractLearningRate,

@@ -54,29 +54,42 @@ def renamed(module: str, names: Mapping[str, str | tuple[str, Callable[[], Any]]
     return __getattr__
 
 
-def renamed_keyword(function: str, old: str, old_value: Any, new: str, new_value: Any) -> Any:
+def renamed_keyword(function: str, old: str, old_value: Any, new: str, new_value: Any,
+                    default: Any) -> Any:
     """The value of a renamed keyword argument: ``new_value``, or ``old_value`` (after a
-    ``DeprecationWarning``) when the caller still passed the old keyword.
+    ``DeprecationWarning``) when the caller still passed the old keyword, or ``default``.
 
     Parameters
     ----------
     function : str
-        The function's dotted name, for the message.
+        The function's dotted name, for the messages.
     old, new : str
         The old and the new keyword.
     old_value : object or None
         What the caller passed as ``old`` (``None``: not passed).
-    new_value : object
-        What the caller passed as ``new`` (or its default).
-
-    The warning names the caller of a function decorated once (``@float64``).
+    new_value : object or None
+        What the caller passed as ``new`` (``None``: not passed).
+    default : object
+        The value when neither was passed.
 
     Returns
     -------
     object
+
+    Raises
+    ------
+    TypeError
+        If both ``old`` and ``new`` were passed (naming both).
+
+    Notes
+    -----
+    The warning names the caller of a function decorated once (``@float64``).
     """
     if old_value is None:
-        return new_value
+        return default if new_value is None else new_value
+    if new_value is not None:
+        raise TypeError(f"{function}() got both {old}= (deprecated) and {new}=: pass {new}= "
+                        "only")
     warnings.warn(f"{function}({old}=...) is deprecated and will be removed in advdyn "
                   f"{REMOVED_IN}: use {new}=", DeprecationWarning, stacklevel=4)
     return old_value

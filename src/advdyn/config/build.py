@@ -155,8 +155,8 @@ def instantiate(config: C.ProblemConfig, loss: AbstractLoss | None = None) -> Pr
     ----------
     config : ProblemConfig
         Validated problem definition.
-    loss : Loss, optional
-        Overrides ``config.loss`` (e.g. a `Loss` with custom
+    loss : AbstractLoss, optional
+        Overrides ``config.loss`` (e.g. an `AbstractLoss` with custom
         quadrature settings).
 
     Returns
@@ -253,7 +253,7 @@ def make_learning_rate(config: C.LearningRateConfig, instance=None,
 
     Returns
     -------
-    LearningRate
+    AbstractLearningRate
 
     Raises
     ------
@@ -289,7 +289,7 @@ def integrator_for(run: C.RunConfig, instance, lr: AbstractLearningRate, times) 
     run : RunConfig
         Supplies ``solver``, ``rtol`` and ``atol``.
     instance : AbstractInstance
-    lr : LearningRate
+    lr : AbstractLearningRate
     times : array_like
         Recording times.
 
@@ -413,7 +413,7 @@ def data_problem(config: C.ProblemConfig, loss: AbstractLoss | None = None) -> D
     ----------
     config : ProblemConfig
         A validated problem with ``data`` set.
-    loss : Loss, optional
+    loss : AbstractLoss, optional
         Overrides ``config.loss``.
 
     Returns
@@ -575,11 +575,11 @@ def binned_from_config(
         Requested number of bins (see `config_edges`).
     spacing : {"auto", "quantile", "log"}
         Bin spacing in the direction index.
-    loss : Loss, optional
+    loss : AbstractLoss, optional
         Overrides ``config.loss``.
     gauss : bool
         When every component has the same spectrum, represent each bin by the two nodes of
-        its Gauss rule ([`bin_gauss_nodes`][advdyn.theory.spectral.bin_gauss_nodes]; up to
+        its Gauss rule (`advdyn.theory.spectral.bin_gauss_nodes`; up to
         ``2 n_bins`` entries, exact for cubics in the eigenvalue, error fourth order in the
         bin width) instead of its mean
         eigenvalue (exact for linear functions only, second order). For power laws this

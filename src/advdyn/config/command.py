@@ -48,8 +48,9 @@ class CommandConfig(Section):
         return validate_command(type(self), data)
 
 
-def validate_command(cls: type[C], data: dict) -> C:
-    """Validate a mapping into ``cls``.
+def validate_command(cls: type[C], data: dict, base_dir: Path | None = None) -> C:
+    """Validate a mapping into ``cls``; relative file paths of its problem (data set, init,
+    spectrum files) are resolved against ``base_dir`` when given, as in ``advdyn run``.
 
     Raises
     ------
@@ -57,20 +58,21 @@ def validate_command(cls: type[C], data: dict) -> C:
         Naming every offending field (e.g. ``scratch.eps: radii must be positive``).
     """
     try:
-        return cls.model_validate(data)
+        return cls.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as err:
         raise ConfigError("", f"invalid config: {format_validation_error(err)}") from None
 
 
 def load_command(cls: type[C], path: str | Path) -> C:
-    """Read (as bytes, UTF-8) and validate a TOML file into ``cls``.
+    """Read (as bytes, UTF-8) and validate a TOML file into ``cls``; relative file paths of
+    its problem are resolved against the file's folder.
 
     Raises
     ------
     ConfigError
         If the file is missing, not UTF-8, not TOML, or invalid.
     """
-    return validate_command(cls, read_toml(path))
+    return validate_command(cls, read_toml(path), base_dir=Path(path).resolve().parent)
 
 
 def default_command(cls: type[C], name: str) -> C:

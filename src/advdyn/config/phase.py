@@ -86,9 +86,22 @@ class PhaseConfig(CommandConfig):
     run: RunConfig = RunConfig()
     phase: PhaseSection
 
+    @model_validator(mode="after")
+    def _methods(self) -> PhaseConfig:
+        """The phase diagram batches the ODE, SGD and HSGD over its grid, not SGD on a data
+        set's rows."""
+        if "data_sgd" in self.run.methods:
+            raise ValueError("run.methods: phase runs ode, sgd, hsgd; data_sgd is not batched "
+                             "over a grid")
+        return self
+
     def run_config(self) -> Config:
-        """The run config every grid point starts from."""
-        return Config(problem=self.problem, lr=self.lr, run=self.run)
+        """The run config every grid point starts from (a data problem without
+        ``run.methods`` runs the ODE only: ``data_sgd``, its run default, is not batched)."""
+        run = self.run
+        if self.problem.data is not None and "methods" not in run.model_fields_set:
+            run = run.model_copy(update={"methods": ["ode"]})
+        return Config(problem=self.problem, lr=self.lr, run=run)
 
 
 def validate_phase_config(data: dict) -> PhaseConfig:

@@ -133,7 +133,7 @@ def ode_critical_radius(d: int, times, eps_grid, lr: AbstractLearningRate | None
         Recording times ``t = n/d`` (increasing, from 0).
     eps_grid : array
         Positive increasing radii.
-    lr : LearningRate, optional
+    lr : AbstractLearningRate, optional
         Default `default_rate`.
     sigma : float
         Label noise.
@@ -184,7 +184,7 @@ def sgd_critical_radius(d: int, t_max: float, n_times: int, eps_grid,
         Recording times.
     eps_grid : array
         Positive increasing radii.
-    lr : LearningRate, optional
+    lr : AbstractLearningRate, optional
         Default `default_rate`.
     sigma : float
         Label noise.

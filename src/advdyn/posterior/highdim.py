@@ -161,7 +161,7 @@ def integrate_posterior(
     Parameters
     ----------
     instance : ProblemInstance or BinnedInstance
-    lr : LearningRate
+    lr : AbstractLearningRate
     times : array_like, shape (T,)
         Increasing recording times from 0 (not checked).
     integrator : Integrator
@@ -205,7 +205,7 @@ def posterior_path(
     ----------
     instance : ProblemInstance or BinnedInstance
         The problem (initial state from ``theta_0``: ``v(0) = 0``).
-    lr : LearningRate
+    lr : AbstractLearningRate
         Rate rule (e.g. [`StepDrop`][advdyn.theory.rates.StepDrop]).
     times : array_like, shape (T,)
         Increasing recording times from 0.

@@ -142,8 +142,11 @@ def mixture_statistics(X: np.ndarray, y: np.ndarray, task: str,
 def _least_squares(X, y, mean, lam, basis) -> np.ndarray:
     """Minimum-norm ``argmin |y - X theta|`` from the normal equations ``M theta = X^T y / n``
     with ``M = Sigma + mu mu^T`` (the second moment), solved in the eigenbasis of ``M``: that of
-    ``Sigma`` when the columns are centred, else one more eigendecomposition. Eigenvalues below
-    ``max(n, d) eps lambda_max`` count as zero (the rank rule of ``numpy.linalg.lstsq``)."""
+    ``Sigma`` when the columns are centred, else one more eigendecomposition. Eigenvalues of
+    ``M`` below ``max(n, d) eps lambda_max`` (``eps`` of float64) count as zero: since
+    ``lambda = s^2 / n`` for the singular values ``s`` of ``X``, directions with
+    ``s < sqrt(max(n, d) eps) s_max`` are dropped (a looser cutoff than ``lstsq``'s
+    ``max(n, d) eps s_max``: forming ``M`` already rounds its eigenvalues at ``eps lambda_max``)."""
     n, d = X.shape
     b = X.T @ y / n
     if np.any(mean != 0.0):
@@ -162,7 +165,7 @@ def surrogate_instance(stats: MixtureStatistics, loss: AbstractLoss, epsilon: fl
     Parameters
     ----------
     stats : MixtureStatistics
-    loss : Loss
+    loss : AbstractLoss
     epsilon, ridge : float
         Attack radius and explicit ridge.
     theta0 : ndarray, shape (d,)

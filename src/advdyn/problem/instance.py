@@ -122,7 +122,7 @@ class ProblemInstance(AbstractInstance):
     noise, epsilon, ridge : Array, scalar
         Label noise ``sigma`` (0 for classification), attack radius ``eps`` and explicit
         ridge ``delta``.
-    loss : Loss
+    loss : AbstractLoss
         The loss ``l(r, y)``.
     task : str
         ``"regression"`` or ``"classification"``.

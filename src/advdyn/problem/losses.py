@@ -584,18 +584,18 @@ BUILTIN = {"least_squares": LeastSquares, "logistic": Logistic, "squared_hinge":
 
 
 def make_loss(spec: str | Callable | AbstractLoss) -> AbstractLoss:
-    """Return an `AbstractLoss` from a built-in name, a callable ``l(r, y)`` or a Loss.
+    """Return an `AbstractLoss` from a built-in name, a callable ``l(r, y)`` or a loss.
 
     Parameters
     ----------
-    spec : str, callable or Loss
+    spec : str, callable or AbstractLoss
         ``"least_squares"``, ``"logistic"``, ``"squared_hinge"``, a JAX function
         ``l(r, y)`` convex in ``r`` (wrapped in [`CustomLoss`][advdyn.problem.losses.CustomLoss]),
-        or a Loss (returned).
+        or an `AbstractLoss` (returned).
 
     Returns
     -------
-    Loss
+    AbstractLoss
 
     Raises
     ------

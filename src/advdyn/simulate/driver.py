@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from advdyn import checks
 from advdyn.errors import DivergenceError
 from advdyn.problem.instance import ProblemInstance
 from advdyn.solution import RESULTS, Solution
@@ -255,7 +256,7 @@ def integrate_replicates(
         The simulator's block function (module docstring).
     instance : ProblemInstance
         Every replicate starts at ``instance.theta0``; its array leaves may be traced.
-    lr : LearningRate
+    lr : AbstractLearningRate
         Its array leaves may be traced.
     words : Array
         Stream words (`advdyn.simulate.streams.stream_words`).
@@ -282,8 +283,17 @@ def integrate_replicates(
         ``ys`` of shape ``(replicate, time)`` (``(..., replicate, time)`` under ``vmap``),
         JAX arrays, NaN from the first divergent record on; ``result`` a
         [`RESULTS`][advdyn.solution.RESULTS] code; ``steps`` the steps taken per replicate.
+
+    Raises
+    ------
+    ConfigError
+        If ``replicates`` is not a positive integer or ``dtype`` is neither ``"float32"``
+        nor ``"float64"`` (static Python values, checked before tracing).
     """
     from advdyn.theory.stationary import optimum as pure_optimum
+
+    checks.integer(replicates, "replicates", 1)
+    checks.dtype_name(dtype, "dtype")
 
     if optimum is None:
         optimum = pure_optimum(instance)

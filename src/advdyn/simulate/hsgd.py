@@ -173,7 +173,7 @@ def simulate_hsgd(
     ----------
     instance : ProblemInstance
         All replicates start from ``instance.theta0`` on the same instance.
-    lr : LearningRate
+    lr : AbstractLearningRate
         Learning-rate rule; state-dependent rules get the iterate's state at every step.
     key : jax.random key
         Stream key ([`advdyn.problem.stream_key`][advdyn.problem.stream_key]); the SDE derives its

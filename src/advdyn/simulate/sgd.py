@@ -165,7 +165,7 @@ def simulate_sgd(
     ----------
     instance : ProblemInstance
         All replicates start from ``instance.theta0`` on the same instance.
-    lr : LearningRate
+    lr : AbstractLearningRate
     key : jax.random key
         Stream key (see [`advdyn.problem.stream_key`][advdyn.problem.stream_key]); its two words key
         the Philox
@@ -231,16 +231,16 @@ def integrate_sgd(
     """Streaming adversarial SGD as a pure function: ``jit`` and ``vmap`` go through it.
 
     The same trajectories as [`simulate_sgd`][advdyn.simulate.sgd.simulate_sgd] on the same
-    key and grid, with no host work: no argument checks, no progress, no devices, no Python
-    exception from inside. The instance's and the rate's array leaves (e.g. ``epsilon`` or
-    ``gamma`` set with ``equinox.tree_at``) may be traced, so grid points x replicates solve
-    as one ``jax.vmap``; under ``vmap`` a replicate's reductions may be reordered (rounding
-    only).
+    key and grid, with no host work: only the static ``replicates`` and ``dtype`` are checked
+    (up front), no progress, no devices, no Python exception from inside. The instance's and
+    the rate's array leaves (e.g. ``epsilon`` or ``gamma`` set with ``equinox.tree_at``) may
+    be traced, so grid points x replicates solve as one ``jax.vmap``; under ``vmap`` a
+    replicate's reductions may be reordered (rounding only).
 
     Parameters
     ----------
     instance : ProblemInstance
-    lr : LearningRate
+    lr : AbstractLearningRate
     key : jax.random key
         Stream key ([`advdyn.problem.stream_key`][advdyn.problem.stream_key]).
     grid : TimeGrid
@@ -263,6 +263,12 @@ def integrate_sgd(
         ``ys`` of shape ``(replicate, time)``, JAX arrays, NaN from the first divergent
         record on; ``result`` a [`RESULTS`][advdyn.solution.RESULTS] code; ``steps`` the
         steps taken per replicate.
+
+    Raises
+    ------
+    ConfigError
+        If ``replicates`` is not a positive integer or ``dtype`` is neither ``"float32"``
+        nor ``"float64"`` (static values, checked before tracing).
     """
     return integrate_replicates(
         "sgd", sgd_block, instance, lr, stream_words(key), grid, replicates, dtype=dtype,

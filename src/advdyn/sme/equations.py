@@ -49,6 +49,7 @@ import numpy as np
 from equinox import AbstractVar
 from jaxtyping import Array, Float
 
+from advdyn import checks
 from advdyn.deprecation import renamed, renamed_keyword
 from advdyn.errors import DivergenceError
 from advdyn.precision import as_float64, float64
@@ -312,10 +313,14 @@ def _base_key(key: Array) -> Array:
     return jax.random.fold_in(key, SME_STREAM)
 
 
-def _span(scheme: str, dt: float, brownian_dt: float | None) -> int:
-    """Brownian grid steps per smallest solver step (checked)."""
+def _check_scheme(scheme: str) -> None:
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+
+
+def _span(scheme: str, dt: float, brownian_dt: float | None) -> int:
+    """Brownian grid steps per smallest solver step (checked)."""
+    _check_scheme(scheme)
     smallest = dt if scheme == "euler" else dt / 2
     span = 1 if brownian_dt is None else round(smallest / brownian_dt)
     if span < 1 or abs(span * (brownian_dt or smallest) - smallest) > 1e-9 * smallest:
@@ -340,12 +345,12 @@ def integrate_sme(
     """The SME over many Brownian paths as a pure function: ``jit``, ``vmap``, ``grad``.
 
     The same solve as [`solve_sme`][advdyn.sme.equations.solve_sme] with no host work: the
-    recording times come in (``step_grid(t_max, dt, n_times)[0]``), nothing is
-    checked, and no Python exception is raised from inside. The SME's array leaves (e.g.
-    ``eta``, ``time_scale`` or the objective's parameters, set with ``equinox.tree_at``),
-    ``theta0`` and ``dt`` may be traced: ``jax.vmap`` over them solves a grid at once, and
-    ``jax.grad`` of a record differentiates through the Euler-Maruyama steps (fixed
-    Brownian increments).
+    recording times come in (``step_grid(t_max, dt, n_times)[0]``), only the static
+    arguments are checked (up front), and no Python exception is raised from inside. The
+    SME's array leaves (e.g. ``eta``, ``time_scale`` or the objective's parameters, set with
+    ``equinox.tree_at``), ``theta0`` and ``dt`` may be traced: ``jax.vmap`` over them solves a
+    grid at once, and ``jax.grad`` of a record differentiates through the Euler-Maruyama
+    steps (fixed Brownian increments).
 
     Parameters
     ----------
@@ -377,7 +382,18 @@ def integrate_sme(
         ``ys[name]`` of shape ``(replicates, T)`` (JAX arrays), NaN from the first record where
         any path is not finite; ``result`` a [`RESULTS`][advdyn.solution.RESULTS] code;
         ``method = "sme1"`` or ``"sme2"``.
+
+    Raises
+    ------
+    ValueError
+        If ``scheme`` is not one of `SCHEMES`, or ``replicates``, ``span`` or ``chunk`` is
+        not a positive integer (a ``ConfigError`` naming it).
     """
+    _check_scheme(scheme)  # static Python values: checked before tracing, at no JAX cost
+    checks.integer(replicates, "replicates", 1)
+    checks.integer(span, "span", 1)
+    if chunk is not None:
+        checks.integer(chunk, "chunk", 1)
     ts = jnp.asarray(ts, jnp.float64)
     ys, code = _paths(sme, jnp.asarray(theta0, jnp.float64), _base_key(key),
                       jnp.arange(replicates), ts, jnp.asarray(dt, jnp.float64), scheme,
@@ -398,7 +414,7 @@ def solve_sme(
     t_max: float,
     dt: float,
     n_times: int = 21,
-    replicates: int = 100,
+    replicates: int | None = None,
     scheme: str = "euler",
     chunk: int | None = None,
     brownian_dt: float | None = None,
@@ -424,8 +440,8 @@ def solve_sme(
     n_times : int
         Requested number of records (step-aligned, see
         [`step_grid`][advdyn.sme.equations.step_grid]).
-    replicates : int
-        Number of Brownian paths.
+    replicates : int, optional
+        Number of Brownian paths (default 100).
     scheme : {"euler", "extrapolated"}
         Euler-Maruyama or its Talay-Tubaro extrapolation (weak order 2).
     chunk : int, optional
@@ -437,7 +453,8 @@ def solve_sme(
         Solves with different ``dt`` and the same ``brownian_dt`` and key see the same
         Brownian paths (for measuring the discretisation error with common noise).
     paths : int, optional
-        Deprecated name of ``replicates`` (until advdyn 0.2).
+        Deprecated name of ``replicates`` (until advdyn 0.2); passing both is a
+        ``TypeError``.
 
     Returns
     -------
@@ -452,7 +469,7 @@ def solve_sme(
         it names the first such time and ``eta``.
     """
     replicates = renamed_keyword("advdyn.sme.solve_sme", "paths", paths,  # rename29: keep
-                                 "replicates", replicates)
+                                 "replicates", replicates, 100)
     span = _span(scheme, dt, brownian_dt)
     smallest = dt if scheme == "euler" else dt / 2
     ts, _, _ = step_grid(t_max, dt, n_times)
@@ -538,7 +555,7 @@ def simulate_objective_sgd(
     *,
     t_max: float,
     n_times: int = 21,
-    replicates: int = 100,
+    replicates: int | None = None,
     time_scale: float = 1.0,
     chunk: int | None = None,
     paths: int | None = None,  # rename29: keep (deprecated: replicates)
@@ -560,15 +577,16 @@ def simulate_objective_sgd(
         Horizon in the time ``t = k eta / time_scale``.
     n_times : int
         Requested number of records (step-aligned).
-    replicates : int
-        Number of runs.
+    replicates : int, optional
+        Number of runs (default 100).
     time_scale : float
         ``c``: one step advances time by ``eta / c`` (``c = gamma``, ``eta = gamma/d`` gives
         ``t = k/d``).
     chunk : int, optional
         Runs per vmapped batch.
     paths : int, optional
-        Deprecated name of ``replicates`` (until advdyn 0.2).
+        Deprecated name of ``replicates`` (until advdyn 0.2); passing both is a
+        ``TypeError``.
 
     Returns
     -------
@@ -576,7 +594,7 @@ def simulate_objective_sgd(
         ``ys[name]`` of shape ``(replicates, T)``, ``method = "sgd"``.
     """
     replicates = renamed_keyword("advdyn.sme.simulate_objective_sgd",  # rename29: keep
-                                 "paths", paths, "replicates", replicates)  # rename29: keep
+                                 "paths", paths, "replicates", replicates, 100)  # rename29: keep
     dt = eta / time_scale
     ts, stride, _ = step_grid(t_max, dt, n_times)
     ys = recorded_paths(_sgd_step, _sgd_observe, (objective, jnp.asarray(eta, jnp.float64)),

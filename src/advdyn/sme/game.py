@@ -305,7 +305,7 @@ def simulate_game(
     *,
     t_max: float,
     n_times: int = 21,
-    replicates: int = 100,
+    replicates: int | None = None,
     alternating: bool = True,
     chunk: int | None = None,
     paths: int | None = None,  # rename29: keep (deprecated: replicates)
@@ -326,14 +326,15 @@ def simulate_game(
         Horizon.
     n_times : int
         Requested number of records (step-aligned).
-    replicates : int
-        Number of runs.
+    replicates : int, optional
+        Number of runs (default 100).
     alternating : bool
         Alternating (default) or simultaneous play ([`game_step`][advdyn.sme.game.game_step]).
     chunk : int, optional
         Runs per vmapped batch.
     paths : int, optional
-        Deprecated name of ``replicates`` (until advdyn 0.2).
+        Deprecated name of ``replicates`` (until advdyn 0.2); passing both is a
+        ``TypeError``.
 
     Returns
     -------
@@ -341,7 +342,7 @@ def simulate_game(
         ``ys[name]`` of shape ``(replicates, T)``, ``method = "game"``.
     """
     replicates = renamed_keyword("advdyn.sme.simulate_game", "paths", paths,  # rename29: keep
-                                 "replicates", replicates)
+                                 "replicates", replicates, 100)
     ts, stride, _ = step_grid(t_max, eta, n_times)
     model = (game, jnp.asarray(eta, jnp.float64), bool(alternating))
     state0 = (jnp.asarray(theta0, jnp.float64), jnp.asarray(delta0, jnp.float64))

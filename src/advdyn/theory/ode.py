@@ -105,7 +105,7 @@ def stiffness(instance, lr: AbstractLearningRate, times) -> float:
     Parameters
     ----------
     instance : ProblemInstance or BinnedInstance
-    lr : LearningRate
+    lr : AbstractLearningRate
         Evaluated at the initial time and state.
     times : array_like
         Recording times.
@@ -129,7 +129,7 @@ def choose_solver(instance, lr: AbstractLearningRate, times, solver: str = "auto
     Parameters
     ----------
     instance : ProblemInstance or BinnedInstance
-    lr : LearningRate
+    lr : AbstractLearningRate
     times : array_like
     solver : {"auto", "tsit5", "kvaerno5"}
         ``"auto"``: Kvaerno5 when `stiffness` exceeds `STIFFNESS_THRESHOLD` and
@@ -440,7 +440,7 @@ def integrate_ode(
     ----------
     instance : AbstractInstance
         Per-direction or binned problem.
-    lr : LearningRate
+    lr : AbstractLearningRate
         Learning-rate rule.
     times : array_like, shape (T,)
         Increasing recording times (not checked here; see
@@ -542,7 +542,7 @@ def solve_ode(
     ----------
     instance : AbstractInstance
         The problem; the initial state is built from ``instance.theta0``.
-    lr : LearningRate
+    lr : AbstractLearningRate
         Learning-rate rule ``gamma_t``.
     times : array_like, shape (T,)
         Increasing recording times starting at 0 (the initial state is placed at

@@ -42,7 +42,7 @@ class Recorder(eqx.Module):
         state : DirectionState
             ODE state or the state of an iterate.
         instance : AbstractInstance
-        lr : LearningRate
+        lr : AbstractLearningRate
             The rule, evaluated at ``(t, state)`` for ``lr``.
 
         Returns

@@ -101,7 +101,7 @@ class BinnedInstance(AbstractInstance):
         Mixture weights and labels, as in [`ProblemInstance`][advdyn.problem.ProblemInstance].
     noise, epsilon, ridge : Array, scalar
         Label noise, attack radius and explicit ridge.
-    loss : Loss
+    loss : AbstractLoss
         The loss.
     task : str
         ``"regression"`` or ``"classification"``.
@@ -199,12 +199,12 @@ def relaxed_eigenvalue(
 
     Parameters
     ----------
-    lr : LearningRate
+    lr : AbstractLearningRate
         The rule; only rules without state (constant, decay: monotone in time) qualify, and
         ``int gamma`` is bounded below by ``(t_1 - t_0) min(gamma(t_0), gamma(t_1))``.
     times : array_like
         Recording times.
-    loss : Loss
+    loss : AbstractLoss
         Only [`LeastSquares`][advdyn.problem.losses.LeastSquares] qualifies (other losses can have
         curvature ``h_1 < 1``, so the decay bound does not hold).
 
@@ -298,7 +298,7 @@ def resolve_spacing(spacing: str, key: np.ndarray) -> str:
 
 # ----------------------------------------------------------------------------- realised
 #: eigenvalue evaluations per bin in [`bin_means`][advdyn.theory.spectral.bin_means] and
-#: [`bin_gauss_nodes`][advdyn.theory.spectral.bin_gauss_nodes]; larger bins use a midpoint
+#: `bin_gauss_nodes`; larger bins use a midpoint
 #: sub-grid of this many cells
 BIN_SUBSAMPLE = 1024
 

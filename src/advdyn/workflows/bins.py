@@ -157,7 +157,7 @@ def converge_bins(
     ----------
     source : ProblemConfig or ProblemInstance
         What to bin (see `make_binned`).
-    lr : LearningRate
+    lr : AbstractLearningRate
         Learning-rate rule.
     times : array_like
         Recording times.

@@ -27,7 +27,7 @@ import numpy as np
 import xarray as xr
 
 from advdyn._version import __version__
-from advdyn.config.build import integrator_for, make_learning_rate
+from advdyn.config.build import data_problem, integrator_for, make_learning_rate
 from advdyn.config.schema import Config
 from advdyn.errors import ConfigError
 from advdyn.io import write_json, write_netcdf
@@ -158,17 +158,22 @@ def phase_diagram(
         replicate, time)`` and ``<m>_result``, ``<m>_final_adv_risk``,
         ``<m>_final_clean_risk`` (replicate means) and ``<m>_gap`` (relative gap of that
         mean to the ODE's ``final_adv_risk``) on ``(fields...)``; ``timings`` then also
-        holds ``<m>_compile_s`` and ``<m>_solve_s``.
+        holds ``<m>_compile_s`` and ``<m>_solve_s``. ``attrs["surrogate"]`` is 1 for a data
+        problem: SGD and HSGD then run on its Gaussian surrogate, not on its rows.
 
     Raises
     ------
     ConfigError
-        A field that cannot be swept, a value the config refuses, or more than two fields.
+        A field that cannot be swept, a value the config refuses, more than two fields, or
+        ``data_sgd`` in ``run.methods`` (field ``run.methods``).
     """
     grids = check_axes(config, axes)
     if not factor > 1:
         raise ConfigError("phase.factor", f"must be > 1, got {factor:g}")
     rc = config.run
+    if "data_sgd" in rc.methods:  # SGD on a data set's rows is not batched over a grid
+        raise ConfigError("run.methods",
+                          "phase runs ode, sgd, hsgd; data_sgd is not batched over a grid")
     stochastic = [m for m in rc.methods if m in STOCHASTIC]
     if progress is not None and stochastic:  # one bar over every batched solve
         report, solves = progress, 1 + len(stochastic)
@@ -255,6 +260,7 @@ def phase_diagram(
         "config": config.to_json(), "advdyn_version": __version__, "fields": names,
         "factor": factor, "solver": integrator.name, "method": "ode",
         "binned": int(binned is not None), "chunk": size,
+        "surrogate": int(config.problem.data is not None),  # SGD/HSGD on the data's surrogate
     })
     timings = {"compile_s": compile_s, "solve_s": solve_s, "points": float(n_points)}
     for method in stochastic:
@@ -402,7 +408,8 @@ def write_phase(config, out_dir: str | Path, *, progress=None, on_start=None) ->
     Raises
     ------
     ConfigError
-        An invalid grid, ``out_dir`` naming a file, or another command writing there
+        An invalid grid, ``data_sgd`` in ``run.methods``, a data set that cannot be read
+        (before ``on_start``), ``out_dir`` naming a file, or another command writing there
         (field ``out``).
     """
     from advdyn.plot.phase_diagram import save_phase_figure
@@ -411,12 +418,15 @@ def write_phase(config, out_dir: str | Path, *, progress=None, on_start=None) ->
     axes = {ph.x.field: ph.x.grid()}
     if ph.y is not None:
         axes[ph.y.field] = ph.y.grid()
+    run_config = config.run_config()
     out = Path(out_dir)
     with folder_lock(out, "advdyn phase"):
+        if run_config.problem.data is not None:  # a bad data file: its error is the only line
+            data_problem(run_config.problem)  # read once (cached for the solve)
         if on_start is not None:
             on_start()
         start = time.perf_counter()
-        result = phase_diagram(config.run_config(), axes, factor=ph.factor, chunk=ph.chunk,
+        result = phase_diagram(run_config, axes, factor=ph.factor, chunk=ph.chunk,
                                progress=progress)
         result.files["phase.nc"] = write_netcdf(result.dataset, out / "phase.nc")
         result.files["phase.png"] = save_phase_figure(result.dataset, out / "phase.png")

@@ -114,11 +114,13 @@ def run(
     """
     check_memory(config)  # ConfigError naming problem.d / run.replicates / run.block_size
     if out_dir is None:
+        _read_data(config)
         if on_start is not None:
             on_start()
         return _compute(config, progress)
     out = Path(out_dir)
     with folder_lock(out, "advdyn run"):
+        _read_data(config)
         if on_start is not None:
             on_start()
         for name in RESULT_FILES:  # temporary files of an interrupted write
@@ -127,6 +129,13 @@ def run(
         result = _compute(config, progress)
         _write(result, out, config)
     return result
+
+
+def _read_data(config: Config) -> None:
+    """Read a data problem's file before ``on_start``: a bad file's error is then the only
+    line a command prints (the data are cached for the methods)."""
+    if config.problem.data is not None:
+        data_problem(config.problem)
 
 
 def _compute(config: Config, progress: bool) -> RunResult:

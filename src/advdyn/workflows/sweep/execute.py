@@ -129,8 +129,10 @@ def make_client(scheduler: str | None, workers: int | None, n_tasks: int):
     # group) is this process's to handle, which ends them; otherwise each worker printed
     # its own KeyboardInterrupt traceback
     with sigint_deferred():
+        # dashboard_address=None still binds the scheduler's HTTP server to 8787 (a second
+        # cluster warned "Port 8787 is already in use"); ":0" takes a free port silently
         cluster = LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
             silence_logs=logging.ERROR,
         )
     return Client(cluster), cluster
