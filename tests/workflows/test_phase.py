@@ -131,7 +131,7 @@ def test_phase_grid_in_blocks_on_a_dask_cluster_matches_one_batched_solve():
     axes = {"problem.epsilon": [0.0, 0.4, 0.8], "lr.gamma": [0.5, 1.5]}
     whole = phase_diagram(cfg, axes).dataset
     # two in-process workers (threads): the Dask path without starting processes
-    with LocalCluster(n_workers=2, processes=False, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=2, processes=False, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         res = distributed_phase_diagram(cfg, axes, blocks=2, client=client)
     ds = res.dataset
