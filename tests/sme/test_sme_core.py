@@ -164,7 +164,7 @@ def test_pure_sme_vmaps_over_its_parameters_and_marks_divergence():
 
     ob, _ = _problem(eps=0.3)
     th0 = 0.5 * ob.theta_star
-    key, dt, kw = jax.random.key(5), 0.05, dict(t_max=5.0, n_times=3, paths=3)
+    key, dt, kw = jax.random.key(5), 0.05, dict(t_max=5.0, n_times=3, replicates=3)
     ts = step_grid(kw["t_max"], dt, kw["n_times"])[0]
     base = SME(ob, 0.05, 1)
 
