@@ -114,15 +114,11 @@ def run(
     """
     check_memory(config)  # ConfigError naming problem.d / run.replicates / run.block_size
     if out_dir is None:
-        _read_data(config)
-        if on_start is not None:
-            on_start()
+        _start(config, on_start)
         return _compute(config, progress)
     out = Path(out_dir)
     with folder_lock(out, "advdyn run"):
-        _read_data(config)
-        if on_start is not None:
-            on_start()
+        _start(config, on_start)
         for name in RESULT_FILES:  # temporary files of an interrupted write
             for path in out.glob(f".{name}.*"):
                 path.unlink(missing_ok=True)
@@ -131,11 +127,14 @@ def run(
     return result
 
 
-def _read_data(config: Config) -> None:
-    """Read a data problem's file before ``on_start``: a bad file's error is then the only
-    line a command prints (the data are cached for the methods)."""
+def _start(config: Config, on_start: Callable[[], None] | None) -> None:
+    """The last checks, then ``on_start``: a data problem's file is read first, so that a
+    bad file's error is the only line a command prints (the data are cached for the
+    methods)."""
     if config.problem.data is not None:
         data_problem(config.problem)
+    if on_start is not None:
+        on_start()
 
 
 def _compute(config: Config, progress: bool) -> RunResult:
