@@ -102,11 +102,13 @@ class SweepResult:
 def sigint_deferred() -> Iterator[None]:
     """Hold back SIGINT in this thread while the block runs; deliver it when the block ends.
 
-    The signal is blocked (``pthread_sigmask``), not ignored: a Ctrl-C during the block
-    stays pending and interrupts at its end, instead of being lost. Processes and threads
-    started in the block inherit the blocked mask, so a Ctrl-C (sent to the whole
-    foreground process group) never reaches them: this process handles it and ends them,
-    and they print no ``KeyboardInterrupt`` traceback of their own.
+    The signal is blocked (``pthread_sigmask``), not ignored, so a Ctrl-C during the block
+    is never lost: it stays pending until the block ends, or, where a thread started
+    earlier does not block it (XLA's), that thread takes it and Python's handler runs at
+    once in the main thread. Processes and threads started in the block inherit the
+    blocked mask, so a Ctrl-C (sent to the whole foreground process group) never reaches
+    them: this process handles it and ends them, and they print no ``KeyboardInterrupt``
+    traceback of their own.
     """
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
