@@ -11,7 +11,7 @@ theta_0 = (0, 0.5), sigma = 0.5, eps = 0.3, eta = 0.05, horizon tau = 2.
    wall time of an SGD run of the same eta (``paths`` paths). The SME of order 2 reaches a
    given weak error at a larger eta, hence with fewer steps.
 
-    python benchmarks/bench_sme.py [--paths 4000] [--repeats 3]
+    python benchmarks/bench_sme.py [--replicates 4000] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -48,10 +48,10 @@ def _timed(fn, repeats):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--paths", type=int, default=4000)
+    parser.add_argument("--replicates", type=int, default=4000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    eta, t_max, m = 0.05, 2.0, args.paths
+    eta, t_max, m = 0.05, 2.0, args.replicates
     with x64():
         ob = GaussianLeastSquares(jnp.array([0.5, 2.0]), jnp.array([1.0, -0.5]), 0.5, 0.3)
         th0 = jnp.array([0.0, 0.5])

@@ -10,9 +10,9 @@ Otherwise: SGD and both SMEs (extrapolated scheme, ``dt = eta / div``) for each 
 the weak errors with standard errors, and log-log slopes with 95% intervals (errors
 resampled within their standard errors). Numbers quoted in docs/sme.md (check 2):
 
-    python benchmarks/sme_check2.py --convergence --d 3 --eta 0.05 --paths 100000
-    python benchmarks/sme_check2.py --d 3 --etas 0.05,0.025,0.0125 --paths 120000 --div 4
-    python benchmarks/sme_check2.py --d 2 --etas 0.05,0.025,0.0125 --paths 30000 --div 4
+    python benchmarks/sme_check2.py --convergence --d 3 --eta 0.05 --replicates 100000
+    python benchmarks/sme_check2.py --d 3 --etas 0.05,0.025,0.0125 --replicates 120000 --div 4
+    python benchmarks/sme_check2.py --d 2 --etas 0.05,0.025,0.0125 --replicates 30000 --div 4
 """
 
 from __future__ import annotations
@@ -34,20 +34,21 @@ def problem(d: int):
     return ob, jnp.asarray(0.5 * rng.normal(size=d) / np.sqrt(d))
 
 
-def convergence(d: int, eta: float, paths: int) -> None:
+def convergence(d: int, eta: float, replicates: int) -> None:
     ob, th0 = problem(d)
-    chunk = min(paths, 50_000)
+    chunk = min(replicates, 50_000)
     for order in (2, 1):
         xs = {}
         for div in (2, 4, 8):
             xs[div] = solve_sme(SME(ob, eta, order), th0, jax.random.key(1), t_max=2.0,
-                                dt=eta / div, n_times=2, replicates=paths, scheme="extrapolated",
-                                chunk=chunk, brownian_dt=eta / 16)["dist2"][:, -1]
+                                dt=eta / div, n_times=2, replicates=replicates,
+                                scheme="extrapolated", chunk=chunk,
+                                brownian_dt=eta / 16)["dist2"][:, -1]
             print(f"order {order} dt=eta/{div}: E dist2 {xs[div].mean():.6f}", flush=True)
         for a, b in ((2, 4), (4, 8)):
             diff = xs[a] - xs[b]
             print(f"  order {order} eta/{a} - eta/{b}: {diff.mean():+.2e} "
-                  f"+- {diff.std() / np.sqrt(paths):.1e}")
+                  f"+- {diff.std() / np.sqrt(replicates):.1e}")
 
 
 def slope_interval(etas, err, se, draws: int = 4000):
@@ -57,24 +58,24 @@ def slope_interval(etas, err, se, draws: int = 4000):
     return loglog_fit(etas, np.abs(err))[0], np.percentile(sims, [2.5, 97.5])
 
 
-def weak_errors(d: int, etas, paths: int, div: int) -> None:
+def weak_errors(d: int, etas, replicates: int, div: int) -> None:
     ob, th0 = problem(d)
-    chunk = min(paths, 50_000)
+    chunk = min(replicates, 50_000)
     out = {k: [] for k in ("e1", "e2", "se1", "se2")}
     for eta in etas:
         t0 = time.perf_counter()
         sgd = simulate_objective_sgd(ob, eta, th0, jax.random.key(0), t_max=2.0, n_times=2,
-                                     replicates=paths, chunk=chunk)["dist2"][:, -1]
+                                     replicates=replicates, chunk=chunk)["dist2"][:, -1]
         xs = [solve_sme(SME(ob, eta, o), th0, jax.random.key(1), t_max=2.0, dt=eta / div,
-                        n_times=2, replicates=paths, scheme="extrapolated",
+                        n_times=2, replicates=replicates, scheme="extrapolated",
                         chunk=chunk)["dist2"][:, -1] for o in (1, 2)]
         for o, x in zip((1, 2), xs, strict=True):
             out[f"e{o}"].append(sgd.mean() - x.mean())
-            out[f"se{o}"].append(np.sqrt((sgd.var() + x.var()) / paths))
+            out[f"se{o}"].append(np.sqrt((sgd.var() + x.var()) / replicates))
         d12 = xs[0] - xs[1]
         print(f"eta {eta}: e1 {out['e1'][-1]:+.3e} (se {out['se1'][-1]:.1e})  "
               f"e2 {out['e2'][-1]:+.3e} (se {out['se2'][-1]:.1e})  sme1 - sme2 "
-              f"{d12.mean():+.3e} (se {d12.std() / np.sqrt(paths):.0e})  "
+              f"{d12.mean():+.3e} (se {d12.std() / np.sqrt(replicates):.0e})  "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
     r = {k: np.asarray(v) for k, v in out.items()}
     et = np.asarray(etas)
@@ -89,15 +90,15 @@ def main() -> None:
     parser.add_argument("--d", type=int, default=3)
     parser.add_argument("--etas", default="0.05,0.025,0.0125")
     parser.add_argument("--eta", type=float, default=0.05)
-    parser.add_argument("--paths", type=int, default=20_000)
+    parser.add_argument("--replicates", type=int, default=20_000)
     parser.add_argument("--div", type=int, default=4)
     parser.add_argument("--convergence", action="store_true")
     args = parser.parse_args()
     jax.config.update("jax_enable_x64", True)
     if args.convergence:
-        convergence(args.d, args.eta, args.paths)
+        convergence(args.d, args.eta, args.replicates)
     else:
-        weak_errors(args.d, [float(v) for v in args.etas.split(",")], args.paths, args.div)
+        weak_errors(args.d, [float(v) for v in args.etas.split(",")], args.replicates, args.div)
 
 
 if __name__ == "__main__":

@@ -88,3 +88,68 @@ def test_the_paths_and_replicates_keywords_together_are_refused():
     # replicates=100 is the default's value: refused all the same (it was passed)
     with pytest.raises(TypeError, match=r"both paths= \(deprecated\) and replicates="):
         equations.simulate_objective_sgd(*args, t_max=0.2, n_times=2, paths=3, replicates=100)
+
+
+# ----------------------------------------------------------------- renamed config keys
+def test_old_config_key_paths_warns_and_sets_the_replicates():
+    from advdyn.config.sme import validate_sme_config
+
+    data = {"risks": {"paths": 7}, "digits": {"paths": 2}}
+    with pytest.warns(DeprecationWarning) as record:
+        cfg = validate_sme_config(data)
+    messages = sorted(str(w.message) for w in record)
+    assert len(messages) == 2
+    assert "config key digits.paths is deprecated" in messages[0]
+    assert messages[1].startswith("config key risks.paths is deprecated and will be removed")
+    assert messages[1].endswith("use risks.replicates")
+    assert (cfg.risks.replicates, cfg.digits.replicates) == (7, 2)
+    assert data == {"risks": {"paths": 7}, "digits": {"paths": 2}}  # the input is kept
+    with pytest.warns(DeprecationWarning, match=r"risks\.paths .*use risks\.replicates"):
+        assert cfg.with_overrides(**{"risks.paths": 9}).risks.replicates == 9
+
+
+def test_old_and_new_config_key_together_are_refused():
+    from advdyn.config.sme import validate_sme_config
+    from advdyn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^risks\.paths: deprecated name of "
+                       r"risks\.replicates, which is also given"):
+        validate_sme_config({"risks": {"paths": 7, "replicates": 8}})
+
+
+def test_the_new_config_key_warns_nothing():
+    from advdyn.config.sme import default_sme_config, validate_sme_config
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert validate_sme_config({"risks": {"replicates": 7}}).risks.replicates == 7
+        assert default_sme_config().risks.replicates == 500  # defaults/sme.toml's new name
+
+
+def test_the_paths_option_warns_and_overrides_the_replicates():
+    from typer.testing import CliRunner
+
+    from advdyn.cli._app import app
+
+    # 10^12 replicates: refused by the memory check (naming the new key) before any part runs
+    with pytest.warns(DeprecationWarning, match="option --paths is deprecated.*use --replicates"):
+        res = CliRunner().invoke(app, ["sme", "--paths", "1000000000000", "--only", "risks"])
+    assert res.exit_code == 2 and "risks.replicates" in res.output
+    res = CliRunner().invoke(app, ["sme", "--paths", "3", "--replicates", "3"])
+    assert res.exit_code == 2
+    assert res.output.strip() == ("error: --paths is the deprecated name of --replicates: give "
+                                  "only --replicates")
+
+
+def test_the_command_line_shows_advdyn_deprecations():
+    from advdyn.cli import show_deprecations
+    from advdyn.config.sme import validate_sme_config
+
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("ignore", DeprecationWarning)  # Python's default outside __main__
+        show_deprecations()
+        validate_sme_config({"risks": {"paths": 7}})
+        warnings.warn("someone else's deprecation", DeprecationWarning, stacklevel=1)
+    assert [str(w.message) for w in record] == [
+        "config key risks.paths is deprecated and will be removed in advdyn 0.2: use "
+        "risks.replicates"]

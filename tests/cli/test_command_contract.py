@@ -128,7 +128,7 @@ BAD = [
     (["critical-linear", "--seed", "-1"], "--seed"),
     (["posterior", "posterior_d.toml"], "highdim.d"),
     (["posterior", "posterior_tmax.toml"], "highdim"),
-    (["sme", "--paths", "1000000000000"], "risks.paths"),
+    (["sme", "--replicates", "1000000000000"], "risks.replicates"),
     (["sme", "sme_control.toml"], "control"),
     (["sme", "--only", "nope"], "only"),
 ]

@@ -185,7 +185,7 @@ def _sme_risks():
          "adv_risk_sd": (("training", "solver", "time"), 0.05 * ones),
          "clean_risk_sd": (("training", "solver", "time"), 0.05 * ones)},
         coords={"training": ["clean", "adversarial"], "solver": ["sgd", "sme1", "sme2"],
-                "time": T}, attrs={"eta": 0.05, "paths": 64, "eps": 0.3}))
+                "time": T}, attrs={"eta": 0.05, "replicates": 64, "eps": 0.3}))
 
 
 def _weak_error():

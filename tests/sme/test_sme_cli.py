@@ -16,7 +16,7 @@ runner = CliRunner()
 SMALL = """
 seed = 1
 [risks]
-paths = 16
+replicates = 16
 t_max = 0.5
 n_times = 3
 [weak_error]
@@ -33,7 +33,7 @@ t_max = 0.2
 n_train = 40
 steps = 4
 batch = 4
-paths = 1
+replicates = 1
 """
 
 

@@ -8,6 +8,7 @@ this package (``run``: ``advdyn run`` and ``advdyn default-config``).
 
 from __future__ import annotations
 
+import re
 import sys
 import warnings
 
@@ -32,13 +33,22 @@ from advdyn.cli._app import (
 )
 
 __all__ = ["EXIT_DIVERGED", "EXIT_USER_ERROR", "app", "configure", "dispatch", "fail",
-           "handle_interrupts", "interrupted", "main"]
+           "handle_interrupts", "interrupted", "main", "show_deprecations"]
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     # numerical warnings (e.g. an inaccurate fixed point) as one line, not Python's format
     err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False,
                       soft_wrap=True)
+
+
+def show_deprecations() -> None:
+    """Show advdyn's own deprecation warnings (an old config key or option, an old name),
+    which Python hides by default outside ``__main__``: a command's user should see them."""
+    from advdyn.deprecation import REMOVED_IN
+
+    warnings.filterwarnings("default", f".*will be removed in advdyn {re.escape(REMOVED_IN)}",
+                            DeprecationWarning)
 
 
 def _configure_runtime() -> None:
@@ -67,6 +77,7 @@ def configure() -> None:
     This imports the numerical stack (JAX, xarray, matplotlib through the workflows).
     """
     warnings.showwarning = _show_warning
+    show_deprecations()
     _configure_runtime()
 
 

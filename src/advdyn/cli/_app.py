@@ -183,6 +183,40 @@ def print_default(name: str) -> None:
         raise fail(f"cannot write the config to standard output: {err.strerror or err}") from None
 
 
+def renamed_option(old: str, old_value, new: str, new_value):
+    """The value of a renamed command-line option: ``new_value``, or ``old_value`` after a
+    ``DeprecationWarning`` (one ``warning:`` line under `advdyn.cli.main`) when only the
+    old option was given.
+
+    Parameters
+    ----------
+    old, new : str
+        The old and the new option (``"--paths"``, ``"--replicates"``).
+    old_value, new_value : object or None
+        What was given for each (``None``: not given).
+
+    Returns
+    -------
+    object or None
+
+    Raises
+    ------
+    typer.Exit
+        Status 2 with one line when both options were given.
+    """
+    import warnings
+
+    from advdyn.deprecation import REMOVED_IN
+
+    if old_value is None:
+        return new_value
+    if new_value is not None:
+        raise fail(f"{old} is the deprecated name of {new}: give only {new}")
+    warnings.warn(f"option {old} is deprecated and will be removed in advdyn {REMOVED_IN}: "
+                  f"use {new}", DeprecationWarning, stacklevel=2)
+    return old_value
+
+
 def load_with_overrides(config, overrides: dict):
     """The config file (or the embedded default) with the CLI's overrides applied.
 

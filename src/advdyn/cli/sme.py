@@ -19,6 +19,7 @@ from advdyn.cli._app import (
     out_console,
     out_option,
     print_default,
+    renamed_option,
     solver_stopped,
 )
 
@@ -29,7 +30,9 @@ def sme_command(
         Path | None, typer.Argument(help="TOML config; the embedded default when omitted.")
     ] = None,
     out: Annotated[Path, out_option()] = Path("sme-out"),
-    paths: Annotated[int | None, typer.Option(help="Override risks.paths.")] = None,
+    replicates: Annotated[int | None, typer.Option(help="Override risks.replicates.")] = None,
+    paths: Annotated[int | None, typer.Option(hidden=True, help="Deprecated name of "
+                                              "--replicates.")] = None,
     no_digits: Annotated[bool, typer.Option("--no-digits", help="Skip the digits part.")] = False,
     no_minimax: Annotated[
         bool, typer.Option("--no-minimax", help="Skip the mini-max part.")
@@ -48,8 +51,9 @@ def sme_command(
     from advdyn.errors import ConfigError
 
     try:
+        replicates = renamed_option("--paths", paths, "--replicates", replicates)
         cfg = load_sme_config(config) if config is not None else default_sme_config()
-        overrides = {"risks.paths": paths, "digits.enabled": False if no_digits else None,
+        overrides = {"risks.replicates": replicates, "digits.enabled": False if no_digits else None,
                      "minimax.enabled": False if no_minimax else None}
         overrides = {k: v for k, v in overrides.items() if v is not None}
         if overrides:
@@ -126,5 +130,5 @@ def _header(cfg, parts: list[str] | None) -> str:
     if runs("risks") or runs("minimax"):
         line += f"; d = {len(cfg.problem.eigenvalues)}, eps = {cfg.problem.eps}"
     if runs("risks"):
-        line += f"; risks: eta = {cfg.risks.eta}, {cfg.risks.paths} paths"
+        line += f"; risks: eta = {cfg.risks.eta}, {cfg.risks.replicates} replicates"
     return line

@@ -2,20 +2,26 @@
 
 ``advdyn critical-eps``, ``advdyn posterior`` and ``advdyn sme`` each define a
 `CommandConfig` of `Section` tables; reading, validating, overriding and the
-embedded default are the same for all of them and live here once.
+embedded default are the same for all of them and live here once, and so is the
+mapping of renamed keys (a `Section`'s ``renamed_keys``: the old key keeps working for one
+release, with a ``DeprecationWarning`` naming the new one).
 """
 
 from __future__ import annotations
 
 import json
 import tomllib
+import typing
+import warnings
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from advdyn.config.schema import format_validation_error, read_toml, set_dotted
+from advdyn.deprecation import REMOVED_IN
 from advdyn.errors import ConfigError
 
 C = TypeVar("C", bound="CommandConfig")
@@ -25,6 +31,10 @@ class Section(BaseModel):
     """A table of a command config: unknown keys, NaN and infinities refused; immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    #: old key -> its new name in this table (served, with a ``DeprecationWarning``, by
+    #: [`validate_command`][advdyn.config.command.validate_command] until ``REMOVED_IN``)
+    renamed_keys: ClassVar[Mapping[str, str]] = {}
 
 
 class CommandConfig(Section):
@@ -44,19 +54,80 @@ class CommandConfig(Section):
         """
         data = self.model_dump()
         for key, value in dotted.items():
-            set_dotted(data, key, value, create_sections=False)
+            set_dotted(data, canonical_key(type(self), key), value, create_sections=False)
         return validate_command(type(self), data)
+
+
+def _sections(cls: type[Section]) -> dict[str, type[Section]]:
+    """The fields of ``cls`` that are tables (`Section` subclasses, also inside a union)."""
+    out = {}
+    for name, field in cls.model_fields.items():
+        for t in (field.annotation, *typing.get_args(field.annotation)):
+            if isinstance(t, type) and issubclass(t, Section):
+                out[name] = t
+    return out
+
+
+def _warn_renamed(old: str, new: str) -> None:
+    warnings.warn(f"config key {old} is deprecated and will be removed in advdyn "
+                  f"{REMOVED_IN}: use {new}", DeprecationWarning, stacklevel=3)
+
+
+def canonical_key(cls: type[Section], key: str) -> str:
+    """The dotted ``key`` of a ``cls`` config with each renamed part replaced by its new
+    name (after a ``DeprecationWarning`` naming both)."""
+    parts = key.split(".")
+    node: type[Section] | None = cls
+    for i, part in enumerate(parts):
+        if node is None:
+            break
+        if part in node.renamed_keys:
+            parts[i] = node.renamed_keys[part]
+            _warn_renamed(".".join([*parts[:i], part]), ".".join(parts[:i + 1]))
+        node = _sections(node).get(parts[i])
+    return ".".join(parts)
+
+
+def _rename_keys(cls: type[Section], data: Any, prefix: str = "") -> Any:
+    """``data`` (a config as nested mappings) with the renamed keys of ``cls`` and of its
+    tables under their new names, after a ``DeprecationWarning`` each; the input is not
+    modified.
+
+    Raises
+    ------
+    ConfigError
+        Naming both keys when a table holds an old key and its new name.
+    """
+    if not isinstance(data, Mapping):
+        return data  # validation names what is wrong with it
+    out = dict(data)
+    for old, new in cls.renamed_keys.items():
+        if old in out:
+            if new in out:
+                raise ConfigError(f"{prefix}{old}", f"deprecated name of {prefix}{new}, "
+                                  "which is also given: keep only the latter")
+            _warn_renamed(prefix + old, prefix + new)
+            out[new] = out.pop(old)
+    for name, section in _sections(cls).items():
+        if name in out:
+            out[name] = _rename_keys(section, out[name], f"{prefix}{name}.")
+    return out
 
 
 def validate_command(cls: type[C], data: dict, base_dir: Path | None = None) -> C:
     """Validate a mapping into ``cls``; relative file paths of its problem (data set, init,
     spectrum files) are resolved against ``base_dir`` when given, as in ``advdyn run``.
 
+    A renamed key (a `Section`'s ``renamed_keys``) is read under its new name, after a
+    ``DeprecationWarning``.
+
     Raises
     ------
     ConfigError
-        Naming every offending field (e.g. ``scratch.eps: radii must be positive``).
+        Naming every offending field (e.g. ``scratch.eps: radii must be positive``), or an
+        old key given with its new name.
     """
+    data = _rename_keys(cls, data)
     try:
         return cls.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as err:

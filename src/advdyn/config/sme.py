@@ -11,9 +11,10 @@ the field.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from itertools import pairwise
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, StrictBool, field_validator, model_validator
 
@@ -54,11 +55,14 @@ class ProblemSection(Section):
 
 
 class RisksSection(Section):
-    """SGD against its order-1 and order-2 SMEs (Monte Carlo over paths)."""
+    """SGD against its order-1 and order-2 SMEs (Monte Carlo over ``replicates``
+    independent runs of each; ``paths`` is the deprecated name of ``replicates``)."""
+
+    renamed_keys: ClassVar[Mapping[str, str]] = {"paths": "replicates"}
 
     eta: float = Field(default=0.05, gt=0, le=1)
     t_max: float = Field(default=3.0, gt=0)
-    paths: int = Field(default=500, ge=2)
+    replicates: int = Field(default=500, ge=2)
     n_times: int = Field(default=21, ge=2)
     dt_factor: float = Field(default=0.5, gt=0, le=1, description="SME step = dt_factor * eta")
     scheme: Literal["euler", "extrapolated"] = "extrapolated"
@@ -146,7 +150,10 @@ class MinimaxSection(Section):
 
 
 class DigitsSection(Section):
-    """Logistic (softmax) regression on the 8x8 digits, clean vs adversarial (l-inf PGD)."""
+    """Logistic (softmax) regression on the 8x8 digits, clean vs adversarial (l-inf PGD),
+    ``replicates`` SGD runs and SME solves of each (``paths``: its deprecated name)."""
+
+    renamed_keys: ClassVar[Mapping[str, str]] = {"paths": "replicates"}
 
     enabled: StrictBool = True
     n_train: int = Field(default=200, ge=20)
@@ -155,7 +162,7 @@ class DigitsSection(Section):
     eta: float = Field(default=0.5, gt=0)
     steps: int = Field(default=100, ge=1)
     batch: int = Field(default=16, ge=1)
-    paths: int = Field(default=4, ge=1)
+    replicates: int = Field(default=4, ge=1)
 
 
 class SMERunConfig(CommandConfig):

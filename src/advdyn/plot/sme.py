@@ -37,8 +37,8 @@ def plot_risks(ds: xr.Dataset, summary: dict | None = None) -> Figure:
             ax.set_xlabel("time tau = k eta")
             ax.set_ylabel(_RISK[name])
     style.figure_legend(fig, ncol=4)
-    fig.suptitle(f"SGD vs its SMEs (eta = {ds.attrs.get('eta')}, {ds.attrs.get('paths')} "
-                 f"paths, eps = {ds.attrs.get('eps')})", fontsize=style.FONT_TITLE)
+    fig.suptitle(f"SGD vs its SMEs (eta = {ds.attrs.get('eta')}, {ds.attrs.get('replicates')} "
+                 f"replicates, eps = {ds.attrs.get('eps')})", fontsize=style.FONT_TITLE)
     return style.finish(fig)
 
 

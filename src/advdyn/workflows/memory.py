@@ -298,7 +298,7 @@ def check_size(nbytes: float, field: str, what: str,
     field : str
         The config field to lower, named in the message.
     what : str
-        What needs the memory (e.g. ``"the SGD paths of risks"``).
+        What needs the memory (e.g. ``"the SGD runs of risks"``).
     available : (int, str), optional
         Override of `available_memory`.
 

@@ -42,7 +42,8 @@ def _mean_sd(sol, names):
 
 
 def risks_part(cfg: SMERunConfig) -> xr.Dataset:
-    """SGD and the order-1/order-2 SMEs of clean and adversarial training (path means/SDs)."""
+    """SGD and the order-1/order-2 SMEs of clean and adversarial training (means and SDs
+    over the replicates)."""
     from advdyn.sme import SME, GaussianLeastSquares, simulate_objective_sgd, solve_sme
 
     p, r = cfg.problem, cfg.risks
@@ -55,11 +56,11 @@ def risks_part(cfg: SMERunConfig) -> xr.Dataset:
                                   p.sigma, p.eps, train=train)
         th0 = jnp.asarray(p.theta0)
         sols = {"sgd": simulate_objective_sgd(ob, r.eta, th0, key, t_max=r.t_max, n_times=r.n_times,
-                                    replicates=r.paths)}
+                                    replicates=r.replicates)}
         for order in (1, 2):
             sols[f"sme{order}"] = solve_sme(
                 SME(ob, r.eta, order), th0, key, t_max=r.t_max, dt=r.dt_factor * r.eta,
-                n_times=r.n_times, replicates=r.paths, scheme=r.scheme)
+                n_times=r.n_times, replicates=r.replicates, scheme=r.scheme)
         ts = sols["sgd"].ts
         for method, sol in sols.items():
             # SGD records on its own step grid; the SMEs on a finer one: interpolate to SGD's
@@ -74,8 +75,8 @@ def risks_part(cfg: SMERunConfig) -> xr.Dataset:
                  np.array([[data[n][t][m][0] for m in methods] for t in trains]))
         ds[f"{n}_sd"] = (("training", "solver", "time"),
                          np.array([[data[n][t][m][1] for m in methods] for t in trains]))
-    ds.attrs.update(eta=r.eta, paths=r.paths, scheme=r.scheme, eps=p.eps, sigma=p.sigma,
-                    time_unit="tau = k eta")
+    ds.attrs.update(eta=r.eta, replicates=r.replicates, scheme=r.scheme, eps=p.eps,
+                    sigma=p.sigma, time_unit="tau = k eta")
     return ds
 
 
@@ -212,9 +213,9 @@ def digits_part(cfg: SMERunConfig) -> tuple[xr.Dataset, dict]:
         ob = EmpiricalObjective(x, y, predict=_linear_softmax, sample_loss=_softmax_ce,
                                 attack=attack, train=train, batch=g.batch, n_params=p)
         sgd = simulate_objective_sgd(ob, g.eta, th0, key, t_max=t_max, n_times=21,
-                                     replicates=g.paths)
+                                     replicates=g.replicates)
         sme = solve_sme(SME(ob, g.eta, 1), th0, key, t_max=t_max, dt=g.eta, n_times=21,
-                        replicates=g.paths)
+                        replicates=g.replicates)
         rows[train] = (sgd, sme)
     ts = rows["clean"][0].ts
     ds = xr.Dataset(coords={"training": ["clean", "adversarial"], "solver": ["sgd", "sme1"],
@@ -258,8 +259,8 @@ def run_sme(cfg: SMERunConfig, out: str | Path, progress: Progress | None = None
     Raises
     ------
     ConfigError
-        If ``parts`` names an unknown part (field ``only``), the recorded paths of
-        ``risks`` would not fit in memory (field ``risks.paths``), or ``out`` cannot be written
+        If ``parts`` names an unknown part (field ``only``), the recorded runs of ``risks``
+        would not fit in memory (field ``risks.replicates``), or ``out`` cannot be written
         or is in use by another command (field ``out``;
         [`advdyn.io.folder_lock`][advdyn.io.folder_lock],
         checked before any part runs).
@@ -269,9 +270,9 @@ def run_sme(cfg: SMERunConfig, out: str | Path, progress: Progress | None = None
         if unknown or not parts:
             raise ConfigError("only", f"unknown or empty parts {unknown}; choose from {PARTS}")
     if (parts is None and cfg.risks is not None) or (parts is not None and "risks" in parts):
-        r = cfg.risks  # the recorded SGD paths (paths, n_times, d), float64, at least
-        check_size(8.0 * r.paths * r.n_times * len(cfg.problem.eigenvalues), "risks.paths",
-                   "the recorded SGD paths of risks")
+        r = cfg.risks  # the recorded SGD runs (replicates, n_times, d), float64, at least
+        check_size(8.0 * r.replicates * r.n_times * len(cfg.problem.eigenvalues),
+                   "risks.replicates", "the recorded SGD runs of risks")
     with folder_lock(out, "advdyn sme"):  # checked and held before any part runs
         if on_start is not None:
             on_start()
@@ -304,7 +305,7 @@ def _run(cfg, out, progress, selected) -> SMEResult:
             t0 = time.perf_counter()
             if part == "risks":
                 ds = risks_part(cfg)
-                se = ds["adv_risk_sd"].sel(solver="sgd") / np.sqrt(cfg.risks.paths)
+                se = ds["adv_risk_sd"].sel(solver="sgd") / np.sqrt(cfg.risks.replicates)
                 summ = {f"{t}_{m}_max_gap_adv_risk_in_sgd_se": float(np.max(np.abs(
                     ds["adv_risk"].sel(training=t, solver=m)
                     - ds["adv_risk"].sel(training=t, solver="sgd"))[1:]
