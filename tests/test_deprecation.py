@@ -153,3 +153,71 @@ def test_the_command_line_shows_advdyn_deprecations():
     assert [str(w.message) for w in record] == [
         "config key risks.paths is deprecated and will be removed in advdyn 0.2: use "
         "risks.replicates"]
+
+
+# ------------------------------------------------------------- d, not dimension
+def test_instance_dimension_warns_and_gives_d_as_an_int():
+    import advdyn
+    from advdyn.config.schema import default_config
+
+    inst = advdyn.instantiate(default_config().with_overrides(**{"problem.d": 12}).problem)
+    binned = advdyn.bin_instance(inst, 4)
+    assert binned.n_bins == 4 and float(binned.d) == 12.0  # d: the ambient dimension, not bins
+    for instance in (inst, binned):
+        with pytest.warns(DeprecationWarning, match=r"Instance\.dimension is deprecated.*use d"):
+            value = instance.dimension
+        assert value == 12 and type(value) is int
+
+
+# --------------------------------------------------------- one name inside the package
+#: old names the package itself must no longer use (attributes, names, keywords)
+OLD_ATTRIBUTES = {"dimension", "paths"}
+OLD_NAMES = {"Loss", "LearningRate"}
+OLD_KEYWORDS = {"paths"}
+OLD_KEYS = ("risks.paths", "digits.paths")
+
+
+def _old_name_uses(path) -> list[str]:
+    import ast
+
+    text = path.read_text()
+    keep = {i + 1 for i, line in enumerate(text.splitlines()) if "rename29: keep" in line}
+    tree = ast.parse(text)
+    bad = []
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", 0)
+        if line in keep:
+            continue
+        if isinstance(node, ast.Attribute) and node.attr in OLD_ATTRIBUTES | OLD_NAMES:
+            bad.append(f"{line}: .{node.attr}")
+        elif isinstance(node, ast.Name) and node.id in OLD_NAMES:
+            bad.append(f"{line}: {node.id}")
+        elif isinstance(node, ast.Call):
+            bad += [f"{line}: {k.arg}=" for k in node.keywords if k.arg in OLD_KEYWORDS]
+            if isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr"):
+                bad += [f"{line}: {node.func.id}(..., {a.value!r})" for a in node.args
+                        if isinstance(a, ast.Constant) and a.value in OLD_ATTRIBUTES]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            bad += [f"{line}: {k!r}" for k in OLD_KEYS if k in node.value]
+    for node in tree.body:  # a module-level alias of a class: "Loss = AbstractLoss"
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Name)
+                and node.value.id[:1].isupper() and node.lineno not in keep):
+            bad.append(f"{node.lineno}: alias {node.targets[0].id} = {node.value.id}")
+    return bad
+
+
+def test_the_package_uses_only_the_canonical_names():
+    from pathlib import Path
+
+    import advdyn
+
+    src = Path(advdyn.__file__).parent
+    bad = {str(p.relative_to(src)): u for p in sorted(src.rglob("*.py"))
+           if (u := _old_name_uses(p))}
+    assert not bad, f"old names used inside the package: {bad}"
+    toml = "\n".join(p.read_text() for p in sorted((src / "defaults").glob("*.toml")))
+    assert "\npaths =" not in toml
+    # advdyn.__all__ names each concept once: no repeated name, no two names for one object
+    objects = [id(getattr(advdyn, n)) for n in advdyn.__all__]
+    assert len(set(advdyn.__all__)) == len(advdyn.__all__) == len(set(objects))

@@ -302,7 +302,7 @@ def integrator_for(run: C.RunConfig, instance, lr: AbstractLearningRate, times) 
     kind = choose_solver(instance, lr, times, run.solver)
     atol = run.atol
     if kind == "kvaerno5":
-        d = float(getattr(instance, "dimension", instance.d))
+        d = float(instance.d)
         atol = max(atol, IMPLICIT_ATOL * run.rtol / d)
     return make_integrator(kind, rtol=run.rtol, atol=atol)
 

@@ -11,6 +11,7 @@ numbers (THEORY 10).
 """
 
 import abc
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import equinox as eqx
@@ -19,6 +20,7 @@ import numpy as np
 from equinox import AbstractVar
 
 from advdyn import checks
+from advdyn.deprecation import REMOVED_IN
 from advdyn.precision import float64
 from advdyn.problem.losses import AbstractLoss
 from advdyn.problem.state import DirectionState
@@ -74,9 +76,8 @@ class AbstractInstance(eqx.Module):
             """The dimension ``d`` as it enters formulas (the ``1/d`` of the SGD noise).
 
             A Python int for a drawn instance, a float64 scalar array for bins (a new ``d``
-            then does not recompile a solver);
-            [`dimension`][advdyn.problem.instance.AbstractInstance.dimension] is always the Python
-            int.
+            then does not recompile a solver); ``int(d)`` outside traced code is the Python
+            int in both cases.
             """
             ...
 
@@ -93,9 +94,13 @@ class AbstractInstance(eqx.Module):
         return self.weights.shape[0]
 
     @property
-    @abc.abstractmethod
     def dimension(self) -> int:
-        """The dimension ``d`` as a Python int (for grids and shapes; not traceable)."""
+        """Deprecated (until advdyn 0.2): ``int(d)``, the ambient dimension ``d`` as a Python
+        int (not traceable); the one public name is ``d``."""
+        warnings.warn(f"{type(self).__name__}.dimension is deprecated and will be removed in "
+                      f"advdyn {REMOVED_IN}: use d (int(d) for a Python int)", DeprecationWarning,
+                      stacklevel=2)
+        return round(float(self.d))
 
     @abc.abstractmethod
     def initial_state(self) -> DirectionState:
@@ -142,13 +147,7 @@ class ProblemInstance(AbstractInstance):
 
     @property
     def d(self) -> int:
-        """Dimension ``d``."""
-        return self.theta_star.shape[-1]
-
-    @property
-    def dimension(self) -> int:
-        """Dimension ``d`` (the same Python int as
-        [`d`][advdyn.problem.instance.ProblemInstance.d])."""
+        """The ambient dimension ``d`` (a Python int)."""
         return self.theta_star.shape[-1]
 
     # The ODE, the statistics and the fixed points only need the per-direction products of

@@ -509,7 +509,7 @@ def _arguments(instance, lr, times_np, t_dev, rtol, atol, max_steps, divergence_
     kind = choose_solver(instance, lr, times_np, solver)
     if kind != "kvaerno5":  # the stability limit, not the tolerance, sets explicit steps
         relaxed_above = None
-    d = float(getattr(instance, "dimension", instance.d))
+    d = float(instance.d)
     atol_used = max(atol, IMPLICIT_ATOL * rtol / d) if kind == "kvaerno5" else atol
     recorder = make_recorder(instance, optimum)
     f64 = jnp.float64

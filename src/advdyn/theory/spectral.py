@@ -128,11 +128,6 @@ class BinnedInstance(AbstractInstance):
     task: str = eqx.field(static=True)
 
     @property
-    def dimension(self) -> int:
-        """The true dimension ``d`` as a Python int (outside of traced code)."""
-        return round(float(self.d))
-
-    @property
     def n_bins(self) -> int:
         """Number of bins ``B``."""
         return self.multiplicity.shape[0]
