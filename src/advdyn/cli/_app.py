@@ -6,7 +6,10 @@ Every ``advdyn`` subcommand lives in one module of this package and registers it
 
 from __future__ import annotations
 
+import contextlib
 import typing
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -31,6 +34,11 @@ out_console = Console()
 
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
+
+#: a command's optional config file argument
+ConfigArgument = Annotated[
+    Path | None, typer.Argument(help="TOML config; the embedded default when omitted.")
+]
 
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:
@@ -217,7 +225,7 @@ def renamed_option(old: str, old_value, new: str, new_value):
     return old_value
 
 
-def load_with_overrides(config, overrides: dict):
+def load_with_overrides(config, overrides: dict, load=None, default=None):
     """The config file (or the embedded default) with the CLI's overrides applied.
 
     Parameters
@@ -226,21 +234,70 @@ def load_with_overrides(config, overrides: dict):
         TOML file; the embedded default when ``None``.
     overrides : dict
         Dotted config fields to values; ``None`` values (options not given) are skipped.
+    load, default : callable, optional
+        The command's ``load(path)`` and ``default()`` (e.g.
+        [`load_sme_config`][advdyn.config.sme.load_sme_config]); ``advdyn run``'s
+        [`load_config`][advdyn.config.load_config] and
+        [`default_config`][advdyn.config.default_config] when omitted.
 
     Returns
     -------
-    advdyn.config.Config
+    Config or CommandConfig
+        What ``load`` or ``default`` returns.
 
     Raises
     ------
     ConfigError
         For a missing or invalid file or an invalid override (naming the field).
     """
-    from advdyn.config.schema import default_config, load_config
+    if load is None or default is None:
+        from advdyn.config.schema import default_config, load_config
 
-    cfg = load_config(config) if config is not None else default_config()
+        load, default = load or load_config, default or default_config
+    cfg = load(config) if config is not None else default()
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return cfg.with_overrides(**overrides) if overrides else cfg
+
+
+@contextlib.contextmanager
+def command_errors(out: Path | None = None, *, value_errors: bool = False) -> Iterator[None]:
+    """Say what stops a command as one ``error:`` line and exit with its status.
+
+    Parameters
+    ----------
+    out : Path, optional
+        The result folder, named when it cannot be written.
+    value_errors : bool
+        Also take any ``ValueError`` as a user error (``invalid config: ...``): for the
+        commands whose configs reach libraries that check values themselves.
+
+    Raises
+    ------
+    typer.Exit
+        Status 2 for a `ConfigError`, an ``OSError`` (the folder) and, with
+        ``value_errors``, a ``ValueError``; status 3 for a `DivergenceError`, a
+        ``FloatingPointError`` and a solver out of steps (`solver_stopped`). Any other
+        exception propagates.
+    """
+    from advdyn.errors import ConfigError, DivergenceError
+
+    try:
+        yield
+    except ConfigError as err:
+        raise fail(str(err), EXIT_USER_ERROR) from None
+    except ValueError as err:
+        if not value_errors:
+            raise
+        raise fail(f"invalid config: {err}", EXIT_USER_ERROR) from None
+    except (DivergenceError, FloatingPointError) as err:
+        raise fail(str(err), EXIT_DIVERGED) from None
+    except OSError as err:
+        raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
+    except RuntimeError as err:  # (typer.Exit is one: raised again as it is)
+        message = solver_stopped(err)
+        if message is None:
+            raise
+        raise fail(message, EXIT_DIVERGED) from None
 
 
 def _version(value: bool):

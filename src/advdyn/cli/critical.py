@@ -13,9 +13,12 @@ from rich.table import Table
 
 from advdyn.cli._app import (
     EXIT_USER_ERROR,
+    ConfigArgument,
     app,
+    command_errors,
     err_console,
     fail,
+    load_with_overrides,
     out_console,
     out_option,
     print_default,
@@ -24,9 +27,7 @@ from advdyn.cli._app import (
 
 @app.command("critical-eps")
 def critical_eps_command(
-    config: Annotated[
-        Path | None, typer.Argument(help="TOML config; the embedded default when omitted.")
-    ] = None,
+    config: ConfigArgument = None,
     out: Annotated[Path, out_option()] = Path("critical-eps-out"),
     width: Annotated[int | None, typer.Option(help="Override model.width.")] = None,
     n_train: Annotated[int | None, typer.Option(help="Override data.n_train.")] = None,
@@ -60,18 +61,15 @@ def critical_eps_command(
     APGD-T), with a prediction interval over data splits and seeds; with --eps, say whether
     that radius is below, near or beyond eps*. Writes critical_eps.{csv,nc,json,png}."""
     from advdyn.config.critical import default_critical_config, load_critical_config
-    from advdyn.errors import ConfigError
 
-    try:
-        cfg = load_critical_config(config) if config is not None else default_critical_config()
-        overrides = {"model.width": width, "data.n_train": n_train, "train.epochs": epochs,
-                     "fgm.enabled": False if no_fgm else None,
-                     "strong.enabled": False if no_strong else None,
-                     "verdict.eps": eps, "verdict.repeats": repeats, "train.loss": loss,
-                     "train.optimizer": optimizer, "fast.attack": fast_attack}
-        overrides = {k: v for k, v in overrides.items() if v is not None}
-        if overrides:
-            cfg = cfg.with_overrides(**overrides)
+    with command_errors(out, value_errors=True):
+        cfg = load_with_overrides(config, {
+            "model.width": width, "data.n_train": n_train, "train.epochs": epochs,
+            "fgm.enabled": False if no_fgm else None,
+            "strong.enabled": False if no_strong else None,
+            "verdict.eps": eps, "verdict.repeats": repeats, "train.loss": loss,
+            "train.optimizer": optimizer, "fast.attack": fast_attack,
+        }, load_critical_config, default_critical_config)
         from advdyn.workflows.critical import build_data, run_critical
 
         build_data(cfg)  # data errors (sizes) are user errors: surface them before training
@@ -80,14 +78,6 @@ def critical_eps_command(
 
         result = run_critical(cfg, out, progress=not quiet,
                               on_start=None if quiet else announce)
-    except ConfigError as err:
-        raise fail(str(err), EXIT_USER_ERROR) from None
-    except ValueError as err:
-        raise fail(f"invalid config: {err}", EXIT_USER_ERROR) from None
-    except FloatingPointError as err:
-        raise fail(str(err), 3) from None
-    except OSError as err:
-        raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
     if not quiet:
         _print_summary(result)
     for w in result.warnings:
@@ -138,7 +128,7 @@ def critical_linear_command(
     from advdyn.plot.critical import plot_linear_fig2, plot_linear_fig3, plot_scaling
     from advdyn.plot.risk import save_figure
 
-    try:
+    with command_errors(out):
         with folder_lock(out, "advdyn critical-linear"):
             traj, pv, pairs, study = _linear_studies(seed)  # float64 entry points
             ratio = study["d"].values / study["n"].values
@@ -187,10 +177,6 @@ def critical_linear_command(
             if streaming:
                 files.append(write_netcdf(ode, out / "linear_streaming_ode.nc"))
             files.append(write_json(summary, out / "linear.json"))
-    except ConfigError as err:
-        raise fail(str(err), EXIT_USER_ERROR) from None
-    except OSError as err:
-        raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
     if not quiet:
         table = Table(title="linear regression, l2 attack: crossings")
         for c in ("d", "n", "sqrt(d/n)", "eps: std diff = 1", "surrogate eps*"):

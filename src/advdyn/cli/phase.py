@@ -12,10 +12,10 @@ import typer
 from rich.markup import escape
 
 from advdyn.cli._app import (
-    EXIT_USER_ERROR,
     app,
+    command_errors,
     err_console,
-    fail,
+    load_with_overrides,
     out_console,
     out_option,
 )
@@ -34,11 +34,10 @@ def phase_command(
     lr.gamma), solved as one batched, compiled solve; write phase.nc, phase.png and
     phase.json. Diverging points are marked cells, not failures."""
     from advdyn.config.phase import default_phase_config, load_phase_config
-    from advdyn.errors import ConfigError
     from advdyn.workflows.phase import write_phase
 
-    try:
-        cfg = load_phase_config(config) if config is not None else default_phase_config()
+    with command_errors(out):
+        cfg = load_with_overrides(config, {}, load_phase_config, default_phase_config)
         ph = cfg.phase
         axes = [ph.x] + ([ph.y] if ph.y is not None else [])
         progress = announce = None
@@ -53,10 +52,6 @@ def phase_command(
                 err_console.print(f"  points solved: {done[0]}/{total}", highlight=False)
 
         result = write_phase(cfg, out, progress=progress, on_start=announce)
-    except ConfigError as err:
-        raise fail(str(err), EXIT_USER_ERROR) from None
-    except OSError as err:
-        raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
     if not quiet:
         import numpy as np
 

@@ -10,23 +10,20 @@ import typer
 from rich.markup import escape
 
 from advdyn.cli._app import (
-    EXIT_DIVERGED,
-    EXIT_USER_ERROR,
+    ConfigArgument,
     app,
+    command_errors,
     err_console,
-    fail,
+    load_with_overrides,
     out_console,
     out_option,
     print_default,
-    solver_stopped,
 )
 
 
 @app.command("posterior")
 def posterior_command(
-    config: Annotated[
-        Path | None, typer.Argument(help="TOML config; the embedded default when omitted.")
-    ] = None,
+    config: ConfigArgument = None,
     out: Annotated[Path, out_option()] = Path("posterior-out"),
     epochs: Annotated[int | None, typer.Option(help="Override robust.epochs.")] = None,
     no_robust: Annotated[
@@ -39,14 +36,11 @@ def posterior_command(
     adversarial training with and without AWP with per-epoch PAC-Bayes terms; write
     posterior_*.nc, posterior.json and figures."""
     from advdyn.config.posterior import default_posterior_config, load_posterior_config
-    from advdyn.errors import ConfigError
 
-    try:
-        cfg = load_posterior_config(config) if config is not None else default_posterior_config()
-        overrides = {"robust.epochs": epochs, "robust.enabled": False if no_robust else None}
-        overrides = {k: v for k, v in overrides.items() if v is not None}
-        if overrides:
-            cfg = cfg.with_overrides(**overrides)
+    with command_errors(out, value_errors=True):
+        cfg = load_with_overrides(config, {
+            "robust.epochs": epochs, "robust.enabled": False if no_robust else None,
+        }, load_posterior_config, default_posterior_config)
         from advdyn.workflows.posterior import run_posterior
 
         def announce() -> None:  # after the checks, so that a refusal is the only line
@@ -58,19 +52,6 @@ def posterior_command(
 
         result = run_posterior(cfg, out, progress=not quiet, figures=not no_figures,
                                on_start=None if quiet else announce)
-    except ConfigError as err:
-        raise fail(str(err), EXIT_USER_ERROR) from None
-    except ValueError as err:
-        raise fail(f"invalid config: {err}", EXIT_USER_ERROR) from None
-    except FloatingPointError as err:
-        raise fail(str(err), 3) from None
-    except OSError as err:
-        raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
-    except RuntimeError as err:
-        message = solver_stopped(err)
-        if message is None:
-            raise
-        raise fail(message, EXIT_DIVERGED) from None
     if not quiet:
         s = result.summary
         out_console.print(escape(

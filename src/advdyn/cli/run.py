@@ -9,11 +9,10 @@ import typer
 from rich.markup import escape
 
 from advdyn.cli._app import (
-    EXIT_DIVERGED,
-    EXIT_USER_ERROR,
+    ConfigArgument,
     app,
+    command_errors,
     err_console,
-    fail,
     load_with_overrides,
     out_console,
     out_option,
@@ -24,9 +23,7 @@ from advdyn.cli._app import (
 
 @app.command("run")
 def run_command(
-    config: Annotated[
-        Path | None, typer.Argument(help="TOML config; the embedded default when omitted.")
-    ] = None,
+    config: ConfigArgument = None,
     method: Annotated[
         list[str] | None,
         typer.Option("--method", "-m", help="ode, sgd and/or hsgd (repeat or comma-separate)."),
@@ -42,9 +39,8 @@ def run_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
 ):
     """Run the ODE, SGD and/or homogenized SGD; write NetCDF results, summary.json, risk.png."""
-    from advdyn.errors import ConfigError, DivergenceError
 
-    try:
+    with command_errors(out):
         cfg = load_with_overrides(config, {
             "run.methods": _split_methods(method),
             "run.replicates": replicates,
@@ -66,12 +62,6 @@ def run_command(
             _compile_status()
 
         result = run(cfg, out, progress=not quiet, on_start=None if quiet else announce)
-    except ConfigError as err:
-        raise fail(str(err), EXIT_USER_ERROR) from None
-    except DivergenceError as err:
-        raise fail(str(err), EXIT_DIVERGED) from None
-    except OSError as err:
-        raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
 
     if not quiet:
         _print_summary(result.summary)

@@ -11,24 +11,21 @@ from rich.markup import escape
 from rich.table import Table
 
 from advdyn.cli._app import (
-    EXIT_DIVERGED,
-    EXIT_USER_ERROR,
+    ConfigArgument,
     app,
+    command_errors,
     err_console,
-    fail,
+    load_with_overrides,
     out_console,
     out_option,
     print_default,
     renamed_option,
-    solver_stopped,
 )
 
 
 @app.command("sme")
 def sme_command(
-    config: Annotated[
-        Path | None, typer.Argument(help="TOML config; the embedded default when omitted.")
-    ] = None,
+    config: ConfigArgument = None,
     out: Annotated[Path, out_option()] = Path("sme-out"),
     replicates: Annotated[int | None, typer.Option(help="Override risks.replicates.")] = None,
     paths: Annotated[int | None, typer.Option(hidden=True, help="Deprecated name of "
@@ -48,16 +45,13 @@ def sme_command(
     learning-rate control, clean vs adversarial gradient flows, the K-step PGD game and
     digits; write sme_*.{nc,png} and sme_summary.json."""
     from advdyn.config.sme import default_sme_config, load_sme_config
-    from advdyn.errors import ConfigError
 
-    try:
+    with command_errors(out, value_errors=True):
         replicates = renamed_option("--paths", paths, "--replicates", replicates)
-        cfg = load_sme_config(config) if config is not None else default_sme_config()
-        overrides = {"risks.replicates": replicates, "digits.enabled": False if no_digits else None,
-                     "minimax.enabled": False if no_minimax else None}
-        overrides = {k: v for k, v in overrides.items() if v is not None}
-        if overrides:
-            cfg = cfg.with_overrides(**overrides)
+        cfg = load_with_overrides(config, {
+            "risks.replicates": replicates, "digits.enabled": False if no_digits else None,
+            "minimax.enabled": False if no_minimax else None,
+        }, load_sme_config, default_sme_config)
         from advdyn.workflows.sme import run_sme
 
         parts = None if only is None else [p.strip() for p in only.split(",") if p.strip()]
@@ -73,17 +67,6 @@ def sme_command(
                 err_console.print(f"  parts done: {done[0]}/{total}", highlight=False)
 
         result = run_sme(cfg, out, progress=progress, parts=parts, on_start=announce)
-    except ConfigError as err:
-        raise fail(str(err), EXIT_USER_ERROR) from None
-    except ValueError as err:
-        raise fail(f"invalid config: {err}", EXIT_USER_ERROR) from None
-    except OSError as err:
-        raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
-    except RuntimeError as err:
-        message = solver_stopped(err)
-        if message is None:
-            raise
-        raise fail(message, EXIT_DIVERGED) from None
     if not quiet:
         _print_summary(result.summary)
     files = ", ".join(p.name for p in result.files.values())

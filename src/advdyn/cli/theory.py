@@ -11,7 +11,9 @@ from rich.markup import escape
 
 from advdyn.cli._app import (
     EXIT_USER_ERROR,
+    ConfigArgument,
     app,
+    command_errors,
     err_console,
     fail,
     load_with_overrides,
@@ -48,9 +50,7 @@ def _parse_rates(text: str) -> list[float]:
 
 @app.command("limit")
 def limit_command(
-    config: Annotated[
-        Path | None, typer.Argument(help="TOML config; the embedded default when omitted.")
-    ] = None,
+    config: ConfigArgument = None,
     gamma: Annotated[
         float | None, typer.Option(help="Constant learning rate (default: the config's lr).")
     ] = None,
@@ -62,11 +62,10 @@ def limit_command(
     ] = False,
 ):
     """Adversarial optimum and constant-rate limit; writes limit.json (bins with run.bins)."""
-    from advdyn.errors import ConfigError
     from advdyn.io import folder_lock, write_json
     from advdyn.workflows.limits import limit_from_config
 
-    try:
+    with command_errors(out):
         cfg = load_with_overrides(config, {"problem.d": d, "problem.epsilon": epsilon})
         g = _constant_gamma(cfg, gamma)
         from advdyn.workflows.progress import progress_phase
@@ -75,10 +74,6 @@ def limit_command(
                 progress_phase("limit (fixed point and ODE check)"):
             report = limit_from_config(cfg, g, check_with_ode=not no_ode_check)
             path = write_json(report, out / "limit.json")
-    except ConfigError as err:
-        raise fail(str(err), EXIT_USER_ERROR) from None
-    except OSError as err:
-        raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
 
     table = titled_table(
         f"constant rate gamma = {g:g}, eps = {report['epsilon']:g}, d = {report['d']}"
@@ -98,9 +93,7 @@ def limit_command(
 
 @app.command("monotone")
 def monotone_command(
-    config: Annotated[
-        Path | None, typer.Argument(help="TOML config; the embedded default when omitted.")
-    ] = None,
+    config: ConfigArgument = None,
     lr: Annotated[
         str, typer.Option("--lr", help="Comma-separated constant learning rates to scan.")
     ] = "0.1,0.3,1.0",
@@ -119,7 +112,7 @@ def monotone_command(
     from advdyn.plot.risk import plot_monotone_scan, save_figure
     from advdyn.workflows.limits import monotone_from_config
 
-    try:
+    with command_errors(out):
         rates = _parse_rates(lr)
         if random_inits < 0:
             raise ConfigError("--random-inits", f"must be >= 0, got {random_inits}")
@@ -133,10 +126,6 @@ def monotone_command(
                                       n_times=n_times, progress=not quiet)
             nc = write_netcdf(ds, out / "monotone.nc")
             png = save_figure(plot_monotone_scan(ds), out / "monotone.png")
-    except ConfigError as err:
-        raise fail(str(err), EXIT_USER_ERROR) from None
-    except OSError as err:
-        raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
 
     table = titled_table(f"monotone descent along the ODE ({ds.sizes['init']} initialisations)")
     for col in ("lr", "risk monotone", "distance monotone", "both", "diverged"):
@@ -169,7 +158,6 @@ def figure_command(
     ] = Path("advdyn-figures"),
 ):
     """Build one of the figures of docs/figures.md; writes fig_NAME.png and fig_NAME.json."""
-    from advdyn.errors import ConfigError
     from advdyn.io import folder_lock, write_json
     from advdyn.plot.risk import save_figure
     from advdyn.workflows.figures import ALIASES, FIGURES
@@ -180,15 +168,11 @@ def figure_command(
         raise fail(f"NAME: unknown figure {name!r}; choose one of {choices}", EXIT_USER_ERROR)
     from advdyn.workflows.progress import progress_callback
 
-    try:
+    with command_errors(out):
         with folder_lock(out, "advdyn figure"):
             err_console.print(f"building figure {key} (this runs the computations behind it)...")
             with progress_callback(f"figure {key}") as report:
                 fig, info = FIGURES[key](progress=report)
             png = save_figure(fig, out / f"fig_{key}.png")
             js = write_json(info, out / f"fig_{key}.json")
-    except ConfigError as err:
-        raise fail(str(err), EXIT_USER_ERROR) from None
-    except OSError as err:
-        raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
     out_console.print(escape(f"written {png}, {js}"), highlight=False)

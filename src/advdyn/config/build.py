@@ -221,14 +221,22 @@ def _instantiate(config: C.ProblemConfig, loss: AbstractLoss | None) -> ProblemI
 
     # device_put, not jnp.asarray: placing a NumPy array compiles no conversion kernel
     f64 = lambda x: jax.device_put(np.asarray(x, dtype=np.float64))  # noqa: E731
-    labels = [0.0 if c.label is None else float(c.label) for c in comps]
     return ProblemInstance(
         eigenvalues=f64(np.stack(eigenvalues)),
         theta_star=f64(theta_star),
         means=f64(np.stack(means)),
-        weights=f64([c.weight for c in comps]),
-        labels=f64(labels),
         theta0=f64(theta0),
+        **_shared_fields(config, loss, f64),
+    )
+
+
+def _shared_fields(config: C.ProblemConfig, loss: AbstractLoss | None, f64) -> dict:
+    """What a drawn and a binned instance of ``config`` share: mixture weights and labels,
+    label noise, radius, ridge (as float64 arrays by ``f64``), the loss and the task."""
+    comps = config.resolved_components()
+    return dict(
+        weights=f64([c.weight for c in comps]),
+        labels=f64([0.0 if c.label is None else float(c.label) for c in comps]),
         noise=f64(getattr(config.task, "noise", 0.0)),
         epsilon=f64(config.epsilon),
         ridge=f64(config.ridge),
@@ -643,7 +651,6 @@ def binned_from_config(
     mm = np.where(same, np.outer(amp, amp), 0.0) / d  # E mu_{c,i} mu_{c',i}
 
     ones = np.ones(B)
-    labels = [0.0 if c.label is None else float(c.label) for c in comps]
     return BinnedInstance(
         eigenvalues=as_float64(lam),
         multiplicity=as_float64(count),
@@ -653,14 +660,8 @@ def binned_from_config(
         init_err2=as_float64(ones * (scale**2 + T**2) / d),
         init_err_teacher=as_float64(-ones * T**2 / d),
         init_err_mean=as_float64(-tm[:, None] * ones),
-        weights=as_float64([c.weight for c in comps]),
-        labels=as_float64(labels),
-        noise=as_float64(getattr(config.task, "noise", 0.0)),
-        epsilon=as_float64(config.epsilon),
-        ridge=as_float64(config.ridge),
-        loss=loss if loss is not None else make_loss(config.loss),
-        task=config.task.kind,
         d=as_float64(d),
+        **_shared_fields(config, loss, as_float64),
     )
 
 

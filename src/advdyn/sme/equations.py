@@ -137,6 +137,13 @@ class AbstractSME(eqx.Module):
         eta: AbstractVar[Array]
         order: AbstractVar[int]
 
+    def __check_init__(self):
+        """Every SME: ``order`` 1 or 2 and ``eta > 0`` (``ValueError`` otherwise)."""
+        if self.order not in (1, 2):
+            raise ValueError(f"order must be 1 or 2, got {self.order}")
+        if not np.all(np.asarray(self.eta) > 0):
+            raise ValueError(f"eta must be positive, got {self.eta}")
+
     @property
     @abc.abstractmethod
     def noise_dim(self) -> int:
@@ -178,12 +185,6 @@ class SME(AbstractSME):
     eta: Array | float = eqx.field(converter=as_float64)
     order: int = eqx.field(static=True, default=1)
     time_scale: Array | float = eqx.field(converter=as_float64, default=1.0)
-
-    def __check_init__(self):
-        if self.order not in (1, 2):
-            raise ValueError(f"order must be 1 or 2, got {self.order}")
-        if not np.all(np.asarray(self.eta) > 0):
-            raise ValueError(f"eta must be positive, got {self.eta}")
 
     def drift(self, theta: Float[AnyArray, " p"]) -> Float[Array, " p"]:
         """``-c grad f`` (order 1) or ``-c (grad f + (eta/2) H grad f)`` (order 2)."""

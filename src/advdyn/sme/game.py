@@ -231,12 +231,6 @@ class GameSME(AbstractSME):
     order: int = eqx.field(static=True, default=1)
     alternation: bool = eqx.field(static=True, default=True)
 
-    def __check_init__(self):
-        if self.order not in (1, 2):
-            raise ValueError(f"order must be 1 or 2, got {self.order}")
-        if not np.all(np.asarray(self.eta) > 0):
-            raise ValueError(f"eta must be positive, got {self.eta}")
-
     @property
     def noise_dim(self) -> int:
         """Brownian dimension: the learner's plus the adversary's noise columns."""
