@@ -252,12 +252,8 @@ def eigenbasis_covariance(h, C, eta, momentum=0.0, batch=1):
         Eigenvalues of ``H``.
     C : array, shape (p, p)
         Per-sample gradient covariance in the same eigenbasis, ``U^T C U``.
-    eta : float
-        Learning rate.
-    momentum : float
-        Heavy-ball momentum ``m``.
-    batch : int
-        Minibatch size ``B``.
+    eta, momentum, batch
+        As in [`eigenbasis_variance`][advdyn.posterior.covariance.eigenbasis_variance].
 
     Returns
     -------

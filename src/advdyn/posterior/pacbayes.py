@@ -159,12 +159,8 @@ def mcallester_bound(empirical, kl, n: int, delta: float):
     ----------
     empirical : float or array
         ``E_Q L_hat`` (loss in ``[0, 1]``).
-    kl : float or array
-        ``KL(Q || P)``.
-    n : int
-        Sample size.
-    delta : float
-        Confidence parameter.
+    kl, n, delta
+        See `mcallester_complexity`.
 
     Returns
     -------

@@ -511,19 +511,8 @@ class CustomLoss(AbstractLoss):
         The residual ``u = r - y`` is the outer variable (`residual_rule`, cut at the
         kinks), ``y`` given ``u`` the inner one (Gauss-Hermite). Stein's lemma in these
         coordinates gives ``E[dL_r/du]`` and ``E[dL_r/dy]``, hence ``h1`` and ``h2``.
-
-        Parameters
-        ----------
-        mom : ClassMoments
-            Moments of ``(r, r*)`` per class.
-        a : scalar
-            Attack size ``eps * |theta|``.
-        task : {"regression", "classification"}
-
-        Returns
-        -------
-        Expectations
-            Arrays of shape ``(C,)``.
+        Arguments and result as in
+        [`AbstractLoss.expectations`][advdyn.problem.losses.AbstractLoss.expectations].
         """
         if task != "regression":
             return quadrature_expectations(self, mom, a, task, self.quadrature_nodes)

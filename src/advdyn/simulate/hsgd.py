@@ -166,24 +166,16 @@ def simulate_hsgd(
 ) -> Solution:
     """Simulate adversarial homogenized SGD and record population quantities on a time grid.
 
-    Same signature, grid and outputs as `advdyn.simulate.sgd.simulate_sgd`; see the module
-    docstring for the scheme, the precision policy and the random stream.
+    Same signature, grid and outputs as [`simulate_sgd`][advdyn.simulate.simulate_sgd]; see
+    the module docstring for the scheme, the precision policy and the random stream.
 
     Parameters
     ----------
-    instance : ProblemInstance
-        All replicates start from ``instance.theta0`` on the same instance.
-    lr : AbstractLearningRate
-        Learning-rate rule; state-dependent rules get the iterate's state at every step.
+    instance, lr, t_max, n_times, divergence_factor, progress, optimum, attrs
+        As in [`simulate_sgd`][advdyn.simulate.simulate_sgd].
     key : jax.random key
-        Stream key ([`advdyn.problem.stream_key`][advdyn.problem.stream_key]); the SDE derives its
-        own stream
-        from it (``fold_in(key, HSGD_STREAM)``), independent of SGD's.
-    t_max : float
-        Horizon in units of ``t = k / d``.
-    n_times : int
-        Requested number of recording times (including ``t = 0``); see
-        [`advdyn.simulate.sgd.time_grid`][advdyn.simulate.time_grid].
+        Stream key ([`advdyn.problem.stream_key`][advdyn.problem.stream_key]); the SDE
+        derives its own stream from it (``fold_in(key, HSGD_STREAM)``), independent of SGD's.
     replicates : int
         Independent Brownian paths.
     dtype : {"float32", "float64"}
@@ -192,22 +184,11 @@ def simulate_hsgd(
     block_size : int
         Maximum number of steps whose increments are drawn at once (speed and memory
         only; the draws do not depend on it).
-    divergence_factor : float
-        As in [`simulate_sgd`][advdyn.simulate.simulate_sgd] (the criterion of
-        [`solve_ode`][advdyn.theory.solve_ode]).
-    progress : callable, optional
-        ``progress(advance, total)`` after every recording interval (see
-        [`simulate_sgd`][advdyn.simulate.simulate_sgd]).
-    optimum : StationaryPoint, optional
-        The adversarial optimum for ``dist_to_opt`` (computed when omitted).
-    attrs : dict, optional
-        Extra dataset attributes.
 
     Returns
     -------
     Solution
-        ``ys`` of shape ``(replicate, time)`` (those of
-        `Recorder`); ``method = "hsgd"``.
+        ``ys`` of shape ``(replicate, time)`` (those of `Recorder`); ``method = "hsgd"``.
 
     Raises
     ------

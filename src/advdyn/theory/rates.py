@@ -93,20 +93,9 @@ class Constant(AbstractLearningRate):
         checks.positive(self.gamma, "gamma")
 
     def __call__(self, t, state=None, instance=None):
-        """Learning rate ``gamma_t = gamma``.
-
-        Parameters
-        ----------
-        t : scalar
-            Time ``t = k/d`` (only its shape and tracing matter).
-        state, instance : optional
-            Ignored.
-
-        Returns
-        -------
-        Array
-            ``gamma`` as a float64 scalar.
-        """
+        """``gamma`` as a float64 scalar, whatever ``t`` (only its shape and tracing matter);
+        ``state`` and ``instance`` are ignored (the contract of
+        [`AbstractLearningRate`][advdyn.theory.rates.AbstractLearningRate])."""
         return jnp.asarray(self.gamma, jnp.float64) + 0.0 * jnp.asarray(t, jnp.float64)
 
 
@@ -134,20 +123,9 @@ class Decay(AbstractLearningRate):
         checks.nonnegative(self.beta, "beta")
 
     def __call__(self, t, state=None, instance=None):
-        """Learning rate ``gamma_t = gamma0 (1 + t / tau)^(-beta)``.
-
-        Parameters
-        ----------
-        t : scalar
-            Time ``t = k/d``.
-        state, instance : optional
-            Ignored.
-
-        Returns
-        -------
-        Array
-            A float64 scalar.
-        """
+        """``gamma_t = gamma0 (1 + t / tau)^(-beta)`` as a float64 scalar; ``state`` and
+        ``instance`` are ignored (the contract of
+        [`AbstractLearningRate`][advdyn.theory.rates.AbstractLearningRate])."""
         t = jnp.asarray(t, jnp.float64)
         return self.gamma0 * (1.0 + t / self.tau) ** (-self.beta)
 
@@ -174,20 +152,9 @@ class StepDrop(AbstractLearningRate):
         checks.real(self.t_drop, "t_drop")
 
     def __call__(self, t, state=None, instance=None):
-        """Learning rate at time ``t``.
-
-        Parameters
-        ----------
-        t : scalar
-            Time ``t = k/d``.
-        state, instance : optional
-            Ignored.
-
-        Returns
-        -------
-        Array
-            A float64 scalar.
-        """
+        """``gamma1`` before ``t_drop``, ``gamma2`` from it on, as a float64 scalar; ``state``
+        and ``instance`` are ignored (the contract of
+        [`AbstractLearningRate`][advdyn.theory.rates.AbstractLearningRate])."""
         t = jnp.asarray(t, jnp.float64)
         return jnp.where(t < self.t_drop, self.gamma1, self.gamma2)
 
