@@ -142,3 +142,46 @@ def test_phase_grid_in_blocks_on_a_dask_cluster_matches_one_batched_solve():
     # each point's adaptive steps are its own in any batch: only rounding differs
     for name in ("adv_risk", "dist_to_opt", "final_adv_risk", "time_within"):
         np.testing.assert_allclose(ds[name].values, whole[name].values, rtol=1e-12)
+
+
+# run in a process with two XLA CPU devices (this one has the devices JAX started with)
+SHARDED = r"""
+import os, sys
+import jax, jax.numpy as jnp, numpy as np
+from advdyn.workflows.phase import Batching, _sharded
+
+assert jax.device_count() == 2
+def fn(values, index, shared):  # an adaptive loop: each row takes its own iterations
+    def body(c):
+        k, x = c
+        return k + 1, x * 0.5 + values[0] + shared[index]
+    return jax.lax.while_loop(lambda c: c[0] < 3 + 4 * index, body, (0, values[1]))[1]
+
+values = jnp.asarray(np.random.default_rng(0).normal(size=(12, 2)))
+index = jnp.asarray([0, 1, 2] * 4)
+shared = jnp.asarray([0.1, -0.2, 0.3])
+mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("point",))
+two = _sharded(fn, Batching(batch=3, call=12, devices=2, mesh=mesh))(values, index, shared)
+one = _sharded(fn, Batching(batch=3, call=12, devices=1, mesh=None))(values, index, shared)
+alone = jnp.stack([fn(values[k], index[k], shared) for k in range(12)])
+assert len(two.sharding.device_set) == 2, two.sharding
+np.testing.assert_array_equal(np.asarray(two), np.asarray(one))
+np.testing.assert_allclose(np.asarray(two), np.asarray(alone), rtol=1e-12)
+print("ok")
+"""
+
+
+def test_batched_solve_split_over_two_devices_is_the_one_device_solve():
+    """The glue of `phase_diagram`'s solve (`_sharded`: rows in vmapped batches under
+    ``lax.map``, split over the devices by ``shard_map``, a shared table replicated) gives
+    each row exactly what one device gives, and the row's own loop (a batched while loop
+    must not run a row past its own end). Cheap: a toy loop, not an ODE."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    proc = subprocess.run([sys.executable, "-c", SHARDED], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
