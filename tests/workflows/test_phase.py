@@ -136,6 +136,9 @@ def test_phase_grid_in_blocks_on_a_dask_cluster_matches_one_batched_solve():
         res = distributed_phase_diagram(cfg, axes, blocks=2, client=client)
     ds = res.dataset
     assert ds.attrs["blocks"] == 2 and res.timings["points"] == 6
+    # blocks of 4 and 2 points: calls of different sizes, kept per block; every timing summed
+    assert ds.attrs["chunk"] == [4, 2] and "chunk" in ds.attrs["per_block"].split(",")
+    assert ds.attrs["solver"] == "tsit5" and {"optimum_s", "solve_cpu_s"} <= set(res.timings)
     assert ds["adv_risk"].dims == whole["adv_risk"].dims
     np.testing.assert_array_equal(ds["problem.epsilon"].values, [0.0, 0.4, 0.8])
     np.testing.assert_array_equal(ds["result"].values, whole["result"].values)
@@ -185,3 +188,48 @@ def test_batched_solve_split_over_two_devices_is_the_one_device_solve():
     proc = subprocess.run([sys.executable, "-c", SHARDED], capture_output=True, text=True,
                           env=env, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_merged_blocks_keep_attributes_that_differ_per_block():
+    """`merge_attrs` (the Dask blocks' datasets as one): what every block has alike stays a
+    value, what differs (the solver ``auto`` chose per block, the call size) becomes the
+    list of the blocks' values, named in ``per_block``; nothing is taken from block 0 alone."""
+    from advdyn.workflows.phase_chunks import merge_attrs
+
+    blocks = [{"solver": "tsit5", "chunk": 4, "fields": ["a", "b"], "factor": 1.1},
+              {"solver": "kvaerno5", "chunk": 4, "fields": ["a", "b"], "factor": 1.1},
+              {"solver": "tsit5,kvaerno5", "chunk": 2, "fields": ["a", "b"], "factor": 1.1}]
+    merged = merge_attrs(blocks)
+    assert merged["solver"] == ["tsit5", "kvaerno5", "tsit5,kvaerno5"]
+    assert merged["chunk"] == [4, 4, 2]
+    assert merged["fields"] == ["a", "b"] and merged["factor"] == 1.1
+    assert merged["per_block"] == "solver,chunk"
+    assert merge_attrs(blocks[:1])["per_block"] == ""
+
+
+def test_time_within_panel_marks_not_reached_apart_from_diverged():
+    """On the ``time_within`` panel a point that did not come within the factor by t_max
+    (NaN there, result 0) has its own hatch and legend entry, not the grey of a diverged
+    point; a line plot (one field) marks it too."""
+    from advdyn.plot.phase_diagram import plot_phase
+
+    eps, gamma = np.array([0.0, 0.5, 1.0]), np.array([0.5, 1.0, 2.0])
+    within = np.array([[1.0, np.nan, 2.0], [1.5, 2.5, np.nan], [np.nan, np.nan, np.nan]])
+    result = np.zeros((3, 3), int)
+    result[2] = RESULTS.diverged
+    dims = ("problem.epsilon", "lr.gamma")
+    ds = xr.Dataset({"final_adv_risk": (dims, np.ones((3, 3))),
+                     "final_clean_risk": (dims, np.ones((3, 3))),
+                     "monotone_dist": (dims, np.ones((3, 3))),
+                     "time_within": (dims, within), "result": (dims, result)},
+                    coords={"problem.epsilon": eps, "lr.gamma": gamma,
+                            "time": np.linspace(0, 3, 4)},
+                    attrs={"fields": list(dims), "factor": 1.1})
+    for data in (ds, ds.isel({"lr.gamma": 1}, drop=True).assign_attrs(
+            fields=["problem.epsilon"])):
+        fig = plot_phase(data)
+        panel = next(ax for ax in fig.axes if ax.get_title().startswith("time until")
+                     or ax.get_ylabel().startswith("time until"))
+        labels = [t.get_text() for t in panel.get_legend().get_texts()]
+        assert any(lab.startswith("not reached by") for lab in labels), labels
+        assert "diverged / failed" in labels
