@@ -136,9 +136,100 @@ def test_phase_grid_in_blocks_on_a_dask_cluster_matches_one_batched_solve():
         res = distributed_phase_diagram(cfg, axes, blocks=2, client=client)
     ds = res.dataset
     assert ds.attrs["blocks"] == 2 and res.timings["points"] == 6
+    # blocks of 4 and 2 points: calls of different sizes, kept per block; every timing summed
+    assert ds.attrs["chunk"] == [4, 2] and "chunk" in ds.attrs["per_block"].split(",")
+    assert ds.attrs["solver"] == "tsit5" and {"optimum_s", "solve_cpu_s"} <= set(res.timings)
     assert ds["adv_risk"].dims == whole["adv_risk"].dims
     np.testing.assert_array_equal(ds["problem.epsilon"].values, [0.0, 0.4, 0.8])
     np.testing.assert_array_equal(ds["result"].values, whole["result"].values)
     # each point's adaptive steps are its own in any batch: only rounding differs
     for name in ("adv_risk", "dist_to_opt", "final_adv_risk", "time_within"):
         np.testing.assert_allclose(ds[name].values, whole[name].values, rtol=1e-12)
+
+
+# run in a process with two XLA CPU devices (this one has the devices JAX started with)
+SHARDED = r"""
+import os, sys
+import jax, jax.numpy as jnp, numpy as np
+from advdyn.workflows.phase import Batching, _sharded
+
+assert jax.device_count() == 2
+def fn(values, index, shared):  # an adaptive loop: each row takes its own iterations
+    def body(c):
+        k, x = c
+        return k + 1, x * 0.5 + values[0] + shared[index]
+    return jax.lax.while_loop(lambda c: c[0] < 3 + 4 * index, body, (0, values[1]))[1]
+
+values = jnp.asarray(np.random.default_rng(0).normal(size=(12, 2)))
+index = jnp.asarray([0, 1, 2] * 4)
+shared = jnp.asarray([0.1, -0.2, 0.3])
+mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("point",))
+two = _sharded(fn, Batching(batch=3, call=12, devices=2, mesh=mesh))(values, index, shared)
+one = _sharded(fn, Batching(batch=3, call=12, devices=1, mesh=None))(values, index, shared)
+alone = jnp.stack([fn(values[k], index[k], shared) for k in range(12)])
+assert len(two.sharding.device_set) == 2, two.sharding
+np.testing.assert_array_equal(np.asarray(two), np.asarray(one))
+np.testing.assert_allclose(np.asarray(two), np.asarray(alone), rtol=1e-12)
+print("ok")
+"""
+
+
+def test_batched_solve_split_over_two_devices_is_the_one_device_solve():
+    """The glue of `phase_diagram`'s solve (`_sharded`: rows in vmapped batches under
+    ``lax.map``, split over the devices by ``shard_map``, a shared table replicated) gives
+    each row exactly what one device gives, and the row's own loop (a batched while loop
+    must not run a row past its own end). Cheap: a toy loop, not an ODE."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    proc = subprocess.run([sys.executable, "-c", SHARDED], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_merged_blocks_keep_attributes_that_differ_per_block():
+    """`merge_attrs` (the Dask blocks' datasets as one): what every block has alike stays a
+    value, what differs (the solver ``auto`` chose per block, the call size) becomes the
+    list of the blocks' values, named in ``per_block``; nothing is taken from block 0 alone."""
+    from advdyn.workflows.phase_chunks import merge_attrs
+
+    blocks = [{"solver": "tsit5", "chunk": 4, "fields": ["a", "b"], "factor": 1.1},
+              {"solver": "kvaerno5", "chunk": 4, "fields": ["a", "b"], "factor": 1.1},
+              {"solver": "tsit5,kvaerno5", "chunk": 2, "fields": ["a", "b"], "factor": 1.1}]
+    merged = merge_attrs(blocks)
+    assert merged["solver"] == ["tsit5", "kvaerno5", "tsit5,kvaerno5"]
+    assert merged["chunk"] == [4, 4, 2]
+    assert merged["fields"] == ["a", "b"] and merged["factor"] == 1.1
+    assert merged["per_block"] == "solver,chunk"
+    assert merge_attrs(blocks[:1])["per_block"] == ""
+
+
+def test_time_within_panel_marks_not_reached_apart_from_diverged():
+    """On the ``time_within`` panel a point that did not come within the factor by t_max
+    (NaN there, result 0) has its own hatch and legend entry, not the grey of a diverged
+    point; a line plot (one field) marks it too."""
+    from advdyn.plot.phase_diagram import plot_phase
+
+    eps, gamma = np.array([0.0, 0.5, 1.0]), np.array([0.5, 1.0, 2.0])
+    within = np.array([[1.0, np.nan, 2.0], [1.5, 2.5, np.nan], [np.nan, np.nan, np.nan]])
+    result = np.zeros((3, 3), int)
+    result[2] = RESULTS.diverged
+    dims = ("problem.epsilon", "lr.gamma")
+    ds = xr.Dataset({"final_adv_risk": (dims, np.ones((3, 3))),
+                     "final_clean_risk": (dims, np.ones((3, 3))),
+                     "monotone_dist": (dims, np.ones((3, 3))),
+                     "time_within": (dims, within), "result": (dims, result)},
+                    coords={"problem.epsilon": eps, "lr.gamma": gamma,
+                            "time": np.linspace(0, 3, 4)},
+                    attrs={"fields": list(dims), "factor": 1.1})
+    for data in (ds, ds.isel({"lr.gamma": 1}, drop=True).assign_attrs(
+            fields=["problem.epsilon"])):
+        fig = plot_phase(data)
+        panel = next(ax for ax in fig.axes if ax.get_title().startswith("time until")
+                     or ax.get_ylabel().startswith("time until"))
+        labels = [t.get_text() for t in panel.get_legend().get_texts()]
+        assert any(lab.startswith("not reached by") for lab in labels), labels
+        assert "diverged / failed" in labels

@@ -28,6 +28,9 @@ LABELS = {
     "lr.gamma_max": "largest learning rate $\\gamma_{\\max}$",
 }
 _FAILED = "0.75"
+#: how a cell whose quantity was not reached by ``t_max`` (``time_within`` NaN at a point
+#: that did not fail) is drawn: its own hatch over white, apart from the failed grey
+_NOT_REACHED_HATCH, _NOT_REACHED_EDGE = "///", "0.45"
 
 
 def _edges(values: np.ndarray) -> np.ndarray:
@@ -55,10 +58,12 @@ def plot_phase(ds: xr.Dataset, title: str | None = None) -> Figure:
     optimum, and one more per stochastic method of ``ds.attrs["methods"]`` (``<m>_gap``,
     the relative gap of its replicate-mean final adversarial risk to the ODE's); failed
     points (nonzero ``result``, or ``<m>_result`` on that method's panel) are grey cells
-    with a cross, and the boundary of the region where no divergence was detected by
-    ``t_max`` is a black line on every panel (not a proof of convergence: a slowly growing
-    risk stays inside it). With ``ds.attrs["surrogate"]`` (a data problem) the stochastic
-    panels are labelled as runs on the Gaussian surrogate.
+    with a cross, points whose risk did not come within the factor by ``t_max`` are hatched
+    white cells on the ``time_within`` panel (their own legend entry), and the boundary of
+    the region where no divergence was detected by ``t_max`` is a black line on every panel
+    (not a proof of convergence: a slowly growing risk stays inside it). With
+    ``ds.attrs["surrogate"]`` (a data problem) the stochastic panels are labelled as runs
+    on the Gaussian surrogate.
 
     Parameters
     ----------
@@ -98,10 +103,12 @@ def plot_phase(ds: xr.Dataset, title: str | None = None) -> Figure:
                        "gap to the ODE", "log", either))
     for ax, (var, label, scale, bad) in zip(axes.flat, panels, strict=False):
         values = np.asarray(ds[var], dtype=np.float64)
+        # time_within is NaN where the risk did not come within the factor by t_max
+        unreached = (np.isnan(values) & ~bad) if var == "time_within" else None
         if len(fields) == 1:
-            _line(ax, ds, fields[0], values, bad, label, scale)
+            _line(ax, ds, fields[0], values, bad, label, scale, unreached)
         else:
-            _heat(fig, ax, ds, fields, values, bad, label, scale)
+            _heat(fig, ax, ds, fields, values, bad, label, scale, unreached)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     t_max = float(ds["time"][-1])
@@ -111,7 +118,7 @@ def plot_phase(ds: xr.Dataset, title: str | None = None) -> Figure:
     return style.finish(fig, grid=False)
 
 
-def _heat(fig, ax, ds, fields, values, failed, label, scale) -> None:
+def _heat(fig, ax, ds, fields, values, failed, label, scale, unreached=None) -> None:
     x, y = (np.asarray(ds[f]) for f in fields)
     # values are (x, y): rows of the image are y
     z = np.ma.masked_invalid(np.where(failed, np.nan, values)).T
@@ -133,6 +140,15 @@ def _heat(fig, ax, ds, fields, values, failed, label, scale) -> None:
         mesh = ax.pcolormesh(_edges(x), _edges(y), z, cmap="viridis", norm=norm)
         fig.colorbar(mesh, ax=ax, label=label)
     ax.set_facecolor(_FAILED)
+    if unreached is not None and np.any(unreached):
+        ax.pcolor(_edges(x), _edges(y), np.ma.masked_where(~unreached.T, unreached.T),
+                  cmap=ListedColormap(["white"]), linewidth=0, hatch=_NOT_REACHED_HATCH,
+                  edgecolor=_NOT_REACHED_EDGE)
+        handles = [Patch(facecolor="white", hatch=_NOT_REACHED_HATCH,
+                         edgecolor=_NOT_REACHED_EDGE, label="not reached by $t_{\\max}$")]
+        if np.any(failed):
+            handles.append(Patch(color=_FAILED, label="diverged / failed"))
+        style.legend(ax, handles=handles)
     if np.any(failed):
         fx, fy = np.nonzero(failed)
         ax.plot(x[fx], y[fy], "x", color="0.3", markersize=3, linestyle="none")
@@ -146,14 +162,19 @@ def _heat(fig, ax, ds, fields, values, failed, label, scale) -> None:
     ax.set_title(label, fontsize=10)
 
 
-def _line(ax, ds, field_name, values, failed, label, scale) -> None:
+def _line(ax, ds, field_name, values, failed, label, scale, unreached=None) -> None:
     x = np.asarray(ds[field_name])
     ok = ~failed
     ax.plot(x[ok], values[ok], "o-", markersize=3, label="no divergence by t_max")
+    if unreached is not None and np.any(unreached):  # drawn at t_max, hollow
+        ax.plot(x[unreached], np.full(int(unreached.sum()), float(ds["time"][-1])), "^",
+                markerfacecolor="white", color="C1", linestyle="none",
+                label="not reached by t_max")
     if np.any(failed):
         ax.plot(x[failed], np.zeros(int(failed.sum())) if scale == "binary" else
                 np.full(int(failed.sum()), np.nanmin(values[ok]) if np.any(ok) else 0.0),
                 "x", color="0.3", label="diverged / failed")
+    if np.any(failed) or (unreached is not None and np.any(unreached)):
         style.legend(ax)
     if scale == "log" and np.all(values[ok] > 0):
         ax.set_yscale("log")

@@ -2,23 +2,26 @@
 
 [`phase_diagram`][advdyn.workflows.phase.phase_diagram] builds the run's instance and rule once,
 substitutes each grid point's
-values into their array leaves (``equinox.tree_at``), and solves every point with
-``jax.jit(jax.vmap(...))`` of the pure
-[`advdyn.theory.ode.integrate_ode`][advdyn.theory.ode.integrate_ode] and
-[`advdyn.theory.stationary.optimum`][advdyn.theory.stationary.optimum], in chunks of equal size (one
-compilation) that fit
-memory. A point that diverges is a [`RESULTS`][advdyn.solution.RESULTS] code and NaN records,
+values into their array leaves (``equinox.tree_at``), and solves every point with one
+compiled program of the pure
+[`advdyn.theory.ode.integrate_ode`][advdyn.theory.ode.integrate_ode]: points sorted by their
+rate, stepped a small batch at a time under ``vmap`` (``jax.lax.map``), the batches split
+over the local CPU devices (``jax.shard_map``), in calls of equal size. The optimum
+([`advdyn.theory.stationary.optimum`][advdyn.theory.stationary.optimum]) depends on the
+instance's fields only: it is solved once per distinct value of them, as one more batched
+program. A point that diverges is a [`RESULTS`][advdyn.solution.RESULTS] code and NaN records,
 never a failed study. `write_phase` writes the dataset and the figures; it is what
 ``advdyn phase`` calls.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -55,8 +58,15 @@ LEAF_FIELDS: dict[str, tuple[str, str]] = {
     "lr.gamma_max": ("lr", "gamma_max"),
 }
 
-#: memory per batched solve (bytes) that sets the chunk when none is given
+#: memory of the records of one compiled call (bytes), which bounds the chunk when none is
+#: given
 CHUNK_BYTES = 512 * 2**20
+#: solver state (bytes) of the points stepped together by one ``vmap``: a batch whose state
+#: stays in the CPU's cache steps several times faster per point than one that does not
+#: (measurements: ``docs/benchmarks.md``, "Phase diagram as one batched solve")
+BATCH_BYTES = 2 * 2**20
+#: compiled calls the grid is cut into when no chunk is given (progress is reported per call)
+PROGRESS_CALLS = 16
 
 #: per-point quantities of the dataset (besides the records on ``time``)
 POINT_VARIABLES = ("result", "steps", "adv_risk_opt", "final_adv_risk", "final_clean_risk",
@@ -77,8 +87,10 @@ class PhaseResult:
     dataset : xarray.Dataset
         Records on ``(fields..., time)`` and per-point quantities on ``(fields...)``.
     timings : dict
-        ``compile_s`` (tracing and compiling the batched solve, once) and ``solve_s`` (all
-        chunks), wall seconds.
+        Wall seconds: ``compile_s`` (tracing and compiling the optimum's and the ODE's
+        batched programs, once each; once per solver where calls use two) and ``solve_s``
+        (running them on every point); ``optimum_s`` (the optimum's share of both); and
+        ``solve_cpu_s``, this process's CPU seconds while the ODE ran (all threads).
     files : dict of label to Path
         Written files (empty unless `write_phase` wrote them).
     """
@@ -132,7 +144,9 @@ def phase_diagram(
         The run config every point starts from; its ODE settings (``run.bins``,
         ``run.t_max``, ``run.n_times``, ``run.rtol``, ``run.atol``, ``run.solver``,
         ``run.divergence_factor``) apply. With ``run.bins`` the binned ODE runs (bins built
-        without the relaxed coarsening, which would depend on the rate).
+        without the relaxed coarsening, which would depend on the rate). ``run.solver =
+        "auto"`` chooses per call, from the call's stiffest point (calls hold points of
+        similar rates).
     axes : mapping of str to sequence of float
         One or two dotted config fields of `LEAF_FIELDS` and their values; the
         dataset's dimensions, in this order.
@@ -140,7 +154,11 @@ def phase_diagram(
         ``time_within`` is the first recorded time at which ``adv_risk`` is within this
         factor of the optimum's ``adv_risk_opt`` (NaN if never).
     chunk : int, optional
-        Grid points per batched solve (default: as many as `CHUNK_BYTES` allows).
+        Grid points per compiled call, the unit of ``progress`` (default: a
+        `PROGRESS_CALLS`-th of the grid, at most what `CHUNK_BYTES` of records holds).
+        Within a call, batches of at most `BATCH_BYTES` of solver state are stepped
+        together, split over the local devices; a point's solve does not depend on the
+        batch, the call or the device (to rounding).
     progress : callable, optional
         ``progress(advance, total)`` in grid points.
 
@@ -158,7 +176,10 @@ def phase_diagram(
         replicate, time)`` and ``<m>_result``, ``<m>_final_adv_risk``,
         ``<m>_final_clean_risk`` (replicate means) and ``<m>_gap`` (relative gap of that
         mean to the ODE's ``final_adv_risk``) on ``(fields...)``; ``timings`` then also
-        holds ``<m>_compile_s`` and ``<m>_solve_s``. ``attrs["surrogate"]`` is 1 for a data
+        holds ``<m>_compile_s`` and ``<m>_solve_s``. ``attrs``: ``solver`` (the
+        integrators the calls used, comma-separated), ``chunk``, ``batch`` and ``devices``
+        (`Batching`), ``factor``, ``fields``, ``methods``, ``config``;
+        ``attrs["surrogate"]`` is 1 for a data
         problem: SGD and HSGD then run on its Gaussian surrogate, not on its rows.
 
     Raises
@@ -192,15 +213,13 @@ def phase_diagram(
     def build(values):
         return _at_point(names, inst, lr, values)
 
-    # the integrator of the stiffest point: the largest value of every field
-    i_max, r_max = build(jnp.asarray(flat.max(axis=0)))
-    integrator = integrator_for(rc, i_max, r_max, times)
     blowup = jnp.asarray(rc.divergence_factor, jnp.float64)
     t_dev = jnp.asarray(times)
+    inst_cols = [k for k, name in enumerate(names) if LEAF_FIELDS[name][0] == "instance"]
 
-    def point(values):
+    def solve_point(integrator, values, index, optima):
         i, r = build(values)
-        opt = optimum(i)
+        opt = jax.tree.map(lambda a: a[index], optima)
         if isinstance(r, Polyak):  # its minimum objective follows the point's optimum
             r = _substitute(r, "min_objective", opt.objective)
         sol = integrate_ode(i, r, t_dev, integrator, optimum=opt, divergence_factor=blowup,
@@ -224,28 +243,48 @@ def phase_diagram(
         }
         return ys, per_point
 
-    size = _chunk_size(inst, len(times), n_points, chunk)
-    batched = jax.jit(jax.vmap(point))
-    # a batched adaptive solve takes the steps of its slowest point: chunks of points sorted
-    # by their rate parameters (which set the stiffness) waste fewer steps
-    rate_cols = [k for k, name in enumerate(names) if LEAF_FIELDS[name][0] == "lr"]
-    order = (np.lexsort([flat[:, k] for k in rate_cols[::-1]]) if rate_cols
-             else np.arange(n_points))
-    pad = (-n_points) % size
+    # a batched adaptive solve takes, on every recording interval, the steps of the slowest
+    # point of its batch: points sorted by their rate parameters (which set the stiffness),
+    # then by the other fields, make neighbours in a batch alike
+    rate_cols = [k for k in range(len(names)) if k not in inst_cols]
+    order = np.lexsort([flat[:, k] for k in (rate_cols + inst_cols)[::-1]])
     ordered = flat[order]
+    plan = _batching(inst, len(times), n_points, chunk)
+    pad = (-n_points) % plan.call
     padded = np.concatenate([ordered, np.repeat(ordered[-1:], pad, axis=0)]) if pad else ordered
 
-    start = time.perf_counter()
-    compiled = batched.lower(jnp.asarray(padded[:size])).compile()
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
+    # the optimum depends on the instance's fields only: one per distinct value of them
+    if inst_cols:
+        rows, index = np.unique(padded[:, inst_cols], axis=0, return_inverse=True)
+    else:
+        rows, index = np.zeros((1, 0)), np.zeros(padded.shape[0], np.int64)
+    optima, compile_s, solve_s = _optima(inst, [names[k] for k in inst_cols], rows, plan.batch)
+    optimum_s = compile_s + solve_s
+    solve_cpu_s = 0.0
+    index = index.reshape(-1).astype(np.int64)
+    programs: dict[str, Any] = {}
+    solvers = []
     parts = []
-    for lo in range(0, padded.shape[0], size):
-        out = compiled(jnp.asarray(padded[lo:lo + size]))
+    for lo in range(0, padded.shape[0], plan.call):
+        block = padded[lo:lo + plan.call]
+        # the integrator of the block's stiffest point: the largest value of every field
+        stiffest, stiffest_rate = build(jnp.asarray(block.max(axis=0)))
+        integrator = integrator_for(rc, stiffest, stiffest_rate, times)
+        if integrator.name not in solvers:
+            solvers.append(integrator.name)
+        args = (jnp.asarray(block), jnp.asarray(index[lo:lo + plan.call]), optima)
+        if integrator.name not in programs:
+            start = time.perf_counter()
+            fn = _sharded(functools.partial(solve_point, integrator), plan)
+            programs[integrator.name] = fn.lower(*args).compile()
+            compile_s += time.perf_counter() - start
+        start, cpu = time.perf_counter(), time.process_time()
+        out = programs[integrator.name](*args)
         parts.append(jax.tree.map(np.asarray, out))
+        solve_s += time.perf_counter() - start
+        solve_cpu_s += time.process_time() - cpu
         if progress is not None:
-            progress(min(size, n_points - lo), n_points)
-    solve_s = time.perf_counter() - start
+            progress(min(plan.call, n_points - lo), n_points)
     inverse = np.argsort(order)
     ys, per_point = jax.tree.map(lambda *a: np.concatenate(a)[:n_points][inverse], *parts)
     shape = tuple(len(g) for g in grids.values())
@@ -258,11 +297,13 @@ def phase_diagram(
     ds["time_within"].attrs["meaning"] = f"first time with adv_risk <= {factor:g} adv_risk_opt"
     ds.attrs.update({
         "config": config.to_json(), "advdyn_version": __version__, "fields": names,
-        "factor": factor, "solver": integrator.name, "method": "ode",
-        "binned": int(binned is not None), "chunk": size,
+        "factor": factor, "solver": ",".join(solvers), "method": "ode",
+        "binned": int(binned is not None), "chunk": plan.call, "batch": plan.batch,
+        "devices": plan.devices,
         "surrogate": int(config.problem.data is not None),  # SGD/HSGD on the data's surrogate
     })
-    timings = {"compile_s": compile_s, "solve_s": solve_s, "points": float(n_points)}
+    timings = {"compile_s": compile_s, "solve_s": solve_s, "points": float(n_points),
+               "optimum_s": optimum_s, "solve_cpu_s": solve_cpu_s}
     for method in stochastic:
         extra, spent = stochastic_diagram(config, method, names, flat, instance, chunk=chunk,
                                           progress=progress)
@@ -381,16 +422,87 @@ def stochastic_diagram(
     return out, {"compile_s": compile_s, "solve_s": solve_s}
 
 
-def _chunk_size(instance, n_times: int, n_points: int, chunk: int | None) -> int:
-    """Points per batched solve: ``chunk``, or what `CHUNK_BYTES` holds."""
-    if chunk is not None:
-        return max(1, min(chunk, n_points))
-    state = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(instance.initial_state()))
+class Batching(NamedTuple):
+    """How the grid's points are cut for the batched ODE solve (`_batching`).
+
+    Attributes
+    ----------
+    batch : int
+        Points stepped together by one ``vmap`` (``jax.lax.map(..., batch_size=batch)``).
+    call : int
+        Points per compiled call (a multiple of ``batch * devices``): the unit of progress.
+    devices : int
+        CPU devices the call's points are split over (``jax.shard_map``), 1 for none.
+    mesh : jax.sharding.Mesh or None
+        The 1-d mesh ``("point",)`` over those devices, ``None`` for one.
+    """
+
+    batch: int
+    call: int
+    devices: int
+    mesh: Any
+
+
+def _batching(instance, n_times: int, n_points: int, chunk: int | None) -> Batching:
+    """Batches of at most `BATCH_BYTES` of solver state, split over the local devices, in
+    calls of at most ``chunk`` points (default: a `PROGRESS_CALLS`-th of the grid, at most
+    what `CHUNK_BYTES` of records holds)."""
+    state = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(
+        eqx.filter_eval_shape(instance.initial_state)))
     # the solver's stages and controller copies of the state, the records, the instance
     per_point = 8 * (64 * state + 32 * n_times + 4 * state)
-    largest = max(1, min(n_points, CHUNK_BYTES // per_point))
-    # chunks of equal size with the least padding
-    return -(-n_points // -(-n_points // largest))
+    devices = len(jax.local_devices())
+    if chunk is not None and chunk < devices:
+        devices = 1
+    batch = max(1, min(BATCH_BYTES // per_point, -(-n_points // devices)))
+    if chunk is not None:
+        batch = min(batch, chunk // devices)
+    unit = batch * devices
+    if chunk is None:
+        chunk = min(-(-n_points // PROGRESS_CALLS), CHUNK_BYTES // (8 * 32 * n_times))
+    calls = -(-n_points // max(unit, chunk - chunk % unit))
+    call = -(-n_points // calls // unit) * unit  # equal calls, the least padding
+    mesh = (jax.sharding.Mesh(np.asarray(jax.local_devices()[:devices]), ("point",))
+            if devices > 1 else None)
+    return Batching(batch, call, devices, mesh)
+
+
+def _sharded(fn: Callable, plan: Batching):
+    """``jax.jit`` of ``fn`` over the rows of its first two arguments (the third is shared):
+    `Batching.batch` rows at a time under ``vmap`` (``jax.lax.map``), the rows split over
+    the plan's devices (``jax.shard_map``; a point's solve is the same on any device)."""
+
+    def local(values, index, shared):
+        return jax.lax.map(lambda row: fn(row[0], row[1], shared), (values, index),
+                           batch_size=plan.batch)
+
+    if plan.mesh is None:
+        return jax.jit(local)
+    rows, whole = jax.sharding.PartitionSpec("point"), jax.sharding.PartitionSpec()
+    return jax.jit(jax.shard_map(local, mesh=plan.mesh, in_specs=(rows, rows, whole),
+                                 out_specs=rows, check_vma=False))
+
+
+def _optima(instance, names: Sequence[str], rows: np.ndarray, batch: int):
+    """The optimum of ``instance`` with the fields ``names`` set to each row of ``rows``
+    (one program, `batch` rows per ``vmap``); ``(optima, compile_s, solve_s)``."""
+    pad = (-rows.shape[0]) % batch
+    values = jnp.asarray(np.concatenate([rows, np.repeat(rows[-1:], pad, axis=0)])
+                         if pad else rows)
+
+    def point(row):
+        i = instance
+        for k, name in enumerate(names):
+            i = _substitute(i, LEAF_FIELDS[name][1], row[k])
+        return optimum(i)
+
+    start = time.perf_counter()
+    # (the optimum's linear solves do not go through shard_map: on the default device)
+    program = jax.jit(lambda v: jax.lax.map(point, v, batch_size=batch)).lower(values).compile()
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    optima = jax.block_until_ready(program(values))
+    return optima, compile_s, time.perf_counter() - start
 
 
 # every file a phase study writes

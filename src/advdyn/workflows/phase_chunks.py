@@ -61,8 +61,10 @@ def distributed_phase_diagram(
     -------
     PhaseResult
         The dataset of the whole grid (as one `phase_diagram` would write it, with
-        ``attrs["blocks"]``); timings ``compile_s`` and ``solve_s`` summed over the blocks
-        (worker seconds) and ``points``.
+        ``attrs["blocks"]``; attributes merged by `merge_attrs`: those that differ between
+        blocks are lists, named in ``attrs["per_block"]``); every timing of the blocks
+        (``compile_s``, ``solve_s``, ``points``, the stochastic methods' ...) summed over
+        the blocks (worker seconds).
 
     Raises
     ------
@@ -95,8 +97,29 @@ def distributed_phase_diagram(
                 cluster.close()
     dataset = xr.concat([r.dataset for r in results], dim=names[0],
                         data_vars="minimal", coords="minimal", compat="override",
-                        combine_attrs="override")
+                        combine_attrs="drop")
+    dataset.attrs.update(merge_attrs([r.dataset.attrs for r in results]))
     dataset.attrs["blocks"] = len(parts)
-    timings = {k: float(sum(r.timings[k] for r in results)) for k in ("compile_s", "solve_s")}
-    timings["points"] = float(sum(r.timings["points"] for r in results))
+    # every timing (the ODE's, the optimum's, each stochastic method's), summed
+    timings = {k: float(sum(r.timings.get(k, 0.0) for r in results))
+               for k in dict.fromkeys(k for r in results for k in r.timings)}
     return PhaseResult(dataset, timings)
+
+
+def merge_attrs(blocks: Sequence[Mapping]) -> dict:
+    """The attributes of the blocks' datasets as one dataset's: a value every block has
+    alike as it is, any other (e.g. ``solver``, which ``run.solver = "auto"`` chooses per
+    block, or ``chunk``) as the list of the blocks' values, in block order, those keys
+    named in ``per_block`` (comma-separated; empty when all agree)."""
+    merged: dict = {}
+    per_block = []
+    for key in dict.fromkeys(k for attrs in blocks for k in attrs):
+        values = [attrs.get(key) for attrs in blocks]
+        if all(np.array_equal(np.asarray(v, dtype=object), np.asarray(values[0], dtype=object))
+               for v in values[1:]):
+            merged[key] = values[0]
+        else:
+            merged[key] = values
+            per_block.append(key)
+    merged["per_block"] = ",".join(per_block)
+    return merged
