@@ -12,7 +12,9 @@ Records: the risks a user measures on the data, ``adv_risk``, ``clean_risk`` (an
 ``clean_error``, ``robust_error`` for classification), are averages over every row (the
 data's empirical distribution is the distribution SGD samples); the surrogate's values of
 the same iterate keep their names with a ``surrogate_`` prefix, and the order parameters
-(``norm``, ``overlap``, ``dist_to_opt``, ``lr``) are those of the surrogate instance.
+(``norm``, ``overlap``, ``dist_to_opt``, ``lr``) are those of the surrogate instance. On
+a binned surrogate (no eigenbasis, ``measured_only``) the rows stay in the original basis
+and only the measured risks, ``norm``, ``overlap`` and ``lr`` are recorded.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from advdyn.typing import Array
 
 #: Recorded quantities that are measured on the data rows (the surrogate's keep a prefix).
 DATA_QUANTITIES = ("adv_risk", "clean_risk", "clean_error", "robust_error")
+#: What a record keeps of the recorder's on a binned surrogate (true in any basis).
+BASIS_FREE = ("norm", "overlap", "lr")
 
 
 class _RowBlock(eqx.Module):
@@ -112,6 +116,7 @@ def simulate_data_sgd(
     divergence_factor: float = 1e6,
     progress: Progress | None = None,
     optimum: StationaryPoint | None = None,
+    measured_only: bool = False,
 ) -> Solution:
     """Run streaming adversarial SGD on rows of a data set, a new row per step.
 
@@ -127,6 +132,11 @@ def simulate_data_sgd(
         Their targets (``+/-1`` for classification).
     lr, key, t_max, n_times, replicates, dtype, block_size, divergence_factor, progress, optimum
         As for [`simulate_sgd`][advdyn.simulate.simulate_sgd].
+    measured_only : bool
+        ``instance`` is only right up to its covariance (the rows' basis is not its
+        eigenbasis: [`rows_basis_instance`][advdyn.problem.data.rows_basis_instance]): record
+        the risks measured on the rows, ``norm``, ``overlap`` and ``lr``, and refuse a rate
+        that reads the iterate's statistics.
 
     Returns
     -------
@@ -143,6 +153,11 @@ def simulate_data_sgd(
         If the risk becomes non-finite or exceeds the divergence threshold.
     """
     checks.simulation(instance.d, t_max, n_times, replicates, block_size, lr, key, dtype)
+    if measured_only and lr.needs_state:
+        raise ConfigError("lr.kind", "Polyak and line-search rates read the surrogate's "
+                          "statistics of the iterate, which a binned spectrum does not give "
+                          "for SGD on the rows; use a constant or decaying rate, or "
+                          "problem.data.spectrum = 'dense'")
     rows_np = np.asarray(rows)
     if rows_np.ndim != 2 or rows_np.shape[1] != instance.d or rows_np.shape[0] < 2:
         raise ConfigError("rows", f"must have shape (n >= 2, {instance.d}), got {rows_np.shape}")
@@ -154,7 +169,10 @@ def simulate_data_sgd(
 
     def amend(thetas, rec):
         measured = data_risks(thetas, rows_j, targets_j, instance)
-        out = {(f"surrogate_{k}" if k in measured else k): v for k, v in rec.items()}
+        if measured_only:
+            out = {k: rec[k] for k in BASIS_FREE}
+        else:
+            out = {(f"surrogate_{k}" if k in measured else k): v for k, v in rec.items()}
         out.update(measured)
         return out
 
@@ -164,5 +182,5 @@ def simulate_data_sgd(
         divergence_factor=divergence_factor, progress=progress, optimum=optimum,
         attrs={"stream": "philox4x32-10(key, (j, k, r)): row floor(u n) of step k",
                "n_rows": int(rows_np.shape[0])},
-        amend=amend,
+        amend=amend, record_optimum=not measured_only,
     )

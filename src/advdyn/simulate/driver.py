@@ -337,6 +337,7 @@ def run_replicates(
     optimum: StationaryPoint | None,
     attrs: dict | None,
     amend: Callable[[Array, dict], dict] | None = None,
+    record_optimum: bool = True,
 ) -> Solution:
     """The host run of a simulator (behind [`simulate_sgd`][advdyn.simulate.simulate_sgd] and
     [`simulate_hsgd`][advdyn.simulate.simulate_hsgd]).
@@ -346,7 +347,8 @@ def run_replicates(
     split over the local devices, and the run stops at the first divergent record.
     ``amend(thetas, rec)``, when given, returns the record to keep in place of the
     recorder's ``rec`` at each record (e.g. risks measured on data rows); divergence is
-    judged on the recorder's.
+    judged on the recorder's. ``record_optimum=False`` records no ``dist_to_opt`` (and
+    computes no optimum).
 
     Returns
     -------
@@ -361,7 +363,7 @@ def run_replicates(
         At the first record where the run diverged (see `diverged`).
     """
     grid = time_grid(instance.d, t_max, n_times, block_size)
-    recorder = make_recorder(instance, optimum)
+    recorder = make_recorder(instance, optimum) if record_optimum else Recorder(None)
     bound = divergence_bound(instance, divergence_factor)
     mesh = _replicate_mesh(replicates)
     thetas = _start(instance, replicates, dtype)
