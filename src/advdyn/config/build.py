@@ -392,10 +392,11 @@ def load_data(data: C.DataProblemConfig) -> tuple[np.ndarray, np.ndarray]:
                      [data.features] if isinstance(data.features, str) else data.features))
     X = checks.data_features(X_raw, f"{field}.features", names)
     y = checks.data_targets(y_raw, X.shape[0], data.task, f"{field}.target")
+    del X_raw  # at most two copies of the table at once
     if data.standardize != "none":
         X = X - X.mean(axis=0)
     if data.standardize == "scale":
-        X = X / X.std(axis=0)
+        X /= X.std(axis=0)
     if data.task == "regression" and data.standardize_target:
         y = (y - y.mean()) / y.std()
     return X, y
