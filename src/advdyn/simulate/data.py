@@ -6,7 +6,10 @@ with replacement at every step instead of a Gaussian sample: the only difference
 theory is the data. The row of replicate ``r`` at step ``k`` is ``floor(u n)`` with ``u`` the
 step's uniform of the Philox stream (`advdyn.simulate.streams`, counter ``(r, k)``), so a
 trajectory depends on the seed, ``r`` and ``k`` only, never on the recording grid, the
-replicate count or the block size.
+replicate count or the block size. The uniform is ``(m + 1/2) / 2^32`` in float64 for a 32-bit
+word ``m`` (whatever ``dtype``), so row ``j`` is drawn with probability ``c_j / 2^32``,
+``c_j`` the number of words it receives, ``floor(2^32 / n)`` or one more: uniform to a
+relative ``n / 2^32`` (``2.3e-4`` at ``n = 10^6``).
 
 Records: the risks a user measures on the data, ``adv_risk``, ``clean_risk`` (and
 ``clean_error``, ``robust_error`` for classification), are averages over every row (the
