@@ -33,7 +33,7 @@ from advdyn import checks
 from advdyn.errors import ConfigError
 from advdyn.precision import float64
 from advdyn.problem.instance import ProblemInstance
-from advdyn.simulate.driver import Progress, run_replicates
+from advdyn.simulate.driver import Progress, TimeGrid, integrate_replicates, run_replicates
 from advdyn.simulate.sgd import scan_steps
 from advdyn.simulate.streams import step_scalars, stream_words
 from advdyn.solution import Solution
@@ -103,6 +103,67 @@ def data_risks(thetas: Array, rows: Array, targets: Array, instance: ProblemInst
     return jax.lax.map(one, thetas)
 
 
+def _measurement(rows, targets, instance, measured_only: bool):
+    """The ``measure(thetas, rec)`` of a record: the risks measured on the rows, the
+    surrogate's as ``surrogate_*`` (or only `BASIS_FREE` ones when ``measured_only``)."""
+
+    def measure(thetas, rec):
+        measured = data_risks(thetas, rows, targets, instance)
+        if measured_only:
+            out = {k: rec[k] for k in BASIS_FREE}
+        else:
+            out = {(f"surrogate_{k}" if k in measured else k): v for k, v in rec.items()}
+        out.update(measured)
+        return out
+
+    return measure
+
+
+def integrate_data_sgd(
+    instance: ProblemInstance,
+    lr: AbstractLearningRate,
+    key: Key[Array, ""],
+    grid: TimeGrid,
+    *,
+    rows: Array,
+    targets: Array,
+    replicates: int = 4,
+    dtype: str = "float32",
+    divergence_factor: float | Array = 1e6,
+    optimum: StationaryPoint | None = None,
+    throw: bool = True,
+) -> Solution:
+    """SGD on the rows of a data set as a pure function: ``jit`` and ``vmap`` go through it.
+
+    The trajectories and records of
+    [`simulate_data_sgd`][advdyn.simulate.data.simulate_data_sgd] on the same key and grid
+    (on a dense surrogate), with no host work, as
+    [`integrate_sgd`][advdyn.simulate.integrate_sgd] is to ``simulate_sgd``: the instance's
+    and the rate's array leaves may be traced (grid points x replicates as one ``vmap``),
+    ``rows`` and ``targets`` are shared by every point.
+
+    Parameters
+    ----------
+    instance, lr, key, grid, replicates, dtype, divergence_factor, optimum, throw
+        As for [`integrate_sgd`][advdyn.simulate.integrate_sgd].
+    rows : Array, shape (n, d)
+        The rows in the eigenbasis of ``instance`` (cast to ``dtype``).
+    targets : Array, shape (n,)
+
+    Returns
+    -------
+    Solution
+        Method ``"data_sgd"``, ``ys`` of shape ``(replicate, time)``: the risks measured on
+        the rows and the surrogate's as ``surrogate_*`` (module docstring).
+    """
+    rows = jnp.asarray(rows).astype(jnp.dtype(dtype))
+    targets = jnp.asarray(targets, jnp.float64)
+    return integrate_replicates(
+        "data_sgd", _RowBlock(rows, targets), instance, lr, stream_words(key), grid,
+        replicates, dtype=dtype, optimum=optimum, divergence_factor=divergence_factor,
+        throw=throw, measure=_measurement(rows, targets, instance, False))
+
+
 @float64
 def simulate_data_sgd(
     instance: ProblemInstance,
@@ -169,16 +230,7 @@ def simulate_data_sgd(
                           f"{np.shape(targets)}")
     rows_j = jax.device_put(rows_np.astype(jnp.dtype(dtype)))
     targets_j = jax.device_put(np.asarray(targets, np.float64))
-
-    def amend(thetas, rec):
-        measured = data_risks(thetas, rows_j, targets_j, instance)
-        if measured_only:
-            out = {k: rec[k] for k in BASIS_FREE}
-        else:
-            out = {(f"surrogate_{k}" if k in measured else k): v for k, v in rec.items()}
-        out.update(measured)
-        return out
-
+    amend = _measurement(rows_j, targets_j, instance, measured_only)
     return run_replicates(
         "data_sgd", _RowBlock(rows_j, targets_j), instance, lr, stream_words(key), replicates,
         t_max=t_max, n_times=n_times, dtype=dtype, block_size=block_size,
