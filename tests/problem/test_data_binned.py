@@ -161,7 +161,7 @@ def test_a_binned_run_records_its_path_and_the_rows_risks(tmp_path):
     """A run on a binned spectrum: summary, dataset attributes and the data's SGD say which
     path was taken; the SGD on the rows records the risks measured on the rows and the
     basis-free order parameters only (no surrogate risks: the rows are not in an
-    eigenbasis)."""
+    eigenbasis); the cached arrays are read-only."""
     from advdyn.workflows.run import run
 
     cfg = validate_config(_config(tmp_path, 12, spectrum="binned", probes=4, lanczos_steps=2))
@@ -173,3 +173,7 @@ def test_a_binned_run_records_its_path_and_the_rows_risks(tmp_path):
     assert set(data_sgd.data_vars) == {"adv_risk", "clean_risk", "norm", "overlap", "lr"}
     with pytest.raises(ad.ConfigError, match=r"problem\.data\.spectrum"):
         ad.instantiate(cfg.problem)
+    # the cached arrays every caller shares cannot be changed by one of them
+    dp = ad.data_problem(cfg.problem)
+    for array in (dp.rows, dp.targets, dp.statistics.teacher, dp.statistics.nodes):
+        assert not array.flags.writeable

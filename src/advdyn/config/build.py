@@ -432,8 +432,9 @@ def _data_moments(data: C.DataProblemConfig, stamp: tuple, teacher_norm: float,
     else:
         diagnostics["spectrum"] = "dense"
         rows = X @ stats.basis
-    rows.setflags(write=False)
-    y.setflags(write=False)
+    # the cache hands out the same arrays to every caller: none of them may change them
+    for array in (rows, y, *(v for v in stats if isinstance(v, np.ndarray))):
+        array.setflags(write=False)
     return rows, y, stats, diagnostics
 
 
