@@ -152,6 +152,12 @@ def test_the_path_rule_and_what_a_binned_spectrum_refuses(tmp_path):
         "path": str(wide / "X.npy"), "target": str(wide / "y.npy"), "task": "regression"}}}
     cfg = validate_config(raw)
     assert cfg.problem.data is not None and cfg.problem.data.spectrum_path == "binned"
+    # the memory estimate counts the table twice and the Krylov basis, no d x d matrix
+    from advdyn.workflows.memory import estimate_memory
+
+    parts = estimate_memory(cfg, available=(1 << 40, "test")).parts
+    assert parts["data"] == 2 * 2 * 2001 * 8
+    assert parts["instance: draw temporaries"] < 2001**2 * 8
     raw["run"] = {"methods": ["ode", "sgd"]}
     with pytest.raises(ad.ConfigError, match=r"run\.methods"):
         validate_config(raw)
