@@ -203,6 +203,8 @@ def calls():
         "least_squares_instance": lambda: exact.least_squares_instance(6, 0.2),
         "ode_critical_radius": lambda: exact.ode_critical_radius(6, np.array([0.0, 1.0]),
                                                                  np.array([0.0, 0.2])),
+        "instance_critical_radius": lambda: exact.instance_critical_radius(
+            inst, np.array([0.0, 1.0]), np.array([0.2])),
         "sgd_critical_radius": lambda: exact.sgd_critical_radius(6, 1.0, 2,
                                                                  np.array([0.0, 0.2]),
                                                                  replicates=2),

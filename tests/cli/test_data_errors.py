@@ -146,16 +146,3 @@ def test_a_bad_data_file_prints_only_the_error(tmp_path, command, extra):
     assert result.exit_code == EXIT_USER_ERROR, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: problem.data.features"), lines
-
-
-def test_phase_refuses_data_sgd(tmp_path):
-    _npz(tmp_path / "d.npz")
-    (tmp_path / "c.toml").write_text(
-        '[problem]\nloss = "logistic"\n[problem.data]\npath = "d.npz"\n'
-        'task = "classification"\n[run]\nmethods = ["ode", "data_sgd"]\n[phase]\n'
-        'x = { field = "problem.epsilon", start = 0.0, stop = 0.5, num = 2 }\n')
-    result = runner.invoke(app, ["phase", str(tmp_path / "c.toml"), "-o", str(tmp_path / "o"),
-                                 "-q"])
-    assert result.exit_code == EXIT_USER_ERROR, result.output
-    assert "run.methods" in result.stderr and "data_sgd is not batched" in result.stderr
-    assert len(result.stderr.splitlines()) == 1, result.stderr

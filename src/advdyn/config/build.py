@@ -29,7 +29,10 @@ from advdyn.io.arrays import data_columns, load_data_table, load_npy
 from advdyn.precision import as_float64, float64
 from advdyn.problem.data import (
     MixtureStatistics,
+    SpectralStatistics,
     mixture_statistics,
+    rows_basis_instance,
+    spectral_statistics,
     surrogate_diagnostics,
     surrogate_instance,
 )
@@ -52,6 +55,7 @@ from advdyn.theory.spectral import (
     BinnedInstance,
     bin_gauss_nodes,
     bin_means,
+    quadrature_instance,
     rank_edges,
     relaxed_rank_edges,
     resolve_spacing,
@@ -186,7 +190,12 @@ def instantiate(config: C.ProblemConfig, loss: AbstractLoss | None = None) -> Pr
 
 def _instantiate(config: C.ProblemConfig, loss: AbstractLoss | None) -> ProblemInstance:
     if config.data is not None:
-        return data_problem(config, loss).instance
+        dp = data_problem(config, loss)
+        if isinstance(dp.instance, BinnedInstance):
+            raise ConfigError("problem.data.spectrum", "a binned spectrum ("
+                              f"{dp.diagnostics['spectrum']}) has no per-direction instance, "
+                              "which this needs; use problem.data.spectrum = 'dense'")
+        return dp.instance
     d = config.d
     rng = np.random.default_rng(seed_sequences(config.seed)[0])
     lam, basis = eigen_decomposition(config.spectrum, d)
@@ -321,24 +330,39 @@ class DataProblem(NamedTuple):
 
     Attributes
     ----------
-    instance : ProblemInstance
-        The Gaussian-mixture surrogate in the covariance eigenbasis.
+    instance : ProblemInstance or BinnedInstance
+        The Gaussian-mixture surrogate: in the covariance eigenbasis (``"dense"`` path), or
+        on the nodes of its Gauss quadrature (``"binned"`` path,
+        [`quadrature_instance`][advdyn.theory.spectral.quadrature_instance]).
     rows : ndarray, shape (n, d)
-        The standardised rows in the same eigenbasis (float64), what ``data_sgd`` samples.
+        The standardised rows (float64, read-only), what ``data_sgd`` samples: in the
+        eigenbasis (dense) or the original basis (binned).
     targets : ndarray, shape (n,)
-        Regression targets or ``+/-1`` labels.
-    statistics : MixtureStatistics
+        Regression targets or ``+/-1`` labels (read-only).
+    statistics : MixtureStatistics or SpectralStatistics
         The moments the surrogate keeps.
     diagnostics : dict
         [`surrogate_diagnostics`][advdyn.problem.data.surrogate_diagnostics], plus ``spectrum``
-        (how the spectrum was obtained).
+        (the path taken, e.g. ``"dense"`` or ``"binned (Lanczos, 16 probes, 20 steps)"``).
+    rows_instance : ProblemInstance
+        What ``data_sgd`` steps with, in the basis of ``rows``: ``instance`` itself on the
+        dense path; on the binned path the loss, radius, ridge, ``theta*``, the means and
+        ``theta_0`` in the original basis, whose covariance is not diagonal: its
+        eigenvalues are unused placeholders (ones), and ``data_sgd`` records only what the
+        rows and the basis-free order parameters give (`advdyn.simulate.data`).
     """
 
-    instance: ProblemInstance
+    instance: ProblemInstance | BinnedInstance
     rows: np.ndarray
     targets: np.ndarray
-    statistics: MixtureStatistics
+    statistics: MixtureStatistics | SpectralStatistics
     diagnostics: dict
+    rows_instance: ProblemInstance
+
+    @property
+    def binned(self) -> bool:
+        """Whether the spectrum is binned (no eigenbasis)."""
+        return isinstance(self.statistics, SpectralStatistics)
 
 
 def load_data(data: C.DataProblemConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -376,34 +400,62 @@ def load_data(data: C.DataProblemConfig) -> tuple[np.ndarray, np.ndarray]:
                      [data.features] if isinstance(data.features, str) else data.features))
     X = checks.data_features(X_raw, f"{field}.features", names)
     y = checks.data_targets(y_raw, X.shape[0], data.task, f"{field}.target")
+    del X_raw  # at most two copies of the table at once
     if data.standardize != "none":
         X = X - X.mean(axis=0)
     if data.standardize == "scale":
-        X = X / X.std(axis=0)
+        X /= X.std(axis=0)
     if data.task == "regression" and data.standardize_target:
         y = (y - y.mean()) / y.std()
     return X, y
 
 
 @functools.lru_cache(maxsize=2)
-def _data_moments(data: C.DataProblemConfig, stamp: tuple, teacher_norm: float):
-    """Read and summarise a data set once per file version (``stamp``: mtime, size)."""
+def _data_moments(data: C.DataProblemConfig, stamp: tuple, teacher_norm: float,
+                  theta0_file: Path | None):
+    """Read and summarise a data set once per file version (``stamp``: mtimes and sizes of
+    the data and, on the binned path, of ``theta0_file``, whose measures it needs)."""
     X, y = load_data(data)
-    try:
-        stats = mixture_statistics(X, y, data.task, teacher_norm)
-    except MemoryError:
-        raise ConfigError("problem.data.path", f"the {X.shape[1]} x {X.shape[1]} covariance "
-                          "of the data does not fit in memory") from None
+    path = data.spectrum_path
+    stats: MixtureStatistics | SpectralStatistics
+    if path == "dense":
+        try:
+            stats = mixture_statistics(X, y, data.task, teacher_norm)
+        except MemoryError:
+            if data.spectrum == "dense":
+                raise ConfigError("problem.data.path", f"the {X.shape[1]} x {X.shape[1]} "
+                                  "covariance of the data does not fit in memory; use "
+                                  "problem.data.spectrum = 'binned'") from None
+            path = "binned"
+    if path == "binned":
+        theta0 = _file_theta0(theta0_file, X.shape[1]) if theta0_file is not None else None
+        stats = spectral_statistics(X, y, data.task, teacher_norm, probes=data.probes,
+                                    steps=data.lanczos_steps, seed=data.probe_seed,
+                                    theta0=theta0)
     diagnostics = surrogate_diagnostics(X, y, stats)
-    diagnostics["spectrum"] = (f"dense eigendecomposition of the {X.shape[1]} x {X.shape[1]} "
-                               "covariance")
-    rows = X @ stats.basis
-    rows.setflags(write=False)
+    if isinstance(stats, SpectralStatistics):
+        diagnostics["spectrum"] = stats.path
+        diagnostics["teacher_residual"] = stats.residual
+        rows = X
+    else:
+        diagnostics["spectrum"] = "dense"
+        rows = X @ stats.basis
+    # the cache hands out the same arrays to every caller: none of them may change them
+    for array in (rows, y, *(v for v in stats if isinstance(v, np.ndarray))):
+        array.setflags(write=False)
     return rows, y, stats, diagnostics
 
 
-def _stamp(data: C.DataProblemConfig) -> tuple:
+def _file_theta0(path: Path, d: int) -> np.ndarray:
+    theta0 = load_npy(path, "problem.init.path")
+    if theta0.shape != (d,):
+        raise ConfigError("problem.init.path", f"expected shape ({d},), got {theta0.shape}")
+    return np.asarray(theta0, np.float64)
+
+
+def _stamp(data: C.DataProblemConfig, extra: Path | None = None) -> tuple:
     paths = [data.path] + ([Path(data.target)] if data.path.suffix.lower() == ".npy" else [])
+    paths += [extra] if extra is not None else []
     return tuple((st.st_mtime_ns, st.st_size) for st in (p.stat() for p in paths))
 
 
@@ -413,9 +465,12 @@ def data_problem(config: C.ProblemConfig, loss: AbstractLoss | None = None) -> D
 
     The data are read once per file version (a small cache) and standardised
     ([`load_data`][advdyn.config.build.load_data]); the surrogate keeps their first and second
-    moments (`advdyn.problem.data`). ``theta_0`` is drawn as for a synthetic problem (the
-    same seed gives the same ``N(0, scale^2/d I)`` coordinates, isotropic in any basis) or
-    read from a file in the original basis.
+    moments (`advdyn.problem.data`), on the path ``data.spectrum_path`` chooses
+    ([`DataProblemConfig`][advdyn.config.DataProblemConfig]). ``theta_0`` is drawn
+    as for a synthetic problem (the same seed gives the same ``N(0, scale^2/d I)``
+    coordinates, isotropic in any basis: taken as eigenbasis coordinates on the dense path,
+    as original ones for ``data_sgd`` on the binned path, whose ODE takes the draw in
+    expectation) or read from a file in the original basis.
 
     Parameters
     ----------
@@ -432,25 +487,30 @@ def data_problem(config: C.ProblemConfig, loss: AbstractLoss | None = None) -> D
     ------
     ConfigError
         As [`load_data`][advdyn.config.build.load_data]; naming ``problem.data`` when the
-        problem has none.
+        problem has none, ``problem.init.path`` for an init file of the wrong shape.
     """
     data = config.data
     if data is None:
         raise ConfigError("problem.data", "this problem has no data set")
-    rows, y, stats, diagnostics = _data_moments(data, _stamp(data),
-                                                float(config.task.teacher_norm))
+    file_init = None if isinstance(config.init, C.GaussianInit) else Path(config.init.path)
+    rows, y, stats, diagnostics = _data_moments(data, _stamp(data, file_init),
+                                                float(config.task.teacher_norm), file_init)
     d = rows.shape[1]
+    loss = loss if loss is not None else make_loss(config.loss)
     if isinstance(config.init, C.GaussianInit):
         rng = np.random.default_rng(seed_sequences(config.seed)[0])
         theta0, basis = config.init.scale * rng.standard_normal(d) / np.sqrt(d), "eigen"
     else:
-        theta0 = load_npy(config.init.path, "problem.init.path")
-        if theta0.shape != (d,):
-            raise ConfigError("problem.init.path", f"expected shape ({d},), got {theta0.shape}")
-        basis = "original"
-    instance = surrogate_instance(stats, loss if loss is not None else make_loss(config.loss),
-                                  config.epsilon, config.ridge, theta0, basis)
-    return DataProblem(instance, rows, y, stats, dict(diagnostics))
+        theta0, basis = _file_theta0(Path(config.init.path), d), "original"
+    instance: ProblemInstance | BinnedInstance
+    if isinstance(stats, SpectralStatistics):
+        scale = config.init.scale if isinstance(config.init, C.GaussianInit) else None
+        instance = quadrature_instance(stats, loss, config.epsilon, config.ridge, scale)
+        rows_instance = rows_basis_instance(stats, loss, config.epsilon, config.ridge, theta0)
+    else:
+        instance = surrogate_instance(stats, loss, config.epsilon, config.ridge, theta0, basis)
+        rows_instance = instance
+    return DataProblem(instance, rows, y, stats, dict(diagnostics), rows_instance)
 
 
 # ----------------------------------------------------------------------------- from a config

@@ -86,18 +86,10 @@ class PhaseConfig(CommandConfig):
     run: RunConfig = RunConfig()
     phase: PhaseSection
 
-    @model_validator(mode="after")
-    def _methods(self) -> PhaseConfig:
-        """The phase diagram batches the ODE, SGD and HSGD over its grid, not SGD on a data
-        set's rows."""
-        if "data_sgd" in self.run.methods:
-            raise ValueError("run.methods: phase runs ode, sgd, hsgd; data_sgd is not batched "
-                             "over a grid")
-        return self
-
     def run_config(self) -> Config:
         """The run config every grid point starts from (a data problem without
-        ``run.methods`` runs the ODE only: ``data_sgd``, its run default, is not batched)."""
+        ``run.methods`` runs the ODE only: ``data_sgd``, its run default, takes a pass over
+        the rows per record, replicate and point)."""
         run = self.run
         if self.problem.data is not None and "methods" not in run.model_fields_set:
             run = run.model_copy(update={"methods": ["ode"]})

@@ -245,6 +245,10 @@ Init = Annotated[
 
 
 # ----------------------------------------------------------------------------- data
+#: ``[problem.data] spectrum = "auto"`` diagonalises densely up to this many features
+DENSE_MAX_D = 2000
+
+
 class DataProblemConfig(_Model):
     """A data set as the problem: ``[problem.data]`` (advdyn.problem.data).
 
@@ -256,6 +260,10 @@ class DataProblemConfig(_Model):
     ``"center"`` only centres, ``"none"`` keeps the values; ``standardize_target`` centres and
     scales a regression target. Only the header is read here; the values are checked
     when the problem is built (NaN, constant columns, labels that do not fit the task).
+    ``spectrum``: ``"dense"`` diagonalises the ``d x d`` covariance, ``"binned"`` takes its
+    Gauss quadrature from ``lanczos_steps`` block-Lanczos passes over the rows with
+    ``probes`` Rademacher probes drawn from ``probe_seed`` (`advdyn.problem.data`),
+    ``"auto"`` chooses by `spectrum_path` (dense up to ``d = DENSE_MAX_D = 2000``).
     """
 
     path: Path
@@ -264,6 +272,10 @@ class DataProblemConfig(_Model):
     target: str = "y"
     standardize: Literal["scale", "center", "none"] = "scale"
     standardize_target: StrictBool = True
+    spectrum: Literal["auto", "dense", "binned"] = "auto"
+    probes: int = Field(strict=True, default=16, ge=1, le=4096)
+    lanczos_steps: int = Field(strict=True, default=20, ge=1, le=1000)
+    probe_seed: int = Field(strict=True, default=0, ge=0, le=2**63 - 1)
 
     _shape: tuple[int | None, int] = PrivateAttr(default=(None, 0))
 
@@ -335,6 +347,21 @@ class DataProblemConfig(_Model):
         if not target.is_absolute():
             target = (Path(base) if base is not None else self.path.parent) / target
         return target
+
+    @property
+    def spectrum_path(self) -> str:
+        """The path the spectrum takes: ``"dense"`` or ``"binned"``.
+
+        ``spectrum`` when it is not ``"auto"``; otherwise ``"dense"`` for ``d <= DENSE_MAX_D``
+        (its ``O(n d^2 + d^3)`` work then stays within seconds and its ``C + 3`` arrays of
+        ``d x d`` within 130 MB), else ``"binned"`` (``O(m n d (k + C))`` work and
+        ``O(m (k + C) d)`` memory for ``m = lanczos_steps``, ``k = probes``). An ``"auto"``
+        dense path whose covariance does not fit in memory falls back to ``"binned"``
+        when the data are read.
+        """
+        if self.spectrum != "auto":
+            return self.spectrum
+        return "dense" if self.n_features <= DENSE_MAX_D else "binned"
 
     @property
     def n_features(self) -> int:
@@ -556,6 +583,13 @@ class Config(_Model):
         elif "methods" not in self.run.model_fields_set:
             run = self.run.model_copy(update={"methods": ["ode", "data_sgd"]})
             object.__setattr__(self, "run", run)
+        elif self.problem.data.spectrum_path == "binned":
+            surrogate = [m for m in self.run.methods if m in ("sgd", "hsgd")]
+            if surrogate:
+                raise ValueError(f"run.methods: {surrogate[0]!r} samples the surrogate in its "
+                                 "eigenbasis, which a binned spectrum (problem.data.spectrum, "
+                                 f"d > {DENSE_MAX_D}) does not build; use 'ode' and "
+                                 "'data_sgd', or problem.data.spectrum = 'dense'")
         return self
 
     @model_validator(mode="after")

@@ -39,13 +39,14 @@ of the offline gap ``Delta`` (both are the clean estimator's sampling noise, of 
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
 from advdyn.critical.estimators import crossing
 from advdyn.precision import float64
-from advdyn.problem.instance import ProblemInstance, stream_key
+from advdyn.problem.instance import AbstractInstance, ProblemInstance, stream_key
 from advdyn.problem.losses import LeastSquares
 from advdyn.theory.rates import AbstractLearningRate, Decay
 
@@ -129,41 +130,81 @@ def ode_critical_radius(d: int, times, eps_grid, lr: AbstractLearningRate | None
     d : int
         Dimension of the instance (the ODE is exact as ``d -> inf``; ``d`` only sets the
         teacher draw, which does not matter for an isotropic problem).
+    times, eps_grid, lr, margin
+        As for [`instance_critical_radius`][advdyn.critical.exact.instance_critical_radius].
+    sigma : float
+        Label noise.
+    seed : int
+        Teacher seed.
+
+    Returns
+    -------
+    xarray.Dataset
+        As [`instance_critical_radius`][advdyn.critical.exact.instance_critical_radius] with
+        the floor ``sigma^2 / 2``; attributes add ``sigma``.
+    """
+    ds = instance_critical_radius(least_squares_instance(d, 0.0, sigma, seed), times, eps_grid,
+                                  lr, margin, floor=sigma**2 / 2)
+    return ds.assign_attrs(sigma=sigma)
+
+
+@float64
+def instance_critical_radius(instance: AbstractInstance, times, eps_grid,
+                             lr: AbstractLearningRate | None = None, margin: float = 1.0,
+                             floor: float | None = None) -> xr.Dataset:
+    """eps*(t) from the exact ODE of any problem: the radius of ``instance`` replaced by each
+    of ``0`` and ``eps_grid`` in turn (module docstring's definitions).
+
+    A data problem's surrogate ([`advdyn.data_problem`][advdyn.data_problem]``(...).instance``,
+    dense or binned) gives the critical radius the theory predicts for adversarial training
+    on those data; any loss is accepted (the criterion compares the adversarial risk of the
+    adversarially trained iterate with the clean risk of the clean one).
+
+    Parameters
+    ----------
+    instance : AbstractInstance
+        A [`ProblemInstance`][advdyn.problem.ProblemInstance] or
+        [`BinnedInstance`][advdyn.theory.BinnedInstance]; its own ``epsilon`` is ignored.
     times : array
         Recording times ``t = n/d`` (increasing, from 0).
     eps_grid : array
         Positive increasing radii.
     lr : AbstractLearningRate, optional
         Default `default_rate`.
-    sigma : float
-        Label noise.
-    seed : int
-        Teacher seed.
     margin : float
-        ``m`` of ``eps_star_margin`` (module docstring).
+        ``m`` of ``eps_star_margin``.
+    floor : float, optional
+        The clean risk an iterate can reach (``E_0 = R_0 - floor`` is the clean iterate's
+        excess risk); default: the clean risk of the clean optimum
+        ([`adversarial_optimum`][advdyn.theory.adversarial_optimum] at ``eps = 0``).
 
     Returns
     -------
     xarray.Dataset
         ``adv_risk(eps, t)`` (``eps = 0`` first), ``clean_risk(t)`` of the clean iterate,
         ``norm(eps, t)``, ``eps_star(t)`` (the paper's definition) and
-        ``eps_star_margin(t)`` (gap-matched analogue).
+        ``eps_star_margin(t)`` (gap-matched analogue); attributes ``d``, ``floor``,
+        ``margin``, ``method = "ode"``.
     """
     from advdyn.theory.ode import solve_ode
+    from advdyn.theory.stationary import adversarial_optimum
 
     lr = default_rate() if lr is None else lr
     eps = np.concatenate([[0.0], np.asarray(eps_grid, np.float64)])
-    sols = [solve_ode(least_squares_instance(d, float(e), sigma, seed), lr, times)
-            for e in eps]
+    at = [eqx.tree_at(lambda i: i.epsilon, instance, jnp.asarray(e, jnp.float64)) for e in eps]
+    if floor is None:
+        floor = float(adversarial_optimum(at[0]).observables["clean_risk"])
+    sols = [solve_ode(inst, lr, times) for inst in at]
     adv = np.stack([s["adv_risk"] for s in sols])
     clean = sols[0]["clean_risk"]
     return xr.Dataset(
         {"adv_risk": (("eps", "t"), adv), "clean_risk": ("t", clean),
          "norm": (("eps", "t"), np.stack([s["norm"] for s in sols])),
          "eps_star": ("t", critical_curve(eps, adv, clean)),
-         "eps_star_margin": ("t", critical_curve(eps, adv, clean, margin, sigma**2 / 2))},
+         "eps_star_margin": ("t", critical_curve(eps, adv, clean, margin, floor))},
         coords={"eps": eps, "t": np.asarray(times, np.float64)},
-        attrs={"d": d, "sigma": sigma, "method": "ode", "margin": margin},
+        attrs={"d": round(float(instance.d)), "floor": floor, "method": "ode",
+               "margin": margin},
     )
 
 

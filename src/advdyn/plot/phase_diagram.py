@@ -62,8 +62,8 @@ def plot_phase(ds: xr.Dataset, title: str | None = None) -> Figure:
     white cells on the ``time_within`` panel (their own legend entry), and the boundary of
     the region where no divergence was detected by ``t_max`` is a black line on every panel
     (not a proof of convergence: a slowly growing risk stays inside it). With
-    ``ds.attrs["surrogate"]`` (a data problem) the stochastic panels are labelled as runs
-    on the Gaussian surrogate.
+    ``ds.attrs["surrogate"]`` (a data problem) the SGD and HSGD panels are labelled as runs
+    on the Gaussian surrogate, ``data_sgd``'s as SGD on the rows.
 
     Parameters
     ----------
@@ -95,10 +95,15 @@ def plot_phase(ds: xr.Dataset, title: str | None = None) -> Figure:
         ("time_within", f"time until $R_\\varepsilon \\leq {factor:g}\\,R_\\varepsilon^*$",
          "linear", failed),
     ]
-    on = " on the Gaussian surrogate" if ds.attrs.get("surrogate") else ""  # a data problem
+    def name(m: str) -> str:  # a data problem's: SGD on its rows, or on its surrogate
+        if m == "data_sgd":
+            return "SGD on the data rows"
+        on = " on the Gaussian surrogate" if ds.attrs.get("surrogate") else ""
+        return m.upper() + on
+
     for m in stochastic:  # a point is failed when the ODE or the simulator failed there
         either = failed | (np.asarray(ds[f"{m}_result"]) != 0)
-        head = f"{m.upper()}{on},\n" if on else f"{m.upper()} "  # two lines: fits the axis
+        head = f"{name(m)},\n" if " " in name(m) else f"{m.upper()} "  # two lines: fits
         panels.append((f"{m}_gap", f"{head}mean $R_\\varepsilon(t_{{\\max}})$: relative "
                        "gap to the ODE", "log", either))
     for ax, (var, label, scale, bad) in zip(axes.flat, panels, strict=False):
@@ -112,7 +117,7 @@ def plot_phase(ds: xr.Dataset, title: str | None = None) -> Figure:
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     t_max = float(ds["time"][-1])
-    what = " and ".join(["the ODE", *(m.upper() + on for m in stochastic)])
+    what = " and ".join(["the ODE", *(name(m) for m in stochastic)])
     fig.suptitle(title or f"phase diagram of {what} (t_max = {t_max:.4g}; grey x: diverged "
                  "or solver failed)")
     return style.finish(fig, grid=False)

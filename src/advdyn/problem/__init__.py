@@ -7,7 +7,10 @@ Pure mathematics: nothing here imports a config schema, files, progress bars or 
 from advdyn.deprecation import renamed
 from advdyn.problem.data import (
     MixtureStatistics,
+    SpectralStatistics,
     mixture_statistics,
+    rows_basis_instance,
+    spectral_statistics,
     surrogate_diagnostics,
     surrogate_instance,
 )
@@ -31,9 +34,12 @@ __all__ = [
     "Logistic",
     "MixtureStatistics",
     "ProblemInstance",
+    "SpectralStatistics",
     "SquaredHinge",
     "make_loss",
     "mixture_statistics",
+    "rows_basis_instance",
+    "spectral_statistics",
     "stream_key",
     "surrogate_diagnostics",
     "surrogate_instance",

@@ -182,12 +182,21 @@ def surrogate_instance(stats: MixtureStatistics, loss: AbstractLoss, epsilon: fl
     U = stats.basis
     if theta0_basis == "original":
         theta0 = U.T @ theta0
+    return _instance(stats, stats.eigenvalues, U.T @ stats.teacher, stats.means @ U, theta0,
+                     loss, epsilon, ridge)
+
+
+def _instance(stats: MixtureStatistics | SpectralStatistics, eigenvalues: np.ndarray,
+              teacher: np.ndarray, means: np.ndarray, theta0: np.ndarray, loss: AbstractLoss,
+              epsilon: float, ridge: float) -> ProblemInstance:
+    """A float64 `ProblemInstance` of ``stats`` with the shared ``eigenvalues`` and the
+    vectors given in its basis."""
     f64 = lambda x: jax.device_put(np.asarray(x, dtype=np.float64))  # noqa: E731
     C = stats.weights.shape[0]
     return ProblemInstance(
-        eigenvalues=f64(np.repeat(stats.eigenvalues[None], C, axis=0)),
-        theta_star=f64(U.T @ stats.teacher),
-        means=f64(stats.means @ U),
+        eigenvalues=f64(np.repeat(np.asarray(eigenvalues)[None], C, axis=0)),
+        theta_star=f64(teacher),
+        means=f64(means),
         weights=f64(stats.weights),
         labels=f64(stats.labels),
         theta0=f64(theta0),
@@ -199,8 +208,11 @@ def surrogate_instance(stats: MixtureStatistics, loss: AbstractLoss, epsilon: fl
     )
 
 
-def effective_dimension(eigenvalues: np.ndarray) -> float:
+def effective_dimension(eigenvalues: np.ndarray, multiplicity: np.ndarray | None = None) -> float:
     """``(tr K)^2 / tr K^2``: the number of directions that carry the variance.
+
+    ``multiplicity`` (optional, shape of ``eigenvalues``) counts the directions of each
+    eigenvalue (a binned spectrum).
 
     It equals ``d`` for an isotropic covariance and is much smaller for a spectrum with a few
     large eigenvalues (random features share a common mode). An SGD run's relative
@@ -208,7 +220,15 @@ def effective_dimension(eigenvalues: np.ndarray) -> float:
     rather than ``d^-1/2`` when the two differ.
     """
     lam = np.asarray(eigenvalues, np.float64)
-    return float(np.sum(lam) ** 2 / max(float(np.sum(lam**2)), 1e-300))
+    count = np.ones_like(lam) if multiplicity is None else np.asarray(multiplicity, np.float64)
+    return float(np.sum(count * lam) ** 2 / max(float(np.sum(count * lam**2)), 1e-300))
+
+
+def _multiplicities(stats: MixtureStatistics | SpectralStatistics) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues and their direction counts (ones on the dense path)."""
+    if isinstance(stats, SpectralStatistics):
+        return stats.nodes, stats.density
+    return stats.eigenvalues, np.ones_like(stats.eigenvalues)
 
 
 def _excess_kurtosis(z: np.ndarray) -> np.ndarray:
@@ -219,7 +239,8 @@ def _excess_kurtosis(z: np.ndarray) -> np.ndarray:
 
 
 @float64
-def surrogate_diagnostics(X: np.ndarray, y: np.ndarray, stats: MixtureStatistics) -> dict:
+def surrogate_diagnostics(X: np.ndarray, y: np.ndarray,
+                          stats: MixtureStatistics | SpectralStatistics) -> dict:
     """How far a data set is from its Gaussian-mixture surrogate.
 
     For a Gaussian mixture every projection of a class-centred row is Gaussian (excess
@@ -232,7 +253,9 @@ def surrogate_diagnostics(X: np.ndarray, y: np.ndarray, stats: MixtureStatistics
         The features the statistics were estimated from (original basis).
     y : ndarray, shape (n,)
         Their targets (``+/-1`` for classification).
-    stats : MixtureStatistics
+    stats : MixtureStatistics or SpectralStatistics
+        On the binned path the top eigendirections are Ritz vectors and the spectral sums
+        are quadratures.
 
     Returns
     -------
@@ -256,7 +279,8 @@ def surrogate_diagnostics(X: np.ndarray, y: np.ndarray, stats: MixtureStatistics
         centred = X - stats.means[0]
     k = min(TOP_DIRECTIONS, d)
     t = stats.teacher / max(float(np.linalg.norm(stats.teacher)), 1e-300)
-    directions = np.concatenate([t[:, None], stats.basis[:, ::-1][:, :k]], axis=1)
+    top = stats.top if isinstance(stats, SpectralStatistics) else stats.basis[:, ::-1][:, :k]
+    directions = np.concatenate([t[:, None], top], axis=1)
     kurt = _excess_kurtosis(centred @ directions)
     out = {
         "n": int(n),
@@ -266,19 +290,260 @@ def surrogate_diagnostics(X: np.ndarray, y: np.ndarray, stats: MixtureStatistics
         "kurtosis_max_abs": float(np.max(np.abs(kurt))),
         "kurtosis_standard_error": float(np.sqrt(24.0 / n)),
         "radius": stats.radius,
-        "effective_dimension": effective_dimension(stats.eigenvalues),
+        "effective_dimension": effective_dimension(*_multiplicities(stats)),
     }
     if stats.task == "classification":
         out["class_covariance_mismatch"] = [float(v) for v in stats.class_mismatch]
         # what Gaussian classes of one covariance give: Cov_c - Sigma = pi_c' (Cov_c - Cov_c')
         # and E|S - K|_F^2 = (tr K^2 + (tr K)^2) / n_c for a sample covariance S of n_c rows
-        lam = stats.eigenvalues
-        v = float(np.sum(lam**2) + np.sum(lam) ** 2)
+        lam, count = _multiplicities(stats)
+        tr2 = float(np.sum(count * lam**2))
+        v = tr2 + float(np.sum(count * lam)) ** 2
         counts = np.array([np.sum(y == 1.0), np.sum(y == -1.0)], np.float64)
         floor = [(1 - w) * np.sqrt(v / counts[i] + v / counts[1 - i])
-                 / max(float(np.sqrt(np.sum(lam**2))), 1e-300)
+                 / max(float(np.sqrt(tr2)), 1e-300)
                  for i, w in enumerate(stats.weights)]
         out["class_covariance_mismatch_gaussian"] = [float(f) for f in floor]
     else:
         out["residual_kurtosis"] = float(_excess_kurtosis((y - X @ stats.teacher)[:, None])[0])
     return out
+
+
+# ----------------------------------------------------------------------------- binned spectrum
+class SpectralStatistics(NamedTuple):
+    """A data set's surrogate as Gauss quadrature of its covariance, without ``d x d`` matrices.
+
+    Rayleigh-Ritz on the block Krylov space ``K_m(Sigma, [V, Z])`` (``m`` blocks) of the
+    pooled covariance ``Sigma``, started from the reference vectors ``V`` (teacher direction,
+    class means, optionally ``theta_0``) and ``k`` normalised Rademacher probes ``Z``
+    (entries ``+/-1/sqrt(d)``), gives ``N`` nodes ``nu_j`` (Ritz values) and unit Ritz
+    vectors ``r_j``. Every measure the theory integrates is a sum over these nodes:
+
+    * a reference vector pair ``(a, b)``: ``sum_j (r_j . a)(r_j . b) delta(nu_j)``, the
+      block Gauss quadrature of ``sum_i (u_i . a)(u_i . b) delta(lambda_i)`` (exact for
+      polynomials of degree ``<= 2m - 1``, since ``a, b`` start the space);
+    * the eigenvalue count (density): ``(d / k) sum_{probes} (r_j . z)^2`` per node, the
+      Hutchinson estimate of ``#{i: lambda_i in a neighbourhood of nu_j}`` (its total is
+      exactly ``d``; a spectral sum ``sum_i f(lambda_i)`` has relative standard deviation
+      about ``sqrt(2 / (k d_eff))``).
+
+    Attributes
+    ----------
+    weights, labels, means, teacher, noise, class_mismatch, task
+        As in `MixtureStatistics` (``class_mismatch`` a Hutchinson estimate from the probes).
+    nodes : ndarray, shape (N,)
+        Ritz values, ascending, clipped at 0.
+    density : ndarray, shape (N,)
+        Directions per node (sums to ``d``).
+    projections : ndarray, shape (N, V)
+        ``r_j . v`` for the reference vectors, columns in the order of `names`.
+    names : tuple of str
+        ``"teacher"``, ``"mean+"``/``"mean-"`` (classification) or ``"mean"``, and
+        ``"theta0"`` when an initial iterate was given.
+    top : ndarray, shape (d, TOP_DIRECTIONS)
+        Ritz vectors of the largest nodes, largest first (for the diagnostics).
+    probes, steps : int
+        ``k`` and ``m``.
+    residual : float
+        Regression: ``|M theta* - X^T y / n| / |X^T y / n|`` of the teacher (``M`` the
+        second moment); 0 for classification.
+    """
+
+    weights: np.ndarray
+    labels: np.ndarray
+    means: np.ndarray
+    teacher: np.ndarray
+    noise: float
+    class_mismatch: np.ndarray
+    task: str
+    nodes: np.ndarray
+    density: np.ndarray
+    projections: np.ndarray
+    names: tuple[str, ...]
+    top: np.ndarray
+    probes: int
+    steps: int
+    residual: float
+
+    @property
+    def radius(self) -> float:
+        """As [`MixtureStatistics.radius`][advdyn.problem.data.MixtureStatistics.radius]."""
+        return MixtureStatistics.radius.fget(self)  # type: ignore[attr-defined]
+
+    @property
+    def eigenvalues(self) -> np.ndarray:
+        """The nodes (the eigenvalue of every node's directions)."""
+        return self.nodes
+
+    @property
+    def path(self) -> str:
+        """How the spectrum was obtained, e.g. ``"binned (Lanczos, 16 probes, 20 steps)"``."""
+        return f"binned (Lanczos, {self.probes} probes, {self.steps} steps)"
+
+    def measure(self, a: str, b: str) -> np.ndarray:
+        """Masses ``(r_j . a)(r_j . b)`` per node of the reference vectors named ``a``, ``b``."""
+        return self.projections[:, self.names.index(a)] * self.projections[:, self.names.index(b)]
+
+
+def _orthonormal(W: np.ndarray, floor: float) -> np.ndarray:
+    """An orthonormal basis of the columns of ``W`` whose singular values exceed ``floor``
+    (deflation: a block that the space already holds adds nothing)."""
+    U, s, _ = np.linalg.svd(W, full_matrices=False)
+    return U[:, s > floor]
+
+
+@float64
+def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: float = 1.0, *,
+                        probes: int = 16, steps: int = 20, seed: int = 0,
+                        theta0: np.ndarray | None = None) -> SpectralStatistics:
+    """The surrogate's moments from matrix-free products with the data (`SpectralStatistics`).
+
+    Only products ``X v`` and ``X^T w`` are formed: ``steps`` passes over ``X`` with a block
+    of ``probes + C + 1`` columns (``+ 1`` with ``theta0``; classification one more pass
+    for the per-class covariances of the first block), ``O(n d (probes + C)) `` time per
+    pass and ``O(d N)`` memory for the Krylov basis. The regression teacher is the
+    Galerkin solution ``theta* = Q (Q^T M Q)^+ Q^T b`` of the normal equations
+    ``M theta = b = X^T y / n`` on the same space (``M = Sigma + sum_c pi_c mu_c mu_c^T``
+    spans the same Krylov space as ``Sigma``, since the means start it), with the dense
+    path's cutoff of small eigenvalues; started from ``b`` it is the minimum-norm solution
+    within the space (block conjugate gradients). ``noise^2 = |y|^2/n - 2 b . theta* +
+    theta*^T M theta*``.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, d)
+        Checked features.
+    y : ndarray, shape (n,)
+        Targets (``+/-1`` with both classes for classification).
+    task : {"regression", "classification"}
+    teacher_norm : float
+        Norm of the classification reference direction.
+    probes : int
+        Rademacher probes ``k`` of the eigenvalue count.
+    steps : int
+        Krylov blocks ``m``.
+    seed : int
+        Seed of the probes (``numpy.random.default_rng(seed)``).
+    theta0 : ndarray, shape (d,), optional
+        An initial iterate whose measures are needed (a file init).
+
+    Returns
+    -------
+    SpectralStatistics
+    """
+    X = np.asarray(X, np.float64)
+    y = np.asarray(y, np.float64)
+    n, d = X.shape
+    if task == "classification":
+        labels = np.array([1.0, -1.0])
+        masks = [(y == 1.0) * 1.0, (y == -1.0) * 1.0]
+        names: tuple[str, ...] = ("teacher", "mean+", "mean-")
+    else:
+        labels = np.zeros(1)
+        masks = [np.ones(n)]
+        names = ("teacher", "mean")
+    counts = np.array([float(m.sum()) for m in masks])
+    weights = counts / n
+    means = np.stack([m @ X / c for m, c in zip(masks, counts, strict=True)])  # no row copies
+    b = X.T @ y / n
+
+    def pooled(MV: np.ndarray, V: np.ndarray) -> np.ndarray:  # Sigma V from M V
+        return MV - (means.T * weights) @ (means @ V)
+
+    if task == "classification":
+        diff = means[0] - means[1]
+        teacher = teacher_norm * diff / max(float(np.linalg.norm(diff)), 1e-300)
+        start_vectors = [teacher, means[0], means[1]]
+    else:
+        teacher = np.zeros(d)  # solved below
+        start_vectors = [b, means[0]]
+    if theta0 is not None:
+        names = (*names, "theta0")
+        start_vectors.append(np.asarray(theta0, np.float64))
+    rng = np.random.default_rng(seed)
+    Z = rng.choice(np.array([-1.0, 1.0]), size=(d, probes)) / np.sqrt(d)
+    start = np.column_stack([*start_vectors, Z])
+    floor = 1e-12 * max(float(np.linalg.norm(start, 2)), 1e-300)
+    Q = _orthonormal(start, floor)
+    blocks, products = [], []  # Q_j and M Q_j
+    class_mismatch = np.zeros(len(masks))
+    for j in range(steps):
+        if Q.shape[1] == 0:
+            break
+        XQ = X @ Q
+        MQ = X.T @ XQ / n
+        if j == 0 and task == "classification":
+            # per-class covariances on the first block: |Cov_c - Sigma|_F by Hutchinson
+            coef = Q.T @ Z  # Z = Q coef
+            SZ = pooled(MQ, Q) @ coef
+            scale = np.sqrt(d / probes) * np.linalg.norm(SZ)  # |Sigma|_F estimate
+            XZ = XQ @ coef
+            for c, m in enumerate(masks):
+                CZ = X.T @ (XZ * m[:, None]) / counts[c] - np.outer(means[c], means[c] @ Z)
+                class_mismatch[c] = (np.sqrt(d / probes) * np.linalg.norm(CZ - SZ)
+                                     / max(scale, 1e-300))
+        blocks.append(Q)
+        products.append(MQ)
+        if j == steps - 1:
+            break
+        W = pooled(MQ, Q)
+        basis = np.hstack(blocks)
+        for _ in range(2):  # full reorthogonalisation, twice is enough
+            W = W - basis @ (basis.T @ W)
+        Q = _orthonormal(W, floor * max(float(np.abs(products[0]).max()), 1.0))
+    basis = np.hstack(blocks)
+    MB = np.hstack(products)
+    M_small = basis.T @ MB
+    M_small = (M_small + M_small.T) / 2
+    if task == "regression":
+        lam, S = np.linalg.eigh(M_small)
+        keep = lam > max(n, d) * np.finfo(np.float64).eps * max(float(lam.max()), 1e-300)
+        coef_b = S.T @ (basis.T @ b)
+        sol = S @ np.where(keep, coef_b / np.where(keep, lam, 1.0), 0.0)
+        teacher = basis @ sol
+        residual = float(np.linalg.norm(MB @ sol - b) / max(float(np.linalg.norm(b)), 1e-300))
+        noise = float(np.sqrt(max(float(y @ y) / n - 2 * float(b @ teacher)
+                                  + float(sol @ M_small @ sol), 0.0)))
+    else:
+        residual, noise = 0.0, 0.0
+    # Rayleigh-Ritz of Sigma = M - sum_c pi_c mu_c mu_c^T on the space
+    Bm = basis.T @ means.T
+    T = M_small - (Bm * weights) @ Bm.T
+    nodes, S = np.linalg.eigh((T + T.T) / 2)
+    vectors = [teacher, *means] + ([np.asarray(theta0, np.float64)] if theta0 is not None else [])
+    projections = S.T @ (basis.T @ np.column_stack(vectors))
+    density = (d / probes) * np.sum((S.T @ (basis.T @ Z)) ** 2, axis=1)
+    k = min(TOP_DIRECTIONS, S.shape[1])
+    top = basis @ S[:, ::-1][:, :k]
+    return SpectralStatistics(weights, labels, means, teacher, noise, class_mismatch, task,
+                              np.clip(nodes, 0.0, None), density, projections, names, top,
+                              int(probes), len(blocks), residual)
+
+
+@float64
+def rows_basis_instance(stats: SpectralStatistics, loss: AbstractLoss, epsilon: float,
+                        ridge: float, theta0: np.ndarray) -> ProblemInstance:
+    """The vectors of a binned surrogate as a
+    [`ProblemInstance`][advdyn.problem.instance.ProblemInstance] in the original basis, for SGD
+    on the rows.
+
+    The covariance is not diagonal in that basis, so the eigenvalues are placeholders
+    (ones): the loss, ``eps``, the ridge, ``theta*``, the means and ``theta_0`` are right and
+    so is every basis-free quantity of them (``norm``, ``overlap``); the surrogate's risks
+    of an iterate are not (`advdyn.simulate.data` records none on this path).
+
+    Parameters
+    ----------
+    stats : SpectralStatistics
+    loss : AbstractLoss
+    epsilon, ridge : float
+    theta0 : ndarray, shape (d,)
+        Initial iterate in the original basis.
+
+    Returns
+    -------
+    ProblemInstance
+        float64.
+    """
+    return _instance(stats, np.ones(stats.means.shape[1]), stats.teacher, stats.means,
+                     theta0, loss, epsilon, ridge)

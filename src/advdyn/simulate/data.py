@@ -6,13 +6,18 @@ with replacement at every step instead of a Gaussian sample: the only difference
 theory is the data. The row of replicate ``r`` at step ``k`` is ``floor(u n)`` with ``u`` the
 step's uniform of the Philox stream (`advdyn.simulate.streams`, counter ``(r, k)``), so a
 trajectory depends on the seed, ``r`` and ``k`` only, never on the recording grid, the
-replicate count or the block size.
+replicate count or the block size. The uniform is ``(m + 1/2) / 2^32`` in float64 for a 32-bit
+word ``m`` (whatever ``dtype``), so row ``j`` is drawn with probability ``c_j / 2^32``,
+``c_j`` the number of words it receives, ``floor(2^32 / n)`` or one more: uniform to a
+relative ``n / 2^32`` (``2.3e-4`` at ``n = 10^6``).
 
 Records: the risks a user measures on the data, ``adv_risk``, ``clean_risk`` (and
 ``clean_error``, ``robust_error`` for classification), are averages over every row (the
 data's empirical distribution is the distribution SGD samples); the surrogate's values of
 the same iterate keep their names with a ``surrogate_`` prefix, and the order parameters
-(``norm``, ``overlap``, ``dist_to_opt``, ``lr``) are those of the surrogate instance.
+(``norm``, ``overlap``, ``dist_to_opt``, ``lr``) are those of the surrogate instance. On
+a binned surrogate (no eigenbasis, ``measured_only``) the rows stay in the original basis
+and only the measured risks, ``norm``, ``overlap`` and ``lr`` are recorded.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from advdyn import checks
 from advdyn.errors import ConfigError
 from advdyn.precision import float64
 from advdyn.problem.instance import ProblemInstance
-from advdyn.simulate.driver import Progress, run_replicates
+from advdyn.simulate.driver import Progress, TimeGrid, integrate_replicates, run_replicates
 from advdyn.simulate.sgd import scan_steps
 from advdyn.simulate.streams import step_scalars, stream_words
 from advdyn.solution import Solution
@@ -38,6 +43,8 @@ from advdyn.typing import Array
 
 #: Recorded quantities that are measured on the data rows (the surrogate's keep a prefix).
 DATA_QUANTITIES = ("adv_risk", "clean_risk", "clean_error", "robust_error")
+#: What a record keeps of the recorder's on a binned surrogate (true in any basis).
+BASIS_FREE = ("norm", "overlap", "lr")
 
 
 class _RowBlock(eqx.Module):
@@ -96,6 +103,67 @@ def data_risks(thetas: Array, rows: Array, targets: Array, instance: ProblemInst
     return jax.lax.map(one, thetas)
 
 
+def _measurement(rows, targets, instance, measured_only: bool):
+    """The ``measure(thetas, rec)`` of a record: the risks measured on the rows, the
+    surrogate's as ``surrogate_*`` (or only `BASIS_FREE` ones when ``measured_only``)."""
+
+    def measure(thetas, rec):
+        measured = data_risks(thetas, rows, targets, instance)
+        if measured_only:
+            out = {k: rec[k] for k in BASIS_FREE}
+        else:
+            out = {(f"surrogate_{k}" if k in measured else k): v for k, v in rec.items()}
+        out.update(measured)
+        return out
+
+    return measure
+
+
+def integrate_data_sgd(
+    instance: ProblemInstance,
+    lr: AbstractLearningRate,
+    key: Key[Array, ""],
+    grid: TimeGrid,
+    *,
+    rows: Array,
+    targets: Array,
+    replicates: int = 4,
+    dtype: str = "float32",
+    divergence_factor: float | Array = 1e6,
+    optimum: StationaryPoint | None = None,
+    throw: bool = True,
+) -> Solution:
+    """SGD on the rows of a data set as a pure function: ``jit`` and ``vmap`` go through it.
+
+    The trajectories and records of
+    [`simulate_data_sgd`][advdyn.simulate.data.simulate_data_sgd] on the same key and grid
+    (on a dense surrogate), with no host work, as
+    [`integrate_sgd`][advdyn.simulate.integrate_sgd] is to ``simulate_sgd``: the instance's
+    and the rate's array leaves may be traced (grid points x replicates as one ``vmap``),
+    ``rows`` and ``targets`` are shared by every point.
+
+    Parameters
+    ----------
+    instance, lr, key, grid, replicates, dtype, divergence_factor, optimum, throw
+        As for [`integrate_sgd`][advdyn.simulate.integrate_sgd].
+    rows : Array, shape (n, d)
+        The rows in the eigenbasis of ``instance`` (cast to ``dtype``).
+    targets : Array, shape (n,)
+
+    Returns
+    -------
+    Solution
+        Method ``"data_sgd"``, ``ys`` of shape ``(replicate, time)``: the risks measured on
+        the rows and the surrogate's as ``surrogate_*`` (module docstring).
+    """
+    rows = jnp.asarray(rows).astype(jnp.dtype(dtype))
+    targets = jnp.asarray(targets, jnp.float64)
+    return integrate_replicates(
+        "data_sgd", _RowBlock(rows, targets), instance, lr, stream_words(key), grid,
+        replicates, dtype=dtype, optimum=optimum, divergence_factor=divergence_factor,
+        throw=throw, measure=_measurement(rows, targets, instance, False))
+
+
 @float64
 def simulate_data_sgd(
     instance: ProblemInstance,
@@ -112,6 +180,7 @@ def simulate_data_sgd(
     divergence_factor: float = 1e6,
     progress: Progress | None = None,
     optimum: StationaryPoint | None = None,
+    measured_only: bool = False,
 ) -> Solution:
     """Run streaming adversarial SGD on rows of a data set, a new row per step.
 
@@ -127,6 +196,11 @@ def simulate_data_sgd(
         Their targets (``+/-1`` for classification).
     lr, key, t_max, n_times, replicates, dtype, block_size, divergence_factor, progress, optimum
         As for [`simulate_sgd`][advdyn.simulate.simulate_sgd].
+    measured_only : bool
+        ``instance`` is only right up to its covariance (the rows' basis is not its
+        eigenbasis: [`rows_basis_instance`][advdyn.problem.data.rows_basis_instance]): record
+        the risks measured on the rows, ``norm``, ``overlap`` and ``lr``, and refuse a rate
+        that reads the iterate's statistics.
 
     Returns
     -------
@@ -143,6 +217,11 @@ def simulate_data_sgd(
         If the risk becomes non-finite or exceeds the divergence threshold.
     """
     checks.simulation(instance.d, t_max, n_times, replicates, block_size, lr, key, dtype)
+    if measured_only and lr.needs_state:
+        raise ConfigError("lr.kind", "Polyak and line-search rates read the surrogate's "
+                          "statistics of the iterate, which a binned spectrum does not give "
+                          "for SGD on the rows; use a constant or decaying rate, or "
+                          "problem.data.spectrum = 'dense'")
     rows_np = np.asarray(rows)
     if rows_np.ndim != 2 or rows_np.shape[1] != instance.d or rows_np.shape[0] < 2:
         raise ConfigError("rows", f"must have shape (n >= 2, {instance.d}), got {rows_np.shape}")
@@ -151,18 +230,12 @@ def simulate_data_sgd(
                           f"{np.shape(targets)}")
     rows_j = jax.device_put(rows_np.astype(jnp.dtype(dtype)))
     targets_j = jax.device_put(np.asarray(targets, np.float64))
-
-    def amend(thetas, rec):
-        measured = data_risks(thetas, rows_j, targets_j, instance)
-        out = {(f"surrogate_{k}" if k in measured else k): v for k, v in rec.items()}
-        out.update(measured)
-        return out
-
+    amend = _measurement(rows_j, targets_j, instance, measured_only)
     return run_replicates(
         "data_sgd", _RowBlock(rows_j, targets_j), instance, lr, stream_words(key), replicates,
         t_max=t_max, n_times=n_times, dtype=dtype, block_size=block_size,
         divergence_factor=divergence_factor, progress=progress, optimum=optimum,
         attrs={"stream": "philox4x32-10(key, (j, k, r)): row floor(u n) of step k",
                "n_rows": int(rows_np.shape[0])},
-        amend=amend,
+        amend=amend, record_optimum=not measured_only,
     )

@@ -193,10 +193,11 @@ def diverged(rec: dict[str, Array], instance: ProblemInstance, bound) -> Array:
 
 
 def _interval(block_fn: BlockFn, carry, j, words, times, stride: int, block: int,
-              instance, lr, recorder: Recorder, bound, mesh=None):
+              instance, lr, recorder: Recorder, bound, mesh=None, measure=None):
     """Record interval ``j`` (``1 ..``): advance every replicate from record ``j - 1`` to
     ``j``, record, check. ``carry = (thetas, code)``; after a failure the iterates stay at
-    the last good ones and the records are NaN."""
+    the last good ones and the records are NaN. ``measure(thetas, rec)``, when given,
+    returns the record to keep (divergence is judged on the recorder's)."""
     thetas, code = carry
     n_blocks = -(-stride // block)
     replicas = jnp.arange(thetas.shape[0], dtype=jnp.uint32)
@@ -207,6 +208,8 @@ def _interval(block_fn: BlockFn, carry, j, words, times, stride: int, block: int
     ok = code == RESULTS.successful
     code = jnp.where(ok & diverged(rec, instance, bound), RESULTS.diverged, code)
     good = code == RESULTS.successful
+    if measure is not None:
+        rec = measure(new, rec)
     rec = jax.tree.map(lambda a: jnp.where(good, a, jnp.nan), rec)
     thetas = jnp.where(good, new, thetas)
     return (thetas, code.astype(jnp.int32)), rec
@@ -220,10 +223,12 @@ def _start(instance: ProblemInstance, replicates: int, dtype: str) -> Array:
     return jnp.broadcast_to(instance.theta0.astype(jnp.dtype(dtype)), (replicates, instance.d))
 
 
-def _first(thetas, times, instance, lr, recorder: Recorder, bound):
+def _first(thetas, times, instance, lr, recorder: Recorder, bound, measure=None):
     """The records at ``times[0]`` and the code they give (NaN records if diverged)."""
     rec = record(thetas, times[0], instance, lr, recorder)
     bad = diverged(rec, instance, bound)
+    if measure is not None:
+        rec = measure(thetas, rec)
     code = jnp.where(bad, RESULTS.diverged, RESULTS.successful).astype(jnp.int32)
     return jax.tree.map(lambda a: jnp.where(bad, jnp.nan, a), rec), code
 
@@ -245,6 +250,7 @@ def integrate_replicates(
     divergence_factor: float | Array = 1e6,
     throw: bool = True,
     stats: dict | None = None,
+    measure: Callable[[Array, dict], dict] | None = None,
 ) -> Solution:
     """Every replicate of a simulator over ``grid``, as a pure function: ``jit``, ``vmap``.
 
@@ -276,6 +282,9 @@ def integrate_replicates(
         ``vmap`` one diverging element raises: pass ``False`` for failure as data.
     stats : dict, optional
         Entries for ``Solution.stats`` (static).
+    measure : callable, optional
+        ``measure(thetas, rec)`` returns the record to keep in place of the recorder's
+        ``rec`` (e.g. risks measured on data rows); divergence is judged on the recorder's.
 
     Returns
     -------
@@ -301,11 +310,11 @@ def integrate_replicates(
     bound = divergence_bound(instance, divergence_factor)
     times = jnp.asarray(grid.times, jnp.float64)
     thetas0 = _start(instance, replicates, dtype)
-    first, code0 = _first(thetas0, times, instance, lr, recorder, bound)
+    first, code0 = _first(thetas0, times, instance, lr, recorder, bound, measure)
 
     def body(carry, j):
         return _interval(block_fn, carry, j, words, times, grid.stride, grid.block, instance,
-                         lr, recorder, bound)
+                         lr, recorder, bound, measure=measure)
 
     (_, code), recs = jax.lax.scan(body, (thetas0, code0),
                                    jnp.arange(1, len(grid.times), dtype=jnp.int64))
@@ -337,6 +346,7 @@ def run_replicates(
     optimum: StationaryPoint | None,
     attrs: dict | None,
     amend: Callable[[Array, dict], dict] | None = None,
+    record_optimum: bool = True,
 ) -> Solution:
     """The host run of a simulator (behind [`simulate_sgd`][advdyn.simulate.simulate_sgd] and
     [`simulate_hsgd`][advdyn.simulate.simulate_hsgd]).
@@ -346,7 +356,8 @@ def run_replicates(
     split over the local devices, and the run stops at the first divergent record.
     ``amend(thetas, rec)``, when given, returns the record to keep in place of the
     recorder's ``rec`` at each record (e.g. risks measured on data rows); divergence is
-    judged on the recorder's.
+    judged on the recorder's. ``record_optimum=False`` records no ``dist_to_opt`` (and
+    computes no optimum).
 
     Returns
     -------
@@ -361,7 +372,7 @@ def run_replicates(
         At the first record where the run diverged (see `diverged`).
     """
     grid = time_grid(instance.d, t_max, n_times, block_size)
-    recorder = make_recorder(instance, optimum)
+    recorder = make_recorder(instance, optimum) if record_optimum else Recorder(None)
     bound = divergence_bound(instance, divergence_factor)
     mesh = _replicate_mesh(replicates)
     thetas = _start(instance, replicates, dtype)

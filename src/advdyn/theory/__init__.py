@@ -10,7 +10,7 @@ from advdyn.deprecation import renamed
 from advdyn.theory.equivalence import solve_ridge_ode
 from advdyn.theory.ode import integrate_ode, make_integrator, solve_ode
 from advdyn.theory.rates import AbstractLearningRate, Constant, Decay, LineSearch, Polyak, StepDrop
-from advdyn.theory.spectral import BinnedInstance, bin_instance
+from advdyn.theory.spectral import BinnedInstance, bin_instance, quadrature_instance
 from advdyn.theory.stationary import (
     StationaryPoint,
     adversarial_optimum,
@@ -33,6 +33,7 @@ __all__ = [
     "integrate_ode",
     "make_integrator",
     "optimum",
+    "quadrature_instance",
     "solve_ode",
     "solve_ridge_ode",
 ]

@@ -58,6 +58,7 @@ import numpy as np
 from jaxtyping import ArrayLike, Float, Int
 
 from advdyn.precision import as_float64, float64
+from advdyn.problem.data import SpectralStatistics
 from advdyn.problem.instance import AbstractInstance, ProblemInstance
 from advdyn.problem.losses import AbstractLoss, LeastSquares
 from advdyn.problem.state import DirectionState
@@ -501,3 +502,76 @@ def bin_instance(
     )
 
 
+
+
+@float64
+def quadrature_instance(stats: SpectralStatistics, loss: AbstractLoss, epsilon: float,
+                        ridge: float, init_scale: float | None = None) -> BinnedInstance:
+    """A data set's surrogate on the nodes of its Gauss quadrature (one bin per node).
+
+    Each node ``nu_j`` of a
+    [`SpectralStatistics`][advdyn.problem.data.SpectralStatistics] becomes a bin of
+    ``density_j`` directions with eigenvalue ``nu_j`` (every component: the covariance is
+    shared), whose constant products are the quadrature masses of the reference vectors
+    divided by ``density_j``: ``sum_b n_b teacher2_b = sum_j (r_j . theta*)^2`` and so on,
+    so every sum the ODE takes is the quadrature of its measure. A node's direction count
+    is floored at ``1e-9 d / N`` (a node that only a reference vector reaches).
+
+    Parameters
+    ----------
+    stats : SpectralStatistics
+    loss : AbstractLoss
+    epsilon, ridge : float
+        Attack radius and explicit ridge.
+    init_scale : float, optional
+        ``theta_0 ~ N(0, init_scale^2 / d I)`` taken in expectation (isotropic:
+        ``E e_i^2 = init_scale^2 / d + theta*_i^2``, no cross terms), the ``d -> inf``
+        equivalent of a draw; required unless ``stats`` holds ``"theta0"``.
+
+    Returns
+    -------
+    BinnedInstance
+        float64, ``N`` bins.
+
+    Raises
+    ------
+    ValueError
+        If neither ``init_scale`` nor a ``"theta0"`` projection is given.
+    """
+    d = float(np.sum(stats.density))
+    count = np.maximum(stats.density, 1e-9 * d / stats.nodes.size)
+    means = [n for n in stats.names if n.startswith("mean")]
+    teacher2 = stats.measure("teacher", "teacher") / count
+    teacher_mean = np.stack([stats.measure("teacher", m) for m in means]) / count
+    mean_mean = np.stack([np.stack([stats.measure(a, b) for b in means]) for a in means]) / count
+    if "theta0" in stats.names:
+        P = stats.projections
+        err = P[:, stats.names.index("theta0")] - P[:, stats.names.index("teacher")]
+        err2 = err**2 / count
+        err_teacher = err * P[:, stats.names.index("teacher")] / count
+        err_mean = np.stack([err * P[:, stats.names.index(m)] for m in means]) / count
+    elif init_scale is not None:
+        err2 = init_scale**2 / d + teacher2
+        err_teacher = -teacher2
+        err_mean = -teacher_mean
+    else:
+        raise ValueError("quadrature_instance needs init_scale or a 'theta0' projection")
+    C = len(means)
+    return BinnedInstance(
+        eigenvalues=as_float64(np.repeat(stats.nodes[None], C, axis=0)),
+        multiplicity=as_float64(count),
+        teacher2=as_float64(teacher2),
+        teacher_mean=as_float64(teacher_mean),
+        mean_mean=as_float64(mean_mean),
+        init_err2=as_float64(err2),
+        init_err_teacher=as_float64(err_teacher),
+        init_err_mean=as_float64(err_mean),
+        weights=as_float64(stats.weights),
+        labels=as_float64(stats.labels),
+        noise=as_float64(stats.noise),
+        epsilon=as_float64(epsilon),
+        ridge=as_float64(ridge),
+        loss=loss,
+        task=stats.task,
+        d=as_float64(round(d)),
+    )

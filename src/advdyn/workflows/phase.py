@@ -37,6 +37,7 @@ from advdyn.io import write_json, write_netcdf
 from advdyn.io.files import folder_lock
 from advdyn.precision import float64
 from advdyn.problem.instance import stream_key
+from advdyn.simulate.data import integrate_data_sgd
 from advdyn.simulate.hsgd import integrate_hsgd
 from advdyn.simulate.sgd import integrate_sgd, time_grid
 from advdyn.solution import RESULTS
@@ -73,7 +74,7 @@ POINT_VARIABLES = ("result", "steps", "adv_risk_opt", "final_adv_risk", "final_c
                    "monotone_dist", "time_within")
 
 #: the stochastic methods ``run.methods`` may add to a phase diagram (pure solvers)
-STOCHASTIC = {"sgd": integrate_sgd, "hsgd": integrate_hsgd}
+STOCHASTIC = {"sgd": integrate_sgd, "hsgd": integrate_hsgd, "data_sgd": integrate_data_sgd}
 #: per-point quantities of a stochastic method ``m``, named ``m_<quantity>``
 STOCHASTIC_POINT_VARIABLES = ("result", "final_adv_risk", "final_clean_risk", "gap")
 
@@ -170,7 +171,7 @@ def phase_diagram(
         ``steps``, ``adv_risk_opt`` (the optimum's adversarial risk), ``final_adv_risk``,
         ``final_clean_risk``, ``monotone_dist`` (1 when ``dist_to_opt`` never increases
         between records, beyond ``1e-9`` of its largest value; NaN for a failed point) and
-        ``time_within`` on ``(fields...)``. For each of ``"sgd"``, ``"hsgd"`` in
+        ``time_within`` on ``(fields...)``. For each of ``"sgd"``, ``"hsgd"``, ``"data_sgd"`` in
         ``run.methods`` (the ODE always runs), its replicates on every point as one more
         batched solve (see `stochastic_diagram`): ``<m>_<record>`` on ``(fields...,
         replicate, time)`` and ``<m>_result``, ``<m>_final_adv_risk``,
@@ -179,22 +180,19 @@ def phase_diagram(
         holds ``<m>_compile_s`` and ``<m>_solve_s``. ``attrs``: ``solver`` (the
         integrators the calls used, comma-separated), ``chunk``, ``batch`` and ``devices``
         (`Batching`), ``factor``, ``fields``, ``methods``, ``config``;
-        ``attrs["surrogate"]`` is 1 for a data
-        problem: SGD and HSGD then run on its Gaussian surrogate, not on its rows.
+        ``attrs["surrogate"]`` is 1 for a data problem: SGD and HSGD then run on its
+        Gaussian surrogate, ``data_sgd`` on its rows (its records measured on the rows, as
+        in ``advdyn run``).
 
     Raises
     ------
     ConfigError
-        A field that cannot be swept, a value the config refuses, more than two fields, or
-        ``data_sgd`` in ``run.methods`` (field ``run.methods``).
+        A field that cannot be swept, a value the config refuses or more than two fields.
     """
     grids = check_axes(config, axes)
     if not factor > 1:
         raise ConfigError("phase.factor", f"must be > 1, got {factor:g}")
     rc = config.run
-    if "data_sgd" in rc.methods:  # SGD on a data set's rows is not batched over a grid
-        raise ConfigError("run.methods",
-                          "phase runs ode, sgd, hsgd; data_sgd is not batched over a grid")
     stochastic = [m for m in rc.methods if m in STOCHASTIC]
     if progress is not None and stochastic:  # one bar over every batched solve
         report, solves = progress, 1 + len(stochastic)
@@ -355,7 +353,7 @@ def stochastic_diagram(
     ----------
     config : Config
         The run config of the diagram.
-    method : {"sgd", "hsgd"}
+    method : {"sgd", "hsgd", "data_sgd"}
     names : sequence of str
         The swept fields (`LEAF_FIELDS`).
     points : ndarray, shape (P, len(names))
@@ -383,17 +381,23 @@ def stochastic_diagram(
     key = stream_key(config.problem.seed)
     blowup = jnp.asarray(rc.divergence_factor, jnp.float64)
     solve = STOCHASTIC[method]
+    # data_sgd: the rows (in the eigenbasis of ``instance``), an argument of the batched
+    # solve shared by every point (not a constant of the program)
+    data = None
+    if method == "data_sgd":
+        dp = data_problem(config.problem)
+        data = {"rows": jnp.asarray(dp.rows.astype(rc.dtype)), "targets": jnp.asarray(dp.targets)}
 
     # a grid over the rule alone has one optimum: computed once, not per point
     rule_only = all(LEAF_FIELDS[name][0] == "lr" for name in names)
 
-    def point(values):
+    def point(values, data):
         i, r = _at_point(names, instance, lr, values)
         opt = base_opt if rule_only else optimum(i)
         if isinstance(r, Polyak):  # its minimum objective follows the point's optimum
             r = _substitute(r, "min_objective", opt.objective)
         sol = solve(i, r, key, grid, replicates=rc.replicates, dtype=rc.dtype,
-                    divergence_factor=blowup, optimum=opt, throw=False)
+                    divergence_factor=blowup, optimum=opt, throw=False, **(data or {}))
         final = {k: jnp.mean(sol.ys[k][:, -1]) for k in ("adv_risk", "clean_risk")}
         return sol.ys, {"result": sol.result, "final_adv_risk": final["adv_risk"],
                         "final_clean_risk": final["clean_risk"]}
@@ -401,17 +405,20 @@ def stochastic_diagram(
     n_points = points.shape[0]
     if chunk is None:  # the iterates, a sampling block of each replicate, the records
         per_point = 8 * rc.replicates * (instance.d * (2 * grid.block + 16) + 32 * rc.n_times)
+        if data is not None:  # a replicate's predictions on every row at a record
+            per_point += 16 * data["rows"].shape[0]
         chunk = max(1, min(n_points, CHUNK_BYTES // per_point))
     size = -(-n_points // -(-n_points // max(1, min(chunk, n_points))))
     pad = (-n_points) % size
     padded = np.concatenate([points, np.repeat(points[-1:], pad, axis=0)]) if pad else points
     start = time.perf_counter()
-    compiled = jax.jit(jax.vmap(point)).lower(jnp.asarray(padded[:size])).compile()
+    compiled = jax.jit(jax.vmap(point, in_axes=(0, None))).lower(
+        jnp.asarray(padded[:size]), data).compile()
     compile_s = time.perf_counter() - start
     start = time.perf_counter()
     parts = []
     for lo in range(0, padded.shape[0], size):
-        parts.append(jax.tree.map(np.asarray, compiled(jnp.asarray(padded[lo:lo + size]))))
+        parts.append(jax.tree.map(np.asarray, compiled(jnp.asarray(padded[lo:lo + size]), data)))
         if progress is not None:
             progress(min(size, n_points - lo), n_points)
     solve_s = time.perf_counter() - start
@@ -520,7 +527,7 @@ def write_phase(config, out_dir: str | Path, *, progress=None, on_start=None) ->
     Raises
     ------
     ConfigError
-        An invalid grid, ``data_sgd`` in ``run.methods``, a data set that cannot be read
+        An invalid grid, a data set that cannot be read
         (before ``on_start``), ``out_dir`` naming a file, or another command writing there
         (field ``out``).
     """

@@ -183,17 +183,23 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
     # with run.bins the ODE runs on spectral bins; an ODE-only run of an isotropic spectrum
     # builds them from the config and draws no instance (advdyn.theory.spectral)
     grid = time_grid(config.problem.d, rc.t_max, rc.n_times, rc.block_size)
+    dp = data_problem(config.problem) if config.problem.data is not None else None
     with progress_phase("instance and optimum", enabled=progress):
-        instance, binned = spectral_instances(config)
-        base = instance if instance is not None else binned
-        # bins built from the config: the eigenvalue above which modes relaxed before the
-        # first record, binned coarser and followed at a looser tolerance there (one decision)
-        above = (config_relaxed_eigenvalue(config)
-                 if binned is not None and instance is None else None)
+        if dp is not None and dp.binned:  # the ODE on the quadrature's nodes (no eigenbasis)
+            instance, binned, base, above = None, None, dp.instance, None
+        else:
+            instance, binned = spectral_instances(config)
+            base = instance if instance is not None else binned
+            # bins built from the config: the eigenvalue above which modes relaxed before
+            # the first record, binned coarser and followed at a looser tolerance there
+            above = (config_relaxed_eigenvalue(config)
+                     if binned is not None and instance is None else None)
         ode_options = _ode_options(config, above)
         optimum = adversarial_optimum(base)
     lr = make_learning_rate(config.lr, base, optimum=optimum)
     attrs = {"config": config.to_json(), "advdyn_version": __version__, "seed": config.problem.seed}
+    if dp is not None:  # how the surrogate's spectrum was obtained
+        attrs["spectrum"] = dp.diagnostics["spectrum"]
 
     solutions: dict[str, Solution] = {}
     bins_attrs: dict[str, Any] = {}
@@ -222,11 +228,15 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
             key = stream_key(config.problem.seed)
             with progress_callback(method.upper(), enabled=progress) as report:
                 if method == "data_sgd":
-                    data = data_problem(config.problem)
-                    sol = simulate_data_sgd(instance, data.rows, data.targets, lr, key,
-                                            progress=report, **options)
+                    assert dp is not None
+                    if dp.binned:  # no eigenbasis: the rows' own risks and basis-free records
+                        options["optimum"] = None
+                    sol = simulate_data_sgd(dp.rows_instance, dp.rows, dp.targets, lr, key,
+                                            progress=report, measured_only=dp.binned,
+                                            **options)
                 else:
                     simulate = {"sgd": simulate_sgd, "hsgd": simulate_hsgd}[method]
+                    assert instance is not None  # the schema refuses them on a binned spectrum
                     sol = simulate(instance, lr, key, progress=report, **options)
         timings[method] = time.perf_counter() - start
         solutions[method] = sol
