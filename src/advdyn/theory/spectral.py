@@ -502,8 +502,6 @@ def bin_instance(
     )
 
 
-
-
 @float64
 def quadrature_instance(stats: SpectralStatistics, loss: AbstractLoss, epsilon: float,
                         ridge: float, init_scale: float | None = None) -> BinnedInstance:
