@@ -60,7 +60,13 @@ def test_theory_entry_points_return_float64_when_jax_float64_is_off(tmp_path):
     assert not undecorated, f"public theory functions without @float64: {undecorated}"
 
     out = tmp_path / "off.pkl"
-    env = {**os.environ, "JAX_ENABLE_X64": "0"}
+    # XLA's backend at optimisation level 0: the child's tiny calls are nearly all
+    # compilation (~550 programs, a third less CPU at level 0). The level is LLVM's code
+    # generation, after JAX has fixed every dtype; both passes run under it
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_backend_optimization_level" not in flags:
+        flags = f"{flags} --xla_backend_optimization_level=0".strip()
+    env = {**os.environ, "JAX_ENABLE_X64": "0", "XLA_FLAGS": flags}
     # the child also checks the rooms' jaxtyping annotations (shapes and dtypes) at run time
     child = subprocess.run([sys.executable, str(CALLS), str(out), "--jaxtyping"], env=env,
                            capture_output=True, text=True, timeout=1200)

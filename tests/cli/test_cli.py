@@ -299,24 +299,26 @@ def test_console_script_sgd_over_two_devices_with_an_empty_program_store(tmp_pat
     assert {p.name for p in (tmp_path / "out").iterdir()} >= {"ode.nc", "sgd.nc"}
 
 
-def test_console_script_exit_codes(tmp_path):
+def test_console_script_exit_codes(tmp_path, monkeypatch, dispatch):
+    # one console script per process start-up (a config error exits 2 with one line); the
+    # other statuses come from advdyn.cli.dispatch, which the console script runs after
+    # start-up: called here in this process (tests/cli/conftest.py)
     (tmp_path / "div.toml").write_text(DIVERGING)
     (tmp_path / "bad.toml").write_text("[problem]\nd = -3\n")
+    proc = console("run", "bad.toml", "-q", cwd=tmp_path)
+    assert proc.returncode == EXIT_USER_ERROR, proc.stderr
+    assert_one_error_line(proc.stderr, "problem.d")
+    monkeypatch.chdir(tmp_path)
     cases = [
-        (["run", "bad.toml", "-q"], EXIT_USER_ERROR, ["problem.d"]),
         (["run", "div.toml", "-q", "-m", "ode"], EXIT_DIVERGED, ["t =", "gamma = 10"]),
+        # click usage errors (not config errors) also exit 2 with one line naming the option
+        (["run", "--d", "abc"], EXIT_USER_ERROR, ["--d", "advdyn run --help"]),
+        (["runn"], EXIT_USER_ERROR, ["runn", "Did you mean 'run'?"]),
     ]
     for args, code, fields in cases:
-        proc = console(*args, cwd=tmp_path)
-        assert proc.returncode == code, (args, proc.stderr)
-        assert_one_error_line(proc.stderr, *fields)
-    # click usage errors (not config errors) also exit 2 with one line naming the option
-    proc = console("run", "--d", "abc", cwd=tmp_path)
-    assert proc.returncode == EXIT_USER_ERROR
-    assert_one_error_line(proc.stderr, "--d", "advdyn run --help")
-    proc = console("runn", cwd=tmp_path)
-    assert proc.returncode == EXIT_USER_ERROR
-    assert_one_error_line(proc.stderr, "runn", "Did you mean 'run'?")
+        status, _, err, _ = dispatch(*args)
+        assert status == code, (args, err)
+        assert_one_error_line(err, *fields)
 
 
 def _children(pid: int) -> set[int]:

@@ -82,18 +82,6 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
-def console(monkeypatch, capsys, *args) -> tuple[int, str, str, float]:
-    """``advdyn ARGS`` through :func:`advdyn.cli.dispatch`: (status, stdout, stderr, seconds)."""
-    monkeypatch.setattr(sys, "argv", ["advdyn", *map(str, args)])
-    monkeypatch.setattr(cli, "handle_interrupts", lambda: None, raising=False)
-    start = time.perf_counter()
-    with pytest.raises(SystemExit) as exc:
-        cli.dispatch()
-    seconds = time.perf_counter() - start
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err, seconds
-
-
 def one_error_line(err: str) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err
@@ -134,11 +122,11 @@ BAD = [
 ]
 
 
-def test_bad_inputs_exit_2_with_one_line_before_computing(workdir, monkeypatch, capsys):
+def test_bad_inputs_exit_2_with_one_line_before_computing(workdir, dispatch):
     before = listing(workdir)
     failures = []
     for args, field in BAD:
-        status, out, err, seconds = console(monkeypatch, capsys, *args)
+        status, out, err, seconds = dispatch(*args)
         try:
             assert status == 2, (status, out, err)
             assert field in one_error_line(err)
@@ -162,25 +150,25 @@ def test_printing_a_config_into_a_full_disk_is_one_line(name, monkeypatch, capsy
     assert "No space left" in one_error_line(capsys.readouterr().err)
 
 
-def test_an_output_path_that_is_a_file_fails_before_computing(workdir, monkeypatch, capsys):
+def test_an_output_path_that_is_a_file_fails_before_computing(workdir, dispatch):
     """Per writing command (and a sweep file whose ``out`` is a file): exit 2 within 3 s."""
     cases = [[*args, "-o", "a_file"] for args in WRITERS.values()]
     cases.append(["sweep", "sweep_to_file.toml", "-q"])
     for args in cases:
-        status, _, err, seconds = console(monkeypatch, capsys, *args)
+        status, _, err, seconds = dispatch(*args)
         assert status == 2, (args, err)
         assert "it is a file" in one_error_line(err), args
         assert seconds < 3.0, (args, seconds)
     assert (workdir / "a_file").read_text() == ""
 
 
-def test_a_folder_in_use_is_refused_by_every_writing_command(workdir, monkeypatch, capsys):
+def test_a_folder_in_use_is_refused_by_every_writing_command(workdir, dispatch):
     """The second command on a folder exits 2 naming the first, before computing (the
     holder here is this process; ``test_sme_interrupts_...`` pairs two real ``sme``)."""
     busy = workdir / "busy"
     with folder_lock(busy, "advdyn test-holder"):
         for name, args in WRITERS.items():
-            status, _, err, seconds = console(monkeypatch, capsys, *args, "-o", busy)
+            status, _, err, seconds = dispatch(*args, "-o", busy)
             assert status == 2, (name, err)
             assert "in use by advdyn test-holder" in one_error_line(err), name
             assert seconds < 3.0, (name, seconds)
@@ -238,12 +226,12 @@ def _interrupt_sme(tmp_path: Path, delays: list[float], second=None) -> None:
         assert listing(out) <= {".advdyn.lock", "sme_summary.json"}, listing(out)
 
 
-def test_sme_interrupts_exit_130_and_a_second_sme_is_refused(tmp_path, monkeypatch, capsys):
+def test_sme_interrupts_exit_130_and_a_second_sme_is_refused(tmp_path, dispatch):
     """Two interrupts at random moments of the first parts (the slow variant below runs
     ten over the whole run); while the first holds the folder a second ``sme`` exits 2."""
 
     def second(out):
-        status, _, err, _ = console(monkeypatch, capsys, "sme", "-o", out, "-q")
+        status, _, err, _ = dispatch("sme", "-o", out, "-q")
         assert status == 2 and "in use by advdyn sme" in one_error_line(err)
 
     rng = random.Random(26)

@@ -174,7 +174,7 @@ def runs(name: str, d: int = 2000, seed: int = 0):
 
 @pytest.mark.parametrize("name", ["ls-anisotropic", "logistic-mixture"])
 def test_hsgd_agrees_with_sgd_and_ode_within_3_percent(name):
-    """Issue 3 acceptance: the SDE mean within 3% of the ODE and of the SGD mean, d = 2000.
+    """The SDE mean within 3% of the ODE and of the SGD mean at d = 2000.
 
     Largest gaps measured over seeds 0-3 (16 replicates of each): least squares SDE vs ODE
     0.9-1.7%, SDE vs SGD 1.6-2.1%; logistic SDE vs ODE 0.4-0.9%, SDE vs SGD 0.6-1.0%. See

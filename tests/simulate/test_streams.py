@@ -78,7 +78,7 @@ def mixture():
 
 
 def test_sgd_stream_does_not_depend_on_grid_replicates_or_block(mixture):
-    """Issue 13: SGD at common times is bitwise equal for n_times 11 and 61, for 4 and 8
+    """SGD at common times is bitwise equal for n_times 11 and 61, for 4 and 8
     replicates and for two block sizes (the stream is indexed by (seed, r, k) only)."""
     a = _sgd(mixture)
     b = _sgd(mixture, n_times=11)
@@ -102,7 +102,8 @@ def test_hsgd_stream_does_not_depend_on_grid_or_replicates(mixture):
 
 
 def test_grid_never_passes_t_max():
-    """Issue 13: d = 1000, t_max = 1, n_times = 7 used to end at 1.008."""
+    """The last record is t_max itself (d = 1000, t_max = 1, n_times = 7 once ended at
+    1.008)."""
     for d, t_max, n in ((1000, 1.0, 7), (999, 0.37, 61), (3, 2.0, 61), (1000, 6.0, 61)):
         g = ad.time_grid(d, t_max, n)
         assert g.times[-1] <= t_max + 1e-15

@@ -82,9 +82,10 @@ def test_line_search_minimises_the_instantaneous_risk_change():
 def test_rules_are_capped():
     cfg = _cfg({"kind": "polyak", "gamma_max": 0.3}, d=300)
     inst = advdyn.instantiate(cfg.problem)
-    ode = to_dataset(advdyn.solve_ode(inst, make_learning_rate(cfg.lr, inst), np.linspace(0, 1, 5)))
+    times = time_grid(inst.d, 3.0, 31).times  # (the shapes of the Polyak check above)
+    ode = to_dataset(advdyn.solve_ode(inst, make_learning_rate(cfg.lr, inst), times))
     np.testing.assert_allclose(ode["lr"].values, 0.3)
-    ode = to_dataset(advdyn.solve_ode(inst, LineSearch(0.25), np.linspace(0, 1, 5)))
+    ode = to_dataset(advdyn.solve_ode(inst, LineSearch(0.25), times))
     np.testing.assert_allclose(ode["lr"].values, 0.25)
 
 

@@ -16,7 +16,7 @@ from advdyn.workflows.limits import default_inits, limit_report, monotone_scan
 runner = CliRunner()
 
 
-def _instance(d=300, **over):
+def _instance(d=200, **over):  # (one d for the file's checks: shared compiled programs)
     cfg = advdyn.default_config().with_overrides(**{"problem.d": d, **over})
     return advdyn.instantiate(cfg.problem)
 
@@ -73,7 +73,7 @@ def test_limit_cli_writes_json(tmp_path):
 
 
 def test_limit_cli_needs_a_constant_rate(write_toml, tmp_path):
-    path = write_toml('[problem]\nd = 50\n[lr]\nkind = "polyak"\n')
+    path = write_toml('[problem]\nd = 200\n[lr]\nkind = "polyak"\n')
     res = runner.invoke(app, ["limit", str(path), "--out", str(tmp_path)])
     assert res.exit_code == EXIT_USER_ERROR
     assert "lr" in res.output and "--gamma" in res.output

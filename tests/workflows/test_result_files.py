@@ -1,6 +1,6 @@
 """Result files: no stale or corrupt results, one writer per folder, umask.
 
-Each test reproduces one finding of the issue and fails on the code before the fix:
+Each test reproduces one way results went wrong, and fails where it comes back:
 a truncated or empty point file blocked the sweep for ever, temporary files of a killed
 sweep survived its resume, two runs or sweeps on one folder interleaved, a run left the
 files of an earlier run beside its own, and atomic writes created files with mode 0600.
