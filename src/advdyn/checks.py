@@ -308,6 +308,23 @@ def simulation(d: int, t_max: Any, n_times: Any, replicates: Any, block_size: An
         dtype_name(dtype, "dtype")
 
 
+def theory_instance(instance: Any, field: str = "instance") -> Any:
+    """An instance the theory may take: eigenvalues finite where they are concrete (a traced
+    instance is not checked).
+
+    A binned data problem's ``rows_instance`` (the surrogate's vectors in the data's own
+    basis, for ``data_sgd``) has NaN eigenvalues, since that basis has none.
+    """
+    lam = getattr(instance, "eigenvalues", None)
+    if lam is None or type(lam).__name__.endswith("Tracer"):
+        return instance
+    if not np.all(np.isfinite(np.asarray(lam))):
+        raise ConfigError(field, "has non-finite eigenvalues: it is not an input of the theory "
+                          "(a binned data problem's rows_instance has none: use "
+                          "data_problem(...).instance)")
+    return instance
+
+
 def output_folder(value: Any, field: str = "out") -> Path:
     """A result folder: a non-empty path that is not an existing file.
 

@@ -43,7 +43,8 @@ def _surrogate(tmp_path, spectrum: str, epsilon: float = 0.0):
         "loss": "least_squares", "init": {"scale": 0.0}, "epsilon": epsilon,
         "data": {"path": str(tmp_path / "X.npy"), "target": str(tmp_path / "y.npy"),
                  "task": "regression", "standardize": "none", "standardize_target": False,
-                 "spectrum": spectrum, "probes": 4, "lanczos_steps": 2}}})
+                 "spectrum": spectrum,
+                 **({"probes": 4, "lanczos_steps": 2} if spectrum == "binned" else {})}}})
     return ad.data_problem(cfg.problem)
 
 

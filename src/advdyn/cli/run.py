@@ -124,7 +124,9 @@ def data_report(data: dict) -> list[str]:
     lines = [
         f"data: n = {data['n']}, d = {data['d']} (effective dimension "
         f"{data['effective_dimension']:.4g}), {data['task']}; {data['spectrum']}; "
-        f"data-scaled radius {data['radius']:.4g}",
+        f"data-scaled radius {data['radius']:.4g}"
+        + (f"; spectrum change at half the Lanczos steps {data['spectrum_rel_change']:.3g}"
+           if data.get("spectrum_rel_change") is not None else ""),
         f"  excess kurtosis of projections (0 for Gaussian data, +/- {se:.2g}): teacher "
         f"{data['kurtosis_teacher']:.3g}, largest over the top eigendirections "
         f"{max(map(abs, data['kurtosis_top']), default=0.0):.3g}",

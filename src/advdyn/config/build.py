@@ -192,9 +192,12 @@ def _instantiate(config: C.ProblemConfig, loss: AbstractLoss | None) -> ProblemI
     if config.data is not None:
         dp = data_problem(config, loss)
         if isinstance(dp.instance, BinnedInstance):
-            raise ConfigError("problem.data.spectrum", "a binned spectrum ("
-                              f"{dp.diagnostics['spectrum']}) has no per-direction instance, "
-                              "which this needs; use problem.data.spectrum = 'dense'")
+            raise ConfigError("problem.data.spectrum", "instantiate (and the commands built on "
+                              "it: advdyn limit, SGD on the surrogate) needs the surrogate in "
+                              "its eigenbasis, direction by direction, which a binned "
+                              f"spectrum ({dp.diagnostics['spectrum']}) does not build; use "
+                              "problem.data.spectrum = 'dense' (d up to a few thousand), or "
+                              "data_problem(...).instance for the ODE on the quadrature")
         return dp.instance
     d = config.d
     rng = np.random.default_rng(seed_sequences(config.seed)[0])
@@ -348,8 +351,9 @@ class DataProblem(NamedTuple):
         What ``data_sgd`` steps with, in the basis of ``rows``: ``instance`` itself on the
         dense path; on the binned path the loss, radius, ridge, ``theta*``, the means and
         ``theta_0`` in the original basis, whose covariance is not diagonal: its
-        eigenvalues are unused placeholders (ones), and ``data_sgd`` records only what the
-        rows and the basis-free order parameters give (`advdyn.simulate.data`).
+        eigenvalues are NaN (the theory refuses it: not a theory input), and ``data_sgd``
+        records only what the rows and the basis-free order parameters give
+        (`advdyn.simulate.data`).
     """
 
     instance: ProblemInstance | BinnedInstance
@@ -412,11 +416,13 @@ def load_data(data: C.DataProblemConfig) -> tuple[np.ndarray, np.ndarray]:
 
 @functools.lru_cache(maxsize=2)
 def _data_moments(data: C.DataProblemConfig, stamp: tuple, teacher_norm: float,
-                  theta0_file: Path | None):
+                  theta0_file: Path | None, gaussian_init: tuple[int, float] | None):
     """Read and summarise a data set once per file version (``stamp``: mtimes and sizes of
-    the data and, on the binned path, of ``theta0_file``, whose measures it needs)."""
+    the data and, on the binned path, of ``theta0_file``, whose measures it needs) and
+    initial iterate (``gaussian_init``: the seed and scale of a Gaussian ``theta_0``, whose
+    measures the binned path needs too)."""
     X, y = load_data(data)
-    path = data.spectrum_path
+    path = data.spectrum_method
     stats: MixtureStatistics | SpectralStatistics
     if path == "dense":
         try:
@@ -428,22 +434,35 @@ def _data_moments(data: C.DataProblemConfig, stamp: tuple, teacher_norm: float,
                                   "problem.data.spectrum = 'binned'") from None
             path = "binned"
     if path == "binned":
-        theta0 = _file_theta0(theta0_file, X.shape[1]) if theta0_file is not None else None
+        if theta0_file is not None:
+            theta0 = _file_theta0(theta0_file, X.shape[1])
+        else:
+            assert gaussian_init is not None  # data_problem passes one or the other
+            theta0 = gaussian_theta0(*gaussian_init, X.shape[1])
         stats = spectral_statistics(X, y, data.task, teacher_norm, probes=data.probes,
                                     steps=data.lanczos_steps, seed=data.probe_seed,
                                     theta0=theta0)
     diagnostics = surrogate_diagnostics(X, y, stats)
     if isinstance(stats, SpectralStatistics):
-        diagnostics["spectrum"] = stats.path
+        diagnostics["spectrum"] = stats.method
         diagnostics["teacher_residual"] = stats.residual
         rows = X
     else:
         diagnostics["spectrum"] = "dense"
         rows = X @ stats.basis
     # the cache hands out the same arrays to every caller: none of them may change them
-    for array in (rows, y, *(v for v in stats if isinstance(v, np.ndarray))):
+    half = getattr(stats, "half", None)
+    arrays = [v for part in (stats, half or ()) for v in part if isinstance(v, np.ndarray)]
+    for array in (rows, y, *arrays):
         array.setflags(write=False)
     return rows, y, stats, diagnostics
+
+
+def gaussian_theta0(seed: int, scale: float, d: int) -> np.ndarray:
+    """A data problem's Gaussian ``theta_0 ~ N(0, scale^2 / d I)`` in the data's own basis
+    (the first draws of the instance stream of ``seed``, as a synthetic problem's)."""
+    rng = np.random.default_rng(seed_sequences(seed)[0])
+    return scale * rng.standard_normal(d) / np.sqrt(d)
 
 
 def _file_theta0(path: Path, d: int) -> np.ndarray:
@@ -465,12 +484,11 @@ def data_problem(config: C.ProblemConfig, loss: AbstractLoss | None = None) -> D
 
     The data are read once per file version (a small cache) and standardised
     ([`load_data`][advdyn.config.build.load_data]); the surrogate keeps their first and second
-    moments (`advdyn.problem.data`), on the path ``data.spectrum_path`` chooses
+    moments (`advdyn.problem.data`), on the path ``data.spectrum_method`` chooses
     ([`DataProblemConfig`][advdyn.config.DataProblemConfig]). ``theta_0`` is drawn
     as for a synthetic problem (the same seed gives the same ``N(0, scale^2/d I)``
-    coordinates, isotropic in any basis: taken as eigenbasis coordinates on the dense path,
-    as original ones for ``data_sgd`` on the binned path, whose ODE takes the draw in
-    expectation) or read from a file in the original basis.
+    coordinates, `gaussian_theta0`) or read from a file; either is a vector in the data's
+    own basis, the same on both paths, and both the ODE and ``data_sgd`` start from it.
 
     Parameters
     ----------
@@ -492,23 +510,25 @@ def data_problem(config: C.ProblemConfig, loss: AbstractLoss | None = None) -> D
     data = config.data
     if data is None:
         raise ConfigError("problem.data", "this problem has no data set")
-    file_init = None if isinstance(config.init, C.GaussianInit) else Path(config.init.path)
+    init = config.init
+    file_init = Path(init.path) if isinstance(init, C.FileInit) else None
+    seed_scale = (config.seed, float(init.scale)) if isinstance(init, C.GaussianInit) else None
     rows, y, stats, diagnostics = _data_moments(data, _stamp(data, file_init),
-                                                float(config.task.teacher_norm), file_init)
+                                                float(config.task.teacher_norm), file_init,
+                                                seed_scale)
     d = rows.shape[1]
     loss = loss if loss is not None else make_loss(config.loss)
-    if isinstance(config.init, C.GaussianInit):
-        rng = np.random.default_rng(seed_sequences(config.seed)[0])
-        theta0, basis = config.init.scale * rng.standard_normal(d) / np.sqrt(d), "eigen"
-    else:
-        theta0, basis = _file_theta0(Path(config.init.path), d), "original"
+    theta0 = (_file_theta0(file_init, d) if file_init is not None
+              else gaussian_theta0(*seed_scale, d) if seed_scale is not None
+              else None)
+    assert theta0 is not None  # a Gaussian or a file init
     instance: ProblemInstance | BinnedInstance
-    if isinstance(stats, SpectralStatistics):
-        scale = config.init.scale if isinstance(config.init, C.GaussianInit) else None
-        instance = quadrature_instance(stats, loss, config.epsilon, config.ridge, scale)
+    if isinstance(stats, SpectralStatistics):  # theta_0's measures are in the statistics
+        instance = quadrature_instance(stats, loss, config.epsilon, config.ridge)
         rows_instance = rows_basis_instance(stats, loss, config.epsilon, config.ridge, theta0)
     else:
-        instance = surrogate_instance(stats, loss, config.epsilon, config.ridge, theta0, basis)
+        instance = surrogate_instance(stats, loss, config.epsilon, config.ridge, theta0,
+                                      "original")
         rows_instance = instance
     return DataProblem(instance, rows, y, stats, dict(diagnostics), rows_instance)
 

@@ -249,6 +249,10 @@ Init = Annotated[
 DENSE_MAX_D = 2000
 
 
+#: ``[problem.data]`` settings of the binned spectrum only
+BINNED_SETTINGS = ("probes", "lanczos_steps", "probe_seed")
+
+
 class DataProblemConfig(_Model):
     """A data set as the problem: ``[problem.data]`` (advdyn.problem.data).
 
@@ -263,7 +267,7 @@ class DataProblemConfig(_Model):
     ``spectrum``: ``"dense"`` diagonalises the ``d x d`` covariance, ``"binned"`` takes its
     Gauss quadrature from ``lanczos_steps`` block-Lanczos passes over the rows with
     ``probes`` Rademacher probes drawn from ``probe_seed`` (`advdyn.problem.data`),
-    ``"auto"`` chooses by `spectrum_path` (dense up to ``d = DENSE_MAX_D = 2000``).
+    ``"auto"`` chooses by `spectrum_method` (dense up to ``d = DENSE_MAX_D = 2000``).
     """
 
     path: Path
@@ -274,7 +278,7 @@ class DataProblemConfig(_Model):
     standardize_target: StrictBool = True
     spectrum: Literal["auto", "dense", "binned"] = "auto"
     probes: int = Field(strict=True, default=16, ge=1, le=4096)
-    lanczos_steps: int = Field(strict=True, default=20, ge=1, le=1000)
+    lanczos_steps: int = Field(strict=True, default=20, ge=2, le=1000)
     probe_seed: int = Field(strict=True, default=0, ge=0, le=2**63 - 1)
 
     _shape: tuple[int | None, int] = PrivateAttr(default=(None, 0))
@@ -349,7 +353,7 @@ class DataProblemConfig(_Model):
         return target
 
     @property
-    def spectrum_path(self) -> str:
+    def spectrum_method(self) -> str:
         """The path the spectrum takes: ``"dense"`` or ``"binned"``.
 
         ``spectrum`` when it is not ``"auto"``; otherwise ``"dense"`` for ``d <= DENSE_MAX_D``
@@ -362,6 +366,11 @@ class DataProblemConfig(_Model):
         if self.spectrum != "auto":
             return self.spectrum
         return "dense" if self.n_features <= DENSE_MAX_D else "binned"
+
+    def binned_settings(self) -> list[str]:
+        """The `BINNED_SETTINGS` that differ from their defaults."""
+        fields = type(self).model_fields
+        return [n for n in BINNED_SETTINGS if getattr(self, n) != fields[n].default]
 
     @property
     def n_features(self) -> int:
@@ -458,11 +467,17 @@ class ProblemConfig(_Model):
             raise ValueError(f"task: {self.task.kind!r} differs from data.task = "
                              f"{data.task!r}; omit problem.task")
         given = {"spectrum": self.spectrum != IdentitySpectrum(),
-                 "components": self.components is not None}
+                 "components": self.components is not None,
+                 # the surrogate's label noise is the data's residual noise
+                 "task.noise": getattr(self.task, "noise", 0.0) != 0.0}
         for name, set_ in given.items():
             if set_:
                 raise ValueError(f"{name}: a data problem takes it from problem.data; "
                                  "remove it")
+        if data.spectrum == "dense":
+            for name in data.binned_settings():
+                    raise ValueError(f"data.{name}: applies to a binned spectrum only, and "
+                                     "data.spectrum = 'dense'; remove it")
 
     def resolved_components(self) -> list[Component]:
         """Return the mixture components, filling in the default mixture of the task."""
@@ -583,13 +598,22 @@ class Config(_Model):
         elif "methods" not in self.run.model_fields_set:
             run = self.run.model_copy(update={"methods": ["ode", "data_sgd"]})
             object.__setattr__(self, "run", run)
-        elif self.problem.data.spectrum_path == "binned":
+        elif self.problem.data.spectrum_method == "binned":
             surrogate = [m for m in self.run.methods if m in ("sgd", "hsgd")]
+            data = self.problem.data
+            why = (f"problem.data.spectrum = {data.spectrum!r}, d = {data.n_features} > "
+                   f"{DENSE_MAX_D}" if data.spectrum == "auto"
+                   else "problem.data.spectrum = 'binned'")
             if surrogate:
                 raise ValueError(f"run.methods: {surrogate[0]!r} samples the surrogate in its "
-                                 "eigenbasis, which a binned spectrum (problem.data.spectrum, "
-                                 f"d > {DENSE_MAX_D}) does not build; use 'ode' and "
-                                 "'data_sgd', or problem.data.spectrum = 'dense'")
+                                 f"eigenbasis, which a binned spectrum ({why}) does not "
+                                 "build; use 'ode' and 'data_sgd', or problem.data.spectrum "
+                                 "= 'dense'")
+        if self.problem.data is not None and self.problem.data.spectrum_method == "binned":
+            if self.run.bins is not None:
+                raise ValueError("run.bins: a binned data spectrum is already binned (one bin "
+                                 "per quadrature node; problem.data.lanczos_steps and .probes "
+                                 "set them); remove run.bins")
         return self
 
     @model_validator(mode="after")

@@ -325,7 +325,8 @@ class SpectralStatistics(NamedTuple):
     * the eigenvalue count (density): ``(d / k) sum_{probes} (r_j . z)^2`` per node, the
       Hutchinson estimate of ``#{i: lambda_i in a neighbourhood of nu_j}`` (its total is
       exactly ``d``; a spectral sum ``sum_i f(lambda_i)`` has relative standard deviation
-      about ``sqrt(2 / (k d_eff))``).
+      about ``sqrt(2 / (k d_eff))``); exactly 1 per node once the space is ``R^d`` (the
+      Ritz vectors are then eigenvectors).
 
     Attributes
     ----------
@@ -347,6 +348,10 @@ class SpectralStatistics(NamedTuple):
     residual : float
         Regression: ``|M theta* - X^T y / n| / |X^T y / n|`` of the teacher (``M`` the
         second moment); 0 for classification.
+    half : SpectralStatistics or None
+        The same statistics from the first ``steps // 2`` blocks of the same Krylov basis
+        (its ``half`` is None), against which a result's convergence in ``steps`` is
+        measured; None when fewer than two blocks were taken.
     """
 
     weights: np.ndarray
@@ -364,6 +369,7 @@ class SpectralStatistics(NamedTuple):
     probes: int
     steps: int
     residual: float
+    half: SpectralStatistics | None = None
 
     @property
     def radius(self) -> float:
@@ -376,7 +382,7 @@ class SpectralStatistics(NamedTuple):
         return self.nodes
 
     @property
-    def path(self) -> str:
+    def method(self) -> str:
         """How the spectrum was obtained, e.g. ``"binned (Lanczos, 16 probes, 20 steps)"``."""
         return f"binned (Lanczos, {self.probes} probes, {self.steps} steps)"
 
@@ -425,11 +431,13 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
     seed : int
         Seed of the probes (``numpy.random.default_rng(seed)``).
     theta0 : ndarray, shape (d,), optional
-        An initial iterate whose measures are needed (a file init).
+        The initial iterate, whose measures the ODE needs
+        ([`quadrature_instance`][advdyn.theory.spectral.quadrature_instance]).
 
     Returns
     -------
     SpectralStatistics
+        With ``half`` (from the first ``steps // 2`` blocks) when two or more were taken.
     """
     X = np.asarray(X, np.float64)
     y = np.asarray(y, np.float64)
@@ -491,33 +499,46 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
         for _ in range(2):  # full reorthogonalisation, twice is enough
             W = W - basis @ (basis.T @ W)
         Q = _orthonormal(W, floor * max(float(np.abs(products[0]).max()), 1.0))
-    basis = np.hstack(blocks)
-    MB = np.hstack(products)
-    M_small = basis.T @ MB
-    M_small = (M_small + M_small.T) / 2
-    if task == "regression":
-        lam, S = np.linalg.eigh(M_small)
-        keep = lam > max(n, d) * np.finfo(np.float64).eps * max(float(lam.max()), 1e-300)
-        coef_b = S.T @ (basis.T @ b)
-        sol = S @ np.where(keep, coef_b / np.where(keep, lam, 1.0), 0.0)
-        teacher = basis @ sol
-        residual = float(np.linalg.norm(MB @ sol - b) / max(float(np.linalg.norm(b)), 1e-300))
-        noise = float(np.sqrt(max(float(y @ y) / n - 2 * float(b @ teacher)
-                                  + float(sol @ M_small @ sol), 0.0)))
-    else:
-        residual, noise = 0.0, 0.0
-    # Rayleigh-Ritz of Sigma = M - sum_c pi_c mu_c mu_c^T on the space
-    Bm = basis.T @ means.T
-    T = M_small - (Bm * weights) @ Bm.T
-    nodes, S = np.linalg.eigh((T + T.T) / 2)
-    vectors = [teacher, *means] + ([np.asarray(theta0, np.float64)] if theta0 is not None else [])
-    projections = S.T @ (basis.T @ np.column_stack(vectors))
-    density = (d / probes) * np.sum((S.T @ (basis.T @ Z)) ** 2, axis=1)
-    k = min(TOP_DIRECTIONS, S.shape[1])
-    top = basis @ S[:, ::-1][:, :k]
-    return SpectralStatistics(weights, labels, means, teacher, noise, class_mismatch, task,
-                              np.clip(nodes, 0.0, None), density, projections, names, top,
-                              int(probes), len(blocks), residual)
+    def ritz(nb: int) -> SpectralStatistics:  # Rayleigh-Ritz on the first nb blocks
+        basis = np.hstack(blocks[:nb])
+        MB = np.hstack(products[:nb])
+        M_small = basis.T @ MB
+        M_small = (M_small + M_small.T) / 2
+        teacher = teacher_c
+        if task == "regression":
+            lam, S = np.linalg.eigh(M_small)
+            keep = lam > max(n, d) * np.finfo(np.float64).eps * max(float(lam.max()), 1e-300)
+            coef_b = S.T @ (basis.T @ b)
+            sol = S @ np.where(keep, coef_b / np.where(keep, lam, 1.0), 0.0)
+            teacher = basis @ sol
+            residual = float(np.linalg.norm(MB @ sol - b) / max(float(np.linalg.norm(b)),
+                                                                1e-300))
+            noise = float(np.sqrt(max(float(y @ y) / n - 2 * float(b @ teacher)
+                                      + float(sol @ M_small @ sol), 0.0)))
+        else:
+            residual, noise = 0.0, 0.0
+        # Rayleigh-Ritz of Sigma = M - sum_c pi_c mu_c mu_c^T on the space
+        Bm = basis.T @ means.T
+        T = M_small - (Bm * weights) @ Bm.T
+        nodes, S = np.linalg.eigh((T + T.T) / 2)
+        vectors = [teacher, *means] + ([np.asarray(theta0, np.float64)]
+                                       if theta0 is not None else [])
+        projections = S.T @ (basis.T @ np.column_stack(vectors))
+        if basis.shape[1] == d:  # the whole space: the Ritz vectors are eigenvectors
+            density = np.ones(d)
+        else:
+            density = (d / probes) * np.sum((S.T @ (basis.T @ Z)) ** 2, axis=1)
+        k = min(TOP_DIRECTIONS, S.shape[1])
+        top = basis @ S[:, ::-1][:, :k]
+        return SpectralStatistics(weights, labels, means, teacher, noise, class_mismatch, task,
+                                  np.clip(nodes, 0.0, None), density, projections, names, top,
+                                  int(probes), nb, residual)
+
+    teacher_c = teacher
+    full = ritz(len(blocks))
+    if len(blocks) < 2:
+        return full
+    return full._replace(half=ritz(len(blocks) // 2))
 
 
 @float64
@@ -527,10 +548,13 @@ def rows_basis_instance(stats: SpectralStatistics, loss: AbstractLoss, epsilon: 
     [`ProblemInstance`][advdyn.problem.instance.ProblemInstance] in the original basis, for SGD
     on the rows.
 
-    The covariance is not diagonal in that basis, so the eigenvalues are placeholders
-    (ones): the loss, ``eps``, the ridge, ``theta*``, the means and ``theta_0`` are right and
-    so is every basis-free quantity of them (``norm``, ``overlap``); the surrogate's risks
-    of an iterate are not (`advdyn.simulate.data` records none on this path).
+    The covariance is not diagonal in that basis, so it has no eigenvalues: they are NaN,
+    which [`solve_ode`][advdyn.theory.solve_ode] and
+    [`adversarial_optimum`][advdyn.theory.adversarial_optimum] refuse
+    (`advdyn.checks.theory_instance`), so that it is not taken for a theory input. The loss,
+    ``eps``, the ridge, ``theta*``, the means and ``theta_0`` are right and so is every
+    basis-free quantity of them (``norm``, ``overlap``); `advdyn.simulate.data` records no
+    surrogate risk on this path.
 
     Parameters
     ----------
@@ -545,5 +569,5 @@ def rows_basis_instance(stats: SpectralStatistics, loss: AbstractLoss, epsilon: 
     ProblemInstance
         float64.
     """
-    return _instance(stats, np.ones(stats.means.shape[1]), stats.teacher, stats.means,
+    return _instance(stats, np.full(stats.means.shape[1], np.nan), stats.teacher, stats.means,
                      theta0, loss, epsilon, ridge)

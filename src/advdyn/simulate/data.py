@@ -200,7 +200,8 @@ def simulate_data_sgd(
         ``instance`` is only right up to its covariance (the rows' basis is not its
         eigenbasis: [`rows_basis_instance`][advdyn.problem.data.rows_basis_instance]): record
         the risks measured on the rows, ``norm``, ``overlap`` and ``lr``, and refuse a rate
-        that reads the iterate's statistics.
+        that reads the iterate's statistics. Needed for an instance without eigenvalues
+        (NaN, as ``rows_basis_instance`` gives).
 
     Returns
     -------
@@ -212,7 +213,8 @@ def simulate_data_sgd(
     ------
     ConfigError
         If ``rows`` is not ``(n, d)`` with ``n >= 2`` or ``targets`` not ``(n,)`` (fields
-        ``rows``, ``targets``), or a run argument is invalid.
+        ``rows``, ``targets``), an instance without eigenvalues is not ``measured_only``
+        (field ``instance``) or a run argument is invalid.
     DivergenceError
         If the risk becomes non-finite or exceeds the divergence threshold.
     """
@@ -228,6 +230,15 @@ def simulate_data_sgd(
     if np.shape(targets) != (rows_np.shape[0],):
         raise ConfigError("targets", f"must have shape ({rows_np.shape[0]},), got "
                           f"{np.shape(targets)}")
+    eigenvalues = np.asarray(instance.eigenvalues)
+    if not np.all(np.isfinite(eigenvalues)):
+        if not measured_only:
+            raise ConfigError("instance", "has no eigenvalues (a binned data problem's "
+                              "rows_instance): run it with measured_only=True")
+        # the recorder's surrogate risks are discarded (only the divergence check reads them:
+        # finite exactly when the iterate is): any finite covariance serves
+        instance = eqx.tree_at(lambda i: i.eigenvalues, instance,
+                               jax.device_put(np.ones_like(eigenvalues)))
     rows_j = jax.device_put(rows_np.astype(jnp.dtype(dtype)))
     targets_j = jax.device_put(np.asarray(targets, np.float64))
     amend = _measurement(rows_j, targets_j, instance, measured_only)

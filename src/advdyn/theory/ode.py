@@ -601,6 +601,7 @@ def solve_ode(
     """
     checks.recording_times(times, "times")
     checks.learning_rate(lr, "lr")
+    checks.theory_instance(instance)
     times_np = np.asarray(times, dtype=np.float64)
     t_dev = jax.device_put(times_np)  # (jnp.asarray would compile a copy kernel)
     args, kind, atol_used, relaxed_above = _arguments(

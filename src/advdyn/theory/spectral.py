@@ -504,7 +504,7 @@ def bin_instance(
 
 @float64
 def quadrature_instance(stats: SpectralStatistics, loss: AbstractLoss, epsilon: float,
-                        ridge: float, init_scale: float | None = None) -> BinnedInstance:
+                        ridge: float) -> BinnedInstance:
     """A data set's surrogate on the nodes of its Gauss quadrature (one bin per node).
 
     Each node ``nu_j`` of a
@@ -513,18 +513,17 @@ def quadrature_instance(stats: SpectralStatistics, loss: AbstractLoss, epsilon: 
     shared), whose constant products are the quadrature masses of the reference vectors
     divided by ``density_j``: ``sum_b n_b teacher2_b = sum_j (r_j . theta*)^2`` and so on,
     so every sum the ODE takes is the quadrature of its measure. A node's direction count
-    is floored at ``1e-9 d / N`` (a node that only a reference vector reaches).
+    is floored at ``1e-9 d / N`` (a node that only a reference vector reaches). The initial
+    error ``theta_0 - theta*`` is that of the actual ``theta_0`` whose projections the
+    statistics hold (``"theta0"``), not an average over draws.
 
     Parameters
     ----------
     stats : SpectralStatistics
+        With a ``"theta0"`` reference vector.
     loss : AbstractLoss
     epsilon, ridge : float
         Attack radius and explicit ridge.
-    init_scale : float, optional
-        ``theta_0 ~ N(0, init_scale^2 / d I)`` taken in expectation (isotropic:
-        ``E e_i^2 = init_scale^2 / d + theta*_i^2``, no cross terms), the ``d -> inf``
-        equivalent of a draw; required unless ``stats`` holds ``"theta0"``.
 
     Returns
     -------
@@ -534,26 +533,22 @@ def quadrature_instance(stats: SpectralStatistics, loss: AbstractLoss, epsilon: 
     Raises
     ------
     ValueError
-        If neither ``init_scale`` nor a ``"theta0"`` projection is given.
+        If ``stats`` holds no ``"theta0"`` projection.
     """
+    if "theta0" not in stats.names:
+        raise ValueError("quadrature_instance needs statistics with a 'theta0' projection "
+                         "(spectral_statistics(..., theta0=...))")
     d = float(np.sum(stats.density))
     count = np.maximum(stats.density, 1e-9 * d / stats.nodes.size)
     means = [n for n in stats.names if n.startswith("mean")]
     teacher2 = stats.measure("teacher", "teacher") / count
     teacher_mean = np.stack([stats.measure("teacher", m) for m in means]) / count
     mean_mean = np.stack([np.stack([stats.measure(a, b) for b in means]) for a in means]) / count
-    if "theta0" in stats.names:
-        P = stats.projections
-        err = P[:, stats.names.index("theta0")] - P[:, stats.names.index("teacher")]
-        err2 = err**2 / count
-        err_teacher = err * P[:, stats.names.index("teacher")] / count
-        err_mean = np.stack([err * P[:, stats.names.index(m)] for m in means]) / count
-    elif init_scale is not None:
-        err2 = init_scale**2 / d + teacher2
-        err_teacher = -teacher2
-        err_mean = -teacher_mean
-    else:
-        raise ValueError("quadrature_instance needs init_scale or a 'theta0' projection")
+    P = stats.projections
+    err = P[:, stats.names.index("theta0")] - P[:, stats.names.index("teacher")]
+    err2 = err**2 / count
+    err_teacher = err * P[:, stats.names.index("teacher")] / count
+    err_mean = np.stack([err * P[:, stats.names.index(m)] for m in means]) / count
     C = len(means)
     return BinnedInstance(
         eigenvalues=as_float64(np.repeat(stats.nodes[None], C, axis=0)),

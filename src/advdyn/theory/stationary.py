@@ -496,6 +496,7 @@ def adversarial_optimum(
     >>> bool(opt.converged)
     True
     """
+    checks.theory_instance(instance)
     point = optimum(instance, rtol=rtol, tol=tol)
     if not bool(point.converged):
         warnings.warn(

@@ -27,7 +27,7 @@ constants follow XLA's own buffer accounting of the executables a run compiles
 * **data** (a ``[problem.data]`` problem, float64): the table as read, standardised and in
   the eigenbasis (``3 n d``, ``n`` from the header, or for a ``.csv`` an upper bound from its
   size) and, while the surrogate is built, the ``d x d`` covariances (per class and pooled),
-  eigenvectors and ``eigh`` work (``(C + 3) d^2``); on the binned path (``spectrum_path``)
+  eigenvectors and ``eigh`` work (``(C + 3) d^2``); on the binned path (``spectrum_method``)
   the table twice (``2 n d``) and the Krylov basis with its products (``2 m (k + C + 2) d``
   for ``m`` steps and ``k`` probes); ``data_sgd`` holds the rows once more in
   ``run.dtype`` (``n d``) and its iterates as SGD's. A refusal then names
@@ -170,7 +170,7 @@ def estimate_memory(config: Config, available: tuple[int, str] | None = None) ->
         n = _data_rows(p.data)
         # the table as read, standardised and rotated (kept for data_sgd), and the d x d
         # covariances (per class, pooled), eigenvectors and eigh work
-        if p.data.spectrum_path == "binned":
+        if p.data.spectrum_method == "binned":
             # the table as read and standardised; the Krylov basis and its products (m
             # blocks of probes + C + 2 columns) and the n x block product of one pass
             block = p.data.probes + n_comp + 2

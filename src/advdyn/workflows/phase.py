@@ -45,6 +45,7 @@ from advdyn.theory.ode import integrate_ode
 from advdyn.theory.rates import Polyak
 from advdyn.theory.stationary import optimum
 from advdyn.workflows.bins import spectral_instances
+from advdyn.workflows.run import check_data_spectrum
 
 #: config fields that are array leaves of the built instance or rule: a grid over them is
 #: one compiled, vmapped solve (``instance`` or ``lr`` attribute they set)
@@ -107,6 +108,10 @@ def check_axes(config: Config, axes: Mapping[str, Sequence[float]]) -> dict[str,
         raise ConfigError("phase", f"needs one or two fields, got {len(axes)}")
     out = {}
     for name, values in axes.items():
+        if name == "problem.task.noise" and config.problem.data is not None:
+            raise ConfigError(name, "a data problem's label noise is the residual noise of "
+                              "its data (problem.data), which advdyn run uses: it cannot be "
+                              "swept; sweep problem.epsilon, problem.ridge or the rule")
         if name not in LEAF_FIELDS:
             raise ConfigError(name, "cannot be swept in one batched solve; fields that can: "
                               + ", ".join(LEAF_FIELDS))
@@ -182,12 +187,16 @@ def phase_diagram(
         (`Batching`), ``factor``, ``fields``, ``methods``, ``config``;
         ``attrs["surrogate"]`` is 1 for a data problem: SGD and HSGD then run on its
         Gaussian surrogate, ``data_sgd`` on its rows (its records measured on the rows, as
-        in ``advdyn run``).
+        in ``advdyn run``), and ``attrs["spectrum"]`` says how its spectrum was obtained
+        (``"dense"`` or ``"binned (Lanczos, ...)"``); on a binned one the ODE runs on the
+        quadrature's nodes (``data_sgd``, ``sgd`` and ``hsgd`` are refused there).
 
     Raises
     ------
     ConfigError
-        A field that cannot be swept, a value the config refuses or more than two fields.
+        A field that cannot be swept (``problem.task.noise`` on a data problem, whose noise
+        the data fix), a value the config refuses, more than two fields, or a method a
+        binned data spectrum cannot run (``run.methods``).
     """
     grids = check_axes(config, axes)
     if not factor > 1:
@@ -197,8 +206,19 @@ def phase_diagram(
     if progress is not None and stochastic:  # one bar over every batched solve
         report, solves = progress, 1 + len(stochastic)
         progress = lambda advance, total: report(advance, total * solves)  # noqa: E731
-    base_config = config.with_overrides(**{"run.bins_relaxed": False}) if rc.bins else config
-    instance, binned = spectral_instances(base_config)
+    dp = data_problem(config.problem) if config.problem.data is not None else None
+    if dp is not None:
+        check_data_spectrum(config, dp)
+    if dp is not None and dp.binned:  # the ODE on the quadrature's nodes (no eigenbasis)
+        if "data_sgd" in stochastic:
+            raise ConfigError("run.methods", "phase runs data_sgd on a dense data spectrum "
+                              "only; on this binned one use methods = ['ode'] here and "
+                              "advdyn run (or advdyn sweep) for data_sgd")
+        instance, binned = None, dp.instance
+    else:
+        base_config = (config.with_overrides(**{"run.bins_relaxed": False}) if rc.bins
+                       else config)
+        instance, binned = spectral_instances(base_config)
     inst = binned if binned is not None else instance
     base_opt = optimum(inst)
     lr = make_learning_rate(config.lr, inst, optimum=base_opt)
@@ -300,6 +320,8 @@ def phase_diagram(
         "devices": plan.devices,
         "surrogate": int(config.problem.data is not None),  # SGD/HSGD on the data's surrogate
     })
+    if dp is not None:  # how the surrogate's spectrum was obtained
+        ds.attrs["spectrum"] = dp.diagnostics["spectrum"]
     timings = {"compile_s": compile_s, "solve_s": solve_s, "points": float(n_points),
                "optimum_s": optimum_s, "solve_cpu_s": solve_cpu_s}
     for method in stochastic:

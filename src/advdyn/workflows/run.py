@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,17 +19,19 @@ import numpy as np
 import xarray as xr
 
 from advdyn._version import __version__
-from advdyn.config.build import data_problem, make_learning_rate
-from advdyn.config.schema import Config, ConstantLR
-from advdyn.errors import DivergenceError
+from advdyn.config.build import DataProblem, data_problem, make_learning_rate
+from advdyn.config.schema import DENSE_MAX_D, Config, ConstantLR
+from advdyn.errors import ConfigError, DivergenceError
 from advdyn.io import compare, gap_over_time, to_dataset, write_json, write_netcdf
 from advdyn.io.files import folder_lock
+from advdyn.problem.data import SpectralStatistics
 from advdyn.problem.instance import stream_key
 from advdyn.simulate.data import simulate_data_sgd
 from advdyn.simulate.hsgd import simulate_hsgd
 from advdyn.simulate.sgd import simulate_sgd, time_grid
 from advdyn.solution import Solution
 from advdyn.theory.ode import solve_ode
+from advdyn.theory.spectral import quadrature_instance
 from advdyn.theory.stationary import adversarial_optimum
 from advdyn.workflows.bins import (
     config_relaxed_eigenvalue,
@@ -132,9 +135,50 @@ def _start(config: Config, on_start: Callable[[], None] | None) -> None:
     bad file's error is the only line a command prints (the data are cached for the
     methods)."""
     if config.problem.data is not None:
-        data_problem(config.problem)
+        check_data_spectrum(config, data_problem(config.problem))
     if on_start is not None:
         on_start()
+
+
+def check_data_spectrum(config: Config, dp: DataProblem) -> None:
+    """What the spectrum a data problem took (known once the data are read: an ``"auto"``
+    spectrum is binned where the dense covariance does not fit in memory) cannot run or
+    does not use.
+
+    Raises
+    ------
+    ConfigError
+        On a binned spectrum: naming ``run.methods`` for SGD on the surrogate (``sgd``,
+        ``hsgd``), which needs the eigenbasis it does not build, or ``run.bins`` (the
+        quadrature's nodes are the bins).
+
+    Warns
+    -----
+    UserWarning
+        One line, when ``problem.data.probes``, ``lanczos_steps`` or ``probe_seed`` is not
+        its default and an ``"auto"`` spectrum is dense (they apply to a binned one only;
+        an explicit ``"dense"`` spectrum refuses them in the schema).
+    """
+    data = config.problem.data
+    assert data is not None
+    if not dp.binned:
+        unused = [f"problem.data.{name}" for name in data.binned_settings()]
+        if unused:
+            warnings.warn(f"{', '.join(unused)} not used (binned spectrum only): the "
+                          f"spectrum is dense (d = {dp.rows.shape[1]} <= {DENSE_MAX_D})",
+                          UserWarning, stacklevel=2)
+        return
+    why = dp.diagnostics["spectrum"]
+    if data.spectrum_method == "dense":
+        why += ", the dense covariance does not fit in memory"
+    surrogate = [m for m in config.run.methods if m in ("sgd", "hsgd")]
+    if surrogate:
+        raise ConfigError("run.methods", f"{surrogate[0]!r} samples the surrogate in its "
+                          f"eigenbasis, which the binned spectrum ({why}) does not build; use "
+                          "'ode' and 'data_sgd'")
+    if config.run.bins is not None:
+        raise ConfigError("run.bins", f"the binned data spectrum ({why}) is already binned "
+                          "(one bin per quadrature node); remove run.bins")
 
 
 def _compute(config: Config, progress: bool) -> RunResult:
@@ -203,6 +247,7 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
 
     solutions: dict[str, Solution] = {}
     bins_attrs: dict[str, Any] = {}
+    spectrum_attrs: dict[str, Any] = {}
     timings: dict[str, float] = {}
     for method in rc.methods:
         start = time.perf_counter()
@@ -214,6 +259,9 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
 
             with progress_phase("ODE", enabled=progress):
                 sol = ode_on(binned if binned is not None else base)
+                if dp is not None and dp.binned:  # the quadrature at half the steps
+                    spectrum_attrs["spectrum_rel_change"] = spectrum_change(
+                        config, dp, sol, ode_on)
                 if binned is not None:  # eigenvalue above which the bins are coarser
                     bins_attrs["bins_relaxed_above"] = math.nan if above is None else above
                     if rc.bins_check:  # the change at twice the bins
@@ -236,7 +284,7 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
                                             **options)
                 else:
                     simulate = {"sgd": simulate_sgd, "hsgd": simulate_hsgd}[method]
-                    assert instance is not None  # the schema refuses them on a binned spectrum
+                    assert instance is not None  # check_data_spectrum refuses them when binned
                     sol = simulate(instance, lr, key, progress=report, **options)
         timings[method] = time.perf_counter() - start
         solutions[method] = sol
@@ -244,6 +292,7 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
     datasets = {m: to_dataset(sol, attrs) for m, sol in solutions.items()}
     if "ode" in datasets:
         datasets["ode"].attrs.update(bins_attrs)
+        datasets["ode"].attrs.update(spectrum_attrs)
 
     summary: dict[str, Any] = {
         "advdyn_version": __version__,
@@ -262,6 +311,9 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
         }
     if config.problem.data is not None:
         summary["data"] = _data_summary(config, datasets)
+        if "spectrum_rel_change" in spectrum_attrs:
+            change = spectrum_attrs["spectrum_rel_change"]
+            summary["data"]["spectrum_rel_change"] = change if math.isfinite(change) else None
     if "ode" in datasets and "bins_used" in datasets["ode"].attrs:
         keys = ("bins", "bins_used", "bins_rel_change", "bins_source")
         summary["bins"] = {k: datasets["ode"].attrs[k] for k in keys}
@@ -273,6 +325,64 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
     summary["config"] = config.model_dump(mode="json")
 
     return RunResult(datasets, summary)
+
+
+#: ``spectrum_rel_change`` above which a run on a binned data spectrum warns
+SPECTRUM_REL_CHANGE_WARN = 0.01
+#: the final records ``spectrum_rel_change`` compares
+SPECTRUM_CHECK_NAMES = ("adv_risk", "clean_risk", "dist_to_opt")
+
+
+def spectrum_change(config: Config, dp: DataProblem, sol: Solution,
+                    ode_on: Callable[[Any], Solution]) -> float:
+    """How far a binned data spectrum's ODE is from converged in ``lanczos_steps``.
+
+    Re-solves the ODE on the quadrature from the first half of the Krylov blocks
+    (``SpectralStatistics.half``, Rayleigh-Ritz on the same basis, no pass over the rows) and
+    returns the largest relative change of the final ``adv_risk``, ``clean_risk`` and
+    ``dist_to_opt`` against the full quadrature's (0 when the Krylov space is ``R^d``, where
+    the quadrature is exact; NaN when one block was taken without spanning it; infinite when
+    the coarser ODE diverged). Warns (``UserWarning``, one line) above
+    `SPECTRUM_REL_CHANGE_WARN`.
+
+    Parameters
+    ----------
+    config : Config
+    dp : DataProblem
+        A binned data problem.
+    sol : Solution
+        Its ODE on the full quadrature.
+    ode_on : callable
+        ``ode_on(instance) -> Solution`` with the run's grid, rule and tolerances.
+
+    Returns
+    -------
+    float
+    """
+    stats = dp.statistics
+    assert isinstance(stats, SpectralStatistics)
+    if stats.nodes.size == config.problem.d:  # the space is R^d: the quadrature is exact
+        return 0.0
+    if stats.half is None:
+        return math.nan
+    p = config.problem
+    try:
+        half = ode_on(quadrature_instance(stats.half, dp.instance.loss, p.epsilon, p.ridge))
+    except DivergenceError:  # the coarser quadrature's ODE did not get through
+        half = None
+    change = math.inf if half is None else max(
+        abs(float(half.ys[k][-1]) - float(sol.ys[k][-1])) / abs(float(sol.ys[k][-1]))
+        for k in SPECTRUM_CHECK_NAMES if k in sol.ys)
+    if not change <= SPECTRUM_REL_CHANGE_WARN:
+        data = p.data
+        assert data is not None
+        warnings.warn(
+            f"the binned spectrum is not converged: the final records change by {change:.3g} "
+            f"between {stats.half.steps} and {stats.steps} Lanczos steps (more than "
+            f"{SPECTRUM_REL_CHANGE_WARN:g}); raise problem.data.lanczos_steps (now "
+            f"{data.lanczos_steps}) or problem.data.probes (now {data.probes})",
+            UserWarning, stacklevel=2)
+    return change
 
 
 def _data_summary(config: Config, datasets: dict[str, xr.Dataset]) -> dict[str, Any]:
