@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from advdyn import cli
@@ -56,6 +57,9 @@ FILES = {
     "posterior_tmax.toml": "[highdim]\nt_max = 1e300\n",
     "sme_control.toml": "[control]\nt_max = 1e300\n",
     "a_file": "",
+    # a data problem (rows written by the fixture) whose noise, the data's, is swept
+    "phase_data_noise.toml": '[problem.data]\npath = "rows.npz"\ntask = "regression"\n'
+                             '[phase]\nx = { field = "problem.task.noise", values = [0, 1] }\n',
 }
 
 
@@ -76,6 +80,8 @@ def workdir(tmp_path, monkeypatch):
 
     for name, text in FILES.items():
         (tmp_path / name).write_text(text)
+    rows = np.random.default_rng(0).standard_normal((40, 5))
+    np.savez(tmp_path / "rows.npz", X=rows, y=rows @ np.ones(5))
     (tmp_path / "a_folder").mkdir()
     os.mkfifo(tmp_path / "a_fifo")
     monkeypatch.chdir(tmp_path)
@@ -107,6 +113,7 @@ BAD = [
     (["run", "--d", "0"], "problem.d"),
     (["run", "--d", "100000000000", "--method", "sgd"], "problem.d"),  # memory
     (["sweep", "sweep_x.toml"], "grid"),
+    (["phase", "phase_data_noise.toml"], "problem.task.noise"),
     (["sweep", "sweep.toml", "--scheduler", "notaurl"], "scheduler"),
     (["limit", "--gamma", "-1"], "--gamma"),
     (["monotone", "--lr", "abc"], "--lr"),

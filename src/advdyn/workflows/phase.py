@@ -129,6 +129,29 @@ def check_axes(config: Config, axes: Mapping[str, Sequence[float]]) -> dict[str,
     return out
 
 
+def check_phase(config: Config, axes: Mapping[str, Sequence[float]],
+                factor: float) -> dict[str, np.ndarray]:
+    """Every check of a phase diagram that needs no solve: the grid (`check_axes`), the
+    factor, and for a data problem what its spectrum can run (the data are read, cached).
+
+    Raises
+    ------
+    ConfigError
+        As [`phase_diagram`][advdyn.workflows.phase.phase_diagram] says.
+    """
+    grids = check_axes(config, axes)
+    if not factor > 1:
+        raise ConfigError("phase.factor", f"must be > 1, got {factor:g}")
+    if config.problem.data is not None:
+        dp = data_problem(config.problem)
+        check_data_spectrum(config, dp)
+        if dp.binned and "data_sgd" in config.run.methods:
+            raise ConfigError("run.methods", "phase runs data_sgd on a dense data spectrum "
+                              "only; on this binned one use methods = ['ode'] here and "
+                              "advdyn run (or advdyn sweep) for data_sgd")
+    return grids
+
+
 def _substitute(obj, attr: str, value):
     return eqx.tree_at(lambda o: getattr(o, attr), obj, value)
 
@@ -198,22 +221,14 @@ def phase_diagram(
         the data fix), a value the config refuses, more than two fields, or a method a
         binned data spectrum cannot run (``run.methods``).
     """
-    grids = check_axes(config, axes)
-    if not factor > 1:
-        raise ConfigError("phase.factor", f"must be > 1, got {factor:g}")
+    grids = check_phase(config, axes, factor)
     rc = config.run
     stochastic = [m for m in rc.methods if m in STOCHASTIC]
     if progress is not None and stochastic:  # one bar over every batched solve
         report, solves = progress, 1 + len(stochastic)
         progress = lambda advance, total: report(advance, total * solves)  # noqa: E731
     dp = data_problem(config.problem) if config.problem.data is not None else None
-    if dp is not None:
-        check_data_spectrum(config, dp)
     if dp is not None and dp.binned:  # the ODE on the quadrature's nodes (no eigenbasis)
-        if "data_sgd" in stochastic:
-            raise ConfigError("run.methods", "phase runs data_sgd on a dense data spectrum "
-                              "only; on this binned one use methods = ['ode'] here and "
-                              "advdyn run (or advdyn sweep) for data_sgd")
         instance, binned = None, dp.instance
     else:
         base_config = (config.with_overrides(**{"run.bins_relaxed": False}) if rc.bins
@@ -562,8 +577,8 @@ def write_phase(config, out_dir: str | Path, *, progress=None, on_start=None) ->
     run_config = config.run_config()
     out = Path(out_dir)
     with folder_lock(out, "advdyn phase"):
-        if run_config.problem.data is not None:  # a bad data file: its error is the only line
-            data_problem(run_config.problem)  # read once (cached for the solve)
+        # a bad grid or data file: its error is the only line (the data read once, cached)
+        check_phase(run_config, axes, ph.factor)
         if on_start is not None:
             on_start()
         start = time.perf_counter()
