@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import types
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -38,7 +39,7 @@ def _caller_level() -> int:
     (a ``from module import name`` reaching a module ``__getattr__``) are skipped
     uncounted, as ``warnings.warn`` skips them."""
     internal = _internal_folders()
-    frame = sys._getframe(1)  # warn_deprecated
+    frame: types.FrameType | None = sys._getframe(1)  # warn_deprecated
     level = 1
     while frame is not None:
         name = frame.f_code.co_filename
