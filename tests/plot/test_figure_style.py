@@ -233,7 +233,7 @@ def _digits():
     return sme.plot_digits(ds, {})
 
 
-def _phase_ode(fields=("problem.epsilon", "lr.gamma"), sgd=False):
+def _phase_ode(fields=("problem.epsilon", "lr.gamma"), sgd=False, data=False):
     from advdyn.plot.phase_diagram import plot_phase
 
     eps, gamma = np.linspace(0.0, 1.0, 5), np.geomspace(0.1, 3.0, 6)
@@ -257,6 +257,9 @@ def _phase_ode(fields=("problem.epsilon", "lr.gamma"), sgd=False):
         ds["sgd_gap"] = (dims, 0.05 * risk)
         ds["sgd_result"] = (dims, sgd_result)
         ds.attrs["methods"] = ["ode", "sgd"]
+        if data:  # a data problem's three methods: the longest title
+            ds["data_sgd_gap"], ds["data_sgd_result"] = ds["sgd_gap"], ds["sgd_result"]
+            ds.attrs.update(methods=["ode", "data_sgd", "sgd"], surrogate="binned")
     return plot_phase(ds)
 
 
@@ -265,6 +268,7 @@ FIGURES = {
     "phase_ode_one_field": lambda: _phase_ode(("problem.epsilon",)),
     "phase_ode_sgd": lambda: _phase_ode(sgd=True),
     "phase_ode_sgd_one_field": lambda: _phase_ode(("problem.epsilon",), sgd=True),
+    "phase_data_three_methods": lambda: _phase_ode(sgd=True, data=True),
     "risk": _risk, "monotone": _monotone, "phase": _phase, "critical_eps": _critical,
     "linear_fig2": _fig2, "linear_fig3": _fig3, "linear_scaling": _scaling,
     "posterior_bound_terms": _bound_terms, "posterior_shrinkage": _shrinkage,
