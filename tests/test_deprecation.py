@@ -25,6 +25,7 @@ RENAMED = [
     ("advdyn.sme", "loglog_slope", "advdyn.sme.moments:loglog_fit"),
     ("advdyn.sme.equations", "simulate_sgd", "advdyn.sme.equations:simulate_objective_sgd"),
     ("advdyn.sme.equations", "recording_grid", "advdyn.sme.equations:step_grid"),
+    ("advdyn.sme.equations", "recorded_paths", "advdyn.sme.equations:recorded_replicates"),
     ("advdyn.sme.moments", "loglog_slope", "advdyn.sme.moments:loglog_fit"),
 ]
 
@@ -68,11 +69,11 @@ def test_the_paths_keyword_warns_and_still_sets_the_replicates(monkeypatch):
 
     runs = []
 
-    def fake_recorded_paths(step, observe, model, state0, key, rs, stride, n_rec, chunk):
+    def fake_recorded_replicates(step, observe, model, state0, key, rs, stride, n_rec, chunk):
         runs.append(len(rs))  # the many-run scan itself is tested in tests/sme
         return {"adv_risk": jnp.zeros((len(rs), n_rec + 1))}
 
-    monkeypatch.setattr(equations, "recorded_paths", fake_recorded_paths)
+    monkeypatch.setattr(equations, "recorded_replicates", fake_recorded_replicates)
     ob = GaussianLeastSquares(jnp.ones(2), jnp.ones(2), 0.5, eps=0.1)
     args = (ob, 0.1, jnp.zeros(2), jax.random.key(0))
     with pytest.warns(DeprecationWarning, match=r"sgd\(paths=...\).*replicates="):

@@ -176,7 +176,7 @@ def _spectrum():
     return posterior.plot_variance_spectrum(_high())
 
 
-def _sme_risks():
+def _sme_risks(attrs=None):
     ones = np.ones((2, 3, T.size))
     curve = ones * (0.5 + np.exp(-T))
     return sme.plot_risks(xr.Dataset(
@@ -185,7 +185,14 @@ def _sme_risks():
          "adv_risk_sd": (("training", "solver", "time"), 0.05 * ones),
          "clean_risk_sd": (("training", "solver", "time"), 0.05 * ones)},
         coords={"training": ["clean", "adversarial"], "solver": ["sgd", "sme1", "sme2"],
-                "time": T}, attrs={"eta": 0.05, "replicates": 64, "eps": 0.3}))
+                "time": T}, attrs=attrs or {"eta": 0.05, "replicates": 64, "eps": 0.3}))
+
+
+def test_sme_risks_of_an_older_file_names_its_replicates():
+    # an sme_risks.nc of advdyn 0.1 has the attribute "paths", not "replicates"
+    old = {"eta": 0.05, "paths": 64, "eps": 0.3}  # rename29: keep
+    assert "64 replicates" in _sme_risks(old).get_suptitle()
+    assert "64 replicates" in _sme_risks().get_suptitle()
 
 
 def _weak_error():
