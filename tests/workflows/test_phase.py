@@ -271,3 +271,23 @@ def test_each_point_gets_the_optimum_of_its_own_instance_values(chunk):
                        for r in TWO_INSTANCE_FIELDS["problem.ridge"]])
     assert len(np.unique(direct.round(12))) == direct.size  # every point's is its own
     np.testing.assert_allclose(ds["adv_risk_opt"].values, direct, rtol=1e-12, atol=0)
+
+
+def test_a_line_panel_with_no_finite_value_draws_its_failed_points_without_warning():
+    """A one-field panel whose non-failed values are all NaN (an SGD gap where every
+    replicate diverged, a time never reached) puts its failed crosses at 0, silently."""
+    import warnings
+
+    from advdyn.plot.phase_diagram import plot_phase
+
+    dims, nan = ("problem.epsilon",), [np.nan] * 3
+    ds = xr.Dataset({"final_adv_risk": (dims, [1.0, 1.0, np.nan]),
+                     "final_clean_risk": (dims, [1.0, 1.0, np.nan]),
+                     "monotone_dist": (dims, [1.0, 1.0, np.nan]), "time_within": (dims, nan),
+                     "result": (dims, [0, 0, 1]), "sgd_gap": (dims, nan),
+                     "sgd_result": (dims, [0, 0, 1])},
+                    coords={"problem.epsilon": [0.0, 0.5, 1.0], "time": np.linspace(0, 3, 4)},
+                    attrs={"fields": list(dims), "factor": 1.1, "methods": ["ode", "sgd"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_phase(ds)

@@ -185,9 +185,10 @@ def _line(ax, ds, field_name, values, failed, label, scale, unreached=None) -> N
         ax.plot(x[unreached], np.full(int(unreached.sum()), float(ds["time"][-1])), "^",
                 markerfacecolor="white", color="C1", linestyle="none",
                 label="not reached by t_max")
-    if np.any(failed):
+    if np.any(failed):  # drawn at the least value shown (0 when none is finite)
+        shown = values[ok & np.isfinite(values)]
         ax.plot(x[failed], np.zeros(int(failed.sum())) if scale == "binary" else
-                np.full(int(failed.sum()), np.nanmin(values[ok]) if np.any(ok) else 0.0),
+                np.full(int(failed.sum()), shown.min() if shown.size else 0.0),
                 "x", color="0.3", label="diverged / failed")
     if np.any(failed) or (unreached is not None and np.any(unreached)):
         style.legend(ax)
