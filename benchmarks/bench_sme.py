@@ -3,13 +3,13 @@
 Problem: adversarial least squares, d = 2 (spectrum {0.5, 2}), theta* = (1, -0.5),
 theta_0 = (0, 0.5), sigma = 0.5, eps = 0.3, eta = 0.05, horizon tau = 2.
 
-1. Throughput: paths per second of SGD itself and of the order-1/order-2 SMEs (Euler at
-   dt = eta, and the extrapolated weak-order-2 scheme at dt = eta/2), 4,000 paths batched;
+1. Throughput: replicates per second of SGD itself and of the order-1/order-2 SMEs (Euler at
+   dt = eta, and the extrapolated weak-order-2 scheme at dt = eta/2), 4,000 replicates batched;
    compile time (first call) reported apart from the run time (median of ``--repeats``).
 2. Weak error per second: clean least squares (SME 3 check 1: d = 3, exact moments, no
    Monte Carlo), the weak error of each order at eta from 0.05 down, against the
-   wall time of an SGD run of the same eta (``paths`` paths). The SME of order 2 reaches a
-   given weak error at a larger eta, hence with fewer steps.
+   wall time of an SGD run of the same eta (``--replicates`` replicates). The SME of
+   order 2 reaches a given weak error at a larger eta, hence with fewer steps.
 
     python benchmarks/bench_sme.py [--replicates 4000] [--repeats 3]
 """
@@ -71,8 +71,8 @@ def main() -> None:
                 scheme="extrapolated"),
         }
         print(f"throughput: d = 2, eta = {eta}, tau = {t_max} ({int(t_max / eta)} SGD steps), "
-              f"{m} paths")
-        print("| solver | compile+first s | run s | paths/s | run / SGD run |")
+              f"{m} replicates")
+        print("| solver | compile+first s | run s | replicates/s | run / SGD run |")
         print("| --- | ---: | ---: | ---: | ---: |")
         base = None
         for name, fn in cases.items():
@@ -84,7 +84,7 @@ def main() -> None:
         study = weak_error_study([0.5, 1.0, 2.0], 0.5, [1.0, -1.0, 0.5], etas, 2.0)
         obc = GaussianLeastSquares(jnp.array([0.5, 1.0, 2.0]), jnp.zeros(3), 0.5, 0.0)
         d0 = jnp.array([1.0, -1.0, 0.5])
-        print(f"\nweak error (exact moments, check-1 problem) vs compute for {m} paths")
+        print(f"\nweak error (exact moments, check-1 problem) vs compute for {m} replicates")
         print("| eta | SGD steps | SGD run s | SME1 run s (euler, dt=eta) | weak error order 1 |"
               " SME2 run s (extrapolated, dt=eta/2) | weak error order 2 |")
         print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")

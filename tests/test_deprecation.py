@@ -25,6 +25,7 @@ RENAMED = [
     ("advdyn.sme", "loglog_slope", "advdyn.sme.moments:loglog_fit"),
     ("advdyn.sme.equations", "simulate_sgd", "advdyn.sme.equations:simulate_objective_sgd"),
     ("advdyn.sme.equations", "recording_grid", "advdyn.sme.equations:step_grid"),
+    ("advdyn.sme.equations", "recorded_paths", "advdyn.sme.equations:recorded_replicates"),
     ("advdyn.sme.moments", "loglog_slope", "advdyn.sme.moments:loglog_fit"),
 ]
 
@@ -68,11 +69,11 @@ def test_the_paths_keyword_warns_and_still_sets_the_replicates(monkeypatch):
 
     runs = []
 
-    def fake_recorded_paths(step, observe, model, state0, key, rs, stride, n_rec, chunk):
+    def fake_recorded_replicates(step, observe, model, state0, key, rs, stride, n_rec, chunk):
         runs.append(len(rs))  # the many-run scan itself is tested in tests/sme
         return {"adv_risk": jnp.zeros((len(rs), n_rec + 1))}
 
-    monkeypatch.setattr(equations, "recorded_paths", fake_recorded_paths)
+    monkeypatch.setattr(equations, "recorded_replicates", fake_recorded_replicates)
     ob = GaussianLeastSquares(jnp.ones(2), jnp.ones(2), 0.5, eps=0.1)
     args = (ob, 0.1, jnp.zeros(2), jax.random.key(0))
     with pytest.warns(DeprecationWarning, match=r"sgd\(paths=...\).*replicates="):
@@ -167,6 +168,51 @@ def test_instance_dimension_warns_and_gives_d_as_an_int():
         with pytest.warns(DeprecationWarning, match=r"Instance\.dimension is deprecated.*use d"):
             value = instance.dimension
         assert value == 12 and type(value) is int
+
+
+# ------------------------------------------------- warnings name the user's line
+def _attributed_to_this_file(action) -> list[str]:
+    """The files each DeprecationWarning of ``action()`` is attributed to."""
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        action()
+    files = [w.filename for w in record if issubclass(w.category, DeprecationWarning)]
+    assert files, "no DeprecationWarning"
+    return files
+
+
+def test_every_deprecation_is_attributed_to_the_callers_file(tmp_path):
+    # Python's default filters show a DeprecationWarning only where it names __main__'s
+    # code, so each must name the user's line, not a frame inside advdyn or equinox
+    import advdyn
+    from advdyn.config.schema import default_config
+    from advdyn.config.sme import default_sme_config, load_sme_config, validate_sme_config
+    from advdyn.sme import GaussianLeastSquares, equations
+
+    inst = advdyn.instantiate(default_config().with_overrides(**{"problem.d": 6}).problem)
+    binned = advdyn.bin_instance(inst, 3)
+    toml = tmp_path / "old.toml"
+    toml.write_text("[risks]\npaths = 3\n")
+    ob = GaussianLeastSquares(jnp.ones(2), jnp.ones(2), 0.5, eps=0.1)
+
+    def from_import():
+        from advdyn import Loss  # noqa: F401  # rename29: keep
+
+    actions = {
+        "instance.dimension": lambda: inst.dimension,  # rename29: keep
+        "binned.dimension": lambda: binned.dimension,  # rename29: keep
+        "module attribute": lambda: advdyn.sme.simulate_sgd,  # rename29: keep
+        "from import": from_import,
+        "config key (mapping)": lambda: validate_sme_config({"risks": {"paths": 3}}),
+        "config key (file)": lambda: load_sme_config(toml),
+        "config key (override)": lambda: default_sme_config().with_overrides(
+            **{"risks.paths": 3}),
+        "keyword": lambda: equations.simulate_objective_sgd(
+            ob, 0.1, jnp.zeros(2), jax.random.key(0), t_max=0.1, n_times=2,
+            paths=2),  # rename29: keep
+    }
+    for what, action in actions.items():
+        assert set(_attributed_to_this_file(action)) == {__file__}, what
 
 
 # --------------------------------------------------------- one name inside the package

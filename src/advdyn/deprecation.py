@@ -7,13 +7,66 @@ to an old one warns, naming the replacement, and returns the new object.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.util
+import os
+import sys
+import types
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 #: the release that removes the old names
 REMOVED_IN = "0.2"
+
+
+@functools.cache
+def _internal_folders() -> tuple[str, ...]:
+    """The folders whose frames are not "the caller": advdyn's own and equinox's (its
+    ``Module.__getattribute__`` adds a frame to every property access)."""
+    folders = []
+    for package in ("advdyn", "equinox"):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.origin is not None:
+            folders.append(os.path.dirname(spec.origin) + os.sep)
+    return tuple(folders)
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` that makes a warning raised in `warn_deprecated` name the first
+    frame outside advdyn and equinox: the user's line. Frames of ``importlib._bootstrap``
+    (a ``from module import name`` reaching a module ``__getattr__``) are skipped
+    uncounted, as ``warnings.warn`` skips them."""
+    internal = _internal_folders()
+    frame: types.FrameType | None = sys._getframe(1)  # warn_deprecated
+    level = 1
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if "importlib" in name and "_bootstrap" in name:
+            frame = frame.f_back
+            continue
+        if not name.startswith(internal):
+            break
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def warn_deprecated(message: str) -> None:
+    """Issue a ``DeprecationWarning`` attributed to the user's code.
+
+    The warning's file and line are those of the first caller outside advdyn and equinox,
+    however deep inside advdyn the deprecated name was reached, so that Python's default
+    filters (which show a ``DeprecationWarning`` only when attributed to ``__main__``) and
+    the test runners show it where the user can act on it.
+
+    Parameters
+    ----------
+    message : str
+        What is deprecated, the release that removes it (`REMOVED_IN`) and what to use.
+    """
+    warnings.warn(message, DeprecationWarning, stacklevel=_caller_level())
 
 
 def renamed(module: str, names: Mapping[str, str | tuple[str, Callable[[], Any]]]
@@ -47,8 +100,8 @@ def renamed(module: str, names: Mapping[str, str | tuple[str, Callable[[], Any]]
             path, _, attr = target.rpartition(":")
             use = f"{path or module}.{attr}"
             value = getattr(importlib.import_module(path or module), attr)
-        warnings.warn(f"{module}.{name} is deprecated and will be removed in advdyn "
-                      f"{REMOVED_IN}: use {use}", DeprecationWarning, stacklevel=2)
+        warn_deprecated(f"{module}.{name} is deprecated and will be removed in advdyn "
+                        f"{REMOVED_IN}: use {use}")
         return value
 
     return __getattr__
@@ -83,13 +136,13 @@ def renamed_keyword(function: str, old: str, old_value: Any, new: str, new_value
 
     Notes
     -----
-    The warning names the caller of a function decorated once (``@float64``).
+    The warning names the first caller outside advdyn (`warn_deprecated`).
     """
     if old_value is None:
         return default if new_value is None else new_value
     if new_value is not None:
         raise TypeError(f"{function}() got both {old}= (deprecated) and {new}=: pass {new}= "
                         "only")
-    warnings.warn(f"{function}({old}=...) is deprecated and will be removed in advdyn "
-                  f"{REMOVED_IN}: use {new}=", DeprecationWarning, stacklevel=4)
+    warn_deprecated(f"{function}({old}=...) is deprecated and will be removed in advdyn "
+                    f"{REMOVED_IN}: use {new}=")
     return old_value

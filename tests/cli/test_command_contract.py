@@ -169,6 +169,23 @@ def test_an_output_path_that_is_a_file_fails_before_computing(workdir, dispatch)
     assert (workdir / "a_file").read_text() == ""
 
 
+def test_a_sweeps_file_errors_go_through_the_one_error_path(workdir, monkeypatch, dispatch):
+    """``advdyn sweep`` words an OSError as every command does (`command_errors`): by the
+    file it names, the result folder's or another."""
+    import advdyn.workflows.sweep as sweep
+
+    # (the sweep file's out is resolved against its folder: an absolute path)
+    out = f"cannot write results to {workdir / 'sweep-out'}"
+    for name, line in ((workdir / "sweep-out" / "points.nc", f"error: {out}: Permission denied"),
+                       (Path("base.toml"), "error: base.toml: Permission denied")):
+        def refuse(*args, name=name, **kwargs):
+            raise PermissionError(13, "Permission denied", str(name))
+
+        monkeypatch.setattr(sweep, "run_sweep", refuse)
+        status, _, err, _ = dispatch("sweep", "sweep.toml", "-q")
+        assert status == 2 and one_error_line(err) == line
+
+
 def test_a_folder_in_use_is_refused_by_every_writing_command(workdir, dispatch):
     """The second command on a folder exits 2 naming the first, before computing (the
     holder here is this process; ``test_sme_interrupts_...`` pairs two real ``sme``)."""

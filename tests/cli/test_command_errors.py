@@ -19,7 +19,12 @@ STEPS = "equinox: the maximum number of solver steps was reached"
 @pytest.mark.parametrize(("error", "value_errors", "code", "line"), [
     (ConfigError("risks.eta", "must be > 0"), False, 2, "error: risks.eta: must be > 0"),
     (ValueError("bad radius"), True, 2, "error: invalid config: bad radius"),
-    (OSError("disk full"), False, 2, "error: cannot write results to some-out: disk full"),
+    # an OSError is worded by the file it names: the result folder's, another, none
+    (OSError(28, "No space left on device", "some-out/run.nc"), False, 2,
+     "error: cannot write results to some-out: No space left on device"),
+    (FileNotFoundError(2, "No such file or directory", "in/sweep.toml"), False, 2,
+     "error: in/sweep.toml: No such file or directory"),
+    (OSError("disk full"), False, 2, "error: file system error: disk full"),
     (DivergenceError("sgd", 1.5, 0.7, "the risk is not finite"), False, 3, "error: "),
     (FloatingPointError("nan in the loss"), False, 3, "error: nan in the loss"),
     (RuntimeError(STEPS), False, 3, "error: a solver stopped before its horizon"),

@@ -176,7 +176,7 @@ def _spectrum():
     return posterior.plot_variance_spectrum(_high())
 
 
-def _sme_risks():
+def _sme_risks(attrs=None):
     ones = np.ones((2, 3, T.size))
     curve = ones * (0.5 + np.exp(-T))
     return sme.plot_risks(xr.Dataset(
@@ -185,7 +185,14 @@ def _sme_risks():
          "adv_risk_sd": (("training", "solver", "time"), 0.05 * ones),
          "clean_risk_sd": (("training", "solver", "time"), 0.05 * ones)},
         coords={"training": ["clean", "adversarial"], "solver": ["sgd", "sme1", "sme2"],
-                "time": T}, attrs={"eta": 0.05, "replicates": 64, "eps": 0.3}))
+                "time": T}, attrs=attrs or {"eta": 0.05, "replicates": 64, "eps": 0.3}))
+
+
+def test_sme_risks_of_an_older_file_names_its_replicates():
+    # an sme_risks.nc of advdyn 0.1 has the attribute "paths", not "replicates"
+    old = {"eta": 0.05, "paths": 64, "eps": 0.3}  # rename29: keep
+    assert "64 replicates" in _sme_risks(old).get_suptitle()
+    assert "64 replicates" in _sme_risks().get_suptitle()
 
 
 def _weak_error():
@@ -233,7 +240,7 @@ def _digits():
     return sme.plot_digits(ds, {})
 
 
-def _phase_ode(fields=("problem.epsilon", "lr.gamma"), sgd=False):
+def _phase_ode(fields=("problem.epsilon", "lr.gamma"), sgd=False, data=False):
     from advdyn.plot.phase_diagram import plot_phase
 
     eps, gamma = np.linspace(0.0, 1.0, 5), np.geomspace(0.1, 3.0, 6)
@@ -257,6 +264,9 @@ def _phase_ode(fields=("problem.epsilon", "lr.gamma"), sgd=False):
         ds["sgd_gap"] = (dims, 0.05 * risk)
         ds["sgd_result"] = (dims, sgd_result)
         ds.attrs["methods"] = ["ode", "sgd"]
+        if data:  # a data problem's three methods: the longest title
+            ds["data_sgd_gap"], ds["data_sgd_result"] = ds["sgd_gap"], ds["sgd_result"]
+            ds.attrs.update(methods=["ode", "data_sgd", "sgd"], surrogate="binned")
     return plot_phase(ds)
 
 
@@ -265,6 +275,7 @@ FIGURES = {
     "phase_ode_one_field": lambda: _phase_ode(("problem.epsilon",)),
     "phase_ode_sgd": lambda: _phase_ode(sgd=True),
     "phase_ode_sgd_one_field": lambda: _phase_ode(("problem.epsilon",), sgd=True),
+    "phase_data_three_methods": lambda: _phase_ode(sgd=True, data=True),
     "risk": _risk, "monotone": _monotone, "phase": _phase, "critical_eps": _critical,
     "linear_fig2": _fig2, "linear_fig3": _fig3, "linear_scaling": _scaling,
     "posterior_bound_terms": _bound_terms, "posterior_shrinkage": _shrinkage,

@@ -151,7 +151,7 @@ def test_phase_grid_in_blocks_on_a_dask_cluster_matches_one_batched_solve():
 SHARDED = r"""
 import os, sys
 import jax, jax.numpy as jnp, numpy as np
-from advdyn.workflows.phase import Batching, _sharded
+from advdyn.workflows.phase import Batching, sharded_rows
 
 assert jax.device_count() == 2
 def fn(values, index, shared):  # an adaptive loop: each row takes its own iterations
@@ -164,8 +164,8 @@ values = jnp.asarray(np.random.default_rng(0).normal(size=(12, 2)))
 index = jnp.asarray([0, 1, 2] * 4)
 shared = jnp.asarray([0.1, -0.2, 0.3])
 mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("point",))
-two = _sharded(fn, Batching(batch=3, call=12, devices=2, mesh=mesh))(values, index, shared)
-one = _sharded(fn, Batching(batch=3, call=12, devices=1, mesh=None))(values, index, shared)
+two = sharded_rows(fn, Batching(batch=3, call=12, devices=2, mesh=mesh))(values, index, shared)
+one = sharded_rows(fn, Batching(batch=3, call=12, devices=1, mesh=None))(values, index, shared)
 alone = jnp.stack([fn(values[k], index[k], shared) for k in range(12)])
 assert len(two.sharding.device_set) == 2, two.sharding
 np.testing.assert_array_equal(np.asarray(two), np.asarray(one))
@@ -175,7 +175,7 @@ print("ok")
 
 
 def test_batched_solve_split_over_two_devices_is_the_one_device_solve():
-    """The glue of `phase_diagram`'s solve (`_sharded`: rows in vmapped batches under
+    """The glue of `phase_diagram`'s solve (`sharded_rows`: rows in vmapped batches under
     ``lax.map``, split over the devices by ``shard_map``, a shared table replicated) gives
     each row exactly what one device gives, and the row's own loop (a batched while loop
     must not run a row past its own end). Cheap: a toy loop, not an ODE."""
@@ -230,6 +230,64 @@ def test_time_within_panel_marks_not_reached_apart_from_diverged():
         fig = plot_phase(data)
         panel = next(ax for ax in fig.axes if ax.get_title().startswith("time until")
                      or ax.get_ylabel().startswith("time until"))
-        labels = [t.get_text() for t in panel.get_legend().get_texts()]
+        # a line plot's legend is beside its panel; heat maps share one under the panels
+        legend = panel.get_legend() or fig.legends[0]
+        labels = [t.get_text() for t in legend.get_texts()]
         assert any(lab.startswith("not reached by") for lab in labels), labels
         assert "diverged / failed" in labels
+
+
+#: two instance fields (the optimum is solved once per distinct (ridge, eps) and indexed by
+#: every point of every call), a d small enough that the compile dominates
+TWO_INSTANCE_FIELDS = {"problem.ridge": [0.0, 0.1, 0.3],
+                       "problem.epsilon": [0.0, 0.2, 0.4, 0.6, 0.9]}
+
+
+@pytest.mark.parametrize("chunk", [
+    7,  # 15 points in 3 calls of 7, the last padded: the index crosses calls
+    pytest.param(None, marks=pytest.mark.slow), pytest.param(3, marks=pytest.mark.slow),
+    pytest.param(5, marks=pytest.mark.slow), pytest.param(1, marks=pytest.mark.slow),
+])
+def test_each_point_gets_the_optimum_of_its_own_instance_values(chunk):
+    """``adv_risk_opt`` of every point is ``optimum()`` of the instance at that point's
+    (ridge, eps), in any cut of the grid into calls (the sorted, padded rows index the
+    distinct values' optima). The same optimum program on the same inputs: to rounding."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    from advdyn.config import default_config
+    from advdyn.config.build import instantiate
+    from advdyn.theory.stationary import optimum
+
+    cfg = default_config().with_overrides(**{
+        "problem.d": 20, "problem.loss": "least_squares", "problem.task.noise": 0.3,
+        "run.t_max": 0.5, "run.n_times": 3, "run.methods": ["ode"]})
+    ds = phase_diagram(cfg, TWO_INSTANCE_FIELDS, chunk=chunk).dataset
+    assert ds.attrs["chunk"] == (chunk or 15)
+    inst = instantiate(cfg.problem)
+    direct = np.array([[float(optimum(eqx.tree_at(lambda o: (o.ridge, o.epsilon), inst,
+                                                  (jnp.asarray(r), jnp.asarray(e)))).adv_risk)
+                        for e in TWO_INSTANCE_FIELDS["problem.epsilon"]]
+                       for r in TWO_INSTANCE_FIELDS["problem.ridge"]])
+    assert len(np.unique(direct.round(12))) == direct.size  # every point's is its own
+    np.testing.assert_allclose(ds["adv_risk_opt"].values, direct, rtol=1e-12, atol=0)
+
+
+def test_a_line_panel_with_no_finite_value_draws_its_failed_points_without_warning():
+    """A one-field panel whose non-failed values are all NaN (an SGD gap where every
+    replicate diverged, a time never reached) puts its failed crosses at 0, silently."""
+    import warnings
+
+    from advdyn.plot.phase_diagram import plot_phase
+
+    dims, nan = ("problem.epsilon",), [np.nan] * 3
+    ds = xr.Dataset({"final_adv_risk": (dims, [1.0, 1.0, np.nan]),
+                     "final_clean_risk": (dims, [1.0, 1.0, np.nan]),
+                     "monotone_dist": (dims, [1.0, 1.0, np.nan]), "time_within": (dims, nan),
+                     "result": (dims, [0, 0, 1]), "sgd_gap": (dims, nan),
+                     "sgd_result": (dims, [0, 0, 1])},
+                    coords={"problem.epsilon": [0.0, 0.5, 1.0], "time": np.linspace(0, 3, 4)},
+                    attrs={"fields": list(dims), "factor": 1.1, "methods": ["ode", "sgd"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_phase(ds)

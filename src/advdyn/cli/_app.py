@@ -274,7 +274,7 @@ def command_errors(out: Path | None = None, *, value_errors: bool = False) -> It
     Raises
     ------
     typer.Exit
-        Status 2 for a `ConfigError`, an ``OSError`` (the folder) and, with
+        Status 2 for a `ConfigError`, an ``OSError`` (`os_error_line`) and, with
         ``value_errors``, a ``ValueError``; status 3 for a `DivergenceError`, a
         ``FloatingPointError`` and a solver out of steps (`solver_stopped`). Any other
         exception propagates.
@@ -292,12 +292,29 @@ def command_errors(out: Path | None = None, *, value_errors: bool = False) -> It
     except (DivergenceError, FloatingPointError) as err:
         raise fail(str(err), EXIT_DIVERGED) from None
     except OSError as err:
-        raise fail(f"cannot write results to {out}: {err}", EXIT_USER_ERROR) from None
+        raise fail(os_error_line(err, out), EXIT_USER_ERROR) from None
     except RuntimeError as err:  # (typer.Exit is one: raised again as it is)
         message = solver_stopped(err)
         if message is None:
             raise
         raise fail(message, EXIT_DIVERGED) from None
+
+
+def os_error_line(err: OSError, out: Path | None = None) -> str:
+    """What an ``OSError`` says to a command's user, by the file it names: ``cannot write
+    results to <out>: <reason>`` for a file in the result folder ``out``, ``<file>:
+    <reason>`` for any other (an input, a cache), ``file system error: <reason>`` when it
+    names none."""
+    import os
+
+    reason = err.strerror or str(err)
+    if err.filename is None:
+        return f"file system error: {reason}"
+    path = Path(os.fsdecode(err.filename))
+    full, folder = path.absolute(), Path(out).absolute() if out is not None else None
+    if folder is not None and (full == folder or folder in full.parents):
+        return f"cannot write results to {out}: {reason}"
+    return f"{path}: {reason}"
 
 
 def _version(value: bool):

@@ -12,12 +12,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from advdyn.cli._app import (
-    EXIT_USER_ERROR,
     ConfigArgument,
     app,
     command_errors,
     err_console,
-    fail,
     load_with_overrides,
     out_console,
     out_option,
@@ -115,12 +113,9 @@ def critical_linear_command(
     """Linear-regression theory (paper section 4): figures 2 and 3 analogues, the sqrt(d/n)
     scaling of the Theorem-1 crossing and of the surrogate eps*."""
     from advdyn import checks
-    from advdyn.errors import ConfigError
 
-    try:
+    with command_errors():
         checks.integer(seed, "--seed", 0)  # (before the studies' imports and the folder)
-    except ConfigError as err:
-        raise fail(str(err), EXIT_USER_ERROR) from None
     import numpy as np
 
     from advdyn.critical import linear

@@ -56,13 +56,26 @@ def phase_command(
         import numpy as np
 
         codes = np.asarray(result.dataset["result"])
-        t = result.timings
         err_console.print(escape(
             f"  {codes.size} points: {int(np.sum(codes == 0))} without divergence by t_max, "
-            f"{int(np.sum(codes != 0))} diverged or failed; compile {t['compile_s']:.1f} s, "
-            f"solve {t['solve_s']:.1f} s"), highlight=False)
+            f"{int(np.sum(codes != 0))} diverged or failed; {time_summary(result.timings)}"),
+            highlight=False)
     files = ", ".join(p.name for p in result.files.values())
     out_console.print(escape(f"results written to {out}/: {files}"), highlight=False)
+
+
+def time_summary(timings: dict[str, float]) -> str:
+    """One line of a phase run's wall seconds: compile and solve summed over the ODE and
+    every stochastic method, then each part (``ode compile + solve``, ``<m> compile +
+    solve`` for each ``<m>_compile_s`` of ``timings``)."""
+    prefixes = {"ode": ""}  # method -> its keys' prefix
+    for key in timings:
+        if key.endswith("_compile_s"):
+            prefixes[key.removesuffix("_compile_s")] = key.removesuffix("compile_s")
+    parts = {m: (timings[f"{p}compile_s"], timings[f"{p}solve_s"]) for m, p in prefixes.items()}
+    compile_s, solve_s = (sum(v[i] for v in parts.values()) for i in (0, 1))
+    each = ", ".join(f"{m} {c:.1f} + {s:.1f} s" for m, (c, s) in parts.items())
+    return f"compile {compile_s:.1f} s, solve {solve_s:.1f} s ({each})"
 
 
 @app.command("phase-config")

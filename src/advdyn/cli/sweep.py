@@ -11,6 +11,7 @@ from rich.markup import escape
 from advdyn.cli._app import (
     EXIT_USER_ERROR,
     app,
+    command_errors,
     err_console,
     fail,
     out_console,
@@ -45,27 +46,24 @@ def sweep_command(
     from advdyn.errors import ConfigError
     from advdyn.workflows.sweep import load_sweep, run_sweep
 
-    try:
+    with command_errors(out):
         spec = load_sweep(sweep_file)
         target = out if out is not None else spec.out
         if target is None:
             raise ConfigError("out", "no output folder: set `out` in the sweep file or use --out")
-        grid = ", ".join(f"{k} ({len(v)})" for k, v in spec.sweep.grid.items())
+    grid = ", ".join(f"{k} ({len(v)})" for k, v in spec.sweep.grid.items())
 
-        def announce() -> None:  # after the checks, so that a refusal is the only line
-            err_console.print(escape(f"advdyn sweep: kind = {spec.sweep.kind}, grid: {grid}"),
-                              highlight=False)
+    def announce() -> None:  # after the checks, so that a refusal is the only line
+        err_console.print(escape(f"advdyn sweep: kind = {spec.sweep.kind}, grid: {grid}"),
+                          highlight=False)
 
+    with command_errors(target):
         result = run_sweep(
             spec, target, scheduler=scheduler, workers=workers, retry_failed=retry_failed,
             progress=not quiet,
             notify=lambda m: err_console.print(escape(m), highlight=False, soft_wrap=True),
             on_start=None if quiet else announce,
         )
-    except ConfigError as err:
-        raise fail(str(err), EXIT_USER_ERROR) from None
-    except OSError as err:
-        raise fail(f"sweep failed: {err}", EXIT_USER_ERROR) from None
 
     files = dict(result.files)
     plot = _phase_plot(result.dataset, spec.sweep.grid, target)

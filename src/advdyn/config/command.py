@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import tomllib
 import typing
-import warnings
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from advdyn.config.schema import format_validation_error, read_toml, set_dotted
-from advdyn.deprecation import REMOVED_IN
+from advdyn.deprecation import REMOVED_IN, warn_deprecated
 from advdyn.errors import ConfigError
 
 C = TypeVar("C", bound="CommandConfig")
@@ -69,8 +68,8 @@ def _sections(cls: type[Section]) -> dict[str, type[Section]]:
 
 
 def _warn_renamed(old: str, new: str) -> None:
-    warnings.warn(f"config key {old} is deprecated and will be removed in advdyn "
-                  f"{REMOVED_IN}: use {new}", DeprecationWarning, stacklevel=3)
+    warn_deprecated(f"config key {old} is deprecated and will be removed in advdyn "
+                    f"{REMOVED_IN}: use {new}")
 
 
 def canonical_key(cls: type[Section], key: str) -> str:

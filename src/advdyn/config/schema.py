@@ -356,10 +356,8 @@ class DataProblemConfig(_Model):
     def spectrum_method(self) -> str:
         """The path the spectrum takes: ``"dense"`` or ``"binned"``.
 
-        ``spectrum`` when it is not ``"auto"``; otherwise ``"dense"`` for ``d <= DENSE_MAX_D``
-        (its ``O(n d^2 + d^3)`` work then stays within seconds and its ``C + 3`` arrays of
-        ``d x d`` within 130 MB), else ``"binned"`` (``O(m n d (k + C))`` work and
-        ``O(m (k + C) d)`` memory for ``m = lanczos_steps``, ``k = probes``). An ``"auto"``
+        ``spectrum`` when it is not ``"auto"``; otherwise ``"dense"`` for ``d <= DENSE_MAX_D``,
+        else ``"binned"`` (the work and memory of each: docs/real-data.md). An ``"auto"``
         dense path whose covariance does not fit in memory falls back to ``"binned"``
         when the data are read.
         """

@@ -106,6 +106,9 @@ def plot_phase(ds: xr.Dataset, title: str | None = None) -> Figure:
         head = f"{name(m)},\n" if " " in name(m) else f"{m.upper()} "  # two lines: fits
         panels.append((f"{m}_gap", f"{head}mean $R_\\varepsilon(t_{{\\max}})$: relative "
                        "gap to the ODE", "log", either))
+    # the heat maps' cell kinds, in one legend under the panels: a legend beside a panel
+    # would widen its column's margin and push every colour bar of the column away
+    key: dict[str, Patch] = {}
     for ax, (var, label, scale, bad) in zip(axes.flat, panels, strict=False):
         values = np.asarray(ds[var], dtype=np.float64)
         # time_within is NaN where the risk did not come within the factor by t_max
@@ -113,27 +116,34 @@ def plot_phase(ds: xr.Dataset, title: str | None = None) -> Figure:
         if len(fields) == 1:
             _line(ax, ds, fields[0], values, bad, label, scale, unreached)
         else:
-            _heat(fig, ax, ds, fields, values, bad, label, scale, unreached)
+            for patch in _heat(fig, ax, ds, fields, values, bad, label, scale, unreached):
+                key.setdefault(str(patch.get_label()), patch)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
+    if key:
+        key = {**{k: p for k, p in key.items() if k != "diverged / failed"},
+               **{k: p for k, p in key.items() if k == "diverged / failed"}}  # grey last
+        style.figure_legend(fig, list(key.values()), list(key), ncol=len(key))
     t_max = float(ds["time"][-1])
-    what = " and ".join(["the ODE", *(name(m) for m in stochastic)])
-    fig.suptitle(title or f"phase diagram of {what} (t_max = {t_max:.4g}; grey x: diverged "
+    what = ", ".join(["the ODE", *(name(m) for m in stochastic)])
+    # the methods on one line, the key on the next: a long list of methods fits the width
+    fig.suptitle(title or f"phase diagram of {what}\n(t_max = {t_max:.4g}; grey x: diverged "
                  "or solver failed)")
     return style.finish(fig, grid=False)
 
 
-def _heat(fig, ax, ds, fields, values, failed, label, scale, unreached=None) -> None:
+def _heat(fig, ax, ds, fields, values, failed, label, scale, unreached=None) -> list[Patch]:
+    """Draw one heat-map panel; return the legend entries of its kinds of cells."""
+    handles: list[Patch] = []
     x, y = (np.asarray(ds[f]) for f in fields)
     # values are (x, y): rows of the image are y
     z = np.ma.masked_invalid(np.where(failed, np.nan, values)).T
     if scale == "binary":
         cmap = ListedColormap(["#d95f02", "#1b9e77"])
         mesh = ax.pcolormesh(_edges(x), _edges(y), z, cmap=cmap, vmin=-0.5, vmax=1.5)
-        handles = [Patch(color="#1b9e77", label="monotone"),
-                   Patch(color="#d95f02", label="not monotone"),
-                   Patch(color=_FAILED, label="diverged / failed")]
-        style.legend(ax, handles=handles)
+        handles += [Patch(color="#1b9e77", label="monotone"),
+                    Patch(color="#d95f02", label="not monotone"),
+                    Patch(color=_FAILED, label="diverged / failed")]
         if np.any(z == 1) and np.any(z == 0):
             ax.contour(x, y, np.ma.filled(z, 0.5), levels=[0.5], colors="white",
                        linewidths=1.0, linestyles="--")
@@ -149,11 +159,10 @@ def _heat(fig, ax, ds, fields, values, failed, label, scale, unreached=None) -> 
         ax.pcolor(_edges(x), _edges(y), np.ma.masked_where(~unreached.T, unreached.T),
                   cmap=ListedColormap(["white"]), linewidth=0, hatch=_NOT_REACHED_HATCH,
                   edgecolor=_NOT_REACHED_EDGE)
-        handles = [Patch(facecolor="white", hatch=_NOT_REACHED_HATCH,
-                         edgecolor=_NOT_REACHED_EDGE, label="not reached by $t_{\\max}$")]
-        if np.any(failed):
-            handles.append(Patch(color=_FAILED, label="diverged / failed"))
-        style.legend(ax, handles=handles)
+        handles.append(Patch(facecolor="white", hatch=_NOT_REACHED_HATCH,
+                             edgecolor=_NOT_REACHED_EDGE, label="not reached by $t_{\\max}$"))
+    if np.any(failed):
+        handles.append(Patch(color=_FAILED, label="diverged / failed"))
     if np.any(failed):
         fx, fy = np.nonzero(failed)
         ax.plot(x[fx], y[fy], "x", color="0.3", markersize=3, linestyle="none")
@@ -165,6 +174,7 @@ def _heat(fig, ax, ds, fields, values, failed, label, scale, unreached=None) -> 
         if _is_log(v):
             (ax.set_xscale if axis is ax.xaxis else ax.set_yscale)("log")
     ax.set_title(label, fontsize=10)
+    return handles
 
 
 def _line(ax, ds, field_name, values, failed, label, scale, unreached=None) -> None:
@@ -175,9 +185,10 @@ def _line(ax, ds, field_name, values, failed, label, scale, unreached=None) -> N
         ax.plot(x[unreached], np.full(int(unreached.sum()), float(ds["time"][-1])), "^",
                 markerfacecolor="white", color="C1", linestyle="none",
                 label="not reached by t_max")
-    if np.any(failed):
+    if np.any(failed):  # drawn at the least value shown (0 when none is finite)
+        shown = values[ok & np.isfinite(values)]
         ax.plot(x[failed], np.zeros(int(failed.sum())) if scale == "binary" else
-                np.full(int(failed.sum()), np.nanmin(values[ok]) if np.any(ok) else 0.0),
+                np.full(int(failed.sum()), shown.min() if shown.size else 0.0),
                 "x", color="0.3", label="diverged / failed")
     if np.any(failed) or (unreached is not None and np.any(unreached)):
         style.legend(ax)

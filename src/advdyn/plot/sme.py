@@ -37,8 +37,10 @@ def plot_risks(ds: xr.Dataset, summary: dict | None = None) -> Figure:
             ax.set_xlabel("time tau = k eta")
             ax.set_ylabel(_RISK[name])
     style.figure_legend(fig, ncol=4)
-    fig.suptitle(f"SGD vs its SMEs (eta = {ds.attrs.get('eta')}, {ds.attrs.get('replicates')} "
-                 f"replicates, eps = {ds.attrs.get('eps')})", fontsize=style.FONT_TITLE)
+    # an sme_risks.nc written by advdyn 0.1 names its replicates "paths"
+    replicates = ds.attrs.get("replicates", ds.attrs.get("paths"))  # rename29: keep
+    fig.suptitle(f"SGD vs its SMEs (eta = {ds.attrs.get('eta')}, {replicates} replicates, "
+                 f"eps = {ds.attrs.get('eps')})", fontsize=style.FONT_TITLE)
     return style.finish(fig)
 
 

@@ -168,6 +168,12 @@ def finish(fig: Figure, grid: bool = True) -> Figure:
     return fig
 
 
+#: the widest gap (inches) between a panel and its colour bar that `layout_problems` allows
+COLORBAR_GAP = 0.3
+#: the least room (inches) between a figure text and the figure's left or right edge
+TEXT_MARGIN = 0.1
+
+
 def _data_boxes(ax: Axes, renderer) -> list:
     box = ax.get_window_extent(renderer)
     out = []
@@ -189,11 +195,15 @@ def _data_boxes(ax: Axes, renderer) -> list:
 
 
 def layout_problems(fig: Figure) -> list[str]:
-    """What a reader would trip over in a figure: unlabelled axes, legends over data.
+    """What a reader would trip over in a figure: unlabelled axes, legends over data,
+    clipped titles, colour bars away from their panel.
 
     Draws the figure (Agg), then lists every visible axes (colour bars aside) without an x
-    or y label (an x label on a shared-x sibling below counts) and every legend whose box
-    overlaps the box of plotted data (lines, collections, images, patches) of any axes.
+    or y label (an x label on a shared-x sibling below counts), every legend whose box
+    overlaps the box of plotted data (lines, collections, images, patches) of any axes, a
+    figure text (the ``suptitle``, a caption) not inside the figure's width by
+    `TEXT_MARGIN` inches, and every colour bar
+    more than `COLORBAR_GAP` inches to the side of the axes it belongs to.
 
     Returns
     -------
@@ -219,4 +229,19 @@ def layout_problems(fig: Figure) -> list[str]:
             if any(lb.overlaps(b) for b in _data_boxes(ax, renderer)):
                 texts = [t.get_text() for t in legend_.get_texts()][:2]
                 problems.append(f"legend {texts} overlaps the data of axes {i}")
+    margin = TEXT_MARGIN * fig.dpi
+    for text in fig.texts:  # the suptitle, captions
+        tb = text.get_window_extent(renderer)
+        if text.get_text() and (tb.x0 < fig.bbox.x0 + margin or tb.x1 > fig.bbox.x1 - margin):
+            problems.append(f"figure text {text.get_text()[:40]!r} does not fit the width")
+    for cax in fig.axes:
+        parent = getattr(getattr(cax, "_colorbar", None), "mappable", None)
+        parent = getattr(parent, "axes", None)
+        if parent is None or not cax.get_visible():
+            continue
+        a, c = parent.get_window_extent(renderer), cax.get_window_extent(renderer)
+        gap = max(c.x0 - a.x1, a.x0 - c.x1, c.y0 - a.y1, a.y0 - c.y1)
+        if gap > COLORBAR_GAP * fig.dpi:
+            problems.append(f"colour bar of {parent.get_title()[:40]!r} is "
+                            f"{gap / fig.dpi:.2f} in from its panel")
     return problems

@@ -11,7 +11,6 @@ numbers (THEORY 10).
 """
 
 import abc
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import equinox as eqx
@@ -20,7 +19,7 @@ import numpy as np
 from equinox import AbstractVar
 
 from advdyn import checks
-from advdyn.deprecation import REMOVED_IN
+from advdyn.deprecation import REMOVED_IN, warn_deprecated
 from advdyn.precision import float64
 from advdyn.problem.losses import AbstractLoss
 from advdyn.problem.state import DirectionState
@@ -97,9 +96,8 @@ class AbstractInstance(eqx.Module):
     def dimension(self) -> int:
         """Deprecated (until advdyn 0.2): ``int(d)``, the ambient dimension ``d`` as a Python
         int (not traceable); the one public name is ``d``."""
-        warnings.warn(f"{type(self).__name__}.dimension is deprecated and will be removed in "
-                      f"advdyn {REMOVED_IN}: use d (int(d) for a Python int)", DeprecationWarning,
-                      stacklevel=2)
+        warn_deprecated(f"{type(self).__name__}.dimension is deprecated and will be removed in "
+                        f"advdyn {REMOVED_IN}: use d (int(d) for a Python int)")
         return round(float(self.d))
 
     @abc.abstractmethod

@@ -31,8 +31,8 @@ The Brownian path of replicate ``r`` is [`GridBrownianPath`][advdyn.sme.equation
 with key
 ``fold_in(fold_in(key, SME_STREAM), r)``; the increment of fine step ``j`` is drawn from
 ``fold_in(path_key, j)``. Results depend only on ``(key, r, dt)`` (or on ``brownian_dt``
-instead of ``dt`` when it is given: solves at several ``dt`` then share their paths); adding
-paths leaves the existing ones unchanged, as for the core's simulators
+instead of ``dt`` when it is given: solves at several ``dt`` then share their Brownian
+paths); adding replicates leaves the existing ones unchanged, as for the core's simulators
 ([`advdyn.simulate`][advdyn.simulate]).
 """
 
@@ -493,7 +493,7 @@ def solve_sme(
 
 
 @eqx.filter_jit
-def recorded_paths(step, observe, model, state0, key, rs, stride, n_rec: int, chunk: int):
+def recorded_replicates(step, observe, model, state0, key, rs, stride, n_rec: int, chunk: int):
     """Independent runs of a stochastic recursion, recorded every ``stride`` steps.
 
     Run ``r`` uses ``fold_in(key, r)`` and its step ``k`` ``fold_in(fold_in(key, r), k)``,
@@ -598,9 +598,10 @@ def simulate_objective_sgd(
                                  "paths", paths, "replicates", replicates, 100)  # rename29: keep
     dt = eta / time_scale
     ts, stride, _ = step_grid(t_max, dt, n_times)
-    ys = recorded_paths(_sgd_step, _sgd_observe, (objective, jnp.asarray(eta, jnp.float64)),
-                        jnp.asarray(theta0, jnp.float64), key, jnp.arange(replicates),
-                        jnp.asarray(stride), len(ts) - 1, int(chunk or replicates))
+    ys = recorded_replicates(_sgd_step, _sgd_observe,
+                             (objective, jnp.asarray(eta, jnp.float64)),
+                             jnp.asarray(theta0, jnp.float64), key, jnp.arange(replicates),
+                             jnp.asarray(stride), len(ts) - 1, int(chunk or replicates))
     ys = {k: np.asarray(v) for k, v in ys.items()}
     stats = {"eta": float(eta), "time_scale": float(time_scale), "replicates": int(replicates),
              "stream": "fold_in(key, r), fold_in(., k)"}
@@ -610,4 +611,5 @@ def simulate_objective_sgd(
 __getattr__ = renamed(__name__, {
     "simulate_sgd": "simulate_objective_sgd",  # rename29: keep
     "recording_grid": "step_grid",  # rename29: keep
+    "recorded_paths": "recorded_replicates",  # rename29: keep
 })

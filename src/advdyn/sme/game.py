@@ -70,7 +70,7 @@ from advdyn import checks
 from advdyn.adversarial import attacks
 from advdyn.deprecation import renamed, renamed_keyword
 from advdyn.precision import as_float64, float64
-from advdyn.sme.equations import AbstractSME, recorded_paths, step_grid
+from advdyn.sme.equations import AbstractSME, recorded_replicates, step_grid
 from advdyn.solution import Solution
 from advdyn.typing import AnyArray
 
@@ -340,8 +340,9 @@ def simulate_game(
     ts, stride, _ = step_grid(t_max, eta, n_times)
     model = (game, jnp.asarray(eta, jnp.float64), bool(alternating))
     state0 = (jnp.asarray(theta0, jnp.float64), jnp.asarray(delta0, jnp.float64))
-    ys = recorded_paths(_game_step, _game_observe, model, state0, key, jnp.arange(replicates),
-                        jnp.asarray(stride), len(ts) - 1, int(chunk or replicates))
+    ys = recorded_replicates(_game_step, _game_observe, model, state0, key,
+                             jnp.arange(replicates), jnp.asarray(stride), len(ts) - 1,
+                             int(chunk or replicates))
     ys = {k: np.asarray(v) for k, v in ys.items()}
     stats = {"eta": float(eta), "rho": float(game.rho), "replicates": int(replicates),
              "alternating": bool(alternating), "stream": "fold_in(key, r), fold_in(., k)"}

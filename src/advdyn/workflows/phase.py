@@ -282,7 +282,7 @@ def phase_diagram(
     rate_cols = [k for k in range(len(names)) if k not in inst_cols]
     order = np.lexsort([flat[:, k] for k in (rate_cols + inst_cols)[::-1]])
     ordered = flat[order]
-    plan = _batching(inst, len(times), n_points, chunk)
+    plan = plan_batching(inst, len(times), n_points, chunk)
     pad = (-n_points) % plan.call
     padded = np.concatenate([ordered, np.repeat(ordered[-1:], pad, axis=0)]) if pad else ordered
 
@@ -308,7 +308,7 @@ def phase_diagram(
         args = (jnp.asarray(block), jnp.asarray(index[lo:lo + plan.call]), optima)
         if integrator.name not in programs:
             start = time.perf_counter()
-            fn = _sharded(functools.partial(solve_point, integrator), plan)
+            fn = sharded_rows(functools.partial(solve_point, integrator), plan)
             programs[integrator.name] = fn.lower(*args).compile()
             compile_s += time.perf_counter() - start
         start, cpu = time.perf_counter(), time.process_time()
@@ -340,8 +340,10 @@ def phase_diagram(
     timings = {"compile_s": compile_s, "solve_s": solve_s, "points": float(n_points),
                "optimum_s": optimum_s, "solve_cpu_s": solve_cpu_s}
     for method in stochastic:
+        # the ODE's optima are the per-direction instance's unless the ODE ran binned
         extra, spent = stochastic_diagram(config, method, names, flat, instance, chunk=chunk,
-                                          progress=progress)
+                                          progress=progress,
+                                          optima=optima if binned is None else None)
         ds = ds.assign({k: (dims, v.reshape(*shape, *v.shape[1:]))
                         for k, (dims, v) in extra.items()})
         ds[f"{method}_gap"] = (np.abs(ds[f"{method}_final_adv_risk"] - ds["final_adv_risk"])
@@ -376,6 +378,7 @@ def stochastic_diagram(
     *,
     chunk: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    optima: Any = None,
 ) -> tuple[dict[str, tuple[list[str], np.ndarray]], dict[str, float]]:
     """SGD or the homogenized SGD on every grid point: replicates x points as one
     ``jax.jit(jax.vmap(...))`` of the pure [`integrate_sgd`][advdyn.simulate.integrate_sgd]
@@ -401,6 +404,10 @@ def stochastic_diagram(
         Points per batched solve (default: what `CHUNK_BYTES` holds).
     progress : callable, optional
         ``progress(advance, total)`` in grid points.
+    optima : AdversarialOptimum, optional
+        The optima of ``instance`` at the distinct values of the instance fields of
+        ``points`` (leading axis: those values in ``numpy.unique`` order), when already
+        solved (`phase_diagram`'s ODE); solved here otherwise.
 
     Returns
     -------
@@ -409,7 +416,8 @@ def stochastic_diagram(
         ``<method>_final_adv_risk``, ``<method>_final_clean_risk`` of shape ``(P,)``
         (dimensions named after ``names``, which the caller reshapes into).
     timings : dict
-        ``compile_s`` and ``solve_s`` (wall seconds).
+        ``compile_s`` and ``solve_s`` (wall seconds; the optima of the grid's instance
+        values, solved once per distinct value, included).
     """
     rc = config.run
     grid = time_grid(instance.d, rc.t_max, rc.n_times, rc.block_size)
@@ -425,12 +433,25 @@ def stochastic_diagram(
         dp = data_problem(config.problem)
         data = {"rows": jnp.asarray(dp.rows.astype(rc.dtype)), "targets": jnp.asarray(dp.targets)}
 
-    # a grid over the rule alone has one optimum: computed once, not per point
-    rule_only = all(LEAF_FIELDS[name][0] == "lr" for name in names)
+    # the optimum depends on the instance's fields only: solved once per distinct value of
+    # them (once for a grid over the rule alone), outside the points' batched solve
+    n_points = points.shape[0]
+    inst_cols = [k for k, name in enumerate(names) if LEAF_FIELDS[name][0] == "instance"]
+    compile_s = solve_s = 0.0
+    if inst_cols:
+        rows, index = np.unique(points[:, inst_cols], axis=0, return_inverse=True)
+        if optima is None:
+            batch = plan_batching(instance, rc.n_times, rows.shape[0], None).batch
+            optima, compile_s, solve_s = _optima(instance, [names[k] for k in inst_cols],
+                                                 rows, batch)
+    else:
+        index = np.zeros(n_points, np.int64)
+        optima = jax.tree.map(lambda a: a[None], base_opt)
+    index = index.reshape(-1).astype(np.int64)
 
-    def point(values, data):
+    def point(values, index, optima, data):
         i, r = _at_point(names, instance, lr, values)
-        opt = base_opt if rule_only else optimum(i)
+        opt = jax.tree.map(lambda a: a[index], optima)
         if isinstance(r, Polyak):  # its minimum objective follows the point's optimum
             r = _substitute(r, "min_objective", opt.objective)
         sol = solve(i, r, key, grid, replicates=rc.replicates, dtype=rc.dtype,
@@ -439,7 +460,6 @@ def stochastic_diagram(
         return sol.ys, {"result": sol.result, "final_adv_risk": final["adv_risk"],
                         "final_clean_risk": final["clean_risk"]}
 
-    n_points = points.shape[0]
     if chunk is None:  # the iterates, a sampling block of each replicate, the records
         per_point = 8 * rc.replicates * (instance.d * (2 * grid.block + 16) + 32 * rc.n_times)
         if data is not None:  # a replicate's predictions on every row at a record
@@ -448,17 +468,19 @@ def stochastic_diagram(
     size = -(-n_points // -(-n_points // max(1, min(chunk, n_points))))
     pad = (-n_points) % size
     padded = np.concatenate([points, np.repeat(points[-1:], pad, axis=0)]) if pad else points
+    index = np.concatenate([index, np.repeat(index[-1:], pad)]) if pad else index
     start = time.perf_counter()
-    compiled = jax.jit(jax.vmap(point, in_axes=(0, None))).lower(
-        jnp.asarray(padded[:size]), data).compile()
-    compile_s = time.perf_counter() - start
+    compiled = jax.jit(jax.vmap(point, in_axes=(0, 0, None, None))).lower(
+        jnp.asarray(padded[:size]), jnp.asarray(index[:size]), optima, data).compile()
+    compile_s += time.perf_counter() - start
     start = time.perf_counter()
     parts = []
     for lo in range(0, padded.shape[0], size):
-        parts.append(jax.tree.map(np.asarray, compiled(jnp.asarray(padded[lo:lo + size]), data)))
+        parts.append(jax.tree.map(np.asarray, compiled(
+            jnp.asarray(padded[lo:lo + size]), jnp.asarray(index[lo:lo + size]), optima, data)))
         if progress is not None:
             progress(min(size, n_points - lo), n_points)
-    solve_s = time.perf_counter() - start
+    solve_s += time.perf_counter() - start
     ys, per_point = jax.tree.map(lambda *a: np.concatenate(a)[:n_points], *parts)
     dims = list(names)
     out = {f"{method}_{k}": ([*dims, "replicate", "time"], v) for k, v in ys.items()}
@@ -467,7 +489,7 @@ def stochastic_diagram(
 
 
 class Batching(NamedTuple):
-    """How the grid's points are cut for the batched ODE solve (`_batching`).
+    """How the grid's points are cut for the batched ODE solve (`plan_batching`).
 
     Attributes
     ----------
@@ -487,10 +509,27 @@ class Batching(NamedTuple):
     mesh: Any
 
 
-def _batching(instance, n_times: int, n_points: int, chunk: int | None) -> Batching:
-    """Batches of at most `BATCH_BYTES` of solver state, split over the local devices, in
-    calls of at most ``chunk`` points (default: a `PROGRESS_CALLS`-th of the grid, at most
-    what `CHUNK_BYTES` of records holds)."""
+def plan_batching(instance, n_times: int, n_points: int, chunk: int | None) -> Batching:
+    """How `phase_diagram` cuts ``n_points`` ODE solves of ``instance``: batches of at most
+    `BATCH_BYTES` of solver state, split over the local devices, in calls of at most
+    ``chunk`` points (default: a `PROGRESS_CALLS`-th of the grid, at most what
+    `CHUNK_BYTES` of records holds).
+
+    Parameters
+    ----------
+    instance : AbstractInstance
+        The problem whose ODE state sizes a point.
+    n_times : int
+        Records per solve.
+    n_points : int
+        Grid points.
+    chunk : int or None
+        Largest call (points); fewer than the devices: one device.
+
+    Returns
+    -------
+    Batching
+    """
     state = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(
         eqx.filter_eval_shape(instance.initial_state)))
     # the solver's stages and controller copies of the state, the records, the instance
@@ -511,10 +550,24 @@ def _batching(instance, n_times: int, n_points: int, chunk: int | None) -> Batch
     return Batching(batch, call, devices, mesh)
 
 
-def _sharded(fn: Callable, plan: Batching):
+def sharded_rows(fn: Callable, plan: Batching):
     """``jax.jit`` of ``fn`` over the rows of its first two arguments (the third is shared):
     `Batching.batch` rows at a time under ``vmap`` (``jax.lax.map``), the rows split over
-    the plan's devices (``jax.shard_map``; a point's solve is the same on any device)."""
+    the plan's devices (``jax.shard_map``; a point's solve is the same on any device).
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(values_row, index_row, shared)``, pure JAX, for one row.
+    plan : Batching
+        The batch size, devices and mesh (`plan_batching`); the rows of a call must be a
+        multiple of ``plan.batch * plan.devices``.
+
+    Returns
+    -------
+    callable
+        ``(values, index, shared) -> outputs`` stacked over the rows.
+    """
 
     def local(values, index, shared):
         return jax.lax.map(lambda row: fn(row[0], row[1], shared), (values, index),
@@ -529,10 +582,10 @@ def _sharded(fn: Callable, plan: Batching):
 
 def _optima(instance, names: Sequence[str], rows: np.ndarray, batch: int):
     """The optimum of ``instance`` with the fields ``names`` set to each row of ``rows``
-    (one program, `batch` rows per ``vmap``); ``(optima, compile_s, solve_s)``."""
-    pad = (-rows.shape[0]) % batch
-    values = jnp.asarray(np.concatenate([rows, np.repeat(rows[-1:], pad, axis=0)])
-                         if pad else rows)
+    (one program, at most `batch` rows per ``vmap``, no padding: one solve per row);
+    ``(optima, compile_s, solve_s)``."""
+    values = jnp.asarray(rows)
+    batch = max(1, min(batch, rows.shape[0]))
 
     def point(row):
         i = instance
