@@ -101,6 +101,35 @@ SLOW = {
         "test_hsgd_agrees_with_sgd_and_ode_within_3_percent[ls-anisotropic] (this one shows "
         "that check can fail)",
     "tests/workflows/test_limits.py::test_sweep_run_point_with_bins[False]": "[True]",
+    "tests/workflows/test_phase.py::test_each_point_gets_the_optimum_of_its_own_instance_values[7]":
+        "test_phase_diagram_matches_point_solves_and_marks_divergence (eps, an instance field, "
+        "against point solves with their own optima)",
+    "tests/problem/test_data_binned.py::test_phase_on_a_data_problem":
+        "test_the_quadratures_convergence_in_lanczos_steps_is_reported (the binned ODE); "
+        "phase: tests/workflows/test_phase.py",
+    "tests/problem/test_data_binned.py::test_the_binned_ode_matches_the_dense_one[regression]":
+        "test_dense_and_binned_start_from_the_same_seeded_theta0 (dense = binned to 1e-9)",
+    "tests/problem/test_data_exact.py::test_state_dependent_rates_on_a_data_problem[line-dense]":
+        "[polyak-dense]",
+    "tests/problem/test_data_exact.py::"
+    "test_critical_radius_of_a_data_problem_is_the_synthetic_one[binned]": "[dense]",
+    "tests/workflows/test_sweep.py::test_cli_sweep_user_errors":
+        "tests/cli/test_command_contract.py (sweep's bad grid, scheduler and file errors)",
+    "tests/sme/test_sme_checks.py::test_sme_solver_matches_exact_sme_moments":
+        "tests/sme/test_sme_game.py::test_game_sme_solver_matches_exact_sme_moments",
+    "tests/workflows/test_limits.py::test_near_optimum_start_is_never_monotone":
+        "test_monotone_cli",
+    "tests/theory/test_adaptive.py::test_sgd_and_sde_follow_the_ode_under_adaptive_rates[polyak]":
+        "tests/simulate/test_hsgd.py::test_documented_stream_and_state_dependent_rate; the "
+        "Polyak ODE: test_polyak_is_d_over_trace_for_clean_noiseless_isotropic_ls[1.0]",
+    "tests/simulate/test_agreement.py::test_gap_shrinks_with_dimension[ls-anisotropic]":
+        "test_sgd_mean_matches_ode_within_3_percent[logistic-mixture] (SGD = ODE within the "
+        "fluctuation scale at one d); the scaling in d runs here only",
+    "tests/theory/test_stationary.py::test_limit_matches_long_ode":
+        "tests/workflows/test_limits.py::test_limit_report_converges_only_for_small_rates",
+    "tests/theory/test_stationary.py::test_optimum_gradient_vanishes_for_other_losses"
+    "[logistic_binary_mixture.toml]":
+        "the least-squares optimum: tests/theory/test_stationary_gradients.py",
 }
 
 

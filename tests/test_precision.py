@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 CALLS = Path(__file__).with_name("float64_calls.py")
 
@@ -55,10 +56,32 @@ def _public_functions():
                 yield f"{room}.{name}", obj
 
 
-def test_theory_entry_points_return_float64_when_jax_float64_is_off(tmp_path):
+#: the default run's calls: the core's entry points (the ODE, the optimum and the limit, SGD
+#: and HSGD, the SME, the posterior path, eps*, binning), each also with float32 inputs where
+#: the calls have such a variant; `-m slow` calls every entry point
+CORE = ("solve_ode", "solve_ode f32 instance", "adversarial_optimum", "adversarial_optimum f32",
+        "constant_rate_limit", "constant_rate_limit f32", "simulate_sgd",
+        "simulate_sgd f32 instance", "simulate_hsgd", "solve_sme", "posterior_path",
+        "instance_critical_radius", "bin_instance f32", "stationary_covariance f32",
+        "ProblemInstance.initial_state f32", "GaussianLeastSquares.risk f32", "Constant f32")
+
+
+def test_every_theory_entry_point_is_declared_float64():
     undecorated = [n for n, f in _public_functions() if not hasattr(f, "__advdyn_float64__")]
     assert not undecorated, f"public theory functions without @float64: {undecorated}"
 
+
+def test_core_entry_points_return_float64_when_jax_float64_is_off(tmp_path):
+    _check_in_a_float32_interpreter(tmp_path, CORE)
+
+
+@pytest.mark.slow
+def test_theory_entry_points_return_float64_when_jax_float64_is_off(tmp_path):
+    _check_in_a_float32_interpreter(tmp_path, ())
+
+
+def _check_in_a_float32_interpreter(tmp_path, only):
+    """Run tests/float64_calls.py (the calls named in ``only``, or all) with float64 off."""
     out = tmp_path / "off.pkl"
     # XLA's backend at optimisation level 0: the child's tiny calls are nearly all
     # compilation (~550 programs, a third less CPU at level 0). The level is LLVM's code
@@ -66,7 +89,8 @@ def test_theory_entry_points_return_float64_when_jax_float64_is_off(tmp_path):
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_backend_optimization_level" not in flags:
         flags = f"{flags} --xla_backend_optimization_level=0".strip()
-    env = {**os.environ, "JAX_ENABLE_X64": "0", "XLA_FLAGS": flags}
+    env = {**os.environ, "JAX_ENABLE_X64": "0", "XLA_FLAGS": flags,
+           "ADVDYN_FLOAT64_ONLY": ",".join(only)}
     # the child also checks the rooms' jaxtyping annotations (shapes and dtypes) at run time
     child = subprocess.run([sys.executable, str(CALLS), str(out), "--jaxtyping"], env=env,
                            capture_output=True, text=True, timeout=1200)
@@ -75,6 +99,8 @@ def test_theory_entry_points_return_float64_when_jax_float64_is_off(tmp_path):
     assert off["x64"] is False
     assert not off["narrow_module_arrays"], off["narrow_module_arrays"]
     reference = off["reference"]
+    if only:  # every named call exists (a renamed one must not drop out silently)
+        assert set(reference) == set(only), set(only) - set(reference)
     failures = []
     for name, ref in reference.items():
         got = off["report"][name]
