@@ -130,6 +130,20 @@ SLOW = {
     "tests/theory/test_stationary.py::test_optimum_gradient_vanishes_for_other_losses"
     "[logistic_binary_mixture.toml]":
         "the least-squares optimum: tests/theory/test_stationary_gradients.py",
+    "tests/theory/test_relaxed_bins.py::test_relaxed_tolerance_saves_steps_and_keeps_the_solver_error":
+        "the binned ODE at its default tolerance: tests/theory/test_spectral.py::"
+        "test_binned_ode_matches_per_direction_ode[uniform]",
+    "tests/posterior/test_posterior_cli.py::test_cli_small_run_writes_files":
+        "the posterior API: tests/posterior/test_posterior_highdim.py and "
+        "test_posterior_covariance.py; the command's refusals: "
+        "test_bad_inputs_exit_2_naming_the_field",
+    "tests/cli/test_programs.py::test_ode_and_optimum_through_a_folder_store_are_bitwise_equal":
+        "tests/cli/test_cli.py::test_console_script_run_without_quiet (a run through the store)",
+    "tests/theory/test_stationary_gradients.py::test_constant_rate_limit_is_pure_and_differentiable":
+        "tests/theory/test_pure_solvers.py (jit, vmap and grad through the optimum and the ODE)",
+    "tests/theory/test_stationary.py::test_noiseless_clean_least_squares_edge_cases":
+        "tests/theory/test_stationary_gradients.py::"
+        "test_noiseless_least_squares_optimum_leaves_the_teacher_past_the_kink",
 }
 
 
