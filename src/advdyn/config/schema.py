@@ -253,6 +253,40 @@ DENSE_MAX_D = 2000
 BINNED_SETTINGS = ("probes", "lanczos_steps", "probe_seed")
 
 
+def binned_spectrum_conflict(run: RunConfig, why: str, *,
+                             dense_possible: bool) -> tuple[str, str] | None:
+    """What a run asks of a binned data spectrum that it cannot do, as ``(field, message)``.
+
+    Parameters
+    ----------
+    run : RunConfig
+        The run's settings (``methods``, ``bins``).
+    why : str
+        Why the spectrum is binned, quoted in the message.
+    dense_possible : bool
+        Whether the message may suggest ``problem.data.spectrum = 'dense'`` (not where the
+        dense covariance did not fit in memory).
+
+    Returns
+    -------
+    tuple of str, or None
+        ``("run.methods", ...)`` for SGD on the surrogate (``sgd``, ``hsgd``), which needs the
+        eigenbasis a binned spectrum does not build; ``("run.bins", ...)`` for spectral bins
+        (the quadrature's nodes are the bins); None when neither is asked for.
+    """
+    surrogate = [m for m in run.methods if m in ("sgd", "hsgd")]
+    if surrogate:
+        return "run.methods", (f"{surrogate[0]!r} samples the surrogate in its eigenbasis, "
+                               f"which a binned spectrum ({why}) does not build; use 'ode' and "
+                               "'data_sgd'" + (", or problem.data.spectrum = 'dense'"
+                                               if dense_possible else ""))
+    if run.bins is not None:
+        return "run.bins", (f"a binned data spectrum ({why}) is already binned (one bin per "
+                            "quadrature node; problem.data.lanczos_steps and .probes set "
+                            "them); remove run.bins")
+    return None
+
+
 class DataProblemConfig(_Model):
     """A data set as the problem: ``[problem.data]`` (advdyn.problem.data).
 
@@ -589,29 +623,22 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _data_methods(self) -> Config:
-        """``data_sgd`` needs ``problem.data``; a data problem runs it by default."""
+        """``data_sgd`` needs ``problem.data``; a data problem runs it by default; a binned
+        data spectrum refuses what it cannot run (`binned_spectrum_conflict`)."""
         if self.problem.data is None:
             if "data_sgd" in self.run.methods:
                 raise ValueError("run.methods: 'data_sgd' needs a data set ([problem.data])")
         elif "methods" not in self.run.model_fields_set:
             run = self.run.model_copy(update={"methods": ["ode", "data_sgd"]})
             object.__setattr__(self, "run", run)
-        elif self.problem.data.spectrum_method == "binned":
-            surrogate = [m for m in self.run.methods if m in ("sgd", "hsgd")]
+        if self.problem.data is not None and self.problem.data.spectrum_method == "binned":
             data = self.problem.data
             why = (f"problem.data.spectrum = {data.spectrum!r}, d = {data.n_features} > "
                    f"{DENSE_MAX_D}" if data.spectrum == "auto"
                    else "problem.data.spectrum = 'binned'")
-            if surrogate:
-                raise ValueError(f"run.methods: {surrogate[0]!r} samples the surrogate in its "
-                                 f"eigenbasis, which a binned spectrum ({why}) does not "
-                                 "build; use 'ode' and 'data_sgd', or problem.data.spectrum "
-                                 "= 'dense'")
-        if self.problem.data is not None and self.problem.data.spectrum_method == "binned":
-            if self.run.bins is not None:
-                raise ValueError("run.bins: a binned data spectrum is already binned (one bin "
-                                 "per quadrature node; problem.data.lanczos_steps and .probes "
-                                 "set them); remove run.bins")
+            conflict = binned_spectrum_conflict(self.run, why, dense_possible=True)
+            if conflict is not None:
+                raise ValueError(": ".join(conflict))
         return self
 
     @model_validator(mode="after")

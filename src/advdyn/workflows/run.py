@@ -20,7 +20,7 @@ import xarray as xr
 
 from advdyn._version import __version__
 from advdyn.config.build import DataProblem, data_problem, make_learning_rate
-from advdyn.config.schema import DENSE_MAX_D, Config, ConstantLR
+from advdyn.config.schema import DENSE_MAX_D, Config, ConstantLR, binned_spectrum_conflict
 from advdyn.errors import ConfigError, DivergenceError
 from advdyn.io import compare, gap_over_time, to_dataset, write_json, write_netcdf
 from advdyn.io.files import folder_lock
@@ -169,16 +169,12 @@ def check_data_spectrum(config: Config, dp: DataProblem) -> None:
                           UserWarning, stacklevel=2)
         return
     why = dp.diagnostics["spectrum"]
-    if data.spectrum_method == "dense":
+    fallback = data.spectrum_method == "dense"  # the dense covariance did not fit
+    if fallback:
         why += ", the dense covariance does not fit in memory"
-    surrogate = [m for m in config.run.methods if m in ("sgd", "hsgd")]
-    if surrogate:
-        raise ConfigError("run.methods", f"{surrogate[0]!r} samples the surrogate in its "
-                          f"eigenbasis, which the binned spectrum ({why}) does not build; use "
-                          "'ode' and 'data_sgd'")
-    if config.run.bins is not None:
-        raise ConfigError("run.bins", f"the binned data spectrum ({why}) is already binned "
-                          "(one bin per quadrature node); remove run.bins")
+    conflict = binned_spectrum_conflict(config.run, why, dense_possible=not fallback)
+    if conflict is not None:
+        raise ConfigError(*conflict)
 
 
 def _compute(config: Config, progress: bool) -> RunResult:
