@@ -122,7 +122,6 @@ def margin_rule(m, s, y, a):
         Standard-normal nodes and weights (including the Gaussian density); ``sum(w) = 1``
         up to ~1e-30.
     """
-    x_gl, w_gl = np.polynomial.legendre.leggauss(_PANEL_NODES)
     lo = jnp.where(y > 0, a - _W, -(a + 1 + _W))
     hi = jnp.where(y > 0, a + 1 + _W, -(a - _W))
     z_lo = jnp.clip((lo - m) / s, -_Z_MAX, _Z_MAX)
@@ -130,11 +129,34 @@ def margin_rule(m, s, y, a):
     mid = z_lo[:, None] + (z_hi - z_lo)[:, None] * jnp.linspace(0.0, 1.0, _MID_PANELS + 1)
     zmax = jnp.full_like(z_lo, _Z_MAX)[:, None]
     edges = jnp.concatenate([-zmax, mid, zmax], axis=1)  # (C, panels + 1)
+    return _panel_rule(edges, _PANEL_NODES)
+
+
+def _panel_rule(edges, nodes: int):
+    """Composite Gauss-Legendre rule for ``E f(Z)``, ``Z ~ N(0, 1)``, on given panels.
+
+    The rule of [`margin_rule`][advdyn.problem.losses.margin_rule] and
+    [`residual_rule`][advdyn.problem.losses.residual_rule] once their panels are chosen.
+
+    Parameters
+    ----------
+    edges : Array, shape (C, P + 1)
+        Non-decreasing panel edges in standard-normal units, one row per class.
+    nodes : int
+        Gauss-Legendre nodes per panel (static).
+
+    Returns
+    -------
+    z, w : Array, shape (C, P * nodes)
+        Nodes and weights (the Gaussian density included); a panel of zero width adds
+        weight zero.
+    """
+    x_gl, w_gl = np.polynomial.legendre.leggauss(nodes)
     half = (edges[:, 1:] - edges[:, :-1]) / 2
     centre = (edges[:, 1:] + edges[:, :-1]) / 2
     z = centre[..., None] + half[..., None] * x_gl
     w = half[..., None] * w_gl * norm.pdf(z)
-    return z.reshape(len(m), -1), w.reshape(len(m), -1)
+    return z.reshape(edges.shape[0], -1), w.reshape(edges.shape[0], -1)
 
 
 def _safe_sqrt(x):
@@ -456,16 +478,11 @@ def residual_rule(mu, s, kinks):
         Standard-normal nodes and weights (Gaussian density included); ``sum(w) = 1`` up to
         ~1e-14.
     """
-    x_gl, w_gl = np.polynomial.legendre.leggauss(_RES_NODES)
     body = jnp.linspace(-_Z_MAX, _Z_MAX, _BODY_PANELS + 1)
     body = jnp.broadcast_to(body, (len(mu), _BODY_PANELS + 1))
     zk = jnp.clip((kinks[None, :] - mu[:, None]) / s[:, None], -_Z_MAX, _Z_MAX)
     edges = jnp.sort(jnp.concatenate([body, zk], axis=1), axis=1)
-    half = (edges[:, 1:] - edges[:, :-1]) / 2
-    centre = (edges[:, 1:] + edges[:, :-1]) / 2
-    z = centre[..., None] + half[..., None] * x_gl
-    w = half[..., None] * w_gl * norm.pdf(z)
-    return z.reshape(len(mu), -1), w.reshape(len(mu), -1)
+    return _panel_rule(edges, _RES_NODES)
 
 
 class CustomLoss(AbstractLoss):
