@@ -103,3 +103,27 @@ def test_npy_files_complex_and_text_are_reported(tmp_path):
             instantiate(cfg.problem)
         assert info.value.field == "problem.spectrum.path" and what in info.value.message
         assert "pickled" not in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("validate", "table"),
+    [("critical", "train"), ("posterior", "robust")],
+)
+def test_training_tables_share_the_step_drop_fields(validate, table):
+    """``critical-eps``'s ``train`` and ``posterior``'s ``robust`` declare momentum, weight
+    decay and the rate drops once (`StepDropSGD`): same defaults, same refusals."""
+    from advdyn.config.command import StepDropSGD
+    from advdyn.config.critical import CriticalConfig, validate_critical_config
+    from advdyn.config.posterior import PosteriorConfig, validate_posterior_config
+
+    command = {"critical": (CriticalConfig, validate_critical_config),
+               "posterior": (PosteriorConfig, validate_posterior_config)}[validate]
+    section = command[0].model_fields[table].annotation
+    assert issubclass(section, StepDropSGD)
+    defaults = section()
+    assert (defaults.momentum, defaults.weight_decay, defaults.drops) == (0.9, 5e-4, (0.5, 0.75))
+    for value, message in (({"drops": [0.5, 1.0]}, "drop points are fractions of the epochs"),
+                           ({"momentum": 1.0}, f"{table}.momentum: Input should be less than 1"),
+                           ({"weight_decay": -1e-4}, f"{table}.weight_decay")):
+        with pytest.raises(ConfigError, match=message):
+            command[1]({table: value})

@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from advdyn.config.schema import format_validation_error, read_toml, set_dotted
 from advdyn.deprecation import REMOVED_IN, warn_deprecated
@@ -34,6 +34,23 @@ class Section(BaseModel):
     #: old key -> its new name in this table (served, with a ``DeprecationWarning``, by
     #: [`validate_command`][advdyn.config.command.validate_command] until ``REMOVED_IN``)
     renamed_keys: ClassVar[Mapping[str, str]] = {}
+
+
+class StepDropSGD(Section):
+    """The optimiser fields a training table shares: SGD with heavy-ball ``momentum`` and
+    ``weight_decay``, its learning rate dropped at the fractions ``drops`` of the epochs
+    (``critical-eps``'s ``train`` and ``posterior``'s ``robust`` tables)."""
+
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=5e-4, ge=0)
+    drops: tuple[float, ...] = (0.5, 0.75)
+
+    @field_validator("drops")
+    @classmethod
+    def _fractions(cls, v):
+        if any(not 0 < f < 1 for f in v):
+            raise ValueError("drop points are fractions of the epochs in (0, 1)")
+        return v
 
 
 class CommandConfig(Section):

@@ -28,6 +28,7 @@ from pydantic import Field, StrictBool, field_validator
 from advdyn.config.command import (
     CommandConfig,
     Section,
+    StepDropSGD,
     default_command,
     load_command,
     validate_command,
@@ -76,15 +77,12 @@ class AttackConfig(Section):
     clip: StrictBool = Field(default=True, description="clip to the data domain when it has one")
 
 
-class TrainConfig(Section):
+class TrainConfig(StepDropSGD):
     """From-scratch training: SGD with momentum, step drops of the learning rate."""
 
     epochs: int = Field(default=30, ge=1)
     batch_size: int = Field(default=64, ge=1)
     lr: float = Field(default=0.05, gt=0)
-    momentum: float = Field(default=0.9, ge=0, lt=1)
-    weight_decay: float = Field(default=5e-4, ge=0)
-    drops: tuple[float, ...] = (0.5, 0.75)
     drop_factor: float = Field(default=10.0, ge=1)
     seed: int = Field(default=0, ge=0)
     optimizer: Literal["sgd", "adam"] = Field(
@@ -92,13 +90,6 @@ class TrainConfig(Section):
     loss: Literal["ce", "trades", "mart"] = Field(
         default="ce", description="adversarial cross-entropy, TRADES or MART")
     beta: float = Field(default=6.0, ge=0, description="KL weight of TRADES / MART")
-
-    @field_validator("drops")
-    @classmethod
-    def _fractions(cls, v):
-        if any(not 0 < f < 1 for f in v):
-            raise ValueError("drop points are fractions of the epochs in (0, 1)")
-        return v
 
 
 class ScratchConfig(Section):

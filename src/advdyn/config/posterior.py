@@ -23,6 +23,7 @@ from advdyn import checks
 from advdyn.config.command import (
     CommandConfig,
     Section,
+    StepDropSGD,
     default_command,
     load_command,
     validate_command,
@@ -120,7 +121,7 @@ class HighdimConfig(Section):
         return self
 
 
-class RobustConfig(Section):
+class RobustConfig(StepDropSGD):
     """Adversarial training with and without AWP, per-epoch bound terms."""
 
     enabled: StrictBool = True
@@ -139,9 +140,6 @@ class RobustConfig(Section):
     epochs: int = Field(default=10, ge=2)
     batch_size: int = Field(default=32, ge=1)
     lr: float = Field(default=0.1, gt=0)
-    momentum: float = Field(default=0.9, ge=0, lt=1)
-    weight_decay: float = Field(default=5e-4, ge=0)
-    drops: tuple[float, ...] = (0.5, 0.75)
     awp_gamma: float = Field(default=5e-3, ge=0)
     awp_warmup_epochs: int = Field(default=1, ge=0)
     subset: int = Field(default=96, ge=2)
@@ -155,13 +153,6 @@ class RobustConfig(Section):
     seed: int = Field(default=0, ge=0)
 
     _pos = field_validator("prior_variances")(classmethod(lambda cls, v: _positive_list(v)))
-
-    @field_validator("drops")
-    @classmethod
-    def _fractions(cls, v):
-        if any(not 0 < f < 1 for f in v):
-            raise ValueError("drop points are fractions of the epochs in (0, 1)")
-        return v
 
     @model_validator(mode="after")
     def _check(self):
