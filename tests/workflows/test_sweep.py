@@ -226,3 +226,30 @@ def test_a_ctrl_c_while_workers_start_is_deferred_not_lost():
                 time.sleep(0.2)
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_dask_client_closes_only_what_it_made(monkeypatch):
+    """`dask_client` (the sweep's and the distributed phase diagram's one way to get a
+    client): a given client is used and left open; a made one is closed with its local
+    cluster when the block ends, also when the block raises."""
+    from advdyn.workflows.sweep import execute
+
+    closed = []
+
+    class Closable:
+        def __init__(self, name):
+            self.name = name
+
+        def close(self):
+            closed.append(self.name)
+
+    monkeypatch.setattr(execute, "make_client",
+                        lambda scheduler, workers, n: (Closable("client"), Closable("cluster")))
+    given = Closable("given")
+    with execute.dask_client(given, None, None, 3) as c:
+        assert c is given
+    assert closed == []
+    with pytest.raises(RuntimeError), execute.dask_client(None, None, None, 3) as c:
+        assert c.name == "client"
+        raise RuntimeError("a task failed")
+    assert closed == ["client", "cluster"]

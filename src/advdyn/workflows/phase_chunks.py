@@ -72,7 +72,7 @@ def distributed_phase_diagram(
         As `phase_diagram` (checked here, before any task is sent), ``blocks`` not a
         positive integer, or no scheduler at ``scheduler``.
     """
-    from advdyn.workflows.sweep.execute import make_client
+    from advdyn.workflows.sweep.execute import dask_client
 
     grids = check_axes(config, axes)
     blocks = checks.integer(blocks, "blocks", minimum=1)
@@ -82,19 +82,10 @@ def distributed_phase_diagram(
               **{n: [float(v) for v in grids[n]] for n in names[1:]}} for cut in cuts]
     if scheduler is not None:
         checks.scheduler_address(scheduler, "scheduler")
-    own = client is None
-    cluster = None
-    if own:
-        client, cluster = make_client(scheduler, workers, len(parts))
-    try:
-        futures = client.map(_block_diagram, [config] * len(parts), parts,
-                             [factor] * len(parts), [chunk] * len(parts), pure=False)
-        results = client.gather(futures)
-    finally:
-        if own:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+    with dask_client(client, scheduler, workers, len(parts)) as pool:
+        futures = pool.map(_block_diagram, [config] * len(parts), parts,
+                           [factor] * len(parts), [chunk] * len(parts), pure=False)
+        results = pool.gather(futures)
     dataset = xr.concat([r.dataset for r in results], dim=names[0],
                         data_vars="minimal", coords="minimal", compat="override",
                         combine_attrs="drop")

@@ -140,6 +140,40 @@ def make_client(scheduler: str | None, workers: int | None, n_tasks: int):
     return Client(cluster), cluster
 
 
+@contextmanager
+def dask_client(client, scheduler: str | None, workers: int | None,
+                n_tasks: int) -> Iterator[Any]:
+    """The caller's Dask ``client``, or one made for the block and closed after it.
+
+    Parameters
+    ----------
+    client : dask.distributed.Client or None
+        Used as it is (and left open) when given.
+    scheduler : str or None
+        Address of the scheduler to connect to when ``client`` is ``None``; ``None``
+        starts a local cluster of processes, closed with its client when the block ends.
+    workers : int or None
+        Local workers (default: one per core, at most ``n_tasks``).
+    n_tasks : int
+        Number of tasks the block submits.
+
+    Raises
+    ------
+    ConfigError
+        If no scheduler answers at ``scheduler``.
+    """
+    if client is not None:
+        yield client
+        return
+    client, cluster = make_client(scheduler, workers, n_tasks)
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
 def check_points(spec: SweepSpec) -> None:
     """Validate the configuration of every point of a sweep before any of it runs.
 
@@ -260,10 +294,7 @@ def _run_locked(spec, out, client, scheduler, workers, retry_failed, progress, n
     with progress_bar(f"sweep ({spec.sweep.kind})", total=len(points), enabled=progress) as adv:
         adv(len(points) - len(todo))
         if todo:
-            own = client is None
-            if own:
-                client, cluster = make_client(scheduler, workers, len(todo))
-            try:
+            with dask_client(client, scheduler, workers, len(todo)) as pool:
                 from dask.distributed import as_completed
 
                 from advdyn.workflows.cache import active_cache_dir
@@ -273,7 +304,7 @@ def _run_locked(spec, out, client, scheduler, workers, retry_failed, progress, n
                 futures = {}
                 for p, fp, cfg in todo:
                     key = f"point-{p.id}-{uuid.uuid4().hex[:8]}"
-                    fut = client.submit(execute_point, fn, cfg, cache, pure=False, key=key)
+                    fut = pool.submit(execute_point, fn, cfg, cache, pure=False, key=key)
                     futures[fut] = (p, fp, cfg)
                 for fut in as_completed(list(futures)):
                     p, fp, cfg = futures[fut]
@@ -286,11 +317,6 @@ def _run_locked(spec, out, client, scheduler, workers, retry_failed, progress, n
                     record_point(out, p, fp, status, payload, wall, cfg.to_json())
                     adv(1)
                     fut.release()
-            finally:
-                if own:
-                    client.close()
-                    if cluster is not None:
-                        cluster.close()
 
     results: dict[str, xr.Dataset | str] = {}
     errors = {}
