@@ -37,11 +37,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import xarray as xr
 
 from advdyn.adversarial.attacks import Attack
 from advdyn.adversarial.data import ArrayData
-from advdyn.adversarial.training import Schedule, TrainResult, active_attacks
+from advdyn.adversarial.training import (
+    HISTORY,
+    Schedule,
+    TrainResult,
+    active_attacks,
+    gradient_counts,
+    history_dataset,
+    record_epoch,
+)
 
 
 def _torch():
@@ -334,12 +341,8 @@ def torch_adversarial_train(
             return (log_c.exp() * (log_c - F.log_softmax(net(xx), -1))).sum(-1)
         return f
 
-    train_grads = (0 if attack is None else attack.gradient_evaluations) + (
-        2 if attack is not None and schedule.loss != "ce" else 1)
-    eval_grads = 0 if eval_attack is None else eval_attack.gradient_evaluations
-    keys = ("lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_clean_loss",
-            "test_clean_acc", "grad_evals", "time")
-    rec: dict[str, list[float]] = {k: [] for k in keys}
+    train_grads, eval_grads = gradient_counts(attack, eval_attack, schedule.loss)
+    rec: dict[str, list[float]] = {k: [] for k in HISTORY}
     best_state, best_loss, best_epoch, best_eval, grad_evals, first = None, np.inf, 0, None, 0, 0
     ck = Path(checkpoint) if checkpoint is not None else None
     # the shuffling generator of the training loader (if any) is part of the resumable state
@@ -389,14 +392,9 @@ def torch_adversarial_train(
             seen += len(yb)
         ev = torch_evaluate(net, loads.test, eval_attack, device, gen)
         grad_evals += seen * train_grads + ev["n"] * eval_grads
-        for name, value in (("lr", rates[epoch, -1]), ("train_loss", tl / max(seen, 1)),
-                            ("train_acc", ta / max(seen, 1)), ("test_loss", ev["adv_loss"]),
-                            ("test_acc", ev["adv_acc"]), ("test_clean_loss", ev["clean_loss"]),
-                            ("test_clean_acc", ev["clean_acc"]), ("grad_evals", grad_evals),
-                            ("time", time.perf_counter() - start)):
-            rec[name].append(float(value))
-        if not np.isfinite(ev["adv_loss"]):
-            raise FloatingPointError(f"training diverged at epoch {epoch + 1} (lower the lr)")
+        record_epoch(rec, epoch, lr=rates[epoch, -1], train_loss=tl / max(seen, 1),
+                     train_acc=ta / max(seen, 1), test_eval=ev, grad_evals=grad_evals,
+                     elapsed=time.perf_counter() - start)
         if ev["adv_loss"] < best_loss:
             best_state = copy.deepcopy(net.state_dict())
             best_loss, best_epoch, best_eval = ev["adv_loss"], epoch + 1, ev
@@ -416,13 +414,6 @@ def torch_adversarial_train(
     best.eval()
     tr = torch_evaluate(best, loads.train, eval_attack, device, gen)
     grad_evals += tr["n"] * eval_grads
-    history = xr.Dataset({k: ("epoch", np.asarray(v)) for k, v in rec.items()},
-                         coords={"epoch": np.arange(1, len(rec["lr"]) + 1)})
     assert best_eval is not None
-    return TrainResult(
-        model=best, history=history, best_epoch=best_epoch, train_loss=float(tr["adv_loss"]),
-        train_acc=float(tr["adv_acc"]), test_loss=float(best_eval["adv_loss"]),
-        test_acc=float(best_eval["adv_acc"]), clean_test_loss=float(best_eval["clean_loss"]),
-        clean_test_acc=float(best_eval["clean_acc"]), grad_evals=int(grad_evals),
-        wall_time=time.perf_counter() - start, compile_time=0.0,
-    )
+    return TrainResult.selected(best, history_dataset(rec), best_epoch, tr, best_eval,
+                                grad_evals, time.perf_counter() - start)

@@ -221,6 +221,98 @@ class TrainResult:
     wall_time: float
     compile_time: float = 0.0
 
+    @classmethod
+    def selected(cls, model, history: xr.Dataset, best_epoch: int, train_eval: dict,
+                 test_eval: dict, grad_evals: int, wall_time: float,
+                 compile_time: float = 0.0) -> TrainResult:
+        """The result of the selected model from its evaluations.
+
+        Parameters
+        ----------
+        model, history, best_epoch, grad_evals, wall_time, compile_time
+            As the attributes.
+        train_eval, test_eval : dict
+            [`evaluate`][advdyn.adversarial.training.evaluate]'s dictionaries of the
+            selected model on the training set and on the test set.
+
+        Returns
+        -------
+        TrainResult
+        """
+        return cls(
+            model=model, history=history, best_epoch=best_epoch,
+            train_loss=float(train_eval["adv_loss"]), train_acc=float(train_eval["adv_acc"]),
+            test_loss=float(test_eval["adv_loss"]), test_acc=float(test_eval["adv_acc"]),
+            clean_test_loss=float(test_eval["clean_loss"]),
+            clean_test_acc=float(test_eval["clean_acc"]), grad_evals=int(grad_evals),
+            wall_time=wall_time, compile_time=compile_time,
+        )
+
+
+#: the per-epoch variables of `TrainResult.history`, in order
+HISTORY = ("lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_clean_loss",
+           "test_clean_acc", "grad_evals", "time")
+
+
+def gradient_counts(attack, eval_attack, loss: str) -> tuple[int, int]:
+    """Parameter backward passes per training sample and per evaluated sample.
+
+    Parameters
+    ----------
+    attack, eval_attack : Attack or None
+        The active training and evaluation attacks (``None``: clean).
+    loss : {"ce", "trades", "mart"}
+        The training recipe.
+
+    Returns
+    -------
+    train, evaluation : int
+        The attack's gradient evaluations plus one backward pass per sample (two for
+        TRADES/MART, on the clean and the attacked input); the evaluation attack's.
+    """
+    train = (0 if attack is None else attack.gradient_evaluations) + (
+        2 if attack is not None and loss != "ce" else 1)
+    return train, 0 if eval_attack is None else eval_attack.gradient_evaluations
+
+
+def record_epoch(rec: dict[str, list[float]], epoch: int, *, lr, train_loss, train_acc,
+                 test_eval: dict, grad_evals: int, elapsed: float) -> None:
+    """Append one epoch to a training history and stop a diverged run.
+
+    Parameters
+    ----------
+    rec : dict of str to list of float
+        The history so far, one list per name of `HISTORY` (appended to in place).
+    epoch : int
+        The epoch (0-based).
+    lr, train_loss, train_acc : float
+        The epoch's last learning rate and its running training averages.
+    test_eval : dict
+        [`evaluate`][advdyn.adversarial.training.evaluate]'s dictionary on the test set.
+    grad_evals : int
+        Gradient evaluations so far.
+    elapsed : float
+        Seconds since the start of training.
+
+    Raises
+    ------
+    FloatingPointError
+        If the adversarial test loss is not finite.
+    """
+    for name, value in zip(HISTORY, (
+            lr, train_loss, train_acc, test_eval["adv_loss"], test_eval["adv_acc"],
+            test_eval["clean_loss"], test_eval["clean_acc"], grad_evals, elapsed), strict=True):
+        rec[name].append(float(value))
+    if not np.isfinite(test_eval["adv_loss"]):
+        raise FloatingPointError(f"training diverged at epoch {epoch + 1} (lower the lr)")
+
+
+def history_dataset(rec: dict[str, list[float]]) -> xr.Dataset:
+    """A training history as `TrainResult.history`: one variable per name, along ``epoch``
+    (1-based)."""
+    return xr.Dataset({k: ("epoch", np.asarray(v)) for k, v in rec.items()},
+                      coords={"epoch": np.arange(1, len(rec["lr"]) + 1)})
+
 
 def sample_loss(model, x: jax.Array, y: jax.Array):
     """Per-sample cross-entropy and correctness of ``model`` on a batch.
@@ -440,15 +532,10 @@ def adversarial_train(
     recipe = (schedule.loss, float(schedule.beta)) if attack is not None else ("ce", 6.0)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
     key = jax.random.key(seed)
-    # parameter backward passes: one per sample, two for TRADES/MART (clean + attacked input)
-    train_grads = (0 if attack is None else attack.gradient_evaluations) + (
-        2 if attack is not None and schedule.loss != "ce" else 1)
-    eval_grads = 0 if eval_attack is None else eval_attack.gradient_evaluations
+    train_grads, eval_grads = gradient_counts(attack, eval_attack, schedule.loss)
     n_test = len(data.y_test)
 
-    names = ("lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_clean_loss",
-             "test_clean_acc", "grad_evals", "time")
-    rec: dict[str, list[float]] = {k: [] for k in names}
+    rec: dict[str, list[float]] = {k: [] for k in HISTORY}
     best, best_loss, best_epoch, grad_evals = model, np.inf, 0, 0
     for epoch in range(schedule.epochs):
         k_perm, k_att, k_eval = jax.random.split(jax.random.fold_in(key, epoch), 3)
@@ -462,15 +549,8 @@ def adversarial_train(
         ev = evaluate(model, data.x_test, data.y_test, eval_attack,
                       seed=int(jax.random.randint(k_eval, (), 0, 2**30)))
         grad_evals += nb * bs * train_grads + n_test * eval_grads
-        for name, value in (
-            ("lr", rates[epoch, -1]), ("train_loss", tl), ("train_acc", ta),
-            ("test_loss", ev["adv_loss"]), ("test_acc", ev["adv_acc"]),
-            ("test_clean_loss", ev["clean_loss"]), ("test_clean_acc", ev["clean_acc"]),
-            ("grad_evals", grad_evals), ("time", time.perf_counter() - start),
-        ):
-            rec[name].append(float(value))
-        if not np.isfinite(ev["adv_loss"]):
-            raise FloatingPointError(f"training diverged at epoch {epoch + 1} (lower the lr)")
+        record_epoch(rec, epoch, lr=rates[epoch, -1], train_loss=tl, train_acc=ta,
+                     test_eval=ev, grad_evals=grad_evals, elapsed=time.perf_counter() - start)
         if ev["adv_loss"] < best_loss:
             best, best_loss, best_epoch = model, ev["adv_loss"], epoch + 1
             best_eval = ev
@@ -479,24 +559,8 @@ def adversarial_train(
     tr = evaluate(best, data.x_train, data.y_train, eval_attack, seed=seed + 1)
     grad_evals += n * eval_grads
     clock.__exit__(None, None, None)
-    history = xr.Dataset(
-        {k: ("epoch", np.asarray(v)) for k, v in rec.items()},
-        coords={"epoch": np.arange(1, schedule.epochs + 1)},
-    )
-    return TrainResult(
-        model=best,
-        history=history,
-        best_epoch=best_epoch,
-        train_loss=float(tr["adv_loss"]),
-        train_acc=float(tr["adv_acc"]),
-        test_loss=float(best_eval["adv_loss"]),
-        test_acc=float(best_eval["adv_acc"]),
-        clean_test_loss=float(best_eval["clean_loss"]),
-        clean_test_acc=float(best_eval["clean_acc"]),
-        grad_evals=int(grad_evals),
-        wall_time=time.perf_counter() - start,
-        compile_time=clock.seconds,
-    )
+    return TrainResult.selected(best, history_dataset(rec), best_epoch, tr, best_eval,
+                                grad_evals, time.perf_counter() - start, clock.seconds)
 
 
 def padded_chunks(x, y, chunk: int):
