@@ -108,6 +108,21 @@ def _is_concrete(*xs) -> bool:
     return not any(isinstance(x, jax.core.Tracer) for x in xs)
 
 
+def _check_stable_matrix(H, eta, momentum) -> None:
+    """`check_stable` on the eigenvalues of the symmetric ``H``, skipped under tracing."""
+    if _is_concrete(H, eta, momentum):
+        check_stable(np.linalg.eigvalsh(np.asarray(H)), eta, momentum)
+
+
+def _phase_space(initial, p: int):
+    """``initial`` as a ``(2p, 2p)`` covariance of ``(x, v)``: a ``(p, p)`` one is the
+    position block, with zero velocity."""
+    S0 = jnp.asarray(initial, jnp.float64)
+    if S0.shape == (p, p):
+        S0 = jnp.zeros((2 * p, 2 * p)).at[:p, :p].set(S0)
+    return S0
+
+
 @float64
 def transition_matrix(H: Float[ArrayLike, "p p"], eta, momentum=0.0) -> Float[Array, "2*p 2*p"]:
     """``A = [[I - eta H, m I], [-eta H, m I]]`` of heavy-ball SGD on ``z = (x, v)``.
@@ -443,13 +458,10 @@ def transient_covariance(
     H = jnp.asarray(H, jnp.float64)
     C = jnp.asarray(C, jnp.float64)
     p = H.shape[0]
-    S0 = jnp.asarray(initial, jnp.float64)
-    if S0.shape == (p, p):
-        S0 = jnp.zeros((2 * p, 2 * p)).at[:p, :p].set(S0)
+    S0 = _phase_space(initial, p)
     A = transition_matrix(H, eta, momentum)
     Q = noise_matrix(C, eta, batch)
-    if _is_concrete(H, eta, momentum):
-        check_stable(np.linalg.eigvalsh(np.asarray(H)), eta, momentum)
+    _check_stable_matrix(H, eta, momentum)
     S_inf = solve_discrete_lyapunov(A, Q)
     ks = jnp.asarray(steps, jnp.int32)
     Ak = jax.vmap(lambda k: _mpow(A, k))(ks)
@@ -524,8 +536,7 @@ def least_squares_fixed_point(
     """
     K = jnp.asarray(K, jnp.float64)
     p = K.shape[0]
-    if _is_concrete(K, eta, momentum):
-        check_stable(np.linalg.eigvalsh(np.asarray(K)), eta, momentum)
+    _check_stable_matrix(K, eta, momentum)
     step, Q0 = _ls_map(K, sigma, eta, momentum, batch)
     n = 2 * p
     L = jax.jacfwd(lambda s: step(s.reshape(n, n)).reshape(-1))(jnp.zeros(n * n))
@@ -581,9 +592,7 @@ def least_squares_transient(
     """
     K = jnp.asarray(K, jnp.float64)
     p = K.shape[0]
-    S0 = jnp.asarray(initial, jnp.float64)
-    if S0.shape == (p, p):
-        S0 = jnp.zeros((2 * p, 2 * p)).at[:p, :p].set(S0)
+    S0 = _phase_space(initial, p)
     step, Q0 = _ls_map(K, sigma, eta, momentum, batch)
     steps_np = np.asarray(steps, dtype=np.int64)
     k_max = int(steps_np.max()) if steps_np.size else 0
