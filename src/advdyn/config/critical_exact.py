@@ -10,8 +10,9 @@ a file, ``advdyn run``'s embedded default is used::
     margin = 1.0                                 # m of the gap-matched eps*
 
 Only the ODE runs: of ``[run]``, ``t_max`` and ``n_times`` (the recording times, on the
-step-aligned grid of ``advdyn run``), ``bins``, ``rtol``, ``atol``, ``solver`` and
-``divergence_factor`` apply; ``problem.epsilon`` is replaced by each radius in turn.
+step-aligned grid of ``advdyn run``), ``bins`` (built without the relaxed coarsening, as
+in ``advdyn phase``), ``rtol``, ``atol``, ``solver`` and ``divergence_factor`` apply;
+``problem.epsilon`` is replaced by each radius in turn.
 """
 
 from __future__ import annotations

@@ -122,8 +122,10 @@ def plan_critical_exact(config: CriticalExactConfig) -> CriticalExactPlan:
         spectrum = dp.diagnostics["spectrum"]
         if not radius > 0:
             radius = float("nan")
-    else:
-        drawn, binned = spectral_instances(run_config)
+    else:  # bins without the relaxed coarsening (it depends on the rate and the radius)
+        plain = (run_config.with_overrides(**{"run.bins_relaxed": False}) if rc.bins
+                 else run_config)
+        drawn, binned = spectral_instances(plain)
         instance = binned if binned is not None else drawn
         radius, source = problem_radius(instance), "problem"
         spectrum = (f"binned ({rc.bins} bins)" if binned is not None else "per direction")
