@@ -180,6 +180,12 @@ def test_a_binned_run_records_its_path_and_the_rows_risks(tmp_path):
     dp = ad.data_problem(cfg.problem)
     for array in (dp.rows, dp.targets, dp.statistics.teacher, dp.statistics.nodes):
         assert not array.flags.writeable
+    # divergence is judged on what data_sgd records (the iterate's distance to theta*, the
+    # risk measured on the rows), not on surrogate risks the rows instance cannot give:
+    # a rate far above the stable range stops the run after its first steps
+    with pytest.raises(ad.DivergenceError) as err:
+        run(cfg.with_overrides(**{"lr.gamma": 40.0, "run.methods": ["data_sgd"]}))
+    assert err.value.time > 0
 
 
 def _run_config(tmp_path, d: int = 12, methods=("ode",), **data):

@@ -40,6 +40,10 @@ def test_phase_batches_sgd_on_the_rows(tmp_path):
                                    err_msg=name)
 
 
+# compile-bound (the batched ODE on the quadrature and the batched SGD on the rows); the
+# default sibling on the same driver check: test_data_binned.py's
+# test_a_binned_run_records_its_path_and_the_rows_risks (the host run, and its divergence)
+@pytest.mark.slow
 def test_phase_runs_sgd_on_the_rows_of_a_binned_spectrum(tmp_path):
     """On a binned data spectrum (no eigenbasis) ``data_sgd`` runs over the grid on the rows'
     own basis, its divergence judged on what it records (the iterate's distance to theta*,
