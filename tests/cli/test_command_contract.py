@@ -39,6 +39,7 @@ WRITERS = {
     "figure": ["figure", "agreement"],
     "critical-eps": ["critical-eps"],
     "critical-linear": ["critical-linear"],
+    "critical-exact": ["critical-exact"],
     "posterior": ["posterior"],
     "sme": ["sme"],
 }
@@ -121,6 +122,8 @@ BAD = [
     (["figure", "nope"], "NAME"),
     (["critical-eps", "--repeats", "0"], "repeats"),
     (["critical-linear", "--seed", "-1"], "--seed"),
+    (["critical-exact", "--eps", "0,1"], "critical.eps"),
+    (["critical-exact", "run_tmax.toml"], "run.t_max"),
     (["posterior", "posterior_d.toml"], "highdim.d"),
     (["posterior", "posterior_tmax.toml"], "highdim"),
     (["sme", "--replicates", "1000000000000"], "risks.replicates"),

@@ -185,3 +185,31 @@ def test_data_sgd_streams_depend_on_seed_replicate_step_only(tmp_path):
     other = ad.simulate_data_sgd(dp.instance, dp.rows, dp.targets, lr, ad.stream_key(3),
                                  t_max=4.0, n_times=3, replicates=1, block_size=8)
     assert not np.array_equal(one.ys["norm"], other.ys["norm"])
+
+
+@pytest.mark.parametrize(("spectrum", "reads"), [("dense", 1), ("binned", 3)])
+def test_a_seed_sweep_reads_a_dense_data_set_once(tmp_path, monkeypatch, spectrum, reads):
+    """The dense statistics do not depend on theta_0, so three seeds share one read of the
+    file (each still gets its own theta_0); the binned ones hold theta_0's measures, so each
+    seed reads and summarises again."""
+    import advdyn.config.build as build
+
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((60, 6))
+    np.savez(tmp_path / "rows.npz", X=X, y=X @ np.ones(6) + rng.standard_normal(60))
+    calls = []
+    real = build.load_data
+    monkeypatch.setattr(build, "load_data", lambda data: calls.append(1) or real(data))
+    build._data_moments.cache_clear()
+    extra = {"probes": 2, "lanczos_steps": 2} if spectrum == "binned" else {}
+    theta0 = []
+    try:
+        for seed in (0, 1, 2):
+            cfg = validate_config({"problem": {"loss": "least_squares", "seed": seed, "data": {
+                "path": str(tmp_path / "rows.npz"), "task": "regression", "spectrum": spectrum,
+                **extra}}})
+            theta0.append(np.asarray(data_problem(cfg.problem).rows_instance.theta0))
+    finally:
+        build._data_moments.cache_clear()
+    assert len(calls) == reads
+    assert not np.allclose(theta0[0], theta0[1])

@@ -180,6 +180,12 @@ def test_a_binned_run_records_its_path_and_the_rows_risks(tmp_path):
     dp = ad.data_problem(cfg.problem)
     for array in (dp.rows, dp.targets, dp.statistics.teacher, dp.statistics.nodes):
         assert not array.flags.writeable
+    # divergence is judged on what data_sgd records (the iterate's distance to theta*, the
+    # risk measured on the rows), not on surrogate risks the rows instance cannot give:
+    # a rate far above the stable range stops the run after its first steps
+    with pytest.raises(ad.DivergenceError) as err:
+        run(cfg.with_overrides(**{"lr.gamma": 40.0, "run.methods": ["data_sgd"]}))
+    assert err.value.time > 0
 
 
 def _run_config(tmp_path, d: int = 12, methods=("ode",), **data):
@@ -290,8 +296,9 @@ def test_the_rows_instance_of_a_binned_spectrum_is_no_theory_input(tmp_path):
 def test_phase_on_a_data_problem(tmp_path):
     """``phase`` on a binned data spectrum runs the ODE on the quadrature's nodes (the dense
     diagram's numbers where the Krylov space is R^d, to 1e-9), records the spectrum, refuses
-    data_sgd there with what to do, and refuses a sweep of problem.task.noise on any data
-    problem (run uses the data's residual noise)."""
+    data_sgd there with a rate that reads the iterate's statistics (naming lr.kind; with a
+    constant rate it runs: tests/workflows/test_phase_data_sgd.py), and refuses a sweep of
+    problem.task.noise on any data problem (run uses the data's residual noise)."""
     from advdyn.workflows.phase import phase_diagram
 
     axes = {"problem.epsilon": [0.1, 0.3]}
@@ -301,7 +308,9 @@ def test_phase_on_a_data_problem(tmp_path):
     assert dense.attrs["spectrum"] == "dense"
     assert binned.attrs["spectrum"].startswith("binned (Lanczos, 8 probes")
     np.testing.assert_allclose(binned["final_adv_risk"], dense["final_adv_risk"], rtol=1e-9)
-    with pytest.raises(ad.ConfigError, match=r"run\.methods.*advdyn run"):
-        phase_diagram(_run_config(tmp_path, methods=("ode", "data_sgd"), spectrum="binned"), axes)
+    line_search = _run_config(tmp_path, methods=("ode", "data_sgd"), spectrum="binned"
+                              ).with_overrides(lr={"kind": "line_search"})
+    with pytest.raises(ad.ConfigError, match=r"lr\.kind"):
+        phase_diagram(line_search, axes)
     with pytest.raises(ad.ConfigError, match=r"problem\.task\.noise"):
         phase_diagram(_run_config(tmp_path, spectrum="dense"), {"problem.task.noise": [0.0]})

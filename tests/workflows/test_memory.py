@@ -138,3 +138,41 @@ def test_memory_limit_override_and_pipeline_refusal():
 def test_available_memory_is_measured():
     n, source = available_memory()
     assert n > 0 and source
+
+
+def test_binned_data_estimate_bounds_the_measured_lanczos(tmp_path):
+    """The binned data path's estimate holds the block Lanczos at its Rayleigh-Ritz step
+    (`lanczos_arrays`: ``5 m b d + 3 b d + 4 n b``, the half-step check included), and
+    that bounds the peak of NumPy's allocations measured while `spectral_statistics`
+    runs (tracemalloc), for regression and classification; the count before the half-step
+    basis and the Ritz stacks were added, ``2 m b d + 2 n b``, does not."""
+    import tracemalloc
+
+    import numpy as np
+
+    from advdyn.problem.data import spectral_statistics
+    from advdyn.workflows.memory import lanczos_arrays
+
+    n, d, probes, steps = 600, 400, 6, 6
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, d))
+    np.savez(tmp_path / "rows.npz", X=X, y=X[:, 0])
+    cfg = validate_config({"problem": {"loss": "least_squares", "data": {
+        "path": str(tmp_path / "rows.npz"), "task": "regression", "spectrum": "binned",
+        "probes": probes, "lanczos_steps": steps}}, "run": {"methods": ["ode"]}})
+    est = estimate_memory(cfg, available=(10**15, "test"))
+    block = probes + 1 + 2
+    assert est.parts["instance: draw temporaries"] == 8 * (  # (and theta_0's draw: 3 d)
+        3 * d + 5 * steps * block * d + 3 * block * d + 4 * n * block)
+    assert est.parts["data"] == 2 * n * d * 8
+    for task, y in (("regression", X[:, 0] + rng.standard_normal(n)),
+                    ("classification", np.where(rng.random(n) < 0.5, 1.0, -1.0))):
+        b = probes + (2 if task == "classification" else 1) + 2
+        tracemalloc.start()
+        start = tracemalloc.get_traced_memory()[0]
+        spectral_statistics(X, y, task, probes=probes, steps=steps, seed=0,
+                            theta0=rng.standard_normal(d))
+        peak = tracemalloc.get_traced_memory()[1] - start
+        tracemalloc.stop()
+        assert peak <= 8 * lanczos_arrays(n, d, b, steps), task
+        assert peak > 8 * (2 * steps * b * d + 2 * n * b), task  # the old count fell short

@@ -23,8 +23,9 @@ app = typer.Typer(
     help=(
         "The learning dynamics of adversarial training: exact high-dimensional dynamics of "
         "l2-adversarial streaming SGD (run, limit, monotone, figure, sweep), the critical "
-        "attack strength eps* (critical-eps, critical-linear), SGD's posterior covariance "
-        "and PAC-Bayes (posterior), continuous-time approximations (sme)."
+        "attack strength eps* (critical-eps, critical-linear, critical-exact), SGD's "
+        "posterior covariance and PAC-Bayes (posterior), continuous-time approximations "
+        "(sme)."
     ),
     # markdown: a docstring's paragraph is one paragraph in --help (no hard line breaks)
     rich_markup_mode="markdown",

@@ -1,5 +1,5 @@
-"""``advdyn critical-eps``, ``advdyn critical-eps-config`` and ``advdyn critical-linear``:
-the critical attack strength eps* (paper seed 004)."""
+"""``advdyn critical-eps``, ``advdyn critical-eps-config``, ``advdyn critical-linear`` and
+``advdyn critical-exact``: the critical attack strength eps* (paper seed 004)."""
 
 from __future__ import annotations
 
@@ -207,6 +207,91 @@ def critical_linear_command(
             out_console.print(f"gap-matched streaming eps* ~ (n/d)^{st['slope_ode_t_ge_4']:.3f}")
     out_console.print(escape(f"results written to {out}/: "
                              + ", ".join(p.name for p in files)), highlight=False)
+
+
+@app.command("critical-exact")
+def critical_exact_command(
+    config: Annotated[
+        Path | None, typer.Argument(help="Run TOML (synthetic or \\[problem.data]), with an "
+                                    "optional \\[critical] table; advdyn run's embedded "
+                                    "default when omitted.")
+    ] = None,
+    out: Annotated[Path, out_option()] = Path("critical-exact-out"),
+    eps: Annotated[
+        str | None, typer.Option("--eps", help="Radii to solve, comma-separated (override "
+                                 "critical.eps; default: 12 multiples of the problem's "
+                                 "radius from 0.05 to 2).")
+    ] = None,
+    t_max: Annotated[float | None, typer.Option(help="Override run.t_max (largest n/d).")] = None,
+    n_times: Annotated[int | None, typer.Option(help="Override run.n_times.")] = None,
+    margin: Annotated[
+        float | None, typer.Option(help="Override critical.margin (gap-matched eps*).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No status line or table.")] = False,
+):
+    """eps*(n/d) of a run config's problem (synthetic, or your data's surrogate) from the
+    exact ODE: the radius up to which the adversarially trained iterate's adversarial risk
+    stays below the clean iterate's clean risk, at every recorded n/d. Writes
+    critical_exact.{nc,json,png}."""
+    from advdyn.config.critical_exact import (
+        default_critical_exact_config,
+        load_critical_exact_config,
+    )
+    from advdyn.workflows.critical_exact import write_critical_exact
+
+    with command_errors(out):
+        cfg = load_with_overrides(config, {
+            "run.t_max": t_max, "run.n_times": n_times, "critical.margin": margin,
+        }, load_critical_exact_config, default_critical_exact_config)
+        if eps is not None:  # --eps replaces the file's radii, given either way
+            cfg = cfg.with_overrides(**{"critical.eps": _radii(eps),
+                                        "critical.eps_over_radius": None})
+
+        def announce(plan) -> None:  # after the checks, so that a refusal is the only line
+            if quiet:
+                return
+            r = f"{plan.radius:.4g}" if plan.radius == plan.radius else "undefined"
+            err_console.print(escape(
+                f"advdyn critical-exact: d = {round(float(plan.instance.d))}, loss = "
+                f"{cfg.problem.loss}, {plan.spectrum}; "
+                f"{len(plan.eps)} radii from {plan.eps[0]:.4g} to {plan.eps[-1]:.4g} "
+                f"({plan.radius_source} radius {r}); n/d up to {plan.times[-1]:.4g} "
+                f"({len(plan.times)} records)"), highlight=False, soft_wrap=True)
+
+        result = write_critical_exact(cfg, out, on_start=announce)
+    if not quiet:
+        s = result.summary
+        table = Table(title="eps*(n/d) from the exact ODE")
+        for c in ("n/d", "eps*", f"gap-matched eps* (m = {s['margin']:g})"):
+            table.add_column(c, justify="right")
+        rows = range(1, len(s["t"]))
+        step = max(1, len(rows) // 10)
+        for i in list(rows)[::step]:
+            table.add_row(f"{s['t'][i]:.4g}", _star(s["eps_star"][i], s["eps"]),
+                          _star(s["eps_star_margin"][i], s["eps"]))
+        out_console.print(table)
+    for w in result.summary["warnings"]:
+        err_console.print(escape(f"warning: {w}"), style="yellow", highlight=False)
+    files = ", ".join(p.name for p in result.files.values())
+    out_console.print(escape(f"results written to {out}/: {files}"), highlight=False)
+
+
+def _radii(text: str) -> list[float]:
+    """``--eps "0.1,0.5"`` as floats (ConfigError naming --eps otherwise)."""
+    from advdyn.errors import ConfigError
+
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError("--eps", f"must be comma-separated numbers, got {text!r}") from None
+
+
+def _star(value, eps: list[float]) -> str:
+    """An eps* of ``critical_exact.json`` for the table (``"inf"``: beyond the largest
+    radius solved; ``None``: undefined)."""
+    if value is None:
+        return "undefined"
+    return f"> {eps[-1]:.4g}" if value == "inf" else f"{value:.4g}"
 
 
 def _linear_studies(seed: int):

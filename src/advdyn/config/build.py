@@ -13,6 +13,7 @@ config becomes a rule
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from pathlib import Path
@@ -414,13 +415,20 @@ def load_data(data: C.DataProblemConfig) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
+class _NeedsInit(Exception):
+    """The dense path fell back to the binned one, whose statistics need ``theta_0``."""
+
+
 @functools.lru_cache(maxsize=2)
 def _data_moments(data: C.DataProblemConfig, stamp: tuple, teacher_norm: float,
                   theta0_file: Path | None, gaussian_init: tuple[int, float] | None):
     """Read and summarise a data set once per file version (``stamp``: mtimes and sizes of
-    the data and, on the binned path, of ``theta0_file``, whose measures it needs) and
-    initial iterate (``gaussian_init``: the seed and scale of a Gaussian ``theta_0``, whose
-    measures the binned path needs too)."""
+    the data and, on the binned path, of ``theta0_file``) and, on the binned path only,
+    initial iterate (``theta0_file`` or ``gaussian_init``, the seed and scale of a Gaussian
+    ``theta_0``: the binned statistics hold its measures; the dense ones do not depend on
+    it, and `data_problem` keys them without it, so that a sweep over the seed reads the
+    file once). Raises `_NeedsInit` when a dense path without either falls back to the
+    binned one."""
     X, y = load_data(data)
     path = data.spectrum_method
     stats: MixtureStatistics | SpectralStatistics
@@ -432,6 +440,8 @@ def _data_moments(data: C.DataProblemConfig, stamp: tuple, teacher_norm: float,
                 raise ConfigError("problem.data.path", f"the {X.shape[1]} x {X.shape[1]} "
                                   "covariance of the data does not fit in memory; use "
                                   "problem.data.spectrum = 'binned'") from None
+            if theta0_file is None and gaussian_init is None:
+                raise _NeedsInit from None
             path = "binned"
     if path == "binned":
         if theta0_file is not None:
@@ -513,9 +523,15 @@ def data_problem(config: C.ProblemConfig, loss: AbstractLoss | None = None) -> D
     init = config.init
     file_init = Path(init.path) if isinstance(init, C.FileInit) else None
     seed_scale = (config.seed, float(init.scale)) if isinstance(init, C.GaussianInit) else None
-    rows, y, stats, diagnostics = _data_moments(data, _stamp(data, file_init),
-                                                float(config.task.teacher_norm), file_init,
-                                                seed_scale)
+    teacher_norm = float(config.task.teacher_norm)
+    moments = None
+    if data.spectrum_method == "dense":  # its statistics do not depend on theta_0
+        with contextlib.suppress(_NeedsInit):
+            moments = _data_moments(data, _stamp(data), teacher_norm, None, None)
+    if moments is None:
+        moments = _data_moments(data, _stamp(data, file_init), teacher_norm, file_init,
+                                seed_scale)
+    rows, y, stats, diagnostics = moments
     d = rows.shape[1]
     loss = loss if loss is not None else make_loss(config.loss)
     theta0 = (_file_theta0(file_init, d) if file_init is not None

@@ -19,7 +19,15 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from advdyn.config.schema import format_validation_error, read_toml, set_dotted
+from advdyn.config.schema import (
+    ConstantLR,
+    LearningRateConfig,
+    ProblemConfig,
+    RunConfig,
+    format_validation_error,
+    read_toml,
+    set_dotted,
+)
 from advdyn.deprecation import REMOVED_IN, warn_deprecated
 from advdyn.errors import ConfigError
 
@@ -72,6 +80,15 @@ class CommandConfig(Section):
         for key, value in dotted.items():
             set_dotted(data, canonical_key(type(self), key), value, create_sections=False)
         return validate_command(type(self), data)
+
+
+class RunCommandConfig(CommandConfig):
+    """A command config that holds a run config (``[problem]``, ``[lr]``, ``[run]``, as for
+    ``advdyn run``) and its own tables (``advdyn phase``, ``advdyn critical-exact``)."""
+
+    problem: ProblemConfig
+    lr: LearningRateConfig = ConstantLR(gamma=0.5)
+    run: RunConfig = RunConfig()
 
 
 def _sections(cls: type[Section]) -> dict[str, type[Section]]:

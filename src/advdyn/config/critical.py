@@ -35,7 +35,9 @@ from advdyn.config.command import (
 )
 
 
-def _increasing_positive(values: list[float]) -> list[float]:
+def increasing_radii(values: list[float]) -> list[float]:
+    """``values`` when they are a non-empty, positive, strictly increasing list of radii
+    (``ValueError`` saying which property fails otherwise)."""
     if not values:
         raise ValueError("must list at least one radius")
     if any(v <= 0 for v in values):
@@ -97,7 +99,7 @@ class ScratchConfig(Section):
 
     eps: list[float] = [0.01, 0.02, 0.03, 0.05, 0.08]
 
-    _check = field_validator("eps")(classmethod(lambda cls, v: _increasing_positive(v)))
+    _check = field_validator("eps")(classmethod(lambda cls, v: increasing_radii(v)))
 
 
 class FastConfig(Section):
@@ -115,7 +117,7 @@ class FastConfig(Section):
         description="fractions of the first estimate to fine-tune at again ([] : no refinement)",
     )
 
-    _check = field_validator("eps")(classmethod(lambda cls, v: _increasing_positive(v)))
+    _check = field_validator("eps")(classmethod(lambda cls, v: increasing_radii(v)))
 
     @field_validator("refine")
     @classmethod
@@ -133,7 +135,7 @@ class FGMConfig(Section):
     epochs: int | None = Field(default=None, ge=1, description="default: train.epochs")
     threshold: float = Field(default=0.2, gt=0, lt=1)
 
-    _check = field_validator("eps")(classmethod(lambda cls, v: _increasing_positive(v)))
+    _check = field_validator("eps")(classmethod(lambda cls, v: increasing_radii(v)))
 
 
 class StrongConfig(Section):

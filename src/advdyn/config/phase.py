@@ -19,13 +19,13 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from advdyn.config.command import (
-    CommandConfig,
+    RunCommandConfig,
     Section,
     default_command,
     load_command,
     validate_command,
 )
-from advdyn.config.schema import Config, ConstantLR, LearningRateConfig, ProblemConfig, RunConfig
+from advdyn.config.schema import Config
 
 
 class Axis(Section):
@@ -78,12 +78,8 @@ class PhaseSection(Section):
         return self
 
 
-class PhaseConfig(CommandConfig):
+class PhaseConfig(RunCommandConfig):
     """A complete ``advdyn phase`` config."""
-
-    problem: ProblemConfig
-    lr: LearningRateConfig = ConstantLR(gamma=0.5)
-    run: RunConfig = RunConfig()
     phase: PhaseSection
 
     def run_config(self) -> Config:

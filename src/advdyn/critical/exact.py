@@ -151,7 +151,7 @@ def ode_critical_radius(d: int, times, eps_grid, lr: AbstractLearningRate | None
 @float64
 def instance_critical_radius(instance: AbstractInstance, times, eps_grid,
                              lr: AbstractLearningRate | None = None, margin: float = 1.0,
-                             floor: float | None = None) -> xr.Dataset:
+                             floor: float | None = None, **ode_options) -> xr.Dataset:
     """eps*(t) from the exact ODE of any problem: the radius of ``instance`` replaced by each
     of ``0`` and ``eps_grid`` in turn (module docstring's definitions).
 
@@ -177,6 +177,9 @@ def instance_critical_radius(instance: AbstractInstance, times, eps_grid,
         The clean risk an iterate can reach (``E_0 = R_0 - floor`` is the clean iterate's
         excess risk); default: the clean risk of the clean optimum
         ([`adversarial_optimum`][advdyn.theory.adversarial_optimum] at ``eps = 0``).
+    **ode_options
+        Keyword arguments of every [`solve_ode`][advdyn.theory.solve_ode] (``rtol``,
+        ``atol``, ``solver``, ``divergence_factor``, ...).
 
     Returns
     -------
@@ -194,7 +197,7 @@ def instance_critical_radius(instance: AbstractInstance, times, eps_grid,
     at = [eqx.tree_at(lambda i: i.epsilon, instance, jnp.asarray(e, jnp.float64)) for e in eps]
     if floor is None:
         floor = float(adversarial_optimum(at[0]).observables["clean_risk"])
-    sols = [solve_ode(inst, lr, times) for inst in at]
+    sols = [solve_ode(inst, lr, times, **ode_options) for inst in at]
     adv = np.stack([s["adv_risk"] for s in sols])
     clean = sols[0]["clean_risk"]
     return xr.Dataset(
@@ -206,6 +209,45 @@ def instance_critical_radius(instance: AbstractInstance, times, eps_grid,
         attrs={"d": round(float(instance.d)), "floor": floor, "method": "ode",
                "margin": margin},
     )
+
+
+@float64
+def problem_radius(instance: AbstractInstance) -> float:
+    """The problem-scaled attack radius of a surrogate or synthetic instance: half the
+    distance between the means of the first ``+1`` and first ``-1`` component
+    (classification), or ``sigma / |theta*|`` (regression: the attack then moves a
+    prediction by as much as the label noise); the definition of
+    [`MixtureStatistics.radius`][advdyn.problem.data.MixtureStatistics.radius] for a data
+    set, read from the instance's per-direction (or per-bin) sums.
+
+    Parameters
+    ----------
+    instance : AbstractInstance
+        A [`ProblemInstance`][advdyn.problem.ProblemInstance] or
+        [`BinnedInstance`][advdyn.theory.BinnedInstance].
+
+    Returns
+    -------
+    float
+        The radius, ``nan`` where it is undefined (a classification without both labels,
+        or coinciding means; a regression without noise or without a teacher).
+    """
+    from advdyn.theory.statistics import direction_sum
+
+    if instance.task == "classification":
+        labels = np.asarray(instance.labels)
+        pos, neg = np.flatnonzero(labels > 0), np.flatnonzero(labels < 0)
+        if pos.size == 0 or neg.size == 0:
+            return float("nan")
+        a, b = int(pos[0]), int(neg[0])
+        mm = instance.mean_mean
+        dist2 = float(direction_sum(mm[a, a] + mm[b, b] - 2 * mm[a, b], instance))
+        radius = float(np.sqrt(max(dist2, 0.0)) / 2)
+    else:
+        teacher = float(np.sqrt(direction_sum(instance.teacher2, instance)))
+        noise = float(instance.noise)
+        radius = noise / teacher if teacher > 0 else float("nan")
+    return radius if radius > 0 else float("nan")
 
 
 @float64

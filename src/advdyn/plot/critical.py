@@ -6,6 +6,8 @@
 * `plot_linear_fig2` / `plot_linear_fig3`: analogues of the paper's figures 2
   and 3 for linear regression (`advdyn.critical.linear`).
 * `plot_scaling`: Theorem-1 crossing and surrogate eps* against ``d/n``.
+* `plot_exact_critical`: eps*(n/d) of any problem from its exact ODE
+  (``advdyn critical-exact``) and the risks it compares.
 """
 
 from __future__ import annotations
@@ -241,4 +243,67 @@ def plot_scaling(study) -> Figure:
     style.caption(fig, f"slopes fitted to {len(ratio)} (d, n) pairs over "
                        f"{np.log10(ratio.max() / ratio.min()):.1f} decades of d/n: at this "
                        "size a slope far from 0.5 is sampling noise (docs: Critical eps*)")
+    return style.finish(fig)
+
+
+def plot_exact_critical(ds, *, radius: float | None = None, units: str = "l2",
+                        radius_label: str = "problem's radius") -> Figure:
+    """eps*(n/d) from the exact ODE (top) and the risks it compares (bottom).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        [`instance_critical_radius`][advdyn.critical.exact.instance_critical_radius]'s
+        result (``eps_star``, ``eps_star_margin`` on ``t``; ``adv_risk`` on ``(eps, t)``;
+        ``clean_risk`` on ``t``).
+    radius : float, optional
+        The problem's radius: a horizontal line on the top panel.
+    units : str
+        What the radii are measured in, for the axis labels.
+    radius_label : str
+        The legend's name of ``radius``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Top: both definitions of eps* against ``n/d`` (log axis, ``t > 0``); records
+        where eps* lies beyond the largest radius solved sit on a dotted line at that
+        radius (said in the legend). Bottom: the adversarial risk of the iterate trained at
+        each radius, and the clean risk of the clean iterate, against ``n/d``.
+    """
+    t = ds["t"].values
+    eps = ds["eps"].values
+    keep = t > 0
+    fig, axes = style.new_figure(2, 1, width=10.0, height=8.4)
+    ax, rx = axes[0, 0], axes[1, 0]
+    top = float(eps[-1])
+    ax.axhline(top, color=_C["grey"], lw=0.8, ls=":",
+               label=f"largest radius solved ({top:.3g}): eps* beyond it is drawn here")
+    if radius is not None and np.isfinite(radius):
+        ax.axhline(radius, color=_C["black"], lw=1.0, ls=(0, (4, 2)),
+                   label=f"{radius_label} {radius:.3g}")
+    m = float(ds.attrs.get("margin", 1.0))
+    for i, (name, label) in enumerate((
+            ("eps_star", "eps*: adv. risk of adv. iterate <= clean risk of clean iterate"),
+            ("eps_star_margin", f"gap-matched eps* (margin m = {m:g} x clean excess risk)"))):
+        v = np.minimum(ds[name].values[keep], top)
+        ax.plot(t[keep], v, label=label, **_series(i))
+    ax.set_xscale("log")
+    ax.set_xlabel("samples per dimension n/d = t" + style.LOG_SUFFIX)
+    ax.set_ylabel(f"critical radius eps* ({units})")
+    ax.set_ylim(bottom=0)
+    ax.set_title("eps* from the exact ODE")
+    style.legend(ax)
+    shown = sorted(set(np.linspace(0, len(eps) - 1, min(len(eps), 6)).round().astype(int)))
+    for k, i in enumerate(shown):
+        rx.plot(t[keep], ds["adv_risk"].values[i, keep], color=style.PALETTE[k], lw=1.2,
+                label=f"adv. risk, trained at eps = {eps[i]:.3g}")
+    rx.plot(t[keep], ds["clean_risk"].values[keep], color=_C["black"], lw=1.6, ls="--",
+            label="clean risk of the clean iterate")
+    rx.set_xscale("log")
+    rx.set_yscale("log")
+    rx.set_xlabel("samples per dimension n/d = t" + style.LOG_SUFFIX)
+    rx.set_ylabel("risk (loss per sample)" + style.LOG_SUFFIX)
+    rx.set_title(f"risks compared ({len(shown)} of {len(eps)} radii shown)")
+    style.legend(rx)
     return style.finish(fig)

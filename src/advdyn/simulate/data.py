@@ -17,7 +17,9 @@ data's empirical distribution is the distribution SGD samples); the surrogate's 
 the same iterate keep their names with a ``surrogate_`` prefix, and the order parameters
 (``norm``, ``overlap``, ``dist_to_opt``, ``lr``) are those of the surrogate instance. On
 a binned surrogate (no eigenbasis, ``measured_only``) the rows stay in the original basis
-and only the measured risks, ``norm``, ``overlap`` and ``lr`` are recorded.
+and only the measured risks, ``norm``, ``overlap`` and ``lr`` are recorded. Divergence is
+judged on the records kept ([`diverged`][advdyn.simulate.driver.diverged]): the iterate's
+distance to ``theta*`` from ``norm`` and ``overlap``, and the measured ``adv_risk``.
 """
 
 from __future__ import annotations
@@ -103,20 +105,24 @@ def data_risks(thetas: Array, rows: Array, targets: Array, instance: ProblemInst
     return jax.lax.map(one, thetas)
 
 
-def _measurement(rows, targets, instance, measured_only: bool):
+class _Measurement(eqx.Module):
     """The ``measure(thetas, rec)`` of a record: the risks measured on the rows, the
-    surrogate's as ``surrogate_*`` (or only `BASIS_FREE` ones when ``measured_only``)."""
+    surrogate's as ``surrogate_*`` (or only `BASIS_FREE` ones when ``measured_only``).
+    A module, so that the compiled record interval takes the rows as traced arrays."""
 
-    def measure(thetas, rec):
-        measured = data_risks(thetas, rows, targets, instance)
-        if measured_only:
+    rows: Array
+    targets: Array
+    instance: ProblemInstance
+    measured_only: bool = eqx.field(static=True)
+
+    def __call__(self, thetas, rec):
+        measured = data_risks(thetas, self.rows, self.targets, self.instance)
+        if self.measured_only:
             out = {k: rec[k] for k in BASIS_FREE}
         else:
             out = {(f"surrogate_{k}" if k in measured else k): v for k, v in rec.items()}
         out.update(measured)
         return out
-
-    return measure
 
 
 def integrate_data_sgd(
@@ -132,12 +138,13 @@ def integrate_data_sgd(
     divergence_factor: float | Array = 1e6,
     optimum: StationaryPoint | None = None,
     throw: bool = True,
+    measured_only: bool = False,
 ) -> Solution:
     """SGD on the rows of a data set as a pure function: ``jit`` and ``vmap`` go through it.
 
     The trajectories and records of
-    [`simulate_data_sgd`][advdyn.simulate.data.simulate_data_sgd] on the same key and grid
-    (on a dense surrogate), with no host work, as
+    [`simulate_data_sgd`][advdyn.simulate.data.simulate_data_sgd] on the same key and grid,
+    with no host work, as
     [`integrate_sgd`][advdyn.simulate.integrate_sgd] is to ``simulate_sgd``: the instance's
     and the rate's array leaves may be traced (grid points x replicates as one ``vmap``),
     ``rows`` and ``targets`` are shared by every point.
@@ -147,21 +154,28 @@ def integrate_data_sgd(
     instance, lr, key, grid, replicates, dtype, divergence_factor, optimum, throw
         As for [`integrate_sgd`][advdyn.simulate.integrate_sgd].
     rows : Array, shape (n, d)
-        The rows in the eigenbasis of ``instance`` (cast to ``dtype``).
+        The rows in the eigenbasis of ``instance`` (cast to ``dtype``), or in the basis of
+        a binned surrogate's rows instance (``measured_only``).
     targets : Array, shape (n,)
+    measured_only : bool
+        As for ``simulate_data_sgd`` (static): only the risks measured on the rows,
+        ``norm``, ``overlap`` and ``lr`` are recorded, and no optimum is used (``optimum``
+        is ignored). The caller refuses a rate that reads the iterate's statistics.
 
     Returns
     -------
     Solution
         Method ``"data_sgd"``, ``ys`` of shape ``(replicate, time)``: the risks measured on
-        the rows and the surrogate's as ``surrogate_*`` (module docstring).
+        the rows and the surrogate's as ``surrogate_*`` (module docstring); divergence is
+        judged on the measured records.
     """
     rows = jnp.asarray(rows).astype(jnp.dtype(dtype))
     targets = jnp.asarray(targets, jnp.float64)
     return integrate_replicates(
         "data_sgd", _RowBlock(rows, targets), instance, lr, stream_words(key), grid,
         replicates, dtype=dtype, optimum=optimum, divergence_factor=divergence_factor,
-        throw=throw, measure=_measurement(rows, targets, instance, False))
+        throw=throw, measure=_Measurement(rows, targets, instance, measured_only),
+        record_optimum=not measured_only)
 
 
 @float64
@@ -230,18 +244,12 @@ def simulate_data_sgd(
     if np.shape(targets) != (rows_np.shape[0],):
         raise ConfigError("targets", f"must have shape ({rows_np.shape[0]},), got "
                           f"{np.shape(targets)}")
-    eigenvalues = np.asarray(instance.eigenvalues)
-    if not np.all(np.isfinite(eigenvalues)):
-        if not measured_only:
-            raise ConfigError("instance", "has no eigenvalues (a binned data problem's "
-                              "rows_instance): run it with measured_only=True")
-        # the recorder's surrogate risks are discarded (only the divergence check reads them:
-        # finite exactly when the iterate is): any finite covariance serves
-        instance = eqx.tree_at(lambda i: i.eigenvalues, instance,
-                               jax.device_put(np.ones_like(eigenvalues)))
+    if not measured_only and not np.all(np.isfinite(np.asarray(instance.eigenvalues))):
+        raise ConfigError("instance", "has no eigenvalues (a binned data problem's "
+                          "rows_instance): run it with measured_only=True")
     rows_j = jax.device_put(rows_np.astype(jnp.dtype(dtype)))
     targets_j = jax.device_put(np.asarray(targets, np.float64))
-    amend = _measurement(rows_j, targets_j, instance, measured_only)
+    amend = _Measurement(rows_j, targets_j, instance, measured_only)
     return run_replicates(
         "data_sgd", _RowBlock(rows_j, targets_j), instance, lr, stream_words(key), replicates,
         t_max=t_max, n_times=n_times, dtype=dtype, block_size=block_size,

@@ -185,7 +185,12 @@ def divergence_bound(instance: ProblemInstance, divergence_factor) -> Array:
 def diverged(rec: dict[str, Array], instance: ProblemInstance, bound) -> Array:
     """Whether records ``rec`` (arrays over replicates) are diverged: a replicate's
     ``|theta - theta*|^2 = |theta|^2 - 2 <theta, theta*> + |theta*|^2`` above ``bound``, or
-    a risk or that distance not finite (a boolean scalar)."""
+    its ``adv_risk`` or that distance not finite (a boolean scalar).
+
+    ``rec`` is the record a run keeps: the recorder's, or what a ``measure`` put in its
+    place (``norm`` and ``overlap`` are the iterate's own, in any basis; ``adv_risk`` the
+    measured one), so that divergence is judged on what is recorded, never on a quantity
+    the run discards."""
     teacher = jnp.asarray(instance.theta_star, jnp.float64)
     dist2 = rec["norm"] ** 2 - 2 * rec["overlap"] + jnp.sum(teacher * teacher)
     finite = jnp.all(jnp.isfinite(rec["adv_risk"])) & jnp.all(jnp.isfinite(dist2))
@@ -197,19 +202,17 @@ def _interval(block_fn: BlockFn, carry, j, words, times, stride: int, block: int
     """Record interval ``j`` (``1 ..``): advance every replicate from record ``j - 1`` to
     ``j``, record, check. ``carry = (thetas, code)``; after a failure the iterates stay at
     the last good ones and the records are NaN. ``measure(thetas, rec)``, when given,
-    returns the record to keep (divergence is judged on the recorder's)."""
+    returns the record to keep, on which divergence is judged (`diverged`)."""
     thetas, code = carry
     n_blocks = -(-stride // block)
     replicas = jnp.arange(thetas.shape[0], dtype=jnp.uint32)
     first = ((j - 1) * stride).astype(jnp.int64)
     new = advance(block_fn, thetas, replicas, words, first, jnp.asarray(stride, jnp.int64),
                   instance, lr, n_blocks, block, mesh)
-    rec = record(new, times[j], instance, lr, recorder)
+    rec = _kept(new, times[j], instance, lr, recorder, measure)
     ok = code == RESULTS.successful
     code = jnp.where(ok & diverged(rec, instance, bound), RESULTS.diverged, code)
     good = code == RESULTS.successful
-    if measure is not None:
-        rec = measure(new, rec)
     rec = jax.tree.map(lambda a: jnp.where(good, a, jnp.nan), rec)
     thetas = jnp.where(good, new, thetas)
     return (thetas, code.astype(jnp.int32)), rec
@@ -223,12 +226,16 @@ def _start(instance: ProblemInstance, replicates: int, dtype: str) -> Array:
     return jnp.broadcast_to(instance.theta0.astype(jnp.dtype(dtype)), (replicates, instance.d))
 
 
+def _kept(thetas, t, instance, lr, recorder: Recorder, measure=None) -> dict[str, Array]:
+    """The record a run keeps at time ``t``: the recorder's, or ``measure(thetas, rec)``."""
+    rec = record(thetas, t, instance, lr, recorder)
+    return rec if measure is None else measure(thetas, rec)
+
+
 def _first(thetas, times, instance, lr, recorder: Recorder, bound, measure=None):
     """The records at ``times[0]`` and the code they give (NaN records if diverged)."""
-    rec = record(thetas, times[0], instance, lr, recorder)
+    rec = _kept(thetas, times[0], instance, lr, recorder, measure)
     bad = diverged(rec, instance, bound)
-    if measure is not None:
-        rec = measure(thetas, rec)
     code = jnp.where(bad, RESULTS.diverged, RESULTS.successful).astype(jnp.int32)
     return jax.tree.map(lambda a: jnp.where(bad, jnp.nan, a), rec), code
 
@@ -251,6 +258,7 @@ def integrate_replicates(
     throw: bool = True,
     stats: dict | None = None,
     measure: Callable[[Array, dict], dict] | None = None,
+    record_optimum: bool = True,
 ) -> Solution:
     """Every replicate of a simulator over ``grid``, as a pure function: ``jit``, ``vmap``.
 
@@ -284,7 +292,11 @@ def integrate_replicates(
         Entries for ``Solution.stats`` (static).
     measure : callable, optional
         ``measure(thetas, rec)`` returns the record to keep in place of the recorder's
-        ``rec`` (e.g. risks measured on data rows); divergence is judged on the recorder's.
+        ``rec`` (e.g. risks measured on data rows, with ``norm`` and ``overlap``);
+        divergence is judged on it (`diverged`).
+    record_optimum : bool
+        ``False``: no ``dist_to_opt`` and no optimum (``optimum`` is ignored), for an
+        instance the theory cannot solve (a binned data problem's rows instance).
 
     Returns
     -------
@@ -304,9 +316,11 @@ def integrate_replicates(
     checks.integer(replicates, "replicates", 1)
     checks.dtype_name(dtype, "dtype")
 
-    if optimum is None:
-        optimum = pure_optimum(instance)
-    recorder = make_recorder(instance, optimum)
+    if not record_optimum:
+        recorder = Recorder(None)
+    else:
+        recorder = make_recorder(instance, pure_optimum(instance) if optimum is None
+                                 else optimum)
     bound = divergence_bound(instance, divergence_factor)
     times = jnp.asarray(grid.times, jnp.float64)
     thetas0 = _start(instance, replicates, dtype)
@@ -355,9 +369,10 @@ def run_replicates(
     one compiled call per record: the progress bar advances after each, the replicates are
     split over the local devices, and the run stops at the first divergent record.
     ``amend(thetas, rec)``, when given, returns the record to keep in place of the
-    recorder's ``rec`` at each record (e.g. risks measured on data rows); divergence is
-    judged on the recorder's. ``record_optimum=False`` records no ``dist_to_opt`` (and
-    computes no optimum).
+    recorder's ``rec`` at each record (e.g. risks measured on data rows, with ``norm`` and
+    ``overlap``); divergence is judged on it (`diverged`). It is an argument of the
+    compiled interval: an ``equinox.Module`` (its arrays traced) compiles once per shape.
+    ``record_optimum=False`` records no ``dist_to_opt`` (and computes no optimum).
 
     Returns
     -------
@@ -377,9 +392,7 @@ def run_replicates(
     mesh = _replicate_mesh(replicates)
     thetas = _start(instance, replicates, dtype)
     times = jax.device_put(np.asarray(grid.times, np.float64))
-    first, code = _first_jit(thetas, times, instance, lr, recorder, bound)
-    if amend is not None:
-        first = amend(thetas, first)
+    first, code = _first_jit(thetas, times, instance, lr, recorder, bound, amend)
     records = [jax.tree.map(np.asarray, first)]
     carry = (thetas, code)
     j = 0
@@ -388,11 +401,10 @@ def run_replicates(
         if failed:
             break
         carry, rec = _interval_jit(block_fn, carry, jnp.asarray(j, jnp.int64), words, times,
-                                   grid.stride, grid.block, instance, lr, recorder, bound, mesh)
+                                   grid.stride, grid.block, instance, lr, recorder, bound, mesh,
+                                   amend)
         failed = int(carry[1]) != RESULTS.successful
         if not failed:
-            if amend is not None:
-                rec = amend(carry[0], rec)
             records.append(jax.tree.map(np.asarray, rec))
             if progress is not None:
                 progress(grid.stride, grid.steps)

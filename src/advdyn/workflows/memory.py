@@ -28,8 +28,9 @@ constants follow XLA's own buffer accounting of the executables a run compiles
   the eigenbasis (``3 n d``, ``n`` from the header, or for a ``.csv`` an upper bound from its
   size) and, while the surrogate is built, the ``d x d`` covariances (per class and pooled),
   eigenvectors and ``eigh`` work (``(C + 3) d^2``); on the binned path (``spectrum_method``)
-  the table twice (``2 n d``) and the Krylov basis with its products (``2 m (k + C + 2) d``
-  for ``m`` steps and ``k`` probes); ``data_sgd`` holds the rows once more in
+  the table twice (``2 n d``) and the block Lanczos (`lanczos_arrays`: the Krylov basis,
+  its products and their Rayleigh-Ritz stacks, ``5 m b d + 3 b d + 4 n b`` for ``m`` steps
+  and blocks of ``b = k + C + 2`` columns, ``k`` probes); ``data_sgd`` holds the rows once more in
   ``run.dtype`` (``n d``) and its iterates as SGD's. A refusal then names
   ``problem.data.path``.
 
@@ -171,11 +172,11 @@ def estimate_memory(config: Config, available: tuple[int, str] | None = None) ->
         # the table as read, standardised and rotated (kept for data_sgd), and the d x d
         # covariances (per class, pooled), eigenvectors and eigh work
         if p.data.spectrum_method == "binned":
-            # the table as read and standardised; the Krylov basis and its products (m
-            # blocks of probes + C + 2 columns) and the n x block product of one pass
-            block = p.data.probes + n_comp + 2
+            # the table as read and standardised, and the block Lanczos of
+            # `lanczos_arrays` (held at its Rayleigh-Ritz step)
             parts["data"] = 2 * n * d * f64
-            draw += (2 * p.data.lanczos_steps * block * d + 2 * n * block) * f64
+            draw += lanczos_arrays(n, d, p.data.probes + n_comp + 2,
+                                   p.data.lanczos_steps) * f64
         else:
             parts["data"] = 3 * n * d * f64
             draw += (n_comp + 3) * d * d * f64
@@ -219,6 +220,22 @@ def estimate_memory(config: Config, available: tuple[int, str] | None = None) ->
         else:
             available = available_memory()
     return MemoryEstimate(parts, int(peak), int(available[0]), available[1])
+
+
+def lanczos_arrays(n: int, d: int, block: int, steps: int) -> int:
+    """Float64 entries the block Lanczos of a binned data spectrum
+    ([`spectral_statistics`][advdyn.problem.data.spectral_statistics]) holds at its peak,
+    the Rayleigh-Ritz step on every block: ``5 m b d + 3 b d + 4 n b`` for ``m = steps``
+    blocks of ``b = block`` columns.
+
+    Counted: the blocks and their products with the covariance (``2 m b d``); the
+    reorthogonalisation's stacked basis, still held (``(m - 1) b d``, counted as
+    ``m b d``); the Rayleigh-Ritz stacks of every block and product (``2 m b d``; the
+    half-step check's, ``2 floor(m/2) b d``, are built after these are freed, so the
+    full step bounds them); the working blocks (probes, start block, residual: ``3 b d``);
+    a pass's ``n x b`` products and, for classification, the per-class ones (``4 n b``).
+    """
+    return 5 * steps * block * d + 3 * block * d + 4 * n * block
 
 
 def _data_rows(data) -> int:

@@ -145,10 +145,12 @@ def check_phase(config: Config, axes: Mapping[str, Sequence[float]],
     if config.problem.data is not None:
         dp = data_problem(config.problem)
         check_data_spectrum(config, dp)
-        if dp.binned and "data_sgd" in config.run.methods:
-            raise ConfigError("run.methods", "phase runs data_sgd on a dense data spectrum "
-                              "only; on this binned one use methods = ['ode'] here and "
-                              "advdyn run (or advdyn sweep) for data_sgd")
+        if dp.binned and "data_sgd" in config.run.methods and config.lr.kind in (
+                "polyak", "line_search"):
+            raise ConfigError("lr.kind", "Polyak and line-search rates read the surrogate's "
+                              "statistics of the iterate, which a binned spectrum does not "
+                              "give for data_sgd on the rows; use a constant or decaying "
+                              "rate, or problem.data.spectrum = 'dense'")
     return grids
 
 
@@ -212,16 +214,26 @@ def phase_diagram(
         Gaussian surrogate, ``data_sgd`` on its rows (its records measured on the rows, as
         in ``advdyn run``), and ``attrs["spectrum"]`` says how its spectrum was obtained
         (``"dense"`` or ``"binned (Lanczos, ...)"``); on a binned one the ODE runs on the
-        quadrature's nodes (``data_sgd``, ``sgd`` and ``hsgd`` are refused there).
+        quadrature's nodes and ``data_sgd`` records what the rows and the iterate give
+        (risks measured on the rows, ``norm``, ``overlap``, ``lr``; no ``dist_to_opt``);
+        ``sgd`` and ``hsgd`` are refused there.
 
     Raises
     ------
     ConfigError
         A field that cannot be swept (``problem.task.noise`` on a data problem, whose noise
-        the data fix), a value the config refuses, more than two fields, or a method a
-        binned data spectrum cannot run (``run.methods``).
+        the data fix), a value the config refuses, more than two fields, a method a binned
+        data spectrum cannot run (``run.methods``), or a rate that reads the iterate's
+        statistics with ``data_sgd`` on a binned data spectrum (``lr.kind``).
     """
-    grids = check_phase(config, axes, factor)
+    return _phase_diagram(config, check_phase(config, axes, factor), factor=factor,
+                          chunk=chunk, progress=progress)
+
+
+def _phase_diagram(config: Config, grids: dict[str, np.ndarray], *, factor: float,
+                   chunk: int | None, progress: Callable[[int, int], None] | None
+                   ) -> PhaseResult:
+    """`phase_diagram` on grids that `check_phase` has already checked."""
     rc = config.run
     stochastic = [m for m in rc.methods if m in STOCHASTIC]
     if progress is not None and stochastic:  # one bar over every batched solve
@@ -340,8 +352,11 @@ def phase_diagram(
     timings = {"compile_s": compile_s, "solve_s": solve_s, "points": float(n_points),
                "optimum_s": optimum_s, "solve_cpu_s": solve_cpu_s}
     for method in stochastic:
-        # the ODE's optima are the per-direction instance's unless the ODE ran binned
-        extra, spent = stochastic_diagram(config, method, names, flat, instance, chunk=chunk,
+        # the ODE's optima are the per-direction instance's unless the ODE ran binned; on a
+        # binned data spectrum data_sgd steps with the rows' instance (no eigenbasis)
+        rows_instance = dp.rows_instance if dp is not None and dp.binned else None
+        extra, spent = stochastic_diagram(config, method, names, flat,
+                                          rows_instance or instance, chunk=chunk,
                                           progress=progress,
                                           optima=optima if binned is None else None)
         ds = ds.assign({k: (dims, v.reshape(*shape, *v.shape[1:]))
@@ -399,7 +414,8 @@ def stochastic_diagram(
     points : ndarray, shape (P, len(names))
         The grid points.
     instance : ProblemInstance
-        The per-direction instance of ``config``.
+        The per-direction instance of ``config`` (for ``data_sgd`` on a binned data
+        spectrum: its rows instance, ``DataProblem.rows_instance``).
     chunk : int, optional
         Points per batched solve (default: what `CHUNK_BYTES` holds).
     progress : callable, optional
@@ -421,24 +437,32 @@ def stochastic_diagram(
     """
     rc = config.run
     grid = time_grid(instance.d, rc.t_max, rc.n_times, rc.block_size)
-    base_opt = optimum(instance)
-    lr = make_learning_rate(config.lr, instance, optimum=base_opt)
     key = stream_key(config.problem.seed)
     blowup = jnp.asarray(rc.divergence_factor, jnp.float64)
     solve = STOCHASTIC[method]
-    # data_sgd: the rows (in the eigenbasis of ``instance``), an argument of the batched
-    # solve shared by every point (not a constant of the program)
+    # data_sgd: the rows (in the eigenbasis of ``instance``, or the original basis of a
+    # binned spectrum's rows instance), an argument of the batched solve shared by every
+    # point (not a constant of the program)
     data = None
+    measured_only = False
     if method == "data_sgd":
         dp = data_problem(config.problem)
         data = {"rows": jnp.asarray(dp.rows.astype(rc.dtype)), "targets": jnp.asarray(dp.targets)}
+        measured_only = dp.binned
+    # a binned data spectrum's rows instance has no eigenvalues: no optimum (the rates it
+    # runs, check_phase says, need none)
+    base_opt = None if measured_only else optimum(instance)
+    lr = make_learning_rate(config.lr, instance, optimum=base_opt)
+    extra_args = {"measured_only": True} if measured_only else {}
 
     # the optimum depends on the instance's fields only: solved once per distinct value of
     # them (once for a grid over the rule alone), outside the points' batched solve
     n_points = points.shape[0]
     inst_cols = [k for k, name in enumerate(names) if LEAF_FIELDS[name][0] == "instance"]
     compile_s = solve_s = 0.0
-    if inst_cols:
+    if measured_only:
+        index, optima = np.zeros(n_points, np.int64), None
+    elif inst_cols:
         rows, index = np.unique(points[:, inst_cols], axis=0, return_inverse=True)
         if optima is None:
             batch = plan_batching(instance, rc.n_times, rows.shape[0], None).batch
@@ -451,11 +475,12 @@ def stochastic_diagram(
 
     def point(values, index, optima, data):
         i, r = _at_point(names, instance, lr, values)
-        opt = jax.tree.map(lambda a: a[index], optima)
+        opt = None if optima is None else jax.tree.map(lambda a: a[index], optima)
         if isinstance(r, Polyak):  # its minimum objective follows the point's optimum
             r = _substitute(r, "min_objective", opt.objective)
         sol = solve(i, r, key, grid, replicates=rc.replicates, dtype=rc.dtype,
-                    divergence_factor=blowup, optimum=opt, throw=False, **(data or {}))
+                    divergence_factor=blowup, optimum=opt, throw=False, **(data or {}),
+                    **extra_args)
         final = {k: jnp.mean(sol.ys[k][:, -1]) for k in ("adv_risk", "clean_risk")}
         return sol.ys, {"result": sol.result, "final_adv_risk": final["adv_risk"],
                         "final_clean_risk": final["clean_risk"]}
@@ -630,13 +655,14 @@ def write_phase(config, out_dir: str | Path, *, progress=None, on_start=None) ->
     run_config = config.run_config()
     out = Path(out_dir)
     with folder_lock(out, "advdyn phase"):
-        # a bad grid or data file: its error is the only line (the data read once, cached)
-        check_phase(run_config, axes, ph.factor)
+        # a bad grid or data file: its error is the only line (the data read once, cached);
+        # the checked grids are solved as they are (no second check)
+        grids = check_phase(run_config, axes, ph.factor)
         if on_start is not None:
             on_start()
         start = time.perf_counter()
-        result = phase_diagram(run_config, axes, factor=ph.factor, chunk=ph.chunk,
-                               progress=progress)
+        result = _phase_diagram(run_config, grids, factor=ph.factor, chunk=ph.chunk,
+                                progress=progress)
         result.files["phase.nc"] = write_netcdf(result.dataset, out / "phase.nc")
         result.files["phase.png"] = save_phase_figure(result.dataset, out / "phase.png")
         ds = result.dataset
