@@ -3,15 +3,19 @@
 The problem of ``bench_phase.py`` (``examples/sweeps/epsilon_gamma.toml``: 64 bins, state of
 192 doubles a point, ``t_max = 10``) at ``eps = 0.3, gamma = 1``, solved by
 ``jax.jit(jax.vmap(integrate_ode))`` on one CPU device for batches of ``B`` identical points
-and 2, 11 or 61 records; then the floor: a plain ``diffeqsolve`` (Tsit5, same controller, one
+and 2, 11 or 61 records, recording interval by interval (`solve_ode`'s integration) and in one
+pass with the records read off the interpolant (``Integrator.dense``, the phase diagram's);
+then the floor: a plain ``diffeqsolve`` (Tsit5, same controller, one
 interval) of ``dy/dt = -y`` on a state of the same shape (three leaves of 64) or one leaf of
 192, under ``vmap``. Best of 5 calls, in CPU seconds of this process.
 
-    cd benchmarks && python bench_ode_step.py
+    cd benchmarks && python bench_ode_step.py [--records 61 --batches 16 --no-floor]
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -45,13 +49,15 @@ def best_cpu(f, x, reps=5) -> float:
     return best
 
 
-def integrate(n_times: int, batch: int) -> tuple[int, float]:
+def integrate(n_times: int, batch: int, dense: bool = False) -> tuple[int, float]:
     spec = load_sweep(EXAMPLE)
     config = spec.base.with_overrides(**spec.sweep.overrides, **{"run.n_times": n_times})
     _, inst = spectral_instances(config.with_overrides(**{"run.bins_relaxed": False}))
     lr = make_learning_rate(config.lr, inst, optimum=optimum(inst))
     times = time_grid(config.problem.d, config.run.t_max, n_times, config.run.block_size).times
     integrator = integrator_for(config.run, inst, lr, times)
+    if dense:
+        integrator = dataclasses.replace(integrator, dense=True)
 
     def point(values):
         i, r = _at_point(NAMES, inst, lr, values)
@@ -79,15 +85,21 @@ def floor(leaves: int, size: int, batch: int) -> tuple[int, float]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, nargs="+", default=[2, 11, 61])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--no-floor", action="store_true", help="skip the plain diffeqsolve")
+    args = parser.parse_args()
     print(f"jax {jax.__version__}, diffrax {diffrax.__version__}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}")
-    for n_times in (2, 11, 61):
-        for batch in (1, 4, 16, 64):
-            steps, cpu = integrate(n_times, batch)
-            print(f"integrate_ode, {n_times:2d} records, batch {batch:2d}: {steps} steps, "
-                  f"{cpu / batch * 1e3:.3f} ms a point, {cpu / batch / steps * 1e6:5.2f} us a "
-                  "step and point", flush=True)
-    for leaves, size in ((3, 64), (1, 192)):
+    for n_times in args.records:
+        for batch in args.batches:
+            for dense in (False, True):
+                steps, cpu = integrate(n_times, batch, dense)
+                print(f"integrate_ode{' (dense)' if dense else ''}, {n_times:2d} records, batch "
+                      f"{batch:2d}: {steps} steps, {cpu / batch * 1e3:.3f} ms a point, "
+                      f"{cpu / batch / steps * 1e6:5.2f} us a step and point", flush=True)
+    for leaves, size in () if args.no_floor else ((3, 64), (1, 192)):
         for batch in (1, 16, 64, 256):
             steps, cpu = floor(leaves, size, batch)
             print(f"diffeqsolve of -y, {leaves} x {size}, batch {batch:3d}: {steps} steps, "

@@ -37,6 +37,9 @@ enable_compilation_cache()
 #: run's budget (8 minutes on 2 idle cores). Each has a sibling in the default run on the
 #: same code path, named here; none is weakened (`pytest -m slow` runs them as written).
 SLOW = {
+    "tests/theory/test_pure_solvers.py::test_dense_records_step_budget_bounds_the_whole_solve":
+        "the dense loop's other exits: test_dense_records_take_fewer_steps_agree_and_keep_"
+        "failure_codes",
     "tests/simulate/test_agreement.py::test_sgd_mean_matches_ode_within_3_percent[ls-anisotropic]":
         "SGD vs ODE on ls-anisotropic: test_hsgd_agrees_with_sgd_and_ode_within_3_percent",
     "tests/simulate/test_agreement.py::test_sgd_mean_matches_ode_within_3_percent"

@@ -61,6 +61,52 @@ def test_vmapped_binned_ode_matches_point_solves_and_marks_divergence():
         solve_ode(base, ad.Constant(6.0), TIMES, solver="tsit5")
 
 
+
+def test_dense_records_take_fewer_steps_agree_and_keep_failure_codes():
+    """`Integrator.dense`: one pass of steps, records off Tsit5's interpolant. 41 records on
+    [0, 4] are closer than the steps rtol 1e-8 allows, so the record-to-record solve takes
+    at least 40 steps and the dense one fewer; the two agree to the integrators' own error
+    (a few rtol each: 1e-6 = 100 rtol asserted); failures stay data under vmap; the
+    program holds no host callback (JAX's persistent cache stores it)."""
+    base = _binned(bins=8)
+    times = np.linspace(0.0, 4.0, 41)
+    dense = make_integrator("tsit5", rtol=1e-8, atol=1e-20, dense=True)
+    steps = make_integrator("tsit5", rtol=1e-8, atol=1e-20)
+    eps = jnp.array([0.0, 0.3, 0.8, 0.3, 0.3])
+    # gamma = 6 diverges (THEORY 6); gamma = 1e200: gamma^2 overflows at the start
+    gamma = jnp.array([0.5, 1.2, 0.3, 6.0, 1e200])
+
+    def solve(integrator):
+        def point(e, g):
+            inst = eqx.tree_at(lambda i: i.epsilon, base, e)
+            rate = eqx.tree_at(lambda r: r.gamma, ad.Constant(1.0), g)
+            return integrate_ode(inst, rate, times, integrator, throw=False)
+
+        fn = jax.jit(jax.vmap(point))
+        assert "callback" not in fn.lower(eps, gamma).as_text().lower()
+        return fn(eps, gamma)
+
+    fast, ref = solve(dense), solve(steps)
+    assert np.asarray(fast.result).tolist() == [RESULTS.successful] * 3 + [RESULTS.diverged] * 2
+    assert np.asarray(ref.result).tolist() == np.asarray(fast.result).tolist()
+    assert (np.asarray(fast.steps[:3]) < np.asarray(ref.steps[:3])).all()
+    assert (np.asarray(ref.steps[:3]) >= len(times) - 1).all()
+    for name in ("adv_risk", "clean_risk", "dist_to_opt"):
+        np.testing.assert_allclose(np.asarray(fast.ys[name][:3]), np.asarray(ref.ys[name][:3]),
+                                   rtol=1e-6, atol=0)
+    diverged = np.asarray(fast.ys["adv_risk"][3])
+    first = int(np.argmax(np.isnan(diverged)))
+    assert first > 0 and np.all(np.isnan(diverged[first:]))
+
+
+def test_dense_records_step_budget_bounds_the_whole_solve():
+    short = make_integrator("tsit5", rtol=1e-8, atol=1e-20, max_steps=5, dense=True)
+    sol = integrate_ode(_binned(bins=8), ad.Constant(0.5), np.linspace(0.0, 4.0, 41), short,
+                        throw=False)
+    assert int(sol.result) == RESULTS.max_steps_reached and int(sol.steps) == 5
+    assert np.isnan(np.asarray(sol.ys["adv_risk"])[-1])
+
+
 def test_pure_ode_throws_on_a_single_failed_call():
     base = _binned()
     integrator = make_integrator("tsit5", rtol=1e-8, atol=1e-20)

@@ -251,12 +251,20 @@ class Integrator(eqx.Module):
     resume : bool
         Whether each recording interval starts from the step the controller proposed last
         on the one before (the explicit solver), rather than selecting one afresh.
+    dense : bool
+        Record from the solver's interpolant in one pass of steps (`_integrate_dense`)
+        instead of integrating from record to record: no step is cut at a record, so
+        records closer than the step the tolerance allows cost no steps; the records then
+        carry the interpolant's error, of the order of the tolerance. Forward only: ``jit``
+        and ``vmap`` go through it, reverse-mode ``grad`` does not; ``max_steps`` then
+        bounds the whole solve. For batched studies (`advdyn.workflows.phase`).
     """
 
     solver: Any
     controller: Any
     max_steps: int = eqx.field(static=True, default=1_000_000)
     resume: bool = eqx.field(static=True, default=True)
+    dense: bool = eqx.field(static=True, default=False)
 
     @property
     def name(self) -> str:
@@ -267,7 +275,7 @@ class Integrator(eqx.Module):
 @float64
 def make_integrator(
     kind: str = "tsit5", *, rtol: float | Array = 1e-8, atol: float | Array = 1e-20,
-    max_steps: int = 1_000_000,
+    max_steps: int = 1_000_000, dense: bool = False,
 ) -> Integrator:
     """The `Integrator` of a solver name, as [`solve_ode`][advdyn.theory.ode.solve_ode] uses it.
 
@@ -281,7 +289,10 @@ def make_integrator(
         [`solve_ode`][advdyn.theory.ode.solve_ode] for the
         absolute tolerance it passes for the implicit solver).
     max_steps : int
-        Step budget per recording interval.
+        Step budget per recording interval (of the whole solve with ``dense``).
+    dense : bool
+        Records from the solver's interpolant in one pass of steps (`Integrator.dense`;
+        forward only).
 
     Returns
     -------
@@ -301,8 +312,129 @@ def make_integrator(
     if kind == "kvaerno5":
         solver = diffrax.Kvaerno5(root_finder=diffrax.with_stepsize_controller_tols(_chord())())
         return Integrator(solver, diffrax.PIDController(rtol=r, atol=a, pcoeff=0.3, icoeff=0.3),
-                          int(max_steps), resume=False)
-    return Integrator(diffrax.Tsit5(), diffrax.PIDController(rtol=r, atol=a), int(max_steps))
+                          int(max_steps), resume=False, dense=dense)
+    return Integrator(diffrax.Tsit5(), diffrax.PIDController(rtol=r, atol=a), int(max_steps),
+                      dense=dense)
+
+
+def _divergence_bound(y0: DirectionState, instance, blowup):
+    """``blowup (|theta_0 - theta*|^2 + |theta*|^2 + 1)``: the solve stops when
+    ``|theta - theta*|^2`` (the direction sum of ``err2``) exceeds it."""
+    return blowup * (
+        direction_sum(y0.err2, instance) + direction_sum(instance.teacher2, instance) + 1.0
+    )
+
+
+def _finite(tree) -> Array:
+    """Whether every entry of every leaf of ``tree`` is finite (a scalar bool)."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree)]))
+
+
+def _integrate_dense(instance, lr, recorder, times, integrator: Integrator, blowup):
+    """The ODE in one pass of adaptive steps, each record read off the solver's
+    interpolant on the step that covers it (`Integrator.dense`).
+
+    diffrax's manual-stepping interface (``solver.init``/``solver.step``, the controller's
+    ``init``/``adapt_step_size``, ``solver.interpolation_cls``) in equinox's while loop
+    (diffrax's own, whose buffers take the records in place rather than copying them on
+    every step): the steps are those of one ``diffeqsolve`` from ``times[0]`` to
+    ``times[-1]``, none cut at a record, and the records are what ``diffeqsolve``'s
+    ``SaveAt(ts=times)`` would save, without its checks of ``ts`` (host callbacks, which
+    keep JAX's persistent cache from storing the program; the callers check ``times`` on
+    the host). Failures as in
+    `_integrate`: a vector field that is not finite at the start, or a state beyond the
+    divergence bound after an accepted step, is ``diverged`` (the records from that step on
+    NaN); ``max_steps`` steps, accepted or rejected, without reaching ``times[-1]``:
+    ``max_steps_reached``. Forward only: ``jit`` and ``vmap`` go through it, reverse-mode
+    ``grad`` does not.
+
+    Returns
+    -------
+    records, result, steps
+        As `_integrate`.
+    """
+    import diffrax  # on tracing only
+    import equinox.internal as eqxi  # (diffrax's loop: records written in place, not copied)
+
+    term = _ode_term()
+    solver, controller = integrator.solver, integrator.controller
+    args = (instance, lr)
+    y0 = initial_state(instance)
+    bound = _divergence_bound(y0, instance, blowup)
+    t_start, t_end = times[0], times[-1]
+    order = solver.error_order(term)
+    tnext, c_state = controller.init(term, t_start, t_end, y0, None, args, solver.func, order)
+    tnext = jnp.minimum(tnext, t_end)
+    s_state = solver.init(term, t_start, tnext, y0, args)
+    first = recorder(t_start, y0, instance, lr)
+    recs = {name: jnp.full((times.shape[0], *a.shape), jnp.nan, a.dtype).at[0].set(a)
+            for name, a in first.items()}
+    # a vector field that is not finite at the start (e.g. gamma^2 overflowing float64) is a
+    # divergence: the controller would otherwise reject every step until the budget runs out
+    code = jnp.where(_finite(vector_field(t_start, y0, args)), RESULTS.successful,
+                     RESULTS.diverged).astype(jnp.int32)
+
+    def going(carry):
+        t, _, _, _, _, _, _, steps, code = carry
+        return (t < t_end) & (code == RESULTS.successful) & (steps < integrator.max_steps)
+
+    def step(carry):
+        t, tnext, y, s_state, c_state, k, recs, steps, code = carry
+        y1, y_err, dense, s_state1, s_result = solver.step(
+            term, t, tnext, y, args, s_state, made_jump=False)
+        # a NaN error estimate (e.g. an overflow on a step too long) rejects the step
+        y_err = jax.tree.map(lambda e: jnp.where(jnp.isnan(e), jnp.inf, e), y_err)
+        keep, t_new, tnext_new, _, c_state1, c_result = controller.adapt_step_size(
+            t, tnext, y, y1, args, y_err, order, c_state)
+        failed = ((s_result != diffrax.RESULTS.successful)
+                  | (c_result != diffrax.RESULTS.successful))
+        keep = keep & ~failed
+        blown = keep & (direction_sum(y1.err2, instance) > bound)
+        record = keep & ~blown
+        interpolant = solver.interpolation_cls(t0=t, t1=tnext, **dense)
+
+        def due(inner):  # a record this accepted step covers
+            k, _ = inner
+            return record & (k < times.shape[0]) & (times[jnp.minimum(k, times.shape[0] - 1)]
+                                                    <= tnext)
+
+        def save(inner):
+            k, recs = inner
+            tk = times[k]
+            yk = interpolant.evaluate(tk)
+            out = recorder(tk, yk, instance, lr)
+            return k + 1, {name: recs[name].at[k].set(out[name]) for name in recs}
+
+        k, recs = eqxi.while_loop(due, save, (k, recs), buffers=lambda c: c[1], kind="lax")
+        code = jnp.where(failed, RESULTS.solver_failed,
+                         jnp.where(blown, RESULTS.diverged, code)).astype(jnp.int32)
+        # the next step ends at times[-1] when it would end within rounding of it
+        t_new = jnp.minimum(t_new, t_end)
+        tnext_new = jnp.where(tnext_new > t_end - 100 * jnp.finfo(times.dtype).eps * t_end,
+                              t_end, tnext_new)
+        new = (jnp.where(keep, t_new, t), tnext_new,
+               jax.tree.map(lambda a, b: jnp.where(keep, a, b), y1, y),
+               jax.tree.map(lambda a, b: jnp.where(keep, a, b), s_state1, s_state),
+               c_state1, k, recs, steps + 1, code)
+        return new
+
+    init = (t_start, tnext, y0, s_state, c_state, jnp.asarray(1), recs,
+            jnp.asarray(0, jnp.int64), code)
+    t, _, _, _, _, _, recs, steps, code = eqxi.while_loop(going, step, init,
+                                                         buffers=lambda c: c[6], kind="lax")
+    code = jnp.where((code == RESULTS.successful) & (t < t_end), RESULTS.max_steps_reached,
+                     code)
+    # a record that is not finite (e.g. an overflow below the bound) is a divergence
+    code = jnp.where((code == RESULTS.successful) & ~jnp.all(jnp.isfinite(recs["adv_risk"])),
+                     RESULTS.diverged, code)
+    return recs, code.astype(jnp.int32), steps
+
+
+def _ode_term():
+    """diffrax's term of `vector_field` (imported on tracing only)."""
+    import diffrax
+
+    return diffrax.ODETerm(vector_field)
 
 
 def _integrate(instance, lr, recorder, times, integrator: Integrator, blowup,
@@ -329,16 +461,18 @@ def _integrate(instance, lr, recorder, times, integrator: Integrator, blowup,
     """
     import diffrax  # on tracing only: a run that loads the stored program does not need it
 
+    if integrator.dense:
+        if relaxed_above is not None:
+            raise ValueError("relaxed_above needs the record-to-record integration "
+                             "(Integrator.dense = False)")
+        return _integrate_dense(instance, lr, recorder, times, integrator, blowup)
     y0 = initial_state(instance)
-    # |theta - theta*|^2 is the direction sum of err2
-    bound = blowup * (
-        direction_sum(y0.err2, instance) + direction_sum(instance.teacher2, instance) + 1.0
-    )
+    bound = _divergence_bound(y0, instance, blowup)
 
     def blown_up(t, y, args, **kw):
         return direction_sum(y.err2, instance) > bound
 
-    term = diffrax.ODETerm(vector_field)
+    term = _ode_term()
     event = diffrax.Event(blown_up)
 
     if relaxed_above is not None:  # the modes above it, by their largest eigenvalue
@@ -369,9 +503,7 @@ def _integrate(instance, lr, recorder, times, integrator: Integrator, blowup,
         # reject every step until the step budget runs out
         going = code == RESULTS.successful
         start = jax.tree.map(lambda a, b: jnp.where(going, a, b), y, y0)
-        field = vector_field(t0, start, (instance, lr))
-        finite_field = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a))
-                                          for a in jax.tree.leaves(field)]))
+        finite_field = _finite(vector_field(t0, start, (instance, lr)))
         code = jnp.where((code == RESULTS.successful) & ~finite_field, RESULTS.diverged, code)
         ok = code == RESULTS.successful
         # after a failure: an empty interval from a finite state (no branch, so that a
@@ -434,7 +566,7 @@ def integrate_ode(
     exception from inside. Every argument that is an array may be traced, so a batch of
     instances (e.g. ``eqx.tree_at`` of ``instance.epsilon``) and rates solves as one
     ``jax.vmap``, and ``jax.grad`` of a record differentiates through the integrator
-    (diffrax's default ``RecursiveCheckpointAdjoint``).
+    (diffrax's default ``RecursiveCheckpointAdjoint``; not with ``integrator.dense``).
 
     Parameters
     ----------

@@ -6,7 +6,9 @@ values into their array leaves (``equinox.tree_at``), and solves every point wit
 compiled program of the pure
 [`advdyn.theory.ode.integrate_ode`][advdyn.theory.ode.integrate_ode]: points sorted by their
 rate, stepped a small batch at a time under ``vmap`` (``jax.lax.map``), the batches split
-over the local CPU devices (``jax.shard_map``), in calls of equal size. The optimum
+over the local CPU devices (``jax.shard_map``), in calls of equal size; on the explicit
+solver each point's records are read off the interpolant of one pass of steps
+([`Integrator.dense`][advdyn.theory.ode.Integrator]), so records do not cut steps. The optimum
 ([`advdyn.theory.stationary.optimum`][advdyn.theory.stationary.optimum]) depends on the
 instance's fields only: it is solved once per distinct value of them, as one more batched
 program. A point that diverges is a [`RESULTS`][advdyn.solution.RESULTS] code and NaN records,
@@ -16,6 +18,7 @@ never a failed study. `write_phase` writes the dataset and the figures; it is wh
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -177,7 +180,10 @@ def phase_diagram(
         ``run.divergence_factor``) apply. With ``run.bins`` the binned ODE runs (bins built
         without the relaxed coarsening, which would depend on the rate). ``run.solver =
         "auto"`` chooses per call, from the call's stiffest point (calls hold points of
-        similar rates).
+        similar rates). Calls on the explicit Tsit5 read their records off its interpolant
+        in one pass of steps ([`Integrator.dense`][advdyn.theory.ode.Integrator]): they
+        agree with [`solve_ode`][advdyn.theory.ode.solve_ode]'s record-to-record solve to
+        the tolerance, not to rounding.
     axes : mapping of str to sequence of float
         One or two dotted config fields of `LEAF_FIELDS` and their values; the
         dataset's dimensions, in this order.
@@ -315,6 +321,8 @@ def _phase_diagram(config: Config, grids: dict[str, np.ndarray], *, factor: floa
         # the integrator of the block's stiffest point: the largest value of every field
         stiffest, stiffest_rate = build(jnp.asarray(block.max(axis=0)))
         integrator = integrator_for(rc, stiffest, stiffest_rate, times)
+        if integrator.name == "tsit5":  # records off the interpolant: no step cut at a record
+            integrator = dataclasses.replace(integrator, dense=True)
         if integrator.name not in solvers:
             solvers.append(integrator.name)
         args = (jnp.asarray(block), jnp.asarray(index[lo:lo + plan.call]), optima)
