@@ -33,6 +33,7 @@ from advdyn.problem.data import (
     mixture_statistics,
     rows_basis_instance,
     spectral_statistics,
+    standardized,
     surrogate_diagnostics,
     surrogate_instance,
 )
@@ -338,8 +339,9 @@ class DataProblem(NamedTuple):
         on the nodes of its Gauss quadrature (``"binned"`` path,
         [`quadrature_instance`][advdyn.theory.spectral.quadrature_instance]).
     rows : ndarray, shape (n, d)
-        The standardised rows (float64, read-only), what ``data_sgd`` samples: in the
-        eigenbasis (dense) or the original basis (binned).
+        The standardised rows (read-only), what ``data_sgd`` samples: in the eigenbasis
+        (dense, float64) or the original basis (binned; float32 when the file holds
+        float32, else float64).
     targets : ndarray, shape (n,)
         Regression targets or ``+/-1`` labels (read-only).
     statistics : MixtureStatistics or SpectralStatistics
@@ -380,7 +382,9 @@ def load_data(data: C.DataProblemConfig) -> tuple[np.ndarray, np.ndarray]:
     Returns
     -------
     X : ndarray, shape (n, d)
-        float64, standardised as ``data.standardize`` says.
+        Standardised as ``data.standardize`` says, float32 when the file holds float32,
+        else float64 (`advdyn.problem.data.standardized`): two passes over the rows, the
+        checks with the column moments, then the standardised rows.
     y : ndarray, shape (n,)
         float64 targets (standardised when ``data.standardize_target`` and regression), or
         ``+/-1`` labels.
@@ -402,13 +406,11 @@ def load_data(data: C.DataProblemConfig) -> tuple[np.ndarray, np.ndarray]:
         names = ([c for c in data_columns(data.path, f"{field}.path")[0] if c != data.target]
                  if data.features is None else list(
                      [data.features] if isinstance(data.features, str) else data.features))
-    X = checks.data_features(X_raw, f"{field}.features", names)
-    y = checks.data_targets(y_raw, X.shape[0], data.task, f"{field}.target")
-    del X_raw  # at most two copies of the table at once
-    if data.standardize != "none":
-        X = X - X.mean(axis=0)
-    if data.standardize == "scale":
-        X /= X.std(axis=0)
+    moments = checks.data_features(X_raw, f"{field}.features", names)
+    y = checks.data_targets(y_raw, X_raw.shape[0], data.task, f"{field}.target")
+    # a second pass writes the rows (over the table read, when load_data_table read it)
+    X = standardized(X_raw, moments, data.standardize)
+    del X_raw
     if data.task == "regression" and data.standardize_target:
         y = (y - y.mean()) / y.std()
     return X, y
