@@ -348,7 +348,7 @@ class DataProblem(NamedTuple):
         The moments the surrogate keeps.
     diagnostics : dict
         [`surrogate_diagnostics`][advdyn.problem.data.surrogate_diagnostics], plus ``spectrum``
-        (the path taken, e.g. ``"dense"`` or ``"binned (Lanczos, 16 probes, 20 steps)"``).
+        (the path taken, e.g. ``"dense"`` or ``"binned (Lanczos, 8 probes, 10 steps)"``).
     rows_instance : ProblemInstance
         What ``data_sgd`` steps with, in the basis of ``rows``: ``instance`` itself on the
         dense path; on the binned path the loss, radius, ridge, ``theta*``, the means and

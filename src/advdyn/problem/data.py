@@ -423,7 +423,7 @@ class SpectralStatistics(NamedTuple):
 
     @property
     def method(self) -> str:
-        """How the spectrum was obtained, e.g. ``"binned (Lanczos, 16 probes, 20 steps)"``."""
+        """How the spectrum was obtained, e.g. ``"binned (Lanczos, 8 probes, 10 steps)"``."""
         return f"binned (Lanczos, {self.probes} probes, {self.steps} steps)"
 
     def measure(self, a: str, b: str) -> np.ndarray:
@@ -486,7 +486,7 @@ def _orthonormal(W: np.ndarray, floor: float) -> np.ndarray:
 
 
 def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: float = 1.0, *,
-                        probes: int = 16, steps: int = 20, seed: int = 0,
+                        probes: int = 8, steps: int = 10, seed: int = 0,
                         theta0: np.ndarray | None = None) -> SpectralStatistics:
     """The surrogate's moments from matrix-free products with the data (`SpectralStatistics`).
 
