@@ -28,7 +28,7 @@ Usage::
 
 ``--folder`` keeps the written data there and reuses a pair of the same shape and dtype (the
 table at the issue's size takes minutes to draw and rotate); ``--dtype float32`` writes (or
-expects) a float32 table, which the surrogate keeps in float32.
+expects) a float32 table (read into float64 rows).
 """
 
 from __future__ import annotations

@@ -339,9 +339,8 @@ class DataProblem(NamedTuple):
         on the nodes of its Gauss quadrature (``"binned"`` path,
         [`quadrature_instance`][advdyn.theory.spectral.quadrature_instance]).
     rows : ndarray, shape (n, d)
-        The standardised rows (read-only), what ``data_sgd`` samples: in the eigenbasis
-        (dense, float64) or the original basis (binned; float32 when the file holds
-        float32, else float64).
+        The standardised rows (float64, read-only), what ``data_sgd`` samples: in the
+        eigenbasis (dense) or the original basis (binned).
     targets : ndarray, shape (n,)
         Regression targets or ``+/-1`` labels (read-only).
     statistics : MixtureStatistics or SpectralStatistics
@@ -382,9 +381,9 @@ def load_data(data: C.DataProblemConfig) -> tuple[np.ndarray, np.ndarray]:
     Returns
     -------
     X : ndarray, shape (n, d)
-        Standardised as ``data.standardize`` says, float32 when the file holds float32,
-        else float64 (`advdyn.problem.data.standardized`): two passes over the rows, the
-        checks with the column moments, then the standardised rows.
+        float64, standardised as ``data.standardize`` says
+        (`advdyn.problem.data.standardized`): two passes over the rows, the checks with the
+        column moments, then the standardised rows.
     y : ndarray, shape (n,)
         float64 targets (standardised when ``data.standardize_target`` and regression), or
         ``+/-1`` labels.

@@ -147,7 +147,7 @@ def standardized(X: np.ndarray, moments: ColumnMoments, mode: str) -> np.ndarray
     ----------
     X : ndarray, shape (n, d)
         Checked features (`advdyn.checks.data_features`), possibly a read-only memory map. A
-        writeable float32 or float64 array is standardised in place (the caller hands it
+        writeable C-contiguous float64 array is standardised in place (the caller hands it
         over); otherwise the result is a new array.
     moments : ColumnMoments
         Of ``X``.
@@ -157,20 +157,18 @@ def standardized(X: np.ndarray, moments: ColumnMoments, mode: str) -> np.ndarray
     Returns
     -------
     ndarray, shape (n, d)
-        C-contiguous, float32 when ``X`` is (the user's precision kept), else float64.
+        C-contiguous float64 (what [`simulate_data_sgd`][advdyn.simulate.simulate_data_sgd],
+        a float64 entry point, takes without widening a copy).
     """
-    dtype = np.float32 if X.dtype == np.float32 else np.float64
-    in_place = X.flags.writeable and X.flags.c_contiguous and X.dtype == dtype
+    in_place = X.flags.writeable and X.flags.c_contiguous and X.dtype == np.float64
     if mode == "none":
-        return X if in_place else np.array(X, dtype, order="C")
-    out = X if in_place else np.empty(X.shape, dtype)
-    for block in row_chunks(*X.shape):  # in float64, rounded once into out's dtype
-        target = out[block] if dtype == np.float64 else np.empty(out[block].shape)
+        return X if in_place else np.array(X, np.float64, order="C")
+    out = X if in_place else np.empty(X.shape, np.float64)
+    for block in row_chunks(*X.shape):
+        target = out[block]
         np.subtract(X[block], moments.mean, out=target)
         if mode == "scale":
             np.divide(target, moments.std, out=target)
-        if dtype != np.float64:
-            out[block] = target
     return out
 
 
