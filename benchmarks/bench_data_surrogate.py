@@ -7,8 +7,10 @@ noise 0.3) are written to a ``.npy`` pair in row chunks, then:
 * **surrogate**: `advdyn.data_problem` on the file (read, check, standardise, the
   spectrum on the path ``[problem.data] spectrum`` chooses -- dense ``eigh`` up to ``d = 2000``,
   else the binned block-Lanczos quadrature -- the rows in the basis ``data_sgd`` samples, and
-  the diagnostics); "of which read" times the reading, checks and standardisation alone
-  (`advdyn.config.build.load_data`, the same file, just before);
+  the diagnostics), with its stages timed by wrappers around the functions it calls: "read"
+  (`advdyn.config.build.load_data`: reading, checks and standardisation), "spectrum"
+  (`spectral_statistics` or `mixture_statistics`) and "diagnostics"
+  (`surrogate_diagnostics`);
 * **ODE**: `advdyn.solve_ode` on the surrogate, 21 records up to ``t_max = 1``;
 * **one pass**: `advdyn.simulate_data_sgd` as ``advdyn run`` calls it, one replicate, ``n``
   steps (``t_max = n / d``), two records (each a pass of the measured risks over every row).
@@ -22,6 +24,11 @@ Usage::
     python benchmarks/bench_data_surrogate.py                      # n = 20000, d = 1000
     python benchmarks/bench_data_surrogate.py --n 100000 --d 4000  # the issue's size
     python benchmarks/bench_data_surrogate.py --n 100000 --d 4000 --steps 10 --probes 8
+    python benchmarks/bench_data_surrogate.py --n 100000 --d 4000 --folder /tmp/data  # reuse
+
+``--folder`` keeps the written data there and reuses a pair of the same shape and dtype (the
+table at the issue's size takes minutes to draw and rotate); ``--dtype float32`` writes (or
+expects) a float32 table (read into float64 rows).
 """
 
 from __future__ import annotations
@@ -35,13 +42,19 @@ from pathlib import Path
 import numpy as np
 
 
-def write(folder: Path, n: int, d: int, chunk: int = 10_000) -> tuple[Path, Path]:
-    """``X`` (``n x d``, float64) and ``y`` written chunk by chunk (memory ``O(chunk d)``)."""
+def write(folder: Path, n: int, d: int, dtype: str = "float64",
+          chunk: int = 10_000) -> tuple[Path, Path]:
+    """``X`` (``n x d``, of ``dtype``) and ``y`` written chunk by chunk (memory
+    ``O(chunk d)``), unless ``folder`` holds them already (same shape and dtype)."""
+    if (folder / "X.npy").exists() and (folder / "y.npy").exists():
+        old = np.load(folder / "X.npy", mmap_mode="r")
+        if old.shape == (n, d) and old.dtype == dtype:
+            return folder / "X.npy", folder / "y.npy"
     rng = np.random.default_rng(0)
     basis = np.linalg.qr(rng.standard_normal((d, d)))[0]
     scale = np.sqrt(np.linspace(0.3, 1.7, d))
     teacher = rng.standard_normal(d) / np.sqrt(d)
-    X = np.lib.format.open_memmap(folder / "X.npy", mode="w+", dtype=np.float64, shape=(n, d))
+    X = np.lib.format.open_memmap(folder / "X.npy", mode="w+", dtype=dtype, shape=(n, d))
     y = np.empty(n)
     for start in range(0, n, chunk):
         rows = (rng.standard_normal((min(chunk, n - start), d)) * scale) @ basis.T
@@ -59,17 +72,33 @@ def timed(fn):
     return out, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def measure(folder: Path, n: int, d: int, data_options: dict) -> dict:
+def measure(folder: Path, n: int, d: int, data_options: dict, dtype: str) -> dict:
     import advdyn as ad
 
-    X, y = write(folder, n, d)
+    X, y = write(folder, n, d, dtype)
     cfg = ad.validate_config({"problem": {"loss": "least_squares", "epsilon": 0.3, "data": {
         "path": str(X), "target": str(y), "task": "regression", **data_options}}})
-    from advdyn.config.build import load_data
+    import advdyn.config.build as build
 
-    # the part of the surrogate that any path pays: read, check, standardise (timed apart)
-    _, r_wall, r_cpu = timed(lambda: load_data(cfg.problem.data))
-    dp, s_wall, s_cpu = timed(lambda: ad.data_problem(cfg.problem))
+    stages: dict[str, list[float]] = {}
+
+    def staged(name: str, fn):
+        def wrapper(*args, **kwargs):
+            out, wall, cpu = timed(lambda: fn(*args, **kwargs))
+            stages[name] = [wall, cpu]
+            return out
+        return wrapper
+
+    saved = {name: getattr(build, name) for name in (
+        "load_data", "spectral_statistics", "mixture_statistics", "surrogate_diagnostics")}
+    for name, fn in saved.items():
+        setattr(build, name, staged("spectrum" if name.endswith("statistics") else
+                                    {"load_data": "read"}.get(name, "diagnostics"), fn))
+    try:
+        dp, s_wall, s_cpu = timed(lambda: ad.data_problem(cfg.problem))
+    finally:
+        for name, fn in saved.items():
+            setattr(build, name, fn)
     lr = ad.Constant(0.5)
     times = np.linspace(0.0, 1.0, 21)
     ad.solve_ode(dp.instance, lr, times)  # compiles
@@ -83,8 +112,18 @@ def measure(folder: Path, n: int, d: int, data_options: dict) -> dict:
     one_pass(n / d)  # compiles (the stride of a record is part of the program)
     _, p_wall, p_cpu = timed(lambda: one_pass(n / d))
     return {"path": dp.diagnostics["spectrum"], "surrogate": (s_wall, s_cpu),
-            "  of which read": (r_wall, r_cpu),
-            "ode": (o_wall, o_cpu), "one_pass": (p_wall, p_cpu)}
+            **{f"  {k}": v for k, v in stages.items()},
+            "ode": (o_wall, o_cpu), "one_pass": (p_wall, p_cpu),
+            "change": _spectrum_change(cfg, dp, lr, times) if dp.binned else None}
+
+
+def _spectrum_change(cfg, dp, lr, times) -> float:
+    """``spectrum_rel_change`` of the surrogate as ``advdyn run`` reports it."""
+    import advdyn as ad
+    from advdyn.workflows.run import spectrum_change
+
+    return spectrum_change(cfg, dp, ad.solve_ode(dp.instance, lr, times),
+                           lambda inst: ad.solve_ode(inst, lr, times))
 
 
 def main() -> None:
@@ -94,19 +133,28 @@ def main() -> None:
     ap.add_argument("--spectrum", default="auto", choices=["auto", "dense", "binned"])
     ap.add_argument("--probes", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--folder", type=Path, default=None)
+    ap.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     args = ap.parse_args()
     options = {"spectrum": args.spectrum}
     if args.probes is not None:
         options["probes"] = args.probes
     if args.steps is not None:
         options["lanczos_steps"] = args.steps
-    with tempfile.TemporaryDirectory() as tmp:
-        t = measure(Path(tmp), args.n, args.d, options)
+    if args.folder is not None:
+        args.folder.mkdir(parents=True, exist_ok=True)
+        t = measure(args.folder, args.n, args.d, options, args.dtype)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            t = measure(Path(tmp), args.n, args.d, options, args.dtype)
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     both = t["surrogate"][0] + t["ode"][0], t["surrogate"][1] + t["ode"][1]
-    print(f"n = {args.n}, d = {args.d}, spectrum: {t['path']}; load average {load}")
-    for name in ("surrogate", "  of which read", "ode", "one_pass"):
+    print(f"n = {args.n}, d = {args.d}, {args.dtype}, spectrum: {t['path']}; "
+          f"load average {load}")
+    for name in ("surrogate", "  read", "  spectrum", "  diagnostics", "ode", "one_pass"):
         print(f"  {name:16s} wall {t[name][0]:8.2f} s   CPU {t[name][1]:8.2f} s")
+    if t["change"] is not None:
+        print(f"  spectrum_rel_change {t['change']:.3g}")
     print(f"  surrogate + ODE = {both[0]:.2f} s wall ({both[1]:.2f} s CPU): "
           f"{both[0] / t['one_pass'][0]:.1f} passes of SGD (wall), "
           f"{both[1] / t['one_pass'][1]:.1f} (CPU)")

@@ -41,6 +41,9 @@ NOT_ENTRY_POINTS = {
     "flat_loss", "exact_hessian", "per_sample_gradients", "gradient_covariance", "hvp",
     "hutchinson_trace", "lanczos_top_k", "subspace_gradient_covariance",
     "gradient_noise_trace",
+    # measurements of a data table in NumPy float64 over blocks of its rows: a float32 table
+    # is converted block by block, not widened whole (issue 28's memory)
+    "spectral_statistics", "surrogate_diagnostics",
 }
 
 

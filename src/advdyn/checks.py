@@ -20,7 +20,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -463,8 +463,49 @@ def _first(indices: np.ndarray, names: list[str] | None, limit: int = 5) -> str:
     return ", ".join(shown) + more
 
 
-def data_features(X: Any, field: str, names: list[str] | None = None) -> np.ndarray:
-    """A data set's feature matrix: 2-d, real, finite, ``n >= 2`` rows, no constant column.
+#: Bytes of float64 per block of rows in the passes over a data table (`row_chunks`): small
+#: enough that a block stays in cache between the operations on it.
+CHUNK_BYTES = 1 << 21
+
+
+def row_chunks(n: int, d: int) -> list[slice]:
+    """Blocks of consecutive rows of an ``n x d`` table, about `CHUNK_BYTES` of float64 each.
+
+    Parameters
+    ----------
+    n, d : int
+        Rows and columns.
+
+    Returns
+    -------
+    list of slice
+        Covering ``0..n`` in order, at least one row each.
+    """
+    rows = max(1, CHUNK_BYTES // (8 * max(d, 1)))
+    return [slice(start, min(start + rows, n)) for start in range(0, n, rows)]
+
+
+class ColumnMoments(NamedTuple):
+    """Mean and standard deviation (``1/n``) of every column of a feature matrix.
+
+    Attributes
+    ----------
+    mean, std : ndarray, shape (d,)
+        float64.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def data_features(X: Any, field: str, names: list[str] | None = None) -> ColumnMoments:
+    """Check a data set's feature matrix: 2-d, real, finite, ``n >= 2`` rows, no constant
+    column; and its column moments, from the same pass.
+
+    One pass over the rows in blocks (`row_chunks`, each block converted to float64 while it
+    is in cache): no copy of the matrix, so a memory-mapped file is read once. The moments
+    merge the blocks' means and centred sums of squares (Chan, Golub and LeVeque's pairwise
+    update), as accurate as the two-pass formula.
 
     Parameters
     ----------
@@ -477,8 +518,8 @@ def data_features(X: Any, field: str, names: list[str] | None = None) -> np.ndar
 
     Returns
     -------
-    ndarray, shape (n, d)
-        float64.
+    ColumnMoments
+        float64, of shape ``(d,)``.
 
     Raises
     ------
@@ -487,7 +528,7 @@ def data_features(X: Any, field: str, names: list[str] | None = None) -> np.ndar
         (the first ones named) or a constant column (named: it carries no information and
         its standardisation divides by zero).
     """
-    arr = np.asarray(X)
+    arr = X if isinstance(X, np.ndarray) else np.asarray(X)
     if arr.ndim != 2:
         raise ConfigError(field, f"must be a matrix (n rows x d columns), got shape {arr.shape}")
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
@@ -496,17 +537,37 @@ def data_features(X: Any, field: str, names: list[str] | None = None) -> np.ndar
     n, d = arr.shape
     if n < 2 or d < 1:
         raise ConfigError(field, f"needs at least 2 rows and 1 column, got shape {arr.shape}")
-    arr = arr.astype(np.float64)
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        rows, cols = np.nonzero(bad)
-        raise ConfigError(field, f"{int(bad.sum())} entries are NaN or infinite (first at row "
-                          f"{rows[0]}, column {_first(cols[:1], names)}); remove or impute them")
-    const = np.flatnonzero(arr.max(axis=0) == arr.min(axis=0))
+    mean, m2 = np.zeros(d), np.zeros(d)
+    low, high = np.full(d, np.inf), np.full(d, -np.inf)
+    bad, first = 0, None
+    for block in row_chunks(n, d):
+        chunk = np.asarray(arr[block], np.float64)
+        total = chunk.sum(axis=0)
+        if not np.all(np.isfinite(total)):  # NaN and inf propagate into the sums
+            nonfinite = ~np.isfinite(chunk)
+            bad += int(nonfinite.sum())
+            if first is None and bad:
+                rows, cols = np.nonzero(nonfinite)
+                first = (block.start + int(rows[0]), cols[:1])
+            if bad:
+                continue
+        np.minimum(low, chunk.min(axis=0), out=low)
+        np.maximum(high, chunk.max(axis=0), out=high)
+        r, seen = chunk.shape[0], block.start
+        local = total / r
+        dev = chunk - local
+        delta = local - mean
+        mean += delta * (r / (seen + r))
+        m2 += np.einsum("ij,ij->j", dev, dev) + delta**2 * (seen * r / (seen + r))
+    if bad:
+        assert first is not None
+        raise ConfigError(field, f"{bad} entries are NaN or infinite (first at row {first[0]}, "
+                          f"column {_first(first[1], names)}); remove or impute them")
+    const = np.flatnonzero(high == low)
     if const.size:
         raise ConfigError(field, f"{const.size} constant column(s) ({_first(const, names)}): "
                           "they carry no information; drop them")
-    return arr
+    return ColumnMoments(mean, np.sqrt(m2 / n))
 
 
 def data_targets(y: Any, n: int, task: str, field: str) -> np.ndarray:

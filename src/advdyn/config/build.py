@@ -34,6 +34,7 @@ from advdyn.problem.data import (
     mixture_statistics,
     rows_basis_instance,
     spectral_statistics,
+    standardized,
     surrogate_diagnostics,
     surrogate_instance,
 )
@@ -347,7 +348,7 @@ class DataProblem(NamedTuple):
         The moments the surrogate keeps.
     diagnostics : dict
         [`surrogate_diagnostics`][advdyn.problem.data.surrogate_diagnostics], plus ``spectrum``
-        (the path taken, e.g. ``"dense"`` or ``"binned (Lanczos, 16 probes, 20 steps)"``).
+        (the path taken, e.g. ``"dense"`` or ``"binned (Lanczos, 8 probes, 10 steps)"``).
     rows_instance : ProblemInstance
         What ``data_sgd`` steps with, in the basis of ``rows``: ``instance`` itself on the
         dense path; on the binned path the loss, radius, ridge, ``theta*``, the means and
@@ -381,7 +382,9 @@ def load_data(data: C.DataProblemConfig) -> tuple[np.ndarray, np.ndarray]:
     Returns
     -------
     X : ndarray, shape (n, d)
-        float64, standardised as ``data.standardize`` says.
+        float64, standardised as ``data.standardize`` says
+        (`advdyn.problem.data.standardized`): two passes over the rows, the checks with the
+        column moments, then the standardised rows.
     y : ndarray, shape (n,)
         float64 targets (standardised when ``data.standardize_target`` and regression), or
         ``+/-1`` labels.
@@ -403,13 +406,11 @@ def load_data(data: C.DataProblemConfig) -> tuple[np.ndarray, np.ndarray]:
         names = ([c for c in data_columns(data.path, f"{field}.path")[0] if c != data.target]
                  if data.features is None else list(
                      [data.features] if isinstance(data.features, str) else data.features))
-    X = checks.data_features(X_raw, f"{field}.features", names)
-    y = checks.data_targets(y_raw, X.shape[0], data.task, f"{field}.target")
-    del X_raw  # at most two copies of the table at once
-    if data.standardize != "none":
-        X = X - X.mean(axis=0)
-    if data.standardize == "scale":
-        X /= X.std(axis=0)
+    moments = checks.data_features(X_raw, f"{field}.features", names)
+    y = checks.data_targets(y_raw, X_raw.shape[0], data.task, f"{field}.target")
+    # a second pass writes the rows (over the table read, when load_data_table read it)
+    X = standardized(X_raw, moments, data.standardize)
+    del X_raw
     if data.task == "regression" and data.standardize_target:
         y = (y - y.mean()) / y.std()
     return X, y

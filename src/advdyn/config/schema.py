@@ -301,7 +301,11 @@ class DataProblemConfig(_Model):
     ``spectrum``: ``"dense"`` diagonalises the ``d x d`` covariance, ``"binned"`` takes its
     Gauss quadrature from ``lanczos_steps`` block-Lanczos passes over the rows with
     ``probes`` Rademacher probes drawn from ``probe_seed`` (`advdyn.problem.data`),
-    ``"auto"`` chooses by `spectrum_method` (dense up to ``d = DENSE_MAX_D = 2000``).
+    ``"auto"`` chooses by `spectrum_method` (dense up to ``d = DENSE_MAX_D = 2000``). The
+    default 8 probes keep the eigenvalue count's Hutchinson error ``sqrt(2 / (k d_eff))`` at
+    or below half of SGD's own fluctuation scale ``d_eff^-1/2``; the default 10 steps are the
+    fewest whose ``spectrum_rel_change`` (the change from half of them) stays below a tenth
+    of the level a run warns at on the benchmark of ``docs/benchmarks.md``.
     """
 
     path: Path
@@ -311,8 +315,8 @@ class DataProblemConfig(_Model):
     standardize: Literal["scale", "center", "none"] = "scale"
     standardize_target: StrictBool = True
     spectrum: Literal["auto", "dense", "binned"] = "auto"
-    probes: int = Field(strict=True, default=16, ge=1, le=4096)
-    lanczos_steps: int = Field(strict=True, default=20, ge=2, le=1000)
+    probes: int = Field(strict=True, default=8, ge=1, le=4096)
+    lanczos_steps: int = Field(strict=True, default=10, ge=2, le=1000)
     probe_seed: int = Field(strict=True, default=0, ge=0, le=2**63 - 1)
 
     _shape: tuple[int | None, int] = PrivateAttr(default=(None, 0))

@@ -208,7 +208,7 @@ def load_data_table(path, features: Sequence[str] | str | None, target: str, fie
     -------
     X : ndarray, shape (n, d)
         As stored (not yet checked; `advdyn.checks.data_features`
-        does).
+        does): a read-only memory map of a ``.npy`` file, else a new array.
     y : ndarray, shape (n,) or as stored
         As stored.
 
@@ -224,8 +224,8 @@ def load_data_table(path, features: Sequence[str] | str | None, target: str, fie
     suffix = path.suffix.lower()
     fpath = f"{field}.path"
     try:
-        if suffix == ".npy":
-            X = np.load(path, allow_pickle=False)
+        if suffix == ".npy":  # memory-mapped: the checks and standardisation read it once each
+            X = np.load(path, mmap_mode="r", allow_pickle=False)
             y = np.load(target_path, allow_pickle=False)
             return X, y
         if suffix == ".npz":

@@ -31,6 +31,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
+from advdyn.checks import ColumnMoments, row_chunks
 from advdyn.precision import as_float64, float64
 from advdyn.problem.instance import ProblemInstance
 from advdyn.problem.losses import AbstractLoss
@@ -139,6 +140,38 @@ def mixture_statistics(X: np.ndarray, y: np.ndarray, task: str,
                              noise, mismatch, task)
 
 
+def standardized(X: np.ndarray, moments: ColumnMoments, mode: str) -> np.ndarray:
+    """The rows of a checked feature matrix, centred and scaled as ``mode`` says, in one pass.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, d)
+        Checked features (`advdyn.checks.data_features`), possibly a read-only memory map. A
+        writeable C-contiguous float64 array is standardised in place (the caller hands it
+        over); otherwise the result is a new array.
+    moments : ColumnMoments
+        Of ``X``.
+    mode : {"scale", "center", "none"}
+        ``(x - mean) / std``, ``x - mean`` or ``x``, column by column.
+
+    Returns
+    -------
+    ndarray, shape (n, d)
+        C-contiguous float64 (what [`simulate_data_sgd`][advdyn.simulate.simulate_data_sgd],
+        a float64 entry point, takes without widening a copy).
+    """
+    in_place = X.flags.writeable and X.flags.c_contiguous and X.dtype == np.float64
+    if mode == "none":
+        return X if in_place else np.array(X, np.float64, order="C")
+    out = X if in_place else np.empty(X.shape, np.float64)
+    for block in row_chunks(*X.shape):
+        target = out[block]
+        np.subtract(X[block], moments.mean, out=target)
+        if mode == "scale":
+            np.divide(target, moments.std, out=target)
+    return out
+
+
 def _least_squares(X, y, mean, lam, basis) -> np.ndarray:
     """Minimum-norm ``argmin |y - X theta|`` from the normal equations ``M theta = X^T y / n``
     with ``M = Sigma + mu mu^T`` (the second moment), solved in the eigenbasis of ``M``: that of
@@ -238,7 +271,6 @@ def _excess_kurtosis(z: np.ndarray) -> np.ndarray:
     return m4 / np.maximum(m2, 1e-300) ** 2 - 3.0
 
 
-@float64
 def surrogate_diagnostics(X: np.ndarray, y: np.ndarray,
                           stats: MixtureStatistics | SpectralStatistics) -> dict:
     """How far a data set is from its Gaussian-mixture surrogate.
@@ -250,7 +282,8 @@ def surrogate_diagnostics(X: np.ndarray, y: np.ndarray,
     Parameters
     ----------
     X : ndarray, shape (n, d)
-        The features the statistics were estimated from (original basis).
+        The features the statistics were estimated from (original basis; float32 or
+        float64, read in blocks of rows).
     y : ndarray, shape (n,)
         Their targets (``+/-1`` for classification).
     stats : MixtureStatistics or SpectralStatistics
@@ -260,6 +293,7 @@ def surrogate_diagnostics(X: np.ndarray, y: np.ndarray,
     Returns
     -------
     dict
+        Python floats and lists of them (NumPy float64; one pass over the rows in blocks):
         ``kurtosis_teacher`` (excess kurtosis of the class-centred projection onto
         ``theta*/|theta*|``), ``kurtosis_top`` (onto the top ``TOP_DIRECTIONS``
         eigendirections, largest first), ``kurtosis_max_abs`` (the largest absolute value of
@@ -271,17 +305,20 @@ def surrogate_diagnostics(X: np.ndarray, y: np.ndarray,
         [`MixtureStatistics.radius`][advdyn.problem.data.MixtureStatistics.radius]),
         ``effective_dimension`` (see `effective_dimension`), ``n`` and ``d``.
     """
-    X = np.asarray(X, np.float64)
+    X = np.asarray(X)
     n, d = X.shape
-    if stats.task == "classification":
-        centred = X - np.where((y == 1.0)[:, None], stats.means[0], stats.means[1])
-    else:
-        centred = X - stats.means[0]
     k = min(TOP_DIRECTIONS, d)
     t = stats.teacher / max(float(np.linalg.norm(stats.teacher)), 1e-300)
     top = stats.top if isinstance(stats, SpectralStatistics) else stats.basis[:, ::-1][:, :k]
-    directions = np.concatenate([t[:, None], top], axis=1)
-    kurt = _excess_kurtosis(centred @ directions)
+    directions = np.concatenate([t[:, None], top, stats.teacher[:, None]], axis=1)
+    # one pass over the rows: (x - mu_c) . v = x . v - mu_c . v, no centred copy of X
+    projected = _rows_times(X, directions)
+    centres = stats.means @ directions
+    if stats.task == "classification":
+        projected -= np.where((y == 1.0)[:, None], centres[0], centres[1])
+    else:
+        projected -= centres[0]
+    kurt = _excess_kurtosis(projected[:, :-1])
     out = {
         "n": int(n),
         "d": int(d),
@@ -305,7 +342,8 @@ def surrogate_diagnostics(X: np.ndarray, y: np.ndarray,
                  for i, w in enumerate(stats.weights)]
         out["class_covariance_mismatch_gaussian"] = [float(f) for f in floor]
     else:
-        out["residual_kurtosis"] = float(_excess_kurtosis((y - X @ stats.teacher)[:, None])[0])
+        fitted = projected[:, -1] + centres[0, -1]  # x . theta*
+        out["residual_kurtosis"] = float(_excess_kurtosis((y - fitted)[:, None])[0])
     return out
 
 
@@ -383,12 +421,59 @@ class SpectralStatistics(NamedTuple):
 
     @property
     def method(self) -> str:
-        """How the spectrum was obtained, e.g. ``"binned (Lanczos, 16 probes, 20 steps)"``."""
+        """How the spectrum was obtained, e.g. ``"binned (Lanczos, 8 probes, 10 steps)"``."""
         return f"binned (Lanczos, {self.probes} probes, {self.steps} steps)"
 
     def measure(self, a: str, b: str) -> np.ndarray:
         """Masses ``(r_j . a)(r_j . b)`` per node of the reference vectors named ``a``, ``b``."""
         return self.projections[:, self.names.index(a)] * self.projections[:, self.names.index(b)]
+
+
+def _rows_times(X: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """``X V`` (shape ``(n, V)``), float64, one pass over the rows in blocks (`row_chunks`)
+    converted to float64 in cache: no float64 copy of a float32 table."""
+    out = np.empty((X.shape[0], V.shape[1]))
+    for block in row_chunks(*X.shape):
+        out[block] = np.asarray(X[block], np.float64) @ V
+    return out
+
+
+def _transposed_times(X: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """``X^T W`` (shape ``(d, W)``) for ``W`` of shape ``(n, W)``, float64, one pass over
+    the rows in blocks, as `_rows_times`."""
+    out = np.zeros((X.shape[1], W.shape[1]))
+    for block in row_chunks(*X.shape):
+        out += np.asarray(X[block], np.float64).T @ W[block]
+    return out
+
+
+def _gram_times(X: np.ndarray, Q: np.ndarray, masks: np.ndarray | None = None,
+                coef: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``X^T X Q`` in one pass over the rows: each block ``R`` (`row_chunks`) gives ``R Q``
+    and then ``R^T (R Q)`` while it is in cache, so the table is read once per Krylov block
+    instead of twice. The products are in the table's precision (float32 for a float32
+    table: the data's own rounding, at half the time) and summed over blocks in float64.
+
+    With ``masks`` (shape ``(n, C)``) and ``coef`` (shape ``(Q, k)``), also
+    ``X^T diag(masks[:, c]) X (Q coef)`` for every ``c`` in the same pass.
+    """
+    dtype = np.dtype(np.float32 if X.dtype == np.float32 else np.float64)
+    Q_t = Q.astype(dtype)
+    out = np.zeros(Q.shape)
+    per_mask: list[np.ndarray] = []
+    if masks is not None:
+        assert coef is not None
+        coef_t = coef.astype(dtype)
+        per_mask = [np.zeros((X.shape[1], coef.shape[1])) for _ in range(masks.shape[1])]
+    for block in row_chunks(*X.shape):
+        R: np.ndarray = np.asarray(X[block], dtype)
+        P: np.ndarray = R @ Q_t
+        out += R.T @ P
+        if masks is not None:
+            PZ = P @ coef_t
+            for c, acc in enumerate(per_mask):
+                acc += R.T @ (PZ * masks[block, c, None].astype(dtype))
+    return out, per_mask
 
 
 def _orthonormal(W: np.ndarray, floor: float) -> np.ndarray:
@@ -398,16 +483,18 @@ def _orthonormal(W: np.ndarray, floor: float) -> np.ndarray:
     return U[:, s > floor]
 
 
-@float64
 def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: float = 1.0, *,
-                        probes: int = 16, steps: int = 20, seed: int = 0,
+                        probes: int = 8, steps: int = 10, seed: int = 0,
                         theta0: np.ndarray | None = None) -> SpectralStatistics:
     """The surrogate's moments from matrix-free products with the data (`SpectralStatistics`).
 
-    Only products ``X v`` and ``X^T w`` are formed: ``steps`` passes over ``X`` with a block
-    of ``probes + C + 1`` columns (``+ 1`` with ``theta0``; classification one more pass
-    for the per-class covariances of the first block), ``O(n d (probes + C)) `` time per
-    pass and ``O(d N)`` memory for the Krylov basis. The regression teacher is the
+    Only products with ``X`` are formed, over blocks of rows (a float32 ``X`` is not
+    copied): one pass for the class means and ``X^T y`` (in float64), then ``steps`` passes,
+    each ``X^T (X Q)`` for a block ``Q`` of ``probes + C + 1`` columns (``+ 1`` with
+    ``theta0``; classification: the per-class covariances of the first block in its pass)
+    in the precision of ``X`` summed in float64, ``O(n d (probes + C))`` time per pass and
+    ``O(d N)`` memory for the Krylov basis; the orthogonalisation and Rayleigh-Ritz are
+    float64. The regression teacher is the
     Galerkin solution ``theta* = Q (Q^T M Q)^+ Q^T b`` of the normal equations
     ``M theta = b = X^T y / n`` on the same space (``M = Sigma + sum_c pi_c mu_c mu_c^T``
     spans the same Krylov space as ``Sigma``, since the means start it), with the dense
@@ -418,7 +505,7 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
     Parameters
     ----------
     X : ndarray, shape (n, d)
-        Checked features.
+        Checked features, float32 or float64.
     y : ndarray, shape (n,)
         Targets (``+/-1`` with both classes for classification).
     task : {"regression", "classification"}
@@ -437,9 +524,10 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
     Returns
     -------
     SpectralStatistics
-        With ``half`` (from the first ``steps // 2`` blocks) when two or more were taken.
+        NumPy float64 whatever JAX's settings (NumPy only), with ``half`` (from the first
+        ``steps // 2`` blocks) when two or more were taken.
     """
-    X = np.asarray(X, np.float64)
+    X = np.asarray(X)  # float32 or float64: the products convert blocks of rows in cache
     y = np.asarray(y, np.float64)
     n, d = X.shape
     if task == "classification":
@@ -452,8 +540,9 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
         names = ("teacher", "mean")
     counts = np.array([float(m.sum()) for m in masks])
     weights = counts / n
-    means = np.stack([m @ X / c for m, c in zip(masks, counts, strict=True)])  # no row copies
-    b = X.T @ y / n
+    first = _transposed_times(X, np.column_stack([*masks, y]))  # the class sums and X^T y
+    means = (first[:, :-1] / counts).T
+    b = first[:, -1] / n
 
     def pooled(MV: np.ndarray, V: np.ndarray) -> np.ndarray:  # Sigma V from M V
         return MV - (means.T * weights) @ (means @ V)
@@ -478,16 +567,17 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
     for j in range(steps):
         if Q.shape[1] == 0:
             break
-        XQ = X @ Q
-        MQ = X.T @ XQ / n
-        if j == 0 and task == "classification":
+        per_class = j == 0 and task == "classification"
+        coef = Q.T @ Z if per_class else None  # Z = Q coef
+        MQ, class_products = _gram_times(X, Q, np.column_stack(masks) if per_class else None,
+                                         coef)
+        MQ /= n
+        if per_class:
             # per-class covariances on the first block: |Cov_c - Sigma|_F by Hutchinson
-            coef = Q.T @ Z  # Z = Q coef
             SZ = pooled(MQ, Q) @ coef
             scale = np.sqrt(d / probes) * np.linalg.norm(SZ)  # |Sigma|_F estimate
-            XZ = XQ @ coef
-            for c, m in enumerate(masks):
-                CZ = X.T @ (XZ * m[:, None]) / counts[c] - np.outer(means[c], means[c] @ Z)
+            for c, XmXZ in enumerate(class_products):
+                CZ = XmXZ / counts[c] - np.outer(means[c], means[c] @ Z)
                 class_mismatch[c] = (np.sqrt(d / probes) * np.linalg.norm(CZ - SZ)
                                      / max(scale, 1e-300))
         blocks.append(Q)

@@ -1,0 +1,155 @@
+"""Reading a data set and its binned surrogate without copies of the table (issue 28's cost):
+the checks, moments and standardisation in two passes over the rows, the products with the
+table over blocks of rows, and the same numbers as the dense formulas."""
+
+from __future__ import annotations
+
+import itertools
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from advdyn.checks import data_features, row_chunks
+from advdyn.config import validate_config
+from advdyn.config.build import load_data
+from advdyn.errors import ConfigError
+from advdyn.problem.data import spectral_statistics, surrogate_diagnostics
+
+
+def _table(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Correlated rows far from centred and unit scale (offset 5, scales 0.1 to 10)."""
+    rng = np.random.default_rng(seed)
+    X = 5.0 + (rng.standard_normal((n, d)) @ rng.standard_normal((d, d)) / np.sqrt(d)
+               * np.geomspace(0.1, 10.0, d))
+    return X, X @ rng.standard_normal(d) + rng.standard_normal(n)
+
+
+def _load(tmp_path, X, y, **data):
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    cfg = validate_config({"problem": {"loss": "least_squares", "epsilon": 0.2, "data": {
+        "path": str(tmp_path / "X.npy"), "target": str(tmp_path / "y.npy"),
+        "task": "regression", **data}}})
+    return cfg.problem.data
+
+
+def test_row_chunks_cover_the_rows_in_order():
+    for n, d in ((1, 1), (7, 10**7), (1000, 3), (10**5, 4000)):
+        blocks = row_chunks(n, d)
+        assert blocks[0].start == 0 and blocks[-1].stop == n
+        assert all(a.stop == b.start for a, b in itertools.pairwise(blocks))
+        assert all(b.stop > b.start for b in blocks)
+
+
+def test_the_one_pass_moments_across_many_blocks(monkeypatch):
+    """Merged block moments against numpy's mean and (1/n) std: rounding only (rtol 1e-13;
+    the naive one-pass ``E x^2 - (E x)^2`` would lose about ``1e-16 * 25 / 0.01`` relative
+    on the smallest column, offset 5 and scale 0.1, which the merge of centred sums avoids).
+    NaN and inf are counted over every block and the first is named."""
+    import advdyn.checks as checks
+
+    monkeypatch.setattr(checks, "CHUNK_BYTES", 8 * 7 * 13)  # 13 rows a block
+    X, _ = _table(3001, 7)
+    assert len(row_chunks(3001, 7)) == 231
+    moments = data_features(X, "f")
+    np.testing.assert_allclose(moments.mean, X.mean(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(moments.std, X.std(axis=0), rtol=1e-13)
+    X[2000, 3] = np.nan
+    X[2500, 1] = np.inf
+    with pytest.raises(ConfigError, match=r"2 entries are NaN or infinite \(first at row 2000, "
+                                          r"column 3\)"):
+        data_features(X, "f")
+
+
+@pytest.mark.parametrize("mode", ["scale", "center", "none"])
+def test_load_data_standardises_as_the_dense_formula(tmp_path, mode):
+    X, y = _table(500, 30)
+    X_std, _ = load_data(_load(tmp_path, X, y, standardize=mode))
+    expected = X.copy()
+    if mode != "none":
+        expected = expected - X.mean(axis=0)
+    if mode == "scale":
+        expected /= X.std(axis=0)
+    assert X_std.dtype == np.float64 and X_std.flags.c_contiguous
+    np.testing.assert_allclose(X_std, expected, rtol=0, atol=1e-13 * np.abs(expected).max())
+
+
+def test_a_float32_table_is_standardised_in_float64(tmp_path):
+    """float64 rows (what data_sgd takes without widening a copy), computed from the float32
+    values exactly as from their float64 copy."""
+    X, y = _table(500, 30)
+    X32 = X.astype(np.float32)
+    X_std, _ = load_data(_load(tmp_path, X32, y))
+    assert X_std.dtype == np.float64
+    X64 = X32.astype(np.float64)
+    expected = (X64 - X64.mean(axis=0)) / X64.std(axis=0)
+    np.testing.assert_allclose(X_std, expected, rtol=0, atol=1e-13 * np.abs(expected).max())
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of 64 KiB, a hundredth of the tables here (so that whole-table copies stand
+    out from the blocks in the peak memory)."""
+    import advdyn.checks as checks
+
+    monkeypatch.setattr(checks, "CHUNK_BYTES", 1 << 16)
+
+
+def test_reading_a_table_holds_one_copy_of_it(tmp_path, small_blocks):
+    """Peak memory (numpy's allocations, traced) of reading, checking and standardising a
+    ``.npy`` table: the standardised rows and a few blocks, not the two or three full
+    copies of reading the file, converting it and centring it."""
+    X, y = _table(4000, 200)
+    data = _load(tmp_path, X, y)
+    table = X.nbytes
+    del X
+    tracemalloc.start()
+    try:
+        X_std, _ = load_data(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert X_std.nbytes == table
+    assert peak < 1.1 * table, peak / table
+
+
+def test_the_binned_statistics_copy_no_table(tmp_path, small_blocks):
+    """The Lanczos products and the diagnostics read blocks of rows: a float32 table is not
+    converted whole (peak below a quarter of its float64 size). Its products are float32
+    (summed in float64): the statistics equal those of its float64 copy to float32 rounding
+    (1e-5 relative: ``2^-24`` per product, grown by the ``d = 200`` terms of a row's sum and
+    the three Krylov blocks, far below the quadrature's own error)."""
+    X, y = _table(4000, 200)
+    X32 = np.ascontiguousarray((X - X.mean(axis=0)) / X.std(axis=0), np.float32)
+    y = y - y.mean()
+    tracemalloc.start()
+    try:
+        stats = spectral_statistics(X32, y, "regression", probes=4, steps=3)
+        diagnostics = surrogate_diagnostics(X32, y, stats)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.25 * X32.astype(np.float64).nbytes, peak / X32.nbytes
+    X64 = X32.astype(np.float64)
+    stats64 = spectral_statistics(X64, y, "regression", probes=4, steps=3)
+    np.testing.assert_allclose(stats.nodes, stats64.nodes, rtol=1e-5,
+                               atol=1e-5 * stats64.nodes.max())
+    np.testing.assert_allclose(stats.density.sum(), stats64.density.sum(), rtol=1e-12)
+    np.testing.assert_allclose(stats.teacher, stats64.teacher, rtol=0,
+                               atol=1e-5 * np.abs(stats64.teacher).max())
+    expected = surrogate_diagnostics(X64, y, stats64)
+    for key in ("kurtosis_teacher", "residual_kurtosis", "effective_dimension"):
+        np.testing.assert_allclose(diagnostics[key], expected[key], rtol=1e-4, atol=1e-6)
+
+
+def test_the_one_pass_gram_product_is_the_two_pass_one(small_blocks):
+    """``X^T (X Q)`` over blocks (float64 table): the same product, summed in another
+    order (rounding, 1e-13 relative)."""
+    from advdyn.problem.data import _gram_times
+
+    X, _ = _table(3000, 50)
+    Q = np.linalg.qr(np.random.default_rng(1).standard_normal((50, 6)))[0]
+    out, _ = _gram_times(X, Q)
+    expected = X.T @ (X @ Q)
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-13 * np.abs(expected).max())
