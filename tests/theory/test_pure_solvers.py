@@ -61,7 +61,6 @@ def test_vmapped_binned_ode_matches_point_solves_and_marks_divergence():
         solve_ode(base, ad.Constant(6.0), TIMES, solver="tsit5")
 
 
-
 def test_dense_records_take_fewer_steps_agree_and_keep_failure_codes():
     """`Integrator.dense`: one pass of steps, records off Tsit5's interpolant. 41 records on
     [0, 4] are closer than the steps rtol 1e-8 allows, so the record-to-record solve takes
