@@ -8,7 +8,8 @@ compiled program of the pure
 rate, stepped a small batch at a time under ``vmap`` (``jax.lax.map``), the batches split
 over the local CPU devices (``jax.shard_map``), in calls of equal size; on the explicit
 solver each point's records are read off the interpolant of one pass of steps
-([`Integrator.dense`][advdyn.theory.ode.Integrator]), so records do not cut steps. The optimum
+([`make_integrator(..., dense=True)`][advdyn.theory.make_integrator]), so records do not
+cut steps. The optimum
 ([`advdyn.theory.stationary.optimum`][advdyn.theory.stationary.optimum]) depends on the
 instance's fields only: it is solved once per distinct value of them, as one more batched
 program. A point that diverges is a [`RESULTS`][advdyn.solution.RESULTS] code and NaN records,
@@ -181,7 +182,8 @@ def phase_diagram(
         without the relaxed coarsening, which would depend on the rate). ``run.solver =
         "auto"`` chooses per call, from the call's stiffest point (calls hold points of
         similar rates). Calls on the explicit Tsit5 read their records off its interpolant
-        in one pass of steps ([`Integrator.dense`][advdyn.theory.ode.Integrator]): they
+        in one pass of steps
+        ([`make_integrator(..., dense=True)`][advdyn.theory.make_integrator]): they
         agree with [`solve_ode`][advdyn.theory.ode.solve_ode]'s record-to-record solve to
         the tolerance, not to rounding.
     axes : mapping of str to sequence of float
