@@ -14,6 +14,15 @@ if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_fusion_emitters=false"
     ).strip()
+# XLA's backend at optimisation level 0 (LLVM's code generation, after XLA has fixed every
+# operation and dtype; tests/test_precision.py's interpreter has used it since it was
+# written): the suite's programs are small and run briefly, so LLVM's optimisation passes
+# cost more than they save (docs/benchmarks.md "Test suite"). Tolerances are unchanged;
+# checks that compare two programs bit for bit compile both under the same flags, and the
+# console-script tests inherit the flag.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ["XLA_FLAGS"] + " --xla_backend_optimization_level=0").strip()
 
 # One persistent compilation cache for the whole run, in a temporary folder (never the user's
 # cache): the two xdist workers and every command-line subprocess (which inherit the
