@@ -297,3 +297,30 @@ def test_a_line_panel_with_no_finite_value_draws_its_failed_points_without_warni
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         plot_phase(ds)
+
+
+_FRESH_PHASE = r"""
+import sys
+import jax
+from advdyn.config.phase import validate_phase_config
+from advdyn.workflows.phase import write_phase
+assert not jax.config.jax_enable_x64
+cfg = validate_phase_config({
+    "problem": {"d": 20, "epsilon": 0.2}, "lr": {"gamma": 0.5},
+    "run": {"t_max": 1.0, "n_times": 3, "methods": ["ode"]},
+    "phase": {"x": {"field": "problem.epsilon", "values": [0.0, 0.3]}}})
+result = write_phase(cfg, sys.argv[1])
+print(sorted(p.name for p in result.files.values()))
+"""
+
+
+def test_write_phase_runs_with_jax_float64_off(tmp_path):
+    # the autouse fixture turns float64 on for every test: write_phase, the command's entry
+    # point, must turn it on by itself (it calls the checked diagram directly)
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _FRESH_PHASE, str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "phase.nc" in out.stdout

@@ -238,6 +238,7 @@ def phase_diagram(
                           chunk=chunk, progress=progress)
 
 
+@float64
 def _phase_diagram(config: Config, grids: dict[str, np.ndarray], *, factor: float,
                    chunk: int | None, progress: Callable[[int, int], None] | None
                    ) -> PhaseResult:
