@@ -170,3 +170,22 @@ def test_the_one_pass_gram_product_is_the_two_pass_one(small_blocks):
     out, _ = _gram_times(X, Q)
     expected = X.T @ (X @ Q)
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-13 * np.abs(expected).max())
+
+
+def test_standardize_leaves_its_input_alone_unless_told():
+    """`standardize` returns a new array (every mode, the input unchanged); only
+    ``overwrite=True`` (what the loader passes for the table it read) reuses a writeable
+    float64 input."""
+    from advdyn.checks import data_features
+    from advdyn.problem.data import standardize
+
+    X, _ = _table(50, 4)
+    X = X + 3.0
+    moments = data_features(X, "x")
+    for mode in ("scale", "center", "none"):
+        before = X.copy()
+        out = standardize(X, moments, mode)
+        assert out is not X and np.array_equal(X, before), mode
+    out = standardize(X, moments, "scale", overwrite=True)
+    assert out is X
+    np.testing.assert_allclose(X.mean(axis=0), 0.0, atol=1e-12)

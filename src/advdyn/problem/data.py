@@ -140,27 +140,32 @@ def mixture_statistics(X: np.ndarray, y: np.ndarray, task: str,
                              noise, mismatch, task)
 
 
-def standardized(X: np.ndarray, moments: ColumnMoments, mode: str) -> np.ndarray:
+def standardize(X: np.ndarray, moments: ColumnMoments, mode: str, *,
+                overwrite: bool = False) -> np.ndarray:
     """The rows of a checked feature matrix, centred and scaled as ``mode`` says, in one pass.
 
     Parameters
     ----------
     X : ndarray, shape (n, d)
-        Checked features (`advdyn.checks.data_features`), possibly a read-only memory map. A
-        writeable C-contiguous float64 array is standardised in place (the caller hands it
-        over); otherwise the result is a new array.
+        Checked features (`advdyn.checks.data_features`), possibly a read-only memory map.
+        Not modified unless ``overwrite``.
     moments : ColumnMoments
         Of ``X``.
     mode : {"scale", "center", "none"}
         ``(x - mean) / std``, ``x - mean`` or ``x``, column by column.
+    overwrite : bool
+        The caller hands ``X`` over: a writeable C-contiguous float64 ``X`` is standardised
+        in place and returned (no second table); other arrays are copied whatever this says.
 
     Returns
     -------
     ndarray, shape (n, d)
         C-contiguous float64 (what [`simulate_data_sgd`][advdyn.simulate.simulate_data_sgd],
-        a float64 entry point, takes without widening a copy).
+        a float64 entry point, takes without widening a copy); a new array unless
+        ``overwrite``.
     """
-    in_place = X.flags.writeable and X.flags.c_contiguous and X.dtype == np.float64
+    in_place = (overwrite and X.flags.writeable and X.flags.c_contiguous
+                and X.dtype == np.float64)
     if mode == "none":
         return X if in_place else np.array(X, np.float64, order="C")
     out = X if in_place else np.empty(X.shape, np.float64)
