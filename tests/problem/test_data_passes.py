@@ -49,7 +49,7 @@ def test_the_one_pass_moments_across_many_blocks(monkeypatch):
     NaN and inf are counted over every block and the first is named."""
     import advdyn.checks as checks
 
-    monkeypatch.setattr(checks, "CHUNK_BYTES", 8 * 7 * 13)  # 13 rows a block
+    monkeypatch.setattr(checks, "ROW_BLOCK_BYTES", 8 * 7 * 13)  # 13 rows a block
     X, _ = _table(3001, 7)
     assert len(row_chunks(3001, 7)) == 231
     moments = data_features(X, "f")
@@ -93,7 +93,7 @@ def small_blocks(monkeypatch):
     out from the blocks in the peak memory)."""
     import advdyn.checks as checks
 
-    monkeypatch.setattr(checks, "CHUNK_BYTES", 1 << 16)
+    monkeypatch.setattr(checks, "ROW_BLOCK_BYTES", 1 << 16)
 
 
 def test_reading_a_table_holds_one_copy_of_it(tmp_path, small_blocks):

@@ -39,7 +39,7 @@ from advdyn.config.schema import (
 DEFAULT_EPS_OVER_RADIUS = tuple(float(v) for v in np.geomspace(0.05, 2.0, 12))
 
 
-def _radii(value: list[float] | None) -> list[float] | None:
+def _increasing_or_none(value: list[float] | None) -> list[float] | None:
     return None if value is None else increasing_radii(value)
 
 
@@ -57,7 +57,7 @@ class CriticalSection(Section):
     eps_over_radius: list[float] | None = Field(default=None, max_length=1000)
     margin: float = Field(default=1.0, ge=0, le=1e6)
 
-    _check_radii = field_validator("eps", "eps_over_radius")(_radii)
+    _check_radii = field_validator("eps", "eps_over_radius")(_increasing_or_none)
 
     @model_validator(mode="after")
     def _one_way(self):
