@@ -465,11 +465,11 @@ def _first(indices: np.ndarray, names: list[str] | None, limit: int = 5) -> str:
 
 #: Bytes of float64 per block of rows in the passes over a data table (`row_chunks`): small
 #: enough that a block stays in cache between the operations on it.
-CHUNK_BYTES = 1 << 21
+ROW_BLOCK_BYTES = 1 << 21
 
 
 def row_chunks(n: int, d: int) -> list[slice]:
-    """Blocks of consecutive rows of an ``n x d`` table, about `CHUNK_BYTES` of float64 each.
+    """Blocks of consecutive rows of an ``n x d`` table, about `ROW_BLOCK_BYTES` of float64 each.
 
     Parameters
     ----------
@@ -481,7 +481,7 @@ def row_chunks(n: int, d: int) -> list[slice]:
     list of slice
         Covering ``0..n`` in order, at least one row each.
     """
-    rows = max(1, CHUNK_BYTES // (8 * max(d, 1)))
+    rows = max(1, ROW_BLOCK_BYTES // (8 * max(d, 1)))
     return [slice(start, min(start + rows, n)) for start in range(0, n, rows)]
 
 

@@ -127,3 +127,29 @@ def test_training_tables_share_the_step_drop_fields(validate, table):
                            ({"weight_decay": -1e-4}, f"{table}.weight_decay")):
         with pytest.raises(ConfigError, match=message):
             command[1]({table: value})
+
+
+@pytest.mark.parametrize("command", ["phase", "critical-exact"])
+def test_run_commands_refuse_what_the_run_config_refuses(command, tmp_path):
+    """``advdyn phase`` and ``advdyn critical-exact`` share the run config's own checks
+    (`RunCommandConfig`): a binned data spectrum's refusal (``sgd`` for phase, which runs
+    ``run.methods``; ``run.bins`` for critical-exact, which runs the ODE only) is a
+    ConfigError naming the field, not a pydantic traceback from building the run config
+    later."""
+    from advdyn.config.critical_exact import validate_critical_exact_config
+    from advdyn.config.phase import validate_phase_config
+
+    X = np.random.default_rng(0).standard_normal((20, 3))
+    np.savez(tmp_path / "d.npz", X=X, y=X[:, 0])
+    data = {"problem": {"loss": "least_squares", "data": {
+                "path": str(tmp_path / "d.npz"), "task": "regression", "spectrum": "binned"}},
+            "run": {"methods": ["ode", "sgd"]}}
+    validate, field = validate_critical_exact_config, "run.bins"
+    if command == "phase":
+        data["phase"] = {"x": {"field": "problem.epsilon", "values": [0.0, 0.1]}}
+        validate, field = validate_phase_config, "run.methods"
+    else:
+        data["run"] = {"bins": 4}
+    with pytest.raises(ConfigError) as info:
+        validate(data)
+    assert field in str(info.value) and "binned" in str(info.value)

@@ -49,7 +49,7 @@ def test_the_one_pass_moments_across_many_blocks(monkeypatch):
     NaN and inf are counted over every block and the first is named."""
     import advdyn.checks as checks
 
-    monkeypatch.setattr(checks, "CHUNK_BYTES", 8 * 7 * 13)  # 13 rows a block
+    monkeypatch.setattr(checks, "ROW_BLOCK_BYTES", 8 * 7 * 13)  # 13 rows a block
     X, _ = _table(3001, 7)
     assert len(row_chunks(3001, 7)) == 231
     moments = data_features(X, "f")
@@ -93,7 +93,7 @@ def small_blocks(monkeypatch):
     out from the blocks in the peak memory)."""
     import advdyn.checks as checks
 
-    monkeypatch.setattr(checks, "CHUNK_BYTES", 1 << 16)
+    monkeypatch.setattr(checks, "ROW_BLOCK_BYTES", 1 << 16)
 
 
 def test_reading_a_table_holds_one_copy_of_it(tmp_path, small_blocks):
@@ -116,10 +116,10 @@ def test_reading_a_table_holds_one_copy_of_it(tmp_path, small_blocks):
 
 def test_the_binned_statistics_copy_no_table(tmp_path, small_blocks):
     """The Lanczos products and the diagnostics read blocks of rows: a float32 table is not
-    converted whole (peak below a quarter of its float64 size). Its products are float32
-    (summed in float64): the statistics equal those of its float64 copy to float32 rounding
-    (1e-5 relative: ``2^-24`` per product, grown by the ``d = 200`` terms of a row's sum and
-    the three Krylov blocks, far below the quadrature's own error)."""
+    converted whole (peak below a quarter of its float64 size). Its blocks are converted to
+    float64 in cache: the statistics equal those of its float64 copy (1e-5 relative, loose:
+    the exact products differ only in summation order; the uncentred case below is
+    tight)."""
     X, y = _table(4000, 200)
     X32 = np.ascontiguousarray((X - X.mean(axis=0)) / X.std(axis=0), np.float32)
     y = y - y.mean()
@@ -143,6 +143,23 @@ def test_the_binned_statistics_copy_no_table(tmp_path, small_blocks):
         np.testing.assert_allclose(diagnostics[key], expected[key], rtol=1e-4, atol=1e-6)
 
 
+def test_uncentred_float32_rows_give_the_statistics_of_their_float64_copy(small_blocks):
+    """Large column means (offset 100 on unit-variance columns): the mean terms subtracted
+    from ``X^T X Q`` are ``10^4`` times the covariance, so float32 products (relative
+    rounding ``2^-24 ~ 6e-8``, times ``10^4``) moved the teacher by percents and the nodes;
+    float64 products of the same float32 values agree with the float64 copy to summation
+    order (1e-8 relative, against a ``10^4 x 1e-16 x`` Krylov-growth rounding)."""
+    X, y = _table(2000, 40)
+    X32 = np.ascontiguousarray(X + 100.0, np.float32)
+    X64 = X32.astype(np.float64)
+    stats = spectral_statistics(X32, y, "regression", probes=4, steps=3)
+    stats64 = spectral_statistics(X64, y, "regression", probes=4, steps=3)
+    np.testing.assert_allclose(stats.nodes, stats64.nodes, rtol=1e-8,
+                               atol=1e-8 * stats64.nodes.max())
+    np.testing.assert_allclose(stats.teacher, stats64.teacher, rtol=0,
+                               atol=1e-8 * np.abs(stats64.teacher).max())
+
+
 def test_the_one_pass_gram_product_is_the_two_pass_one(small_blocks):
     """``X^T (X Q)`` over blocks (float64 table): the same product, summed in another
     order (rounding, 1e-13 relative)."""
@@ -153,3 +170,22 @@ def test_the_one_pass_gram_product_is_the_two_pass_one(small_blocks):
     out, _ = _gram_times(X, Q)
     expected = X.T @ (X @ Q)
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-13 * np.abs(expected).max())
+
+
+def test_standardize_leaves_its_input_alone_unless_told():
+    """`standardize` returns a new array (every mode, the input unchanged); only
+    ``overwrite=True`` (what the loader passes for the table it read) reuses a writeable
+    float64 input."""
+    from advdyn.checks import data_features
+    from advdyn.problem.data import standardize
+
+    X, _ = _table(50, 4)
+    X = X + 3.0
+    moments = data_features(X, "x")
+    for mode in ("scale", "center", "none"):
+        before = X.copy()
+        out = standardize(X, moments, mode)
+        assert out is not X and np.array_equal(X, before), mode
+    out = standardize(X, moments, "scale", overwrite=True)
+    assert out is X
+    np.testing.assert_allclose(X.mean(axis=0), 0.0, atol=1e-12)

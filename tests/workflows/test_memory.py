@@ -176,3 +176,25 @@ def test_binned_data_estimate_bounds_the_measured_lanczos(tmp_path):
         tracemalloc.stop()
         assert peak <= 8 * lanczos_arrays(n, d, b, steps), task
         assert peak > 8 * (2 * steps * b * d + 2 * n * b), task  # the old count fell short
+
+
+@pytest.mark.parametrize("command", ["phase", "critical-exact"])
+def test_phase_and_critical_exact_check_memory_as_run_does(command):
+    """Both plans refuse what ``advdyn run`` refuses, before anything is solved: a
+    per-direction ODE of ``d = 10^5`` (13 x 3 x 1e5 x 8 B = 31 MB) under a 1 MB limit,
+    naming the field that helps most (run.bins)."""
+    from advdyn.config.critical_exact import validate_critical_exact_config
+    from advdyn.config.phase import validate_phase_config
+    from advdyn.workflows.critical_exact import plan_critical_exact
+    from advdyn.workflows.phase import check_phase
+
+    data = {"problem": {"d": 10**5}, "run": {"methods": ["ode"], "memory_limit_gb": 0.001}}
+    with pytest.raises(ad.ConfigError) as err:
+        if command == "phase":
+            cfg = validate_phase_config({**data, "phase": {
+                "x": {"field": "problem.epsilon", "values": [0.0, 0.1]}}})
+            check_phase(cfg.run_config(), {"problem.epsilon": [0.0, 0.1]}, 1.1)
+        else:
+            plan_critical_exact(validate_critical_exact_config(data))
+    assert err.value.field == "run.bins"
+    assert "run.memory_limit_gb" in str(err.value)

@@ -34,7 +34,7 @@ from advdyn.problem.data import (
     mixture_statistics,
     rows_basis_instance,
     spectral_statistics,
-    standardized,
+    standardize,
     surrogate_diagnostics,
     surrogate_instance,
 )
@@ -383,7 +383,7 @@ def load_data(data: C.DataProblemConfig) -> tuple[np.ndarray, np.ndarray]:
     -------
     X : ndarray, shape (n, d)
         float64, standardised as ``data.standardize`` says
-        (`advdyn.problem.data.standardized`): two passes over the rows, the checks with the
+        (`advdyn.problem.data.standardize`): two passes over the rows, the checks with the
         column moments, then the standardised rows.
     y : ndarray, shape (n,)
         float64 targets (standardised when ``data.standardize_target`` and regression), or
@@ -409,7 +409,7 @@ def load_data(data: C.DataProblemConfig) -> tuple[np.ndarray, np.ndarray]:
     moments = checks.data_features(X_raw, f"{field}.features", names)
     y = checks.data_targets(y_raw, X_raw.shape[0], data.task, f"{field}.target")
     # a second pass writes the rows (over the table read, when load_data_table read it)
-    X = standardized(X_raw, moments, data.standardize)
+    X = standardize(X_raw, moments, data.standardize, overwrite=True)
     del X_raw
     if data.task == "regression" and data.standardize_target:
         y = (y - y.mean()) / y.std()

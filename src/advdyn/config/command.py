@@ -17,9 +17,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from advdyn.config.schema import (
+    Config,
     ConstantLR,
     LearningRateConfig,
     ProblemConfig,
@@ -89,6 +97,21 @@ class RunCommandConfig(CommandConfig):
     problem: ProblemConfig
     lr: LearningRateConfig = ConstantLR(gamma=0.5)
     run: RunConfig = RunConfig()
+
+    def run_config(self) -> Config:
+        """The run config every solve of the command starts from (subclasses narrow
+        ``run``)."""
+        return Config(problem=self.problem, lr=self.lr, run=self.run)
+
+    @model_validator(mode="after")
+    def _run_config_valid(self):
+        # the run config's own checks (the horizon, a binned spectrum's refusals), which
+        # the tables above cannot see one by one, named by field like any other error
+        try:
+            self.run_config()
+        except ValidationError as err:
+            raise ValueError(format_validation_error(err)) from None
+        return self
 
 
 def _sections(cls: type[Section]) -> dict[str, type[Section]]:

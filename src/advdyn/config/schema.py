@@ -303,9 +303,9 @@ class DataProblemConfig(_Model):
     ``probes`` Rademacher probes drawn from ``probe_seed`` (`advdyn.problem.data`),
     ``"auto"`` chooses by `spectrum_method` (dense up to ``d = DENSE_MAX_D = 2000``). The
     default 8 probes keep the eigenvalue count's Hutchinson error ``sqrt(2 / (k d_eff))`` at
-    or below half of SGD's own fluctuation scale ``d_eff^-1/2``; the default 10 steps are the
-    fewest whose ``spectrum_rel_change`` (the change from half of them) stays below a tenth
-    of the level a run warns at on the benchmark of ``docs/benchmarks.md``.
+    or below half of SGD's own fluctuation scale ``d_eff^-1/2``; with too few steps for a
+    data set, ``spectrum_rel_change`` (the change from half of them) makes the run warn
+    (how the defaults were chosen: ``docs/benchmarks.md``).
     """
 
     path: Path

@@ -140,27 +140,32 @@ def mixture_statistics(X: np.ndarray, y: np.ndarray, task: str,
                              noise, mismatch, task)
 
 
-def standardized(X: np.ndarray, moments: ColumnMoments, mode: str) -> np.ndarray:
+def standardize(X: np.ndarray, moments: ColumnMoments, mode: str, *,
+                overwrite: bool = False) -> np.ndarray:
     """The rows of a checked feature matrix, centred and scaled as ``mode`` says, in one pass.
 
     Parameters
     ----------
     X : ndarray, shape (n, d)
-        Checked features (`advdyn.checks.data_features`), possibly a read-only memory map. A
-        writeable C-contiguous float64 array is standardised in place (the caller hands it
-        over); otherwise the result is a new array.
+        Checked features (`advdyn.checks.data_features`), possibly a read-only memory map.
+        Not modified unless ``overwrite``.
     moments : ColumnMoments
         Of ``X``.
     mode : {"scale", "center", "none"}
         ``(x - mean) / std``, ``x - mean`` or ``x``, column by column.
+    overwrite : bool
+        The caller hands ``X`` over: a writeable C-contiguous float64 ``X`` is standardised
+        in place and returned (no second table); other arrays are copied whatever this says.
 
     Returns
     -------
     ndarray, shape (n, d)
         C-contiguous float64 (what [`simulate_data_sgd`][advdyn.simulate.simulate_data_sgd],
-        a float64 entry point, takes without widening a copy).
+        a float64 entry point, takes without widening a copy); a new array unless
+        ``overwrite``.
     """
-    in_place = X.flags.writeable and X.flags.c_contiguous and X.dtype == np.float64
+    in_place = (overwrite and X.flags.writeable and X.flags.c_contiguous
+                and X.dtype == np.float64)
     if mode == "none":
         return X if in_place else np.array(X, np.float64, order="C")
     out = X if in_place else np.empty(X.shape, np.float64)
@@ -450,29 +455,27 @@ def _transposed_times(X: np.ndarray, W: np.ndarray) -> np.ndarray:
 def _gram_times(X: np.ndarray, Q: np.ndarray, masks: np.ndarray | None = None,
                 coef: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
     """``X^T X Q`` in one pass over the rows: each block ``R`` (`row_chunks`) gives ``R Q``
-    and then ``R^T (R Q)`` while it is in cache, so the table is read once per Krylov block
-    instead of twice. The products are in the table's precision (float32 for a float32
-    table: the data's own rounding, at half the time) and summed over blocks in float64.
+    and then ``R^T (R Q)`` while it is in cache. The blocks are converted to float64 in
+    cache (no float64 copy of a float32 table), so the products carry only the table's own
+    rounding: the caller subtracts the mean terms from ``X^T X Q``, which on uncentred rows
+    cancels most of it.
 
     With ``masks`` (shape ``(n, C)``) and ``coef`` (shape ``(Q, k)``), also
     ``X^T diag(masks[:, c]) X (Q coef)`` for every ``c`` in the same pass.
     """
-    dtype = np.dtype(np.float32 if X.dtype == np.float32 else np.float64)
-    Q_t = Q.astype(dtype)
     out = np.zeros(Q.shape)
     per_mask: list[np.ndarray] = []
     if masks is not None:
         assert coef is not None
-        coef_t = coef.astype(dtype)
         per_mask = [np.zeros((X.shape[1], coef.shape[1])) for _ in range(masks.shape[1])]
     for block in row_chunks(*X.shape):
-        R: np.ndarray = np.asarray(X[block], dtype)
-        P: np.ndarray = R @ Q_t
+        R: np.ndarray = np.asarray(X[block], np.float64)
+        P: np.ndarray = R @ Q
         out += R.T @ P
         if masks is not None:
-            PZ = P @ coef_t
+            PZ = P @ coef
             for c, acc in enumerate(per_mask):
-                acc += R.T @ (PZ * masks[block, c, None].astype(dtype))
+                acc += R.T @ (PZ * masks[block, c, None])
     return out, per_mask
 
 
@@ -492,7 +495,7 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
     copied): one pass for the class means and ``X^T y`` (in float64), then ``steps`` passes,
     each ``X^T (X Q)`` for a block ``Q`` of ``probes + C + 1`` columns (``+ 1`` with
     ``theta0``; classification: the per-class covariances of the first block in its pass)
-    in the precision of ``X`` summed in float64, ``O(n d (probes + C))`` time per pass and
+    in float64, ``O(n d (probes + C))`` time per pass and
     ``O(d N)`` memory for the Krylov basis; the orthogonalisation and Rayleigh-Ritz are
     float64. The regression teacher is the
     Galerkin solution ``theta* = Q (Q^T M Q)^+ Q^T b`` of the normal equations

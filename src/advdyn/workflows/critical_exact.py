@@ -103,18 +103,21 @@ def plan_critical_exact(config: CriticalExactConfig) -> CriticalExactPlan:
     Raises
     ------
     ConfigError
-        A data set that cannot be read or a spectrum that cannot run the config (as for
-        ``advdyn run``), or radii given as multiples of a radius the problem does not
+        A data set that cannot be read, a spectrum that cannot run the config or an ODE
+        whose estimated memory does not fit (as for ``advdyn run``), or radii given as
+        multiples of a radius the problem does not
         define (``critical.eps_over_radius``: give ``critical.eps``).
     """
     from advdyn.config.build import data_problem, make_learning_rate
     from advdyn.critical.exact import problem_radius
     from advdyn.simulate.sgd import time_grid
     from advdyn.workflows.bins import spectral_instances
+    from advdyn.workflows.memory import check_memory
     from advdyn.workflows.run import check_data_spectrum
 
     run_config = config.run_config()
     rc = run_config.run
+    check_memory(run_config)  # one radius's ODE at a time, as advdyn run's (naming the field)
     if run_config.problem.data is not None:
         dp = data_problem(run_config.problem)
         check_data_spectrum(run_config, dp)

@@ -49,6 +49,7 @@ from advdyn.theory.ode import integrate_ode
 from advdyn.theory.rates import Polyak
 from advdyn.theory.stationary import optimum
 from advdyn.workflows.bins import spectral_instances
+from advdyn.workflows.memory import check_memory
 from advdyn.workflows.run import check_data_spectrum
 
 #: config fields that are array leaves of the built instance or rule: a grid over them is
@@ -136,7 +137,9 @@ def check_axes(config: Config, axes: Mapping[str, Sequence[float]]) -> dict[str,
 def check_phase(config: Config, axes: Mapping[str, Sequence[float]],
                 factor: float) -> dict[str, np.ndarray]:
     """Every check of a phase diagram that needs no solve: the grid (`check_axes`), the
-    factor, and for a data problem what its spectrum can run (the data are read, cached).
+    factor, the memory of one point's run
+    ([`check_memory`][advdyn.workflows.memory.check_memory], as ``advdyn run``), and for a
+    data problem what its spectrum can run (the data are read, cached).
 
     Raises
     ------
@@ -146,6 +149,7 @@ def check_phase(config: Config, axes: Mapping[str, Sequence[float]],
     grids = check_axes(config, axes)
     if not factor > 1:
         raise ConfigError("phase.factor", f"must be > 1, got {factor:g}")
+    check_memory(config)
     if config.problem.data is not None:
         dp = data_problem(config.problem)
         check_data_spectrum(config, dp)
