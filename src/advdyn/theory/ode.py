@@ -330,6 +330,22 @@ def _finite(tree) -> Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree)]))
 
 
+def _root_finder_tols(solver, controller):
+    """``solver`` with the tolerances its root finder leaves to the step-size controller
+    (diffrax's ``use_stepsize_tol``: ``rtol``, ``atol``, ``norm``) taken from ``controller``,
+    as ``diffeqsolve`` sets them; an explicit solver as it is. For solvers stepped by hand
+    (`_integrate_dense`), which ``diffeqsolve`` does not see."""
+    import diffrax
+    from diffrax._root_finder import use_stepsize_tol  # (the sentinel diffeqsolve tests too)
+
+    if not isinstance(solver, diffrax.AbstractImplicitSolver):
+        return solver
+    unset = [a for a in ("rtol", "atol", "norm")
+             if getattr(solver.root_finder, a) is use_stepsize_tol]
+    return eqx.tree_at(lambda s: tuple(getattr(s.root_finder, a) for a in unset), solver,
+                       tuple(getattr(controller, a) for a in unset))
+
+
 def _integrate_dense(instance, lr, recorder, times, integrator: Integrator, blowup):
     """The ODE in one pass of adaptive steps, each record read off the solver's
     interpolant on the step that covers it (`Integrator.dense`).
@@ -357,7 +373,8 @@ def _integrate_dense(instance, lr, recorder, times, integrator: Integrator, blow
     import equinox.internal as eqxi  # (diffrax's loop: records written in place, not copied)
 
     term = _ode_term()
-    solver, controller = integrator.solver, integrator.controller
+    controller = integrator.controller
+    solver = _root_finder_tols(integrator.solver, controller)
     args = (instance, lr)
     y0 = initial_state(instance)
     bound = _divergence_bound(y0, instance, blowup)
