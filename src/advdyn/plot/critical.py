@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from advdyn.plot import style
+from advdyn.solution import RESULTS
 
 _C = style.COLORS
 
@@ -269,7 +270,8 @@ def plot_exact_critical(ds, *, radius: float | None = None, units: str = "l2",
         Top: both definitions of eps* against ``n/d`` (log axis, ``t > 0``); records
         where eps* lies beyond the largest radius solved sit on a dotted line at that
         radius (said in the legend). Bottom: the adversarial risk of the iterate trained at
-        each radius, and the clean risk of the clean iterate, against ``n/d``.
+        each radius (the legend names a radius whose ODE failed and from when), and the
+        clean risk of the clean iterate, against ``n/d``.
     """
     t = ds["t"].values
     eps = ds["eps"].values
@@ -296,8 +298,13 @@ def plot_exact_critical(ds, *, radius: float | None = None, units: str = "l2",
     style.legend(ax)
     shown = sorted(set(np.linspace(0, len(eps) - 1, min(len(eps), 6)).round().astype(int)))
     for k, i in enumerate(shown):
-        rx.plot(t[keep], ds["adv_risk"].values[i, keep], color=style.PALETTE[k], lw=1.2,
-                label=f"adv. risk, trained at eps = {eps[i]:.3g}")
+        risk = ds["adv_risk"].values[i]
+        lost = t[~np.isfinite(risk)]
+        how = ("diverged" if "result" in ds and ds["result"].values[i] == RESULTS.diverged
+               else "failed")
+        failed = f" (ODE {how}: none from n/d = {lost[0]:.3g})" if lost.size else ""
+        rx.plot(t[keep], risk[keep], color=style.PALETTE[k], lw=1.2,
+                label=f"adv. risk, trained at eps = {eps[i]:.3g}{failed}")
     rx.plot(t[keep], ds["clean_risk"].values[keep], color=_C["black"], lw=1.6, ls="--",
             label="clean risk of the clean iterate")
     rx.set_xscale("log")
