@@ -269,9 +269,11 @@ def plot_exact_critical(ds, *, radius: float | None = None, units: str = "l2",
     matplotlib.figure.Figure
         Top: both definitions of eps* against ``n/d`` (log axis, ``t > 0``); records
         where eps* lies beyond the largest radius solved sit on a dotted line at that
-        radius (said in the legend). Bottom: the adversarial risk of the iterate trained at
-        each radius (the legend names a radius whose ODE failed and from when), and the
-        clean risk of the clean iterate, against ``n/d``.
+        radius (said in the legend), and a definition undefined everywhere (e.g. the
+        gap-matched one when the floor is not finite) is said undefined there. Bottom:
+        the adversarial risk of the iterate trained at each radius (the legend names a
+        radius whose ODE failed and from when), and the clean risk of the clean iterate,
+        against ``n/d``.
     """
     t = ds["t"].values
     eps = ds["eps"].values
@@ -289,6 +291,10 @@ def plot_exact_critical(ds, *, radius: float | None = None, units: str = "l2",
             ("eps_star", "eps*: adv. risk of adv. iterate <= clean risk of clean iterate"),
             ("eps_star_margin", f"gap-matched eps* (margin m = {m:g} x clean excess risk)"))):
         v = np.minimum(ds[name].values[keep], top)
+        if not np.isfinite(ds.attrs.get("floor", 0.0)) and name == "eps_star_margin":
+            label += " (undefined: the clean optimum's risk is not finite)"
+        elif np.all(np.isnan(v)):
+            label += " (undefined at every n/d)"
         ax.plot(t[keep], v, label=label, **_series(i))
     ax.set_xscale("log")
     ax.set_xlabel("samples per dimension n/d = t" + style.LOG_SUFFIX)
