@@ -37,3 +37,29 @@ def test_an_undefined_gap_matched_eps_star_says_so():
     assert "undefined: the clean optimum's risk is not finite" in label
     fig = plot_exact_critical(_dataset(0.5, [np.inf, 0.4, 0.3, 0.2, 0.1]))
     assert not any("undefined" in s for s in _labels(fig.axes[0]))
+
+
+def test_risk_panel_draws_positive_radii_and_names_a_diverged_one():
+    """The eps = 0 adversarial risk is the clean risk of the clean iterate (drawn dashed
+    once, said in its label); a diverged radius is named with the n/d it stopped at."""
+    fig = plot_exact_critical(_dataset(0.5, [np.inf] * 5, diverged_from=3))
+    labels = _labels(fig.axes[1])
+    assert not any("eps = 0 " in s or s.endswith("eps = 0") for s in labels)
+    assert "clean risk of the clean iterate (= adv. risk at eps = 0)" in labels
+    assert "adv. risk, trained at eps = 0.5" in labels
+    assert "adv. risk, trained at eps = 1 (ODE diverged: none from n/d = 1.5)" in labels
+
+
+def test_radius_units_follow_standardisation():
+    """Radii of a data problem are in standardised units only when the columns are scaled."""
+    from types import SimpleNamespace
+
+    from advdyn.workflows.critical_exact import _radius_units
+
+    def units(standardize):
+        data = None if standardize is None else SimpleNamespace(standardize=standardize)
+        return _radius_units(SimpleNamespace(problem=SimpleNamespace(data=data)))
+
+    assert units(None) == "l2"
+    assert units("scale") == "l2, standardised feature units"
+    assert units("center") == units("none") == "l2, feature units"

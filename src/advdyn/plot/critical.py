@@ -271,9 +271,9 @@ def plot_exact_critical(ds, *, radius: float | None = None, units: str = "l2",
         where eps* lies beyond the largest radius solved sit on a dotted line at that
         radius (said in the legend), and a definition undefined everywhere (e.g. the
         gap-matched one when the floor is not finite) is said undefined there. Bottom:
-        the adversarial risk of the iterate trained at each radius (the legend names a
-        radius whose ODE failed and from when), and the clean risk of the clean iterate,
-        against ``n/d``.
+        the adversarial risk of the iterate trained at each positive radius (the legend
+        names a radius whose ODE failed and from when), and the clean risk of the clean
+        iterate (which is the adversarial risk at ``eps = 0``), against ``n/d``.
     """
     t = ds["t"].values
     eps = ds["eps"].values
@@ -302,7 +302,10 @@ def plot_exact_critical(ds, *, radius: float | None = None, units: str = "l2",
     ax.set_ylim(bottom=0)
     ax.set_title("eps* from the exact ODE")
     style.legend(ax)
-    shown = sorted(set(np.linspace(0, len(eps) - 1, min(len(eps), 6)).round().astype(int)))
+    # eps = 0's adversarial risk is the clean risk of the clean iterate (the dashed line)
+    positive = np.flatnonzero(eps > 0)
+    pick = np.linspace(0, positive.size - 1, min(positive.size, 6)).round().astype(int)
+    shown = sorted(set(positive[pick].tolist()))
     for k, i in enumerate(shown):
         risk = ds["adv_risk"].values[i]
         lost = t[~np.isfinite(risk)]
@@ -312,11 +315,11 @@ def plot_exact_critical(ds, *, radius: float | None = None, units: str = "l2",
         rx.plot(t[keep], risk[keep], color=style.PALETTE[k], lw=1.2,
                 label=f"adv. risk, trained at eps = {eps[i]:.3g}{failed}")
     rx.plot(t[keep], ds["clean_risk"].values[keep], color=_C["black"], lw=1.6, ls="--",
-            label="clean risk of the clean iterate")
+            label="clean risk of the clean iterate (= adv. risk at eps = 0)")
     rx.set_xscale("log")
     rx.set_yscale("log")
     rx.set_xlabel("samples per dimension n/d = t" + style.LOG_SUFFIX)
     rx.set_ylabel("risk (loss per sample)" + style.LOG_SUFFIX)
-    rx.set_title(f"risks compared ({len(shown)} of {len(eps)} radii shown)")
+    rx.set_title(f"risks compared ({len(shown)} of {positive.size} positive radii shown)")
     style.legend(rx)
     return style.finish(fig)

@@ -245,6 +245,16 @@ def failed_radii(ds: xr.Dataset) -> list[str]:
     return out
 
 
+def _radius_units(config: CriticalExactConfig) -> str:
+    """What the radii are measured in, for the figure: the features the run sees (a data
+    set's ``standardize = "scale"`` rescales them; ``"center"`` only shifts them)."""
+    data = config.problem.data
+    if data is None:
+        return "l2"
+    return "l2, standardised feature units" if data.standardize == "scale" else (
+        "l2, feature units")
+
+
 def write_critical_exact(config: CriticalExactConfig, out_dir: str | Path, *,
                          on_start: Callable[[CriticalExactPlan], None] | None = None,
                          ) -> CriticalExactResult:
@@ -270,7 +280,7 @@ def write_critical_exact(config: CriticalExactConfig, out_dir: str | Path, *,
         if on_start is not None:
             on_start(plan)
         result = critical_exact(config, plan)
-        units = "l2, feature units" if config.problem.data is not None else "l2"
+        units = _radius_units(config)
         fig = plot_exact_critical(result.dataset, radius=plan.radius, units=units,
                                   radius_label=("data-scaled radius" if plan.radius_source
                                                 == "data" else "problem's radius"))
