@@ -134,7 +134,10 @@ def test_problem_radius_is_the_data_scaled_radius(tmp_path):
     ("[critical]\neps = [0.5, 0.2]\n", (), "critical.eps"),
     ("[critical]\neps = [0.1]\neps_over_radius = [1.0]\n", (), "critical"),
     ("", ("--eps", "0.1,abc"), "--eps"),
-    ("", ("--eps", "-0.1"), "critical.eps"),
+    ("", ("--eps", "-0.1"), "--eps: radii must be positive"),
+    ("", ("--eps", "0.5,0.2"), "--eps: radii must be strictly increasing"),
+    ("[critical]\neps = [0.0, 0.5]\n", (), "critical.eps: radii must be positive (eps = 0 "
+     "is always solved first"),
     ("[critical]\nbogus = 1\n", (), "critical.bogus"),
     ("", ("--t-max", "-1"), "run.t_max"),
 ])

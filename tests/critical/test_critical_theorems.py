@@ -86,3 +86,31 @@ def test_streaming_ode_matches_sgd_and_scales_like_d_over_n():
     assert np.all(err <= 2.5 * se + 0.01 * m.mean(axis=0) + 1e-3)
     slope = exact.scaling_slope(times, ode["eps_star_margin"].values, 4.0)
     assert -1.2 < slope < -0.95  # eps* ~ d/n (measured -1.06 at d = 200)
+
+
+def test_a_diverged_radius_is_infinite_risk_and_named():
+    """A radius whose ODE diverges does not stop the study: its adversarial risk is infinite
+    from the divergence on (eps* then lies below it), its code is ``diverged``, and the
+    warning names it. gamma = 1.9 on isotropic least squares (tr K / d = 1) with the
+    divergence bound at 4 (|theta_0 - theta*|^2 + |theta*|^2 + 1) = 12: |theta - theta*|^2
+    reaches 12.8 by t = 4 at eps = 0.3 and stays below 8 at eps = 3 (10.6 < 12 at eps = 0)."""
+    import advdyn as ad
+    from advdyn.solution import RESULTS
+    from advdyn.workflows.critical_exact import failed_radii
+
+    times = np.linspace(0.0, 4.0, 9)
+    ds = exact.instance_critical_radius(exact.least_squares_instance(50, 0.0), times,
+                                        [0.3, 3.0], ad.Constant(1.9), margin=1.0, floor=0.5,
+                                        solver="tsit5", divergence_factor=4.0)
+    assert ds["result"].values.tolist() == [RESULTS.successful, RESULTS.diverged,
+                                            RESULTS.successful]
+    adv = ds["adv_risk"].values
+    lost = ~np.isfinite(adv[1])
+    assert lost[-1] and not lost[0] and np.all(np.isposinf(adv[1][lost]))
+    assert np.all(np.isfinite(adv[[0, 2]]))
+    # the paper's eps* is 0 (module docstring); the gap-matched one lies below the diverged
+    # radius where it diverged
+    assert np.all(ds["eps_star"].values[lost] == 0.0)
+    assert np.all(ds["eps_star_margin"].values[lost] <= 0.3)
+    (warning,) = failed_radii(ds)
+    assert "eps = 0.3 diverged from n/d = " in warning and "below that radius" in warning

@@ -236,7 +236,9 @@ def critical_exact_command(
     from advdyn.config.critical_exact import (
         default_critical_exact_config,
         load_critical_exact_config,
+        solved_radii,
     )
+    from advdyn.errors import ConfigError
     from advdyn.workflows.critical_exact import write_critical_exact
 
     with command_errors(out):
@@ -244,7 +246,12 @@ def critical_exact_command(
             "run.t_max": t_max, "run.n_times": n_times, "critical.margin": margin,
         }, load_critical_exact_config, default_critical_exact_config)
         if eps is not None:  # --eps replaces the file's radii, given either way
-            cfg = cfg.with_overrides(**{"critical.eps": _radii(eps),
+            radii = _radii(eps)
+            try:  # refused naming the option, not the config field it overrides
+                solved_radii(radii)
+            except ValueError as err:
+                raise ConfigError("--eps", str(err)) from None
+            cfg = cfg.with_overrides(**{"critical.eps": radii,
                                         "critical.eps_over_radius": None})
 
         def announce(plan) -> None:  # after the checks, so that a refusal is the only line

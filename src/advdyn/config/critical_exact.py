@@ -40,7 +40,17 @@ DEFAULT_EPS_OVER_RADIUS = tuple(float(v) for v in np.geomspace(0.05, 2.0, 12))
 
 
 def _increasing_or_none(value: list[float] | None) -> list[float] | None:
-    return None if value is None else increasing_radii(value)
+    return None if value is None else solved_radii(value)
+
+
+def solved_radii(values: list[float]) -> list[float]:
+    """``values`` when they are radii the study can solve after ``eps = 0``: positive (a zero
+    is refused with the reason: ``eps = 0`` is always solved first) and strictly increasing
+    (``ValueError`` saying which property fails otherwise)."""
+    if any(v == 0 for v in values):
+        raise ValueError("radii must be positive (eps = 0 is always solved first: leave it "
+                         "out)")
+    return increasing_radii(values)
 
 
 class CriticalSection(Section):

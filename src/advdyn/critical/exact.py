@@ -48,6 +48,7 @@ from advdyn.critical.estimators import crossing
 from advdyn.precision import float64
 from advdyn.problem.instance import AbstractInstance, ProblemInstance, stream_key
 from advdyn.problem.losses import LeastSquares
+from advdyn.solution import RESULTS
 from advdyn.theory.rates import AbstractLearningRate, Decay
 
 
@@ -184,8 +185,11 @@ def instance_critical_radius(instance: AbstractInstance, times, eps_grid,
     Returns
     -------
     xarray.Dataset
-        ``adv_risk(eps, t)`` (``eps = 0`` first), ``clean_risk(t)`` of the clean iterate,
-        ``norm(eps, t)``, ``eps_star(t)`` (the paper's definition) and
+        ``adv_risk(eps, t)`` (``eps = 0`` first; ``inf`` at a positive radius from where
+        its ODE diverged, NaN after another failure or at ``eps = 0``), ``clean_risk(t)``
+        of the clean iterate, ``norm(eps, t)``, ``result(eps)`` (each solve's
+        [`RESULTS`][advdyn.solution.RESULTS] code: a divergence is data, not an
+        exception), ``eps_star(t)`` (the paper's definition) and
         ``eps_star_margin(t)`` (gap-matched analogue); attributes ``d``, ``floor``,
         ``margin``, ``method = "ode"``.
     """
@@ -197,12 +201,20 @@ def instance_critical_radius(instance: AbstractInstance, times, eps_grid,
     at = [eqx.tree_at(lambda i: i.epsilon, instance, jnp.asarray(e, jnp.float64)) for e in eps]
     if floor is None:
         floor = float(adversarial_optimum(at[0]).observables["clean_risk"])
-    sols = [solve_ode(inst, lr, times, **ode_options) for inst in at]
-    adv = np.stack([s["adv_risk"] for s in sols])
+    sols = [solve_ode(inst, lr, times, throw=False, **ode_options) for inst in at]
+    result = np.asarray([int(s.result) for s in sols], np.int32)
+    # a radius whose ODE diverged: its records from the divergence on are NaN, and its
+    # adversarial risk there is infinite (eps* lies below that radius); another failure
+    # (the step budget) leaves them NaN, and the clean risk of a failed clean run stays
+    # NaN: eps* is undefined where it would need them
+    adv = np.stack([np.where(np.isnan(s["adv_risk"]) & (r == RESULTS.diverged), np.inf,
+                             s["adv_risk"]) for s, r in zip(sols, result, strict=True)])
+    adv[0] = sols[0]["adv_risk"]
     clean = sols[0]["clean_risk"]
     return xr.Dataset(
         {"adv_risk": (("eps", "t"), adv), "clean_risk": ("t", clean),
          "norm": (("eps", "t"), np.stack([s["norm"] for s in sols])),
+         "result": ("eps", result),
          "eps_star": ("t", critical_curve(eps, adv, clean)),
          "eps_star_margin": ("t", critical_curve(eps, adv, clean, margin, floor))},
         coords={"eps": eps, "t": np.asarray(times, np.float64)},

@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from advdyn.plot import style
+from advdyn.solution import RESULTS
 
 _C = style.COLORS
 
@@ -268,8 +269,11 @@ def plot_exact_critical(ds, *, radius: float | None = None, units: str = "l2",
     matplotlib.figure.Figure
         Top: both definitions of eps* against ``n/d`` (log axis, ``t > 0``); records
         where eps* lies beyond the largest radius solved sit on a dotted line at that
-        radius (said in the legend). Bottom: the adversarial risk of the iterate trained at
-        each radius, and the clean risk of the clean iterate, against ``n/d``.
+        radius (said in the legend), and a definition undefined everywhere (e.g. the
+        gap-matched one when the floor is not finite) is said undefined there. Bottom:
+        the adversarial risk of the iterate trained at each positive radius (the legend
+        names a radius whose ODE failed and from when), and the clean risk of the clean
+        iterate (which is the adversarial risk at ``eps = 0``), against ``n/d``.
     """
     t = ds["t"].values
     eps = ds["eps"].values
@@ -287,6 +291,10 @@ def plot_exact_critical(ds, *, radius: float | None = None, units: str = "l2",
             ("eps_star", "eps*: adv. risk of adv. iterate <= clean risk of clean iterate"),
             ("eps_star_margin", f"gap-matched eps* (margin m = {m:g} x clean excess risk)"))):
         v = np.minimum(ds[name].values[keep], top)
+        if not np.isfinite(ds.attrs.get("floor", 0.0)) and name == "eps_star_margin":
+            label += " (undefined: the clean optimum's risk is not finite)"
+        elif np.all(np.isnan(v)):
+            label += " (undefined at every n/d)"
         ax.plot(t[keep], v, label=label, **_series(i))
     ax.set_xscale("log")
     ax.set_xlabel("samples per dimension n/d = t" + style.LOG_SUFFIX)
@@ -294,16 +302,24 @@ def plot_exact_critical(ds, *, radius: float | None = None, units: str = "l2",
     ax.set_ylim(bottom=0)
     ax.set_title("eps* from the exact ODE")
     style.legend(ax)
-    shown = sorted(set(np.linspace(0, len(eps) - 1, min(len(eps), 6)).round().astype(int)))
+    # eps = 0's adversarial risk is the clean risk of the clean iterate (the dashed line)
+    positive = np.flatnonzero(eps > 0)
+    pick = np.linspace(0, positive.size - 1, min(positive.size, 6)).round().astype(int)
+    shown = sorted(set(positive[pick].tolist()))
     for k, i in enumerate(shown):
-        rx.plot(t[keep], ds["adv_risk"].values[i, keep], color=style.PALETTE[k], lw=1.2,
-                label=f"adv. risk, trained at eps = {eps[i]:.3g}")
+        risk = ds["adv_risk"].values[i]
+        lost = t[~np.isfinite(risk)]
+        how = ("diverged" if "result" in ds and ds["result"].values[i] == RESULTS.diverged
+               else "failed")
+        failed = f" (ODE {how}: none from n/d = {lost[0]:.3g})" if lost.size else ""
+        rx.plot(t[keep], risk[keep], color=style.PALETTE[k], lw=1.2,
+                label=f"adv. risk, trained at eps = {eps[i]:.3g}{failed}")
     rx.plot(t[keep], ds["clean_risk"].values[keep], color=_C["black"], lw=1.6, ls="--",
-            label="clean risk of the clean iterate")
+            label="clean risk of the clean iterate (= adv. risk at eps = 0)")
     rx.set_xscale("log")
     rx.set_yscale("log")
     rx.set_xlabel("samples per dimension n/d = t" + style.LOG_SUFFIX)
     rx.set_ylabel("risk (loss per sample)" + style.LOG_SUFFIX)
-    rx.set_title(f"risks compared ({len(shown)} of {len(eps)} radii shown)")
+    rx.set_title(f"risks compared ({len(shown)} of {positive.size} positive radii shown)")
     style.legend(rx)
     return style.finish(fig)

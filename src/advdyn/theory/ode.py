@@ -330,6 +330,22 @@ def _finite(tree) -> Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree)]))
 
 
+def _root_finder_tols(solver, controller):
+    """``solver`` with the tolerances its root finder leaves to the step-size controller
+    (diffrax's ``use_stepsize_tol``: ``rtol``, ``atol``, ``norm``) taken from ``controller``,
+    as ``diffeqsolve`` sets them; an explicit solver as it is. For solvers stepped by hand
+    (`_integrate_dense`), which ``diffeqsolve`` does not see."""
+    import diffrax
+    from diffrax._root_finder import use_stepsize_tol  # (the sentinel diffeqsolve tests too)
+
+    if not isinstance(solver, diffrax.AbstractImplicitSolver):
+        return solver
+    unset = [a for a in ("rtol", "atol", "norm")
+             if getattr(solver.root_finder, a) is use_stepsize_tol]
+    return eqx.tree_at(lambda s: tuple(getattr(s.root_finder, a) for a in unset), solver,
+                       tuple(getattr(controller, a) for a in unset))
+
+
 def _integrate_dense(instance, lr, recorder, times, integrator: Integrator, blowup):
     """The ODE in one pass of adaptive steps, each record read off the solver's
     interpolant on the step that covers it (`Integrator.dense`).
@@ -357,7 +373,8 @@ def _integrate_dense(instance, lr, recorder, times, integrator: Integrator, blow
     import equinox.internal as eqxi  # (diffrax's loop: records written in place, not copied)
 
     term = _ode_term()
-    solver, controller = integrator.solver, integrator.controller
+    controller = integrator.controller
+    solver = _root_finder_tols(integrator.solver, controller)
     args = (instance, lr)
     y0 = initial_state(instance)
     bound = _divergence_bound(y0, instance, blowup)
@@ -667,6 +684,7 @@ def solve_ode(
     attrs: dict | None = None,
     solver: str = "auto",
     relaxed_above: float | None = None,
+    throw: bool = True,
 ) -> Solution:
     """Integrate the deterministic-equivalent ODE and record THEORY section 11 quantities.
 
@@ -710,6 +728,9 @@ def solve_ode(
         records never see, are then followed at a looser tolerance, which saves steps that
         grow with ``ln lambda_max`` (none for the explicit solver, whose steps the stability
         limit sets; it is ignored there). Runs pass it where their bins are relaxed.
+    throw : bool
+        Whether a divergence or a solver failure raises `DivergenceError`; with ``False``
+        it is data: ``result`` holds the code and the records from the failure on are NaN.
 
     Returns
     -------
@@ -717,7 +738,9 @@ def solve_ode(
         ``ys`` on the time grid: those of `Recorder`
         (observables, ``lr``, ``dist_to_opt``, and the least-squares equivalence
         quantities where they apply); ``method = "ode"``; ``stats`` holds ``solver``,
-        ``stiffness``, ``rtol``, ``atol`` (as used) and ``steps``.
+        ``stiffness``, ``rtol``, ``atol`` (as used) and ``steps``; ``result`` a
+        [`RESULTS`][advdyn.solution.RESULTS] code (``diverged`` where a record is not
+        finite).
 
     Raises
     ------
@@ -728,8 +751,8 @@ def solve_ode(
         bound does not apply to the loss or the rule).
     DivergenceError
         If the trajectory blows up (``adv_risk`` not finite or the bound above is
-        crossed) or the solver fails (e.g. runs out of ``max_steps``); it names the time
-        and the learning rate.
+        crossed) or the solver fails (e.g. runs out of ``max_steps``), with ``throw``; it
+        names the time and the learning rate.
     """
     checks.recording_times(times, "times")
     checks.learning_rate(lr, "lr")
@@ -743,7 +766,10 @@ def solve_ode(
     out, code, steps = _solve(*args)
     out = {k: np.asarray(v) for k, v in out.items()}
     finite = np.isfinite(out["adv_risk"])
-    if int(code) != RESULTS.successful or not finite.all():
+    code = int(code)
+    if code == RESULTS.successful and not finite.all():
+        code = int(RESULTS.diverged)
+    if throw and code != RESULTS.successful:
         i = int(np.argmin(finite)) if not finite.all() else len(finite) - 1
         # the rate at the last finite record (state-dependent rules need a finite state)
         lr_at = float(out["lr"][max(i - 1, 0)]) if lr.needs_state else float(lr(t_dev[i]))
@@ -759,4 +785,5 @@ def solve_ode(
     }
     if relaxed_above is not None:
         info["relaxed_above"] = float(relaxed_above)
-    return Solution(np.asarray(times_np), out, "ode", stats={**info, **(attrs or {})})
+    return Solution(np.asarray(times_np), out, "ode", stats={**info, **(attrs or {})},
+                    result=np.asarray(code, np.int32))

@@ -13,7 +13,9 @@ solves the ODE at each with
 In ``critical_exact.json`` the lists ``eps_star`` and ``eps_star_margin`` (one entry per
 recorded ``n/d``) hold a radius, the string ``"inf"`` where eps* lies beyond the largest
 radius solved, or ``null`` where it is undefined (the gap-matched one when its floor, the
-clean optimum's risk, is not finite; ``warnings`` says so).
+clean optimum's risk, is not finite; ``warnings`` says so). A radius whose ODE diverges
+does not stop the study: its adversarial risk counts as infinite from then on (eps* lies
+below it) and ``warnings`` names it.
 """
 
 from __future__ import annotations
@@ -171,8 +173,6 @@ def critical_exact(config: CriticalExactConfig,
     ------
     ConfigError
         As `plan_critical_exact`.
-    DivergenceError
-        When the ODE diverges at a radius.
     """
     from advdyn.critical.exact import instance_critical_radius
 
@@ -197,6 +197,7 @@ def critical_exact(config: CriticalExactConfig,
         warnings.append("the clean optimum's risk (the floor of the gap-matched eps*) is not "
                         "finite (its fixed point did not converge): eps_star_margin is "
                         "undefined (null); the paper's eps_star stands")
+    warnings += failed_radii(ds)
 
     summary: dict[str, Any] = {
         "advdyn_version": __version__,
@@ -220,6 +221,43 @@ def critical_exact(config: CriticalExactConfig,
     return CriticalExactResult(ds, summary)
 
 
+def failed_radii(ds: xr.Dataset) -> list[str]:
+    """One warning per radius of ``ds`` (`instance_critical_radius`'s) whose ODE failed,
+    naming the radius and the first ``n/d`` it did not reach."""
+    from advdyn.solution import RESULTS
+
+    out = []
+    for e, code, adv in zip(ds["eps"].values, ds["result"].values, ds["adv_risk"].values,
+                            strict=True):
+        if code == RESULTS.successful:
+            continue
+        risk = ds["clean_risk"].values if e == 0 else adv
+        lost = ds["t"].values[~np.isfinite(risk)]
+        when = f" from n/d = {lost[0]:.4g} on" if lost.size else ""
+        what = ("diverged" if code == RESULTS.diverged
+                else f"failed ({RESULTS(int(code)).name})")
+        if e == 0:
+            out.append(f"the clean ODE (eps = 0) {what}{when}: eps_star and eps_star_margin "
+                       "are undefined (null) there")
+        elif code == RESULTS.diverged:
+            out.append(f"the ODE at eps = {e:.6g} {what}{when}: its adversarial risk counts "
+                       "as infinite there, so eps* lies below that radius")
+        else:
+            out.append(f"the ODE at eps = {e:.6g} {what}{when}: eps* is undefined (null) "
+                       "where it would need that radius")
+    return out
+
+
+def _radius_units(config: CriticalExactConfig) -> str:
+    """What the radii are measured in, for the figure: the features the run sees (a data
+    set's ``standardize = "scale"`` rescales them; ``"center"`` only shifts them)."""
+    data = config.problem.data
+    if data is None:
+        return "l2"
+    return "l2, standardised feature units" if data.standardize == "scale" else (
+        "l2, feature units")
+
+
 def write_critical_exact(config: CriticalExactConfig, out_dir: str | Path, *,
                          on_start: Callable[[CriticalExactPlan], None] | None = None,
                          ) -> CriticalExactResult:
@@ -235,8 +273,6 @@ def write_critical_exact(config: CriticalExactConfig, out_dir: str | Path, *,
     ConfigError
         As `plan_critical_exact` (before ``on_start``); ``out_dir`` naming a file, or
         another command writing there (field ``out``).
-    DivergenceError
-        When the ODE diverges at a radius.
     """
     from advdyn.plot.critical import plot_exact_critical
     from advdyn.plot.risk import save_figure
@@ -247,7 +283,7 @@ def write_critical_exact(config: CriticalExactConfig, out_dir: str | Path, *,
         if on_start is not None:
             on_start(plan)
         result = critical_exact(config, plan)
-        units = "l2, feature units" if config.problem.data is not None else "l2"
+        units = _radius_units(config)
         fig = plot_exact_critical(result.dataset, radius=plan.radius, units=units,
                                   radius_label=("data-scaled radius" if plan.radius_source
                                                 == "data" else "problem's radius"))

@@ -371,7 +371,8 @@ def _phase_diagram(config: Config, grids: dict[str, np.ndarray], *, factor: floa
         # binned data spectrum data_sgd steps with the rows' instance (no eigenbasis)
         rows_instance = dp.rows_instance if dp is not None and dp.binned else None
         extra, spent = stochastic_diagram(config, method, names, flat,
-                                          rows_instance or instance, chunk=chunk,
+                                          instance if rows_instance is None else rows_instance,
+                                          chunk=chunk,
                                           progress=progress,
                                           optima=optima if binned is None else None)
         ds = ds.assign({k: (dims, v.reshape(*shape, *v.shape[1:]))
