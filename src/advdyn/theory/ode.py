@@ -336,10 +336,13 @@ def _root_finder_tols(solver, controller):
     as ``diffeqsolve`` sets them; an explicit solver as it is. For solvers stepped by hand
     (`_integrate_dense`), which ``diffeqsolve`` does not see."""
     import diffrax
-    from diffrax._root_finder import use_stepsize_tol  # (the sentinel diffeqsolve tests too)
 
     if not isinstance(solver, diffrax.AbstractImplicitSolver):
         return solver
+    # diffrax's private sentinel (the one diffeqsolve tests too): imported only for an implicit
+    # solver, so that an explicit dense solve does not depend on diffrax's private layout
+    from diffrax._root_finder import use_stepsize_tol
+
     unset = [a for a in ("rtol", "atol", "norm")
              if getattr(solver.root_finder, a) is use_stepsize_tol]
     return eqx.tree_at(lambda s: tuple(getattr(s.root_finder, a) for a in unset), solver,
