@@ -122,7 +122,7 @@ BAD = [
     (["figure", "nope"], "NAME"),
     (["critical-eps", "--repeats", "0"], "repeats"),
     (["critical-linear", "--seed", "-1"], "--seed"),
-    (["critical-exact", "--eps", "0,1"], "critical.eps"),
+    (["critical-exact", "--eps", "0,1"], "--eps"),
     (["critical-exact", "run_tmax.toml"], "run.t_max"),
     (["posterior", "posterior_d.toml"], "highdim.d"),
     (["posterior", "posterior_tmax.toml"], "highdim"),
