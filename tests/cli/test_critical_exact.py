@@ -163,3 +163,16 @@ def test_polyak_and_a_noiseless_radius_are_refused(tmp_path, dispatch):
     (tmp_path / "n.toml").write_text(SYNTHETIC.replace("noise = 0.5", "noise = 0.0"))
     status, _, err, _ = dispatch("critical-exact", tmp_path / "n.toml", "-o", tmp_path / "o")
     assert status == 2 and "critical.eps" in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 11, 12, 61])
+def test_the_table_spreads_its_rows_and_ends_at_t_max(n):
+    """The printed table: at most ten records after ``t = 0``, increasing, the last one
+    ``t_max`` (index ``n - 1``) whenever there is a record after ``t = 0``."""
+    from advdyn.cli.critical import _shown_records
+
+    shown = _shown_records(n)
+    assert shown == sorted(set(shown))
+    assert len(shown) == min(10, n - 1)
+    if n > 1:
+        assert shown[0] == 1 and shown[-1] == n - 1

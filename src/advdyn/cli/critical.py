@@ -271,9 +271,7 @@ def critical_exact_command(
         table = Table(title="eps*(n/d) from the exact ODE")
         for c in ("n/d", "eps*", f"gap-matched eps* (m = {s['margin']:g})"):
             table.add_column(c, justify="right")
-        rows = range(1, len(s["t"]))
-        step = max(1, len(rows) // 10)
-        for i in list(rows)[::step]:
+        for i in _shown_records(len(s["t"])):
             table.add_row(f"{s['t'][i]:.4g}", _star(s["eps_star"][i], s["eps"]),
                           _star(s["eps_star_margin"][i], s["eps"]))
         out_console.print(table)
@@ -281,6 +279,16 @@ def critical_exact_command(
         err_console.print(escape(f"warning: {w}"), style="yellow", highlight=False)
     files = ", ".join(p.name for p in result.files.values())
     out_console.print(escape(f"results written to {out}/: {files}"), highlight=False)
+
+
+def _shown_records(n: int, rows: int = 10) -> list[int]:
+    """Indices of at most ``rows`` records out of ``n`` for the table: spread evenly from the
+    first after ``t = 0`` to the last (``t_max`` is always shown)."""
+    last = n - 1
+    k = min(rows, last)
+    if k <= 0:
+        return []
+    return sorted({1 + round(j * (last - 1) / max(k - 1, 1)) for j in range(k)})
 
 
 def _radii(text: str) -> list[float]:
