@@ -237,6 +237,26 @@ def spectral_instances(config: C.Config):
     return instance, (bin_instance(instance, bins) if bins is not None else None)
 
 
+def plain_spectral_instances(config: C.Config):
+    """`spectral_instances` with any bins built without the relaxed coarsening, which
+    depends on the rate and the radius: for studies that vary them (``advdyn phase``,
+    ``advdyn critical-exact``).
+
+    Parameters
+    ----------
+    config : Config
+        A validated configuration.
+
+    Returns
+    -------
+    instance, binned
+        As `spectral_instances`.
+    """
+    if config.run.bins:
+        config = config.with_overrides(**{"run.bins_relaxed": False})
+    return spectral_instances(config)
+
+
 def doubled_bins_check(
     config: C.Config, instance, binned: BinnedInstance, ds, solve,
     relaxed_above: float | None = None,

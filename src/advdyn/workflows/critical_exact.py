@@ -113,7 +113,7 @@ def plan_critical_exact(config: CriticalExactConfig) -> CriticalExactPlan:
     from advdyn.config.build import data_problem, make_learning_rate
     from advdyn.critical.exact import problem_radius
     from advdyn.simulate.sgd import time_grid
-    from advdyn.workflows.bins import spectral_instances
+    from advdyn.workflows.bins import plain_spectral_instances
     from advdyn.workflows.memory import check_memory
     from advdyn.workflows.run import check_data_spectrum
 
@@ -127,10 +127,8 @@ def plan_critical_exact(config: CriticalExactConfig) -> CriticalExactPlan:
         spectrum = dp.diagnostics["spectrum"]
         if not radius > 0:
             radius = float("nan")
-    else:  # bins without the relaxed coarsening (it depends on the rate and the radius)
-        plain = (run_config.with_overrides(**{"run.bins_relaxed": False}) if rc.bins
-                 else run_config)
-        drawn, binned = spectral_instances(plain)
+    else:
+        drawn, binned = plain_spectral_instances(run_config)
         instance = binned if binned is not None else drawn
         radius, source = problem_radius(instance), "problem"
         spectrum = (f"binned ({rc.bins} bins)" if binned is not None else "per direction")

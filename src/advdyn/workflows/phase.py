@@ -48,7 +48,7 @@ from advdyn.solution import RESULTS
 from advdyn.theory.ode import integrate_ode
 from advdyn.theory.rates import Polyak
 from advdyn.theory.stationary import optimum
-from advdyn.workflows.bins import spectral_instances
+from advdyn.workflows.bins import plain_spectral_instances
 from advdyn.workflows.memory import check_memory
 from advdyn.workflows.run import check_data_spectrum
 
@@ -256,9 +256,7 @@ def _phase_diagram(config: Config, grids: dict[str, np.ndarray], *, factor: floa
     if dp is not None and dp.binned:  # the ODE on the quadrature's nodes (no eigenbasis)
         instance, binned = None, dp.instance
     else:
-        base_config = (config.with_overrides(**{"run.bins_relaxed": False}) if rc.bins
-                       else config)
-        instance, binned = spectral_instances(base_config)
+        instance, binned = plain_spectral_instances(config)
     inst = binned if binned is not None else instance
     base_opt = optimum(inst)
     lr = make_learning_rate(config.lr, inst, optimum=base_opt)
