@@ -18,7 +18,7 @@ import xarray as xr
 
 from advdyn import checks
 from advdyn.config.schema import Config
-from advdyn.workflows.phase import PhaseResult, check_axes, phase_diagram
+from advdyn.workflows.phase import PhaseResult, check_phase, phase_diagram
 
 
 def _block_diagram(config: Config, axes: dict[str, list[float]], factor: float,
@@ -74,7 +74,7 @@ def distributed_phase_diagram(
     """
     from advdyn.workflows.sweep.execute import dask_client
 
-    grids = check_axes(config, axes)
+    grids = check_phase(config, axes, factor)
     blocks = checks.integer(blocks, "blocks", minimum=1)
     names = list(grids)
     cuts = np.array_split(grids[names[0]], min(blocks, grids[names[0]].size))
