@@ -597,16 +597,16 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
         MB = np.hstack(products[:nb])
         M_small = basis.T @ MB
         M_small = (M_small + M_small.T) / 2
-        teacher = teacher_c
+        solved = teacher  # classification: the means' direction; regression: below
         if task == "regression":
             lam, S = np.linalg.eigh(M_small)
             keep = lam > max(n, d) * np.finfo(np.float64).eps * max(float(lam.max()), 1e-300)
             coef_b = S.T @ (basis.T @ b)
             sol = S @ np.where(keep, coef_b / np.where(keep, lam, 1.0), 0.0)
-            teacher = basis @ sol
+            solved = basis @ sol
             residual = float(np.linalg.norm(MB @ sol - b) / max(float(np.linalg.norm(b)),
                                                                 1e-300))
-            noise = float(np.sqrt(max(float(y @ y) / n - 2 * float(b @ teacher)
+            noise = float(np.sqrt(max(float(y @ y) / n - 2 * float(b @ solved)
                                       + float(sol @ M_small @ sol), 0.0)))
         else:
             residual, noise = 0.0, 0.0
@@ -614,7 +614,7 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
         Bm = basis.T @ means.T
         T = M_small - (Bm * weights) @ Bm.T
         nodes, S = np.linalg.eigh((T + T.T) / 2)
-        vectors = [teacher, *means] + ([np.asarray(theta0, np.float64)]
+        vectors = [solved, *means] + ([np.asarray(theta0, np.float64)]
                                        if theta0 is not None else [])
         projections = S.T @ (basis.T @ np.column_stack(vectors))
         if basis.shape[1] == d:  # the whole space: the Ritz vectors are eigenvectors
@@ -623,11 +623,10 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
             density = (d / probes) * np.sum((S.T @ (basis.T @ Z)) ** 2, axis=1)
         k = min(TOP_DIRECTIONS, S.shape[1])
         top = basis @ S[:, ::-1][:, :k]
-        return SpectralStatistics(weights, labels, means, teacher, noise, class_mismatch, task,
+        return SpectralStatistics(weights, labels, means, solved, noise, class_mismatch, task,
                                   np.clip(nodes, 0.0, None), density, projections, names, top,
                                   int(probes), nb, residual)
 
-    teacher_c = teacher
     full = ritz(len(blocks))
     if len(blocks) < 2:
         return full
