@@ -354,9 +354,11 @@ def _integrate_dense(instance, lr, recorder, times, integrator: Integrator, blow
     interpolant on the step that covers it (`Integrator.dense`).
 
     diffrax's manual-stepping interface (``solver.init``/``solver.step``, the controller's
-    ``init``/``adapt_step_size``, ``solver.interpolation_cls``) in equinox's while loop
-    (diffrax's own, whose buffers take the records in place rather than copying them on
-    every step): the steps are those of one ``diffeqsolve`` from ``times[0]`` to
+    ``init``/``adapt_step_size``, ``solver.interpolation_cls``) in ``jax.lax.while_loop``,
+    each record written through a mask over the record axis rather than an indexed update
+    (under ``vmap`` the record index differs from point to point, which makes an indexed
+    update a scatter, and a scatter keeps XLA's CPU backend from compiling the loop into one
+    kernel): the steps are those of one ``diffeqsolve`` from ``times[0]`` to
     ``times[-1]``, none cut at a record, and the records are what ``diffeqsolve``'s
     ``SaveAt(ts=times)`` would save, without its checks of ``ts`` (host callbacks, which
     keep JAX's persistent cache from storing the program; the callers check ``times`` on
@@ -373,7 +375,6 @@ def _integrate_dense(instance, lr, recorder, times, integrator: Integrator, blow
         As `_integrate`.
     """
     import diffrax  # on tracing only
-    import equinox.internal as eqxi  # (diffrax's loop: records written in place, not copied)
 
     term = _ode_term()
     controller = integrator.controller
@@ -423,9 +424,11 @@ def _integrate_dense(instance, lr, recorder, times, integrator: Integrator, blow
             tk = times[k]
             yk = interpolant.evaluate(tk)
             out = recorder(tk, yk, instance, lr)
-            return k + 1, {name: recs[name].at[k].set(out[name]) for name in recs}
+            at_k = jnp.arange(times.shape[0]) == k
+            return k + 1, {name: jnp.where(at_k.reshape(at_k.shape + (1,) * out[name].ndim),
+                                           out[name], recs[name]) for name in recs}
 
-        k, recs = eqxi.while_loop(due, save, (k, recs), buffers=lambda c: c[1], kind="lax")
+        k, recs = jax.lax.while_loop(due, save, (k, recs))
         code = jnp.where(failed, RESULTS.solver_failed,
                          jnp.where(blown, RESULTS.diverged, code)).astype(jnp.int32)
         # the next step ends at times[-1] when it would end within rounding of it
@@ -440,8 +443,7 @@ def _integrate_dense(instance, lr, recorder, times, integrator: Integrator, blow
 
     init = (t_start, tnext, y0, s_state, c_state, jnp.asarray(1), recs,
             jnp.asarray(0, jnp.int64), code)
-    t, _, _, _, _, _, recs, steps, code = eqxi.while_loop(going, step, init,
-                                                         buffers=lambda c: c[6], kind="lax")
+    t, _, _, _, _, _, recs, steps, code = jax.lax.while_loop(going, step, init)
     code = jnp.where((code == RESULTS.successful) & (t < t_end), RESULTS.max_steps_reached,
                      code)
     # a record that is not finite (e.g. an overflow below the bound) is a divergence
