@@ -29,10 +29,13 @@ import tempfile
 import time
 from pathlib import Path
 
-if "jax" not in sys.modules and "device_count" not in os.environ.get("XLA_FLAGS", ""):
-    # one XLA CPU device per core, as the command line (advdyn.cli) sets them up
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_"
-                               f"device_count={max(1, min(os.cpu_count() or 1, 8))}").strip()
+from advdyn.cli import xla_flags  # (imports no JAX)
+
+if "jax" not in sys.modules:
+    # each side runs with the XLA_FLAGS its command sets (advdyn.cli.xla_flags) from those
+    # this process was given: the phase diagram here, ``advdyn phase``'s
+    os.environ["ADVDYN_BENCH_GIVEN_XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "")
+    os.environ["XLA_FLAGS"] = xla_flags("phase", os.environ["ADVDYN_BENCH_GIVEN_XLA_FLAGS"])
 
 import jax
 import numpy as np
@@ -78,12 +81,18 @@ def bench_sweep(points: int, n: int) -> tuple[float, list[float]]:
     sweep = sweep_from_dict({"base": spec.base.model_dump(mode="json"), "kind": "run",
                              "overrides": {**spec.sweep.overrides, **RECORDS}, "grid": values},
                             EXAMPLE.parent)
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        res = run_sweep(sweep, Path(tmp) / "out", workers=1)
-        wall = time.perf_counter() - start
-        per_point = [json.loads(f.read_text())["wall_time_s"]
-                     for f in (Path(tmp) / "out" / "points").glob("*.json")]
+    phase_flags = os.environ["XLA_FLAGS"]
+    # the worker processes inherit the environment: ``advdyn sweep``'s flags
+    os.environ["XLA_FLAGS"] = xla_flags("sweep", os.environ["ADVDYN_BENCH_GIVEN_XLA_FLAGS"])
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            res = run_sweep(sweep, Path(tmp) / "out", workers=1)
+            wall = time.perf_counter() - start
+            per_point = [json.loads(f.read_text())["wall_time_s"]
+                         for f in (Path(tmp) / "out" / "points").glob("*.json")]
+    finally:
+        os.environ["XLA_FLAGS"] = phase_flags
     assert res.summary["done"] == points, res.summary
     return wall, per_point
 

@@ -59,3 +59,41 @@ def test_collector_back_on_after_a_start_up_error(monkeypatch, restore_gc):
     with pytest.raises(RuntimeError, match="broken environment"):
         launcher.main()
     assert gc.isenabled()
+
+
+def test_xla_flags_compile_loops_into_kernels_for_phase_only(monkeypatch):
+    """`advdyn.cli.xla_flags`: one CPU device per core for every command; XLA's one-kernel
+    loops (`LOOP_KERNEL_OPTION`) for `LOOP_KERNEL_COMMANDS` only, on a jaxlib whose CPU
+    runtime has them; whatever the environment already sets is kept as it is."""
+    import importlib.metadata
+
+    option = f"--xla_backend_extra_options={cli.LOOP_KERNEL_OPTION}"
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.10.2")
+    assert cli.LOOP_KERNEL_COMMANDS == {"phase"}
+    assert option in cli.xla_flags("phase").split()
+    assert "--xla_force_host_platform_device_count=" in cli.xla_flags("phase")
+    for command in ("run", "sweep", "critical-exact", None):
+        assert "xla_backend_extra_options" not in cli.xla_flags(command)
+    given = ("--xla_force_host_platform_device_count=3 "
+             "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1024")
+    assert cli.xla_flags("phase", given) == given
+    assert cli.xla_flags("phase", "--xla_cpu_enable_fast_math=false").startswith(
+        "--xla_cpu_enable_fast_math=false --xla_force_host_platform_device_count=")
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.6.2")  # thunks not yet
+    assert "xla_backend_extra_options" not in cli.xla_flags("phase")
+
+
+def test_configure_runtime_sets_the_flags_of_the_command_on_the_command_line(tmp_path):
+    """Before JAX starts, the console script's process gets `xla_flags` of its command."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, sys; sys.argv = ['advdyn', 'phase', 'x.toml', '-q']; "
+            "from advdyn import cli; cli._configure_runtime(); print(os.environ['XLA_FLAGS'])")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["ADVDYN_CACHE_DIR"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == cli.xla_flags("phase").split()

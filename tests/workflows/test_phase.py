@@ -324,3 +324,54 @@ def test_write_phase_runs_with_jax_float64_off(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "phase.nc" in out.stdout
+
+
+SMALL_TOML = """  # SMALL, as a file
+[problem]
+d = 100_000
+loss = "least_squares"
+epsilon = 0.3
+spectrum = { kind = "uniform", low = 0.2, high = 1.8 }
+task = { kind = "regression", noise = 0.0 }
+[lr]
+kind = "constant"
+gamma = 0.5
+[run]
+t_max = 3.0
+n_times = 7
+methods = ["ode"]
+bins = 8
+bins_check = false
+[phase]
+x = { field = "problem.epsilon", values = [0.0, 0.4] }
+y = { field = "lr.gamma", values = [0.5, 1.5, 6.0] }
+"""
+
+
+def test_phase_console_script_compiles_its_loops_into_kernels(write_toml, tmp_path):
+    """``advdyn phase`` in its own process, where the command line sets XLA's option that
+    compiles each while loop into one kernel (`advdyn.cli.LOOP_KERNEL_OPTION`): the run
+    succeeds and its records are those of this process's solve (no such option) up to
+    rounding. Tolerance: the two differ only in XLA's code generation (order of floating
+    point operations), about 1e-14 relative on these records; 1e-10 leaves room for the
+    rounding to grow over the solve's steps while staying far below the ODE's own
+    tolerance (rtol 1e-8), so a wrong kernel cannot pass."""
+    import os
+    import subprocess
+    import sys
+
+    path = write_toml(SMALL_TOML)  # SMALL as a file
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env.update(JAX_PLATFORMS="cpu", ADVDYN_CACHE_DIR=str(tmp_path / "cache"))
+    proc = subprocess.run(
+        [sys.executable, "-c", "from advdyn.__main__ import main; main()", "phase", str(path),
+         "-q", "-o", str(tmp_path / "out")],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ds = xr.open_dataset(tmp_path / "out" / "phase.nc")
+    ref = phase_diagram(validate_phase_config(SMALL).run_config(),
+                        {"problem.epsilon": [0.0, 0.4], "lr.gamma": [0.5, 1.5, 6.0]}).dataset
+    np.testing.assert_array_equal(ds["result"].values, ref["result"].values)
+    for name in ("adv_risk", "clean_risk", "dist_to_opt"):
+        np.testing.assert_allclose(ds[name].values, ref[name].values, rtol=1e-10)
+    ds.close()

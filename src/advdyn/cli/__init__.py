@@ -32,8 +32,9 @@ from advdyn.cli._app import (
     interrupted,
 )
 
-__all__ = ["EXIT_DIVERGED", "EXIT_USER_ERROR", "app", "configure", "dispatch", "fail",
-           "handle_interrupts", "interrupted", "main", "show_deprecations"]
+__all__ = ["EXIT_DIVERGED", "EXIT_USER_ERROR", "LOOP_KERNEL_COMMANDS", "LOOP_KERNEL_OPTION",
+           "app", "configure", "dispatch", "fail", "handle_interrupts", "interrupted", "main",
+           "show_deprecations", "xla_flags"]
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -51,17 +52,59 @@ def show_deprecations() -> None:
                             DeprecationWarning)
 
 
+#: commands whose work is many small adaptive ODE solves stepped together (``phase``:
+#: `advdyn.workflows.phase`), which XLA's CPU runtime runs several times faster per step
+#: when each while loop is compiled into one kernel (measured: ``docs/benchmarks.md``,
+#: "Phase diagram as one batched solve"); other commands compile as XLA chooses
+LOOP_KERNEL_COMMANDS = frozenset({"phase"})
+#: the XLA backend option that compiles while loops accessing fewer bytes than this into one
+#: kernel (XLA's default: 1 kB), for `LOOP_KERNEL_COMMANDS`
+LOOP_KERNEL_OPTION = "xla_cpu_small_while_loop_byte_threshold=1000000000"
+
+
+def xla_flags(command: str | None, flags: str = "") -> str:
+    """``XLA_FLAGS`` for running ``command``: ``flags`` with one XLA CPU device per core
+    (the simulators split replicates over them, `advdyn.simulate.sgd`) and, for
+    `LOOP_KERNEL_COMMANDS` on a jaxlib whose CPU runtime has the option (0.7 on),
+    `LOOP_KERNEL_OPTION`; a setting ``flags`` already makes is kept.
+
+    Parameters
+    ----------
+    command : str or None
+        The subcommand's name (``"run"``, ``"phase"``, ...).
+    flags : str
+        ``XLA_FLAGS`` as the environment gives it.
+
+    Returns
+    -------
+    str
+    """
+    import importlib.metadata
+    import os
+
+    parts = [flags] if flags else []
+    if "xla_force_host_platform_device_count" not in flags:
+        devices = max(1, min(os.cpu_count() or 1, 8))
+        parts.append(f"--xla_force_host_platform_device_count={devices}")
+    if command in LOOP_KERNEL_COMMANDS and "xla_backend_extra_options" not in flags:
+        try:
+            version = importlib.metadata.version("jaxlib")
+        except importlib.metadata.PackageNotFoundError:
+            version = "0"
+        if tuple(int(p) for p in re.findall(r"\d+", version)[:2]) >= (0, 7):
+            parts.append(f"--xla_backend_extra_options={LOOP_KERNEL_OPTION}")
+    return " ".join(parts)
+
+
 def _configure_runtime() -> None:
-    """Before JAX starts: one XLA CPU device per core (the simulators split replicates over
-    them, `advdyn.simulate.sgd`) unless ``XLA_FLAGS`` already says otherwise, the
-    persistent compilation cache (`advdyn.workflows.cache`) and, in it, the solvers'
+    """Before JAX starts: ``XLA_FLAGS`` for the command on the command line (`xla_flags`),
+    the persistent compilation cache (`advdyn.workflows.cache`) and, in it, the solvers'
     program store (`advdyn.cli._programs`)."""
     import os
 
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "jax" not in sys.modules and "xla_force_host_platform_device_count" not in flags:
-        n = max(1, min(os.cpu_count() or 1, 8))
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+    if "jax" not in sys.modules:
+        command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+        os.environ["XLA_FLAGS"] = xla_flags(command, os.environ.get("XLA_FLAGS", "").strip())
     from advdyn.workflows.cache import enable_compilation_cache
 
     folder = enable_compilation_cache()
