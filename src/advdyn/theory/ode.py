@@ -339,10 +339,9 @@ def _root_finder_tols(solver, controller):
 
     if not isinstance(solver, diffrax.AbstractImplicitSolver):
         return solver
-    # diffrax's private sentinel (the one diffeqsolve tests too): imported only for an implicit
-    # solver, so that an explicit dense solve does not depend on diffrax's private layout
-    from diffrax._root_finder import use_stepsize_tol
-
+    # the sentinel that diffeqsolve replaces, as diffrax's public constructor of a root finder
+    # "with the step-size controller's tolerances" sets it
+    use_stepsize_tol = diffrax.with_stepsize_controller_tols(diffrax.VeryChord)().rtol
     unset = [a for a in ("rtol", "atol", "norm")
              if getattr(solver.root_finder, a) is use_stepsize_tol]
     return eqx.tree_at(lambda s: tuple(getattr(s.root_finder, a) for a in unset), solver,
