@@ -155,6 +155,11 @@ def test_the_path_rule_and_what_a_binned_spectrum_refuses(tmp_path):
     parts = estimate_memory(cfg, available=(1 << 40, "test")).parts
     assert parts["data"] == 2 * 2 * 2001 * 8
     assert parts["instance: draw temporaries"] < 2001**2 * 8
+    # data_sgd puts the table on the device in its own dtype (here float64), not run.dtype
+    sgd_run = validate_config({**raw, "run": {"methods": ["ode", "data_sgd"],
+                                              "dtype": "float32"}})
+    assert estimate_memory(sgd_run, available=(1 << 40, "test")).parts[
+        "data_sgd: rows"] == 2 * 2001 * 8
     raw["run"] = {"methods": ["ode", "sgd"]}
     with pytest.raises(ad.ConfigError, match=r"run\.methods"):
         validate_config(raw)
