@@ -201,6 +201,8 @@ def test_data_sgd_takes_the_table_as_it_is(small_blocks, monkeypatch, table, run
     dtype (a float32 table was widened to a float64 device copy on entry), and the host
     allocations of the call (numpy's, traced; compiled by a first call) stay below a
     quarter of the table (a float64 table was converted whole to a float32 ``run.dtype``)."""
+    import jax.numpy as jnp
+
     import advdyn as ad
     import advdyn.simulate.data as data_sgd
 
@@ -231,6 +233,11 @@ def test_data_sgd_takes_the_table_as_it_is(small_blocks, monkeypatch, table, run
     finally:
         tracemalloc.stop()
     assert seen == [(np.dtype(table), rows.shape)] * 2
+    device_rows = jnp.asarray(rows)  # a JAX array is taken as it is too
+    ad.simulate_data_sgd(instance, device_rows, y, ad.Constant(0.5), ad.stream_key(0),
+                         t_max=2.0, n_times=3, replicates=1, dtype=run_dtype,
+                         measured_only=True)
+    assert seen[-1] == (np.dtype(table), rows.shape)
     assert peak < 0.25 * rows.nbytes, peak / rows.nbytes
     assert np.asarray(sol.ys["adv_risk"]).dtype == np.float64
     assert np.all(np.isfinite(np.asarray(sol.ys["adv_risk"])))

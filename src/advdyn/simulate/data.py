@@ -243,7 +243,8 @@ def simulate_data_sgd(
                           "statistics of the iterate, which a binned spectrum does not give "
                           "for SGD on the rows; use a constant or decaying rate, or "
                           "problem.data.spectrum = 'dense'")
-    rows_np = np.asarray(rows)
+    # a JAX array is used as it is; anything else is put on the device once
+    rows_np = rows if isinstance(rows, jax.Array) else np.asarray(rows)
     if rows_np.ndim != 2 or rows_np.shape[1] != instance.d or rows_np.shape[0] < 2:
         raise ConfigError("rows", f"must have shape (n >= 2, {instance.d}), got {rows_np.shape}")
     if np.shape(targets) != (rows_np.shape[0],):
