@@ -26,15 +26,19 @@ Usage::
     python benchmarks/bench_data_surrogate.py --n 100000 --d 4000 --steps 10 --probes 8
     python benchmarks/bench_data_surrogate.py --n 100000 --d 4000 --folder /tmp/data  # reuse
 
-``--folder`` keeps the written data there and reuses a pair of the same shape and dtype (the
-table at the issue's size takes minutes to draw and rotate); ``--dtype float32`` writes (or
-expects) a float32 table (read into float64 rows).
+``--folder`` keeps the written data there and reuses a table of the same shape and dtype (the
+table at the issue's size takes minutes to draw and rotate); ``--dtype float32`` (or
+``--float32``) uses a float32 table, ``X-float32.npy``: the float64 table ``X.npy`` of the
+folder rounded chunk by chunk when it has the shape, else drawn. Its rows stay float32 through
+the standardisation and SGD. The peak resident memory of the process (``ru_maxrss``) is
+printed after each stage.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -42,19 +46,36 @@ from pathlib import Path
 import numpy as np
 
 
+def _table(folder: Path, n: int, d: int, dtype: str) -> np.ndarray | None:
+    """The table of ``dtype`` in ``folder`` (memory-mapped) if it has shape ``(n, d)``."""
+    path = folder / ("X.npy" if dtype == "float64" else f"X-{dtype}.npy")
+    if path.exists() and (folder / "y.npy").exists():
+        old = np.load(path, mmap_mode="r")
+        if old.shape == (n, d) and old.dtype == dtype:
+            return old
+    return None
+
+
 def write(folder: Path, n: int, d: int, dtype: str = "float64",
           chunk: int = 10_000) -> tuple[Path, Path]:
     """``X`` (``n x d``, of ``dtype``) and ``y`` written chunk by chunk (memory
-    ``O(chunk d)``), unless ``folder`` holds them already (same shape and dtype)."""
-    if (folder / "X.npy").exists() and (folder / "y.npy").exists():
-        old = np.load(folder / "X.npy", mmap_mode="r")
-        if old.shape == (n, d) and old.dtype == dtype:
-            return folder / "X.npy", folder / "y.npy"
+    ``O(chunk d)``), unless ``folder`` holds them already (same shape and dtype); a float32
+    table is the float64 one rounded when that is there."""
+    path = folder / ("X.npy" if dtype == "float64" else f"X-{dtype}.npy")
+    if _table(folder, n, d, dtype) is not None:
+        return path, folder / "y.npy"
+    wide = _table(folder, n, d, "float64")
+    if wide is not None:
+        X = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(n, d))
+        for start in range(0, n, chunk):
+            X[start:start + chunk] = wide[start:start + chunk]
+        X.flush()
+        return path, folder / "y.npy"
     rng = np.random.default_rng(0)
     basis = np.linalg.qr(rng.standard_normal((d, d)))[0]
     scale = np.sqrt(np.linspace(0.3, 1.7, d))
     teacher = rng.standard_normal(d) / np.sqrt(d)
-    X = np.lib.format.open_memmap(folder / "X.npy", mode="w+", dtype=dtype, shape=(n, d))
+    X = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(n, d))
     y = np.empty(n)
     for start in range(0, n, chunk):
         rows = (rng.standard_normal((min(chunk, n - start), d)) * scale) @ basis.T
@@ -63,7 +84,12 @@ def write(folder: Path, n: int, d: int, dtype: str = "float64",
     X.flush()
     del X
     np.save(folder / "y.npy", y)
-    return folder / "X.npy", folder / "y.npy"
+    return path, folder / "y.npy"
+
+
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process so far, GB (``ru_maxrss`` is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
 def timed(fn):
@@ -94,15 +120,18 @@ def measure(folder: Path, n: int, d: int, data_options: dict, dtype: str) -> dic
     for name, fn in saved.items():
         setattr(build, name, staged("spectrum" if name.endswith("statistics") else
                                     {"load_data": "read"}.get(name, "diagnostics"), fn))
+    rss = {"start": peak_rss_gb()}
     try:
         dp, s_wall, s_cpu = timed(lambda: ad.data_problem(cfg.problem))
     finally:
         for name, fn in saved.items():
             setattr(build, name, fn)
+    rss["surrogate"] = peak_rss_gb()
     lr = ad.Constant(0.5)
     times = np.linspace(0.0, 1.0, 21)
     ad.solve_ode(dp.instance, lr, times)  # compiles
     _, o_wall, o_cpu = timed(lambda: ad.solve_ode(dp.instance, lr, times))
+    rss["ode"] = peak_rss_gb()
 
     def one_pass(t_max: float):
         return ad.simulate_data_sgd(dp.rows_instance, dp.rows, dp.targets, lr, ad.stream_key(0),
@@ -111,7 +140,9 @@ def measure(folder: Path, n: int, d: int, data_options: dict, dtype: str) -> dic
 
     one_pass(n / d)  # compiles (the stride of a record is part of the program)
     _, p_wall, p_cpu = timed(lambda: one_pass(n / d))
-    return {"path": dp.diagnostics["spectrum"], "surrogate": (s_wall, s_cpu),
+    rss["one_pass"] = peak_rss_gb()
+    return {"path": dp.diagnostics["spectrum"], "surrogate": (s_wall, s_cpu), "rss": rss,
+            "rows": str(dp.rows.dtype),
             **{f"  {k}": v for k, v in stages.items()},
             "ode": (o_wall, o_cpu), "one_pass": (p_wall, p_cpu),
             "change": _spectrum_change(cfg, dp, lr, times) if dp.binned else None}
@@ -135,6 +166,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--folder", type=Path, default=None)
     ap.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    ap.add_argument("--float32", dest="dtype", action="store_const", const="float32",
+                    help="the same as --dtype float32")
     args = ap.parse_args()
     options = {"spectrum": args.spectrum}
     if args.probes is not None:
@@ -149,8 +182,10 @@ def main() -> None:
             t = measure(Path(tmp), args.n, args.d, options, args.dtype)
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     both = t["surrogate"][0] + t["ode"][0], t["surrogate"][1] + t["ode"][1]
-    print(f"n = {args.n}, d = {args.d}, {args.dtype}, spectrum: {t['path']}; "
-          f"load average {load}")
+    print(f"n = {args.n}, d = {args.d}, {args.dtype} table ({t['rows']} rows), spectrum: "
+          f"{t['path']}; load average {load}")
+    print("  peak resident memory after " + ", ".join(
+        f"{k} {v:.2f} GB" for k, v in t["rss"].items()))
     for name in ("surrogate", "  read", "  spectrum", "  diagnostics", "ode", "one_pass"):
         print(f"  {name:16s} wall {t[name][0]:8.2f} s   CPU {t[name][1]:8.2f} s")
     if t["change"] is not None:

@@ -123,3 +123,19 @@ def _check_in_a_float32_interpreter(tmp_path, only):
                                 f"(max {np.max(np.abs(a - b)) if a.shape == b.shape else a.shape})")
                 break
     assert not failures, "\n".join(failures)
+
+
+def test_float64_keeps_the_arguments_it_is_told_to():
+    """``@float64(keep=(...))`` passes the named arguments as they are (a data set's float32
+    rows, which a float64 copy would double) and widens the others, by position or name."""
+    import jax.numpy as jnp
+
+    from advdyn.precision import float64
+
+    @float64(keep=("rows",))
+    def dtypes(scale, rows, *, shift=None):
+        return scale.dtype, rows.dtype, None if shift is None else shift.dtype
+
+    f32 = jnp.ones(3, jnp.float32)
+    assert dtypes(f32, np.ones(2, np.float32)) == (np.float64, np.float32, None)
+    assert dtypes(f32, rows=f32, shift=f32) == (np.float64, np.float32, np.float64)

@@ -308,20 +308,40 @@ def simulation(d: int, t_max: Any, n_times: Any, replicates: Any, block_size: An
         dtype_name(dtype, "dtype")
 
 
-def theory_instance(instance: Any, field: str = "instance") -> Any:
+def theory_instance(instance: Any, field: str = "instance",
+                    remedy: str = "use data_problem(...).instance") -> Any:
     """An instance the theory may take: eigenvalues finite where they are concrete (a traced
     instance is not checked).
 
     A binned data problem's ``rows_instance`` (the surrogate's vectors in the data's own
-    basis, for ``data_sgd``) has NaN eigenvalues, since that basis has none.
+    basis, for ``data_sgd``) has NaN eigenvalues, since that basis has none. The one check
+    of this for the theory's solvers and for SGD on data rows (which needs them for the
+    surrogate's records unless ``measured_only``).
+
+    Parameters
+    ----------
+    instance : ProblemInstance or BinnedInstance
+    field : str
+        The field named in the error.
+    remedy : str
+        What the caller should do instead, ending the error message.
+
+    Returns
+    -------
+    Any
+        ``instance``, unchanged.
+
+    Raises
+    ------
+    ConfigError
+        If a concrete eigenvalue is not finite.
     """
     lam = getattr(instance, "eigenvalues", None)
     if lam is None or type(lam).__name__.endswith("Tracer"):
         return instance
     if not np.all(np.isfinite(np.asarray(lam))):
         raise ConfigError(field, "has non-finite eigenvalues: it is not an input of the theory "
-                          "(a binned data problem's rows_instance has none: use "
-                          "data_problem(...).instance)")
+                          f"(a binned data problem's rows_instance has none: {remedy})")
     return instance
 
 

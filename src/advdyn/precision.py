@@ -26,9 +26,10 @@ documented, explicit, process-wide call [`enable_x64`][advdyn.precision.enable_x
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 
 import jax
 import jax.numpy as jnp
@@ -118,28 +119,44 @@ def widen(tree: Any) -> Any:
     return jax.tree.unflatten(treedef, widened)
 
 
-def float64(fn: Callable[P, R]) -> Callable[P, R]:
+@overload
+def float64(fn: Callable[P, R], *, keep: tuple[str, ...] = ()) -> Callable[P, R]: ...
+
+
+@overload
+def float64(fn: None = None, *,
+            keep: tuple[str, ...] = ()) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def float64(fn: Callable[P, R] | None = None, *, keep: tuple[str, ...] = ()) -> Any:
     """Decorator of an entry point: float64 for the call and for its inputs.
 
     Runs ``fn`` with JAX's float64 enabled (see [`x64`][advdyn.precision.x64]) on its arguments with
     every
     floating array leaf widened to float64 ([`widen`][advdyn.precision.widen]), whatever the
     caller's JAX
-    settings.
+    settings, except the arguments named in ``keep``.
 
     Parameters
     ----------
     fn : callable
         A public entry point of the theory rooms (a function, a method or a property
-        getter).
+        getter). Omitted for the form ``@float64(keep=(...))``.
+    keep : tuple of str
+        Parameters of ``fn`` passed as they are, not widened: data the entry point reads in
+        the caller's dtype (a data set's rows, which a float64 copy would double).
 
     Returns
     -------
     callable
-        ``fn`` with the same signature and docstring. It raises ``TypeError`` when called
+        ``fn`` with the same signature and docstring (or, without ``fn``, the decorator).
+        It raises ``TypeError`` when called
         on traced arguments (inside ``jit``, ``vmap`` or ``grad``) while JAX's float64 is
         off: a float64 result cannot leave a float32 trace.
     """
+    if fn is None:
+        return functools.partial(float64, keep=keep)
+    signature = inspect.signature(fn) if keep else None
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -153,8 +170,16 @@ def float64(fn: Callable[P, R]) -> Callable[P, R]:
                 "inside advdyn.precision.x64())"
             )
         with jax.enable_x64(True):
-            wide_args, wide_kwargs = widen((args, kwargs))
-            return fn(*wide_args, **wide_kwargs)
+            if signature is None:
+                wide_args, wide_kwargs = widen((args, kwargs))
+                return fn(*wide_args, **wide_kwargs)
+            bound = signature.bind(*args, **kwargs)
+            kept = {k: bound.arguments[k] for k in keep if k in bound.arguments}
+            for name in kept:
+                bound.arguments[name] = None
+            bound.arguments.update(widen(dict(bound.arguments)))
+            bound.arguments.update(kept)
+            return fn(*bound.args, **bound.kwargs)
 
     wrapper.__advdyn_float64__ = True  # type: ignore[attr-defined]
     return wrapper

@@ -155,6 +155,11 @@ def test_the_path_rule_and_what_a_binned_spectrum_refuses(tmp_path):
     parts = estimate_memory(cfg, available=(1 << 40, "test")).parts
     assert parts["data"] == 2 * 2 * 2001 * 8
     assert parts["instance: draw temporaries"] < 2001**2 * 8
+    # data_sgd puts the table on the device in its own dtype (here float64), not run.dtype
+    sgd_run = validate_config({**raw, "run": {"methods": ["ode", "data_sgd"],
+                                              "dtype": "float32"}})
+    assert estimate_memory(sgd_run, available=(1 << 40, "test")).parts[
+        "data_sgd: rows"] == 2 * 2001 * 8
     raw["run"] = {"methods": ["ode", "sgd"]}
     with pytest.raises(ad.ConfigError, match=r"run\.methods"):
         validate_config(raw)
@@ -259,6 +264,34 @@ def test_the_auto_fallback_to_binned_refuses_sgd_before_computing(tmp_path, monk
         build._data_moments.cache_clear()  # no binned statistics left for the dense path
 
 
+def test_the_auto_fallback_to_binned_reads_the_file_once(tmp_path, monkeypatch):
+    """An ``auto`` dense path whose covariance does not fit falls back to the binned path on
+    the table already read (it was read again), and a second seed does not try the dense
+    path again (it reads once more: the binned statistics hold theta_0's measures)."""
+    import advdyn.config.build as build
+
+    reads, dense_tries = [], []
+
+    def no_memory(*args, **kwargs):
+        dense_tries.append(1)
+        raise MemoryError
+
+    real = build.load_data
+    monkeypatch.setattr(build, "mixture_statistics", no_memory)
+    monkeypatch.setattr(build, "load_data", lambda data: reads.append(1) or real(data))
+    build._data_moments.cache_clear()
+    try:
+        raw = _config(tmp_path, 12, probes=4, lanczos_steps=2)  # written once
+        for seed in (0, 1):
+            raw["problem"]["seed"] = seed
+            dp = ad.data_problem(validate_config(raw).problem)
+            assert dp.binned
+            assert len(reads) == seed + 1
+        assert len(dense_tries) == 1
+    finally:
+        build._data_moments.cache_clear()
+
+
 def test_settings_a_data_spectrum_does_not_use_are_refused_or_warned(tmp_path):
     """run.bins on a binned data spectrum and the binned settings on an explicit dense one are
     refused (one line naming the field); on an ``auto`` spectrum that is dense they are
@@ -291,6 +324,10 @@ def test_the_rows_instance_of_a_binned_spectrum_is_no_theory_input(tmp_path):
         ad.adversarial_optimum(rows_instance)
     with pytest.raises(ad.ConfigError, match=r"instance.*rows_instance"):
         ad.solve_ode(rows_instance, ad.Constant(0.5), np.linspace(0.0, 1.0, 3))
+    dp = ad.data_problem(cfg.problem)  # SGD on the rows: the same check, its own remedy
+    with pytest.raises(ad.ConfigError, match=r"instance.*rows_instance.*measured_only=True"):
+        ad.simulate_data_sgd(rows_instance, dp.rows, dp.targets, ad.Constant(0.5),
+                             ad.stream_key(0), t_max=1.0)
 
 
 def test_phase_on_a_data_problem(tmp_path):

@@ -13,7 +13,7 @@ config becomes a rule
 
 from __future__ import annotations
 
-import contextlib
+import collections
 import functools
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +33,7 @@ from advdyn.problem.data import (
     SpectralStatistics,
     mixture_statistics,
     rows_basis_instance,
+    rows_in_eigenbasis,
     spectral_statistics,
     standardize,
     surrogate_diagnostics,
@@ -340,8 +341,9 @@ class DataProblem(NamedTuple):
         on the nodes of its Gauss quadrature (``"binned"`` path,
         [`quadrature_instance`][advdyn.theory.spectral.quadrature_instance]).
     rows : ndarray, shape (n, d)
-        The standardised rows (float64, read-only), what ``data_sgd`` samples: in the
-        eigenbasis (dense) or the original basis (binned).
+        The standardised rows (read-only; float32 for a float32 table, float64 otherwise),
+        what ``data_sgd`` samples: in the eigenbasis (dense) or the original basis
+        (binned).
     targets : ndarray, shape (n,)
         Regression targets or ``+/-1`` labels (read-only).
     statistics : MixtureStatistics or SpectralStatistics
@@ -382,9 +384,10 @@ def load_data(data: C.DataProblemConfig) -> tuple[np.ndarray, np.ndarray]:
     Returns
     -------
     X : ndarray, shape (n, d)
-        float64, standardised as ``data.standardize`` says
-        (`advdyn.problem.data.standardize`): two passes over the rows, the checks with the
-        column moments, then the standardised rows.
+        Standardised as ``data.standardize`` says (`advdyn.problem.data.standardize`): two
+        passes over the rows, the checks with the column moments (float64), then the
+        standardised rows, float32 for a float32 table (its values are ``O(1)`` once
+        standardised), float64 otherwise.
     y : ndarray, shape (n,)
         float64 targets (standardised when ``data.standardize_target`` and regression), or
         ``+/-1`` labels.
@@ -416,57 +419,82 @@ def load_data(data: C.DataProblemConfig) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-class _NeedsInit(Exception):
-    """The dense path fell back to the binned one, whose statistics need ``theta_0``."""
+class _MomentsCache:
+    """A data set read and summarised once per file version and initial iterate: the two
+    latest results (``cache_clear()`` forgets them).
 
+    Called as ``_data_moments(data, teacher_norm, theta0_file, gaussian_init)`` with the
+    initial iterate as ``theta0_file`` or ``gaussian_init`` (the seed and scale of a
+    Gaussian ``theta_0``). The dense statistics do not depend on ``theta_0``: they are
+    keyed without it (the data's mtimes and sizes), so that a sweep over the seed reads
+    the file once. The binned ones hold ``theta_0``'s measures and are keyed with it (and
+    with the init file's version). An ``auto`` dense path whose covariance does not fit
+    falls back to the binned one on the table already read (one read of the file), and is
+    not tried again for that file version.
+    """
 
-@functools.lru_cache(maxsize=2)
-def _data_moments(data: C.DataProblemConfig, stamp: tuple, teacher_norm: float,
-                  theta0_file: Path | None, gaussian_init: tuple[int, float] | None):
-    """Read and summarise a data set once per file version (``stamp``: mtimes and sizes of
-    the data and, on the binned path, of ``theta0_file``) and, on the binned path only,
-    initial iterate (``theta0_file`` or ``gaussian_init``, the seed and scale of a Gaussian
-    ``theta_0``: the binned statistics hold its measures; the dense ones do not depend on
-    it, and `data_problem` keys them without it, so that a sweep over the seed reads the
-    file once). Raises `_NeedsInit` when a dense path without either falls back to the
-    binned one."""
-    X, y = load_data(data)
-    path = data.spectrum_method
-    stats: MixtureStatistics | SpectralStatistics
-    if path == "dense":
-        try:
-            stats = mixture_statistics(X, y, data.task, teacher_norm)
-        except MemoryError:
-            if data.spectrum == "dense":
-                raise ConfigError("problem.data.path", f"the {X.shape[1]} x {X.shape[1]} "
-                                  "covariance of the data does not fit in memory; use "
-                                  "problem.data.spectrum = 'binned'") from None
-            if theta0_file is None and gaussian_init is None:
-                raise _NeedsInit from None
-            path = "binned"
-    if path == "binned":
-        if theta0_file is not None:
-            theta0 = _file_theta0(theta0_file, X.shape[1])
+    size = 2
+
+    def __init__(self) -> None:
+        self._results: collections.OrderedDict[tuple, tuple] = collections.OrderedDict()
+        self._no_dense: set[tuple] = set()
+
+    def cache_clear(self) -> None:
+        self._results.clear()
+        self._no_dense.clear()
+
+    def __call__(self, data: C.DataProblemConfig, teacher_norm: float,
+                 theta0_file: Path | None, gaussian_init: tuple[int, float] | None) -> tuple:
+        dense_key = (data, _stamp(data), teacher_norm)
+        binned_key = (data, _stamp(data, theta0_file), teacher_norm, theta0_file,
+                      gaussian_init)
+        dense = data.spectrum_method == "dense" and dense_key not in self._no_dense
+        key = dense_key if dense else binned_key
+        if key in self._results:
+            self._results.move_to_end(key)
+            return self._results[key]
+        X, y = load_data(data)
+        stats: MixtureStatistics | SpectralStatistics | None = None
+        if dense:
+            try:
+                stats = mixture_statistics(X, y, data.task, teacher_norm)
+            except MemoryError:
+                if data.spectrum == "dense":
+                    raise ConfigError("problem.data.path", f"the {X.shape[1]} x "
+                                      f"{X.shape[1]} covariance of the data does not fit in "
+                                      "memory; use problem.data.spectrum = 'binned'") from None
+                self._no_dense.add(dense_key)
+                key = binned_key
+        if stats is None:
+            if theta0_file is not None:
+                theta0 = _file_theta0(theta0_file, X.shape[1])
+            else:
+                assert gaussian_init is not None  # data_problem passes one or the other
+                theta0 = gaussian_theta0(*gaussian_init, X.shape[1])
+            stats = spectral_statistics(X, y, data.task, teacher_norm, probes=data.probes,
+                                        steps=data.lanczos_steps, seed=data.probe_seed,
+                                        theta0=theta0)
+        diagnostics = surrogate_diagnostics(X, y, stats)
+        if isinstance(stats, SpectralStatistics):
+            diagnostics["spectrum"] = stats.method
+            diagnostics["teacher_residual"] = stats.residual
+            rows = X
         else:
-            assert gaussian_init is not None  # data_problem passes one or the other
-            theta0 = gaussian_theta0(*gaussian_init, X.shape[1])
-        stats = spectral_statistics(X, y, data.task, teacher_norm, probes=data.probes,
-                                    steps=data.lanczos_steps, seed=data.probe_seed,
-                                    theta0=theta0)
-    diagnostics = surrogate_diagnostics(X, y, stats)
-    if isinstance(stats, SpectralStatistics):
-        diagnostics["spectrum"] = stats.method
-        diagnostics["teacher_residual"] = stats.residual
-        rows = X
-    else:
-        diagnostics["spectrum"] = "dense"
-        rows = X @ stats.basis
-    # the cache hands out the same arrays to every caller: none of them may change them
-    half = getattr(stats, "half", None)
-    arrays = [v for part in (stats, half or ()) for v in part if isinstance(v, np.ndarray)]
-    for array in (rows, y, *arrays):
-        array.setflags(write=False)
-    return rows, y, stats, diagnostics
+            diagnostics["spectrum"] = "dense"
+            rows = rows_in_eigenbasis(X, stats)
+        del X
+        # the cache hands out the same arrays to every caller: none of them may change them
+        half = getattr(stats, "half", None)
+        arrays = [v for part in (stats, half or ()) for v in part if isinstance(v, np.ndarray)]
+        for array in (rows, y, *arrays):
+            array.setflags(write=False)
+        self._results[key] = rows, y, stats, diagnostics
+        while len(self._results) > self.size:
+            self._results.popitem(last=False)
+        return self._results[key]
+
+
+_data_moments = _MomentsCache()
 
 
 def gaussian_theta0(seed: int, scale: float, d: int) -> np.ndarray:
@@ -525,14 +553,7 @@ def data_problem(config: C.ProblemConfig, loss: AbstractLoss | None = None) -> D
     file_init = Path(init.path) if isinstance(init, C.FileInit) else None
     seed_scale = (config.seed, float(init.scale)) if isinstance(init, C.GaussianInit) else None
     teacher_norm = float(config.task.teacher_norm)
-    moments = None
-    if data.spectrum_method == "dense":  # its statistics do not depend on theta_0
-        with contextlib.suppress(_NeedsInit):
-            moments = _data_moments(data, _stamp(data), teacher_norm, None, None)
-    if moments is None:
-        moments = _data_moments(data, _stamp(data, file_init), teacher_norm, file_init,
-                                seed_scale)
-    rows, y, stats, diagnostics = moments
+    rows, y, stats, diagnostics = _data_moments(data, teacher_norm, file_init, seed_scale)
     d = rows.shape[1]
     loss = loss if loss is not None else make_loss(config.loss)
     theta0 = (_file_theta0(file_init, d) if file_init is not None

@@ -85,15 +85,20 @@ class MixtureStatistics(NamedTuple):
         return float(self.noise) / max(float(np.linalg.norm(self.teacher)), 1e-300)
 
 
-@float64
+@float64(keep=("X",))
 def mixture_statistics(X: np.ndarray, y: np.ndarray, task: str,
                        teacher_norm: float = 1.0) -> MixtureStatistics:
     """The surrogate's moments of a checked data set (module docstring).
 
+    Two passes over blocks of rows (`row_chunks`), each block converted to float64 in
+    cache (a float32 ``X`` is not copied): the class sums (and ``X^T y``), then the
+    class-centred second moments; the dense ``d x d`` covariance is then diagonalised.
+
     Parameters
     ----------
     X : ndarray, shape (n, d)
-        Features, finite (see `advdyn.checks.data_features`).
+        Features, finite (see `advdyn.checks.data_features`), float32 or float64 (taken
+        as they are, not widened).
     y : ndarray, shape (n,)
         Targets; ``+/-1`` labels with both classes present for classification.
     task : {"regression", "classification"}
@@ -105,39 +110,71 @@ def mixture_statistics(X: np.ndarray, y: np.ndarray, task: str,
     MixtureStatistics
         float64.
     """
-    X = np.asarray(X, np.float64)
+    X = np.asarray(X)
     y = np.asarray(y, np.float64)
     n = X.shape[0]
     if task == "classification":
         labels = np.array([1.0, -1.0])
-        masks = [y == 1.0, y == -1.0]
-        weights = np.array([m.mean() for m in masks])
-        means = np.stack([X[m].mean(axis=0) for m in masks])
-        covs = []
-        for m, mu in zip(masks, means, strict=True):
-            Z = X[m] - mu
-            covs.append(Z.T @ Z / max(int(m.sum()), 1))
-        sigma = sum(w * c for w, c in zip(weights, covs, strict=True))
+        masks = np.column_stack([y == 1.0, y == -1.0])
+    else:
+        labels = np.zeros(1)
+        masks = np.ones((n, 1), bool)
+    counts = masks.sum(axis=0).astype(np.float64)
+    weights = counts / n
+    first = _transposed_times(X, np.column_stack([masks, y]))  # the class sums and X^T y
+    means = (first[:, :-1] / counts).T
+    covs = _centred_grams(X, masks, means) / np.maximum(counts, 1.0)[:, None, None]
+    if task == "classification":
+        sigma = np.einsum("c,cij->ij", weights, covs)
         scale = max(float(np.linalg.norm(sigma)), 1e-300)
         mismatch = np.array([np.linalg.norm(c - sigma) / scale for c in covs])
-        del covs
         diff = means[0] - means[1]
         teacher = teacher_norm * diff / max(float(np.linalg.norm(diff)), 1e-300)
         noise = 0.0
     else:
-        labels = np.zeros(1)
-        weights = np.ones(1)
-        means = X.mean(axis=0)[None]
-        Z = X - means[0]
-        sigma = Z.T @ Z / n
-        del Z
+        sigma = covs[0]
         mismatch = np.zeros(1)
+    del covs
     lam, basis = np.linalg.eigh(sigma)
     if task == "regression":
-        teacher = _least_squares(X, y, means[0], lam, basis)
-        noise = float(np.sqrt(np.mean((y - X @ teacher) ** 2)))
+        teacher = _least_squares(first[:, -1] / n, n, means[0], lam, basis)
+        noise = float(np.sqrt(np.mean((y - _rows_times(X, teacher[:, None])[:, 0]) ** 2)))
     return MixtureStatistics(weights, labels, means, np.clip(lam, 0.0, None), basis, teacher,
                              noise, mismatch, task)
+
+
+def _centred_grams(X: np.ndarray, masks: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """``sum_{j in c} (x_j - mu_c)(x_j - mu_c)^T`` per class ``c`` (shape ``(C, d, d)``),
+    float64, one pass over blocks of rows (`row_chunks`), each converted to float64 and
+    centred in cache."""
+    out = np.zeros((masks.shape[1], X.shape[1], X.shape[1]))
+    for block in row_chunks(*X.shape):
+        R = np.asarray(X[block], np.float64)
+        for c in range(masks.shape[1]):
+            Z = (R if masks.shape[1] == 1 else R[masks[block, c]]) - means[c]
+            out[c] += Z.T @ Z
+    return out
+
+
+def rows_in_eigenbasis(X: np.ndarray, stats: MixtureStatistics) -> np.ndarray:
+    """The rows ``X U`` in the covariance eigenbasis of ``stats``, in ``X``'s own dtype.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, d)
+        float32 or float64 rows.
+    stats : MixtureStatistics
+
+    Returns
+    -------
+    ndarray, shape (n, d)
+        Of the dtype of ``X`` (one new table; each block is rotated in float64 and rounded
+        once).
+    """
+    out = np.empty(X.shape, X.dtype)
+    for block in row_chunks(*X.shape):
+        out[block] = np.asarray(X[block], np.float64) @ stats.basis
+    return out
 
 
 def standardize(X: np.ndarray, moments: ColumnMoments, mode: str, *,
@@ -150,43 +187,49 @@ def standardize(X: np.ndarray, moments: ColumnMoments, mode: str, *,
         Checked features (`advdyn.checks.data_features`), possibly a read-only memory map.
         Not modified unless ``overwrite``.
     moments : ColumnMoments
-        Of ``X``.
+        Of ``X`` (float64).
     mode : {"scale", "center", "none"}
         ``(x - mean) / std``, ``x - mean`` or ``x``, column by column.
     overwrite : bool
-        The caller hands ``X`` over: a writeable C-contiguous float64 ``X`` is standardised
-        in place and returned (no second table); other arrays are copied whatever this says.
+        The caller hands ``X`` over: a writeable C-contiguous ``X`` of the output's dtype
+        is standardised in place and returned (no second table); other arrays are copied
+        whatever this says.
 
     Returns
     -------
     ndarray, shape (n, d)
-        C-contiguous float64 (what [`simulate_data_sgd`][advdyn.simulate.simulate_data_sgd],
-        a float64 entry point, takes without widening a copy); a new array unless
-        ``overwrite``.
+        C-contiguous, in the table's own precision: float32 for a float32 ``X``, float64
+        for any other dtype (each block is computed in float64 and rounded once, so a
+        float32 result is the correctly rounded standardised value up to float64 rounding);
+        what [`simulate_data_sgd`][advdyn.simulate.simulate_data_sgd] samples as it is. A
+        new array unless ``overwrite``.
     """
-    in_place = (overwrite and X.flags.writeable and X.flags.c_contiguous
-                and X.dtype == np.float64)
+    dtype = np.dtype(np.float32 if X.dtype == np.float32 else np.float64)
+    in_place = (overwrite and X.flags.writeable and X.flags.c_contiguous and X.dtype == dtype)
     if mode == "none":
-        return X if in_place else np.array(X, np.float64, order="C")
-    out = X if in_place else np.empty(X.shape, np.float64)
+        return X if in_place else np.array(X, dtype, order="C")
+    out = X if in_place else np.empty(X.shape, dtype)
     for block in row_chunks(*X.shape):
-        target = out[block]
-        np.subtract(X[block], moments.mean, out=target)
+        # float64 in place; float32 through a float64 block in cache, rounded once
+        part = out[block] if dtype == np.float64 else np.empty(out[block].shape)
+        np.subtract(X[block], moments.mean, out=part)
         if mode == "scale":
-            np.divide(target, moments.std, out=target)
+            np.divide(part, moments.std, out=part)
+        if part.dtype != dtype:
+            out[block] = part
     return out
 
 
-def _least_squares(X, y, mean, lam, basis) -> np.ndarray:
-    """Minimum-norm ``argmin |y - X theta|`` from the normal equations ``M theta = X^T y / n``
-    with ``M = Sigma + mu mu^T`` (the second moment), solved in the eigenbasis of ``M``: that of
-    ``Sigma`` when the columns are centred, else one more eigendecomposition. Eigenvalues of
+def _least_squares(b, n, mean, lam, basis) -> np.ndarray:
+    """Minimum-norm ``argmin |y - X theta|`` from the normal equations ``M theta = b``
+    (``b = X^T y / n``) with ``M = Sigma + mu mu^T`` (the second moment), solved in the
+    eigenbasis of ``M``: that of ``Sigma`` when the columns are centred, else one more
+    eigendecomposition. Eigenvalues of
     ``M`` below ``max(n, d) eps lambda_max`` (``eps`` of float64) count as zero: since
     ``lambda = s^2 / n`` for the singular values ``s`` of ``X``, directions with
     ``s < sqrt(max(n, d) eps) s_max`` are dropped (a looser cutoff than ``lstsq``'s
     ``max(n, d) eps s_max``: forming ``M`` already rounds its eigenvalues at ``eps lambda_max``)."""
-    n, d = X.shape
-    b = X.T @ y / n
+    d = b.shape[0]
     if np.any(mean != 0.0):
         lam, basis = np.linalg.eigh((basis * lam) @ basis.T + np.outer(mean, mean))
     keep = lam > max(n, d) * np.finfo(np.float64).eps * max(float(lam.max()), 1e-300)

@@ -154,8 +154,9 @@ def integrate_data_sgd(
     instance, lr, key, grid, replicates, dtype, divergence_factor, optimum, throw
         As for [`integrate_sgd`][advdyn.simulate.integrate_sgd].
     rows : Array, shape (n, d)
-        The rows in the eigenbasis of ``instance`` (cast to ``dtype``), or in the basis of
-        a binned surrogate's rows instance (``measured_only``).
+        The rows in the eigenbasis of ``instance``, or in the basis of a binned surrogate's
+        rows instance (``measured_only``), in their own dtype (float32 or float64): the
+        rows a step samples are cast to ``dtype``, never the table.
     targets : Array, shape (n,)
     measured_only : bool
         As for ``simulate_data_sgd`` (static): only the risks measured on the rows,
@@ -169,7 +170,7 @@ def integrate_data_sgd(
         the rows and the surrogate's as ``surrogate_*`` (module docstring); divergence is
         judged on the measured records.
     """
-    rows = jnp.asarray(rows).astype(jnp.dtype(dtype))
+    rows = jnp.asarray(rows)  # as they are: each step casts its sampled rows to ``dtype``
     targets = jnp.asarray(targets, jnp.float64)
     return integrate_replicates(
         "data_sgd", _RowBlock(rows, targets), instance, lr, stream_words(key), grid,
@@ -178,7 +179,7 @@ def integrate_data_sgd(
         record_optimum=not measured_only)
 
 
-@float64
+@float64(keep=("rows",))
 def simulate_data_sgd(
     instance: ProblemInstance,
     rows: ArrayLike,
@@ -205,7 +206,11 @@ def simulate_data_sgd(
         or `advdyn.problem.data.surrogate_instance`): loss, ``eps``, ridge, ``theta_0`` and
         the order parameters' reference vectors, in the eigenbasis of ``rows``.
     rows : array, shape (n, d)
-        The data's rows in the same eigenbasis.
+        The data's rows in the same eigenbasis, float32 or float64 (other dtypes are
+        converted to float64). They are used as they are, not widened nor narrowed (one
+        table on the device, in its own dtype): the rows each step samples are cast to
+        ``dtype``, and the risks measured over every row take the predictions in the rows'
+        dtype and average them in float64.
     targets : array, shape (n,)
         Their targets (``+/-1`` for classification).
     lr, key, t_max, n_times, replicates, dtype, block_size, divergence_factor, progress, optimum
@@ -238,16 +243,18 @@ def simulate_data_sgd(
                           "statistics of the iterate, which a binned spectrum does not give "
                           "for SGD on the rows; use a constant or decaying rate, or "
                           "problem.data.spectrum = 'dense'")
-    rows_np = np.asarray(rows)
+    # a JAX array is used as it is; anything else is put on the device once
+    rows_np = rows if isinstance(rows, jax.Array) else np.asarray(rows)
     if rows_np.ndim != 2 or rows_np.shape[1] != instance.d or rows_np.shape[0] < 2:
         raise ConfigError("rows", f"must have shape (n >= 2, {instance.d}), got {rows_np.shape}")
     if np.shape(targets) != (rows_np.shape[0],):
         raise ConfigError("targets", f"must have shape ({rows_np.shape[0]},), got "
                           f"{np.shape(targets)}")
-    if not measured_only and not np.all(np.isfinite(np.asarray(instance.eigenvalues))):
-        raise ConfigError("instance", "has no eigenvalues (a binned data problem's "
-                          "rows_instance): run it with measured_only=True")
-    rows_j = jax.device_put(rows_np.astype(jnp.dtype(dtype)))
+    if not measured_only:
+        checks.theory_instance(instance, remedy="run it with measured_only=True")
+    if rows_np.dtype not in (np.float32, np.float64):
+        rows_np = rows_np.astype(np.float64)
+    rows_j = jax.device_put(rows_np)
     targets_j = jax.device_put(np.asarray(targets, np.float64))
     amend = _Measurement(rows_j, targets_j, instance, measured_only)
     return run_replicates(

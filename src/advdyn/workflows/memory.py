@@ -30,8 +30,9 @@ constants follow XLA's own buffer accounting of the executables a run compiles
   eigenvectors and ``eigh`` work (``(C + 3) d^2``); on the binned path (``spectrum_method``)
   the table twice (``2 n d``) and the block Lanczos (`lanczos_arrays`: the Krylov basis,
   its products and their Rayleigh-Ritz stacks, ``5 m b d + 3 b d + 4 n b`` for ``m`` steps
-  and blocks of ``b = k + C + 2`` columns, ``k`` probes); ``data_sgd`` holds the rows once more in
-  ``run.dtype`` (``n d``) and its iterates as SGD's. A refusal then names
+  and blocks of ``b = k + C + 2`` columns, ``k`` probes); ``data_sgd`` holds the rows once more
+  on the device, in the table's own dtype whatever ``run.dtype`` (``n d``, counted as float64:
+  a float32 table takes half), and its iterates as SGD's. A refusal then names
   ``problem.data.path``.
 
 The estimate is an upper bound of the arrays' sizes, not of XLA's exact allocation; it is
@@ -181,7 +182,7 @@ def estimate_memory(config: Config, available: tuple[int, str] | None = None) ->
             parts["data"] = 3 * n * d * f64
             draw += (n_comp + 3) * d * d * f64
         if "data_sgd" in rc.methods:
-            parts["data_sgd: rows"] = n * d * item
+            parts["data_sgd: rows"] = n * d * f64  # the table's dtype, float64 at most
 
     method_parts: dict[str, dict[str, int]] = {}
     if "ode" in rc.methods:
