@@ -461,7 +461,8 @@ def stochastic_diagram(
     measured_only = False
     if method == "data_sgd":
         dp = data_problem(config.problem)
-        data = {"rows": jnp.asarray(dp.rows.astype(rc.dtype)), "targets": jnp.asarray(dp.targets)}
+        # the table as it is (integrate_data_sgd casts the rows it samples to run.dtype)
+        data = {"rows": jnp.asarray(dp.rows), "targets": jnp.asarray(dp.targets)}
         measured_only = dp.binned
     # a binned data spectrum's rows instance has no eigenvalues: no optimum (the rates it
     # runs, check_phase says, need none)
