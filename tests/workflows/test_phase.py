@@ -375,3 +375,23 @@ def test_phase_console_script_compiles_its_loops_into_kernels(write_toml, tmp_pa
     for name in ("adv_risk", "clean_risk", "dist_to_opt"):
         np.testing.assert_allclose(ds[name].values, ref[name].values, rtol=1e-10)
     ds.close()
+
+
+def test_one_point_a_batch_when_xla_compiles_each_loop_into_one_kernel(monkeypatch):
+    """`plan_batching`: batches of `BATCH_BYTES` of solver state under XLA's default, one
+    point a batch when ``XLA_FLAGS`` raises XLA's one-kernel loop threshold above a point's
+    loop (`loop_kernels`), as ``advdyn phase`` does."""
+    from advdyn.workflows.phase import loop_kernels, plan_batching
+
+    option = "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold="
+    assert not loop_kernels(10**5, "")
+    assert not loop_kernels(10**5, "--xla_force_host_platform_device_count=2")
+    assert not loop_kernels(10**5, option + "1024")  # XLA's default: below any ODE's loop
+    assert loop_kernels(10**5, option + "1000000000")
+    assert not loop_kernels(10**9, option + "1000000000")
+    _, binned = spectral_instances(validate_phase_config(SMALL).run_config())
+    monkeypatch.setenv("XLA_FLAGS", "")
+    assert plan_batching(binned, 7, 600, None).batch > 1
+    monkeypatch.setenv("XLA_FLAGS", option + "1000000000")
+    plan = plan_batching(binned, 7, 600, None)
+    assert plan.batch == 1 and plan.call % plan.devices == 0

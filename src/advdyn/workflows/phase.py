@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -549,9 +551,35 @@ class Batching(NamedTuple):
     mesh: Any
 
 
+def loop_kernels(loop_bytes: int, flags: str | None = None) -> bool:
+    """Whether XLA compiles a while loop that accesses ``loop_bytes`` into one kernel here.
+
+    True on the CPU backend when ``XLA_FLAGS`` sets XLA's
+    ``xla_cpu_small_while_loop_byte_threshold`` above ``loop_bytes`` (``advdyn phase``
+    does, `advdyn.cli.xla_flags`; XLA's default, 1 kB, is below any ODE's loop). A loop of
+    one point then steps faster than a ``vmap`` of several, which steps every point until
+    its slowest is done.
+
+    Parameters
+    ----------
+    loop_bytes : int
+        The loop's memory footprint (bytes).
+    flags : str, optional
+        ``XLA_FLAGS`` (default: this process's environment).
+
+    Returns
+    -------
+    bool
+    """
+    flags = os.environ.get("XLA_FLAGS", "") if flags is None else flags
+    found = re.findall(r"xla_cpu_small_while_loop_byte_threshold=(\d+)", flags)
+    return bool(found) and int(found[-1]) > loop_bytes and jax.default_backend() == "cpu"
+
+
 def plan_batching(instance, n_times: int, n_points: int, chunk: int | None) -> Batching:
     """How `phase_diagram` cuts ``n_points`` ODE solves of ``instance``: batches of at most
-    `BATCH_BYTES` of solver state, split over the local devices, in calls of at most
+    `BATCH_BYTES` of solver state (one point when XLA compiles each point's loop into one
+    kernel, `loop_kernels`), split over the local devices, in calls of at most
     ``chunk`` points (default: a `PROGRESS_CALLS`-th of the grid, at most what
     `CHUNK_BYTES` of records holds).
 
@@ -577,7 +605,10 @@ def plan_batching(instance, n_times: int, n_points: int, chunk: int | None) -> B
     devices = len(jax.local_devices())
     if chunk is not None and chunk < devices:
         devices = 1
-    batch = max(1, min(BATCH_BYTES // per_point, -(-n_points // devices)))
+    if loop_kernels(per_point):  # one kernel per point's loop: no batch's slowest to wait for
+        batch = 1
+    else:
+        batch = max(1, min(BATCH_BYTES // per_point, -(-n_points // devices)))
     if chunk is not None:
         batch = min(batch, chunk // devices)
     unit = batch * devices
