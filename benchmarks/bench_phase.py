@@ -83,7 +83,7 @@ def bench_sweep(points: int, n: int) -> tuple[float, list[float]]:
                             EXAMPLE.parent)
     phase_flags = os.environ["XLA_FLAGS"]
     # the worker processes inherit the environment: ``advdyn sweep``'s flags
-    os.environ["XLA_FLAGS"] = xla_flags("sweep", os.environ["ADVDYN_BENCH_GIVEN_XLA_FLAGS"])
+    os.environ["XLA_FLAGS"] = xla_flags("sweep", os.environ.get("ADVDYN_BENCH_GIVEN_XLA_FLAGS", ""))
     try:
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()

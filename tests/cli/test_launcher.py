@@ -77,6 +77,8 @@ def test_xla_flags_compile_loops_into_kernels_for_phase_only(monkeypatch):
     given = ("--xla_force_host_platform_device_count=3 "
              "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1024")
     assert cli.xla_flags("phase", given) == given
+    other = "--xla_backend_extra_options=xla_cpu_enable_concurrency_optimized_scheduler=true"
+    assert cli.xla_flags("phase", other).split()[-1] == option  # XLA merges the two
     assert cli.xla_flags("phase", "--xla_cpu_enable_fast_math=false").startswith(
         "--xla_cpu_enable_fast_math=false --xla_force_host_platform_device_count=")
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.6.2")  # thunks not yet
@@ -97,3 +99,26 @@ def test_configure_runtime_sets_the_flags_of_the_command_on_the_command_line(tmp
                          env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == cli.xla_flags("phase").split()
+
+
+def test_the_loop_option_makes_xla_compile_a_loop_into_one_kernel(tmp_path):
+    """XLA knows `LOOP_KERNEL_OPTION` by its name: with `xla_flags` of ``phase`` a while loop
+    over 8 kB compiles into one kernel (XLA marks it ``xla_cpu_small_call``), without it not.
+    XLA ignores an unknown ``xla_`` backend option silently, so a renamed option fails here,
+    not in the speed alone."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import jax, jax.numpy as jnp; "
+            "f = lambda x: jax.lax.while_loop(lambda c: c[0] < 10, "
+            "lambda c: (c[0] + 1, c[1] * 1.5 + 1.0), (0, x))[1]; "
+            "print('xla_cpu_small_call' in jax.jit(f).lower(jnp.ones(1000)).compile().as_text())")
+    found = {}
+    for name, flags in (("phase", cli.xla_flags("phase")), ("run", cli.xla_flags("run"))):
+        env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=env, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        found[name] = out.stdout.strip()
+    assert found == {"phase": "True", "run": "False"}

@@ -173,3 +173,35 @@ def test_dense_records_with_the_implicit_solver():
     assert int(implicit.result) == RESULTS.successful
     np.testing.assert_allclose(np.asarray(implicit.ys["adv_risk"]),
                                np.asarray(explicit.ys["adv_risk"]), rtol=1e-5, atol=0)
+
+
+def test_dense_records_by_mask_and_by_indexed_update_agree(monkeypatch):
+    """`_integrate_dense` writes up to `MASKED_RECORDS` records through a mask, more by an
+    indexed update into equinox's buffers: the same steps and interpolant, so the same
+    records up to rounding, batched (``vmap`` over eps, a diverging point among them) or
+    not. (The two programs fuse differently: 2e-15 relative was seen; 1e-13 is far below the
+    tolerance 1e-8 that a wrong record index or time would break.)"""
+    import advdyn.theory.ode as ode
+
+    base = _binned(d=10**6, bins=4)
+    times = np.linspace(0.0, 2.0, 40)
+    integrator = make_integrator("tsit5", rtol=1e-8, dense=True)
+
+    def solve(eps, gamma):
+        inst = eqx.tree_at(lambda i: i.epsilon, base, eps)
+        lr = eqx.tree_at(lambda r: r.gamma, ad.Constant(0.5), gamma)
+        sol = integrate_ode(inst, lr, times, integrator, throw=False)
+        return sol.ys["adv_risk"], sol.result
+
+    eps, gamma = jnp.asarray([0.0, 0.3, 0.6]), jnp.asarray([0.5, 1.0, 6.0])  # 6: diverges
+    results = []
+    for masked in (100, 10):  # 40 records: masked, then buffered
+        monkeypatch.setattr(ode, "MASKED_RECORDS", masked)
+        batched = jax.jit(jax.vmap(solve))(eps, gamma)
+        single = jax.jit(solve)(eps[1], gamma[1])
+        results.append((batched, single))
+    (b_mask, s_mask), (b_buf, s_buf) = results
+    np.testing.assert_array_equal(np.asarray(b_mask[1]), np.asarray(b_buf[1]))
+    assert int(b_mask[1][2]) == RESULTS.diverged and int(b_mask[1][0]) == RESULTS.successful
+    np.testing.assert_allclose(np.asarray(b_mask[0]), np.asarray(b_buf[0]), rtol=1e-13)
+    np.testing.assert_allclose(np.asarray(s_mask[0]), np.asarray(s_buf[0]), rtol=1e-13)

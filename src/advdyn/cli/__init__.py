@@ -52,10 +52,10 @@ def show_deprecations() -> None:
                             DeprecationWarning)
 
 
-#: commands whose work is many small adaptive ODE solves stepped together (``phase``:
-#: `advdyn.workflows.phase`), which XLA's CPU runtime runs several times faster per step
-#: when each while loop is compiled into one kernel (measured: ``docs/benchmarks.md``,
-#: "Phase diagram as one batched solve"); other commands compile as XLA chooses
+#: commands whose work is many small adaptive ODE solves (``phase``:
+#: `advdyn.workflows.phase`), which XLA's CPU runtime runs faster when each while loop is
+#: compiled into one kernel (measured: ``docs/benchmarks.md``, "Phase diagram as one
+#: batched solve"); other commands compile as XLA chooses
 LOOP_KERNEL_COMMANDS = frozenset({"phase"})
 #: the XLA backend option that compiles while loops accessing fewer bytes than this into one
 #: kernel (XLA's default: 1 kB), for `LOOP_KERNEL_COMMANDS`
@@ -66,7 +66,7 @@ def xla_flags(command: str | None, flags: str = "") -> str:
     """``XLA_FLAGS`` for running ``command``: ``flags`` with one XLA CPU device per core
     (the simulators split replicates over them, `advdyn.simulate.sgd`) and, for
     `LOOP_KERNEL_COMMANDS` on a jaxlib whose CPU runtime has the option (0.7 on),
-    `LOOP_KERNEL_OPTION`; a setting ``flags`` already makes is kept.
+    `LOOP_KERNEL_OPTION`; a device count or loop threshold ``flags`` already sets is kept.
 
     Parameters
     ----------
@@ -86,7 +86,9 @@ def xla_flags(command: str | None, flags: str = "") -> str:
     if "xla_force_host_platform_device_count" not in flags:
         devices = max(1, min(os.cpu_count() or 1, 8))
         parts.append(f"--xla_force_host_platform_device_count={devices}")
-    if command in LOOP_KERNEL_COMMANDS and "xla_backend_extra_options" not in flags:
+    # (XLA merges repeated --xla_backend_extra_options: one the environment gives for
+    # another option is kept beside this one)
+    if command in LOOP_KERNEL_COMMANDS and "xla_cpu_small_while_loop_byte_threshold" not in flags:
         try:
             version = importlib.metadata.version("jaxlib")
         except importlib.metadata.PackageNotFoundError:

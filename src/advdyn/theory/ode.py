@@ -348,16 +348,24 @@ def _root_finder_tols(solver, controller):
                        tuple(getattr(controller, a) for a in unset))
 
 
+#: the most records `_integrate_dense` writes through a mask over the record axis (above, by
+#: an indexed update into equinox's buffers): the mask costs the record axis per record, which
+#: outweighs the scatter it avoids beyond about 200 records (docs/benchmarks.md)
+MASKED_RECORDS = 128
+
+
 def _integrate_dense(instance, lr, recorder, times, integrator: Integrator, blowup):
     """The ODE in one pass of adaptive steps, each record read off the solver's
     interpolant on the step that covers it (`Integrator.dense`).
 
     diffrax's manual-stepping interface (``solver.init``/``solver.step``, the controller's
-    ``init``/``adapt_step_size``, ``solver.interpolation_cls``) in ``jax.lax.while_loop``,
-    each record written through a mask over the record axis rather than an indexed update
-    (under ``vmap`` the record index differs from point to point, which makes an indexed
-    update a scatter, and a scatter keeps XLA's CPU backend from compiling the loop into one
-    kernel): the steps are those of one ``diffeqsolve`` from ``times[0]`` to
+    ``init``/``adapt_step_size``, ``solver.interpolation_cls``) in a while loop. Up to
+    `MASKED_RECORDS` records, each is written through a mask over the record axis in
+    ``jax.lax.while_loop`` (under ``vmap`` the record index differs from point to point,
+    which makes an indexed update a scatter, and a scatter keeps XLA's CPU backend from
+    compiling the loop into one kernel); beyond, by an indexed update into the buffers of
+    equinox's while loop (in place; a mask would cost the whole record axis per record):
+    the steps are those of one ``diffeqsolve`` from ``times[0]`` to
     ``times[-1]``, none cut at a record, and the records are what ``diffeqsolve``'s
     ``SaveAt(ts=times)`` would save, without its checks of ``ts`` (host callbacks, which
     keep JAX's persistent cache from storing the program; the callers check ``times`` on
@@ -374,6 +382,20 @@ def _integrate_dense(instance, lr, recorder, times, integrator: Integrator, blow
         As `_integrate`.
     """
     import diffrax  # on tracing only
+
+    # up to MASKED_RECORDS records, each is written through a mask over the record axis in
+    # jax.lax.while_loop (no scatter under vmap: XLA can compile the loop into one kernel);
+    # beyond, where a mask's cost per record (the whole record axis) would dominate, by an
+    # indexed update into equinox's buffers (in place, a scatter under vmap)
+    masked = times.shape[0] <= MASKED_RECORDS
+    if masked:
+        def loop(cond, body, init, buffers):
+            return jax.lax.while_loop(cond, body, init)
+    else:
+        import equinox.internal as eqxi
+
+        def loop(cond, body, init, buffers):
+            return eqxi.while_loop(cond, body, init, buffers=buffers, kind="lax")
 
     term = _ode_term()
     controller = integrator.controller
@@ -423,11 +445,13 @@ def _integrate_dense(instance, lr, recorder, times, integrator: Integrator, blow
             tk = times[k]
             yk = interpolant.evaluate(tk)
             out = recorder(tk, yk, instance, lr)
-            at_k = jnp.arange(times.shape[0]) == k
-            return k + 1, {name: jnp.where(at_k.reshape(at_k.shape + (1,) * out[name].ndim),
-                                           out[name], recs[name]) for name in recs}
+            if masked:
+                at_k = jnp.arange(times.shape[0]) == k
+                return k + 1, {name: jnp.where(at_k.reshape(at_k.shape + (1,) * out[name].ndim),
+                                               out[name], recs[name]) for name in recs}
+            return k + 1, {name: recs[name].at[k].set(out[name]) for name in recs}
 
-        k, recs = jax.lax.while_loop(due, save, (k, recs))
+        k, recs = loop(due, save, (k, recs), lambda c: c[1])
         code = jnp.where(failed, RESULTS.solver_failed,
                          jnp.where(blown, RESULTS.diverged, code)).astype(jnp.int32)
         # the next step ends at times[-1] when it would end within rounding of it
@@ -442,7 +466,7 @@ def _integrate_dense(instance, lr, recorder, times, integrator: Integrator, blow
 
     init = (t_start, tnext, y0, s_state, c_state, jnp.asarray(1), recs,
             jnp.asarray(0, jnp.int64), code)
-    t, _, _, _, _, _, recs, steps, code = jax.lax.while_loop(going, step, init)
+    t, _, _, _, _, _, recs, steps, code = loop(going, step, init, lambda c: c[6])
     code = jnp.where((code == RESULTS.successful) & (t < t_end), RESULTS.max_steps_reached,
                      code)
     # a record that is not finite (e.g. an overflow below the bound) is a divergence
