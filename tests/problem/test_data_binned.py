@@ -160,6 +160,11 @@ def test_the_path_rule_and_what_a_binned_spectrum_refuses(tmp_path):
                                               "dtype": "float32"}})
     assert estimate_memory(sgd_run, available=(1 << 40, "test")).parts[
         "data_sgd: rows"] == 2 * 2001 * 8
+    # a float32 table is held in float32 (read, standardised, on the device): half the bytes
+    np.save(wide / "X.npy", np.zeros((2, 2001), np.float32))
+    parts32 = estimate_memory(validate_config({**raw, "run": {"methods": ["ode", "data_sgd"]}}),
+                              available=(1 << 40, "test")).parts
+    assert parts32["data"] == 2 * 2 * 2001 * 4 and parts32["data_sgd: rows"] == 2 * 2001 * 4
     raw["run"] = {"methods": ["ode", "sgd"]}
     with pytest.raises(ad.ConfigError, match=r"run\.methods"):
         validate_config(raw)

@@ -320,6 +320,7 @@ class DataProblemConfig(_Model):
     probe_seed: int = Field(strict=True, default=0, ge=0, le=2**63 - 1)
 
     _shape: tuple[int | None, int] = PrivateAttr(default=(None, 0))
+    _itemsize: int = PrivateAttr(default=8)
 
     _check_path = field_validator("path")(_resolve_path)
 
@@ -333,7 +334,7 @@ class DataProblemConfig(_Model):
 
     @model_validator(mode="after")
     def _names(self, info: ValidationInfo) -> DataProblemConfig:
-        from advdyn.io.arrays import data_columns
+        from advdyn.io.arrays import data_columns, table_itemsize
 
         names, shapes, n_rows = data_columns(self.path, "path")
         suffix = self.path.suffix.lower()
@@ -346,6 +347,7 @@ class DataProblemConfig(_Model):
             if len(shape) != 2:
                 raise ValueError(f"path: the feature matrix must be 2-d (n x d), got {shape}")
             self._shape = (shape[0], shape[1])
+            self._itemsize = table_itemsize(self.path)
             if not target.is_file():
                 raise ValueError(f"target: with a .npy matrix, target is the path of a .npy "
                                  f"file of targets; not found: {target}")
@@ -364,6 +366,7 @@ class DataProblemConfig(_Model):
                 raise ValueError(f"features: the feature matrix must be 2-d (n x d), got "
                                  f"{shape}")
             self._shape = (shape[0], shape[1])
+            self._itemsize = table_itemsize(self.path, feat)
             return self
         if self.target not in names:
             raise ValueError(f"target: no column {self.target!r} in {self.path.name}")
@@ -412,6 +415,12 @@ class DataProblemConfig(_Model):
     def n_features(self) -> int:
         """Feature columns ``d`` (from the file's header)."""
         return self._shape[1]
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes per entry of the table as advdyn holds it: 4 for a float32 ``.npy`` or
+        ``.npz`` matrix (kept float32), else 8 (from the file's header)."""
+        return self._itemsize
 
     @property
     def n_rows(self) -> int | None:

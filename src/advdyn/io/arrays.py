@@ -104,6 +104,36 @@ def _npz_header(path, name: str, field: str) -> tuple[tuple[int, ...], np.dtype]
         return _npy_header(fh, f"{path}[{name}]", field)
 
 
+def table_itemsize(path, name: str = "") -> int:
+    """Bytes per entry of a data table as advdyn holds it, from the file's header: 4 for a
+    float32 ``.npy`` matrix (or ``.npz`` array ``name``), which is kept float32; 8 for any
+    other dtype or file kind (read as float64).
+
+    Parameters
+    ----------
+    path : Path
+        A data file whose header `data_columns` has accepted.
+    name : str
+        The feature matrix's array in a ``.npz``.
+
+    Returns
+    -------
+    int
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        with open(path, "rb") as fh:
+            _, dtype = _npy_header(fh, path, "path")
+    elif suffix == ".npz":
+        _, dtype = _npz_header(path, name, "path")
+    else:
+        return 8
+    return 4 if dtype == np.float32 else 8
+
+
 def _csv_columns(path, field: str) -> list[str]:
     import csv
 

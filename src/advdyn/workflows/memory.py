@@ -172,17 +172,18 @@ def estimate_memory(config: Config, available: tuple[int, str] | None = None) ->
         n = _data_rows(p.data)
         # the table as read, standardised and rotated (kept for data_sgd), and the d x d
         # covariances (per class, pooled), eigenvectors and eigh work
+        table = p.data.itemsize  # the table's entries: float32 kept, else float64
         if p.data.spectrum_method == "binned":
             # the table as read and standardised, and the block Lanczos of
             # `lanczos_arrays` (held at its Rayleigh-Ritz step)
-            parts["data"] = 2 * n * d * f64
+            parts["data"] = 2 * n * d * table
             draw += lanczos_arrays(n, d, p.data.probes + n_comp + 2,
                                    p.data.lanczos_steps) * f64
         else:
-            parts["data"] = 3 * n * d * f64
+            parts["data"] = 3 * n * d * table
             draw += (n_comp + 3) * d * d * f64
         if "data_sgd" in rc.methods:
-            parts["data_sgd: rows"] = n * d * f64  # the table's dtype, float64 at most
+            parts["data_sgd: rows"] = n * d * table  # on the device in the table's dtype
 
     method_parts: dict[str, dict[str, int]] = {}
     if "ode" in rc.methods:
