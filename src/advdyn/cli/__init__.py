@@ -59,7 +59,8 @@ def show_deprecations() -> None:
 LOOP_KERNEL_COMMANDS = frozenset({"phase"})
 #: the XLA backend option that compiles while loops accessing fewer bytes than this into one
 #: kernel (XLA's default: 1 kB), for `LOOP_KERNEL_COMMANDS`
-LOOP_KERNEL_OPTION = "xla_cpu_small_while_loop_byte_threshold=1000000000"
+_LOOP_THRESHOLD = "xla_cpu_small_while_loop_byte_threshold"
+LOOP_KERNEL_OPTION = f"{_LOOP_THRESHOLD}=1000000000"
 
 
 def xla_flags(command: str | None, flags: str = "") -> str:
@@ -88,7 +89,7 @@ def xla_flags(command: str | None, flags: str = "") -> str:
         parts.append(f"--xla_force_host_platform_device_count={devices}")
     # (XLA merges repeated --xla_backend_extra_options: one the environment gives for
     # another option is kept beside this one)
-    if command in LOOP_KERNEL_COMMANDS and "xla_cpu_small_while_loop_byte_threshold" not in flags:
+    if command in LOOP_KERNEL_COMMANDS and _LOOP_THRESHOLD not in flags:
         try:
             version = importlib.metadata.version("jaxlib")
         except importlib.metadata.PackageNotFoundError:

@@ -334,9 +334,9 @@ class DataProblemConfig(_Model):
 
     @model_validator(mode="after")
     def _names(self, info: ValidationInfo) -> DataProblemConfig:
-        from advdyn.io.arrays import data_columns, table_itemsize
+        from advdyn.io.arrays import data_columns, held_itemsize
 
-        names, shapes, n_rows = data_columns(self.path, "path")
+        names, shapes, n_rows, dtypes = data_columns(self.path, "path")
         suffix = self.path.suffix.lower()
         if suffix == ".npy":
             if self.features is not None:
@@ -347,7 +347,7 @@ class DataProblemConfig(_Model):
             if len(shape) != 2:
                 raise ValueError(f"path: the feature matrix must be 2-d (n x d), got {shape}")
             self._shape = (shape[0], shape[1])
-            self._itemsize = table_itemsize(self.path)
+            self._itemsize = held_itemsize(dtypes[""])
             if not target.is_file():
                 raise ValueError(f"target: with a .npy matrix, target is the path of a .npy "
                                  f"file of targets; not found: {target}")
@@ -366,7 +366,7 @@ class DataProblemConfig(_Model):
                 raise ValueError(f"features: the feature matrix must be 2-d (n x d), got "
                                  f"{shape}")
             self._shape = (shape[0], shape[1])
-            self._itemsize = table_itemsize(self.path, feat)
+            self._itemsize = held_itemsize(dtypes[feat])
             return self
         if self.target not in names:
             raise ValueError(f"target: no column {self.target!r} in {self.path.name}")

@@ -104,34 +104,10 @@ def _npz_header(path, name: str, field: str) -> tuple[tuple[int, ...], np.dtype]
         return _npy_header(fh, f"{path}[{name}]", field)
 
 
-def table_itemsize(path, name: str = "") -> int:
-    """Bytes per entry of a data table as advdyn holds it, from the file's header: 4 for a
-    float32 ``.npy`` matrix (or ``.npz`` array ``name``), which is kept float32; 8 for any
-    other dtype or file kind (read as float64).
-
-    Parameters
-    ----------
-    path : Path
-        A data file whose header `data_columns` has accepted.
-    name : str
-        The feature matrix's array in a ``.npz``.
-
-    Returns
-    -------
-    int
-    """
-    from pathlib import Path
-
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        with open(path, "rb") as fh:
-            _, dtype = _npy_header(fh, path, "path")
-    elif suffix == ".npz":
-        _, dtype = _npz_header(path, name, "path")
-    else:
-        return 8
-    return 4 if dtype == np.float32 else 8
+def held_itemsize(dtype) -> int:
+    """Bytes per entry of a data table of ``dtype`` as advdyn holds it: 4 for float32, which
+    is kept float32; 8 for any other dtype (read as float64)."""
+    return 4 if np.dtype(dtype) == np.float32 else 8
 
 
 def _csv_columns(path, field: str) -> list[str]:
@@ -161,7 +137,9 @@ def _parquet_columns(path, field: str) -> tuple[list[str], int]:
     return list(meta.schema.names), int(meta.num_rows)
 
 
-def data_columns(path, field: str) -> tuple[list[str], dict[str, tuple[int, ...]], int | None]:
+def data_columns(
+    path, field: str,
+) -> tuple[list[str], dict[str, tuple[int, ...]], int | None, dict[str, np.dtype]]:
     """What a data file holds, from its header only.
 
     Parameters
@@ -179,6 +157,8 @@ def data_columns(path, field: str) -> tuple[list[str], dict[str, tuple[int, ...]
         Shapes of the arrays (``.npz``; ``.npy`` under the name ``""``); empty for tables.
     n_rows : int or None
         Rows when the header says (``.parquet``), else ``None``.
+    dtypes : dict of str to numpy.dtype
+        Dtypes of the arrays, keyed as ``shapes``; empty for tables.
 
     Raises
     ------
@@ -200,19 +180,19 @@ def data_columns(path, field: str) -> tuple[list[str], dict[str, tuple[int, ...]
         except OSError as err:
             raise ConfigError(field, f"cannot read {path}: {err.strerror or err}") from None
         _real_dtype(dtype, path, field)
-        return [], {"": shape}, None
+        return [], {"": shape}, None, {"": dtype}
     if suffix == ".npz":
         names = _npz_members(path, field)
-        shapes = {}
+        shapes, dtypes = {}, {}
         for name in names:
             shape, dtype = _npz_header(path, name, field)
             _real_dtype(dtype, f"{path}[{name}]", field)
-            shapes[name] = shape
-        return names, shapes, None
+            shapes[name], dtypes[name] = shape, dtype
+        return names, shapes, None, dtypes
     if suffix == ".csv":
-        return _csv_columns(path, field), {}, None
+        return _csv_columns(path, field), {}, None, {}
     names, rows = _parquet_columns(path, field)
-    return names, {}, rows
+    return names, {}, rows, {}
 
 
 def load_data_table(path, features: Sequence[str] | str | None, target: str, field: str,

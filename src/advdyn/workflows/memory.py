@@ -31,9 +31,9 @@ constants follow XLA's own buffer accounting of the executables a run compiles
   the table twice (``2 n d``) and the block Lanczos (`lanczos_arrays`: the Krylov basis,
   its products and their Rayleigh-Ritz stacks, ``5 m b d + 3 b d + 4 n b`` for ``m`` steps
   and blocks of ``b = k + C + 2`` columns, ``k`` probes); ``data_sgd`` holds the rows once more
-  on the device, in the table's own dtype whatever ``run.dtype`` (``n d``, counted as float64:
-  a float32 table takes half), and its iterates as SGD's. A refusal then names
-  ``problem.data.path``.
+  on the device, in the table's own dtype whatever ``run.dtype`` (``n d``; 4 bytes an entry
+  for a float32 table, 8 otherwise, as the table itself), and its iterates as SGD's. A
+  refusal then names ``problem.data.path``.
 
 The estimate is an upper bound of the arrays' sizes, not of XLA's exact allocation; it is
 meant to catch runs that are off by factors (e.g. ``d = 10^7`` with many replicates or the
