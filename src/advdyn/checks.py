@@ -483,25 +483,27 @@ def _first(indices: np.ndarray, names: list[str] | None, limit: int = 5) -> str:
     return ", ".join(shown) + more
 
 
-#: Bytes of float64 per block of rows in the passes over a data table (`row_chunks`): small
-#: enough that a block stays in cache between the operations on it.
+#: Bytes per block of rows in the passes over a data table (`row_chunks`): small enough
+#: that a block stays in cache between the operations on it.
 ROW_BLOCK_BYTES = 1 << 21
 
 
-def row_chunks(n: int, d: int) -> list[slice]:
-    """Blocks of consecutive rows of an ``n x d`` table, about `ROW_BLOCK_BYTES` of float64 each.
+def row_chunks(n: int, d: int, itemsize: int = 8) -> list[slice]:
+    """Blocks of consecutive rows of an ``n x d`` table, about `ROW_BLOCK_BYTES` each.
 
     Parameters
     ----------
     n, d : int
         Rows and columns.
+    itemsize : int
+        Bytes per entry as the blocks are worked on (8: float64, 4: float32).
 
     Returns
     -------
     list of slice
         Covering ``0..n`` in order, at least one row each.
     """
-    rows = max(1, ROW_BLOCK_BYTES // (8 * max(d, 1)))
+    rows = max(1, ROW_BLOCK_BYTES // (itemsize * max(d, 1)))
     return [slice(start, min(start + rows, n)) for start in range(0, n, rows)]
 
 

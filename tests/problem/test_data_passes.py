@@ -119,10 +119,9 @@ def test_reading_a_table_holds_one_copy_of_it(tmp_path, small_blocks):
 
 def test_the_binned_statistics_copy_no_table(tmp_path, small_blocks):
     """The Lanczos products and the diagnostics read blocks of rows: a float32 table is not
-    converted whole (peak below a quarter of its float64 size). Its blocks are converted to
-    float64 in cache: the statistics equal those of its float64 copy (1e-5 relative, loose:
-    the exact products differ only in summation order; the uncentred case below is
-    tight)."""
+    converted whole (peak below a quarter of its float64 size). Its products are float32
+    (centred columns): the statistics equal those of its float64 copy to a few float32
+    roundings (1e-5 relative; the uncentred case below, float64 products, is tight)."""
     X, y = _table(4000, 200)
     X32 = np.ascontiguousarray((X - X.mean(axis=0)) / X.std(axis=0), np.float32)
     y = y - y.mean()
@@ -163,6 +162,54 @@ def test_uncentred_float32_rows_give_the_statistics_of_their_float64_copy(small_
                                atol=1e-8 * np.abs(stats64.teacher).max())
 
 
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_the_binned_diagnostics_project_through_the_krylov_products(small_blocks, task):
+    """The binned path's diagnostics take the rows' projections from the Krylov passes'
+    products (``row_products``), with no pass of their own: the same numbers as a pass
+    over the rows (float64 table; the directions lie in the Krylov space, so the two differ
+    by rounding: 1e-10 relative)."""
+    X, y = _table(1500, 30)
+    if task == "classification":
+        y = np.where(y > np.median(y), 1.0, -1.0)
+    stats = spectral_statistics(X, y, task, probes=3, steps=3)
+    assert stats.row_products is not None and stats.coarser.row_products is None
+    expected = X @ np.column_stack([stats.top, stats.teacher])
+    np.testing.assert_allclose(stats.row_products, expected, rtol=0,
+                               atol=1e-10 * np.abs(expected).max())
+    folded = surrogate_diagnostics(X, y, stats)
+    passed = surrogate_diagnostics(X, y, stats._replace(row_products=None))
+    for key in ("kurtosis_teacher", "kurtosis_top", "kurtosis_max_abs"):
+        np.testing.assert_allclose(folded[key], passed[key], rtol=1e-10, atol=1e-12)
+
+
+def test_krylov_products_are_float32_only_on_a_centred_float32_table(small_blocks):
+    """A float32 table whose second moment is mostly covariance (centred columns; the
+    class means of a classification problem are signal, not offset) takes float32 products
+    (half the time of float64 ones); an uncentred one, or a float64 table, float64. On the
+    centred table the float32 products move the nodes and the teacher by a few float32
+    roundings (``u = 6e-8`` relative per product, summed over blocks in float64; Krylov
+    growth over 3 steps: 1e-5 allowed)."""
+    X, y = _table(3000, 40)
+    centred = np.ascontiguousarray((X - X.mean(axis=0)) / X.std(axis=0), np.float32)
+    y = y - y.mean()
+    labels = np.where(y > 0, 1.0, -1.0)
+    for X32, target, task, expected in (
+            (centred, y, "regression", "float32"),
+            (centred, labels, "classification", "float32"),
+            (centred + np.float32(3.0), y, "regression", "float64"),
+            (centred.astype(np.float64), y, "regression", "float64")):
+        stats = spectral_statistics(X32, target, task, probes=3, steps=3)
+        assert stats.products == expected, (task, X32.dtype)
+        assert ("float32 products" in stats.method) == (expected == "float32")
+    stats = spectral_statistics(centred, y, "regression", probes=3, steps=3)
+    stats64 = spectral_statistics(centred.astype(np.float64), y, "regression", probes=3,
+                                  steps=3)
+    np.testing.assert_allclose(stats.nodes, stats64.nodes, rtol=1e-5,
+                               atol=1e-5 * stats64.nodes.max())
+    np.testing.assert_allclose(stats.teacher, stats64.teacher, rtol=0,
+                               atol=1e-5 * np.abs(stats64.teacher).max())
+
+
 def test_the_one_pass_gram_product_is_the_two_pass_one(small_blocks):
     """``X^T (X Q)`` over blocks (float64 table): the same product, summed in another
     order (rounding, 1e-13 relative)."""
@@ -170,9 +217,10 @@ def test_the_one_pass_gram_product_is_the_two_pass_one(small_blocks):
 
     X, _ = _table(3000, 50)
     Q = np.linalg.qr(np.random.default_rng(1).standard_normal((50, 6)))[0]
-    out, _ = _gram_times(X, Q)
+    out, _, XQ = _gram_times(X, Q)
     expected = X.T @ (X @ Q)
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-13 * np.abs(expected).max())
+    np.testing.assert_allclose(XQ, X @ Q, rtol=0, atol=1e-13 * np.abs(X @ Q).max())
 
 
 def test_standardize_leaves_its_input_alone_unless_told():

@@ -163,7 +163,7 @@ def test_binned_data_estimate_bounds_the_measured_lanczos(tmp_path):
     est = estimate_memory(cfg, available=(10**15, "test"))
     block = probes + 1 + 2
     assert est.parts["instance: draw temporaries"] == 8 * (  # (and theta_0's draw: 3 d)
-        3 * d + 5 * steps * block * d + 3 * block * d + 4 * n * block)
+        3 * d + 5 * steps * block * d + 3 * block * d + (steps + 3) * n * block + 12 * n)
     assert est.parts["data"] == 2 * n * d * 8
     for task, y in (("regression", X[:, 0] + rng.standard_normal(n)),
                     ("classification", np.where(rng.random(n) < 0.5, 1.0, -1.0))):

@@ -125,7 +125,7 @@ def data_report(data: dict) -> list[str]:
         f"data: n = {data['n']}, d = {data['d']} (effective dimension "
         f"{data['effective_dimension']:.4g}), {data['task']}; {data['spectrum']}; "
         f"data-scaled radius {data['radius']:.4g}"
-        + (f"; spectrum change at half the Lanczos steps {data['spectrum_rel_change']:.3g}"
+        + (f"; spectrum change at one Lanczos step fewer {data['spectrum_rel_change']:.3g}"
            if data.get("spectrum_rel_change") is not None else ""),
         f"  excess kurtosis of projections (0 for Gaussian data, +/- {se:.2g}): teacher "
         f"{data['kurtosis_teacher']:.3g}, largest over the top eigendirections "

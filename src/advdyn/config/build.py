@@ -350,7 +350,7 @@ class DataProblem(NamedTuple):
         The moments the surrogate keeps.
     diagnostics : dict
         [`surrogate_diagnostics`][advdyn.problem.data.surrogate_diagnostics], plus ``spectrum``
-        (the path taken, e.g. ``"dense"`` or ``"binned (Lanczos, 8 probes, 10 steps)"``).
+        (the path taken, e.g. ``"dense"`` or ``"binned (Lanczos, 8 probes, 6 steps)"``).
     rows_instance : ProblemInstance
         What ``data_sgd`` steps with, in the basis of ``rows``: ``instance`` itself on the
         dense path; on the binned path the loss, radius, ridge, ``theta*``, the means and
@@ -484,8 +484,9 @@ class _MomentsCache:
             rows = rows_in_eigenbasis(X, stats)
         del X
         # the cache hands out the same arrays to every caller: none of them may change them
-        half = getattr(stats, "half", None)
-        arrays = [v for part in (stats, half or ()) for v in part if isinstance(v, np.ndarray)]
+        coarser = getattr(stats, "coarser", None)
+        arrays = [v for part in (stats, coarser or ()) for v in part
+                  if isinstance(v, np.ndarray)]
         for array in (rows, y, *arrays):
             array.setflags(write=False)
         self._results[key] = rows, y, stats, diagnostics

@@ -303,9 +303,10 @@ class DataProblemConfig(_Model):
     ``probes`` Rademacher probes drawn from ``probe_seed`` (`advdyn.problem.data`),
     ``"auto"`` chooses by `spectrum_method` (dense up to ``d = DENSE_MAX_D = 2000``). The
     default 8 probes keep the eigenvalue count's Hutchinson error ``sqrt(2 / (k d_eff))`` at
-    or below half of SGD's own fluctuation scale ``d_eff^-1/2``; with too few steps for a
-    data set, ``spectrum_rel_change`` (the change from half of them) makes the run warn
-    (how the defaults were chosen: ``docs/benchmarks.md``).
+    or below half of SGD's own fluctuation scale ``d_eff^-1/2``, and the default 6 steps
+    keep the quadrature's own error below the probes' on the spectra measured; with too
+    few steps for a data set, ``spectrum_rel_change`` (the change from one step fewer)
+    makes the run warn (how the defaults were chosen: ``docs/benchmarks.md``).
     """
 
     path: Path
@@ -316,7 +317,7 @@ class DataProblemConfig(_Model):
     standardize_target: StrictBool = True
     spectrum: Literal["auto", "dense", "binned"] = "auto"
     probes: int = Field(strict=True, default=8, ge=1, le=4096)
-    lanczos_steps: int = Field(strict=True, default=10, ge=2, le=1000)
+    lanczos_steps: int = Field(strict=True, default=6, ge=2, le=1000)
     probe_seed: int = Field(strict=True, default=0, ge=0, le=2**63 - 1)
 
     _shape: tuple[int | None, int] = PrivateAttr(default=(None, 0))

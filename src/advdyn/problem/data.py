@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
+from numpy.typing import DTypeLike
 
 from advdyn.checks import ColumnMoments, row_chunks
 from advdyn.precision import as_float64, float64
@@ -38,6 +39,10 @@ from advdyn.problem.losses import AbstractLoss
 
 #: Top eigendirections whose projections the diagnostics examine.
 TOP_DIRECTIONS = 5
+#: largest ``tr(M) / tr(Sigma)`` (second moment over covariance) at which a float32 table's
+#: Krylov products are formed in float32: subtracting the mean terms then loses at most one
+#: of float32's 24 bits (an uncentred table's products are float64)
+FLOAT32_PRODUCTS_MAX_AMPLIFICATION = 2.0
 
 
 class MixtureStatistics(NamedTuple):
@@ -121,7 +126,7 @@ def mixture_statistics(X: np.ndarray, y: np.ndarray, task: str,
         masks = np.ones((n, 1), bool)
     counts = masks.sum(axis=0).astype(np.float64)
     weights = counts / n
-    first = _transposed_times(X, np.column_stack([masks, y]))  # the class sums and X^T y
+    first = _first_pass(X, np.column_stack([masks, y]))[0]  # the class sums and X^T y
     means = (first[:, :-1] / counts).T
     covs = _centred_grams(X, masks, means) / np.maximum(counts, 1.0)[:, None, None]
     if task == "classification":
@@ -341,7 +346,8 @@ def surrogate_diagnostics(X: np.ndarray, y: np.ndarray,
     Returns
     -------
     dict
-        Python floats and lists of them (NumPy float64; one pass over the rows in blocks):
+        Python floats and lists of them (NumPy float64; one pass over the rows in blocks on
+        the dense path, none on the binned one, whose ``row_products`` hold the projections):
         ``kurtosis_teacher`` (excess kurtosis of the class-centred projection onto
         ``theta*/|theta*|``), ``kurtosis_top`` (onto the top ``TOP_DIRECTIONS``
         eigendirections, largest first), ``kurtosis_max_abs`` (the largest absolute value of
@@ -359,8 +365,14 @@ def surrogate_diagnostics(X: np.ndarray, y: np.ndarray,
     t = stats.teacher / max(float(np.linalg.norm(stats.teacher)), 1e-300)
     top = stats.top if isinstance(stats, SpectralStatistics) else stats.basis[:, ::-1][:, :k]
     directions = np.concatenate([t[:, None], top, stats.teacher[:, None]], axis=1)
-    # one pass over the rows: (x - mu_c) . v = x . v - mu_c . v, no centred copy of X
-    projected = _rows_times(X, directions)
+    # (x - mu_c) . v = x . v - mu_c . v, no centred copy of X; the binned path's Krylov
+    # passes formed x . v already (row_products), the dense path takes one pass here
+    rows = getattr(stats, "row_products", None)
+    if rows is not None:
+        norm = max(float(np.linalg.norm(stats.teacher)), 1e-300)
+        projected = np.column_stack([rows[:, -1] / norm, rows])
+    else:
+        projected = _rows_times(X, directions)
     centres = stats.means @ directions
     if stats.task == "classification":
         projected -= np.where((y == 1.0)[:, None], centres[0], centres[1])
@@ -431,13 +443,20 @@ class SpectralStatistics(NamedTuple):
         Ritz vectors of the largest nodes, largest first (for the diagnostics).
     probes, steps : int
         ``k`` and ``m``.
+    products : {"float64", "float32"}
+        The dtype of the Krylov passes' products with the rows (`spectral_statistics`).
     residual : float
         Regression: ``|M theta* - X^T y / n| / |X^T y / n|`` of the teacher (``M`` the
         second moment); 0 for classification.
-    half : SpectralStatistics or None
-        The same statistics from the first ``steps // 2`` blocks of the same Krylov basis
-        (its ``half`` is None), against which a result's convergence in ``steps`` is
-        measured; None when fewer than two blocks were taken.
+    coarser : SpectralStatistics or None
+        The same statistics from the first ``steps - 1`` blocks of the same Krylov basis
+        (its ``coarser`` is None): the quadrature one step (two polynomial degrees) lower,
+        against which a result's convergence in ``steps`` is measured; None when one block
+        was taken.
+    row_products : ndarray, shape (n, TOP_DIRECTIONS + 1), or None
+        ``X [top, teacher]``: the rows' products with the top Ritz vectors and the teacher,
+        from the products the Krylov passes formed (the diagnostics need no pass of their
+        own); None on ``coarser``.
     """
 
     weights: np.ndarray
@@ -454,8 +473,10 @@ class SpectralStatistics(NamedTuple):
     top: np.ndarray
     probes: int
     steps: int
+    products: str
     residual: float
-    half: SpectralStatistics | None = None
+    coarser: SpectralStatistics | None = None
+    row_products: np.ndarray | None = None
 
     @property
     def radius(self) -> float:
@@ -469,8 +490,10 @@ class SpectralStatistics(NamedTuple):
 
     @property
     def method(self) -> str:
-        """How the spectrum was obtained, e.g. ``"binned (Lanczos, 8 probes, 10 steps)"``."""
-        return f"binned (Lanczos, {self.probes} probes, {self.steps} steps)"
+        """How the spectrum was obtained, e.g. ``"binned (Lanczos, 8 probes, 6 steps)"``
+        (``", float32 products"`` added when they were)."""
+        extra = ", float32 products" if self.products == "float32" else ""
+        return f"binned (Lanczos, {self.probes} probes, {self.steps} steps{extra})"
 
     def measure(self, a: str, b: str) -> np.ndarray:
         """Masses ``(r_j . a)(r_j . b)`` per node of the reference vectors named ``a``, ``b``."""
@@ -486,40 +509,50 @@ def _rows_times(X: np.ndarray, V: np.ndarray) -> np.ndarray:
     return out
 
 
-def _transposed_times(X: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """``X^T W`` (shape ``(d, W)``) for ``W`` of shape ``(n, W)``, float64, one pass over
-    the rows in blocks, as `_rows_times`."""
-    out = np.zeros((X.shape[1], W.shape[1]))
+def _first_pass(X: np.ndarray, W: np.ndarray, squares: bool = False) -> tuple[np.ndarray, float]:
+    """``X^T W`` (shape ``(d, W)``, ``W`` of shape ``(n, W)``) and, with ``squares``,
+    ``sum_i |x_i|^2`` (else 0), float64, one pass over the rows in blocks converted to
+    float64 in cache, as `_rows_times`."""
+    out, total = np.zeros((W.shape[1], X.shape[1])), 0.0  # (W^T X)^T: a faster BLAS shape
     for block in row_chunks(*X.shape):
-        out += np.asarray(X[block], np.float64).T @ W[block]
-    return out
+        R = np.asarray(X[block], np.float64)
+        out += W[block].T @ R
+        if squares:
+            flat = R.reshape(-1)
+            total += float(flat @ flat)
+    return out.T, total
 
 
-def _gram_times(X: np.ndarray, Q: np.ndarray, masks: np.ndarray | None = None,
-                coef: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+def _gram_times(X: np.ndarray, Q: np.ndarray, dtype: DTypeLike = np.float64,
+                masks: np.ndarray | None = None, coef: np.ndarray | None = None,
+                ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """``X^T X Q`` in one pass over the rows: each block ``R`` (`row_chunks`) gives ``R Q``
-    and then ``R^T (R Q)`` while it is in cache. The blocks are converted to float64 in
-    cache (no float64 copy of a float32 table), so the products carry only the table's own
-    rounding: the caller subtracts the mean terms from ``X^T X Q``, which on uncentred rows
-    cancels most of it.
+    and then ``R^T (R Q)`` while it is in cache, the products in ``dtype`` (each block
+    converted in cache: no copy of the table), summed over blocks in float64. Also returns
+    ``X Q`` (shape ``(n, Q)``, ``dtype``), the rows' products with the block.
 
     With ``masks`` (shape ``(n, C)``) and ``coef`` (shape ``(Q, k)``), also
     ``X^T diag(masks[:, c]) X (Q coef)`` for every ``c`` in the same pass.
     """
     out = np.zeros(Q.shape)
+    rows_q: np.ndarray = np.empty((X.shape[0], Q.shape[1]), dtype)
+    Qd: np.ndarray = Q.astype(dtype)
     per_mask: list[np.ndarray] = []
     if masks is not None:
         assert coef is not None
         per_mask = [np.zeros((X.shape[1], coef.shape[1])) for _ in range(masks.shape[1])]
-    for block in row_chunks(*X.shape):
-        R: np.ndarray = np.asarray(X[block], np.float64)
-        P: np.ndarray = R @ Q
+        coef_d: np.ndarray = coef.astype(dtype)
+        masks_d: np.ndarray = masks.astype(dtype)
+    for block in row_chunks(X.shape[0], X.shape[1], itemsize=np.dtype(dtype).itemsize):
+        R: np.ndarray = np.asarray(X[block], dtype)
+        P: np.ndarray = R @ Qd
+        rows_q[block] = P
         out += R.T @ P
         if masks is not None:
-            PZ = P @ coef
+            PZ = P @ coef_d
             for c, acc in enumerate(per_mask):
-                acc += R.T @ (PZ * masks[block, c, None])
-    return out, per_mask
+                acc += R.T @ (PZ * masks_d[block, c, None])
+    return out, per_mask, rows_q
 
 
 def _orthonormal(W: np.ndarray, floor: float) -> np.ndarray:
@@ -535,12 +568,16 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
     """The surrogate's moments from matrix-free products with the data (`SpectralStatistics`).
 
     Only products with ``X`` are formed, over blocks of rows (a float32 ``X`` is not
-    copied): one pass for the class means and ``X^T y`` (in float64), then ``steps`` passes,
-    each ``X^T (X Q)`` for a block ``Q`` of ``probes + C + 1`` columns (``+ 1`` with
-    ``theta0``; classification: the per-class covariances of the first block in its pass)
-    in float64, ``O(n d (probes + C))`` time per pass and
-    ``O(d N)`` memory for the Krylov basis; the orthogonalisation and Rayleigh-Ritz are
-    float64. The regression teacher is the
+    copied): one pass for the class means, ``X^T y`` and ``tr(M)`` (in float64), then
+    ``steps`` passes, each ``X^T (X Q)`` for a block ``Q`` of ``probes + C + 1`` columns
+    (``+ 1`` with ``theta0``; classification: the per-class covariances of the first block
+    in its pass), ``O(n d (probes + C))`` time per pass and ``O((n + d) N)`` memory (the
+    Krylov basis and the rows' products with it, which give the diagnostics' projections
+    ``row_products``); the orthogonalisation and Rayleigh-Ritz are float64. The passes'
+    products are float64, or float32 for a float32 ``X`` whose second moment ``M`` is at
+    most `FLOAT32_PRODUCTS_MAX_AMPLIFICATION` times its covariance (centred columns: the
+    mean terms subtracted from ``X^T X Q`` then cancel at most one bit; an uncentred table
+    would lose the covariance in the rounding). The regression teacher is the
     Galerkin solution ``theta* = Q (Q^T M Q)^+ Q^T b`` of the normal equations
     ``M theta = b = X^T y / n`` on the same space (``M = Sigma + sum_c pi_c mu_c mu_c^T``
     spans the same Krylov space as ``Sigma``, since the means start it), with the dense
@@ -570,8 +607,8 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
     Returns
     -------
     SpectralStatistics
-        NumPy float64 whatever JAX's settings (NumPy only), with ``half`` (from the first
-        ``steps // 2`` blocks) when two or more were taken.
+        NumPy float64 whatever JAX's settings (NumPy only), with ``coarser`` (from the
+        first ``steps - 1`` blocks) when two or more were taken.
     """
     X = np.asarray(X)  # float32 or float64: the products convert blocks of rows in cache
     y = np.asarray(y, np.float64)
@@ -586,9 +623,15 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
         names = ("teacher", "mean")
     counts = np.array([float(m.sum()) for m in masks])
     weights = counts / n
-    first = _transposed_times(X, np.column_stack([*masks, y]))  # the class sums and X^T y
+    # the class sums, X^T y and tr(M)
+    single = X.dtype == np.float32
+    first, squares = _first_pass(X, np.column_stack([*masks, y]), squares=single)
     means = (first[:, :-1] / counts).T
     b = first[:, -1] / n
+    mean_terms = float(weights @ np.sum(means**2, axis=1))  # tr(M - Sigma)
+    product_dtype = (np.float32 if single and squares / n
+                     <= FLOAT32_PRODUCTS_MAX_AMPLIFICATION * (squares / n - mean_terms)
+                     else np.float64)
 
     def pooled(MV: np.ndarray, V: np.ndarray) -> np.ndarray:  # Sigma V from M V
         return MV - (means.T * weights) @ (means @ V)
@@ -608,16 +651,17 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
     start = np.column_stack([*start_vectors, Z])
     floor = 1e-12 * max(float(np.linalg.norm(start, 2)), 1e-300)
     Q = _orthonormal(start, floor)
-    blocks, products = [], []  # Q_j and M Q_j
+    blocks, products, row_blocks = [], [], []  # Q_j, M Q_j and X Q_j
     class_mismatch = np.zeros(len(masks))
     for j in range(steps):
         if Q.shape[1] == 0:
             break
         per_class = j == 0 and task == "classification"
         coef = Q.T @ Z if per_class else None  # Z = Q coef
-        MQ, class_products = _gram_times(X, Q, np.column_stack(masks) if per_class else None,
-                                         coef)
+        MQ, class_products, XQ = _gram_times(
+            X, Q, product_dtype, np.column_stack(masks) if per_class else None, coef)
         MQ /= n
+        row_blocks.append(XQ)
         if per_class:
             # per-class covariances on the first block: |Cov_c - Sigma|_F by Hutchinson
             SZ = pooled(MQ, Q) @ coef
@@ -635,7 +679,7 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
         for _ in range(2):  # full reorthogonalisation, twice is enough
             W = W - basis @ (basis.T @ W)
         Q = _orthonormal(W, floor * max(float(np.abs(products[0]).max()), 1.0))
-    def ritz(nb: int) -> SpectralStatistics:  # Rayleigh-Ritz on the first nb blocks
+    def ritz(nb: int, rows: bool) -> SpectralStatistics:  # Rayleigh-Ritz on nb blocks
         basis = np.hstack(blocks[:nb])
         MB = np.hstack(products[:nb])
         M_small = basis.T @ MB
@@ -666,14 +710,23 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
             density = (d / probes) * np.sum((S.T @ (basis.T @ Z)) ** 2, axis=1)
         k = min(TOP_DIRECTIONS, S.shape[1])
         top = basis @ S[:, ::-1][:, :k]
+        row_products = None
+        if rows:  # X [top, teacher] from the X Q_j: both lie in the space
+            coords = basis.T @ np.column_stack([top, solved])
+            row_products = np.zeros((n, k + 1))
+            start = 0
+            for XQ in row_blocks[:nb]:
+                row_products += XQ @ coords[start:start + XQ.shape[1]].astype(XQ.dtype)
+                start += XQ.shape[1]
         return SpectralStatistics(weights, labels, means, solved, noise, class_mismatch, task,
                                   np.clip(nodes, 0.0, None), density, projections, names, top,
-                                  int(probes), nb, residual)
+                                  int(probes), nb, np.dtype(product_dtype).name, residual,
+                                  row_products=row_products)
 
-    full = ritz(len(blocks))
+    full = ritz(len(blocks), rows=True)
     if len(blocks) < 2:
         return full
-    return full._replace(half=ritz(len(blocks) // 2))
+    return full._replace(coarser=ritz(len(blocks) - 1, rows=False))
 
 
 @float64

@@ -227,17 +227,22 @@ def estimate_memory(config: Config, available: tuple[int, str] | None = None) ->
 def lanczos_arrays(n: int, d: int, block: int, steps: int) -> int:
     """Float64 entries the block Lanczos of a binned data spectrum
     ([`spectral_statistics`][advdyn.problem.data.spectral_statistics]) holds at its peak,
-    the Rayleigh-Ritz step on every block: ``5 m b d + 3 b d + 4 n b`` for ``m = steps``
-    blocks of ``b = block`` columns.
+    the Rayleigh-Ritz step on every block: ``5 m b d + 3 b d + (m + 3) n b + 12 n`` for
+    ``m = steps`` blocks of ``b = block`` columns.
 
     Counted: the blocks and their products with the covariance (``2 m b d``); the
     reorthogonalisation's stacked basis, still held (``(m - 1) b d``, counted as
     ``m b d``); the Rayleigh-Ritz stacks of every block and product (``2 m b d``; the
-    half-step check's, ``2 floor(m/2) b d``, are built after these are freed, so the
-    full step bounds them); the working blocks (probes, start block, residual: ``3 b d``);
-    a pass's ``n x b`` products and, for classification, the per-class ones (``4 n b``).
+    check's, one block fewer, are built after these are freed, so the full step bounds
+    them); the working blocks (probes, start block, residual: ``3 b d``); the rows'
+    products with every block, kept for the diagnostics (``m n b``), a pass's working
+    ones and, for classification, the per-class ones (``3 n b``); the diagnostics'
+    projections and their product (``2 (TOP_DIRECTIONS + 1) n``).
     """
-    return 5 * steps * block * d + 3 * block * d + 4 * n * block
+    from advdyn.problem.data import TOP_DIRECTIONS
+
+    return (5 * steps * block * d + 3 * block * d + (steps + 3) * n * block
+            + 2 * (TOP_DIRECTIONS + 1) * n)
 
 
 def _data_rows(data) -> int:

@@ -255,7 +255,7 @@ def _compute_methods(config: Config, progress: bool) -> RunResult:
 
             with progress_phase("ODE", enabled=progress):
                 sol = ode_on(binned if binned is not None else base)
-                if dp is not None and dp.binned:  # the quadrature at half the steps
+                if dp is not None and dp.binned:  # the quadrature one step lower
                     spectrum_attrs["spectrum_rel_change"] = spectrum_change(
                         config, dp, sol, ode_on)
                 if binned is not None:  # eigenvalue above which the bins are coarser
@@ -333,12 +333,14 @@ def spectrum_change(config: Config, dp: DataProblem, sol: Solution,
                     ode_on: Callable[[Any], Solution]) -> float:
     """How far a binned data spectrum's ODE is from converged in ``lanczos_steps``.
 
-    Re-solves the ODE on the quadrature from the first half of the Krylov blocks
-    (``SpectralStatistics.half``, Rayleigh-Ritz on the same basis, no pass over the rows) and
-    returns the largest relative change of the final ``adv_risk``, ``clean_risk`` and
+    Re-solves the ODE on the quadrature from all but the last Krylov block
+    (``SpectralStatistics.coarser``, Rayleigh-Ritz on the same basis, no pass over the rows)
+    and returns the largest relative change of the final ``adv_risk``, ``clean_risk`` and
     ``dist_to_opt`` against the full quadrature's (0 when the Krylov space is ``R^d``, where
     the quadrature is exact; NaN when one block was taken without spanning it; infinite when
-    the coarser ODE diverged). Warns (``UserWarning``, one line) above
+    the coarser ODE diverged): the error of the coarser rule, an upper estimate of the full
+    rule's while the quadrature converges geometrically in the steps
+    (``docs/real-data.md``). Warns (``UserWarning``, one line) above
     `SPECTRUM_REL_CHANGE_WARN`.
 
     Parameters
@@ -359,22 +361,23 @@ def spectrum_change(config: Config, dp: DataProblem, sol: Solution,
     assert isinstance(stats, SpectralStatistics)
     if stats.nodes.size == config.problem.d:  # the space is R^d: the quadrature is exact
         return 0.0
-    if stats.half is None:
+    if stats.coarser is None:
         return math.nan
     p = config.problem
     try:
-        half = ode_on(quadrature_instance(stats.half, dp.instance.loss, p.epsilon, p.ridge))
+        coarser: Solution | None = ode_on(
+            quadrature_instance(stats.coarser, dp.instance.loss, p.epsilon, p.ridge))
     except DivergenceError:  # the coarser quadrature's ODE did not get through
-        half = None
-    change = math.inf if half is None else max(
-        abs(float(half.ys[k][-1]) - float(sol.ys[k][-1])) / abs(float(sol.ys[k][-1]))
+        coarser = None
+    change = math.inf if coarser is None else max(
+        abs(float(coarser.ys[k][-1]) - float(sol.ys[k][-1])) / abs(float(sol.ys[k][-1]))
         for k in SPECTRUM_CHECK_NAMES if k in sol.ys)
     if not change <= SPECTRUM_REL_CHANGE_WARN:
         data = p.data
         assert data is not None
         warnings.warn(
             f"the binned spectrum is not converged: the final records change by {change:.3g} "
-            f"between {stats.half.steps} and {stats.steps} Lanczos steps (more than "
+            f"between {stats.coarser.steps} and {stats.steps} Lanczos steps (more than "
             f"{SPECTRUM_REL_CHANGE_WARN:g}); raise problem.data.lanczos_steps (now "
             f"{data.lanczos_steps}) or problem.data.probes (now {data.probes})",
             UserWarning, stacklevel=2)
