@@ -142,14 +142,16 @@ def test_available_memory_is_measured():
 
 def test_binned_data_estimate_bounds_the_measured_lanczos(tmp_path):
     """The binned data path's estimate holds the block Lanczos at its Rayleigh-Ritz step
-    (`lanczos_arrays`: ``5 m b d + 3 b d + 4 n b``, the half-step check included), and
-    that bounds the peak of NumPy's allocations measured while `spectral_statistics`
-    runs (tracemalloc), for regression and classification; the count before the half-step
-    basis and the Ritz stacks were added, ``2 m b d + 2 n b``, does not."""
+    (`lanczos_arrays`: ``5 m b d + 3 b d + (m + 3) n b + 12 n`` and a converted block of
+    rows, the coarser check included), and that bounds the peak of NumPy's allocations
+    measured while `spectral_statistics` runs (tracemalloc), for regression and
+    classification, on a float64 and a float32 table; an older count, ``2 m b d + 2 n b``,
+    does not."""
     import tracemalloc
 
     import numpy as np
 
+    from advdyn.checks import ROW_BLOCK_BYTES
     from advdyn.problem.data import spectral_statistics
     from advdyn.workflows.memory import lanczos_arrays
 
@@ -163,19 +165,22 @@ def test_binned_data_estimate_bounds_the_measured_lanczos(tmp_path):
     est = estimate_memory(cfg, available=(10**15, "test"))
     block = probes + 1 + 2
     assert est.parts["instance: draw temporaries"] == 8 * (  # (and theta_0's draw: 3 d)
-        3 * d + 5 * steps * block * d + 3 * block * d + (steps + 3) * n * block + 12 * n)
+        3 * d + 5 * steps * block * d + 3 * block * d + (steps + 3) * n * block + 12 * n
+        + 2 * ROW_BLOCK_BYTES // 8)
     assert est.parts["data"] == 2 * n * d * 8
     for task, y in (("regression", X[:, 0] + rng.standard_normal(n)),
                     ("classification", np.where(rng.random(n) < 0.5, 1.0, -1.0))):
         b = probes + (2 if task == "classification" else 1) + 2
-        tracemalloc.start()
-        start = tracemalloc.get_traced_memory()[0]
-        spectral_statistics(X, y, task, probes=probes, steps=steps, seed=0,
-                            theta0=rng.standard_normal(d))
-        peak = tracemalloc.get_traced_memory()[1] - start
-        tracemalloc.stop()
-        assert peak <= 8 * lanczos_arrays(n, d, b, steps), task
-        assert peak > 8 * (2 * steps * b * d + 2 * n * b), task  # the old count fell short
+        for table in (X, X.astype(np.float32)):
+            tracemalloc.start()
+            start = tracemalloc.get_traced_memory()[0]
+            spectral_statistics(table, y, task, probes=probes, steps=steps, seed=0,
+                                theta0=rng.standard_normal(d))
+            peak = tracemalloc.get_traced_memory()[1] - start
+            tracemalloc.stop()
+            assert peak <= 8 * lanczos_arrays(n, d, b, steps), (task, table.dtype)
+            if table.dtype == np.float64:  # the old count fell short
+                assert peak > 8 * (2 * steps * b * d + 2 * n * b), task
 
 
 @pytest.mark.parametrize("command", ["phase", "critical-exact"])

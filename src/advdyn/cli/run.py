@@ -120,12 +120,15 @@ def _print_summary(summary: dict) -> None:
 
 def data_report(data: dict) -> list[str]:
     """Lines that tell a user how far the data are from the surrogate, next to the gaps."""
+    from advdyn.workflows.run import SPECTRUM_REL_CHANGE_WARN
+
     se = data["kurtosis_standard_error"]
     lines = [
         f"data: n = {data['n']}, d = {data['d']} (effective dimension "
         f"{data['effective_dimension']:.4g}), {data['task']}; {data['spectrum']}; "
         f"data-scaled radius {data['radius']:.4g}"
-        + (f"; spectrum change at one Lanczos step fewer {data['spectrum_rel_change']:.3g}"
+        + (f"; quadrature error in the Lanczos steps about {data['spectrum_rel_change']:.2g} "
+           f"(warns above {SPECTRUM_REL_CHANGE_WARN:g})"
            if data.get("spectrum_rel_change") is not None else ""),
         f"  excess kurtosis of projections (0 for Gaussian data, +/- {se:.2g}): teacher "
         f"{data['kurtosis_teacher']:.3g}, largest over the top eigendirections "

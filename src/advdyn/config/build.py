@@ -477,7 +477,9 @@ class _MomentsCache:
         diagnostics = surrogate_diagnostics(X, y, stats)
         if isinstance(stats, SpectralStatistics):
             diagnostics["spectrum"] = stats.method
+            diagnostics["krylov_products"] = stats.products
             diagnostics["teacher_residual"] = stats.residual
+            stats = stats._replace(row_products=None)  # the diagnostics' only: not cached
             rows = X
         else:
             diagnostics["spectrum"] = "dense"

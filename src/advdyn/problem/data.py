@@ -26,11 +26,10 @@ are from the surrogate (excess kurtosis of projections, class-conditional covari
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import jax
 import numpy as np
-from numpy.typing import DTypeLike
 
 from advdyn.checks import ColumnMoments, row_chunks
 from advdyn.precision import as_float64, float64
@@ -39,10 +38,6 @@ from advdyn.problem.losses import AbstractLoss
 
 #: Top eigendirections whose projections the diagnostics examine.
 TOP_DIRECTIONS = 5
-#: largest ``tr(M) / tr(Sigma)`` (second moment over covariance) at which a float32 table's
-#: Krylov products are formed in float32: subtracting the mean terms then loses at most one
-#: of float32's 24 bits (an uncentred table's products are float64)
-FLOAT32_PRODUCTS_MAX_AMPLIFICATION = 2.0
 
 
 class MixtureStatistics(NamedTuple):
@@ -347,7 +342,8 @@ def surrogate_diagnostics(X: np.ndarray, y: np.ndarray,
     -------
     dict
         Python floats and lists of them (NumPy float64; one pass over the rows in blocks on
-        the dense path, none on the binned one, whose ``row_products`` hold the projections):
+        the dense path, none when the statistics hold ``row_products``, which are then the
+        projections of ``X``'s rows):
         ``kurtosis_teacher`` (excess kurtosis of the class-centred projection onto
         ``theta*/|theta*|``), ``kurtosis_top`` (onto the top ``TOP_DIRECTIONS``
         eigendirections, largest first), ``kurtosis_max_abs`` (the largest absolute value of
@@ -358,6 +354,11 @@ def surrogate_diagnostics(X: np.ndarray, y: np.ndarray,
         ``residual_kurtosis`` (regression: of ``y - <theta*, x>``), ``radius`` (see
         [`MixtureStatistics.radius`][advdyn.problem.data.MixtureStatistics.radius]),
         ``effective_dimension`` (see `effective_dimension`), ``n`` and ``d``.
+
+    Raises
+    ------
+    ValueError
+        If the statistics hold ``row_products`` for another number of rows than ``X``'s.
     """
     X = np.asarray(X)
     n, d = X.shape
@@ -365,19 +366,20 @@ def surrogate_diagnostics(X: np.ndarray, y: np.ndarray,
     t = stats.teacher / max(float(np.linalg.norm(stats.teacher)), 1e-300)
     top = stats.top if isinstance(stats, SpectralStatistics) else stats.basis[:, ::-1][:, :k]
     directions = np.concatenate([t[:, None], top, stats.teacher[:, None]], axis=1)
-    # (x - mu_c) . v = x . v - mu_c . v, no centred copy of X; the binned path's Krylov
-    # passes formed x . v already (row_products), the dense path takes one pass here
+    centres = stats.means @ directions
     rows = getattr(stats, "row_products", None)
-    if rows is not None:
+    if rows is not None:  # the binned path's Krylov passes formed (x - mu_c) . v already
+        if rows.shape[0] != n:
+            raise ValueError(f"X has {n} rows, the statistics' row_products {rows.shape[0]}: "
+                             "X must be the table the statistics were estimated from")
         norm = max(float(np.linalg.norm(stats.teacher)), 1e-300)
         projected = np.column_stack([rows[:, -1] / norm, rows])
-    else:
+    else:  # one pass: (x - mu_c) . v = x . v - mu_c . v, no centred copy of X
         projected = _rows_times(X, directions)
-    centres = stats.means @ directions
-    if stats.task == "classification":
-        projected -= np.where((y == 1.0)[:, None], centres[0], centres[1])
-    else:
-        projected -= centres[0]
+        if stats.task == "classification":
+            projected -= np.where((y == 1.0)[:, None], centres[0], centres[1])
+        else:
+            projected -= centres[0]
     kurt = _excess_kurtosis(projected[:, :-1])
     out = {
         "n": int(n),
@@ -444,19 +446,20 @@ class SpectralStatistics(NamedTuple):
     probes, steps : int
         ``k`` and ``m``.
     products : {"float64", "float32"}
-        The dtype of the Krylov passes' products with the rows (`spectral_statistics`).
+        The dtype of the Krylov passes' products with the rows: the table's
+        (`spectral_statistics`).
     residual : float
         Regression: ``|M theta* - X^T y / n| / |X^T y / n|`` of the teacher (``M`` the
         second moment); 0 for classification.
     coarser : SpectralStatistics or None
-        The same statistics from the first ``steps - 1`` blocks of the same Krylov basis
-        (its ``coarser`` is None): the quadrature one step (two polynomial degrees) lower,
-        against which a result's convergence in ``steps`` is measured; None when one block
-        was taken.
+        The same statistics from the first ``steps - 1`` blocks of the same Krylov basis:
+        the quadrature one step (two polynomial degrees) lower, whose own ``coarser`` is
+        the one two steps lower (or None); from the three a result's convergence in
+        ``steps`` is estimated. None when one block was taken.
     row_products : ndarray, shape (n, TOP_DIRECTIONS + 1), or None
-        ``X [top, teacher]``: the rows' products with the top Ritz vectors and the teacher,
-        from the products the Krylov passes formed (the diagnostics need no pass of their
-        own); None on ``coarser``.
+        ``(x_i - mu_c(i)) . [top, teacher]``: the class-centred rows' products with the top
+        Ritz vectors and the teacher, from the products the Krylov passes formed (the
+        diagnostics need no pass of their own); None on ``coarser``.
     """
 
     weights: np.ndarray
@@ -473,7 +476,7 @@ class SpectralStatistics(NamedTuple):
     top: np.ndarray
     probes: int
     steps: int
-    products: str
+    products: Literal["float64", "float32"]
     residual: float
     coarser: SpectralStatistics | None = None
     row_products: np.ndarray | None = None
@@ -523,32 +526,48 @@ def _first_pass(X: np.ndarray, W: np.ndarray, squares: bool = False) -> tuple[np
     return out.T, total
 
 
-def _gram_times(X: np.ndarray, Q: np.ndarray, dtype: DTypeLike = np.float64,
-                masks: np.ndarray | None = None, coef: np.ndarray | None = None,
-                ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
-    """``X^T X Q`` in one pass over the rows: each block ``R`` (`row_chunks`) gives ``R Q``
-    and then ``R^T (R Q)`` while it is in cache, the products in ``dtype`` (each block
-    converted in cache: no copy of the table), summed over blocks in float64. Also returns
-    ``X Q`` (shape ``(n, Q)``, ``dtype``), the rows' products with the block.
+def _gram_times(X: np.ndarray, Q: np.ndarray, masks: np.ndarray, centres: np.ndarray,
+                coef: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """``sum_i r_i r_i^T Q`` for the rows ``r_i = x_i - centres[c(i)]``, in one pass over the
+    rows: each block of rows (`row_chunks`) gives ``R Q`` and then ``R^T (R Q)`` while it is
+    in cache. The products are in the dtype of ``centres`` (each block converted, or centred,
+    in cache: no copy of the table) and summed over blocks in float64; centring by the class
+    means first leaves nothing large to cancel afterwards, so float32 products lose only
+    float32's rounding of the centred rows. Zero ``centres`` take the rows as they are.
+    Also returns ``R Q`` for every row (shape ``(n, Q)``, that dtype).
 
-    With ``masks`` (shape ``(n, C)``) and ``coef`` (shape ``(Q, k)``), also
-    ``X^T diag(masks[:, c]) X (Q coef)`` for every ``c`` in the same pass.
+    ``masks`` (shape ``(n, C)``) are the rows' class indicators, ``centres`` (shape
+    ``(C, d)``) what is subtracted from each class's rows. With ``coef`` (shape ``(Q, k)``),
+    also ``sum_{i in c} r_i r_i^T (Q coef)`` for every class ``c`` in the same pass.
     """
+    dtype = centres.dtype
     out = np.zeros(Q.shape)
     rows_q: np.ndarray = np.empty((X.shape[0], Q.shape[1]), dtype)
     Qd: np.ndarray = Q.astype(dtype)
+    masks_d: np.ndarray = masks.astype(dtype)
+    in_class = masks[:, :-1, None] != 0  # rows of every class but the last
+    shifts = centres[:-1] - centres[-1]
     per_mask: list[np.ndarray] = []
-    if masks is not None:
-        assert coef is not None
+    if coef is not None:
         per_mask = [np.zeros((X.shape[1], coef.shape[1])) for _ in range(masks.shape[1])]
         coef_d: np.ndarray = coef.astype(dtype)
-        masks_d: np.ndarray = masks.astype(dtype)
-    for block in row_chunks(X.shape[0], X.shape[1], itemsize=np.dtype(dtype).itemsize):
-        R: np.ndarray = np.asarray(X[block], dtype)
+    chunks = row_chunks(X.shape[0], X.shape[1], itemsize=dtype.itemsize)
+    # one block buffer, reused: a fresh block per step costs page faults, not arithmetic
+    buffer = np.empty((chunks[0].stop - chunks[0].start, X.shape[1]) if np.any(centres)
+                      else (0, 0), dtype)
+    centre = bool(np.any(centres))
+    for block in chunks:
+        if centre:
+            R = buffer[: block.stop - block.start]
+            np.subtract(X[block], centres[-1], out=R, casting="same_kind")
+            for c, shift in enumerate(shifts):
+                np.subtract(R, shift, out=R, where=in_class[block, c])
+        else:
+            R = np.asarray(X[block], dtype)
         P: np.ndarray = R @ Qd
         rows_q[block] = P
         out += R.T @ P
-        if masks is not None:
+        if coef is not None:
             PZ = P @ coef_d
             for c, acc in enumerate(per_mask):
                 acc += R.T @ (PZ * masks_d[block, c, None])
@@ -568,16 +587,18 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
     """The surrogate's moments from matrix-free products with the data (`SpectralStatistics`).
 
     Only products with ``X`` are formed, over blocks of rows (a float32 ``X`` is not
-    copied): one pass for the class means, ``X^T y`` and ``tr(M)`` (in float64), then
-    ``steps`` passes, each ``X^T (X Q)`` for a block ``Q`` of ``probes + C + 1`` columns
-    (``+ 1`` with ``theta0``; classification: the per-class covariances of the first block
-    in its pass), ``O(n d (probes + C))`` time per pass and ``O((n + d) N)`` memory (the
-    Krylov basis and the rows' products with it, which give the diagnostics' projections
-    ``row_products``); the orthogonalisation and Rayleigh-Ritz are float64. The passes'
-    products are float64, or float32 for a float32 ``X`` whose second moment ``M`` is at
-    most `FLOAT32_PRODUCTS_MAX_AMPLIFICATION` times its covariance (centred columns: the
-    mean terms subtracted from ``X^T X Q`` then cancel at most one bit; an uncentred table
-    would lose the covariance in the rounding). The regression teacher is the
+    copied): one pass for the class means and ``X^T y`` (in float64), then ``steps``
+    passes, each ``R^T (R Q)`` of the rows ``R`` for a block ``Q`` of
+    ``probes + C + 1`` columns (``+ 1`` with ``theta0``; classification: the per-class
+    covariances of the first block in its pass), ``O(n d (probes + C))`` time per pass and
+    ``O((n + d) N)`` memory (the Krylov basis and the rows' products with it, which give
+    the diagnostics' projections ``row_products``); the orthogonalisation and Rayleigh-Ritz
+    are float64. The passes' products are in the table's dtype. A float32 table's rows are
+    centred by their class means first (unless every mean is below float32's rounding of
+    the rows, ``|mu_c|^2 <= eps_32 tr(M) / d``), so that the mean terms (which are handled in
+    float64) leave nothing large to cancel: its products carry float32's rounding of the
+    centred rows and no more. A float64 table's rows are taken as they are (its mean terms
+    cancel in float64). The regression teacher is the
     Galerkin solution ``theta* = Q (Q^T M Q)^+ Q^T b`` of the normal equations
     ``M theta = b = X^T y / n`` on the same space (``M = Sigma + sum_c pi_c mu_c mu_c^T``
     spans the same Krylov space as ``Sigma``, since the means start it), with the dense
@@ -608,7 +629,8 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
     -------
     SpectralStatistics
         NumPy float64 whatever JAX's settings (NumPy only), with ``coarser`` (from the
-        first ``steps - 1`` blocks) when two or more were taken.
+        first ``steps - 1`` blocks, and its own from ``steps - 2``) when two or more were
+        taken.
     """
     X = np.asarray(X)  # float32 or float64: the products convert blocks of rows in cache
     y = np.asarray(y, np.float64)
@@ -628,13 +650,21 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
     first, squares = _first_pass(X, np.column_stack([*masks, y]), squares=single)
     means = (first[:, :-1] / counts).T
     b = first[:, -1] / n
-    mean_terms = float(weights @ np.sum(means**2, axis=1))  # tr(M - Sigma)
-    product_dtype = (np.float32 if single and squares / n
-                     <= FLOAT32_PRODUCTS_MAX_AMPLIFICATION * (squares / n - mean_terms)
-                     else np.float64)
+    # the products are in the table's dtype: a float32 table's rows are centred by the class
+    # means (rounded to float32) first, unless every mean is at float32's rounding of the
+    # rows (|mu_c|^2 <= eps32 tr(M) / d: a centred table) and cannot cancel anything; a
+    # float64 table's are taken as they are (the mean terms cancel in float64).
+    # sum_{i in c} r_i is then n_c * rounding[c], whose part is subtracted exactly below
+    product_dtype = np.float32 if single else np.float64
+    negligible = float(np.max(np.sum(means**2, axis=1))) <= (
+        float(np.finfo(np.float32).eps) * squares / (n * d))
+    centres = (means.astype(np.float32) if single and not negligible
+               else np.zeros_like(means, dtype=product_dtype))
+    rounding = means - centres
+    mask_table = np.column_stack(masks)
 
-    def pooled(MV: np.ndarray, V: np.ndarray) -> np.ndarray:  # Sigma V from M V
-        return MV - (means.T * weights) @ (means @ V)
+    def mean_part(V: np.ndarray) -> np.ndarray:  # (M - Sigma) V
+        return (means.T * weights) @ (means @ V)
 
     if task == "classification":
         diff = means[0] - means[1]
@@ -658,23 +688,23 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
             break
         per_class = j == 0 and task == "classification"
         coef = Q.T @ Z if per_class else None  # Z = Q coef
-        MQ, class_products, XQ = _gram_times(
-            X, Q, product_dtype, np.column_stack(masks) if per_class else None, coef)
-        MQ /= n
-        row_blocks.append(XQ)
+        RRQ, class_products, RQ = _gram_times(X, Q, mask_table, centres, coef)
+        SQ = RRQ / n - (rounding.T * weights) @ (rounding @ Q)  # Sigma Q
+        MQ = SQ + mean_part(Q)
+        row_blocks.append(RQ)
         if per_class:
             # per-class covariances on the first block: |Cov_c - Sigma|_F by Hutchinson
-            SZ = pooled(MQ, Q) @ coef
+            SZ = SQ @ coef
             scale = np.sqrt(d / probes) * np.linalg.norm(SZ)  # |Sigma|_F estimate
-            for c, XmXZ in enumerate(class_products):
-                CZ = XmXZ / counts[c] - np.outer(means[c], means[c] @ Z)
+            for c, RRZ in enumerate(class_products):
+                CZ = RRZ / counts[c] - np.outer(rounding[c], rounding[c] @ Z)
                 class_mismatch[c] = (np.sqrt(d / probes) * np.linalg.norm(CZ - SZ)
                                      / max(scale, 1e-300))
         blocks.append(Q)
         products.append(MQ)
         if j == steps - 1:
             break
-        W = pooled(MQ, Q)
+        W = SQ
         basis = np.hstack(blocks)
         for _ in range(2):  # full reorthogonalisation, twice is enough
             W = W - basis @ (basis.T @ W)
@@ -711,22 +741,27 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
         k = min(TOP_DIRECTIONS, S.shape[1])
         top = basis @ S[:, ::-1][:, :k]
         row_products = None
-        if rows:  # X [top, teacher] from the X Q_j: both lie in the space
-            coords = basis.T @ np.column_stack([top, solved])
-            row_products = np.zeros((n, k + 1))
+        if rows:  # (x_i - mu_c) . [top, teacher] from the R Q_j: both lie in the space
+            directions = np.column_stack([top, solved])
+            coords = basis.T @ directions
+            row_products = -mask_table @ (rounding @ directions)
             start = 0
-            for XQ in row_blocks[:nb]:
-                row_products += XQ @ coords[start:start + XQ.shape[1]].astype(XQ.dtype)
-                start += XQ.shape[1]
+            for RQ in row_blocks[:nb]:
+                row_products += RQ @ coords[start:start + RQ.shape[1]].astype(RQ.dtype)
+                start += RQ.shape[1]
         return SpectralStatistics(weights, labels, means, solved, noise, class_mismatch, task,
                                   np.clip(nodes, 0.0, None), density, projections, names, top,
-                                  int(probes), nb, np.dtype(product_dtype).name, residual,
+                                  int(probes), nb, "float32" if product_dtype == np.float32
+                                  else "float64", residual,
                                   row_products=row_products)
 
     full = ritz(len(blocks), rows=True)
     if len(blocks) < 2:
         return full
-    return full._replace(coarser=ritz(len(blocks) - 1, rows=False))
+    coarser = ritz(len(blocks) - 1, rows=False)
+    if len(blocks) > 2:
+        coarser = coarser._replace(coarser=ritz(len(blocks) - 2, rows=False))
+    return full._replace(coarser=coarser)
 
 
 @float64

@@ -475,7 +475,9 @@ def adversarial_optimum(
     instance : AbstractInstance
         The problem (any built-in or custom loss, regression or classification; for a
         custom loss the fixed point is as accurate as the loss's quadrature, which for
-        non-smooth losses can stop it at a residual of ~1e-3: a ``RuntimeWarning`` says so).
+        non-smooth losses can stop it at a residual of ~1e-3; for classes far apart at a
+        small ``epsilon`` the optimum lies at a very large norm and the fixed point may not
+        converge: a ``RuntimeWarning`` says so in both cases).
     rtol : float
         Tolerance of the Newton solve.
     tol : float
@@ -502,8 +504,9 @@ def adversarial_optimum(
         warnings.warn(
             f"adversarial optimum: the fixed point stopped at relative residual "
             f"{float(point.residual):.2g} (> {tol:g}); the minimum risk, dist_to_opt and the "
-            "Polyak rate are only as accurate as that (non-smooth custom losses limit the "
-            "quadrature's accuracy)",
+            "Polyak rate are only as accurate as that (classes far apart for this eps put the "
+            "optimum at a very large norm; a non-smooth custom loss's quadrature limits the "
+            "accuracy)",
             RuntimeWarning,
             stacklevel=2,
         )

@@ -237,12 +237,14 @@ def lanczos_arrays(n: int, d: int, block: int, steps: int) -> int:
     them); the working blocks (probes, start block, residual: ``3 b d``); the rows'
     products with every block, kept for the diagnostics (``m n b``), a pass's working
     ones and, for classification, the per-class ones (``3 n b``); the diagnostics'
-    projections and their product (``2 (TOP_DIRECTIONS + 1) n``).
+    projections and their product (``2 (TOP_DIRECTIONS + 1) n``); and a block of rows
+    converted or centred, with its class indicators (``2 ROW_BLOCK_BYTES / 8``).
     """
+    from advdyn.checks import ROW_BLOCK_BYTES
     from advdyn.problem.data import TOP_DIRECTIONS
 
     return (5 * steps * block * d + 3 * block * d + (steps + 3) * n * block
-            + 2 * (TOP_DIRECTIONS + 1) * n)
+            + 2 * (TOP_DIRECTIONS + 1) * n + 2 * ROW_BLOCK_BYTES // 8)
 
 
 def _data_rows(data) -> int:

@@ -329,19 +329,52 @@ SPECTRUM_REL_CHANGE_WARN = 0.01
 SPECTRUM_CHECK_NAMES = ("adv_risk", "clean_risk", "dist_to_opt")
 
 
+def step_error(full: dict[str, float], coarser: dict[str, float] | None,
+               coarsest: dict[str, float] | None = None) -> float:
+    """The error in the Lanczos steps of a quadrature's final records, estimated from the
+    same records one and two steps lower (``docs/real-data.md``).
+
+    Per record, ``d1 = |x_{m-1} - x_m| / |x_m|`` and ``d2 = |x_{m-2} - x_{m-1}| / |x_m|``;
+    with the contraction ``r = d1 / d2`` of a geometric convergence, the error of ``x_m`` is
+    ``d1 r / (1 - r)``, and the estimate is ``d1 max(1, r / (1 - r))``: never below the last
+    change; ``max(d1, d2)`` when ``r >= 1`` (not yet contracting); ``d1`` without
+    ``coarsest`` (or when its ODE failed: ``None`` values). The largest over the records.
+
+    Parameters
+    ----------
+    full, coarser, coarsest : dict of str to float
+        Final records (the same names) on ``m``, ``m - 1`` and ``m - 2`` steps; ``coarser``
+        None (its ODE failed) gives infinity.
+
+    Returns
+    -------
+    float
+    """
+    if coarser is None:
+        return math.inf
+    worst = 0.0
+    for k, x in full.items():
+        scale = abs(x)
+        d1 = abs(coarser[k] - x) / scale
+        if coarsest is None:
+            worst = max(worst, d1)
+            continue
+        d2 = abs(coarsest[k] - coarser[k]) / scale
+        r = d1 / d2 if d2 > 0 else math.inf
+        worst = max(worst, d1 * max(1.0, r / (1.0 - r)) if r < 1 else max(d1, d2))
+    return worst
+
+
 def spectrum_change(config: Config, dp: DataProblem, sol: Solution,
                     ode_on: Callable[[Any], Solution]) -> float:
     """How far a binned data spectrum's ODE is from converged in ``lanczos_steps``.
 
-    Re-solves the ODE on the quadrature from all but the last Krylov block
+    Re-solves the ODE on the quadratures from all but the last one and two Krylov blocks
     (``SpectralStatistics.coarser``, Rayleigh-Ritz on the same basis, no pass over the rows)
-    and returns the largest relative change of the final ``adv_risk``, ``clean_risk`` and
-    ``dist_to_opt`` against the full quadrature's (0 when the Krylov space is ``R^d``, where
-    the quadrature is exact; NaN when one block was taken without spanning it; infinite when
-    the coarser ODE diverged): the error of the coarser rule, an upper estimate of the full
-    rule's while the quadrature converges geometrically in the steps
-    (``docs/real-data.md``). Warns (``UserWarning``, one line) above
-    `SPECTRUM_REL_CHANGE_WARN`.
+    and returns `step_error` of the final ``adv_risk``, ``clean_risk`` and ``dist_to_opt``
+    (0 when the Krylov space is ``R^d``, where the quadrature is exact; NaN when one block
+    was taken without spanning it; infinite when the ODE one step lower diverged). Warns
+    (``UserWarning``, one line) above `SPECTRUM_REL_CHANGE_WARN`.
 
     Parameters
     ----------
@@ -364,21 +397,28 @@ def spectrum_change(config: Config, dp: DataProblem, sol: Solution,
     if stats.coarser is None:
         return math.nan
     p = config.problem
-    try:
-        coarser: Solution | None = ode_on(
-            quadrature_instance(stats.coarser, dp.instance.loss, p.epsilon, p.ridge))
-    except DivergenceError:  # the coarser quadrature's ODE did not get through
-        coarser = None
-    change = math.inf if coarser is None else max(
-        abs(float(coarser.ys[k][-1]) - float(sol.ys[k][-1])) / abs(float(sol.ys[k][-1]))
-        for k in SPECTRUM_CHECK_NAMES if k in sol.ys)
+    names = [k for k in SPECTRUM_CHECK_NAMES if k in sol.ys]
+
+    def finals(quadrature: SpectralStatistics | None) -> dict[str, float] | None:
+        if quadrature is None:
+            return None
+        try:
+            lower = ode_on(quadrature_instance(quadrature, dp.instance.loss, p.epsilon,
+                                               p.ridge))
+        except DivergenceError:  # a coarser quadrature's ODE did not get through
+            return None
+        return {k: float(lower.ys[k][-1]) for k in names}
+
+    change = step_error({k: float(sol.ys[k][-1]) for k in names}, finals(stats.coarser),
+                        finals(stats.coarser.coarser))
     if not change <= SPECTRUM_REL_CHANGE_WARN:
         data = p.data
         assert data is not None
+        lowest = (stats.coarser.coarser or stats.coarser).steps
         warnings.warn(
-            f"the binned spectrum is not converged: the final records change by {change:.3g} "
-            f"between {stats.coarser.steps} and {stats.steps} Lanczos steps (more than "
-            f"{SPECTRUM_REL_CHANGE_WARN:g}); raise problem.data.lanczos_steps (now "
+            f"the binned spectrum is not converged: the final records' error in the Lanczos "
+            f"steps is about {change:.3g} (from {lowest} to {stats.steps} steps; more "
+            f"than {SPECTRUM_REL_CHANGE_WARN:g}); raise problem.data.lanczos_steps (now "
             f"{data.lanczos_steps}) or problem.data.probes (now {data.probes})",
             UserWarning, stacklevel=2)
     return change
