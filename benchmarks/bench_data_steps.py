@@ -64,7 +64,7 @@ def sweep(name: str, X, y, task: str, loss_name: str, eps: float, gamma=0.5, t_m
     from advdyn.problem.data import spectral_statistics
     from advdyn.problem.losses import make_loss
     from advdyn.theory.spectral import quadrature_instance
-    from advdyn.workflows.run import step_error
+    from advdyn.workflows.run import SPECTRUM_REL_CHANGE_WARN, step_error
 
     loss = make_loss(loss_name)
     theta0 = gaussian_theta0(0, 1.0, X.shape[1])
@@ -85,7 +85,8 @@ def sweep(name: str, X, y, task: str, loss_name: str, eps: float, gamma=0.5, t_m
 
     print(f"== {name}: n = {X.shape[0]}, d = {X.shape[1]}, {loss_name}, eps = {eps}")
     for m in STEPS:
-        estimate = step_error(finals[m], finals.get(m - 1), finals.get(m - 2))
+        estimate = step_error(finals[m], finals.get(m - 1), finals.get(m - 2),
+                              floor=SPECTRUM_REL_CHANGE_WARN / 100)  # as advdyn run
         print(f"m = {m:2d}: err {change(m, REFERENCE):.1e}  estimate {estimate:.1e}  "
               f"m-1 {change(m - 1, m):.1e}  half {change(m // 2, m):.1e}  "
               f"residual {residual[m]:.1e}", flush=True)

@@ -256,6 +256,52 @@ def test_the_krylov_products_are_in_the_tables_dtype(small_blocks):
                                atol=1e-5 * np.abs(stats64.teacher).max())
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_krylov_space_grows_on_a_table_far_from_zero(small_blocks, dtype):
+    """Columns offset by ``10^3`` (unit variance): the start vectors are normalised and
+    deflation is measured on the covariance's scale, so the space reaches ``R^d`` as on a
+    centred table (it stopped after one block when the means set the deflation floor) and
+    the nodes are the dense eigenvalues (float64: 1e-9 relative; float32: the table's own
+    rounding, ``2^-24`` times the offset over the spread, 1e-4)."""
+    from advdyn.problem.data import mixture_statistics
+
+    rng = np.random.default_rng(4)
+    n, d = 3000, 30
+    X = (rng.standard_normal((n, d)) * np.linspace(0.5, 1.5, d) + 1e3).astype(dtype)
+    y = X @ rng.standard_normal(d) / np.sqrt(d) + rng.standard_normal(n)
+    stats = spectral_statistics(X, y, "regression", probes=8, steps=4)
+    dense = mixture_statistics(X.astype(np.float64), y, "regression")
+    assert stats.nodes.size == d
+    tol = 1e-9 if dtype == "float64" else 1e-4
+    np.testing.assert_allclose(stats.nodes, dense.eigenvalues, rtol=tol,
+                               atol=tol * dense.eigenvalues.max())
+
+
+def test_two_far_apart_classes_are_each_centred_on_their_own_mean(small_blocks):
+    """Two classes ``10^5`` apart along one column (unit variance, float32 table): each row
+    is centred on its own class's mean, which is exact near it (Sterbenz), so the product
+    is the exactly centred one to float32's rounding of the centred rows (1e-5 relative;
+    centring on one class's mean and shifting the other rounded at the classes' distance,
+    1.7e-4 off)."""
+    from advdyn.problem.data import _gram_times
+
+    rng = np.random.default_rng(5)
+    n, d = 4000, 20
+    labels = np.where(rng.random(n) < 0.5, 1.0, -1.0)
+    X = rng.standard_normal((n, d))
+    X[:, 0] += 0.5e5 * labels
+    X32 = X.astype(np.float32)
+    masks = np.column_stack([labels == 1.0, labels == -1.0]).astype(np.float64)
+    means = np.array([X32[labels == 1.0].astype(np.float64).mean(0),
+                      X32[labels == -1.0].astype(np.float64).mean(0)])
+    Q = np.linalg.qr(rng.standard_normal((d, 4)))[0]
+    centres = means.astype(np.float32)
+    out, _, _ = _gram_times(X32, Q, masks, centres)
+    R = X32.astype(np.float64) - masks @ centres.astype(np.float64)
+    expected = R.T @ (R @ Q)
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
 def test_the_one_pass_gram_product_is_the_two_pass_one(small_blocks):
     """``R^T (R Q)`` of the centred rows over blocks (float64 table): the same product as
     the dense formula, summed in another order (rounding, 1e-13 relative), and the rows'

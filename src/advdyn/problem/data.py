@@ -38,6 +38,10 @@ from advdyn.problem.losses import AbstractLoss
 
 #: Top eigendirections whose projections the diagnostics examine.
 TOP_DIRECTIONS = 5
+#: ``max_c |mu_c|^2 / (tr(M) / d)`` above which a float64 table's rows are centred by their
+#: class means before the Krylov products (below it the mean terms cancel to at most
+#: ``1e4 x 2^-52`` of the average eigenvalue; centring costs a copy of each block)
+CENTRE_FLOAT64 = 1e4
 
 
 class MixtureStatistics(NamedTuple):
@@ -545,8 +549,7 @@ def _gram_times(X: np.ndarray, Q: np.ndarray, masks: np.ndarray, centres: np.nda
     rows_q: np.ndarray = np.empty((X.shape[0], Q.shape[1]), dtype)
     Qd: np.ndarray = Q.astype(dtype)
     masks_d: np.ndarray = masks.astype(dtype)
-    in_class = masks[:, :-1, None] != 0  # rows of every class but the last
-    shifts = centres[:-1] - centres[-1]
+    in_class = masks[:, :, None] != 0
     per_mask: list[np.ndarray] = []
     if coef is not None:
         per_mask = [np.zeros((X.shape[1], coef.shape[1])) for _ in range(masks.shape[1])]
@@ -557,11 +560,13 @@ def _gram_times(X: np.ndarray, Q: np.ndarray, masks: np.ndarray, centres: np.nda
                       else (0, 0), dtype)
     centre = bool(np.any(centres))
     for block in chunks:
-        if centre:
+        if centre:  # every row minus its own class's centre (exact near the centre)
             R = buffer[: block.stop - block.start]
-            np.subtract(X[block], centres[-1], out=R, casting="same_kind")
-            for c, shift in enumerate(shifts):
-                np.subtract(R, shift, out=R, where=in_class[block, c])
+            if len(centres) == 1:
+                np.subtract(X[block], centres[0], out=R, casting="same_kind")
+            for c in range(len(centres) if len(centres) > 1 else 0):
+                np.subtract(X[block], centres[c], out=R, where=in_class[block, c],
+                             casting="same_kind")
         else:
             R = np.asarray(X[block], dtype)
         P: np.ndarray = R @ Qd
@@ -646,20 +651,19 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
     counts = np.array([float(m.sum()) for m in masks])
     weights = counts / n
     # the class sums, X^T y and tr(M)
-    single = X.dtype == np.float32
-    first, squares = _first_pass(X, np.column_stack([*masks, y]), squares=single)
+    first, squares = _first_pass(X, np.column_stack([*masks, y]), squares=True)
     means = (first[:, :-1] / counts).T
     b = first[:, -1] / n
-    # the products are in the table's dtype: a float32 table's rows are centred by the class
-    # means (rounded to float32) first, unless every mean is at float32's rounding of the
-    # rows (|mu_c|^2 <= eps32 tr(M) / d: a centred table) and cannot cancel anything; a
-    # float64 table's are taken as they are (the mean terms cancel in float64).
-    # sum_{i in c} r_i is then n_c * rounding[c], whose part is subtracted exactly below
+    # the products are in the table's dtype, of the rows centred by their class means
+    # (rounded to that dtype) where the mean terms could cancel more than the dtype's
+    # rounding: in float32 unless every mean is at that rounding (|mu_c|^2 <= eps32 tr(M)/d),
+    # in float64 once a mean exceeds CENTRE_FLOAT64 tr(M)/d. sum_{i in c} r_i is then
+    # n_c * rounding[c], whose part is subtracted exactly below
+    single = X.dtype == np.float32
     product_dtype = np.float32 if single else np.float64
-    negligible = float(np.max(np.sum(means**2, axis=1))) <= (
-        float(np.finfo(np.float32).eps) * squares / (n * d))
-    centres = (means.astype(np.float32) if single and not negligible
-               else np.zeros_like(means, dtype=product_dtype))
+    largest = float(np.max(np.sum(means**2, axis=1))) * n * d / max(squares, 1e-300)
+    centre = largest > float(np.finfo(np.float32).eps) if single else largest > CENTRE_FLOAT64
+    centres = means.astype(product_dtype) if centre else np.zeros_like(means, product_dtype)
     rounding = means - centres
     mask_table = np.column_stack(masks)
 
@@ -679,9 +683,16 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
     rng = np.random.default_rng(seed)
     Z = rng.choice(np.array([-1.0, 1.0]), size=(d, probes)) / np.sqrt(d)
     start = np.column_stack([*start_vectors, Z])
-    floor = 1e-12 * max(float(np.linalg.norm(start, 2)), 1e-300)
-    Q = _orthonormal(start, floor)
-    blocks, products, row_blocks = [], [], []  # Q_j, M Q_j and X Q_j
+    # a class mean at the table's rounding of the rows (a centred table's) starts nothing
+    rounding_level = float(np.finfo(product_dtype).eps) * squares / (n * d)
+    for c, mean in enumerate(means):
+        if float(mean @ mean) <= rounding_level:
+            start[:, names.index("mean+" if task == "classification" and c == 0 else
+                                 "mean-" if task == "classification" else "mean")] = 0.0
+    norms = np.linalg.norm(start, axis=0)
+    start = start / np.where(norms > 0, norms, 1.0)  # unit columns: the floor is relative
+    Q = _orthonormal(start, 1e-12)
+    blocks, products, covariances, row_blocks = [], [], [], []  # Q_j, M Q_j, Sigma Q_j, R Q_j
     class_mismatch = np.zeros(len(masks))
     for j in range(steps):
         if Q.shape[1] == 0:
@@ -702,13 +713,15 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
                                      / max(scale, 1e-300))
         blocks.append(Q)
         products.append(MQ)
+        covariances.append(SQ)
         if j == steps - 1:
             break
         W = SQ
         basis = np.hstack(blocks)
         for _ in range(2):  # full reorthogonalisation, twice is enough
             W = W - basis @ (basis.T @ W)
-        Q = _orthonormal(W, floor * max(float(np.abs(products[0]).max()), 1.0))
+        # deflation relative to the covariance's scale (not M's: large means would raise it)
+        Q = _orthonormal(W, 1e-12 * max(float(np.linalg.norm(covariances[0], 2)), 1e-300))
     def ritz(nb: int, rows: bool) -> SpectralStatistics:  # Rayleigh-Ritz on nb blocks
         basis = np.hstack(blocks[:nb])
         MB = np.hstack(products[:nb])
@@ -727,9 +740,8 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
                                       + float(sol @ M_small @ sol), 0.0)))
         else:
             residual, noise = 0.0, 0.0
-        # Rayleigh-Ritz of Sigma = M - sum_c pi_c mu_c mu_c^T on the space
-        Bm = basis.T @ means.T
-        T = M_small - (Bm * weights) @ Bm.T
+        # Rayleigh-Ritz of Sigma on the space, from the Sigma Q_j (no mean terms to cancel)
+        T = basis.T @ np.hstack(covariances[:nb])
         nodes, S = np.linalg.eigh((T + T.T) / 2)
         vectors = [solved, *means] + ([np.asarray(theta0, np.float64)]
                                        if theta0 is not None else [])

@@ -329,22 +329,32 @@ SPECTRUM_REL_CHANGE_WARN = 0.01
 SPECTRUM_CHECK_NAMES = ("adv_risk", "clean_risk", "dist_to_opt")
 
 
+#: contraction ``r`` of the changes in the steps at and above which `step_error` reads them
+#: as not converging (the geometric tail ``r / (1 - r)`` would be 9 or more changes)
+STEP_ERROR_MAX_CONTRACTION = 0.9
+
+
 def step_error(full: dict[str, float], coarser: dict[str, float] | None,
-               coarsest: dict[str, float] | None = None) -> float:
+               coarsest: dict[str, float] | None = None, floor: float = 0.0) -> float:
     """The error in the Lanczos steps of a quadrature's final records, estimated from the
     same records one and two steps lower (``docs/real-data.md``).
 
     Per record, ``d1 = |x_{m-1} - x_m| / |x_m|`` and ``d2 = |x_{m-2} - x_{m-1}| / |x_m|``;
     with the contraction ``r = d1 / d2`` of a geometric convergence, the error of ``x_m`` is
     ``d1 r / (1 - r)``, and the estimate is ``d1 max(1, r / (1 - r))``: never below the last
-    change; ``max(d1, d2)`` when ``r >= 1`` (not yet contracting); ``d1`` without
-    ``coarsest`` (or when its ODE failed: ``None`` values). The largest over the records.
+    change. Changes that do not contract (``r >= STEP_ERROR_MAX_CONTRACTION``) bound
+    nothing: infinity, unless both are at or below ``floor`` (the ODE's own tolerance, where
+    changes are noise), then the larger. Without ``coarsest`` (or when its ODE failed:
+    None) the estimate is ``d1``. A record that is not finite on any level gives infinity.
+    The largest over the records.
 
     Parameters
     ----------
     full, coarser, coarsest : dict of str to float
         Final records (the same names) on ``m``, ``m - 1`` and ``m - 2`` steps; ``coarser``
         None (its ODE failed) gives infinity.
+    floor : float
+        Relative changes at or below which records are taken as converged noise.
 
     Returns
     -------
@@ -354,14 +364,19 @@ def step_error(full: dict[str, float], coarser: dict[str, float] | None,
         return math.inf
     worst = 0.0
     for k, x in full.items():
-        scale = abs(x)
+        scale = max(abs(x), 1e-300)
         d1 = abs(coarser[k] - x) / scale
+        d2 = abs(coarsest[k] - coarser[k]) / scale if coarsest is not None else 0.0
+        if not (math.isfinite(d1) and math.isfinite(d2)):
+            return math.inf
         if coarsest is None:
-            worst = max(worst, d1)
-            continue
-        d2 = abs(coarsest[k] - coarser[k]) / scale
-        r = d1 / d2 if d2 > 0 else math.inf
-        worst = max(worst, d1 * max(1.0, r / (1.0 - r)) if r < 1 else max(d1, d2))
+            estimate = d1
+        elif d1 >= STEP_ERROR_MAX_CONTRACTION * d2:  # not contracting
+            estimate = max(d1, d2) if max(d1, d2) <= floor else math.inf
+        else:
+            r = d1 / d2
+            estimate = d1 * max(1.0, r / (1.0 - r))
+        worst = max(worst, estimate)
     return worst
 
 
@@ -409,12 +424,17 @@ def spectrum_change(config: Config, dp: DataProblem, sol: Solution,
             return None
         return {k: float(lower.ys[k][-1]) for k in names}
 
-    change = step_error({k: float(sol.ys[k][-1]) for k in names}, finals(stats.coarser),
-                        finals(stats.coarser.coarser))
+    one = finals(stats.coarser)
+    two = finals(stats.coarser.coarser) if one is not None else None
+    # changes that do not contract below a hundredth of the warning level (or ten times the
+    # ODE's tolerance) are noise: even a slow geometric tail (9 changes) stays below it
+    change = step_error({k: float(sol.ys[k][-1]) for k in names}, one, two,
+                        floor=max(10 * config.run.rtol, SPECTRUM_REL_CHANGE_WARN / 100))
     if not change <= SPECTRUM_REL_CHANGE_WARN:
         data = p.data
         assert data is not None
-        lowest = (stats.coarser.coarser or stats.coarser).steps
+        lowest = (stats.coarser.coarser if two is not None and stats.coarser.coarser
+                  is not None else stats.coarser).steps
         warnings.warn(
             f"the binned spectrum is not converged: the final records' error in the Lanczos "
             f"steps is about {change:.3g} (from {lowest} to {stats.steps} steps; more "
