@@ -129,7 +129,9 @@ def data_report(data: dict) -> list[str]:
         f"data-scaled radius {data['radius']:.4g}"
         + (f"; quadrature error in the Lanczos steps about {data['spectrum_rel_change']:.2g} "
            f"(warns above {SPECTRUM_REL_CHANGE_WARN:g})"
-           if data.get("spectrum_rel_change") is not None else ""),
+           if data.get("spectrum_rel_change") is not None else
+           "; quadrature not converged in the Lanczos steps" if "spectrum_rel_change" in data
+           else ""),
         f"  excess kurtosis of projections (0 for Gaussian data, +/- {se:.2g}): teacher "
         f"{data['kurtosis_teacher']:.3g}, largest over the top eigendirections "
         f"{max(map(abs, data['kurtosis_top']), default=0.0):.3g}",

@@ -435,11 +435,13 @@ def spectrum_change(config: Config, dp: DataProblem, sol: Solution,
         assert data is not None
         lowest = (stats.coarser.coarser if two is not None and stats.coarser.coarser
                   is not None else stats.coarser).steps
+        what = (f"error in the Lanczos steps is about {change:.3g}" if math.isfinite(change)
+                else "changes in the Lanczos steps do not shrink yet")
         warnings.warn(
-            f"the binned spectrum is not converged: the final records' error in the Lanczos "
-            f"steps is about {change:.3g} (from {lowest} to {stats.steps} steps; more "
-            f"than {SPECTRUM_REL_CHANGE_WARN:g}); raise problem.data.lanczos_steps (now "
-            f"{data.lanczos_steps}) or problem.data.probes (now {data.probes})",
+            f"the binned spectrum is not converged: the final records' {what} (from "
+            f"{lowest} to {stats.steps} steps; warns above {SPECTRUM_REL_CHANGE_WARN:g}); "
+            f"raise problem.data.lanczos_steps (now {data.lanczos_steps}) or "
+            f"problem.data.probes (now {data.probes})",
             UserWarning, stacklevel=2)
     return change
 
