@@ -123,15 +123,17 @@ def data_report(data: dict) -> list[str]:
     from advdyn.workflows.run import SPECTRUM_REL_CHANGE_WARN
 
     se = data["kurtosis_standard_error"]
+    quadrature = ""  # a binned spectrum's error in the Lanczos steps (None: not converged)
+    if data.get("spectrum_rel_change") is not None:
+        quadrature = (f"; quadrature error in the Lanczos steps about "
+                      f"{data['spectrum_rel_change']:.2g} (warns above "
+                      f"{SPECTRUM_REL_CHANGE_WARN:g})")
+    elif "spectrum_rel_change" in data:
+        quadrature = "; quadrature not converged in the Lanczos steps"
     lines = [
         f"data: n = {data['n']}, d = {data['d']} (effective dimension "
         f"{data['effective_dimension']:.4g}), {data['task']}; {data['spectrum']}; "
-        f"data-scaled radius {data['radius']:.4g}"
-        + (f"; quadrature error in the Lanczos steps about {data['spectrum_rel_change']:.2g} "
-           f"(warns above {SPECTRUM_REL_CHANGE_WARN:g})"
-           if data.get("spectrum_rel_change") is not None else
-           "; quadrature not converged in the Lanczos steps" if "spectrum_rel_change" in data
-           else ""),
+        f"data-scaled radius {data['radius']:.4g}{quadrature}",
         f"  excess kurtosis of projections (0 for Gaussian data, +/- {se:.2g}): teacher "
         f"{data['kurtosis_teacher']:.3g}, largest over the top eigendirections "
         f"{max(map(abs, data['kurtosis_top']), default=0.0):.3g}",

@@ -17,7 +17,7 @@ import collections
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -486,9 +486,13 @@ class _MomentsCache:
             rows = rows_in_eigenbasis(X, stats)
         del X
         # the cache hands out the same arrays to every caller: none of them may change them
-        coarser = getattr(stats, "coarser", None)
-        arrays = [v for part in (stats, coarser or ()) for v in part
-                  if isinstance(v, np.ndarray)]
+        # (the statistics and every coarser quadrature they hold)
+        levels: list[Any] = []
+        level: Any = stats
+        while level is not None:
+            levels.append(level)
+            level = getattr(level, "coarser", None)
+        arrays = [v for part in levels for v in part if isinstance(v, np.ndarray)]
         for array in (rows, y, *arrays):
             array.setflags(write=False)
         self._results[key] = rows, y, stats, diagnostics

@@ -555,20 +555,21 @@ def _gram_times(X: np.ndarray, Q: np.ndarray, masks: np.ndarray, centres: np.nda
         per_mask = [np.zeros((X.shape[1], coef.shape[1])) for _ in range(masks.shape[1])]
         coef_d: np.ndarray = coef.astype(dtype)
     chunks = row_chunks(X.shape[0], X.shape[1], itemsize=dtype.itemsize)
-    # one block buffer, reused: a fresh block per step costs page faults, not arithmetic
-    buffer = np.empty((chunks[0].stop - chunks[0].start, X.shape[1]) if np.any(centres)
-                      else (0, 0), dtype)
     centre = bool(np.any(centres))
+    # one block buffer, reused: a fresh block per step costs page faults, not arithmetic
+    buffer = np.empty((chunks[0].stop - chunks[0].start, X.shape[1]) if centre else (0, 0),
+                      dtype)
     for block in chunks:
-        if centre:  # every row minus its own class's centre (exact near the centre)
-            R = buffer[: block.stop - block.start]
-            if len(centres) == 1:
-                np.subtract(X[block], centres[0], out=R, casting="same_kind")
-            for c in range(len(centres) if len(centres) > 1 else 0):
-                np.subtract(X[block], centres[c], out=R, where=in_class[block, c],
-                             casting="same_kind")
-        else:
+        if not centre:
             R = np.asarray(X[block], dtype)
+        elif len(centres) == 1:
+            R = buffer[: block.stop - block.start]
+            np.subtract(X[block], centres[0], out=R, casting="same_kind")
+        else:  # every row minus its own class's centre (exact near the centre)
+            R = buffer[: block.stop - block.start]
+            for c, mean in enumerate(centres):
+                np.subtract(X[block], mean, out=R, where=in_class[block, c],
+                            casting="same_kind")
         P: np.ndarray = R @ Qd
         rows_q[block] = P
         out += R.T @ P
@@ -661,14 +662,14 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
     # n_c * rounding[c], whose part is subtracted exactly below
     single = X.dtype == np.float32
     product_dtype = np.float32 if single else np.float64
-    largest = float(np.max(np.sum(means**2, axis=1))) * n * d / max(squares, 1e-300)
-    centre = largest > float(np.finfo(np.float32).eps) if single else largest > CENTRE_FLOAT64
+    products: Literal["float64", "float32"] = "float32" if single else "float64"
+    column_moment = max(squares / (n * d), 1e-300)  # tr(M) / d
+    mean_squares = np.sum(means**2, axis=1)  # |mu_c|^2
+    threshold = float(np.finfo(np.float32).eps) if single else CENTRE_FLOAT64
+    centre = float(mean_squares.max()) > threshold * column_moment
     centres = means.astype(product_dtype) if centre else np.zeros_like(means, product_dtype)
     rounding = means - centres
     mask_table = np.column_stack(masks)
-
-    def mean_part(V: np.ndarray) -> np.ndarray:  # (M - Sigma) V
-        return (means.T * weights) @ (means @ V)
 
     if task == "classification":
         diff = means[0] - means[1]
@@ -683,16 +684,14 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
     rng = np.random.default_rng(seed)
     Z = rng.choice(np.array([-1.0, 1.0]), size=(d, probes)) / np.sqrt(d)
     start = np.column_stack([*start_vectors, Z])
-    # a class mean at the table's rounding of the rows (a centred table's) starts nothing
-    rounding_level = float(np.finfo(product_dtype).eps) * squares / (n * d)
-    for c, mean in enumerate(means):
-        if float(mean @ mean) <= rounding_level:
-            start[:, names.index("mean+" if task == "classification" and c == 0 else
-                                 "mean-" if task == "classification" else "mean")] = 0.0
+    # a class mean at the table's rounding of the rows (a centred table's) starts nothing;
+    # the means are the start columns after the first
+    at_rounding = mean_squares <= float(np.finfo(product_dtype).eps) * column_moment
+    start[:, 1:1 + len(means)][:, at_rounding] = 0.0
     norms = np.linalg.norm(start, axis=0)
     start = start / np.where(norms > 0, norms, 1.0)  # unit columns: the floor is relative
     Q = _orthonormal(start, 1e-12)
-    blocks, products, covariances, row_blocks = [], [], [], []  # Q_j, M Q_j, Sigma Q_j, R Q_j
+    blocks, covariances, row_blocks = [], [], []  # Q_j, Sigma Q_j, R Q_j
     class_mismatch = np.zeros(len(masks))
     for j in range(steps):
         if Q.shape[1] == 0:
@@ -701,7 +700,6 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
         coef = Q.T @ Z if per_class else None  # Z = Q coef
         RRQ, class_products, RQ = _gram_times(X, Q, mask_table, centres, coef)
         SQ = RRQ / n - (rounding.T * weights) @ (rounding @ Q)  # Sigma Q
-        MQ = SQ + mean_part(Q)
         row_blocks.append(RQ)
         if per_class:
             # per-class covariances on the first block: |Cov_c - Sigma|_F by Hutchinson
@@ -712,7 +710,6 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
                 class_mismatch[c] = (np.sqrt(d / probes) * np.linalg.norm(CZ - SZ)
                                      / max(scale, 1e-300))
         blocks.append(Q)
-        products.append(MQ)
         covariances.append(SQ)
         if j == steps - 1:
             break
@@ -724,7 +721,8 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
         Q = _orthonormal(W, 1e-12 * max(float(np.linalg.norm(covariances[0], 2)), 1e-300))
     def ritz(nb: int, rows: bool) -> SpectralStatistics:  # Rayleigh-Ritz on nb blocks
         basis = np.hstack(blocks[:nb])
-        MB = np.hstack(products[:nb])
+        SB = np.hstack(covariances[:nb])
+        MB = SB + (means.T * weights) @ (means @ basis)  # M = Sigma + sum_c pi_c mu_c mu_c^T
         M_small = basis.T @ MB
         M_small = (M_small + M_small.T) / 2
         solved = teacher  # classification: the means' direction; regression: below
@@ -741,7 +739,7 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
         else:
             residual, noise = 0.0, 0.0
         # Rayleigh-Ritz of Sigma on the space, from the Sigma Q_j (no mean terms to cancel)
-        T = basis.T @ np.hstack(covariances[:nb])
+        T = basis.T @ SB
         nodes, S = np.linalg.eigh((T + T.T) / 2)
         vectors = [solved, *means] + ([np.asarray(theta0, np.float64)]
                                        if theta0 is not None else [])
@@ -757,14 +755,13 @@ def spectral_statistics(X: np.ndarray, y: np.ndarray, task: str, teacher_norm: f
             directions = np.column_stack([top, solved])
             coords = basis.T @ directions
             row_products = -mask_table @ (rounding @ directions)
-            start = 0
+            offset = 0
             for RQ in row_blocks[:nb]:
-                row_products += RQ @ coords[start:start + RQ.shape[1]].astype(RQ.dtype)
-                start += RQ.shape[1]
+                row_products += RQ @ coords[offset:offset + RQ.shape[1]].astype(RQ.dtype)
+                offset += RQ.shape[1]
         return SpectralStatistics(weights, labels, means, solved, noise, class_mismatch, task,
                                   np.clip(nodes, 0.0, None), density, projections, names, top,
-                                  int(probes), nb, "float32" if product_dtype == np.float32
-                                  else "float64", residual,
+                                  int(probes), nb, products, residual,
                                   row_products=row_products)
 
     full = ritz(len(blocks), rows=True)

@@ -433,8 +433,7 @@ def spectrum_change(config: Config, dp: DataProblem, sol: Solution,
     if not change <= SPECTRUM_REL_CHANGE_WARN:
         data = p.data
         assert data is not None
-        lowest = (stats.coarser.coarser if two is not None and stats.coarser.coarser
-                  is not None else stats.coarser).steps
+        lowest = stats.steps - (2 if two is not None else 1)  # the coarser chain's steps
         what = (f"error in the Lanczos steps is about {change:.3g}" if math.isfinite(change)
                 else "changes in the Lanczos steps do not shrink yet")
         warnings.warn(
